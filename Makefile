@@ -1,0 +1,41 @@
+# The project's vocabulary. Everything installs what it needs first (see infra/bootstrap.sh).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run run-keep test test-unit test-integration lint contracts clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml infra/bootstrap.sh
+	bash infra/bootstrap.sh
+	touch $(STAMP)
+
+## the embedded default: local Kafka + PostgreSQL, five services, example files, reconciliation, stop
+run: setup
+	$(PY) -m shared.cli run
+
+## same, but leave everything running afterwards (Ctrl-C stops it)
+run-keep: setup
+	$(PY) -m shared.cli run --keep
+
+## the whole test suite; starts and stops its own Kafka and PostgreSQL
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/contract
+
+test-integration: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration tests/e2e
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml
+contracts: setup
+	$(PY) -m contracts.generate
+
+clean:
+	rm -rf .local/run .local/test-* .local/dev

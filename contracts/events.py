@@ -1,0 +1,277 @@
+"""Payload models of every event type, one section per topic (see ``contracts.topics``).
+
+Conventions: amounts are :data:`~contracts.money.Money` (string on the wire); dates are ISO dates; a PLB amount
+keeps the 835's sign (positive = withheld from this payment, negative = added to it). No model carries patient
+names, member ids or addresses: the patient control number (CLP01) is the provider's own account number and is
+the only claim-level identifier that crosses a topic, because matching needs it.
+"""
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from contracts.money import Money
+
+
+class Contract(BaseModel):
+    """Base of every payload: immutable, strict when produced (consumers relax this per call)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _to_rate(value: object) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError("rates must be given as a string or Decimal, never a float")
+    return Decimal(str(value))
+
+
+Rate = Annotated[
+    Decimal,
+    BeforeValidator(_to_rate),
+    PlainSerializer(str, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?$", "examples": ["0.1150"]}),
+]
+"""An annual interest rate as a decimal fraction string, e.g. ``"0.1150"`` for 11.50 %."""
+
+
+# --- remit.intake.v1 -------------------------------------------------------------------------------------------
+
+
+class RawFileReceived(Contract):
+    """A payer file as it arrived (CLI or drop folder); the intake service parses it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    file_name: str = Field(description="Base name of the file as delivered (no directory).")
+    content: bytes = Field(description="The file's exact bytes, URL-safe base64 in JSON.")
+    sha256: str = Field(description="Hex SHA-256 of `content`; part of the file's identity for dedupe.")
+    source: Literal["cli", "drop_folder", "api", "replay"] = Field(
+        description="How the file entered the system."
+    )
+    format_hint: str | None = Field(
+        default=None,
+        description="Feed parser name to use (e.g. `x12_835`); sniffed from the bytes when absent.",
+    )
+
+
+# --- remit.remittances.v1 --------------------------------------------------------------------------------------
+
+
+class RemittanceReceived(Contract):
+    """One 835 transaction (ST..SE) or its equivalent in another feed: the payment and its totals."""
+
+    remittance_id: UUID = Field(
+        description="Deterministic id of this transaction (file identity + position)."
+    )
+    file_sha256: str = Field(description="SHA-256 of the file the transaction came from.")
+    file_name: str = Field(description="Base name of that file.")
+    feed: str = Field(description="Feed parser that read it, e.g. `x12_835`, `csv`, `json`.")
+    interchange_control_number: str | None = Field(default=None, description="ISA13.")
+    group_control_number: str | None = Field(default=None, description="GS06.")
+    transaction_control_number: str = Field(description="ST02 (or the feed's own transaction number).")
+    transaction_index: int = Field(description="1-based position of the transaction in the file.")
+    payer_id: str = Field(description="Payer identifier: N1*PR N104, else TRN03, else the payer name.")
+    payer_name: str = Field(description="Payer name from N1*PR.")
+    payee_id: str = Field(
+        description="Payee NPI (N1*PE XX) or TIN; with tenant and payer it forms the account."
+    )
+    payee_name: str = Field(description="Payee (provider organisation) name from N1*PE.")
+    trace_number: str = Field(description="TRN02: check or EFT trace number.")
+    handling_code: str = Field(description="BPR01: I (remittance + payment), H (notification only), ...")
+    total_paid: Money = Field(description="BPR02: total actual provider payment.")
+    credit_debit: str = Field(description="BPR03: C (credit) or D (debit).")
+    payment_method: str = Field(description="BPR04: ACH, CHK, NON, FWT, BOP.")
+    payment_date: date = Field(description="BPR16: check issue or EFT effective date.")
+    production_date: date | None = Field(
+        default=None, description="DTM*405: when the payer produced the 835."
+    )
+    claim_count: int = Field(description="Number of claim payments (CLP) in the transaction.")
+    adjustment_count: int = Field(description="Number of PLB reason/amount pairs in the transaction.")
+    total_claim_paid: Money = Field(description="Sum of CLP04 over the transaction's claims.")
+    total_provider_adjustments: Money = Field(description="Sum of all PLB amounts (positive = withheld).")
+
+
+# --- remit.claim-payments.v1 -----------------------------------------------------------------------------------
+
+
+class ClaimAdjustment(Contract):
+    """One CAS reason/amount triple, at claim (2100) or service (2110) level."""
+
+    level: Literal["claim", "service"] = Field(description="Loop the CAS came from.")
+    group_code: str = Field(description="CAS01: CO, OA, PI or PR.")
+    reason_code: str = Field(description="CARC, e.g. 45, 18, B13.")
+    amount: Money = Field(description="Adjustment amount; negative on reversals.")
+    quantity: Decimal | None = Field(default=None, description="Adjusted units, when given.")
+
+
+class ClaimPaymentReceived(Contract):
+    """One claim (CLP loop 2100) of a remittance."""
+
+    remittance_id: UUID = Field(description="The remittance the claim belongs to.")
+    payer_id: str = Field(description="Payer identifier, as on the remittance.")
+    trace_number: str = Field(description="TRN02 of the remittance.")
+    payment_date: date = Field(description="BPR16 of the remittance.")
+    claim_ordinal: int = Field(description="1-based position of the claim in its transaction.")
+    segment_ordinal: int = Field(
+        description="1-based position of the CLP segment in its transaction (ST = 1)."
+    )
+    patient_control_number: str = Field(description="CLP01: the provider's claim/account number.")
+    status_code: str = Field(
+        description="CLP02: 1/2/3 processed, 4 denied, 19-21 forwarded, 22 reversal, ..."
+    )
+    charge: Money = Field(description="CLP03: total charge.")
+    paid: Money = Field(description="CLP04: amount paid on the claim (negative on a reversal).")
+    patient_responsibility: Money | None = Field(default=None, description="CLP05.")
+    claim_filing_indicator: str | None = Field(default=None, description="CLP06, e.g. MA, MB, 12, CI.")
+    payer_claim_control_number: str | None = Field(default=None, description="CLP07: the payer's ICN/DCN.")
+    original_reference: str | None = Field(
+        default=None, description="REF*F8: the original claim's reference."
+    )
+    service_date_from: date | None = Field(default=None, description="Earliest service date (DTM*232/472).")
+    service_date_to: date | None = Field(default=None, description="Latest service date (DTM*233/472).")
+    service_line_count: int = Field(description="Number of SVC lines.")
+    adjustments: tuple[ClaimAdjustment, ...] = Field(default=(), description="All CAS triples, both levels.")
+
+
+# --- remit.provider-adjustments.v1 -----------------------------------------------------------------------------
+
+
+class ProviderAdjustmentReceived(Contract):
+    """One reason/amount pair of a PLB segment."""
+
+    remittance_id: UUID = Field(description="The remittance the PLB belongs to.")
+    payer_id: str = Field(description="Payer identifier, as on the remittance.")
+    trace_number: str = Field(description="TRN02 of the remittance.")
+    payment_date: date = Field(description="BPR16 of the remittance.")
+    segment_ordinal: int = Field(description="1-based position of the PLB segment in its transaction.")
+    pair_index: int = Field(description="1..6: which reason/amount pair of the PLB segment.")
+    provider_identifier: str = Field(description="PLB01: provider identifier (NPI or TIN).")
+    fiscal_period_date: date = Field(description="PLB02: last day of the provider's fiscal year.")
+    reason_code: str = Field(description="PLB03-1 (etc.): adjustment reason code, e.g. WO, FB, 72, L6.")
+    reference: str | None = Field(default=None, description="PLB03-2 (etc.): reference, e.g. an FCN; raw.")
+    amount: Money = Field(
+        description="PLB04 (etc.): positive = withheld from this payment, negative = added."
+    )
+
+
+# --- remit.overpayments.v1 -------------------------------------------------------------------------------------
+
+EvidenceChannel = Literal["claim", "deferral", "letter", "provider_identified"]
+
+
+class OverpaymentDetected(Contract):
+    """A detection rule found evidence of an overpayment; merged into one receivable per reference."""
+
+    receivable_id: UUID = Field(description="Deterministic id of the receivable: (tenant, payer, reference).")
+    payer_id: str = Field(description="Payer the money is owed to.")
+    reference: str = Field(description="The receivable's key at the payer: FCN / ICN / letter reference.")
+    rule: str = Field(description="Detection rule (plugin name) that produced the evidence.")
+    evidence_channel: EvidenceChannel = Field(
+        description="Kind of evidence; signals of different kinds about one reference confirm, not add."
+    )
+    evidence_amount: Money = Field(description="Amount this piece of evidence shows as overpaid.")
+    principal: Money = Field(description="The receivable's principal after merging all evidence so far.")
+    determination_date: date = Field(description="Date of the final determination (letter, or remittance).")
+    policy: str = Field(
+        description="Payer policy plugin that governs interest and recoupment, e.g. `medicare`."
+    )
+    source: str = Field(description="Where the evidence came from: remittance trace and segment, or letter.")
+    claim_references: tuple[str, ...] = Field(default=(), description="Payer claim numbers involved (CLP07).")
+
+
+# --- remit.offsets.v1 ------------------------------------------------------------------------------------------
+
+OffsetBucket = Literal[
+    "allocated", "unmatched", "forwarding_balance", "non_offset", "deferral", "refund_acknowledged"
+]
+
+
+class Allocation(Contract):
+    """Part of a withheld amount applied to one receivable: interest first, then principal."""
+
+    receivable_id: UUID = Field(description="Receivable reduced.")
+    reference: str = Field(description="That receivable's reference.")
+    to_interest: Money = Field(description="Amount applied to accrued interest.")
+    to_principal: Money = Field(description="Amount applied to principal.")
+
+
+class OffsetRecorded(Contract):
+    """How one PLB pair was explained: every cent lands in exactly one bucket."""
+
+    offset_id: UUID = Field(description="Deterministic id: the PLB pair's event id.")
+    remittance_id: UUID = Field(description="Remittance the PLB pair came from.")
+    payer_id: str = Field(description="Payer of that remittance.")
+    trace_number: str = Field(description="TRN02 of that remittance.")
+    payment_date: date = Field(description="BPR16 of that remittance.")
+    segment_ordinal: int = Field(description="PLB segment position in its transaction.")
+    pair_index: int = Field(description="Pair within the PLB segment (1..6).")
+    reason_code: str = Field(description="PLB reason code.")
+    reference: str | None = Field(default=None, description="PLB reference, raw.")
+    amount: Money = Field(description="The PLB amount, 835 sign.")
+    bucket: OffsetBucket = Field(description="Where the amount went.")
+    allocations: tuple[Allocation, ...] = Field(
+        default=(), description="Receivables reduced, when allocated."
+    )
+    unmatched_amount: Money = Field(description="Part left in the unmatched work queue.")
+    reason: str = Field(description="Why: matched reference, unmatched cause, or classification.")
+
+
+# --- remit.receivables.v1 --------------------------------------------------------------------------------------
+
+ReceivableStatus = Literal["open", "partially_recovered", "settled", "paused", "refunded", "written_off"]
+
+
+class ReceivableChanged(Contract):
+    """The state of one receivable after a change (opened, increased, reduced, settled, interest added)."""
+
+    receivable_id: UUID = Field(description="Deterministic id of the receivable.")
+    payer_id: str = Field(description="Payer owed.")
+    reference: str = Field(description="FCN / reference.")
+    status: ReceivableStatus = Field(description="Status after this change.")
+    policy: str = Field(description="Payer policy plugin name.")
+    determination_date: date = Field(description="Final determination date; day 0 of the payer's timeline.")
+    effective_date: date = Field(description="Business date of this change (remittance payment date).")
+    change_amount: Money = Field(description="Amount of this change (0 for a status-only change).")
+    principal: Money = Field(description="Principal owed in total.")
+    principal_recovered: Money = Field(description="Principal recovered so far.")
+    interest_accrued: Money = Field(description="Interest accrued so far.")
+    interest_recovered: Money = Field(description="Interest recovered so far.")
+    balance: Money = Field(description="principal + interest_accrued − recovered (never negative).")
+    source: str = Field(description="Document line that caused the change.")
+
+
+# --- remit.interest.v1 -----------------------------------------------------------------------------------------
+
+
+class InterestAccrued(Contract):
+    """Interest for one full period of an unpaid receivable; one event per (receivable, period)."""
+
+    receivable_id: UUID = Field(description="Receivable charged.")
+    payer_id: str = Field(description="Payer owed.")
+    reference: str = Field(description="FCN / reference.")
+    policy: str = Field(description="Payer policy plugin that computed it.")
+    period_number: int = Field(description="1-based period after the grace period.")
+    period_start: date = Field(description="First day of the period.")
+    period_end: date = Field(description="Last day of the period; the interest is due the day after.")
+    principal_basis: Money = Field(description="Outstanding principal the interest was computed on.")
+    annual_rate: Rate = Field(description="Annual rate locked at the determination date.")
+    amount: Money = Field(description="Interest for the period: basis × rate × 30/360, ROUND_HALF_UP.")
+
+
+# --- remit.notifications.v1 ------------------------------------------------------------------------------------
+
+
+class NotificationEmitted(Contract):
+    """A message to staff or downstream systems; identifiers and amounts only, never patient data."""
+
+    notification_id: UUID = Field(
+        description="Deterministic id: (causing event, rule); the receiver's idempotency key."
+    )
+    kind: str = Field(description="Rule that fired, e.g. `receivable_opened`, `offset_applied`.")
+    severity: Literal["info", "warning", "action"] = Field(description="How urgently staff should look.")
+    summary: str = Field(description="One line for people, without PHI.")
+    facts: dict[str, str] = Field(default_factory=dict, description="Identifiers and amounts, as strings.")
+    related_event_id: UUID = Field(description="Event that caused the notification.")

@@ -1,0 +1,42 @@
+"""Money: ``Decimal`` with exactly two places, serialized as a JSON string.
+
+Floats never touch an amount: a JSON number would be read back by many consumers as a binary float and lose
+cents. Rounding, where an amount has to be rounded (interest), is ROUND_HALF_UP, as payers compute it.
+"""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def to_money(value: Any) -> Decimal:
+    """Quantize a value to cents with ROUND_HALF_UP; refuse floats and non-finite numbers."""
+    if isinstance(value, float):
+        raise ValueError("money must be given as a string or Decimal, never a float")
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"not an amount: {str(value)[:20]!r}") from exc
+    if not amount.is_finite():
+        raise ValueError("amount must be finite")
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(to_money),
+    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="always"),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["125.00", "-40.50"]},
+        mode="serialization",
+    ),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^-?\d+(\.\d{1,2})?$", "examples": ["125.00", "-40.5"]},
+        mode="validation",
+    ),
+]
+"""An amount in US dollars, two decimal places, as a string such as ``"125.00"``."""

@@ -1,0 +1,1 @@
+"""The five stream-processing services of offsetstream, one package per stage."""

@@ -1,0 +1,1 @@
+"""The detection stage of offsetstream."""

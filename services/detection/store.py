@@ -1,0 +1,115 @@
+"""Detection's tables (schema ``detection``): claim history, evidence, merged receivables."""
+
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+
+from contracts.events import ClaimPaymentReceived
+from services.detection.domain import Evidence
+
+
+async def save_claim(
+    conn: asyncpg.Connection, tenant_id: str, account: str, event_id: UUID, claim: ClaimPaymentReceived
+) -> None:
+    """Remember a claim so later reversals, corrections and duplicates can be paired with it."""
+    await conn.execute(
+        """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal, payer_id,
+               patient_control_number, status_code, paid, payer_claim_control_number, original_reference,
+               payment_date, payload)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb) ON CONFLICT DO NOTHING""",
+        tenant_id,
+        event_id,
+        account,
+        claim.remittance_id,
+        claim.claim_ordinal,
+        claim.payer_id,
+        claim.patient_control_number,
+        claim.status_code,
+        claim.paid,
+        claim.payer_claim_control_number,
+        claim.original_reference,
+        claim.payment_date,
+        claim.model_dump_json(),
+    )
+
+
+async def related_claims(
+    conn: asyncpg.Connection, tenant_id: str, account: str, event_id: UUID, claim: ClaimPaymentReceived
+) -> list[ClaimPaymentReceived]:
+    """Earlier claims of the account with the same CLP01, or whose CLP07 is this claim's CLP07 or REF*F8."""
+    icns = [r for r in (claim.payer_claim_control_number, claim.original_reference) if r]
+    rows = await conn.fetch(
+        """SELECT payload FROM detection.claims
+           WHERE tenant_id = $1 AND account_key = $2 AND event_id <> $3
+             AND (patient_control_number = $4 OR payer_claim_control_number = ANY($5::text[]))
+             AND (payment_date, remittance_id::text, claim_ordinal) < ($6, $7::text, $8)
+           ORDER BY payment_date, remittance_id::text, claim_ordinal""",
+        tenant_id,
+        account,
+        event_id,
+        claim.patient_control_number,
+        icns,
+        claim.payment_date,
+        str(claim.remittance_id),
+        claim.claim_ordinal,
+    )
+    return [ClaimPaymentReceived.model_validate_json(r["payload"]) for r in rows]
+
+
+async def add_evidence(conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID, ev: Evidence) -> bool:
+    """Record evidence once; False when it was already recorded (a replay)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO detection.evidence (tenant_id, evidence_id, receivable_id, rule, channel, amount,
+               evidence_date, source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING RETURNING 1""",
+        tenant_id,
+        ev.evidence_id,
+        receivable_id,
+        ev.rule,
+        ev.channel,
+        ev.amount,
+        ev.evidence_date,
+        ev.source,
+    )
+    return inserted is not None
+
+
+async def evidence_of(
+    conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID
+) -> list[tuple[str, Decimal, date]]:
+    """All evidence of one receivable as (channel, amount, date)."""
+    rows = await conn.fetch(
+        "SELECT channel, amount, evidence_date FROM detection.evidence WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        receivable_id,
+    )
+    return [(r["channel"], r["amount"], r["evidence_date"]) for r in rows]
+
+
+async def upsert_receivable(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    receivable_id: UUID,
+    account: str,
+    payer_id: str,
+    reference: str,
+    policy: str,
+    principal: Decimal,
+    determination: date,
+) -> None:
+    """The merged view of a receivable: principal and determination date after all evidence so far."""
+    await conn.execute(
+        """INSERT INTO detection.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
+               principal, determination_date) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+           ON CONFLICT (tenant_id, receivable_id) DO UPDATE
+               SET principal = EXCLUDED.principal, determination_date = EXCLUDED.determination_date""",
+        tenant_id,
+        receivable_id,
+        account,
+        payer_id,
+        reference,
+        policy,
+        principal,
+        determination,
+    )

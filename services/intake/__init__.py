@@ -1,0 +1,1 @@
+"""Intake stage: payer files in, remittance events out (feed parsers live here)."""

@@ -1,0 +1,73 @@
+"""The intake stage: raw payer files in, remittances, claim payments and PLB pairs out."""
+
+import hashlib
+from collections.abc import Sequence
+
+import asyncpg
+
+from contracts.envelope import parse_envelope
+from contracts.events import RawFileReceived
+from services.intake import domain, metrics, store
+from shared import plugins
+from shared.feeds import FeedError, FeedParser
+from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message
+
+stage = Stage("intake")
+app = stage.app
+PARSERS: dict[str, FeedParser] = plugins.load_plugins(plugins.FEED_PARSERS)
+
+
+async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+    """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""
+    envelope = parse_envelope(incoming.value, RawFileReceived)
+    raw = envelope.payload
+    tenant = envelope.tenant_id
+    if hashlib.sha256(raw.content).hexdigest() != raw.sha256:
+        raise Rejected("invalid_message", "file content does not match its SHA-256", {"file": raw.file_name})
+    parser = domain.choose_parser(PARSERS, raw.content, raw.file_name, raw.format_hint)
+    if isinstance(parser, FeedError):
+        metrics.FILES.labels("rejected").inc()
+        raise Rejected(parser.reason.value, str(parser), parser.location())
+    results = list(
+        parser.parse(raw.content, file_name=raw.file_name, file_sha256=raw.sha256, tenant_id=tenant)
+    )
+    good, bad = domain.split_results(results)
+    outputs: list[Outgoing] = []
+    duplicates = 0
+    for parsed in good:
+        if await store.remittance_seen(conn, tenant, parsed):
+            duplicates += 1
+            metrics.DUPLICATES.labels(parser.name).inc()
+            continue
+        await store.record_remittance(conn, tenant, domain.account_of(tenant, parsed), parsed)
+        outputs += [Outgoing.event(topic, env) for topic, env in domain.remittance_events(tenant, parsed)]
+        metrics.REMITTANCES.labels(parser.name).inc()
+        metrics.CLAIM_PAYMENTS.labels(parser.name).inc(len(parsed.claims))
+        metrics.PROVIDER_ADJUSTMENTS.labels(parser.name).inc(len(parsed.adjustments))
+        metrics.DOLLARS.labels("paid").inc(float(parsed.remittance.total_paid))
+        for adjustment in parsed.adjustments:
+            kind = "withheld" if adjustment.amount > 0 else "added"
+            metrics.DOLLARS.labels(kind).inc(float(abs(adjustment.amount)))
+    for index, error in bad:
+        await store.record_rejection(conn, tenant, raw.sha256, index, error)
+        outputs.append(
+            dead_letter_message(stage.service, incoming, error.reason.value, str(error), error.location())
+        )
+        metrics.REJECTED.labels(error.reason.value).inc()
+    await store.record_file(
+        conn,
+        tenant,
+        raw.sha256,
+        raw.file_name,
+        len(raw.content),
+        raw.source,
+        parser.name,
+        len(results),
+        len(bad),
+        duplicates,
+    )
+    metrics.FILES.labels("partial" if bad and good else "rejected" if bad else "posted").inc()
+    return outputs
+
+
+stage.consume(["remit.intake.v1"], handle_file)

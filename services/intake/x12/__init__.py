@@ -1,0 +1,9 @@
+"""The built-in X12 835 (005010X221A1) feed parser: ``services.intake.x12:X12Parser``.
+
+Layout: :mod:`.envelope` finds delimiters and cuts the file into transactions, :mod:`.header` and
+:mod:`.claims` read one transaction each, :mod:`.parser` ties them into the FeedParser plugin.
+"""
+
+from services.intake.x12.parser import X12Parser
+
+__all__ = ["X12Parser"]

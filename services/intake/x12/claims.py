@@ -1,0 +1,374 @@
+"""Reading an 835 transaction, part 2: claims (2100), service lines (2110) and provider adjustments (PLB).
+
+Balancing happens as each loop closes, in Decimal cents: a service line when the next SVC/CLP/PLB/SE starts
+(``SVC02 − ΣCAS = SVC03``), a claim when the next claim or the PLB section starts (``CLP03 − ΣCAS of both
+levels = CLP04``), the transaction at SE (``ΣCLP04 − ΣPLB = BPR02``, in the header reader). Each imbalance
+names the segment and element and shows computed against declared amounts, never patient data.
+"""
+
+from typing import ClassVar
+
+from contracts.events import (
+    ClaimAdjustment,
+    ClaimPaymentReceived,
+    ProviderAdjustmentReceived,
+    RemittanceReceived,
+)
+from contracts.money import ZERO
+from services.intake.x12 import codes
+from services.intake.x12.header import (
+    CLAIM,
+    FEED,
+    MAX_LISTED,
+    PLB,
+    SERVICE,
+    ClaimState,
+    HeaderReader,
+    TransactionError,
+)
+from services.intake.x12.values import parse_quantity
+from shared.feeds import FeedErrorReason, ParsedRemittance
+
+_CAS_LAST = 19
+_PLB_LAST = 14
+
+
+class TransactionReader(HeaderReader):
+    """Reads one whole transaction: header and parties (inherited), claims, services and PLB."""
+
+    handler_names: ClassVar[dict[str, str]] = {
+        **HeaderReader.handler_names,
+        "CLP": "_clp",
+        "CAS": "_cas",
+        "SVC": "_svc",
+        "PLB": "_plb",
+    }
+
+    def _clp(self, els: list[str], ordinal: int) -> None:
+        self._enter_detail(els, ordinal)
+        if len(els) < 8:
+            els.extend([""] * (8 - len(els)))
+        if not els[1]:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "CLP01 (patient control number) is missing",
+                ordinal,
+                "CLP",
+                element="CLP01",
+                expected="the provider's patient control number",
+            )
+        if els[2] not in codes.CLAIM_STATUS_CODES:
+            shown = f"{els[2][:4]!r}" if els[2] else "missing"
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                f"CLP02 claim status {shown} is not valid",
+                ordinal,
+                "CLP",
+                element="CLP02",
+                expected="one of " + " ".join(sorted(codes.CLAIM_STATUS_CODES, key=int)),
+            )
+        charge = self._amount(els, 3, ordinal)
+        paid = self._amount(els, 4, ordinal)
+        responsibility = self._amount(els, 5, ordinal) if els[5] else None
+        self.claim = ClaimState(ordinal, len(self.claims) + 1, els, (charge, paid, responsibility))
+        self.loop = CLAIM
+
+    def _cas(self, els: list[str], ordinal: int) -> None:
+        loop, claim = self.loop, self.claim
+        if claim is None or loop not in (CLAIM, SERVICE):
+            raise TransactionError(
+                FeedErrorReason.SYNTAX,
+                "CAS outside a claim or service line",
+                ordinal,
+                "CAS",
+                element=None,
+                expected="CAS after CLP or SVC",
+            )
+        group = els[1] if len(els) > 1 else ""
+        if group not in codes.CAS_GROUP_CODES:
+            shown = f"{group[:4]!r}" if group else "missing"
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                f"CAS01 group code {shown} is not valid",
+                ordinal,
+                "CAS",
+                element="CAS01",
+                expected="one of CO OA PI PR",
+            )
+        if len(els) > _CAS_LAST + 1:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "CAS has more than six reason/amount/quantity triples",
+                ordinal,
+                "CAS",
+                element=f"CAS{_CAS_LAST + 1}",
+                expected="at most CAS19",
+            )
+        level = "service" if loop == SERVICE else "claim"
+        total = ZERO
+        cache = self.ctx.adjustments
+        count = len(els)
+        for pos in range(2, count, 3):
+            reason = els[pos]
+            amount_raw = els[pos + 1] if pos + 1 < count else ""
+            quantity_raw = els[pos + 2] if pos + 2 < count else ""
+            if not reason:
+                if amount_raw or quantity_raw:
+                    raise TransactionError(
+                        FeedErrorReason.INVALID_ELEMENT,
+                        f"CAS{pos:02d} reason code is missing",
+                        ordinal,
+                        "CAS",
+                        element=f"CAS{pos:02d}",
+                        expected="a claim adjustment reason code before its amount",
+                    )
+                continue
+            amount = self._amount(els, pos + 1, ordinal)
+            total += amount
+            key = (level, group, reason, amount_raw, quantity_raw)
+            adjustment = cache.get(key)
+            if adjustment is None:
+                quantity = parse_quantity(quantity_raw) if quantity_raw else None
+                if quantity_raw and quantity is None:
+                    raise TransactionError(
+                        FeedErrorReason.INVALID_ELEMENT,
+                        f"CAS{pos + 2:02d} is not a quantity",
+                        ordinal,
+                        "CAS",
+                        element=f"CAS{pos + 2:02d}",
+                        expected="a number of units",
+                    )
+                adjustment = ClaimAdjustment(
+                    level=level, group_code=group, reason_code=reason, amount=amount, quantity=quantity
+                )
+                cache[key] = adjustment
+            claim.adjustments.append(adjustment)
+        claim.cas_total += total
+        if loop == SERVICE:
+            self.service_cas += total
+
+    def _svc(self, els: list[str], ordinal: int) -> None:
+        claim = self.claim
+        if claim is None or self.loop not in (CLAIM, SERVICE):
+            raise TransactionError(
+                FeedErrorReason.SYNTAX,
+                "SVC outside a claim",
+                ordinal,
+                "SVC",
+                element=None,
+                expected="SVC after CLP",
+            )
+        self._end_service()
+        if len(els) < 2 or not els[1]:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "SVC01 (procedure) is missing",
+                ordinal,
+                "SVC",
+                element="SVC01",
+                expected="a composite procedure such as HC:99213",
+            )
+        self.service_charge = self._amount(els, 2, ordinal)
+        self.service_paid = self._amount(els, 3, ordinal)
+        self.service_cas = ZERO
+        self.service_ordinal = ordinal
+        claim.services += 1
+        self.loop = SERVICE
+
+    def _end_service(self) -> None:
+        if self.loop != SERVICE:
+            return
+        expected = self.service_charge - self.service_cas
+        if expected != self.service_paid:
+            claim = self.claim
+            line = (
+                f"service line {claim.services} of claim {claim.claim_ordinal}" if claim else "service line"
+            )
+            raise TransactionError(
+                FeedErrorReason.UNBALANCED,
+                f"{line} does not balance: SVC02 {self.service_charge} − ΣCAS {self.service_cas} = "
+                f"{expected}, but SVC03 is {self.service_paid}",
+                self.service_ordinal,
+                "SVC",
+                element="SVC03",
+                expected=f"SVC03 = SVC02 − ΣCAS = {expected}",
+            )
+        self.loop = CLAIM
+
+    def _end_claim(self) -> None:
+        claim = self.claim
+        if claim is None:
+            return
+        self._end_service()
+        expected = claim.charge - claim.cas_total
+        if expected != claim.paid:
+            raise TransactionError(
+                FeedErrorReason.UNBALANCED,
+                f"claim {claim.claim_ordinal} does not balance: CLP03 {claim.charge} − ΣCAS "
+                f"{claim.cas_total} = {expected}, but CLP04 is {claim.paid}",
+                claim.ordinal,
+                "CLP",
+                element="CLP04",
+                expected=f"CLP04 = CLP03 − ΣCAS (claim and service level) = {expected}",
+            )
+        self.claims.append(
+            ClaimPaymentReceived(
+                remittance_id=self.remittance_id,
+                payer_id=self.payer_id,
+                trace_number=self.trace,
+                payment_date=self.payment_date,
+                claim_ordinal=claim.claim_ordinal,
+                segment_ordinal=claim.ordinal,
+                patient_control_number=claim.pcn,
+                status_code=claim.status,
+                charge=claim.charge,
+                paid=claim.paid,
+                patient_responsibility=claim.responsibility,
+                claim_filing_indicator=claim.filing,
+                payer_claim_control_number=claim.icn,
+                original_reference=claim.original_reference,
+                service_date_from=claim.statement_from or claim.service_from,
+                service_date_to=claim.statement_to or claim.service_to,
+                service_line_count=claim.services,
+                adjustments=tuple(claim.adjustments),
+            )
+        )
+        self.claims_paid += claim.paid
+        self.claim = None
+
+    def _plb(self, els: list[str], ordinal: int) -> None:
+        if self.loop != PLB:
+            self._enter_detail(els, ordinal)
+            self.loop = PLB
+        count = len(els)
+        if count > _PLB_LAST + 1:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "PLB has more than six reason/amount pairs",
+                ordinal,
+                "PLB",
+                element=f"PLB{_PLB_LAST + 1}",
+                expected="at most PLB14; further pairs in another PLB",
+            )
+        provider = els[1].strip() if count > 1 else ""
+        if not provider:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "PLB01 (provider identifier) is missing",
+                ordinal,
+                "PLB",
+                element="PLB01",
+                expected="the payee's NPI or TIN",
+            )
+        fiscal = self._date(els, 2, ordinal)
+        component = self.raw.delimiters.component
+        found = 0
+        for pair in range(1, codes.MAX_PLB_PAIRS + 1):
+            pos = 1 + 2 * pair
+            composite = els[pos] if pos < count else ""
+            if not composite and not (pos + 1 < count and els[pos + 1]):
+                continue
+            parts = composite.split(component)
+            reason = parts[0]
+            if reason not in codes.PLB_REASON_CODES:
+                shown = f"{reason[:4]!r}" if reason else "missing"
+                raise TransactionError(
+                    FeedErrorReason.INVALID_ELEMENT,
+                    f"PLB{pos:02d} adjustment reason {shown} is not one of the 41 valid PLB reason codes",
+                    ordinal,
+                    "PLB",
+                    element=f"PLB{pos:02d}-1",
+                    expected="a PLB reason code such as WO, FB, 72, L6, WU, OB",
+                )
+            if len(parts) > 2:
+                self.warnings.append(
+                    f"PLB segment #{ordinal} pair {pair}: components after the reference ignored"
+                )
+            amount = self._amount(els, pos + 1, ordinal)
+            reference = parts[1].rstrip(" ") if len(parts) > 1 else ""
+            self.pairs.append(
+                ProviderAdjustmentReceived(
+                    remittance_id=self.remittance_id,
+                    payer_id=self.payer_id,
+                    trace_number=self.trace,
+                    payment_date=self.payment_date,
+                    segment_ordinal=ordinal,
+                    pair_index=pair,
+                    provider_identifier=provider,
+                    fiscal_period_date=fiscal,
+                    reason_code=reason,
+                    reference=reference or None,
+                    amount=amount,
+                )
+            )
+            self.plb_total += amount
+            found += 1
+        if not found:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "PLB has no reason/amount pair",
+                ordinal,
+                "PLB",
+                element="PLB03",
+                expected="at least PLB03 and PLB04",
+            )
+
+    def _finish(self, se_ordinal: int) -> ParsedRemittance:
+        self._close_header(se_ordinal, "SE")
+        self._end_claim()
+        assert self.bpr is not None and self.payer is not None and self.payee is not None
+        bpr = self.bpr
+        declared = -self.total_paid if bpr[3] == "D" else self.total_paid
+        computed = self.claims_paid - self.plb_total
+        if computed != declared:
+            raise TransactionError(
+                FeedErrorReason.UNBALANCED,
+                f"transaction does not balance: ΣCLP04 {self.claims_paid} − ΣPLB {self.plb_total} = "
+                f"{computed}, but BPR02 is {self.total_paid}{' (debit)' if bpr[3] == 'D' else ''}",
+                self.bpr_ordinal,
+                "BPR",
+                element="BPR02",
+                expected=f"BPR02 = ΣCLP04 − ΣPLB = {computed}",
+            )
+        raw = self.raw
+        remittance = RemittanceReceived(
+            remittance_id=self.remittance_id,
+            file_sha256=self.ctx.file_sha256,
+            file_name=self.ctx.file_name,
+            feed=FEED,
+            interchange_control_number=raw.interchange_control_number,
+            group_control_number=raw.group_control_number,
+            transaction_control_number=raw.transaction_control_number,
+            transaction_index=raw.index,
+            payer_id=self.payer_id,
+            payer_name=self.payer[2].strip(),
+            payee_id=self.payee[4].strip() or self.payee_tin,
+            payee_name=self.payee[2].strip(),
+            trace_number=self.trace,
+            handling_code=bpr[1],
+            total_paid=self.total_paid,
+            credit_debit=bpr[3],
+            payment_method=bpr[4],
+            payment_date=self.payment_date,
+            production_date=self.production_date,
+            claim_count=len(self.claims),
+            adjustment_count=len(self.pairs),
+            total_claim_paid=self.claims_paid,
+            total_provider_adjustments=self.plb_total,
+        )
+        return ParsedRemittance(remittance, tuple(self.claims), tuple(self.pairs), tuple(self._warnings()))
+
+    def _warnings(self) -> list[str]:
+        notes = list(self.warnings)
+        for label, found in (("unsupported segment", self.unknown), ("segment", self.misplaced)):
+            for key, ordinals in found.items():
+                listed = ", ".join(f"#{o}" for o in ordinals[:MAX_LISTED])
+                more = ", …" if len(ordinals) > MAX_LISTED else ""
+                kind = (
+                    "kept, not interpreted"
+                    if label == "segment"
+                    else "not in the 835 guide; kept, not interpreted"
+                )
+                where = f" out of place ({key})" if label == "segment" else f" {key}"
+                notes.append(f"{label}{where} ×{len(ordinals)} {kind} (segments {listed}{more})")
+        return notes

@@ -1,0 +1,94 @@
+"""Code lists of the 835 (005010X221A1) that the parser checks, and the segments each loop may hold.
+
+The lists are data, not logic: a payer that sends a code outside them gets a precise error naming the code
+(codes are never PHI), so the list can be corrected here if the guide or an errata adds a value.
+"""
+
+PLB_REASON_CODES = frozenset(
+    {
+        "50",
+        "51",
+        "72",
+        "90",
+        "AH",
+        "AM",
+        "AP",
+        "B2",
+        "B3",
+        "BD",
+        "BN",
+        "C5",
+        "CR",
+        "CS",
+        "CT",
+        "CV",
+        "CW",
+        "DM",
+        "E3",
+        "FB",
+        "FC",
+        "GO",
+        "HM",
+        "IP",
+        "IR",
+        "IS",
+        "J1",
+        "L3",
+        "L6",
+        "LE",
+        "LS",
+        "OA",
+        "OB",
+        "PI",
+        "PL",
+        "RA",
+        "RE",
+        "SL",
+        "TL",
+        "WO",
+        "WU",
+    }
+)
+"""The 41 valid PLB03-1 (etc.) adjustment reason codes (DOMAIN.md §2)."""
+
+CAS_GROUP_CODES = frozenset({"CO", "OA", "PI", "PR"})
+"""CAS01 claim adjustment group codes valid in 5010 (``CR`` was withdrawn)."""
+
+CLAIM_STATUS_CODES = frozenset({"1", "2", "3", "4", "19", "20", "21", "22", "23", "25"})
+"""CLP02 claim status codes; ``22`` is the reversal of a previous payment."""
+
+REVERSAL_STATUS = "22"
+
+BPR_HANDLING_CODES = frozenset({"C", "D", "H", "I", "P", "U", "X"})
+"""BPR01 transaction handling codes (``H`` = notification only, ``I`` = remittance information only)."""
+
+BPR_PAYMENT_METHODS = frozenset({"ACH", "BOP", "CHK", "FWT", "NON"})
+"""BPR04 payment method codes."""
+
+BPR_CREDIT_DEBIT = frozenset({"C", "D"})
+
+SUPPORTED_VERSION = "005010X221A1"
+
+ENVELOPE_SEGMENTS = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
+
+HEADER_SEGMENTS = frozenset({"BPR", "TRN", "CUR", "REF", "DTM"})
+PAYER_SEGMENTS = frozenset({"N3", "N4", "REF", "PER"})
+PAYEE_SEGMENTS = frozenset({"N3", "N4", "REF", "RDM"})
+DETAIL_SEGMENTS = frozenset({"TS3", "TS2"})
+CLAIM_SEGMENTS = frozenset({"CAS", "NM1", "MIA", "MOA", "REF", "DTM", "PER", "AMT", "QTY"})
+SERVICE_SEGMENTS = frozenset({"DTM", "CAS", "REF", "AMT", "QTY", "LQ"})
+
+KNOWN_SEGMENTS = (
+    ENVELOPE_SEGMENTS
+    | HEADER_SEGMENTS
+    | PAYER_SEGMENTS
+    | PAYEE_SEGMENTS
+    | DETAIL_SEGMENTS
+    | CLAIM_SEGMENTS
+    | SERVICE_SEGMENTS
+    | {"N1", "LX", "CLP", "SVC", "PLB"}
+)
+"""Every segment id the 835 guide defines; anything else is kept and reported as a warning."""
+
+MAX_CAS_TRIPLES = 6
+MAX_PLB_PAIRS = 6

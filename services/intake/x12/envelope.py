@@ -1,0 +1,354 @@
+"""The interchange envelope: delimiters from the ISA header, then ISA/GS/ST…SE/GE/IEA bookkeeping.
+
+The walker cuts a file into transactions (ST..SE, already split into elements) and checks every count and
+control number of the envelope. It never interprets a transaction's content, so one broken transaction costs
+only itself: envelope errors are yielded as :class:`FeedError` alongside the transactions that are fine.
+"""
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+
+from services.intake.x12.codes import ENVELOPE_SEGMENTS
+from shared.feeds import FeedError, FeedErrorReason
+
+ISA_LENGTH = 106
+"""ISA is fixed-length: 105 characters plus the segment terminator."""
+_ISA16_OFFSET = 104
+_ISA_ELEMENTS = 17
+_ISA_SEPARATORS = 16
+_ENVELOPE_PREFIXES = frozenset(sid[:2] for sid in ENVELOPE_SEGMENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Delimiters:
+    """The four delimiters an interchange declares in its ISA header."""
+
+    element: str
+    component: str
+    repetition: str | None
+    segment: str
+
+
+@dataclass(slots=True)
+class RawTransaction:
+    """One ST..SE transaction, split into elements, with its place in the envelope."""
+
+    index: int
+    interchange_control_number: str | None
+    group_control_number: str | None
+    transaction_control_number: str
+    segments: list[str]
+    """Segment texts from ST to SE, stripped; split into elements by the reader as it goes."""
+    delimiters: Delimiters
+    warnings: list[str] = field(default_factory=list)
+
+
+def skip_preamble(text: str) -> int:
+    """Position of the first character after a BOM and leading whitespace."""
+    pos = 0
+    length = len(text)
+    while pos < length and (text[pos] == "\ufeff" or text[pos].isspace()):
+        pos += 1
+    return pos
+
+
+def read_delimiters(text: str, pos: int) -> tuple[Delimiters, bool] | str:
+    """Delimiters of the ISA starting at ``pos`` and whether the ISA has its fixed length; else a problem.
+
+    The element separator is the character after ``ISA``; ISA16 (after the 16th separator) is the component
+    separator and the character after it terminates the segment. Counting separators instead of trusting the
+    fixed offsets lets a slightly mis-padded ISA still be read (the caller warns about it).
+    """
+    element = text[pos + 3] if text.startswith("ISA", pos) and len(text) > pos + 3 else ""
+    if not element or element.isalnum() or element.isspace():
+        return "the interchange does not start with ISA followed by a special-character element separator"
+    idx = pos + 3
+    for _ in range(_ISA_SEPARATORS - 1):
+        idx = text.find(element, idx + 1)
+        if idx < 0 or idx + 2 >= len(text):
+            return "the ISA segment is cut short: it needs 16 elements and a segment terminator"
+    component, segment = text[idx + 1], text[idx + 2]
+    if component.isalnum() or component.isspace() or component == element:
+        return "ISA16 (component separator) must be a special character distinct from the element separator"
+    if segment.isalnum() or segment in (element, component):
+        return "the segment terminator after ISA16 must be a special character distinct from the separators"
+    isa11 = text[pos : idx + 1].split(element)[11]
+    special = len(isa11) == 1 and not isa11.isalnum() and isa11 not in (element, component, segment)
+    delimiters = Delimiters(element, component, isa11 if special else None, segment)
+    return delimiters, idx + 1 - pos == _ISA16_OFFSET
+
+
+class EnvelopeWalker:
+    """Cuts one decoded file into :class:`RawTransaction` objects and envelope :class:`FeedError` objects."""
+
+    def __init__(self, text: str, file_name: str) -> None:
+        self._text = text
+        self._file = file_name
+        self._ordinal = 0
+        self._isa13: str | None = None
+        self._isa_ordinal = 0
+        self._groups = 0
+        self._in_interchange = False
+        self._gs06: str | None = None
+        self._in_group = False
+        self._transactions_in_group = 0
+        self._txn: list[str] | None = None
+        self._txn_index = 0
+        self._st02 = ""
+        self._interchange_warnings: list[str] = []
+        self._stray: list[str] = []
+        self._element = "*"
+
+    def walk(self) -> Iterator[RawTransaction | FeedError]:
+        """Yield transactions and envelope errors in file order; never raises for bad input."""
+        pos: int | None = skip_preamble(self._text)
+        while pos is not None:
+            found = read_delimiters(self._text, pos)
+            if isinstance(found, str):
+                self._ordinal += 1
+                yield self._error(
+                    FeedErrorReason.ENVELOPE, found, "ISA", expected="a 106-character ISA header"
+                )
+                break
+            delimiters, fixed = found
+            self._interchange_warnings = (
+                [] if fixed else ["ISA is not the fixed 106 characters; delimiters found"]
+            )
+            pos = yield from self._chunk(pos, delimiters)
+        yield from self._close_all("end of file")
+
+    def stray_segments(self) -> list[str]:
+        """Ids (with file ordinals) of segments found outside any transaction, for a warning."""
+        return self._stray
+
+    def _chunk(self, pos: int, delims: Delimiters) -> Generator[RawTransaction | FeedError, None, int | None]:
+        """Walk segments split with one interchange's terminator; return where a re-delimited ISA starts."""
+        segments = self._text[pos:].split(delims.segment)
+        element, component = delims.element, delims.component
+        self._element = element
+        envelope = ENVELOPE_SEGMENTS
+        prefixes = _ENVELOPE_PREFIXES
+        handlers = {"ISA": self._isa, "GS": self._gs, "ST": self._st, "GE": self._ge, "IEA": self._iea}
+        first = True
+        for i, raw in enumerate(segments):
+            seg = raw.strip()
+            if not seg:
+                continue
+            txn = self._txn
+            if txn is not None and seg[:2] not in prefixes:
+                txn.append(seg)
+                self._ordinal += 1
+                continue
+            els = seg.split(element)
+            sid = els[0]
+            if seg.startswith("ISA") and len(seg) > 3 and not seg[3].isalnum():
+                if not first and not (len(seg) == 105 and seg[3] == element and seg[104] == component):
+                    return pos + sum(len(s) + 1 for s in segments[:i]) + len(raw) - len(raw.lstrip())
+                sid = "ISA"
+            elif txn is not None and sid not in envelope:
+                txn.append(seg)
+                self._ordinal += 1
+                continue
+            first = False
+            self._ordinal += 1
+            if sid == "SE":
+                yield from self._se(els, delims)
+            elif sid in envelope:
+                yield from handlers[sid](els)
+            else:
+                self._stray.append(f"{safe_id(sid)} (file segment #{self._ordinal})")
+        return None
+
+    def _isa(self, els: list[str]) -> Iterator[FeedError]:
+        if self._in_interchange:
+            yield from self._close_all("a new ISA")
+        self._in_interchange = True
+        self._isa_ordinal = self._ordinal
+        self._groups = 0
+        self._isa13 = els[13].strip() if len(els) > 13 else None
+        if len(els) != _ISA_ELEMENTS:
+            yield self._error(
+                FeedErrorReason.ENVELOPE, f"ISA has {len(els)} elements", "ISA", expected="16 elements"
+            )
+
+    def _gs(self, els: list[str]) -> Iterator[FeedError]:
+        yield from self._close_transaction("GS")
+        if self._in_group:
+            yield self._missing("GE", f"functional group GS06 {self._gs06} is not closed before the next GS")
+        if not self._in_interchange:
+            yield self._error(
+                FeedErrorReason.ENVELOPE, "GS outside an interchange", "GS", expected="ISA first"
+            )
+        self._in_group = True
+        self._groups += 1
+        self._gs06 = els[6].strip() if len(els) > 6 else None
+        self._transactions_in_group = 0
+
+    def _st(self, els: list[str]) -> Iterator[FeedError]:
+        yield from self._close_transaction("ST")
+        self._txn_index += 1
+        self._transactions_in_group += 1
+        self._st02 = els[2].strip() if len(els) > 2 else ""
+        self._txn = [self._element.join(els)]
+        if not self._in_group:
+            yield self._error(
+                FeedErrorReason.ENVELOPE, "ST outside a functional group", "ST", expected="GS before ST"
+            )
+
+    def _se(self, els: list[str], delims: Delimiters) -> Iterator[RawTransaction | FeedError]:
+        txn = self._txn
+        if txn is None:
+            yield self._error(FeedErrorReason.ENVELOPE, "SE without a matching ST", "SE", expected="ST first")
+            return
+        txn.append(self._element.join(els))
+        self._txn = None
+        count = els[1].strip() if len(els) > 1 else ""
+        control = els[2].strip() if len(els) > 2 else ""
+        if count != str(len(txn)):
+            yield self._txn_error(
+                f"SE01 says {count[:9] or 'nothing'} segments but the transaction has {len(txn)}",
+                len(txn),
+                "SE",
+                "SE01",
+                f"{len(txn)} (segments from ST to SE inclusive)",
+            )
+        elif control != self._st02:
+            yield self._txn_error(
+                f"SE02 {control[:9]} does not match ST02 {self._st02}", len(txn), "SE", "SE02", "SE02 = ST02"
+            )
+        else:
+            yield RawTransaction(
+                self._txn_index,
+                self._isa13,
+                self._gs06 if self._in_group else None,
+                self._st02,
+                txn,
+                delims,
+                list(self._interchange_warnings),
+            )
+
+    def _ge(self, els: list[str]) -> Iterator[FeedError]:
+        yield from self._close_transaction("GE")
+        if not self._in_group:
+            yield self._error(FeedErrorReason.ENVELOPE, "GE without a matching GS", "GE", expected="GS first")
+            return
+        self._in_group = False
+        count = els[1].strip() if len(els) > 1 else ""
+        control = els[2].strip() if len(els) > 2 else ""
+        if count != str(self._transactions_in_group):
+            yield self._error(
+                FeedErrorReason.ENVELOPE,
+                f"GE01 says {count[:9] or 'nothing'} transactions but the group has "
+                f"{self._transactions_in_group}",
+                "GE",
+                "GE01",
+                f"{self._transactions_in_group}",
+            )
+        if control != self._gs06:
+            yield self._error(
+                FeedErrorReason.ENVELOPE,
+                f"GE02 {control[:9]} does not match GS06 {self._gs06}",
+                "GE",
+                "GE02",
+                "GE02 = GS06",
+            )
+
+    def _iea(self, els: list[str]) -> Iterator[FeedError]:
+        yield from self._close_transaction("IEA")
+        if self._in_group:
+            self._in_group = False
+            yield self._missing("GE", f"functional group GS06 {self._gs06} is not closed before IEA")
+        if not self._in_interchange:
+            yield self._error(
+                FeedErrorReason.ENVELOPE, "IEA without a matching ISA", "IEA", expected="ISA first"
+            )
+            return
+        self._in_interchange = False
+        count = els[1].strip() if len(els) > 1 else ""
+        control = els[2].strip() if len(els) > 2 else ""
+        if count != str(self._groups):
+            yield self._error(
+                FeedErrorReason.ENVELOPE,
+                f"IEA01 says {count[:9] or 'nothing'} groups but the interchange has {self._groups}",
+                "IEA",
+                "IEA01",
+                f"{self._groups}",
+            )
+        if control != self._isa13:
+            yield self._error(
+                FeedErrorReason.ENVELOPE,
+                f"IEA02 {control[:9]} does not match ISA13 {self._isa13}",
+                "IEA",
+                "IEA02",
+                "IEA02 = ISA13",
+            )
+
+    def _close_transaction(self, by: str) -> Iterator[FeedError]:
+        if self._txn is not None:
+            ordinal = len(self._txn) + 1
+            self._txn = None
+            yield self._txn_error(
+                f"transaction ST02 {self._st02} has no SE before {by}", ordinal, by, None, "SE closing the ST"
+            )
+
+    def _close_all(self, by: str) -> Iterator[FeedError]:
+        yield from self._close_transaction(by)
+        if self._in_group:
+            self._in_group = False
+            yield self._missing("GE", f"functional group GS06 {self._gs06} is not closed before {by}")
+        if self._in_interchange:
+            self._in_interchange = False
+            yield self._missing("IEA", f"interchange ISA13 {self._isa13} is not closed before {by}")
+
+    def _missing(self, segment_id: str, message: str) -> FeedError:
+        return self._error(FeedErrorReason.ENVELOPE, message, segment_id, expected=segment_id)
+
+    def _error(
+        self,
+        reason: FeedErrorReason,
+        message: str,
+        segment_id: str,
+        element: str | None = None,
+        expected: str | None = None,
+    ) -> FeedError:
+        return FeedError(
+            reason,
+            message,
+            self._file,
+            interchange_control_number=self._isa13,
+            segment_ordinal=max(self._ordinal, 1),
+            segment_id=segment_id,
+            element=element,
+            expected=expected,
+        )
+
+    def _txn_error(
+        self, message: str, ordinal: int, segment_id: str, element: str | None, expected: str
+    ) -> FeedError:
+        return FeedError(
+            FeedErrorReason.ENVELOPE,
+            message,
+            self._file,
+            interchange_control_number=self._isa13,
+            transaction_control_number=self._st02,
+            transaction_index=self._txn_index,
+            segment_ordinal=ordinal,
+            segment_id=segment_id,
+            element=element,
+            expected=expected,
+        )
+
+
+def safe_id(segment_id: str) -> str:
+    """A segment id fit for a message: X12 ids are 2-3 upper-case letters/digits; anything else may be data.
+
+    Quoting only id-shaped text keeps a corrupted segment (say, a name after a stray terminator) out of logs.
+    """
+    if (
+        2 <= len(segment_id) <= 3
+        and segment_id.isalnum()
+        and segment_id.isupper()
+        and segment_id[0].isalpha()
+    ):
+        return segment_id
+    return "<malformed>"

@@ -1,0 +1,1 @@
+"""The interest stage of offsetstream."""

@@ -1,0 +1,1 @@
+"""The matching stage of offsetstream."""

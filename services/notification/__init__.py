@@ -1,0 +1,1 @@
+"""The notification stage of offsetstream."""

@@ -1,0 +1,72 @@
+"""One typed settings object for every service and command, read from ``OFFSETSTREAM_*`` env vars."""
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+SERVICES = ("intake", "detection", "matching", "interest", "notification")
+
+DEFAULT_WEB_PORTS = {
+    "intake": 6101,
+    "detection": 6102,
+    "matching": 6103,
+    "interest": 6104,
+    "notification": 6105,
+}
+
+
+class Settings(BaseSettings):
+    """Settings shared by all five services; docker-compose.yml sets the same names (a test checks it)."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFSETSTREAM_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port of the Kafka broker.")
+    database_url: str = Field(
+        default="postgresql://offsetstream@127.0.0.1:5432/offsetstream",
+        description="asyncpg DSN of the ledger.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Bind address of each service's /metrics server.")
+    web_ports: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_WEB_PORTS))
+    worker_id: int = Field(
+        default=0, description="Index of this worker among the workers of one stage (web port + 10 × id)."
+    )
+    topic_partitions: int = Field(default=3, description="Partitions of every per-account topic.")
+    default_tenant: str = Field(default="default", description="Tenant used when a command names none.")
+    payer_policies: dict[str, str] = Field(
+        default_factory=dict, description='Payer id → payer policy plugin name (e.g. {"01312": "medicare"}).'
+    )
+    default_policy: str = Field(default="medicare", description="Policy for payers not in payer_policies.")
+    today: date | None = Field(
+        default=None, description="Business date override (the injectable clock of the interest service)."
+    )
+    interest_tick_seconds: float = Field(
+        default=3600.0, description="How often interest re-checks due periods."
+    )
+    webhook_url: str | None = Field(default=None, description="Webhook endpoint for notifications, if any.")
+    webhook_secret: str = Field(default="change-me", description="HMAC-SHA256 key for webhook signatures.")
+    webhook_max_attempts: int = Field(
+        default=5, description="Attempts before a notification is dead-lettered."
+    )
+    data_dir: Path = Field(
+        default=REPO_ROOT / ".local", description="Where local Kafka/PostgreSQL keep data."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    def policy_for(self, payer_id: str) -> str:
+        """The payer policy plugin governing a payer's receivables."""
+        return self.payer_policies.get(payer_id, self.default_policy)
+
+    def web_port(self, service: str) -> int:
+        """The /metrics port of one service."""
+        return self.web_ports[service]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return Settings()

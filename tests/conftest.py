@@ -1,0 +1,47 @@
+"""Test harness: a real Kafka broker and a real PostgreSQL, started once per session for integration tests.
+
+Unit and contract tests never touch them (the fixture is lazy). Each integration test uses its own tenant id,
+so tests share one broker and one database without seeing each other's rows.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.local_infra import Stack, start_stack
+from shared.runner import prepare
+from shared.settings import REPO_ROOT, Settings
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """Kafka (KRaft) + PostgreSQL on free loopback ports, data under .local/test-<pid>, stopped by PID."""
+    root = REPO_ROOT / ".local" / f"test-{os.getpid()}"
+    started = start_stack(root, "test", durable=False)
+    try:
+        asyncio.run(
+            prepare(Settings(kafka_bootstrap=started.kafka.bootstrap, database_url=started.postgres.dsn))
+        )
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def stack_settings(stack: Stack) -> Settings:
+    """Settings pointing at the session's broker and database."""
+    return Settings(
+        kafka_bootstrap=stack.kafka.bootstrap,
+        database_url=stack.postgres.dsn,
+        data_dir=Path(stack.root) / "data",
+    )
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant id of this test alone."""
+    return f"tenant-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,302 @@
+"""The production-like deployment stays consistent with the code, though no Docker engine runs it here.
+
+docker-compose.yml, the Dockerfile, Prometheus and Grafana provisioning all repeat facts the code owns
+(service names, ports, settings names, metric names); these tests make every repetition fail loudly when it
+drifts.
+"""
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import DEFAULT_WEB_PORTS, REPO_ROOT, SERVICES, Settings
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+PROMETHEUS = REPO_ROOT / "infra" / "prometheus"
+GRAFANA = REPO_ROOT / "infra" / "grafana"
+DASHBOARD_UIDS = {"pipeline-health.json": "offsetstream-pipeline", "money.json": "offsetstream-money"}
+ENV_PREFIX = "OFFSETSTREAM_"
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(document, dict), f"{path.name} is not a YAML mapping"
+    return document
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = compose["services"]
+    return result
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+# --- the five services --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_runs_its_faust_worker(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    assert service["build"] == "."
+    assert service["command"] == ["python", "-m", f"services.{name}", "worker", "-l", "info"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_exposes_its_metrics_port(services: dict[str, Any], name: str) -> None:
+    port = DEFAULT_WEB_PORTS[name]
+    assert services[name]["ports"] == [f"{port}:{port}"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_healthcheck_reads_its_own_metrics(services: dict[str, Any], name: str) -> None:
+    test = services[name]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"http://127.0.0.1:{DEFAULT_WEB_PORTS[name]}/metrics" in test[3]
+    assert "urllib" in test[3]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_starts_after_its_dependencies(services: dict[str, Any], name: str) -> None:
+    depends_on = services[name]["depends_on"]
+    assert depends_on["kafka"]["condition"] == "service_healthy"
+    assert depends_on["postgres"]["condition"] == "service_healthy"
+    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+    assert depends_on["topics"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_environment_points_at_the_compose_network(services: dict[str, Any], name: str) -> None:
+    env = _environment(services[name])
+    assert env["OFFSETSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["OFFSETSTREAM_DATABASE_URL"].startswith(
+        "postgresql://offsetstream:offsetstream@postgres:5432/"
+    )
+    assert env["OFFSETSTREAM_WEB_HOST"] == "0.0.0.0", "containers must listen beyond loopback"
+    ports = json.loads(env["OFFSETSTREAM_WEB_PORTS"])
+    assert ports.keys() == DEFAULT_WEB_PORTS.keys()
+    assert ports == DEFAULT_WEB_PORTS
+
+
+def test_every_offsetstream_variable_is_a_settings_field(services: dict[str, Any]) -> None:
+    fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    used = {
+        var for service in services.values() for var in _environment(service) if var.startswith(ENV_PREFIX)
+    }
+    assert used, "no OFFSETSTREAM_* variables found"
+    assert not used - fields, f"not fields of shared.settings.Settings: {sorted(used - fields)}"
+
+
+def test_service_environment_parses_into_settings(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Step: load exactly the compose environment, as the container would see it.
+    for var, value in _environment(services["intake"]).items():
+        if var.startswith(ENV_PREFIX):
+            monkeypatch.setenv(var, value)
+    settings = Settings()
+    # Step: the values arrive typed, and each stage finds its own port.
+    assert settings.kafka_bootstrap == "kafka:9092"
+    assert {name: settings.web_port(name) for name in SERVICES} == DEFAULT_WEB_PORTS
+
+
+# --- one-shot commands and backing services -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "needs"),
+    [
+        ("migrate", ["offsetstream", "db", "migrate"], "postgres"),
+        ("topics", ["offsetstream", "topics", "create"], "kafka"),
+    ],
+)
+def test_one_shot_commands(services: dict[str, Any], name: str, command: list[str], needs: str) -> None:
+    service = services[name]
+    assert service["command"] == command
+    assert service["build"] == "."
+    assert service["depends_on"][needs]["condition"] == "service_healthy"
+    assert service.get("restart", "no") == "no"
+
+
+def test_kafka_is_the_official_image_in_single_node_kraft(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    env = _environment(kafka)
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    for var in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert env[var] == "1", var
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    assert env["KAFKA_MESSAGE_MAX_BYTES"] == str(16 * 1024 * 1024)
+    assert "/opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --list" in " ".join(
+        kafka["healthcheck"]["test"]
+    )
+
+
+def test_postgres_is_healthchecked_with_pg_isready(services: dict[str, Any]) -> None:
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:15"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    env = _environment(postgres)
+    url = _environment(services["intake"])["OFFSETSTREAM_DATABASE_URL"]
+    expected = (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/{env['POSTGRES_DB']}"
+    )
+    assert url == expected
+
+
+def test_monitoring_mounts_the_infra_folders(services: dict[str, Any]) -> None:
+    assert services["prometheus"]["image"].startswith("prom/prometheus")
+    assert "./infra/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    assert services["grafana"]["image"].startswith("grafana/grafana")
+    grafana_volumes = services["grafana"]["volumes"]
+    assert "./infra/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_volumes
+    assert "./infra/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana_volumes
+    for source in ("./infra/prometheus", "./infra/grafana/provisioning", "./infra/grafana/dashboards"):
+        assert (REPO_ROOT / source).is_dir(), source
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert re.search(r"pip install (--[a-z-]+ )*\.(\s|$)", text), "the image must `pip install .` the project"
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users, "the image must switch to a non-root user"
+    assert users[-1] not in {"root", "0"}
+    assert instructions[-1] == 'CMD ["offsetstream", "--help"]'
+    for copied in ("pyproject.toml", "contracts", "shared", "services", "infra"):
+        assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", text, re.MULTILINE), copied
+
+
+# --- Prometheus ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file_name", "host_of"),
+    [("prometheus.yml", lambda name: name), ("prometheus.local.yml", lambda name: "127.0.0.1")],
+    ids=["compose", "local"],
+)
+def test_prometheus_scrapes_every_service(file_name: str, host_of: Any) -> None:
+    config = _yaml(PROMETHEUS / file_name)
+    assert config["global"]["scrape_interval"] == "5s"
+    assert config["rule_files"] == ["rules/*.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name in SERVICES:
+        targets = [t for group in jobs[name]["static_configs"] for t in group["targets"]]
+        assert targets == [f"{host_of(name)}:{DEFAULT_WEB_PORTS[name]}"]
+
+
+def test_alert_rules_are_well_formed() -> None:
+    rule_files = sorted((PROMETHEUS / "rules").glob("*.yml"))
+    assert rule_files
+    alerts = {}
+    for path in rule_files:
+        for group in _yaml(path)["groups"]:
+            for rule in group["rules"]:
+                assert rule["expr"].strip()
+                assert rule["annotations"]["summary"].strip()
+                alerts[rule["alert"]] = rule
+    assert "up" in alerts["OffsetstreamServiceDown"]["expr"]
+    assert "remit_dead_letters_total" in alerts["OffsetstreamDeadLetters"]["expr"]
+
+
+# --- Grafana ------------------------------------------------------------------------------------------------
+
+
+def _dashboard(file_name: str) -> dict[str, Any]:
+    document = json.loads((GRAFANA / "dashboards" / file_name).read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+def test_grafana_datasource_has_the_fixed_uid() -> None:
+    (datasource,) = _yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
+    assert datasource["uid"] == "prometheus"
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+
+
+def test_grafana_dashboard_provider_reads_the_mounted_folder() -> None:
+    (provider,) = _yaml(GRAFANA / "provisioning" / "dashboards" / "offsetstream.yml")["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+@pytest.mark.parametrize(("file_name", "uid"), sorted(DASHBOARD_UIDS.items()))
+def test_dashboard_is_valid_and_uses_the_prometheus_datasource(file_name: str, uid: str) -> None:
+    dashboard = _dashboard(file_name)
+    assert dashboard["uid"] == uid
+    assert dashboard["schemaVersion"] == 39
+    panels = dashboard["panels"]
+    assert panels
+    assert len({p["id"] for p in panels}) == len(panels)
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel["title"]
+        assert set(panel["gridPos"]) == {"x", "y", "w", "h"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "prometheus"
+            assert target["expr"].strip()
+
+
+def _exported_metric_names(modules: list[str]) -> set[str]:
+    """Sample names the given modules' metric objects can export (counters end in ``_total``…)."""
+    from prometheus_client import REGISTRY
+
+    for module in modules:
+        importlib.import_module(module)
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, [""]))
+    return names
+
+
+def _metric_names_in(dashboard: dict[str, Any]) -> set[str]:
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    return set(re.findall(r"\bremit_[a-z_]+", exprs))
+
+
+def test_pipeline_dashboard_and_alerts_use_metrics_the_stages_export() -> None:
+    exported = _exported_metric_names(["shared.telemetry"])
+    rules = " ".join(
+        rule["expr"]
+        for group in _yaml(PROMETHEUS / "rules" / "offsetstream.yml")["groups"]
+        for rule in group["rules"]
+    )
+    used = _metric_names_in(_dashboard("pipeline-health.json")) | set(re.findall(r"\bremit_[a-z_]+", rules))
+    assert not used - exported, f"metrics no stage defines: {sorted(used - exported)}"
+
+
+def test_money_dashboard_uses_metrics_the_stages_export() -> None:
+    modules = [f"services.{name}.metrics" for name in ("detection", "matching", "interest")]
+    for module in modules:
+        pytest.importorskip(module, reason=f"{module} does not exist yet")
+    used = _metric_names_in(_dashboard("money.json"))
+    exported = _exported_metric_names(modules)
+    assert not used - exported, f"metrics no stage defines: {sorted(used - exported)}"
