@@ -308,4 +308,15 @@ async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgo
     return await on_interest(conn, parse_envelope(incoming.value, InterestAccrued))
 
 
+async def refresh_gauges() -> None:
+    """Ledger-wide gauges (open receivables, open balance, unmatched queue), read from the ledger itself."""
+    pool = await stage.pool()
+    async with pool.acquire() as conn:
+        count, balance, unmatched = await store.open_totals(conn)
+    metrics.OPEN_RECEIVABLES.set(count)
+    metrics.OPEN_BALANCE.set(float(balance))
+    metrics.UNMATCHED_DOLLARS.set(float(unmatched))
+
+
+app.timer(interval=10.0)(refresh_gauges)
 stage.consume(["remit.provider-adjustments.v1", "remit.overpayments.v1", "remit.interest.v1"], handle)

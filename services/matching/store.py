@@ -214,3 +214,15 @@ async def add_interest(
 def row_dict(row: asyncpg.Record) -> dict[str, Any]:
     """A record as a plain dict."""
     return dict(row.items())
+
+
+async def open_totals(conn: asyncpg.Connection) -> tuple[int, Decimal, Decimal]:
+    """(open receivables, their balance, unmatched withheld dollars) across the ledger, for the gauges."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE b > 0) AS n, COALESCE(sum(b) FILTER (WHERE b > 0), 0) AS balance,
+                  (SELECT COALESCE(sum(unmatched_amount), 0) FROM matching.adjustments) AS unmatched
+           FROM (SELECT principal + interest_accrued - principal_recovered - interest_recovered AS b
+                 FROM matching.receivables) r"""
+    )
+    assert row is not None
+    return int(row["n"]), row["balance"], row["unmatched"]

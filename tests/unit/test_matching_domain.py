@@ -1,0 +1,54 @@
+"""Matching's pure rules: what each PLB pair means and how money is applied (interest first)."""
+
+from decimal import Decimal
+
+import pytest
+
+from services.matching.domain import Balance, apply_recovery, classify, status_of
+
+D = Decimal
+
+
+@pytest.mark.parametrize(
+    ("code", "amount", "reference", "action"),
+    [
+        ("WO", D("100.00"), "FCN1", "recover"),
+        ("WO", D("-100.00"), "FCN1", "deferral"),
+        ("WO", D("100.00"), None, "review"),
+        ("FB", D("-180.00"), "EFT1", "forwarding_open"),
+        ("FB", D("180.00"), "EFT1", "forwarding_apply"),
+        ("72", D("-50.00"), "FCN1", "refund"),
+        ("WU", D("10.00"), None, "review"),
+        ("OB", D("10.00"), "X", "review"),
+        ("TL", D("10.00"), "X", "review"),
+        ("L6", D("-2.37"), None, "non_offset"),
+        ("CR", D("5.00"), None, "non_offset"),
+        ("IR", D("5.00"), None, "non_offset"),
+    ],
+)
+def test_classify_reads_code_and_sign(code: str, amount: Decimal, reference: str | None, action: str) -> None:
+    assert classify(code, amount, reference).action == action
+
+
+def test_capitation_interest_is_not_recoupment() -> None:
+    # CR is capitation interest in 5010, a classic misreading as "credit/recoupment".
+    assert "capitation" in classify("CR", D("5.00"), None).reason
+
+
+def test_recovery_goes_to_interest_first_then_principal() -> None:
+    balance = Balance(principal=D("300.00"), interest_accrued=D("2.88"))
+    applied = apply_recovery(D("100.00"), balance)
+    assert (applied.to_interest, applied.to_principal, applied.remainder) == (D("2.88"), D("97.12"), D("0.00"))
+
+
+def test_recovery_beyond_the_open_balance_leaves_a_remainder() -> None:
+    balance = Balance(principal=D("100.00"), principal_recovered=D("60.00"))
+    applied = apply_recovery(D("75.00"), balance)
+    assert (applied.to_interest, applied.to_principal, applied.remainder) == (D("0.00"), D("40.00"), D("35.00"))
+
+
+def test_status_follows_the_balance() -> None:
+    assert status_of(Balance(D("100.00"))) == "open"
+    assert status_of(Balance(D("100.00"), D("40.00"))) == "partially_recovered"
+    assert status_of(Balance(D("100.00"), D("100.00"))) == "settled"
+    assert status_of(Balance(D("100.00"), D("100.00"), D("2.88"))) == "partially_recovered"

@@ -1,0 +1,79 @@
+"""Common library: ids, references, plugins, settings, signing, DLT records."""
+
+import pytest
+
+from contracts.topics import all_topic_names, dlt_name
+from shared import plugins
+from shared.ids import account_key, receivable_id, stable_id
+from shared.references import receivable_reference
+from shared.settings import Settings
+from shared.stream import Incoming, dead_letter_message
+from shared.webhook import sign, verify
+
+
+def test_ids_are_deterministic_and_tenant_scoped() -> None:
+    assert stable_id("a", 1) == stable_id("a", 1)
+    assert stable_id("a", 1) != stable_id("a", 2)
+    assert receivable_id("t1", "01312", "FCN1") != receivable_id("t2", "01312", "FCN1")
+    key = account_key("t1", "01312", "1234567893")
+    assert len(key) == 32 and "1234567893" not in key
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("FCN26080300017     PCN1001", "FCN26080300017"),
+        ("2226183201000", "2226183201000"),
+        ("  FCN1  ", "FCN1"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_receivable_reference_reads_the_medicare_layout(raw: str | None, expected: str | None) -> None:
+    assert receivable_reference(raw) == expected
+
+
+def test_built_in_plugins_load_through_entry_points() -> None:
+    assert "x12_835" in plugins.load_plugins(plugins.FEED_PARSERS)
+    assert {"deferred_recovery", "reversal_correction"} <= set(plugins.load_plugins(plugins.DETECTION_RULES))
+    assert "medicare" in plugins.load_plugins(plugins.PAYER_POLICIES)
+    assert "webhook" in plugins.load_plugins(plugins.NOTIFICATION_CHANNELS)
+
+
+def test_plugins_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFSETSTREAM_PLUGINS_DISABLE", "offsetstream.detection_rules:deferred_recovery")
+    assert "deferred_recovery" not in plugins.load_plugins(plugins.DETECTION_RULES)
+    with pytest.raises(ValueError, match="unknown plugin group"):
+        plugins.load_plugins("offsetstream.nope")
+
+
+def test_settings_come_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFSETSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("OFFSETSTREAM_WEB_PORTS", '{"intake": 7001}')
+    monkeypatch.setenv("OFFSETSTREAM_PAYER_POLICIES", '{"87726": "commercial"}')
+    settings = Settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:1"
+    assert settings.web_port("intake") == 7001
+    assert settings.policy_for("87726") == "commercial"
+    assert settings.policy_for("01312") == "medicare"
+
+
+def test_webhook_signature_round_trip_and_tamper() -> None:
+    header = sign("k", "1700000000", b'{"a":1}')
+    assert verify("k", header, b'{"a":1}', now=1700000100)
+    assert not verify("k", header, b'{"a":2}', now=1700000100)
+    assert not verify("other", header, b'{"a":1}', now=1700000100)
+    assert not verify("k", header, b'{"a":1}', now=1700009999)  # too old: replay
+    assert not verify("k", "garbage", b"")
+
+
+def test_dead_letter_keeps_original_bytes_and_names_the_source() -> None:
+    incoming = Incoming("remit.intake.v1", 2, 41, b"k", b"\xff\x00raw", {})
+    out = dead_letter_message("intake", incoming, "unbalanced", "ΣCLP04 − ΣPLB ≠ BPR02", {"segment_ordinal": "7"})
+    headers = dict(out.headers)
+    assert out.topic == "remit.intake.dlt" and out.value == b"\xff\x00raw"
+    assert headers["reason"] == b"unbalanced"
+    assert headers["source_offset"] == b"41"
+    assert headers["location.segment_ordinal"] == b"7"
+    assert dlt_name("remit.offsets.v1") == "remit.offsets.dlt"
+    assert "remit.intake.dlt" in all_topic_names()
