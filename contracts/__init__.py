@@ -7,6 +7,9 @@ so that a new optional field from a newer producer never breaks an older consume
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
+    AlertRaised,
+    LetterReceived,
+    ServicePayment,
     ClaimAdjustment,
     ClaimPaymentReceived,
     InterestAccrued,
@@ -22,6 +25,9 @@ from contracts.money import Money, to_money
 from contracts.topics import TOPICS, Topic, topic
 
 __all__ = [
+    "AlertRaised",
+    "LetterReceived",
+    "ServicePayment",
     "TOPICS",
     "ClaimAdjustment",
     "ClaimPaymentReceived",

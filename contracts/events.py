@@ -134,6 +134,22 @@ class ClaimPaymentReceived(Contract):
     service_date_to: date | None = Field(default=None, description="Latest service date (DTM*233/472).")
     service_line_count: int = Field(description="Number of SVC lines.")
     adjustments: tuple[ClaimAdjustment, ...] = Field(default=(), description="All CAS triples, both levels.")
+    services: tuple["ServicePayment", ...] = Field(
+        default=(), description="Service lines (SVC loop 2110), for fee-schedule and duplicate checks."
+    )
+
+
+class ServicePayment(Contract):
+    """One service line (SVC, loop 2110) of a claim."""
+
+    line_ordinal: int = Field(description="1-based position of the SVC within its claim.")
+    procedure_qualifier: str = Field(description="SVC01-1: HC (HCPCS/CPT), NU, AD, ...")
+    procedure_code: str = Field(description="SVC01-2: procedure code.")
+    modifiers: tuple[str, ...] = Field(default=(), description="SVC01-3..6: procedure modifiers.")
+    charge: Money = Field(description="SVC02: line charge.")
+    paid: Money = Field(description="SVC03: line paid amount.")
+    units: Decimal | None = Field(default=None, description="SVC05 (or SVC07): units of service paid.")
+    service_date: date | None = Field(default=None, description="DTM*472 (or 150) of the line.")
 
 
 # --- remit.provider-adjustments.v1 -----------------------------------------------------------------------------
@@ -259,6 +275,52 @@ class InterestAccrued(Contract):
     principal_basis: Money = Field(description="Outstanding principal the interest was computed on.")
     annual_rate: Rate = Field(description="Annual rate locked at the determination date.")
     amount: Money = Field(description="Interest for the period: basis × rate × 30/360, ROUND_HALF_UP.")
+
+
+# --- remit.letters.v1 ------------------------------------------------------------------------------------------
+
+
+class LetterReceived(Contract):
+    """An overpayment the payer demanded by letter, or one the provider identified itself (60-day rule).
+
+    Entered by staff (``offsetstream letter add`` / JSON import); merged by detection with every other signal
+    about the same reference into one receivable.
+    """
+
+    letter_id: UUID = Field(description="Deterministic id: (tenant, payer, reference, letter date, kind).")
+    kind: Literal["demand_letter", "provider_identified"] = Field(
+        description="Payer demand letter, or an overpayment the provider found itself."
+    )
+    payer_id: str = Field(description="Payer owed.")
+    payee_id: str = Field(description="Payee (NPI or TIN) the letter is addressed to.")
+    reference: str = Field(description="FCN / AR number from the letter (or the provider's own case number).")
+    amount: Money = Field(description="Principal demanded or identified.")
+    letter_date: date = Field(description="Letter date (final determination) or the date of identification.")
+    claim_references: tuple[str, ...] = Field(default=(), description="Payer claim numbers (ICN) the letter names.")
+    entered_by: str = Field(description="Who entered it (staff user id), for the audit trail.")
+
+
+# --- remit.alerts.v1 -------------------------------------------------------------------------------------------
+
+AlertKind = Literal[
+    "reversal_without_correction",
+    "forwarding_balance_not_closed",
+    "recoupment_during_pause",
+    "recoupment_rule_violation",
+    "unmatched_recovery_aging",
+]
+
+
+class AlertRaised(Contract):
+    """Something staff must look at that is not itself a money movement (a flag, not a ledger entry)."""
+
+    alert_id: UUID = Field(description="Deterministic id: (subject, kind); raised once per subject and kind.")
+    kind: AlertKind = Field(description="What is wrong.")
+    payer_id: str = Field(description="Payer concerned.")
+    reference: str | None = Field(default=None, description="Receivable reference, claim ICN or trace number.")
+    amount: Money | None = Field(default=None, description="Amount concerned, when there is one.")
+    observed_on: date = Field(description="Business date the condition was observed.")
+    detail: str = Field(description="What and why, for people; identifiers only, no patient data.")
 
 
 # --- remit.notifications.v1 ------------------------------------------------------------------------------------

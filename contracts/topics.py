@@ -82,6 +82,24 @@ TOPICS: tuple[Topic, ...] = (
         consumers=("matching",),
     ),
     Topic(
+        name="remit.letters.v1",
+        payload=ev.LetterReceived,
+        event_types=("DemandLetterReceived", "ProviderIdentifiedOverpayment"),
+        key=ACCOUNT_KEY,
+        description="Demand letters and provider-identified overpayments entered by staff.",
+        producers=("cli",),
+        consumers=("detection",),
+    ),
+    Topic(
+        name="remit.alerts.v1",
+        payload=ev.AlertRaised,
+        event_types=("AlertRaised",),
+        key=ACCOUNT_KEY,
+        description="Flags for staff: reversal without correction, forwarding balance not closed, violations.",
+        producers=("detection", "matching", "interest"),
+        consumers=("notification",),
+    ),
+    Topic(
         name="remit.offsets.v1",
         payload=ev.OffsetRecorded,
         event_types=(

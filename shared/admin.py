@@ -120,7 +120,9 @@ async def consumer_lag(settings: Settings) -> dict[str, int]:
             topics = [t.name for t in TOPICS if service in t.consumers]
             if service == "notification":
                 topics.append("remit.notifications.v1")
-            tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            tps = [
+                TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
             ends = await consumer.end_offsets(tps) if tps else {}
             committed = await admin.list_consumer_group_offsets(f"offsetstream-{service}")
             lag[service] = sum(

@@ -1,6 +1,7 @@
 """One typed settings object for every service and command, read from ``OFFSETSTREAM_*`` env vars."""
 
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,6 +42,18 @@ class Settings(BaseSettings):
         default_factory=dict, description='Payer id → payer policy plugin name (e.g. {"01312": "medicare"}).'
     )
     default_policy: str = Field(default="medicare", description="Policy for payers not in payer_policies.")
+    fee_schedule_path: Path | None = Field(
+        default=None,
+        description="CSV fee schedule (payer_id,procedure_code,modifier,allowed_amount,effective_from,"
+        "effective_to) for the paid-above-expected rule; the rule is idle without one.",
+    )
+    fee_schedule_tolerance: Decimal = Field(
+        default=Decimal("0.50"),
+        description="Dollars a line may be paid above its scheduled amount before it is flagged.",
+    )
+    reversal_correction_days: int = Field(
+        default=30, description="Days after a reversal without a correction before staff are alerted."
+    )
     today: date | None = Field(
         default=None, description="Business date override (the injectable clock of the interest service)."
     )

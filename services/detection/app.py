@@ -1,29 +1,44 @@
-"""The detection stage: claim payments and PLB pairs in, evidence of overpayments (merged per reference) out."""
+"""The detection stage: claims, PLB pairs and letters in; evidence of overpayments, merged per reference, out.
 
+A timer also raises an alert for each reversal whose correction has not arrived within the configured days.
+"""
+
+import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 
 from contracts.envelope import Envelope, parse_envelope
-from contracts.events import ClaimPaymentReceived, OverpaymentDetected, ProviderAdjustmentReceived
+from contracts.events import (
+    AlertRaised,
+    ClaimPaymentReceived,
+    LetterReceived,
+    OverpaymentDetected,
+    ProviderAdjustmentReceived,
+)
 from contracts.money import to_money
 from services.detection import domain, metrics, store
-from shared import envelopes, plugins
+from shared import envelopes, outbox, plugins
+from shared.clock import today
 from shared.ids import receivable_id, stable_id
 from shared.stream import Incoming, Outgoing, Rejected, Stage
+
+log = logging.getLogger(__name__)
 
 stage = Stage("detection")
 app = stage.app
 RULES: dict[str, domain.DetectionRule] = plugins.load_plugins(plugins.DETECTION_RULES)
 OVERPAYMENTS = "remit.overpayments.v1"
+ALERTS = "remit.alerts.v1"
 
 
-def _run_rules(call: str, *args: Any) -> list[domain.Evidence]:
+def _run_rules(hook: str, *args: Any) -> list[domain.Evidence]:
     found: list[domain.Evidence] = []
     for name, rule in RULES.items():
         try:
-            found += getattr(rule, call)(*args)
+            found += getattr(rule, hook)(*args)
         except Exception as exc:
             raise Rejected("plugin_error", f"detection rule {name!r} raised {type(exc).__name__}") from exc
     return found
@@ -32,6 +47,7 @@ def _run_rules(call: str, *args: Any) -> list[domain.Evidence]:
 async def _record(
     conn: asyncpg.Connection, source: Envelope[Any], payer_id: str, evidence: list[domain.Evidence]
 ) -> list[Outgoing]:
+    """Store new evidence, re-merge its receivable, and announce the merged state."""
     outputs = []
     tenant, account = source.tenant_id, source.account_key
     policy = stage.settings.policy_for(payer_id)
@@ -40,8 +56,8 @@ async def _record(
         if not await store.add_evidence(conn, tenant, rid, ev):
             continue
         known = await store.evidence_of(conn, tenant, rid)
-        principal = to_money(domain.merged_principal((c, a) for c, a, _ in known))
-        determined = domain.determination_date((c, d) for c, _, d in known)
+        principal = to_money(domain.merged_principal((c, s, a) for c, s, a, _ in known))
+        determined = domain.determination_date((c, d) for c, _, _, d in known)
         await store.upsert_receivable(
             conn, tenant, rid, account, payer_id, ev.reference, policy, principal, determined
         )
@@ -76,19 +92,69 @@ async def _record(
     return outputs
 
 
+async def on_claim(conn: asyncpg.Connection, env: Envelope[ClaimPaymentReceived]) -> list[Outgoing]:
+    """Remember the claim, track reversals, and run the claim rules against its history."""
+    claim, tenant, account = env.payload, env.tenant_id, env.account_key
+    await store.save_claim(conn, tenant, account, env.event_id, claim)
+    if claim.status_code == domain.REVERSAL_STATUS:
+        await store.note_reversal(conn, tenant, account, env.event_id, claim)
+    else:
+        await store.pair_reversal(conn, tenant, account, env.event_id, claim)
+    prior = await store.related_claims(conn, tenant, account, env.event_id, claim)
+    return await _record(conn, env, claim.payer_id, _run_rules("on_claim", claim, prior))
+
+
 async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-    """Dispatch by topic: claims are remembered and checked; PLB pairs are checked."""
+    """Dispatch by topic."""
     if incoming.topic == "remit.claim-payments.v1":
-        claim_env = parse_envelope(incoming.value, ClaimPaymentReceived)
-        claim = claim_env.payload
-        await store.save_claim(conn, claim_env.tenant_id, claim_env.account_key, claim_env.event_id, claim)
-        prior = await store.related_claims(
-            conn, claim_env.tenant_id, claim_env.account_key, claim_env.event_id, claim
-        )
-        return await _record(conn, claim_env, claim.payer_id, _run_rules("on_claim", claim, prior))
-    adj_env = parse_envelope(incoming.value, ProviderAdjustmentReceived)
-    adjustment = adj_env.payload
-    return await _record(conn, adj_env, adjustment.payer_id, _run_rules("on_adjustment", adjustment))
+        return await on_claim(conn, parse_envelope(incoming.value, ClaimPaymentReceived))
+    if incoming.topic == "remit.letters.v1":
+        letter = parse_envelope(incoming.value, LetterReceived)
+        return await _record(conn, letter, letter.payload.payer_id, _run_rules("on_letter", letter.payload))
+    adj = parse_envelope(incoming.value, ProviderAdjustmentReceived)
+    return await _record(conn, adj, adj.payload.payer_id, _run_rules("on_adjustment", adj.payload))
 
 
-stage.consume(["remit.claim-payments.v1", "remit.provider-adjustments.v1"], handle)
+async def check_reversals() -> None:
+    """Alert once for every reversal still without its correction after the configured days."""
+    day = today(stage.settings)
+    cutoff = day - timedelta(days=stage.settings.reversal_correction_days)
+    pool = await stage.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        for row in await store.uncorrected_reversals(conn, cutoff):
+            alert = AlertRaised(
+                alert_id=stable_id(row["claim_event_id"], "reversal_without_correction"),
+                kind="reversal_without_correction",
+                payer_id=row["payer_id"],
+                reference=row["icn"],
+                amount=row["amount"],
+                observed_on=day,
+                detail=f"claim {row['icn'] or '(no ICN)'} reversed on {row['reversed_on']} for {row['amount']}; "
+                f"no correction after {stage.settings.reversal_correction_days} days",
+            )
+            message = Outgoing.event(
+                ALERTS,
+                envelopes.build(
+                    alert,
+                    event_id=alert.alert_id,
+                    event_type="AlertRaised",
+                    tenant_id=row["tenant_id"],
+                    account_key=row["account_key"],
+                    causation_id=str(row["claim_event_id"]),
+                ),
+            )
+            if await outbox.add(conn, stage.service, str(alert.alert_id), message):
+                metrics.ALERTS.labels(alert.kind).inc()
+    await outbox.flush(stage)
+
+
+async def timer() -> None:
+    """Time-driven checks; a failure is logged and retried on the next tick."""
+    try:
+        await stage.retrying(check_reversals)
+    except Exception:
+        log.exception("detection timer failed; will retry on the next tick")
+
+
+app.timer(interval=stage.settings.interest_tick_seconds)(timer)
+stage.consume(["remit.claim-payments.v1", "remit.provider-adjustments.v1", "remit.letters.v1"], handle)

@@ -1,9 +1,10 @@
 """Detection's pure domain: evidence of overpayments, and how evidence merges into one receivable.
 
 Several signals often describe the same overpayment (a reversal/correction pair, then the payer's negative WO
-deferring it, then the demand letter). Signals of *different* channels confirm each other; signals of the *same*
-channel add up (two deferrals under one reference are two debts). So the receivable's principal is the largest
-per-channel sum — a rule that is commutative, hence independent of arrival order and replay.
+deferring it, then the demand letter). Signals of *different* channels confirm each other; within a channel,
+signals about the same *subject* (one claim flagged by two rules) are one overpayment, and different subjects
+add up (two deferrals under one reference are two debts). So the principal is the largest per-channel sum of
+per-subject maxima — commutative, hence independent of arrival order and replay.
 """
 
 from collections import defaultdict
@@ -11,10 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Protocol
 from uuid import UUID
 
-from contracts.events import ClaimPaymentReceived, EvidenceChannel, ProviderAdjustmentReceived
+from contracts.events import ClaimPaymentReceived, EvidenceChannel, LetterReceived, ProviderAdjustmentReceived
 from contracts.money import ZERO
 
 REVERSAL_STATUS = "22"
@@ -27,6 +27,7 @@ class Evidence:
     evidence_id: UUID
     rule: str
     channel: EvidenceChannel
+    subject: str
     reference: str
     amount: Decimal
     evidence_date: date
@@ -34,27 +35,36 @@ class Evidence:
     claim_references: tuple[str, ...] = ()
 
 
-class DetectionRule(Protocol):
-    """A detection rule plugin (entry-point group ``offsetstream.detection_rules``). Pure: no I/O.
+class DetectionRule:
+    """Base of detection rule plugins (entry-point group ``offsetstream.detection_rules``). Pure: no I/O.
 
-    ``prior`` is the account's earlier claims sharing this claim's CLP01, CLP07 or REF*F8, oldest first.
+    Override the hooks a rule cares about; the others find nothing. ``prior`` is the account's earlier claims
+    sharing this claim's CLP01, CLP07 or REF*F8, oldest first. A rule that raises is isolated by the service
+    (the message is dead-lettered with reason ``plugin_error``), never crashing the worker.
     """
 
-    name: str
+    name = "rule"
 
     def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
         """Evidence found when a claim payment arrives."""
-        ...
+        return []
 
     def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:
         """Evidence found when a PLB pair arrives."""
-        ...
+        return []
+
+    def on_letter(self, letter: LetterReceived) -> list[Evidence]:
+        """Evidence found when staff enter a letter or a provider-identified overpayment."""
+        return []
 
 
-def merged_principal(evidence: Iterable[tuple[str, Decimal]]) -> Decimal:
-    """Principal of a receivable from (channel, amount) pairs: the largest per-channel sum."""
+def merged_principal(evidence: Iterable[tuple[str, str, Decimal]]) -> Decimal:
+    """Principal from (channel, subject, amount): max over channels of the sum over subjects of the max."""
+    per_subject: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for channel, subject, amount in evidence:
+        per_subject[channel, subject] = max(per_subject[channel, subject], amount)
     per_channel: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for channel, amount in evidence:
+    for (channel, _), amount in per_subject.items():
         per_channel[channel] += amount
     return max(per_channel.values(), default=ZERO)
 
@@ -64,3 +74,29 @@ def determination_date(evidence: Iterable[tuple[str, date]]) -> date:
     items = list(evidence)
     letters = [d for channel, d in items if channel == "letter"]
     return min(letters) if letters else min(d for _, d in items)
+
+
+def live_payments(prior: list[ClaimPaymentReceived]) -> list[ClaimPaymentReceived]:
+    """Earlier payments of a claim that no later reversal took back (a reversal cancels the latest payment
+    with the same ICN, else the latest with the negated amount)."""
+    live: list[ClaimPaymentReceived] = []
+    for claim in prior:
+        if claim.status_code != REVERSAL_STATUS:
+            live.append(claim)
+            continue
+        for index in range(len(live) - 1, -1, -1):
+            same_icn = claim.payer_claim_control_number and (
+                live[index].payer_claim_control_number == claim.payer_claim_control_number
+            )
+            if same_icn or live[index].paid == -claim.paid:
+                del live[index]
+                break
+    return live
+
+
+def pending_reversal(prior: list[ClaimPaymentReceived]) -> ClaimPaymentReceived | None:
+    """The latest reversal that no later payment has paired (the one a correction now pairs with)."""
+    pending: ClaimPaymentReceived | None = None
+    for earlier in prior:
+        pending = earlier if earlier.status_code == REVERSAL_STATUS else None
+    return pending

@@ -8,3 +8,4 @@ OVERPAYMENTS = Counter(
 OVERPAYMENT_DOLLARS = Counter(
     "remit_overpayment_dollars_total", "Dollars of overpayment evidence found, per rule.", ["rule"]
 )
+ALERTS = Counter("remit_alerts_total", "Alerts raised for staff, by kind.", ["kind"])

@@ -1,26 +1,66 @@
-"""Built-in detection rules, registered as plugins in pyproject.toml like any third-party rule."""
+"""Built-in detection rules, registered as plugins in pyproject.toml exactly like third-party rules."""
 
-from contracts.events import ClaimPaymentReceived, ProviderAdjustmentReceived
-from services.detection.domain import REVERSAL_STATUS, Evidence
+import csv
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from contracts.events import (
+    ClaimPaymentReceived,
+    EvidenceChannel,
+    LetterReceived,
+    ProviderAdjustmentReceived,
+    ServicePayment,
+)
+from contracts.money import ZERO, to_money
+from services.detection.domain import (
+    REVERSAL_STATUS,
+    DetectionRule,
+    Evidence,
+    live_payments,
+    pending_reversal,
+)
 from shared.ids import stable_id
 from shared.references import receivable_reference
+from shared.settings import get_settings
+
+DUPLICATE_CARCS = {"18", "B13"}
 
 
-class DeferredRecoveryRule:
-    """A negative ``WO`` (or ``FB`` used the same way is left to matching): the payer defers recovery of an
-    overpayment it has determined, adding the money back now; the reference names the receivable (FCN)."""
+def _claim_reference(claim: ClaimPaymentReceived) -> str:
+    """Receivable key of a claim-level overpayment: the payer's ICN, else the provider's claim number."""
+    return claim.payer_claim_control_number or claim.patient_control_number
+
+
+def _claim_evidence(
+    rule: str, claim: ClaimPaymentReceived, reference: str, amount: Decimal, claim_refs: tuple[str, ...] = ()
+) -> Evidence:
+    return Evidence(
+        evidence_id=stable_id(claim.remittance_id, "claim", claim.claim_ordinal, rule),
+        rule=rule,
+        channel="claim",
+        subject=f"claim:{claim.remittance_id}:{claim.claim_ordinal}",
+        reference=reference,
+        amount=to_money(amount),
+        evidence_date=claim.payment_date,
+        source=f"TRN {claim.trace_number} CLP #{claim.segment_ordinal}",
+        claim_references=claim_refs or tuple(r for r in (claim.payer_claim_control_number,) if r),
+    )
+
+
+class DeferredRecoveryRule(DetectionRule):
+    """A negative ``WO``: the payer determined an overpayment but defers recovering it, adding the money back
+    now; the reference names the receivable (FCN). The later positive ``WO`` is matching's business."""
 
     name = "deferred_recovery"
-
-    def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
-        """Claims carry no deferral."""
-        return []
 
     def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:
         """Negative WO with a reference opens (or confirms) the receivable."""
         reference = receivable_reference(adjustment.reference)
         if adjustment.reason_code != "WO" or adjustment.amount >= 0 or reference is None:
             return []
+        pair = f"{adjustment.remittance_id}:{adjustment.segment_ordinal}:{adjustment.pair_index}"
         return [
             Evidence(
                 evidence_id=stable_id(
@@ -32,6 +72,7 @@ class DeferredRecoveryRule:
                 ),
                 rule=self.name,
                 channel="deferral",
+                subject=f"plb:{pair}",
                 reference=reference,
                 amount=-adjustment.amount,
                 evidence_date=adjustment.payment_date,
@@ -40,42 +81,151 @@ class DeferredRecoveryRule:
         ]
 
 
-class ReversalCorrectionRule:
-    """``CLP02=22`` reverses an earlier payment; the correction that follows pays less: the difference is an
-    overpayment keyed by the original claim's ICN (CLP07 of the reversal), which is also the reference Medicare
-    uses when it defers the recovery with a negative ``WO``."""
+class ReversalCorrectionRule(DetectionRule):
+    """``CLP02=22`` reverses an earlier payment; the correction that follows (same CLP01, or REF*F8 naming the
+    original ICN, in the same or a later remittance) pays less: the difference is an overpayment keyed by the
+    original ICN — the reference Medicare uses when it defers the recovery with a negative ``WO``."""
 
     name = "reversal_correction"
 
     def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
-        """Pair a correction with the latest reversal of the same claim that no later payment has paired."""
+        """Pair a correction with the latest reversal no later payment has paired."""
         if claim.status_code == REVERSAL_STATUS:
             return []
-        pending: ClaimPaymentReceived | None = None
-        for earlier in prior:
-            pending = earlier if earlier.status_code == REVERSAL_STATUS else None
-        if pending is None:
+        reversal = pending_reversal(prior)
+        if reversal is None:
             return []
-        reversal = pending
         reference = reversal.payer_claim_control_number or claim.original_reference
         overpaid = -reversal.paid - claim.paid
         if reference is None or overpaid <= 0:
             return []
+        refs = tuple(r for r in (reversal.payer_claim_control_number, claim.payer_claim_control_number) if r)
+        return [_claim_evidence(self.name, claim, reference, overpaid, refs)]
+
+
+class DuplicatePaymentRule(DetectionRule):
+    """The same claim paid twice: same CLP01/CLP07, same service dates, same amount, the first payment not
+    reversed since; or a paid claim carrying CARC 18 (exact duplicate) / B13 (previously paid)."""
+
+    name = "duplicate_payment"
+
+    def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
+        """The whole second payment is owed back."""
+        if claim.status_code == REVERSAL_STATUS or claim.paid <= 0:
+            return []
+        twins = [
+            p
+            for p in live_payments(prior)
+            if p.paid == claim.paid
+            and (p.service_date_from, p.service_date_to) == (claim.service_date_from, claim.service_date_to)
+        ]
+        signalled = any(a.reason_code in DUPLICATE_CARCS for a in claim.adjustments)
+        if not twins and not signalled:
+            return []
+        refs = tuple(
+            r for r in (*(t.payer_claim_control_number for t in twins), claim.payer_claim_control_number) if r
+        )
+        return [_claim_evidence(self.name, claim, _claim_reference(claim), claim.paid, refs)]
+
+
+class PaidAboveChargeRule(DetectionRule):
+    """A payer never owes more than the provider charged: the excess is an overpayment."""
+
+    name = "paid_above_charge"
+
+    def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
+        """Paid minus charge, when positive, on a non-reversal claim."""
+        if claim.status_code == REVERSAL_STATUS or claim.paid <= claim.charge:
+            return []
+        return [_claim_evidence(self.name, claim, _claim_reference(claim), claim.paid - claim.charge)]
+
+
+class FeeSchedule:
+    """Per-payer allowed amounts by procedure code (+ modifier) and effective dates, from a CSV file."""
+
+    def __init__(self, rows: list[tuple[str, str, str, Decimal, date, date | None]]) -> None:
+        self._entries: dict[tuple[str, str, str], list[tuple[date, date | None, Decimal]]] = defaultdict(list)
+        for payer, code, modifier, allowed, start, end in rows:
+            self._entries[payer, code, modifier].append((start, end, allowed))
+
+    @classmethod
+    def from_csv(cls, path: Path) -> "FeeSchedule":
+        """Read ``payer_id,procedure_code,modifier,allowed_amount,effective_from,effective_to``."""
+        with path.open(newline="") as handle:
+            rows = [
+                (
+                    r["payer_id"],
+                    r["procedure_code"],
+                    r.get("modifier") or "",
+                    to_money(r["allowed_amount"]),
+                    date.fromisoformat(r["effective_from"]),
+                    date.fromisoformat(r["effective_to"]) if r.get("effective_to") else None,
+                )
+                for r in csv.DictReader(handle)
+            ]
+        return cls(rows)
+
+    def allowed(self, payer: str, line: ServicePayment, on: date) -> Decimal | None:
+        """Scheduled amount per unit on a date (modifier-specific entry first), or None when unscheduled."""
+        modifier = line.modifiers[0] if line.modifiers else ""
+        for key in ((payer, line.procedure_code, modifier), (payer, line.procedure_code, "")):
+            for start, end, amount in self._entries.get(key, []):
+                if start <= on and (end is None or on <= end):
+                    return amount
+        return None
+
+
+class FeeScheduleRule(DetectionRule):
+    """A line paid above its contracted amount (allowed × units) by more than the tolerance.
+
+    Compares the payer's *paid* amount with the full allowed amount, so a line that is flagged is overpaid
+    even before counting the patient's share: conservative on purpose, no false alarms from deductibles.
+    """
+
+    name = "fee_schedule"
+
+    def __init__(self, schedule: FeeSchedule | None = None, tolerance: Decimal | None = None) -> None:
+        settings = get_settings()
+        path = settings.fee_schedule_path
+        self.schedule = schedule or (FeeSchedule.from_csv(path) if path else None)
+        self.tolerance = settings.fee_schedule_tolerance if tolerance is None else tolerance
+
+    def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
+        """Sum of line excesses over the schedule."""
+        if self.schedule is None or claim.status_code == REVERSAL_STATUS:
+            return []
+        excess = ZERO
+        for line in claim.services:
+            on = line.service_date or claim.service_date_from or claim.payment_date
+            allowed = self.schedule.allowed(claim.payer_id, line, on)
+            if allowed is None:
+                continue
+            expected = to_money(allowed * (line.units or Decimal(1)))
+            if line.paid - expected > self.tolerance:
+                excess += line.paid - expected
+        if excess <= 0:
+            return []
+        return [_claim_evidence(self.name, claim, _claim_reference(claim), excess)]
+
+
+class LetterRule(DetectionRule):
+    """A demand letter (its date is the final determination date) or a provider-identified overpayment."""
+
+    name = "letters"
+
+    def on_letter(self, letter: LetterReceived) -> list[Evidence]:
+        """The letter's amount under its FCN."""
+        channel: EvidenceChannel = "letter" if letter.kind == "demand_letter" else "provider_identified"
         return [
             Evidence(
-                evidence_id=stable_id(claim.remittance_id, "claim", claim.claim_ordinal, self.name),
-                rule=self.name,
-                channel="claim",
-                reference=reference,
-                amount=overpaid,
-                evidence_date=claim.payment_date,
-                source=f"TRN {claim.trace_number} CLP #{claim.segment_ordinal}",
-                claim_references=tuple(
-                    r for r in (reversal.payer_claim_control_number, claim.payer_claim_control_number) if r
-                ),
+                evidence_id=stable_id(letter.letter_id, self.name),
+                rule=letter.kind,
+                channel=channel,
+                subject=f"letter:{letter.letter_id}",
+                reference=letter.reference.strip(),
+                amount=letter.amount,
+                evidence_date=letter.letter_date,
+                source=f"{letter.kind.replace('_', ' ')} {letter.letter_date}",
+                claim_references=letter.claim_references,
             )
         ]
-
-    def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:
-        """PLB pairs are not this rule's evidence."""
-        return []

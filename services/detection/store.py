@@ -62,7 +62,8 @@ async def add_evidence(conn: asyncpg.Connection, tenant_id: str, receivable_id: 
     """Record evidence once; False when it was already recorded (a replay)."""
     inserted = await conn.fetchval(
         """INSERT INTO detection.evidence (tenant_id, evidence_id, receivable_id, rule, channel, amount,
-               evidence_date, source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING RETURNING 1""",
+               evidence_date, source, subject, reference, claim_references)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING RETURNING 1""",
         tenant_id,
         ev.evidence_id,
         receivable_id,
@@ -71,20 +72,72 @@ async def add_evidence(conn: asyncpg.Connection, tenant_id: str, receivable_id: 
         ev.amount,
         ev.evidence_date,
         ev.source,
+        ev.subject,
+        ev.reference,
+        list(ev.claim_references),
     )
     return inserted is not None
 
 
 async def evidence_of(
     conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID
-) -> list[tuple[str, Decimal, date]]:
-    """All evidence of one receivable as (channel, amount, date)."""
+) -> list[tuple[str, str, Decimal, date]]:
+    """All evidence of one receivable as (channel, subject, amount, date)."""
     rows = await conn.fetch(
-        "SELECT channel, amount, evidence_date FROM detection.evidence WHERE tenant_id = $1 AND receivable_id = $2",
+        """SELECT channel, subject, amount, evidence_date FROM detection.evidence
+           WHERE tenant_id = $1 AND receivable_id = $2""",
         tenant_id,
         receivable_id,
     )
-    return [(r["channel"], r["amount"], r["evidence_date"]) for r in rows]
+    return [(r["channel"], r["subject"], r["amount"], r["evidence_date"]) for r in rows]
+
+
+async def note_reversal(
+    conn: asyncpg.Connection, tenant_id: str, account: str, event_id: UUID, claim: ClaimPaymentReceived
+) -> None:
+    """Remember a reversal until a correction pairs it."""
+    await conn.execute(
+        """INSERT INTO detection.reversals (tenant_id, claim_event_id, account_key, payer_id, icn, amount,
+               reversed_on) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING""",
+        tenant_id,
+        event_id,
+        account,
+        claim.payer_id,
+        claim.payer_claim_control_number,
+        -claim.paid,
+        claim.payment_date,
+    )
+
+
+async def pair_reversal(
+    conn: asyncpg.Connection, tenant_id: str, account: str, correction_id: UUID, claim: ClaimPaymentReceived
+) -> None:
+    """A correction arrived: its reversal (same ICN via REF*F8/CLP07, or same CLP01) is no longer pending."""
+    icns = [r for r in (claim.original_reference, claim.payer_claim_control_number) if r]
+    await conn.execute(
+        """UPDATE detection.reversals r SET corrected_by = $3
+           FROM detection.claims c
+           WHERE r.tenant_id = $1 AND r.account_key = $2 AND r.corrected_by IS NULL
+             AND c.tenant_id = r.tenant_id AND c.event_id = r.claim_event_id
+             AND (r.icn = ANY($4::text[]) OR c.patient_control_number = $5)
+             AND r.reversed_on <= $6""",
+        tenant_id,
+        account,
+        correction_id,
+        icns,
+        claim.patient_control_number,
+        claim.payment_date,
+    )
+
+
+async def uncorrected_reversals(conn: asyncpg.Connection, before: date) -> list[asyncpg.Record]:
+    """Reversals older than ``before`` that no correction has paired."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT * FROM detection.reversals WHERE corrected_by IS NULL AND reversed_on < $1
+           ORDER BY reversed_on, claim_event_id""",
+        before,
+    )
+    return rows
 
 
 async def upsert_receivable(

@@ -26,7 +26,7 @@ from services.intake.x12.header import (
     HeaderReader,
     TransactionError,
 )
-from services.intake.x12.values import parse_quantity
+from services.intake.x12.values import parse_quantity, trusted
 from shared.feeds import FeedErrorReason, ParsedRemittance
 
 _CAS_LAST = 19
@@ -67,9 +67,10 @@ class TransactionReader(HeaderReader):
                 element="CLP02",
                 expected="one of " + " ".join(sorted(codes.CLAIM_STATUS_CODES, key=int)),
             )
-        charge = self._amount(els, 3, ordinal)
-        paid = self._amount(els, 4, ordinal)
-        responsibility = self._amount(els, 5, ordinal) if els[5] else None
+        amounts = self.amounts
+        charge = amounts.get(els[3]) or self._amount(els, 3, ordinal)
+        paid = amounts.get(els[4]) or self._amount(els, 4, ordinal)
+        responsibility = (amounts.get(els[5]) or self._amount(els, 5, ordinal)) if els[5] else None
         self.claim = ClaimState(ordinal, len(self.claims) + 1, els, (charge, paid, responsibility))
         self.loop = CLAIM
 
@@ -123,11 +124,10 @@ class TransactionReader(HeaderReader):
                         expected="a claim adjustment reason code before its amount",
                     )
                 continue
-            amount = self._amount(els, pos + 1, ordinal)
-            total += amount
             key = (level, group, reason, amount_raw, quantity_raw)
             adjustment = cache.get(key)
             if adjustment is None:
+                amount = self._amount(els, pos + 1, ordinal)
                 quantity = parse_quantity(quantity_raw) if quantity_raw else None
                 if quantity_raw and quantity is None:
                     raise TransactionError(
@@ -142,6 +142,7 @@ class TransactionReader(HeaderReader):
                     level=level, group_code=group, reason_code=reason, amount=amount, quantity=quantity
                 )
                 cache[key] = adjustment
+            total += adjustment.amount
             claim.adjustments.append(adjustment)
         claim.cas_total += total
         if loop == SERVICE:
@@ -168,8 +169,11 @@ class TransactionReader(HeaderReader):
                 element="SVC01",
                 expected="a composite procedure such as HC:99213",
             )
-        self.service_charge = self._amount(els, 2, ordinal)
-        self.service_paid = self._amount(els, 3, ordinal)
+        if len(els) < 4:
+            els.extend([""] * (4 - len(els)))
+        amounts = self.amounts
+        self.service_charge = amounts.get(els[2]) or self._amount(els, 2, ordinal)
+        self.service_paid = amounts.get(els[3]) or self._amount(els, 3, ordinal)
         self.service_cas = ZERO
         self.service_ordinal = ordinal
         claim.services += 1
@@ -212,25 +216,28 @@ class TransactionReader(HeaderReader):
                 expected=f"CLP04 = CLP03 − ΣCAS (claim and service level) = {expected}",
             )
         self.claims.append(
-            ClaimPaymentReceived(
-                remittance_id=self.remittance_id,
-                payer_id=self.payer_id,
-                trace_number=self.trace,
-                payment_date=self.payment_date,
-                claim_ordinal=claim.claim_ordinal,
-                segment_ordinal=claim.ordinal,
-                patient_control_number=claim.pcn,
-                status_code=claim.status,
-                charge=claim.charge,
-                paid=claim.paid,
-                patient_responsibility=claim.responsibility,
-                claim_filing_indicator=claim.filing,
-                payer_claim_control_number=claim.icn,
-                original_reference=claim.original_reference,
-                service_date_from=claim.statement_from or claim.service_from,
-                service_date_to=claim.statement_to or claim.service_to,
-                service_line_count=claim.services,
-                adjustments=tuple(claim.adjustments),
+            trusted(
+                ClaimPaymentReceived,
+                {
+                    "remittance_id": self.remittance_id,
+                    "payer_id": self.payer_id,
+                    "trace_number": self.trace,
+                    "payment_date": self.payment_date,
+                    "claim_ordinal": claim.claim_ordinal,
+                    "segment_ordinal": claim.ordinal,
+                    "patient_control_number": claim.pcn,
+                    "status_code": claim.status,
+                    "charge": claim.charge,
+                    "paid": claim.paid,
+                    "patient_responsibility": claim.responsibility,
+                    "claim_filing_indicator": claim.filing,
+                    "payer_claim_control_number": claim.icn,
+                    "original_reference": claim.original_reference,
+                    "service_date_from": claim.statement_from or claim.service_from,
+                    "service_date_to": claim.statement_to or claim.service_to,
+                    "service_line_count": claim.services,
+                    "adjustments": tuple(claim.adjustments),
+                },
             )
         )
         self.claims_paid += claim.paid

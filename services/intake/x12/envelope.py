@@ -16,6 +16,8 @@ ISA_LENGTH = 106
 _ISA16_OFFSET = 104
 _ISA_ELEMENTS = 17
 _ISA_SEPARATORS = 16
+_BLOCK = 1 << 18
+"""Characters split at a time (cut at the next segment terminator)."""
 _ENVELOPE_PREFIXES = frozenset(sid[:2] for sid in ENVELOPE_SEGMENTS)
 
 
@@ -122,41 +124,51 @@ class EnvelopeWalker:
         return self._stray
 
     def _chunk(self, pos: int, delims: Delimiters) -> Generator[RawTransaction | FeedError, None, int | None]:
-        """Walk segments split with one interchange's terminator; return where a re-delimited ISA starts."""
-        segments = self._text[pos:].split(delims.segment)
+        """Walk segments cut with one interchange's terminator; return where a re-delimited ISA starts.
+
+        The text is split a block at a time: one huge list of segments would make every full garbage
+        collection walk it while the parser allocates its events.
+        """
+        text, terminator = self._text, delims.segment
         element, component = delims.element, delims.component
         self._element = element
         envelope = ENVELOPE_SEGMENTS
         prefixes = _ENVELOPE_PREFIXES
         handlers = {"ISA": self._isa, "GS": self._gs, "ST": self._st, "GE": self._ge, "IEA": self._iea}
         first = True
-        for i, raw in enumerate(segments):
-            seg = raw.strip()
-            if not seg:
-                continue
-            txn = self._txn
-            if txn is not None and seg[:2] not in prefixes:
-                txn.append(seg)
+        start, length = pos, len(text)
+        while start < length:
+            end = text.find(terminator, start + _BLOCK)
+            end = length if end < 0 else end + 1
+            segments = text[start:end].split(terminator)
+            for i, raw in enumerate(segments):
+                seg = raw.strip()
+                if not seg:
+                    continue
+                txn = self._txn
+                if txn is not None and seg[:2] not in prefixes:
+                    txn.append(seg)
+                    self._ordinal += 1
+                    continue
+                els = seg.split(element)
+                sid = els[0]
+                if seg.startswith("ISA") and len(seg) > 3 and not seg[3].isalnum():
+                    if not first and not (len(seg) == 105 and seg[3] == element and seg[104] == component):
+                        return start + sum(len(s) + 1 for s in segments[:i]) + len(raw) - len(raw.lstrip())
+                    sid = "ISA"
+                elif txn is not None and sid not in envelope:
+                    txn.append(seg)
+                    self._ordinal += 1
+                    continue
+                first = False
                 self._ordinal += 1
-                continue
-            els = seg.split(element)
-            sid = els[0]
-            if seg.startswith("ISA") and len(seg) > 3 and not seg[3].isalnum():
-                if not first and not (len(seg) == 105 and seg[3] == element and seg[104] == component):
-                    return pos + sum(len(s) + 1 for s in segments[:i]) + len(raw) - len(raw.lstrip())
-                sid = "ISA"
-            elif txn is not None and sid not in envelope:
-                txn.append(seg)
-                self._ordinal += 1
-                continue
-            first = False
-            self._ordinal += 1
-            if sid == "SE":
-                yield from self._se(els, delims)
-            elif sid in envelope:
-                yield from handlers[sid](els)
-            else:
-                self._stray.append(f"{safe_id(sid)} (file segment #{self._ordinal})")
+                if sid == "SE":
+                    yield from self._se(els, delims)
+                elif sid in envelope:
+                    yield from handlers[sid](els)
+                else:
+                    self._stray.append(f"{safe_id(sid)} (file segment #{self._ordinal})")
+            start = end
         return None
 
     def _isa(self, els: list[str]) -> Iterator[FeedError]:

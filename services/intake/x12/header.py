@@ -133,6 +133,7 @@ class HeaderReader:
 
     def __init__(self, raw: RawTransaction, ctx: FileContext) -> None:
         self.raw, self.ctx = raw, ctx
+        self.amounts = ctx.amounts
         self.loop = HEADER
         self.header_closed = False
         self.bpr: list[str] | None = None
@@ -205,7 +206,9 @@ class HeaderReader:
 
     def _amount(self, els: list[str], pos: int, ordinal: int) -> Decimal:
         raw = els[pos] if pos < len(els) else ""
-        value = self.ctx.amount(raw)
+        value = self.amounts.get(raw)
+        if value is None:
+            value = self.ctx.amount(raw)
         if value is None:
             what = "missing" if not raw else "not an amount with at most two decimals"
             raise TransactionError(

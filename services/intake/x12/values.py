@@ -7,6 +7,9 @@ results are memoised per file because payers repeat the same amounts and dates t
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from contracts.events import ClaimAdjustment
 from contracts.money import CENT, ZERO
@@ -52,6 +55,31 @@ def parse_date(raw: str) -> date | None:
         return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
     except ValueError:
         return None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+
+
+def trusted(model: type[M], values: dict[str, Any]) -> M:
+    """Build a frozen contract object from values the parser has already checked, without re-validating.
+
+    This is what ``BaseModel.model_construct`` does, minus its per-field default/alias handling, which makes
+    it several times cheaper than validation: it is used only for the per-claim payload, whose every value
+    comes from :func:`parse_amount`, :func:`parse_date`, ``str`` or ``int``. ``values`` must name every field
+    of the model. The fields-set is shared between instances (frozen models never change it);
+    ``tests/unit/test_x12_contracts.py`` re-validates parser output to keep this honest.
+    """
+    fields_set = _FIELDS_SET.get(model)
+    if fields_set is None:
+        fields_set = _FIELDS_SET[model] = set(model.model_fields)
+    obj = model.__new__(model)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 AdjustmentKey = tuple[str, str, str, str, str]

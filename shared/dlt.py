@@ -1,0 +1,353 @@
+"""Dead-letter topics for staff: list what was rejected and why, look at one record, replay after a fix.
+
+Every stage sends input it cannot process to ``<noun>.dlt`` with the original key and bytes and PHI-free headers
+(``reason``, ``error``, ``service``, ``source_topic``/``_partition``/``_offset``, ``location.*``; see
+:func:`shared.stream.dead_letter_message`). This module reads those topics without a consumer group — looking
+at a DLT must never move anybody's committed offsets, and every look starts from the beginning — and re-publishes
+records to the topic named in their headers. Replaying is safe to repeat: the intake dedupes remittances by
+identity and every stage dedupes input event ids (``ops.processed_events``), so a second replay changes nothing.
+
+Bodies are not shown unless asked for: an 835 carries patient names and member ids (NM1*QC, NM1*IL), and what
+a command prints ends up in terminal scroll-back, screen shares and support tickets. Headers are PHI-free by
+construction, so listing and ``show`` without ``--content`` are always safe to paste.
+"""
+
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from contracts.envelope import parse_envelope
+from contracts.events import RawFileReceived
+from contracts.topics import TOPICS, all_topic_names, dlt_name
+from shared.admin import MAX_MESSAGE_BYTES
+from shared.settings import Settings
+
+DEFAULT_DLT = "remit.intake.dlt"
+REPLAYED_FROM = "replayed_from"
+_POSITION = re.compile(r"^(\d+):(\d+)$")
+_FETCH_TIMEOUT_MS = 1000
+_IDLE_LIMIT_S = 30.0
+
+
+def dlt_topics() -> list[str]:
+    """Every dead-letter topic offsetstream creates (the only topics these commands accept)."""
+    return [name for name in all_topic_names() if name.endswith(".dlt")]
+
+
+def check_dlt_topic(topic: str) -> str:
+    """The topic name if it is one of ours, else ``ValueError`` naming the valid ones (typos fail loudly)."""
+    if topic not in dlt_topics():
+        raise ValueError(f"{topic!r} is not a dead-letter topic; choose one of: {', '.join(dlt_topics())}")
+    return topic
+
+
+def parse_position(text: str) -> tuple[int, int]:
+    """``"PARTITION:OFFSET"`` → ``(partition, offset)``, as printed by ``offsetstream dlt list``."""
+    match = _POSITION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not PARTITION:OFFSET (for example 0:12)")
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One record of a dead-letter topic: where it sits, its PHI-free headers and the original key/bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def position(self) -> str:
+        """``PARTITION:OFFSET``, the handle staff pass to ``show`` and ``replay``."""
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def reason(self) -> str:
+        """Bounded label such as ``unbalanced`` or ``invalid_message``."""
+        return self.headers.get("reason", "")
+
+    @property
+    def error(self) -> str:
+        """The stage's PHI-free explanation."""
+        return self.headers.get("error", "")
+
+    @property
+    def source_topic(self) -> str:
+        """Where the original record was consumed from (and where a replay sends it back)."""
+        return self.headers.get("source_topic", "")
+
+    @property
+    def location(self) -> dict[str, str]:
+        """``location.*`` headers without the prefix: file, transaction, segment, element…"""
+        return {k.removeprefix("location."): v for k, v in self.headers.items() if k.startswith("location.")}
+
+    @property
+    def tenant_id(self) -> str | None:
+        """The tenant of an envelope record (not PHI); None when the bytes are not an envelope at all."""
+        try:
+            tenant = json.loads(self.value).get("tenant_id")
+        except (ValueError, AttributeError):
+            return None
+        return tenant if isinstance(tenant, str) else None
+
+    def summary(self, error_width: int | None = 80) -> dict[str, Any]:
+        """The listing row: everything but the body (JSON-safe)."""
+        error = self.error
+        if error_width is not None and len(error) > error_width:
+            error = error[: error_width - 1] + "…"
+        return {
+            "position": self.position,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp_ms": self.timestamp_ms,
+            "reason": self.reason,
+            "error": error,
+            "service": self.headers.get("service", ""),
+            "tenant_id": self.tenant_id,
+            "source_topic": self.source_topic,
+            "source_partition": self.headers.get("source_partition", ""),
+            "source_offset": self.headers.get("source_offset", ""),
+            "location": self.location,
+            "replayed_from": self.headers.get(REPLAYED_FROM),
+            "size_bytes": len(self.value),
+        }
+
+    def readable_body(self) -> str:
+        """The body for a human: the payer file inside an intake envelope, else the bytes as text or hex."""
+        try:
+            raw = parse_envelope(self.value, RawFileReceived).payload
+        except (ValidationError, ValueError):
+            return _text_or_hex(self.value)
+        return (
+            f"# payer file {raw.file_name!r} ({len(raw.content)} bytes, source {raw.source}) "
+            f"inside a RawFileReceived envelope:\n{_text_or_hex(raw.content)}"
+        )
+
+
+def _text_or_hex(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.hex(" ", 16)
+
+
+def _to_dead_letter(record: Any) -> DeadLetter:
+    return DeadLetter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value or b"",
+        headers={k: bytes(v or b"").decode("utf-8", errors="replace") for k, v in (record.headers or ())},
+    )
+
+
+def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    # No group_id: nothing is committed, no rebalance, and other readers of the DLT are not disturbed.
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 1024 * 1024,
+        fetch_max_bytes=MAX_MESSAGE_BYTES + 1024 * 1024,
+    )
+
+
+async def _drain(
+    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], stop_at: dict[TopicPartition, int]
+) -> list[DeadLetter]:
+    """Fetch from the assigned positions until each partition reaches ``stop_at`` (≤ its end offset).
+
+    Fails after ``_IDLE_LIMIT_S`` without progress rather than hanging an operator's terminal.
+    """
+    found: list[DeadLetter] = []
+    pending = {tp for tp in stop_at if await consumer.position(tp) < stop_at[tp]}
+    idle_since = time.monotonic()
+    while pending:
+        batches = await consumer.getmany(*pending, timeout_ms=_FETCH_TIMEOUT_MS)
+        for tp, records in batches.items():
+            found += [_to_dead_letter(r) for r in records if r.offset < stop_at[tp]]
+        still = {tp for tp in pending if await consumer.position(tp) < stop_at[tp]}
+        if batches or still != pending:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > _IDLE_LIMIT_S:
+            raise TimeoutError(f"no progress reading {sorted(str(tp) for tp in still)} up to {ends}")
+        pending = still
+    return found
+
+
+async def read_dead_letters(
+    settings: Settings, topic: str = DEFAULT_DLT, *, limit: int | None = None
+) -> list[DeadLetter]:
+    """Every record of a DLT from the beginning up to the end offsets seen at the start, oldest first.
+
+    With ``limit`` only the newest ``limit`` records are returned: staff usually ask what failed lately.
+    """
+    check_dlt_topic(topic)
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetch metadata: a fresh consumer knows no partitions yet
+        tps = [TopicPartition(topic, p) for p in sorted(_partitions(consumer, topic))]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        found = await _drain(consumer, ends, ends)
+    finally:
+        await consumer.stop()
+    found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
+    if limit is not None:
+        found = found[-limit:] if limit > 0 else []
+    return found
+
+
+def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    parts = consumer.partitions_for_topic(topic)
+    return set(parts or ())
+
+
+async def fetch_dead_letters(
+    settings: Settings, topic: str, positions: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], DeadLetter | None]:
+    """The records at the given (partition, offset) positions; None for a position that holds no record."""
+    check_dlt_topic(topic)
+    wanted = sorted(set(positions))
+    result: dict[tuple[int, int], DeadLetter | None] = dict.fromkeys(wanted)
+    if not wanted:
+        return result
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        known = _partitions(consumer, topic)
+        for partition in sorted({p for p, _ in wanted if p in known}):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            ends: dict[TopicPartition, int] = await consumer.end_offsets([tp])
+            offsets = [o for p, o in wanted if p == partition and o < ends[tp]]
+            if not offsets:
+                continue
+            # From the first wanted offset to just past the last one: one fetch run per partition.
+            consumer.seek(tp, min(offsets))
+            for record in await _drain(consumer, ends, {tp: max(offsets) + 1}):
+                if (record.partition, record.offset) in result:
+                    result[(record.partition, record.offset)] = record
+    finally:
+        await consumer.stop()
+    return result
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """What ``replay`` did with one DLT record."""
+
+    position: str
+    reason: str
+    target_topic: str
+    status: str  # "replayed", "would replay" (dry run) or "skipped: <why>"
+    target_partition: int | None = None
+    target_offset: int | None = None
+
+
+def replay_target(record: DeadLetter) -> str | None:
+    """The topic to send a record back to, or None when its headers do not name one of ours for this DLT.
+
+    Only a topic whose dead-letter topic *is* the record's topic qualifies, so a record can never be steered
+    onto an unrelated topic by a malformed header.
+    """
+    source = record.source_topic
+    known = {t.name for t in TOPICS}
+    if source in known and dlt_name(source) == record.topic:
+        return source
+    return None
+
+
+def select(
+    records: Iterable[DeadLetter], *, reason: str | None = None, tenant_id: str | None = None
+) -> list[DeadLetter]:
+    """Records matching every filter given (reason label, tenant of the envelope)."""
+    return [
+        r
+        for r in records
+        if (reason is None or r.reason == reason) and (tenant_id is None or r.tenant_id == tenant_id)
+    ]
+
+
+async def replay(
+    settings: Settings,
+    topic: str = DEFAULT_DLT,
+    *,
+    positions: Sequence[tuple[int, int]] = (),
+    reason: str | None = None,
+    tenant_id: str | None = None,
+    replay_all: bool = False,
+    dry_run: bool = False,
+) -> list[ReplayOutcome]:
+    """Re-publish DLT records' original key and bytes to their source topic, tagged ``replayed_from``.
+
+    Selection: the given positions, else every record matching ``reason``/``tenant_id``; with no selector at all
+    ``replay_all`` must be set, so a bare command never floods a stage with a whole DLT. Records are sent in DLT
+    order with the original key, so they land on the same partition as the first time (per-account order).
+    """
+    check_dlt_topic(topic)
+    if not positions and reason is None and tenant_id is None and not replay_all:
+        raise ValueError("say what to replay: PARTITION:OFFSET positions, --reason, --tenant or --all")
+    if positions:
+        found = await fetch_dead_letters(settings, topic, positions)
+        outcomes = [
+            ReplayOutcome(f"{p}:{o}", "", "", "skipped: no record at this position")
+            for (p, o), rec in found.items()
+            if rec is None
+        ]
+        records = select([r for r in found.values() if r is not None], reason=reason, tenant_id=tenant_id)
+    else:
+        outcomes = []
+        records = select(await read_dead_letters(settings, topic), reason=reason, tenant_id=tenant_id)
+    if not records:
+        return outcomes
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        max_request_size=MAX_MESSAGE_BYTES,
+        acks="all",
+        enable_idempotence=True,
+    )
+    if not dry_run:
+        await producer.start()
+    try:
+        for record in records:
+            target = replay_target(record)
+            if target is None:
+                status = f"skipped: source_topic {record.source_topic!r} is not a topic feeding {topic}"
+                outcomes.append(ReplayOutcome(record.position, record.reason, record.source_topic, status))
+                continue
+            if dry_run:
+                outcomes.append(ReplayOutcome(record.position, record.reason, target, "would replay"))
+                continue
+            meta = await producer.send_and_wait(
+                target,
+                value=record.value,
+                key=record.key or None,
+                headers=[(REPLAYED_FROM, f"{topic}:{record.position}".encode())],
+            )
+            outcomes.append(
+                ReplayOutcome(record.position, record.reason, target, "replayed", meta.partition, meta.offset)
+            )
+    finally:
+        if not dry_run:
+            await producer.stop()
+    return outcomes

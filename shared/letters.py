@@ -1,0 +1,88 @@
+"""Staff entry of demand letters and provider-identified overpayments (``offsetstream letter add|import``).
+
+Letters arrive on paper; staff type them in (or import a JSON list). Each becomes a ``LetterReceived`` event on
+``remit.letters.v1``, keyed by the provider–payer account, with a deterministic id so entering the same letter
+twice changes nothing.
+"""
+
+import json
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.events import LetterReceived
+from contracts.money import Money
+from shared import envelopes
+from shared.ids import account_key, stable_id
+from shared.settings import Settings
+
+LETTERS = "remit.letters.v1"
+
+
+class LetterEntry(BaseModel):
+    """One letter as staff enter it (the JSON import format is a list of these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["demand_letter", "provider_identified"] = Field(default="demand_letter")
+    payer_id: str = Field(min_length=1)
+    payee_id: str = Field(min_length=1)
+    fcn: str = Field(min_length=1, description="FCN / AR number printed on the letter.")
+    amount: Money
+    letter_date: date
+    claims: tuple[str, ...] = Field(default=(), description="Claim numbers (ICN) the letter lists.")
+
+
+def to_event(entry: LetterEntry, tenant_id: str, entered_by: str) -> tuple[str, bytes]:
+    """(partition key, envelope bytes) of one entered letter."""
+    reference = entry.fcn.strip()
+    letter = LetterReceived(
+        letter_id=stable_id("letter", tenant_id, entry.payer_id, reference, entry.letter_date, entry.kind),
+        kind=entry.kind,
+        payer_id=entry.payer_id,
+        payee_id=entry.payee_id,
+        reference=reference,
+        amount=entry.amount,
+        letter_date=entry.letter_date,
+        claim_references=entry.claims,
+        entered_by=entered_by,
+    )
+    key = account_key(tenant_id, entry.payer_id, entry.payee_id)
+    event_type = "DemandLetterReceived" if entry.kind == "demand_letter" else "ProviderIdentifiedOverpayment"
+    env = envelopes.build(
+        letter,
+        event_id=letter.letter_id,
+        event_type=event_type,
+        tenant_id=tenant_id,
+        account_key=key,
+        causation_id=f"staff:{entered_by}",
+    )
+    return key, env.to_bytes()
+
+
+def read_import(path: Path) -> list[LetterEntry]:
+    """A JSON file holding a list of letter entries (or one entry)."""
+    raw: Any = json.loads(path.read_text())
+    items = raw if isinstance(raw, list) else [raw]
+    return [LetterEntry.model_validate(item) for item in items]
+
+
+async def publish(settings: Settings, entries: Iterable[LetterEntry], tenant_id: str, entered_by: str) -> int:
+    """Publish letters to ``remit.letters.v1``; detection merges each into its receivable."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    count = 0
+    try:
+        for entry in entries:
+            key, value = to_event(entry, tenant_id, entered_by)
+            await producer.send_and_wait(LETTERS, key=key.encode(), value=value)
+            count += 1
+    finally:
+        await producer.stop()
+    return count
