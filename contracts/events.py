@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from contracts.money import Money
+from contracts.money import ZERO, Money
 
 
 class Contract(BaseModel):
@@ -196,6 +196,12 @@ class OverpaymentDetected(Contract):
     )
     source: str = Field(description="Where the evidence came from: remittance trace and segment, or letter.")
     claim_references: tuple[str, ...] = Field(default=(), description="Payer claim numbers involved (CLP07).")
+    patient_control_numbers: tuple[str, ...] = Field(
+        default=(), description="Provider claim numbers (CLP01) involved; a fallback key for matching."
+    )
+    trace_numbers: tuple[str, ...] = Field(
+        default=(), description="TRN02 of the remittances that paid the claims; a fallback key for matching."
+    )
 
 
 # --- remit.offsets.v1 ------------------------------------------------------------------------------------------
@@ -255,7 +261,16 @@ class ReceivableChanged(Contract):
     principal_recovered: Money = Field(description="Principal recovered so far.")
     interest_accrued: Money = Field(description="Interest accrued so far.")
     interest_recovered: Money = Field(description="Interest recovered so far.")
-    balance: Money = Field(description="principal + interest_accrued − recovered (never negative).")
+    refunded: Money = Field(
+        default=ZERO, description="Part of the recovered amounts paid by provider refund."
+    )
+    written_off: Money = Field(default=ZERO, description="Amount written off (appeal won, or by staff).")
+    paused: bool = Field(
+        default=False, description="Recoupment paused by a timely appeal (interest continues)."
+    )
+    balance: Money = Field(
+        description="principal + interest_accrued − recovered − written off (never negative)."
+    )
     source: str = Field(description="Document line that caused the change.")
 
 
@@ -296,7 +311,33 @@ class LetterReceived(Contract):
     reference: str = Field(description="FCN / AR number from the letter (or the provider's own case number).")
     amount: Money = Field(description="Principal demanded or identified.")
     letter_date: date = Field(description="Letter date (final determination) or the date of identification.")
-    claim_references: tuple[str, ...] = Field(default=(), description="Payer claim numbers (ICN) the letter names.")
+    claim_references: tuple[str, ...] = Field(
+        default=(), description="Payer claim numbers (ICN) the letter names."
+    )
+    entered_by: str = Field(description="Who entered it (staff user id), for the audit trail.")
+
+
+# --- remit.staff-actions.v1 ------------------------------------------------------------------------------------
+
+StaffActionKind = Literal["appeal_filed", "appeal_decided", "write_off", "refund_sent"]
+
+
+class StaffActionRecorded(Contract):
+    """A step staff take on a receivable outside the 835: an appeal, its decision, a write-off, a refund check."""
+
+    action_id: UUID = Field(description="Deterministic id: (tenant, payer, reference, kind, effective date).")
+    kind: StaffActionKind = Field(description="What staff did or learned.")
+    payer_id: str = Field(description="Payer of the receivable.")
+    payee_id: str = Field(description="Payee (NPI or TIN) of the receivable.")
+    reference: str = Field(description="FCN / reference of the receivable.")
+    effective_date: date = Field(description="Date of the step (filing, decision, check date).")
+    amount: Money | None = Field(
+        default=None, description="Amount (refund check, write-off); none for appeals."
+    )
+    outcome: Literal["upheld", "overturned"] | None = Field(
+        default=None,
+        description="For appeal_decided: the overpayment upheld (recovery resumes) or overturned.",
+    )
     entered_by: str = Field(description="Who entered it (staff user id), for the audit trail.")
 
 
@@ -317,7 +358,9 @@ class AlertRaised(Contract):
     alert_id: UUID = Field(description="Deterministic id: (subject, kind); raised once per subject and kind.")
     kind: AlertKind = Field(description="What is wrong.")
     payer_id: str = Field(description="Payer concerned.")
-    reference: str | None = Field(default=None, description="Receivable reference, claim ICN or trace number.")
+    reference: str | None = Field(
+        default=None, description="Receivable reference, claim ICN or trace number."
+    )
     amount: Money | None = Field(default=None, description="Amount concerned, when there is one.")
     observed_on: date = Field(description="Business date the condition was observed.")
     detail: str = Field(description="What and why, for people; identifiers only, no patient data.")

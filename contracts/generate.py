@@ -253,6 +253,15 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             claim_references=("22124000099000",),
             entered_by="staff-042",
         ),
+        ev.StaffActionRecorded: ev.StaffActionRecorded(
+            action_id=_example_id("action"),
+            kind="appeal_filed",
+            payer_id="CMS-J15",
+            payee_id="1234567893",
+            reference=reference,
+            effective_date=date(2024, 5, 1),
+            entered_by="staff-042",
+        ),
         ev.AlertRaised: ev.AlertRaised(
             alert_id=_example_id("alert"),
             kind="forwarding_balance_not_closed",

@@ -4,6 +4,11 @@ offsetstream run [--keep] [--examples DIR] [--tenant T]   the embedded demo (``m
 offsetstream ingest PATH... [--tenant T] [--format F]      publish payer files to the intake topic
 offsetstream parse FILE [--tenant T]                       print the events a file would produce (no Kafka)
 offsetstream reconcile [--tenant T]                        print the reconciliation from the ledger
+offsetstream files [--tenant T] [--json]                   payer files received, and what each one posted
+offsetstream watch FOLDER [--tenant T] [--interval S]      publish files dropped into a folder (SFTP inbox)
+offsetstream dlt list [--topic T] [--limit N] [--json]     rejected input: why, and where in the file
+offsetstream dlt show P:O [--content | --raw]              one rejected record (body only when asked)
+offsetstream dlt replay [--reason R | P:O ... | --all]     send rejected input back once the cause is fixed
 offsetstream db migrate | topics create                    prepare PostgreSQL / Kafka
 """
 
@@ -12,9 +17,12 @@ import asyncio
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from shared.settings import REPO_ROOT, get_settings
+from shared.settings import REPO_ROOT, Settings, get_settings
 
 
 def _parse_file(path: Path, tenant: str, format_hint: str | None) -> int:
@@ -84,6 +92,272 @@ async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> in
     return 0
 
 
+def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    """Plain left-aligned columns (no dependency, pastes well into tickets)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _when(timestamp_ms: int) -> str:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+FILES_SQL = """SELECT file_name, sha256, feed, source, size_bytes, transactions, rejected, duplicates, received_at
+    FROM intake.files WHERE tenant_id = $1 ORDER BY received_at DESC, file_name LIMIT $2"""
+
+
+async def fetch_files(settings: Settings, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Files the intake recorded for a tenant, newest first, with ``posted`` = transactions that added money.
+
+    Read-only SQL on intake's table (an ops command, not a service, so reading it directly is acceptable).
+    An identical re-feed (same bytes) is skipped by event id before it reaches this table, so it adds no row;
+    a copy with different bytes (re-sent, re-enveloped) adds a row whose ``duplicates`` equals ``transactions``.
+    """
+    from shared import db
+
+    conn = await db.connect(settings)
+    try:
+        records = await conn.fetch(FILES_SQL, tenant, limit)
+    finally:
+        await conn.close()
+    rows = []
+    for r in records:
+        row = dict(r)
+        row["received_at"] = r["received_at"].isoformat(timespec="seconds")
+        row["posted"] = r["transactions"] - r["rejected"] - r["duplicates"]
+        rows.append(row)
+    return rows
+
+
+def _file_note(row: dict[str, Any]) -> str:
+    if row["transactions"] and row["duplicates"] == row["transactions"]:
+        return "already posted earlier: nothing new"
+    if row["rejected"]:
+        return "see: offsetstream dlt list"
+    return ""
+
+
+async def _files(tenant: str, as_json: bool, limit: int) -> int:
+    rows = await fetch_files(get_settings(), tenant, limit)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    if not rows:
+        print(f"no files received for tenant {tenant}")
+        return 0
+    table = [
+        [
+            r["received_at"],
+            r["file_name"],
+            r["sha256"][:12],
+            r["feed"] or "-",
+            str(r["transactions"]),
+            str(r["posted"]),
+            str(r["rejected"]),
+            str(r["duplicates"]),
+            _file_note(r),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "RECEIVED",
+        "FILE",
+        "SHA256",
+        "FEED",
+        "TRANSACTIONS",
+        "POSTED",
+        "REJECTED",
+        "DUPLICATES",
+        "NOTE",
+    ]
+    print(_table(table, headers))
+    return 0
+
+
+async def _watch(folder: Path, tenant: str, interval: float, format_hint: str | None) -> int:
+    from shared.dropfolder import DropFolder, PollReport
+
+    def show(report: PollReport) -> None:
+        for name in report.published:
+            print(f"published {name} -> {folder / 'processed'}", flush=True)
+        for name in report.failed:
+            print(f"FAILED    {name} -> {folder / 'failed'} (see {name}.error.txt there)", flush=True)
+
+    watcher = DropFolder(folder, tenant, settings=get_settings(), interval=interval, format_hint=format_hint)
+    print(f"watching {folder} for tenant {tenant} every {interval:g}s; Ctrl-C to stop", flush=True)
+    await watcher.run(show)
+    print("stopped")
+    return 0
+
+
+def _location_text(location: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in location.items())
+
+
+async def _dlt_list(
+    topic: str, limit: int | None, tenant: str | None, reason: str | None, as_json: bool
+) -> int:
+    from shared import dlt
+
+    records = dlt.select(await dlt.read_dead_letters(get_settings(), topic), reason=reason, tenant_id=tenant)
+    if limit is not None:
+        records = records[-limit:] if limit > 0 else []
+    if as_json:
+        for record in records:
+            print(json.dumps(record.summary(error_width=None)))
+        return 0
+    if not records:
+        print(f"{topic}: no records")
+        return 0
+    rows = []
+    for r in records:
+        s = r.summary()
+        source = f"{s['source_topic']}[{s['source_partition']}]@{s['source_offset']}"
+        rows.append(
+            [
+                r.position,
+                _when(r.timestamp_ms),
+                r.reason,
+                s["service"],
+                s["tenant_id"] or "-",
+                source,
+                _location_text(r.location),
+                str(s["size_bytes"]),
+                s["error"],
+            ]
+        )
+    headers = [
+        "P:OFFSET",
+        "WHEN (UTC)",
+        "REASON",
+        "SERVICE",
+        "TENANT",
+        "SOURCE",
+        "LOCATION",
+        "BYTES",
+        "ERROR",
+    ]
+    print(_table(rows, headers))
+    print(f"\n{len(records)} record(s) on {topic}; details: offsetstream dlt show P:OFFSET --topic {topic}")
+    return 0
+
+
+async def _dlt_show(topic: str, position: str, content: bool, raw: bool) -> int:
+    from shared import dlt
+
+    where = dlt.parse_position(position)
+    record = (await dlt.fetch_dead_letters(get_settings(), topic, [where]))[where]
+    if record is None:
+        print(f"{topic}: no record at {position}", file=sys.stderr)
+        return 1
+    if raw:
+        sys.stdout.buffer.write(record.value)
+        sys.stdout.buffer.flush()
+        return 0
+    print(f"record     {topic} {record.position} ({_when(record.timestamp_ms)} UTC)")
+    print(f"key        {(record.key or b'').decode('utf-8', errors='replace') or '-'}")
+    print(f"tenant     {record.tenant_id or '-'}")
+    print(f"size       {len(record.value)} bytes")
+    for name, value in record.headers.items():
+        print(f"{name:<10} {value}")
+    if content:
+        print("\n" + record.readable_body())
+    else:
+        print(
+            "\n(body not shown: it may contain patient data; add --content to print it, --raw for the bytes)"
+        )
+    return 0
+
+
+async def _dlt_replay(
+    topic: str, positions: list[str], reason: str | None, tenant: str | None, replay_all: bool, dry_run: bool
+) -> int:
+    from shared import dlt
+
+    outcomes = await dlt.replay(
+        get_settings(),
+        topic,
+        positions=[dlt.parse_position(p) for p in positions],
+        reason=reason,
+        tenant_id=tenant,
+        replay_all=replay_all,
+        dry_run=dry_run,
+    )
+    for o in outcomes:
+        where = (
+            f" -> {o.target_topic}[{o.target_partition}]@{o.target_offset}" if o.status == "replayed" else ""
+        )
+        target = f" to {o.target_topic}" if o.status == "would replay" else ""
+        print(f"{topic} {o.position} {o.reason or '-'}: {o.status}{target}{where}")
+    replayed = sum(o.status == "replayed" for o in outcomes)
+    print(f"{replayed} record(s) replayed" + (" (dry run: nothing sent)" if dry_run else ""))
+    return 1 if any(o.status.startswith("skipped") for o in outcomes) else 0
+
+
+def _add_dlt_parser(sub: Any) -> None:
+    from shared.dlt import DEFAULT_DLT, dlt_topics
+
+    topic_help = (
+        f"dead-letter topic (default {DEFAULT_DLT}, rejected payer files); one of: {', '.join(dlt_topics())}"
+    )
+    dltp = sub.add_parser(
+        "dlt",
+        help="rejected input (dead-letter topics): list, show, replay",
+        description="Every stage sets aside input it cannot process on a dead-letter topic, with the reason "
+        "and where in the file the problem is. The rejected part was not posted to the ledger (the other "
+        "transactions of a partly rejected file were).",
+    )
+    actions = dltp.add_subparsers(dest="dlt_command", required=True)
+    lst = actions.add_parser(
+        "list",
+        help="one line per rejected record: reason, error, where it came from, location in the file",
+        description="List a dead-letter topic from its beginning. Only the reason headers are shown "
+        "(never patient data), so the output is safe to paste into a ticket.",
+    )
+    lst.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
+    lst.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="show only the N most recent records"
+    )
+    lst.add_argument("--tenant", default=None, help="only records of this tenant")
+    lst.add_argument("--reason", default=None, help="only records with this reason, e.g. unbalanced")
+    lst.add_argument("--json", action="store_true", help="one JSON object per line (full error text)")
+    show = actions.add_parser(
+        "show",
+        help="all headers of one record; its body only with --content or --raw",
+        description="Show one dead-letter record by its PARTITION:OFFSET from `dlt list`. The body is not "
+        "printed by default because payer files contain patient names and member ids, and terminal output "
+        "ends up in scroll-back, screen shares and tickets.",
+    )
+    show.add_argument("position", metavar="PARTITION:OFFSET", help="as printed by `offsetstream dlt list`")
+    show.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
+    body = show.add_mutually_exclusive_group()
+    body.add_argument(
+        "--content", action="store_true", help="also print the body (the payer file as text; MAY CONTAIN PHI)"
+    )
+    body.add_argument(
+        "--raw", action="store_true", help="write only the exact record bytes to stdout (for > file)"
+    )
+    rep = actions.add_parser(
+        "replay",
+        help="send rejected records back to the stage that rejected them (after the cause was fixed)",
+        description="Re-publish records' original bytes to the topic they came from, tagged "
+        "replayed_from=<dlt>:<p>:<o>. Use it when the cause was outside the data (a bug fixed, a "
+        "configuration corrected, a system that was down). Safe to repeat: anything already posted is "
+        "recognised and skipped, and a record that is still wrong lands on the dead-letter topic again. A payer "
+        "file whose content is wrong must be corrected and fed again with `offsetstream ingest` instead.",
+    )
+    rep.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="records to replay")
+    rep.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
+    rep.add_argument("--reason", default=None, help="replay every record with this reason")
+    rep.add_argument("--tenant", default=None, help="replay only records of this tenant")
+    rep.add_argument("--all", dest="replay_all", action="store_true", help="replay every record of the topic")
+    rep.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     settings = get_settings()
@@ -105,6 +379,28 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--format", dest="format_hint", default=None)
     reconcile = sub.add_parser("reconcile", help="print the reconciliation of a tenant from the ledger")
     reconcile.add_argument("--tenant", default=settings.default_tenant)
+    files = sub.add_parser(
+        "files",
+        help="payer files received: transactions posted, rejected, and already posted before (duplicates)",
+        description="List the files the intake stage recorded, newest first. A file fed again shows "
+        "DUPLICATES = TRANSACTIONS and POSTED = 0: it changed nothing in the ledger.",
+    )
+    files.add_argument("--tenant", default=settings.default_tenant)
+    files.add_argument("--limit", type=int, default=100, metavar="N", help="at most N files (default 100)")
+    files.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch = sub.add_parser(
+        "watch",
+        help="publish every payer file dropped into a folder; move it to processed/ or failed/",
+        description="Watch a folder (for example the payer's SFTP inbox). A file is sent once its size and "
+        "time stamp stop changing (the upload has finished), then moved to FOLDER/processed/. A file that "
+        "cannot be sent goes to FOLDER/failed/ with an .error.txt note; move it back to retry. Names "
+        "starting with '.' or ending in .part/.tmp/.filepart are in-progress uploads and are left alone.",
+    )
+    watch.add_argument("folder", type=Path)
+    watch.add_argument("--tenant", default=settings.default_tenant)
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between looks (default 2)")
+    watch.add_argument("--format", dest="format_hint", default=None, help="feed parser name, e.g. x12_835")
+    _add_dlt_parser(sub)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
     topics = sub.add_parser("topics", help="Kafka topic administration")
@@ -128,9 +424,32 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_ingest(args.paths, args.tenant, args.format_hint))
     if args.command == "reconcile":
         return asyncio.run(_reconcile(args.tenant))
+    if args.command == "files":
+        return asyncio.run(_files(args.tenant, args.json, args.limit))
+    if args.command == "watch":
+        if not args.folder.is_dir():
+            print(f"no such folder: {args.folder}", file=sys.stderr)
+            return 2
+        return asyncio.run(_watch(args.folder, args.tenant, args.interval, args.format_hint))
+    if args.command == "dlt":
+        return _run_dlt(args)
     if args.command == "db":
         return asyncio.run(_migrate())
     return asyncio.run(_topics())
+
+
+def _run_dlt(args: argparse.Namespace) -> int:
+    try:
+        if args.dlt_command == "list":
+            return asyncio.run(_dlt_list(args.topic, args.limit, args.tenant, args.reason, args.json))
+        if args.dlt_command == "show":
+            return asyncio.run(_dlt_show(args.topic, args.position, args.content, args.raw))
+        return asyncio.run(
+            _dlt_replay(args.topic, args.positions, args.reason, args.tenant, args.replay_all, args.dry_run)
+        )
+    except ValueError as exc:  # a malformed PARTITION:OFFSET or no selection: say so, no traceback
+        print(f"offsetstream dlt: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from contracts.envelope import parse_envelope
@@ -139,7 +140,7 @@ def _text_or_hex(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.hex(" ", 16)
+        return "\n".join(data[i : i + 16].hex(" ") for i in range(0, len(data), 16))  # 16 bytes a line
 
 
 def _to_dead_letter(record: Any) -> DeadLetter:
@@ -200,8 +201,7 @@ async def read_dead_letters(
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        await consumer.topics()  # fetch metadata: a fresh consumer knows no partitions yet
-        tps = [TopicPartition(topic, p) for p in sorted(_partitions(consumer, topic))]
+        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(settings, topic))]
         if not tps:
             return []
         consumer.assign(tps)
@@ -216,9 +216,19 @@ async def read_dead_letters(
     return found
 
 
-def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    parts = consumer.partitions_for_topic(topic)
-    return set(parts or ())
+async def _partitions(settings: Settings, topic: str) -> set[int]:
+    """Partition ids of a topic (empty if it does not exist).
+
+    Asked of the admin client: a consumer without a group or subscription never loads topic metadata, so
+    its ``partitions_for_topic`` stays None.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return {int(p["partition"]) for t in described if t.get("error_code") == 0 for p in t["partitions"]}
 
 
 async def fetch_dead_letters(
@@ -233,8 +243,7 @@ async def fetch_dead_letters(
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        await consumer.topics()
-        known = _partitions(consumer, topic)
+        known = await _partitions(settings, topic)
         for partition in sorted({p for p, _ in wanted if p in known}):
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     reversal_correction_days: int = Field(
         default=30, description="Days after a reversal without a correction before staff are alerted."
     )
+    match_confidence_threshold: float = Field(
+        default=0.8, description="Score (0–1) a recovery needs to be applied to a receivable found by search."
+    )
+    forwarding_balance_days: int = Field(
+        default=60, description="Days a forwarding balance may stay open before staff are alerted."
+    )
     today: date | None = Field(
         default=None, description="Business date override (the injectable clock of the interest service)."
     )

@@ -150,6 +150,7 @@ class Stage:
         setup_prometheus_sensors(self.app, name_prefix=f"faust_{service}")
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self.subscriptions: list[tuple[tuple[str, ...], Handler]] = []
 
     async def pool(self) -> asyncpg.Pool:
         """The service's connection pool, created on first use (after the worker has started)."""
@@ -175,6 +176,7 @@ class Stage:
                 )
                 await self.process(incoming, handler, id_of)
 
+        self.subscriptions.append((tuple(topics), handler))
         agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in topics)}".replace("-", "_")
         self.app.agent(channel, name=agent.__name__)(agent)
 
@@ -218,13 +220,8 @@ class Stage:
         self, handler: Handler, incoming: Incoming, message_id: str
     ) -> tuple[list[Outgoing], bool]:
         pool = await self.pool()
-        async with pool.acquire() as conn, conn.transaction():
-            previous = await db.already_processed(conn, self.service, message_id)
-            if previous is not None:
-                return [Outgoing.from_record(r) for r in previous], True
-            outputs = list(await handler(conn, incoming))
-            await db.mark_processed(conn, self.service, message_id, [o.to_record() for o in outputs])
-            return outputs, False
+        async with pool.acquire() as conn:
+            return await apply_once(conn, self.service, handler, incoming, message_id)
 
     async def retrying(self, action: Callable[[], Awaitable[T]]) -> T:
         delay = 0.2
@@ -276,6 +273,20 @@ class Stage:
         await self.retrying(
             lambda: self.publish([dead_letter_message(self.service, incoming, reason, message, location)])
         )
+
+
+async def apply_once(
+    conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming, message_id: str
+) -> tuple[list[Outgoing], bool]:
+    """In one transaction: the handler's writes plus the processed record holding its outputs; on a redelivery,
+    the recorded outputs instead. Returns (messages to publish, whether it was a redelivery)."""
+    async with conn.transaction():
+        previous = await db.already_processed(conn, service, message_id)
+        if previous is not None:
+            return [Outgoing.from_record(r) for r in previous], True
+        outputs = list(await handler(conn, incoming))
+        await db.mark_processed(conn, service, message_id, [o.to_record() for o in outputs])
+        return outputs, False
 
 
 def dead_letter_message(

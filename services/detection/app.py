@@ -73,6 +73,8 @@ async def _record(
             policy=policy,
             source=ev.source,
             claim_references=ev.claim_references,
+            patient_control_numbers=ev.patient_control_numbers,
+            trace_numbers=ev.trace_numbers,
         )
         outputs.append(
             Outgoing.event(

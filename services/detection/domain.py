@@ -33,6 +33,8 @@ class Evidence:
     evidence_date: date
     source: str
     claim_references: tuple[str, ...] = ()
+    patient_control_numbers: tuple[str, ...] = ()
+    trace_numbers: tuple[str, ...] = ()
 
 
 class DetectionRule:

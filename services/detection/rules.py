@@ -22,7 +22,7 @@ from services.detection.domain import (
     pending_reversal,
 )
 from shared.ids import stable_id
-from shared.references import receivable_reference
+from shared.references import layout_for, receivable_reference
 from shared.settings import get_settings
 
 DUPLICATE_CARCS = {"18", "B13"}
@@ -46,6 +46,8 @@ def _claim_evidence(
         evidence_date=claim.payment_date,
         source=f"TRN {claim.trace_number} CLP #{claim.segment_ordinal}",
         claim_references=claim_refs or tuple(r for r in (claim.payer_claim_control_number,) if r),
+        patient_control_numbers=(claim.patient_control_number,),
+        trace_numbers=(claim.trace_number,),
     )
 
 
@@ -57,7 +59,8 @@ class DeferredRecoveryRule(DetectionRule):
 
     def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:
         """Negative WO with a reference opens (or confirms) the receivable."""
-        reference = receivable_reference(adjustment.reference)
+        layout = layout_for(get_settings().policy_for(adjustment.payer_id))
+        reference = receivable_reference(adjustment.reference, layout)
         if adjustment.reason_code != "WO" or adjustment.amount >= 0 or reference is None:
             return []
         pair = f"{adjustment.remittance_id}:{adjustment.segment_ordinal}:{adjustment.pair_index}"

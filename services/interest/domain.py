@@ -1,30 +1,39 @@
-"""Interest's pure domain: which interest periods have come due, and what each costs.
+"""Interest's pure domain: what a receivable's history implies, which periods are due, what each costs.
 
 Medicare (42 CFR 405.378): simple interest on the outstanding principal for each full 30-day period the debt
 stays unpaid after the determination date; period *n* covers days 30(n−1)+1 … 30n and is charged on day 30n+1
 (so the first charge is on day 31). Per period: principal × annual rate × 30/360, rounded half-up to the cent;
-the rate is the one in force on the determination date. No new interest once principal is 0.
+the rate is the one in force on the determination date. No new interest while principal is 0.
+
+The ledger must end exact whatever order facts arrive in, so nothing here is incremental: :func:`schedule` is
+the closed form of *all* interest due for a history up to a date, and :func:`reconcile` turns the difference
+between that and what was already posted into correcting postings. Replaying, restarting or receiving a
+back-dated recovery all reduce to "recompute, post the difference".
 """
 
 import csv
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from contracts.money import CENT
+from contracts.money import CENT, ZERO
 
 PERIOD_DAYS = 30
+REDUCTIONS = frozenset({"ReceivableReduced", "ReceivableSettled"})
+"""Event types by which matching reports money recovered from the provider (a recoupment or a refund)."""
 
 
 @dataclass(frozen=True)
 class Period:
-    """One accrued interest period."""
+    """One interest period as due: ``amount`` is charged on ``due`` (day 30n+1, or the payoff day of a
+    partial period counted as full)."""
 
     number: int
     start: date
     end: date
+    due: date
     basis: Decimal
     rate: Decimal
     amount: Decimal
@@ -33,10 +42,10 @@ class Period:
 class RateTable:
     """Annual rates by effective date, read from a data file so a new quarterly rate is data, not code."""
 
-    def __init__(self, rows: list[tuple[date, Decimal]]) -> None:
-        if not rows:
-            raise ValueError("rate table is empty")
+    def __init__(self, rows: Iterable[tuple[date, Decimal]]) -> None:
         self._rows = sorted(rows)
+        if not self._rows:
+            raise ValueError("rate table is empty")
 
     @classmethod
     def from_csv(cls, path: Path) -> "RateTable":
@@ -61,41 +70,248 @@ def period_interest(basis: Decimal, annual_rate: Decimal) -> Decimal:
     return (basis * annual_rate * PERIOD_DAYS / 360).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def due_periods(
-    determination: date,
-    through: date,
-    outstanding_on: Callable[[date], Decimal],
-    annual_rate: Decimal,
-    *,
-    first_period: int = 1,
-) -> list[Period]:
-    """Every period from ``first_period`` whose charge day (30n+1) is on or before ``through``.
+# --- what happened to a receivable ---------------------------------------------------------------------------
 
-    ``outstanding_on(day)`` gives the principal still owed at the end of ``day``. Stops at the first period
-    whose basis is zero: once principal is paid off no new interest accrues.
+
+@dataclass(frozen=True)
+class Change:
+    """One ``ReceivableChanged`` as the interest stage received it; figures are matching's running totals."""
+
+    key: str
+    effective: date
+    event_type: str
+    status: str
+    change_amount: Decimal
+    principal: Decimal
+    principal_recovered: Decimal
+    interest_recovered: Decimal
+
+
+@dataclass(frozen=True)
+class Movement:
+    """Money recovered by one change, dated by its business date (deltas, so arrival order stops mattering)."""
+
+    key: str
+    effective: date
+    event_type: str
+    principal: Decimal
+    interest: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        """Principal and interest recovered together (what an ERS installment is measured against)."""
+        return self.principal + self.interest
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Recoupment paused by a timely appeal, from ``start`` until ``end`` (exclusive; None = still paused)."""
+
+    start: date
+    end: date | None
+
+    def covers(self, day: date) -> bool:
+        """Whether recoupment on ``day`` falls inside the pause."""
+        return self.start <= day and (self.end is None or day < self.end)
+
+
+@dataclass(frozen=True)
+class History:
+    """A receivable's principal and every recovery by business date: the input of the closed form."""
+
+    principal: Decimal
+    movements: tuple[Movement, ...]
+    pauses: tuple[Pause, ...]
+
+    def outstanding_on(self, day: date) -> Decimal:
+        """Principal still owed at the end of ``day``.
+
+        The principal is the receivable's whole principal from day 0: a later letter or merged evidence
+        describes the same determination, so it is owed from the determination date, not from when we heard.
+        """
+        recovered = sum((m.principal for m in self.movements if m.effective <= day), ZERO)
+        return max(self.principal - recovered, ZERO)
+
+    def recoupments(self) -> list[Movement]:
+        """Recoveries reported as reductions, in business-date order."""
+        return [m for m in self.movements if m.event_type in REDUCTIONS and m.total > 0]
+
+    def paused_on(self, day: date) -> bool:
+        """Whether an appeal pause covers ``day``."""
+        return any(p.covers(day) for p in self.pauses)
+
+
+def history_from_changes(principal: Decimal, changes: Sequence[Change]) -> History:
+    """Turn running totals (in arrival order) into dated deltas and pause intervals.
+
+    Matching reports cumulative figures in the order it applied them, and the interest stage receives them in
+    that order (one partition per account), so consecutive differences are exactly each change's own effect.
+    Dating each delta by its own business date makes a recovery that arrives late land where it belongs.
+
+    A pause starts with any change whose status is ``paused`` and ends with the next status-only change
+    (amount 0, not an ``InterestAdded``) whose status is something else; reductions never end a pause, since
+    a recoupment during an appeal is exactly what must be flagged, not a sign the appeal is over.
+    """
+    movements: list[Movement] = []
+    before_p, before_i = ZERO, ZERO
+    for change in changes:
+        dp, di = change.principal_recovered - before_p, change.interest_recovered - before_i
+        before_p, before_i = change.principal_recovered, change.interest_recovered
+        if dp or di:
+            movements.append(Movement(change.key, change.effective, change.event_type, dp, di))
+    pauses: list[Pause] = []
+    started: date | None = None
+    for change in sorted(changes, key=lambda c: c.effective):
+        if change.status == "paused":
+            started = started or change.effective
+        elif started is not None and change.change_amount == 0 and change.event_type != "InterestAdded":
+            pauses.append(Pause(started, change.effective))
+            started = None
+    if started is not None:
+        pauses.append(Pause(started, None))
+    movements.sort(key=lambda m: m.effective)
+    return History(principal, tuple(movements), tuple(pauses))
+
+
+# --- extended repayment schedules ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErsPlan:
+    """An extended repayment schedule: installments (due date, amount) granted on ``granted_on``."""
+
+    granted_on: date
+    installments: tuple[tuple[date, Decimal], ...]
+
+
+def ers_default_date(plan: ErsPlan, payments: Sequence[Movement]) -> date | None:
+    """The day the rate stops being fixed: the day after the second missed installment, else None.
+
+    An installment is missed when what was paid in its window (since the previous due date, or since the
+    grant for the first), plus any earlier overpayment, does not cover it.
+    """
+    missed, carry = 0, ZERO
+    window_start = plan.granted_on
+    for due, amount in sorted(plan.installments):
+        paid = sum((m.total for m in payments if window_start <= m.effective <= due), ZERO)
+        available = carry + paid
+        if available >= amount:
+            carry = available - amount
+        else:
+            missed, carry = missed + 1, ZERO
+            if missed == 2:
+                return due + timedelta(days=1)
+        window_start = due + timedelta(days=1)
+    return None
+
+
+# --- the closed form -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterestTerms:
+    """How a policy charges interest on one receivable.
+
+    ``rerate`` is (from date, rate): periods due on or after the date use that rate (an ERS in default whose
+    current rate is higher); before it the rate locked at the determination date applies.
+    """
+
+    annual_rate: Decimal
+    partial_period_as_full: bool = False
+    rerate: tuple[date, Decimal] | None = None
+
+    def rate_for(self, due: date) -> Decimal:
+        """The rate of a period charged on ``due``."""
+        if self.rerate is not None and due >= self.rerate[0]:
+            return max(self.annual_rate, self.rerate[1])
+        return self.annual_rate
+
+
+def _day(determination: date, n: int) -> date:
+    return determination + timedelta(days=n)
+
+
+def schedule(determination: date, history: History, terms: InterestTerms, through: date) -> list[Period]:
+    """Every period charged on or before ``through``: the interest a receivable owes for its final history.
+
+    Period *n*'s basis is the principal outstanding on its last day; a period on a zero basis is skipped, so
+    nothing accrues while principal is 0 (and accrual resumes if principal is owed again). With
+    ``partial_period_as_full`` a period (n ≥ 2) during which the principal is paid off is charged in full on
+    the payoff day, on the principal owed the day before — the contractors' rule that a started period counts.
     """
     periods: list[Period] = []
-    number = first_period
-    while True:
-        end = determination + timedelta(days=PERIOD_DAYS * number)
-        if end + timedelta(days=1) > through:
-            return periods
-        basis = outstanding_on(end)
-        if basis <= 0:
-            return periods
-        start = end - timedelta(days=PERIOD_DAYS - 1)
-        periods.append(Period(number, start, end, basis, annual_rate, period_interest(basis, annual_rate)))
-        number += 1
+    n = 1
+    while (start := _day(determination, PERIOD_DAYS * (n - 1) + 1)) <= through:
+        end = _day(determination, PERIOD_DAYS * n)
+        due, basis = end + timedelta(days=1), history.outstanding_on(end)
+        if basis <= 0 and terms.partial_period_as_full and n >= 2 and history.outstanding_on(start) > 0:
+            due = next(
+                m.effective
+                for m in history.movements
+                if start < m.effective <= end and history.outstanding_on(m.effective) <= 0
+            )
+            basis = history.outstanding_on(due - timedelta(days=1))
+        if basis > 0 and due <= through:
+            rate = terms.rate_for(due)
+            periods.append(Period(n, start, end, due, basis, rate, period_interest(basis, rate)))
+        n += 1
+    return periods
 
 
-def outstanding_from_history(history: list[tuple[date, Decimal]]) -> Callable[[date], Decimal]:
-    """A step function over (effective date, outstanding principal) records in the order they happened."""
+def next_due(determination: date, history: History, terms: InterestTerms | None, after: date) -> date | None:
+    """The first day after ``after`` on which a new period could come due, or None while nothing is owed.
 
-    def outstanding_on(day: date) -> Decimal:
-        value = Decimal("0.00")
-        for effective, outstanding in history:
-            if effective <= day:
-                value = outstanding
-        return value
+    The daily tick only visits receivables whose next due day has come; any change that could make a period
+    due earlier (a payoff counted as a full period) arrives as an event and is recomputed there.
+    """
+    if terms is None or history.outstanding_on(date.max) <= 0:
+        return None
+    elapsed = (after - determination).days
+    n = (elapsed - 1) // PERIOD_DAYS + 1 if elapsed >= 1 else 1
+    return _day(determination, PERIOD_DAYS * n + 1)
 
-    return outstanding_on
+
+# --- posting the difference ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What the ledger holds for one period: the sum of its postings, its latest version and rate."""
+
+    number: int
+    total: Decimal
+    version: int
+    rate: Decimal
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One ledger row and one ``InterestAccrued`` event: version 1 is the original charge, later versions are
+    corrections whose ``amount`` is the (possibly negative) difference."""
+
+    period: Period
+    version: int
+    amount: Decimal
+
+
+def reconcile(determination: date, desired: Sequence[Period], posted: Mapping[int, Posted]) -> list[Posting]:
+    """Postings that make each period's ledger total equal the closed form, in period order.
+
+    A period that is no longer due (a back-dated payoff) is reversed with a posting on a zero basis, so the
+    sum of a receivable's interest events always equals :func:`schedule` for its final history.
+    """
+    wanted = {p.number: p for p in desired}
+    postings: list[Posting] = []
+    for n in sorted(wanted.keys() | posted.keys()):
+        have = posted[n].total if n in posted else ZERO
+        if n in wanted:
+            period = wanted[n]
+        else:
+            end = _day(determination, PERIOD_DAYS * n)
+            rate = posted[n].rate
+            start, due = _day(determination, PERIOD_DAYS * (n - 1) + 1), end + timedelta(days=1)
+            period = Period(n, start, end, due, ZERO, rate, ZERO)
+        if period.amount != have:
+            version = posted[n].version + 1 if n in posted else 1
+            postings.append(Posting(period, version, period.amount - have))
+    return postings

@@ -1,26 +1,413 @@
-"""Built-in payer policy plugins (entry-point group ``offsetstream.payer_policies``)."""
+"""Payer policy plugins (entry-point group ``offsetstream.payer_policies``): one interface, five built-ins.
 
-from datetime import date
-from decimal import Decimal
+A payer policy answers everything that differs between payers about a receivable: how interest is charged
+(:meth:`PayerPolicy.interest_terms`), which dates matter (:meth:`PayerPolicy.timeline`), whether a recoupment
+broke the payer's rules (:meth:`PayerPolicy.check_recoupment`), how its PLB references are laid out
+(``reference_layout``, read by matching) and which part of a recovery pays interest (``recovery_order``).
+
+The built-ins are one generic rule engine (:class:`BasePolicy`, a frozen dataclass whose fields are the knobs)
+with different defaults: DOMAIN.md §3 for Medicare, §4 for the NY/CA/TX packs, and a commercial default that
+charges no interest unless its contract says so. Per tenant and payer, fields are overridden by configuration
+(``services.interest.config``) through :meth:`PayerPolicy.configured`, so "this payer's contract allows offset"
+or "this contract charges 12 %" is data, not code. Everything here is pure.
+"""
+
+import calendar
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from services.interest.domain import RateTable
+from contracts.money import ZERO
+from services.interest.domain import (
+    ErsPlan,
+    History,
+    InterestTerms,
+    Movement,
+    RateTable,
+    ers_default_date,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 
+RecoveryOrder = Literal["interest_first", "principal_first"]
+ViolationKind = Literal["recoupment_rule_violation", "recoupment_during_pause"]
+Milestone = tuple[str, date]
 
-class MedicarePolicy:
-    """Medicare: interest from day 31 on outstanding principal, rate locked at the determination date,
-    recoupment from day 41 (42 CFR 405.378/405.379)."""
 
-    name = "medicare"
-    interest_grace_days = 30
-    recoupment_start_day = 41
-    rebuttal_days = 15
+# --- reference layouts ---------------------------------------------------------------------------------------
 
-    def __init__(self, rates: RateTable | None = None) -> None:
-        self.rates = rates or RateTable.from_csv(DATA / "medicare_interest_rates.csv")
 
-    def annual_rate(self, determination: date) -> Decimal:
-        """Rate in force on the determination date, fixed for the life of the debt."""
+@dataclass(frozen=True)
+class ReferenceLayout:
+    """Where the receivable key sits in a PLB reference (DOMAIN.md §2): a fixed-width FCN field, then a
+    second field (Medicare: patient control number; DME: adjustment claim number), or the whole text."""
+
+    name: str
+    fcn_width: int | None = None
+    second_width: int | None = None
+
+    def split(self, raw: str | None) -> tuple[str | None, str | None]:
+        """(receivable key, second field). Only a space-padded fixed-width reference is split, so a long
+        reference that is simply the FCN is never cut in two."""
+        if raw is None:
+            return None, None
+        text = raw.rstrip()
+        width = self.fcn_width
+        if width is None or len(text) <= width or " " not in text[: width + 1]:
+            return text.strip() or None, None
+        second = text[width : width + (self.second_width or len(text))].strip()
+        return text[:width].strip() or None, second or None
+
+
+REFERENCE_LAYOUTS: dict[str, ReferenceLayout] = {
+    "medicare": ReferenceLayout("medicare", 19, 20),
+    "dme": ReferenceLayout("dme", 14, 15),
+    "plain": ReferenceLayout("plain"),
+}
+
+
+# --- what a policy is asked about ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivableFacts:
+    """What a policy needs to know about one receivable.
+
+    ``paid_on`` (when the overpaid claim was paid) and ``duplicate`` drive the state look-back and notice
+    rules; today's ``ReceivableChanged`` does not carry them, so those rules stay idle until it does.
+    """
+
+    determination: date
+    history: History = History(ZERO, (), ())
+    paid_on: date | None = None
+    duplicate: bool = False
+    ers: ErsPlan | None = None
+
+    @cached_property
+    def ers_default(self) -> date | None:
+        """When an ERS went into default (two missed installments), if it has."""
+        if self.ers is None:
+            return None
+        return ers_default_date(self.ers, [m for m in self.history.movements if m.total > 0])
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A recoupment that broke the payer's rules; ``rule`` is a short stable label, ``detail`` is for staff."""
+
+    kind: ViolationKind
+    rule: str
+    detail: str
+
+
+@runtime_checkable
+class PayerPolicy(Protocol):
+    """The interface every payer policy plugin implements."""
+
+    @property
+    def name(self) -> str:
+        """Plugin name, as in the entry point and in ``ReceivableChanged.policy``."""
+
+    @property
+    def reference_layout(self) -> str:
+        """Key of :data:`REFERENCE_LAYOUTS` matching reads this payer's PLB references with."""
+
+    @property
+    def recovery_order(self) -> RecoveryOrder:
+        """Whether recovered money pays accrued interest or principal first."""
+
+    def configured(self, options: Mapping[str, Any]) -> "PayerPolicy":
+        """A copy with per-tenant/payer options applied; unknown options are an error, not ignored."""
+
+    def interest_terms(self, facts: ReceivableFacts) -> InterestTerms | None:
+        """How interest is charged on this receivable; None when the payer charges none."""
+
+    def timeline(self, facts: ReceivableFacts) -> list[Milestone]:
+        """The receivable's dates that matter to staff, as (label, date)."""
+
+    def check_recoupment(self, facts: ReceivableFacts, recoupment: Movement) -> list[Violation]:
+        """Every rule of the pack a recoupment broke (empty when it is allowed)."""
+
+
+def timeline(policy: PayerPolicy, receivable: ReceivableFacts) -> list[Milestone]:
+    """A receivable's milestones under its policy, in date order."""
+    return sorted(policy.timeline(receivable), key=lambda m: m[1])
+
+
+# --- calendar helpers ----------------------------------------------------------------------------------------
+
+
+def add_working_days(start: date, days: int, holidays: tuple[date, ...] = ()) -> date:
+    """The ``days``-th working day after ``start`` (Monday–Friday, not a listed holiday)."""
+    day, left = start, days
+    while left > 0:
+        day += timedelta(days=1)
+        if day.weekday() < 5 and day not in holidays:
+            left -= 1
+    return day
+
+
+def add_months(start: date, months: int) -> date:
+    """Same day ``months`` later, clamped to the month's end (24 months after 29 Feb is 28 Feb)."""
+    year, month = divmod(start.month - 1 + months, 12)
+    year += start.year
+    return date(year, month + 1, min(start.day, calendar.monthrange(year, month + 1)[1]))
+
+
+# --- the generic rule engine ---------------------------------------------------------------------------------
+
+
+class PolicyOptionError(ValueError):
+    """A configured option the policy does not have, or a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class BasePolicy:
+    """A payer policy as data. ``None`` switches a rule off. Day numbers count from the determination date
+    (day 0: the demand letter / written notice)."""
+
+    name: str = "base"
+    reference_layout: str = "plain"
+    recovery_order: RecoveryOrder = "interest_first"
+    annual_rate: Decimal | None = None
+    """Fixed contract rate; None = no interest (Medicare overrides this with its rate table)."""
+    partial_period_as_full: bool = False
+    rebuttal_days: int | None = None
+    appeal_days: int | None = None
+    appeal_receipt_days: int = 0
+    """Days after the notice its receipt is presumed (42 CFR 405.942(a)(1): 5), added before ``appeal_days``."""
+    recovery_not_before_day: int | None = None
+    contest_working_days: int | None = None
+    recovery_waits_for_appeal: bool = True
+    notice_exempts_duplicates: bool = False
+    notice_within_days_of_payment: int | None = None
+    recovery_lookback_months: int | None = None
+    offset_allowed: bool = True
+    holidays: tuple[date, ...] = ()
+
+    def configured(self, options: Mapping[str, Any]) -> "BasePolicy":
+        """A copy with ``options`` applied, each coerced to the field's type."""
+        hints = typing.get_type_hints(type(self))
+        names = {f.name for f in dataclasses.fields(self) if f.init}
+        changes: dict[str, Any] = {}
+        for key, value in options.items():
+            if key not in names or key == "name":
+                raise PolicyOptionError(
+                    f"payer policy {self.name!r} has no option {key!r}; expected one of {', '.join(sorted(names - {'name'}))}"
+                )
+            changes[key] = _coerce(key, hints[key], value)
+        return dataclasses.replace(self, **changes)
+
+    # interest ---------------------------------------------------------------------------------------------
+
+    def locked_rate(self, determination: date) -> Decimal | None:
+        """Rate fixed at the determination date for the life of the debt."""
+        return self.annual_rate
+
+    def current_rate(self, day: date) -> Decimal | None:
+        """Rate in force on ``day`` (what a defaulted ERS is re-rated to, if higher)."""
+        return self.annual_rate
+
+    def interest_terms(self, facts: ReceivableFacts) -> InterestTerms | None:
+        """Locked rate, the partial-period rule, and an ERS re-rate once it is in default."""
+        rate = self.locked_rate(facts.determination)
+        if rate is None:
+            return None
+        rerate = None
+        if facts.ers_default is not None:
+            current = self.current_rate(facts.ers_default)
+            rerate = (facts.ers_default, current) if current is not None else None
+        return InterestTerms(rate, self.partial_period_as_full, rerate)
+
+    # dates ------------------------------------------------------------------------------------------------
+
+    def contest_deadline(self, facts: ReceivableFacts) -> date | None:
+        """Last day to contest, counted in working days (California)."""
+        if self.contest_working_days is None:
+            return None
+        return add_working_days(facts.determination, self.contest_working_days, self.holidays)
+
+    def earliest_recovery(self, facts: ReceivableFacts) -> date | None:
+        """First day a recoupment is allowed, before any appeal pause moves it."""
+        candidates: list[date] = []
+        if self.recovery_not_before_day is not None and not (self.notice_exempts_duplicates and facts.duplicate):
+            candidates.append(facts.determination + timedelta(days=self.recovery_not_before_day))
+        contest = self.contest_deadline(facts)
+        if contest is not None:
+            candidates.append(contest + timedelta(days=1))
+        if not candidates:
+            return None
+        earliest = max(candidates)
+        if self.recovery_waits_for_appeal:
+            for pause in facts.history.pauses:
+                if pause.end is not None and pause.start <= earliest:
+                    earliest = max(earliest, pause.end)
+        return earliest
+
+    def timeline(self, facts: ReceivableFacts) -> list[Milestone]:
+        """Every milestone the pack defines, plus pauses and ERS events from the history."""
+        det = facts.determination
+        out: list[Milestone] = [("determination", det)]
+        if self.rebuttal_days is not None:
+            out.append(("rebuttal_deadline", det + timedelta(days=self.rebuttal_days)))
+        if self.interest_terms(facts) is not None:
+            out.append(("pay_without_interest_by", det + timedelta(days=30)))
+            out.append(("interest_start", det + timedelta(days=31)))
+        contest = self.contest_deadline(facts)
+        if contest is not None:
+            out.append(("contest_deadline", contest))
+        if self.appeal_days is not None:
+            out.append(("appeal_deadline", det + timedelta(days=self.appeal_receipt_days + self.appeal_days)))
+        earliest = self.earliest_recovery(facts)
+        if earliest is not None:
+            out.append(("recoupment_start", earliest))
+        if facts.paid_on is not None and self.notice_within_days_of_payment is not None:
+            out.append(("notice_deadline", facts.paid_on + timedelta(days=self.notice_within_days_of_payment)))
+        if facts.paid_on is not None and self.recovery_lookback_months is not None:
+            out.append(("recovery_lookback_limit", add_months(facts.paid_on, self.recovery_lookback_months)))
+        for pause in facts.history.pauses:
+            out.append(("recoupment_paused", pause.start))
+            if pause.end is not None:
+                out.append(("recoupment_resumed", pause.end))
+        if facts.ers is not None:
+            out.append(("ers_granted", facts.ers.granted_on))
+            if facts.ers_default is not None:
+                out.append(("ers_defaulted", facts.ers_default))
+        return out
+
+    # recoupment rules -------------------------------------------------------------------------------------
+
+    def check_recoupment(self, facts: ReceivableFacts, recoupment: Movement) -> list[Violation]:
+        """Pause, waiting period, notice deadline, look-back and contract-offset rules, in that order."""
+        day, found = recoupment.effective, []
+        if facts.history.paused_on(day):
+            found.append(Violation("recoupment_during_pause", "appeal_pause", "recouped while an appeal pauses recovery"))
+        earliest = self.earliest_recovery(facts)
+        if earliest is not None and day < earliest:
+            found.append(
+                Violation("recoupment_rule_violation", "too_early", f"recouped before {earliest.isoformat()}")
+            )
+        if facts.paid_on is not None and self.notice_within_days_of_payment is not None:
+            limit = facts.paid_on + timedelta(days=self.notice_within_days_of_payment)
+            if facts.determination > limit:
+                found.append(
+                    Violation("recoupment_rule_violation", "late_notice", f"notice after {limit.isoformat()}")
+                )
+        first = facts.history.recoupments()[0].key if facts.history.recoupments() else None
+        if facts.paid_on is not None and self.recovery_lookback_months is not None and recoupment.key == first:
+            limit = add_months(facts.paid_on, self.recovery_lookback_months)
+            if day > limit:
+                found.append(
+                    Violation("recoupment_rule_violation", "too_late", f"recovery begun after {limit.isoformat()}")
+                )
+        if not self.offset_allowed:
+            found.append(
+                Violation("recoupment_rule_violation", "offset_not_allowed", "the payer contract does not allow offset")
+            )
+        return found
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Coerce a configuration value (JSON) to a policy field's type; floats never become money or rates."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool and isinstance(value, bool):
+            return value
+        if hint is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if hint is Decimal and isinstance(value, str | int) and not isinstance(value, bool):
+            return Decimal(str(value))
+        if hint is str and isinstance(value, str):
+            return value
+        if typing.get_origin(hint) is Literal and value in typing.get_args(hint):
+            return value
+        if hint is RateTable and isinstance(value, str):
+            return RateTable.from_csv(Path(value))
+        if typing.get_origin(hint) is tuple and isinstance(value, list):
+            return tuple(date.fromisoformat(v) for v in value)
+    except (InvalidOperation, ValueError, OSError) as exc:
+        raise PolicyOptionError(f"option {key!r}: {exc}") from exc
+    raise PolicyOptionError(f"option {key!r} cannot be {type(value).__name__} {value!r}")
+
+
+# --- the built-ins -------------------------------------------------------------------------------------------
+
+
+def _medicare_rates() -> RateTable:
+    return RateTable.from_csv(DATA / "medicare_interest_rates.csv")
+
+
+@dataclass(frozen=True)
+class MedicarePolicy(BasePolicy):
+    """Medicare (42 CFR 405.378/405.379): rebuttal to day 15, interest from day 31 at the rate in force on
+    the determination date (rate table, ``rates`` option = a CSV path), recoupment from day 41, appeals pause
+    recoupment. Redetermination deadline (DOMAIN.md is silent): 120 days from receipt of the determination,
+    receipt presumed 5 days after the notice — 42 CFR 405.942(a) — so day 125."""
+
+    name: str = "medicare"
+    reference_layout: str = "medicare"
+    rates: RateTable = field(default_factory=_medicare_rates, repr=False, compare=False)
+    rebuttal_days: int | None = 15
+    appeal_days: int | None = 120
+    appeal_receipt_days: int = 5
+    recovery_not_before_day: int | None = 41
+
+    def locked_rate(self, determination: date) -> Decimal | None:
+        """The rate table's rate on the determination date, fixed for the life of the debt."""
         return self.rates.rate_on(determination)
+
+    def current_rate(self, day: date) -> Decimal | None:
+        """The rate table's rate on ``day``."""
+        return self.rates.rate_on(day)
+
+
+@dataclass(frozen=True)
+class CommercialPolicy(BasePolicy):
+    """Default for non-Medicare payers: no interest (set ``annual_rate`` when a contract charges it), no
+    waiting period; only recoupment during an appeal pause is flagged."""
+
+    name: str = "commercial"
+
+
+@dataclass(frozen=True)
+class NewYorkPolicy(BasePolicy):
+    """New York: 30 days' written notice before recovery (duplicates exempt); no recovery begun more than
+    24 months after payment."""
+
+    name: str = "ny"
+    recovery_not_before_day: int | None = 30
+    notice_exempts_duplicates: bool = True
+    recovery_lookback_months: int | None = 24
+
+
+@dataclass(frozen=True)
+class CaliforniaPolicy(BasePolicy):
+    """California: written request within 365 days of payment, 30 working days to contest, offset only if
+    the contract allows it (``offset_allowed``: off until configured per payer)."""
+
+    name: str = "ca"
+    notice_within_days_of_payment: int | None = 365
+    contest_working_days: int | None = 30
+    offset_allowed: bool = False
+
+
+@dataclass(frozen=True)
+class TexasPolicy(BasePolicy):
+    """Texas: notice within 180 days of payment, 45 days to appeal, no recovery before the later of day 45
+    or the end of the appeal."""
+
+    name: str = "tx"
+    notice_within_days_of_payment: int | None = 180
+    appeal_days: int | None = 45
+    recovery_not_before_day: int | None = 45

@@ -1,5 +1,14 @@
-"""The matching stage: explain every PLB pair and keep each receivable's balance (interest first)."""
+"""The matching stage: explain every PLB pair and keep each receivable's balance.
 
+Per account (partition key) and in order: a positive ``WO`` reduces the receivable its reference names (FCN per
+the payer's reference layout, then ICN, patient control number, trace number, then a scored search that never
+auto-applies below the confidence threshold); money goes to interest first. A ``WO`` without a reference is a
+lump recoupment spread oldest first. What matches nothing waits in the unmatched queue and is re-matched when
+its receivable appears. ``FB`` opens/applies forwarding balances, ``72`` turns the paired ``WO`` into a refund
+acknowledgement, everything else is classified and recorded, never applied.
+"""
+
+import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -10,24 +19,31 @@ import asyncpg
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
+    AlertRaised,
     Allocation,
     InterestAccrued,
     OffsetRecorded,
     OverpaymentDetected,
     ProviderAdjustmentReceived,
     ReceivableChanged,
+    StaffActionRecorded,
 )
 from contracts.money import ZERO
 from services.matching import domain, metrics, store
-from shared import envelopes
+from shared import envelopes, outbox, plugins
+from shared.clock import today
 from shared.ids import receivable_id, stable_id
-from shared.references import receivable_reference
-from shared.stream import Incoming, Outgoing, Stage
+from shared.references import layout_for, parse_reference
+from shared.stream import Incoming, Outgoing, Rejected, Stage
+
+log = logging.getLogger(__name__)
 
 stage = Stage("matching")
 app = stage.app
+POLICIES: dict[str, Any] = plugins.load_plugins(plugins.PAYER_POLICIES)
 OFFSETS = "remit.offsets.v1"
 RECEIVABLES = "remit.receivables.v1"
+ALERTS = "remit.alerts.v1"
 
 EVENT_TYPES = {
     "allocated": "OffsetApplied",
@@ -36,22 +52,39 @@ EVENT_TYPES = {
     "refund_acknowledged": "RefundAcknowledged",
     "non_offset": "NonOffsetRecorded",
 }
+CLOSING_CHANGES = {
+    "settled": "ReceivableSettled",
+    "refunded": "ReceivableRefunded",
+    "written_off": "ReceivableWrittenOff",
+}
 
 
-def _receivable_event(
+def interest_first(policy: str) -> bool:
+    """Recovery order of the payer's policy plugin (Medicare: accrued interest before principal)."""
+    return bool(getattr(POLICIES.get(policy), "interest_first", True))
+
+
+async def announce(
+    conn: asyncpg.Connection,
     source: Envelope[Any],
     row: asyncpg.Record,
-    balance: domain.Balance,
+    after: domain.Balance,
     change: str,
     amount: Decimal,
     effective: date,
     cause: str,
 ) -> Outgoing:
-    status = domain.status_of(balance)
-    if change == "ReceivableReduced" and status == "settled":
-        change = "ReceivableSettled"
+    """Write the receivable's history line and its ReceivableChanged event (closing changes named as such)."""
+    status = domain.status_of(after)
+    if change == "ReceivableReduced" and status in CLOSING_CHANGES:
+        change = CLOSING_CHANGES[status]
+    rid = row["receivable_id"]
+    event_id = stable_id(source.event_id, change, rid)
+    await store.add_history(
+        conn, source.tenant_id, rid, event_id, change, amount, effective, cause, status, max(after.open, ZERO)
+    )
     payload = ReceivableChanged(
-        receivable_id=row["receivable_id"],
+        receivable_id=rid,
         payer_id=row["payer_id"],
         reference=row["reference"],
         status=status,
@@ -59,11 +92,14 @@ def _receivable_event(
         determination_date=row["determination_date"],
         effective_date=effective,
         change_amount=amount,
-        principal=balance.principal,
-        principal_recovered=balance.principal_recovered,
-        interest_accrued=balance.interest_accrued,
-        interest_recovered=balance.interest_recovered,
-        balance=max(balance.open, ZERO),
+        principal=after.principal,
+        principal_recovered=after.principal_recovered,
+        interest_accrued=after.interest_accrued,
+        interest_recovered=after.interest_recovered,
+        refunded=after.refunded,
+        written_off=after.written_off,
+        paused=after.paused,
+        balance=max(after.open, ZERO),
         source=cause,
     )
     metrics.RECEIVABLE_CHANGES.labels(change).inc()
@@ -71,7 +107,7 @@ def _receivable_event(
         RECEIVABLES,
         envelopes.build(
             payload,
-            event_id=stable_id(source.event_id, change, row["receivable_id"]),
+            event_id=event_id,
             event_type=change,
             tenant_id=source.tenant_id,
             account_key=source.account_key,
@@ -80,49 +116,99 @@ def _receivable_event(
     )
 
 
-async def _allocate(
+def alert(
+    source: Envelope[Any],
+    subject: object,
+    kind: str,
+    payer: str,
+    reference: str | None,
+    amount: Decimal | None,
+    observed: date,
+    detail: str,
+) -> Outgoing:
+    """An AlertRaised event, once per (subject, kind)."""
+    payload = AlertRaised(
+        alert_id=stable_id(subject, kind),
+        kind=kind,
+        payer_id=payer,
+        reference=reference,
+        amount=amount,
+        observed_on=observed,
+        detail=detail,
+    )
+    return Outgoing.event(
+        ALERTS,
+        envelopes.build(
+            payload,
+            event_id=payload.alert_id,
+            event_type="AlertRaised",
+            tenant_id=source.tenant_id,
+            account_key=source.account_key,
+            causation_id=str(source.event_id),
+        ),
+    )
+
+
+async def apply_money(
     conn: asyncpg.Connection,
     source: Envelope[Any],
-    adjustment_id: UUID,
+    money_id: UUID,
     row: asyncpg.Record,
     amount: Decimal,
     effective: date,
     cause: str,
-) -> tuple[domain.Application, Allocation, Outgoing]:
-    """Apply ``amount`` of one PLB pair to one receivable; write the allocation and the new balance."""
-    balance = store.balance_of(row)
-    applied = domain.apply_recovery(amount, balance)
-    after = domain.Balance(
-        balance.principal,
-        balance.principal_recovered + applied.to_principal,
-        balance.interest_accrued,
-        balance.interest_recovered + applied.to_interest,
-    )
+    *,
+    kind: str = "offset",
+) -> tuple[domain.Application, Allocation, list[Outgoing]]:
+    """Apply an amount (offset or refund) to one receivable: allocation row, new balance, history, events.
+
+    Money withheld while an appeal pauses recoupment is still applied (it was taken) and raises a violation.
+    """
+    before = store.balance_of(row)
+    applied = domain.apply_recovery(amount, before, interest_first=interest_first(row["policy"]))
+    after = before.recovered(applied, refund=kind == "refund")
     rid = row["receivable_id"]
     await store.save_allocation(
         conn,
         source.tenant_id,
-        stable_id(adjustment_id, "allocation", rid, source.event_id),
-        adjustment_id,
+        stable_id(money_id, "allocation", rid, source.event_id),
+        money_id,
         rid,
         applied.to_interest,
         applied.to_principal,
         effective,
+        kind,
     )
     await store.save_balance(conn, source.tenant_id, rid, after, domain.status_of(after))
     metrics.RECOVERED_DOLLARS.labels("interest").inc(float(applied.to_interest))
     metrics.RECOVERED_DOLLARS.labels("principal").inc(float(applied.to_principal))
+    outputs = [
+        await announce(conn, source, row, after, "ReceivableReduced", applied.applied, effective, cause)
+    ]
+    if before.paused and kind == "offset" and applied.applied > 0:
+        outputs.append(
+            alert(
+                source,
+                money_id,
+                "recoupment_during_pause",
+                row["payer_id"],
+                row["reference"],
+                applied.applied,
+                effective,
+                f"{applied.applied} recouped on {effective} while an appeal pauses recoupment of "
+                f"{row['reference']} ({cause})",
+            )
+        )
     allocation = Allocation(
         receivable_id=rid,
         reference=row["reference"],
         to_interest=applied.to_interest,
         to_principal=applied.to_principal,
     )
-    event = _receivable_event(source, row, after, "ReceivableReduced", applied.applied, effective, cause)
-    return applied, allocation, event
+    return applied, allocation, outputs
 
 
-def _offset_event(
+def offset_event(
     source: Envelope[Any],
     adj: ProviderAdjustmentReceived,
     offset_id: UUID,
@@ -132,6 +218,7 @@ def _offset_event(
     unmatched: Decimal,
     event_type: str | None = None,
 ) -> Outgoing:
+    """The OffsetRecorded event of one PLB pair (or of a later re-match of it)."""
     payload = OffsetRecorded(
         offset_id=offset_id,
         remittance_id=adj.remittance_id,
@@ -163,46 +250,110 @@ def _offset_event(
     )
 
 
+class Explanation:
+    """The outcome of explaining one PLB pair, built up by the handler."""
+
+    def __init__(self, reason: str) -> None:
+        self.bucket = "non_offset"
+        self.reason = reason
+        self.unmatched = ZERO
+        self.allocations: list[Allocation] = []
+        self.outputs: list[Outgoing] = []
+        self.method: str | None = None
+        self.suggestion: str | None = None
+        self.event_type: str | None = None
+
+
+async def recover(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    candidates: Sequence[tuple[str, str]],
+    match_reference: str | None,
+    out: Explanation,
+    cause: str,
+) -> None:
+    """A positive WO: resolve its receivable(s) and apply, or park it unmatched with the reason."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    threshold = stage.settings.match_confidence_threshold
+    rows: list[asyncpg.Record] = []
+    if candidates:
+        ids, method = await store.resolve(conn, tenant, account, candidates)
+        locked = [await store.lock_receivable(conn, tenant, rid) for rid in sorted(ids)]
+        rows = [r for r in locked if r is not None]
+        out.method = method
+        if len(rows) > 1:
+            rows = sorted(rows, key=lambda r: (r["determination_date"], r["reference"]))
+    if not rows:
+        pool = await store.open_candidates(conn, tenant, account)
+        chosen, confidence, best = (
+            domain.best_candidate(pool, adj.amount, match_reference, adj.payment_date, threshold)
+            if match_reference
+            else (None, 0.0, None)
+        )
+        if match_reference is None:
+            chosen_ids = [UUID(c.receivable_id) for c in pool]  # lump recoupment: oldest first
+            out.method = "oldest_first"
+        else:
+            chosen_ids = [UUID(chosen.receivable_id)] if chosen else []
+            out.method = f"scored:{confidence:.2f}" if chosen else None
+            if best is not None and chosen is None:
+                out.suggestion = f"receivable {best.receivable_id} (score {confidence:.2f} < {threshold:.2f})"
+        locked = [await store.lock_receivable(conn, tenant, rid) for rid in chosen_ids]
+        rows = [r for r in locked if r is not None]
+    left = adj.amount
+    for row in rows:
+        if left <= 0:
+            break
+        if store.balance_of(row).open <= 0:
+            continue
+        applied, allocation, events = await apply_money(
+            conn, env, env.event_id, row, left, adj.payment_date, cause
+        )
+        if applied.applied > 0:
+            out.allocations.append(allocation)
+            out.outputs += events
+        left = applied.remainder
+    out.unmatched = left
+    if out.allocations:
+        out.bucket = "allocated"
+        refs = ", ".join(a.reference for a in out.allocations)
+        out.reason = f"recovered against {refs} ({out.method})" + (
+            f"; {left} exceeds the open balance" if left > 0 else ""
+        )
+    else:
+        out.bucket = "unmatched"
+        out.reason = (
+            "no open receivable with this reference yet"
+            if not rows
+            else "every receivable it names is already settled"
+        )
+
+
 async def on_adjustment(
     conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived]
 ) -> list[Outgoing]:
-    """Explain one PLB pair: allocate a recovery, park it unmatched, or classify it."""
+    """Explain one PLB pair; every cent ends in exactly one bucket."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
-    reference = receivable_reference(adj.reference)
-    meaning = domain.classify(adj.reason_code, adj.amount, reference)
-    adjustment_id = env.event_id
+    layout = layout_for(stage.settings.policy_for(adj.payer_id))
+    parsed = parse_reference(adj.reference, layout)
+    candidates = parsed.candidates(adj.reference)
+    meaning = domain.classify(adj.reason_code, adj.amount, parsed.receivable)
     cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index}"
-    outputs: list[Outgoing] = []
-    allocations: tuple[Allocation, ...] = ()
-    unmatched = ZERO
-    bucket, reason, event_type = "non_offset", meaning.reason, None
-    if meaning.action == "recover" and reference is not None:
-        row = await store.lock_receivable(conn, tenant, receivable_id(tenant, adj.payer_id, reference))
-        remainder = adj.amount
-        if row is not None and store.balance_of(row).open > 0:
-            applied, allocation, event = await _allocate(
-                conn, env, adjustment_id, row, adj.amount, adj.payment_date, cause
-            )
-            allocations, remainder = (allocation,), applied.remainder
-            outputs.append(event)
-        unmatched = remainder
-        if allocations:
-            bucket = "allocated"
-            reason = (
-                meaning.reason
-                if remainder == 0
-                else f"{meaning.reason}; {remainder} exceeds the open balance"
-            )
-        else:
-            bucket = "unmatched"
-            reason = (
-                "no open receivable with this reference yet" if row is None else "receivable already settled"
-            )
+    out = Explanation(meaning.reason)
+    if adj.reason_code == "WO" and adj.amount > 0:
+        refunds = (
+            await store.sibling_pairs(conn, tenant, adj.remittance_id, parsed.receivable, "72")
+            if parsed.receivable
+            else []
+        )
+        await recover(conn, env, candidates, parsed.receivable, out, cause)
+        if refunds and out.allocations:
+            out.outputs += await acknowledge_refund(conn, env, env.event_id, out)
     elif meaning.action == "review":
-        bucket, unmatched = "unmatched", adj.amount
+        out.bucket, out.unmatched = "unmatched", adj.amount
     elif meaning.action in ("forwarding_open", "forwarding_apply"):
-        fb_reference = (adj.reference or adj.trace_number).strip()
         opening = meaning.action == "forwarding_open"
+        fb_reference = (adj.reference or adj.trace_number).strip()
         await store.forwarding(
             conn,
             tenant,
@@ -212,18 +363,86 @@ async def on_adjustment(
             ZERO if opening else adj.amount,
             adj.payment_date if opening else None,
         )
-        bucket = "forwarding_balance"
-        event_type = "ForwardingBalanceOpened" if opening else "ForwardingBalanceApplied"
+        out.bucket = "forwarding_balance"
+        out.event_type = "ForwardingBalanceOpened" if opening else "ForwardingBalanceApplied"
     elif meaning.action == "deferral":
-        bucket = "deferral"
+        out.bucket = "deferral"
     elif meaning.action == "refund":
-        bucket = "refund_acknowledged"
+        out.bucket = "refund_acknowledged"
+        if parsed.receivable:
+            for wo in await store.sibling_pairs(conn, tenant, adj.remittance_id, parsed.receivable, "WO"):
+                if wo["bucket"] == "allocated":
+                    out.outputs += await convert_to_refund(conn, env, wo)
     await store.save_adjustment(
-        conn, tenant, account, adjustment_id, adj, reference, bucket, unmatched, reason
+        conn,
+        tenant,
+        account,
+        env.event_id,
+        adj,
+        match_reference=parsed.receivable,
+        match_keys=[k for _, k in candidates],
+        bucket=out.bucket,
+        unmatched=out.unmatched,
+        reason=out.reason,
+        method=out.method,
+        suggestion=out.suggestion,
     )
-    outputs.insert(
-        0, _offset_event(env, adj, adjustment_id, bucket, reason, allocations, unmatched, event_type)
+    event = offset_event(
+        env, adj, env.event_id, out.bucket, out.reason, tuple(out.allocations), out.unmatched, out.event_type
     )
+    return [event, *out.outputs]
+
+
+async def acknowledge_refund(
+    conn: asyncpg.Connection, env: Envelope[Any], adjustment_id: UUID, out: Explanation
+) -> list[Outgoing]:
+    """The WO being explained has a 72 on the same reference in the same remittance: a refund, not cash."""
+    out.bucket = "refund_acknowledged"
+    out.reason = f"refund acknowledged (72 on the same reference): {out.reason}"
+    rows = await store.reclassify_as_refund(conn, env.tenant_id, adjustment_id, out.reason)
+    return await _refund_totals(conn, env, rows)
+
+
+async def convert_to_refund(
+    conn: asyncpg.Connection, env: Envelope[Any], wo: asyncpg.Record
+) -> list[Outgoing]:
+    """A 72 arrived after its WO: the WO's allocations become refunds."""
+    reason = f"refund acknowledged by 72 at PLB #{env.payload.segment_ordinal} pair {env.payload.pair_index}"
+    rows = await store.reclassify_as_refund(conn, env.tenant_id, wo["adjustment_id"], reason)
+    return await _refund_totals(conn, env, rows)
+
+
+async def _refund_totals(
+    conn: asyncpg.Connection, env: Envelope[Any], rows: list[asyncpg.Record]
+) -> list[Outgoing]:
+    outputs = []
+    for changed in rows:
+        row = await store.lock_receivable(conn, env.tenant_id, changed["receivable_id"])
+        assert row is not None
+        before = store.balance_of(row)
+        amount = changed["to_interest"] + changed["to_principal"]
+        after = domain.Balance(
+            before.principal,
+            before.principal_recovered,
+            before.interest_accrued,
+            before.interest_recovered,
+            before.refunded + amount,
+            before.written_off,
+            before.paused,
+        )
+        await store.save_balance(conn, env.tenant_id, row["receivable_id"], after, domain.status_of(after))
+        outputs.append(
+            await announce(
+                conn,
+                env,
+                row,
+                after,
+                "ReceivableReduced",
+                ZERO,
+                env.payload.payment_date,
+                "refund acknowledged by the payer (PLB 72)",
+            )
+        )
     return outputs
 
 
@@ -234,11 +453,19 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
     outputs: list[Outgoing] = []
     if change is not None:
         outputs.append(
-            _receivable_event(
-                env, row, store.balance_of(row), change, op.evidence_amount, op.determination_date, op.source
+            await announce(
+                conn,
+                env,
+                row,
+                store.balance_of(row),
+                change,
+                op.evidence_amount,
+                op.determination_date,
+                op.source,
             )
         )
-    for parked in await store.parked_recoveries(conn, tenant, account, op.reference):
+    keys = await store.receivable_keys(conn, tenant, op.receivable_id)
+    for parked in await store.parked_recoveries(conn, tenant, account, keys):
         row = await store.lock_receivable(conn, tenant, op.receivable_id)
         assert row is not None
         if store.balance_of(row).open <= 0:
@@ -257,15 +484,15 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             amount=parked["amount"],
         )
         cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index} (re-matched)"
-        applied, allocation, event = await _allocate(
+        applied, allocation, events = await apply_money(
             conn, env, parked["adjustment_id"], row, parked["unmatched_amount"], adj.payment_date, cause
         )
         left = applied.remainder
         reason = f"re-matched to {op.reference} after the receivable appeared"
         await store.reduce_unmatched(conn, tenant, parked["adjustment_id"], left, reason)
-        outputs.append(event)
+        outputs += events
         outputs.append(
-            _offset_event(
+            offset_event(
                 env,
                 adj,
                 stable_id(parked["adjustment_id"], "rematch", env.event_id),
@@ -279,7 +506,7 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
 
 
 async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) -> list[Outgoing]:
-    """Add an accrued period's interest to the receivable's balance (recovered before principal)."""
+    """Add an accrued period's interest (or a correction) to the receivable's balance."""
     accrual, tenant = env.payload, env.tenant_id
     row = await store.lock_receivable(conn, tenant, accrual.receivable_id)
     if row is None or not await store.add_interest(
@@ -292,11 +519,58 @@ async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) 
         before.principal_recovered,
         before.interest_accrued + accrual.amount,
         before.interest_recovered,
+        before.refunded,
+        before.written_off,
+        before.paused,
     )
     await store.save_balance(conn, tenant, accrual.receivable_id, after, domain.status_of(after))
     effective = accrual.period_end + timedelta(days=1)
     cause = f"interest period {accrual.period_number} ({accrual.period_start}..{accrual.period_end})"
-    return [_receivable_event(env, row, after, "InterestAdded", accrual.amount, effective, cause)]
+    return [await announce(conn, env, row, after, "InterestAdded", accrual.amount, effective, cause)]
+
+
+async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]) -> list[Outgoing]:
+    """Appeals pause and resume recoupment; a won appeal or a write-off closes the rest; a refund check pays."""
+    action, tenant = env.payload, env.tenant_id
+    rid = receivable_id(tenant, action.payer_id, action.reference.strip())
+    row = await store.lock_receivable(conn, tenant, rid)
+    if row is None:
+        raise Rejected(
+            "unknown_receivable",
+            f"no receivable {action.reference.strip()} for payer {action.payer_id}",
+            {"reference": action.reference.strip()},
+        )
+    before = store.balance_of(row)
+    cause = f"staff {action.entered_by}: {action.kind.replace('_', ' ')}"
+    if action.kind == "refund_sent":
+        amount = action.amount if action.amount is not None else before.open
+        _, _, outputs = await apply_money(
+            conn, env, action.action_id, row, amount, action.effective_date, cause, kind="refund"
+        )
+        return outputs
+    if action.kind == "appeal_filed":
+        after, change = _with(before, paused=True), "ReceivablePaused"
+    elif action.kind == "appeal_decided" and action.outcome == "upheld":
+        after, change = _with(before, paused=False), "ReceivableResumed"
+    else:
+        write = (
+            before.open
+            if action.kind == "appeal_decided" or action.amount is None
+            else min(action.amount, before.open)
+        )
+        after, change = (
+            _with(before, paused=False, written_off=before.written_off + max(write, ZERO)),
+            "ReceivableWrittenOff",
+        )
+    await store.save_balance(conn, tenant, rid, after, domain.status_of(after))
+    amount = after.written_off - before.written_off
+    return [await announce(conn, env, row, after, change, amount, action.effective_date, cause)]
+
+
+def _with(balance: domain.Balance, **changes: Any) -> domain.Balance:
+    from dataclasses import replace
+
+    return replace(balance, **changes)
 
 
 async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
@@ -305,7 +579,38 @@ async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgo
         return await on_adjustment(conn, parse_envelope(incoming.value, ProviderAdjustmentReceived))
     if incoming.topic == "remit.overpayments.v1":
         return await on_overpayment(conn, parse_envelope(incoming.value, OverpaymentDetected))
+    if incoming.topic == "remit.staff-actions.v1":
+        return await on_staff_action(conn, parse_envelope(incoming.value, StaffActionRecorded))
     return await on_interest(conn, parse_envelope(incoming.value, InterestAccrued))
+
+
+async def check_forwarding_balances() -> None:
+    """Alert once per forwarding balance still open after the configured days."""
+    day = today(stage.settings)
+    cutoff = day - timedelta(days=stage.settings.forwarding_balance_days)
+    pool = await stage.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        for row in await store.stale_forwarding_balances(conn, cutoff):
+            open_amount = row["opened_amount"] - row["applied_amount"]
+            source = envelopes.build(
+                AlertRaised(
+                    alert_id=stable_id("fb", row["tenant_id"], row["account_key"], row["reference"]),
+                    kind="forwarding_balance_not_closed",
+                    payer_id=row["payer_id"] or "",
+                    reference=row["reference"],
+                    amount=open_amount,
+                    observed_on=day,
+                    detail=f"forwarding balance {row['reference']} opened {row['opened_on']} still has "
+                    f"{open_amount} open after {stage.settings.forwarding_balance_days} days",
+                ),
+                event_id=stable_id("fb", row["tenant_id"], row["account_key"], row["reference"]),
+                event_type="AlertRaised",
+                tenant_id=row["tenant_id"],
+                account_key=row["account_key"],
+                causation_id=f"forwarding balance {row['reference']}",
+            )
+            await outbox.add(conn, stage.service, str(source.event_id), Outgoing.event(ALERTS, source))
+    await outbox.flush(stage)
 
 
 async def refresh_gauges() -> None:
@@ -318,5 +623,17 @@ async def refresh_gauges() -> None:
     metrics.UNMATCHED_DOLLARS.set(float(unmatched))
 
 
-app.timer(interval=10.0)(refresh_gauges)
-stage.consume(["remit.provider-adjustments.v1", "remit.overpayments.v1", "remit.interest.v1"], handle)
+async def timer() -> None:
+    """Time-driven work; failures are logged and retried on the next tick."""
+    try:
+        await stage.retrying(check_forwarding_balances)
+        await stage.retrying(refresh_gauges)
+    except Exception:
+        log.exception("matching timer failed; will retry on the next tick")
+
+
+app.timer(interval=stage.settings.interest_tick_seconds)(timer)
+stage.consume(
+    ["remit.provider-adjustments.v1", "remit.overpayments.v1", "remit.interest.v1", "remit.staff-actions.v1"],
+    handle,
+)

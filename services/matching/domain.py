@@ -5,7 +5,8 @@ forwarding balance, recovery deferral, refund acknowledgement, or classified non
 receivable goes to accrued interest first, then principal (DOMAIN.md §3).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
@@ -73,12 +74,19 @@ def classify(reason_code: str, amount: Decimal, reference: str | None) -> Meanin
 
 @dataclass(frozen=True)
 class Balance:
-    """A receivable's running totals; the open balance is derived, never stored on its own."""
+    """A receivable's running totals; the open balance is derived, never stored on its own.
+
+    ``principal_recovered``/``interest_recovered`` count every recovery (offsets and refunds); ``refunded`` is
+    the part of them paid by provider refund, kept to tell a refunded receivable from a recouped one.
+    """
 
     principal: Decimal
     principal_recovered: Decimal = ZERO
     interest_accrued: Decimal = ZERO
     interest_recovered: Decimal = ZERO
+    refunded: Decimal = ZERO
+    written_off: Decimal = ZERO
+    paused: bool = False
 
     @property
     def interest_open(self) -> Decimal:
@@ -87,13 +95,22 @@ class Balance:
 
     @property
     def principal_open(self) -> Decimal:
-        """Principal not yet recovered."""
-        return self.principal - self.principal_recovered
+        """Principal not yet recovered nor written off."""
+        return self.principal - self.principal_recovered - self.written_off
 
     @property
     def open(self) -> Decimal:
         """What is still owed."""
         return self.interest_open + self.principal_open
+
+    def recovered(self, application: "Application", *, refund: bool = False) -> "Balance":
+        """The balance after applying money (an offset, or a refund when ``refund``)."""
+        return replace(
+            self,
+            principal_recovered=self.principal_recovered + application.to_principal,
+            interest_recovered=self.interest_recovered + application.to_interest,
+            refunded=self.refunded + (application.applied if refund else ZERO),
+        )
 
 
 @dataclass(frozen=True)
@@ -110,17 +127,111 @@ class Application:
         return self.to_interest + self.to_principal
 
 
-def apply_recovery(amount: Decimal, balance: Balance) -> Application:
-    """Apply withheld money interest first, then principal; what exceeds the open balance is left over."""
-    to_interest = min(amount, max(balance.interest_open, ZERO))
-    to_principal = min(amount - to_interest, max(balance.principal_open, ZERO))
+def apply_recovery(amount: Decimal, balance: Balance, *, interest_first: bool = True) -> Application:
+    """Apply money interest first then principal (Medicare; ``interest_first=False`` reverses the order for
+    payers whose contract says so); what exceeds the open balance is left over."""
+    interest_room, principal_room = max(balance.interest_open, ZERO), max(balance.principal_open, ZERO)
+    if interest_first:
+        to_interest = min(amount, interest_room)
+        to_principal = min(amount - to_interest, principal_room)
+    else:
+        to_principal = min(amount, principal_room)
+        to_interest = min(amount - to_principal, interest_room)
     return Application(to_interest, to_principal, amount - to_interest - to_principal)
 
 
 def status_of(balance: Balance) -> str:
-    """Receivable status derived from its balance."""
+    """Receivable status: open → partially_recovered → settled / refunded / written_off; paused by appeal."""
     if balance.open <= 0:
-        return "settled"
+        if balance.written_off > 0:
+            return "written_off"
+        offsets = balance.principal_recovered + balance.interest_recovered - balance.refunded
+        return "refunded" if balance.refunded > 0 and offsets <= 0 else "settled"
+    if balance.paused:
+        return "paused"
     if balance.principal_recovered > 0 or balance.interest_recovered > 0:
         return "partially_recovered"
     return "open"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An open receivable considered for a recovery whose reference resolved to nothing certain."""
+
+    receivable_id: str
+    keys: tuple[str, ...]
+    open_balance: Decimal
+    principal: Decimal
+    determination_date: date
+
+
+def score(candidate: Candidate, amount: Decimal, reference: str | None, paid_on: date) -> float:
+    """Confidence (0–1) that a recovery belongs to a receivable: amount, reference likeness, dates.
+
+    Amount equal to the open balance is the strongest sign payers give; a reference sharing a long digit run
+    with one of the receivable's claim numbers is the next; a determination after the payment rules it out.
+    """
+    points = 0.0
+    if amount == candidate.open_balance:
+        points += 0.5
+    elif amount == candidate.principal:
+        points += 0.4
+    elif amount < candidate.open_balance:
+        points += 0.1
+    ref = "".join(ch for ch in (reference or "") if ch.isalnum())
+    if ref and len(ref) >= 6 and any(ref in key or key in ref for key in candidate.keys if len(key) >= 6):
+        points += 0.35
+    elif ref and any(_common_suffix(ref, key) >= 6 for key in candidate.keys):
+        points += 0.2
+    if candidate.determination_date <= paid_on:
+        points += 0.15 if (paid_on - candidate.determination_date).days <= 365 else 0.05
+    else:
+        points -= 0.5
+    return max(0.0, min(points, 1.0))
+
+
+def _common_suffix(a: str, b: str) -> int:
+    count = 0
+    for x, y in zip(reversed(a), reversed(b), strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def best_candidate(
+    candidates: list[Candidate], amount: Decimal, reference: str | None, paid_on: date, threshold: float
+) -> tuple[Candidate | None, float, Candidate | None]:
+    """(candidate to auto-apply or None, best score, best candidate as a suggestion).
+
+    Auto-applies only when the best score reaches the threshold *and* clearly beats the runner-up: two
+    receivables of the same amount are a question for staff, not a coin toss.
+    """
+    ranked = sorted(
+        ((score(c, amount, reference, paid_on), c) for c in candidates),
+        key=lambda pair: (-pair[0], pair[1].determination_date, pair[1].receivable_id),
+    )
+    if not ranked:
+        return None, 0.0, None
+    best_score, best = ranked[0]
+    runner_up = ranked[1][0] if len(ranked) > 1 else 0.0
+    if best_score >= threshold and best_score - runner_up >= 0.1:
+        return best, best_score, best
+    return None, best_score, best
+
+
+def oldest_first(
+    amount: Decimal, balances: list[tuple[str, Balance]], *, interest_first: bool = True
+) -> tuple[list[tuple[str, Application]], Decimal]:
+    """Spread one lump withholding over several receivables, oldest first; return applications and remainder."""
+    applied: list[tuple[str, Application]] = []
+    left = amount
+    for rid, balance in balances:
+        if left <= 0:
+            break
+        if balance.open <= 0:
+            continue
+        application = apply_recovery(left, balance, interest_first=interest_first)
+        applied.append((rid, application))
+        left = application.remainder
+    return applied, left

@@ -1,5 +1,7 @@
-"""Matching's tables (schema ``matching``): receivables' balances, PLB pairs, allocations, forwarding balances."""
+"""Matching's tables (schema ``matching``): receivables, their keys and history, PLB pairs, allocations,
+forwarding balances, interest charges. Every write is keyed by a deterministic id or guarded by a row lock."""
 
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -8,13 +10,19 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events import OverpaymentDetected, ProviderAdjustmentReceived
-from services.matching.domain import Balance
+from services.matching.domain import Balance, Candidate
 
 
 def balance_of(row: asyncpg.Record) -> Balance:
     """The domain view of a receivable row."""
     return Balance(
-        row["principal"], row["principal_recovered"], row["interest_accrued"], row["interest_recovered"]
+        row["principal"],
+        row["principal_recovered"],
+        row["interest_accrued"],
+        row["interest_recovered"],
+        row["refunded"],
+        row["written_off"],
+        row["paused"],
     )
 
 
@@ -33,6 +41,7 @@ async def open_or_grow(
 ) -> tuple[str | None, asyncpg.Record]:
     """Create the receivable or raise its principal to the merged principal; say which happened."""
     row = await lock_receivable(conn, tenant_id, op.receivable_id)
+    change: str | None = None
     if row is None:
         await conn.execute(
             """INSERT INTO matching.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
@@ -46,22 +55,89 @@ async def open_or_grow(
             op.determination_date,
             op.principal,
         )
-        change: str | None = "ReceivableOpened"
+        change = "ReceivableOpened"
     elif op.principal > row["principal"] or op.determination_date < row["determination_date"]:
         await conn.execute(
             """UPDATE matching.receivables SET principal = GREATEST(principal, $3::numeric),
-                   determination_date = LEAST(determination_date, $4::date) WHERE tenant_id = $1 AND receivable_id = $2""",
+                   determination_date = LEAST(determination_date, $4::date)
+               WHERE tenant_id = $1 AND receivable_id = $2""",
             tenant_id,
             op.receivable_id,
             op.principal,
             op.determination_date,
         )
         change = "ReceivableIncreased"
-    else:
-        change = None
+    keys = [
+        ("reference", op.reference),
+        *(("icn", k) for k in op.claim_references),
+        *(("pcn", k) for k in op.patient_control_numbers),
+        *(("trace", k) for k in op.trace_numbers),
+    ]
+    await conn.executemany(
+        """INSERT INTO matching.receivable_keys (tenant_id, account_key, kind, key, receivable_id)
+           VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING""",
+        [(tenant_id, account, kind, key, op.receivable_id) for kind, key in keys if key],
+    )
     fresh = await lock_receivable(conn, tenant_id, op.receivable_id)
     assert fresh is not None
     return change, fresh
+
+
+async def receivable_keys(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[str]:
+    """Every key of a receivable (reference, ICNs, patient control numbers, traces)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT key FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        rid,
+    )
+    return [r["key"] for r in rows]
+
+
+async def resolve(
+    conn: asyncpg.Connection, tenant_id: str, account: str, candidates: Sequence[tuple[str, str]]
+) -> tuple[list[UUID], str | None]:
+    """The receivables named by the first key kind that names any: (ids, how it was found)."""
+    for kind, key in candidates:
+        rows = await conn.fetch(
+            """SELECT DISTINCT receivable_id FROM matching.receivable_keys
+               WHERE tenant_id = $1 AND account_key = $2 AND kind = $3 AND key = $4""",
+            tenant_id,
+            account,
+            kind,
+            key,
+        )
+        if rows:
+            return [r["receivable_id"] for r in rows], kind
+    return [], None
+
+
+async def open_candidates(conn: asyncpg.Connection, tenant_id: str, account: str) -> list[Candidate]:
+    """The account's receivables with money still owed and recoupment not paused, oldest first."""
+    rows = await conn.fetch(
+        """SELECT r.receivable_id, r.principal, r.determination_date,
+                  r.principal + r.interest_accrued - r.principal_recovered - r.interest_recovered - r.written_off
+                      AS open_balance,
+                  COALESCE(array_agg(k.key) FILTER (WHERE k.key IS NOT NULL), '{}') AS keys
+           FROM matching.receivables r
+           LEFT JOIN matching.receivable_keys k USING (tenant_id, receivable_id)
+           WHERE r.tenant_id = $1 AND r.account_key = $2 AND NOT r.paused
+           GROUP BY r.receivable_id, r.principal, r.determination_date, r.principal_recovered, r.interest_accrued,
+                    r.interest_recovered, r.written_off, r.reference
+           HAVING r.principal + r.interest_accrued - r.principal_recovered - r.interest_recovered - r.written_off > 0
+           ORDER BY r.determination_date, r.reference""",
+        tenant_id,
+        account,
+    )
+    return [
+        Candidate(
+            str(r["receivable_id"]),
+            tuple(r["keys"]),
+            r["open_balance"],
+            r["principal"],
+            r["determination_date"],
+        )
+        for r in rows
+    ]
 
 
 async def save_balance(
@@ -70,13 +146,46 @@ async def save_balance(
     """Store a receivable's new totals (in the transaction that wrote the allocation or accrual behind them)."""
     await conn.execute(
         """UPDATE matching.receivables SET principal_recovered = $3, interest_accrued = $4, interest_recovered = $5,
-               status = $6 WHERE tenant_id = $1 AND receivable_id = $2""",
+               refunded = $6, written_off = $7, paused = $8, status = $9
+           WHERE tenant_id = $1 AND receivable_id = $2""",
         tenant_id,
         rid,
         balance.principal_recovered,
         balance.interest_accrued,
         balance.interest_recovered,
+        balance.refunded,
+        balance.written_off,
+        balance.paused,
         status,
+    )
+
+
+async def add_history(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    rid: UUID,
+    event_id: UUID,
+    change: str,
+    amount: Decimal,
+    effective: date,
+    source: str,
+    status: str,
+    balance: Decimal,
+) -> None:
+    """One line of the receivable's timeline, with the document line behind it."""
+    await conn.execute(
+        """INSERT INTO matching.receivable_history (tenant_id, receivable_id, event_id, change, amount,
+               effective_date, source, status, balance) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+           ON CONFLICT DO NOTHING""",
+        tenant_id,
+        rid,
+        event_id,
+        change,
+        amount,
+        effective,
+        source,
+        status,
+        balance,
     )
 
 
@@ -86,17 +195,21 @@ async def save_adjustment(
     account: str,
     adjustment_id: UUID,
     adj: ProviderAdjustmentReceived,
+    *,
     match_reference: str | None,
+    match_keys: list[str],
     bucket: str,
     unmatched: Decimal,
     reason: str,
+    method: str | None = None,
+    suggestion: str | None = None,
 ) -> None:
     """Record a PLB pair and the bucket its money went to."""
     await conn.execute(
         """INSERT INTO matching.adjustments (tenant_id, adjustment_id, account_key, remittance_id, payer_id,
                trace_number, payment_date, segment_ordinal, pair_index, reason_code, reference, match_reference,
-               amount, bucket, unmatched_amount, reason)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT DO NOTHING""",
+               amount, bucket, unmatched_amount, reason, match_keys, match_method, suggestion)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT DO NOTHING""",
         tenant_id,
         adjustment_id,
         account,
@@ -113,6 +226,9 @@ async def save_adjustment(
         bucket,
         unmatched,
         reason,
+        match_keys,
+        method,
+        suggestion,
     )
 
 
@@ -125,11 +241,12 @@ async def save_allocation(
     to_interest: Decimal,
     to_principal: Decimal,
     effective: date,
+    kind: str = "offset",
 ) -> None:
-    """Record which part of a PLB pair went to which receivable (the audit trail of every withheld dollar)."""
+    """Record which part of a PLB pair (or refund) went to which receivable: the audit trail of every dollar."""
     await conn.execute(
         """INSERT INTO matching.allocations (tenant_id, allocation_id, adjustment_id, receivable_id, to_interest,
-               to_principal, effective_date) VALUES ($1,$2,$3,$4,$5,$6,$7)""",
+               to_principal, effective_date, kind) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)""",
         tenant_id,
         allocation_id,
         adjustment_id,
@@ -137,20 +254,21 @@ async def save_allocation(
         to_interest,
         to_principal,
         effective,
+        kind,
     )
 
 
 async def parked_recoveries(
-    conn: asyncpg.Connection, tenant_id: str, account: str, reference: str
+    conn: asyncpg.Connection, tenant_id: str, account: str, keys: list[str]
 ) -> list[asyncpg.Record]:
-    """Unmatched recoveries waiting for this reference, oldest first (out-of-order arrival)."""
+    """Unmatched WO recoveries whose reference names one of these keys, oldest first (out-of-order arrival)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT * FROM matching.adjustments WHERE tenant_id = $1 AND account_key = $2 AND match_reference = $3
-               AND unmatched_amount > 0 AND reason_code = 'WO'
+        """SELECT * FROM matching.adjustments WHERE tenant_id = $1 AND account_key = $2
+               AND unmatched_amount > 0 AND reason_code = 'WO' AND match_keys && $3::text[]
            ORDER BY payment_date, segment_ordinal, pair_index FOR UPDATE""",
         tenant_id,
         account,
-        reference,
+        keys,
     )
     return rows
 
@@ -160,7 +278,7 @@ async def reduce_unmatched(
 ) -> None:
     """A parked recovery was (partly) re-matched."""
     await conn.execute(
-        """UPDATE matching.adjustments SET unmatched_amount = $3::numeric, reason = $4,
+        """UPDATE matching.adjustments SET unmatched_amount = $3::numeric, reason = $4, match_method = 'rematch',
                bucket = CASE WHEN $3::numeric = 0 THEN 'allocated' ELSE bucket END
            WHERE tenant_id = $1 AND adjustment_id = $2""",
         tenant_id,
@@ -168,6 +286,42 @@ async def reduce_unmatched(
         remaining,
         reason,
     )
+
+
+async def sibling_pairs(
+    conn: asyncpg.Connection, tenant_id: str, remittance_id: UUID, match_reference: str, reason_code: str
+) -> list[asyncpg.Record]:
+    """PLB pairs of the same remittance with the same receivable reference and code (72 ↔ WO pairing)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT * FROM matching.adjustments WHERE tenant_id = $1 AND remittance_id = $2 AND match_reference = $3
+               AND reason_code = $4 ORDER BY segment_ordinal, pair_index FOR UPDATE""",
+        tenant_id,
+        remittance_id,
+        match_reference,
+        reason_code,
+    )
+    return rows
+
+
+async def reclassify_as_refund(
+    conn: asyncpg.Connection, tenant_id: str, adjustment_id: UUID, reason: str
+) -> list[asyncpg.Record]:
+    """A WO turned out to be the payer acknowledging a refund (72 on the same reference): its allocations
+    are refunds, not cash withheld. Returns the allocations changed."""
+    await conn.execute(
+        """UPDATE matching.adjustments SET bucket = 'refund_acknowledged', reason = $3
+           WHERE tenant_id = $1 AND adjustment_id = $2""",
+        tenant_id,
+        adjustment_id,
+        reason,
+    )
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """UPDATE matching.allocations SET kind = 'refund' WHERE tenant_id = $1 AND adjustment_id = $2
+               AND kind = 'offset' RETURNING receivable_id, to_interest, to_principal""",
+        tenant_id,
+        adjustment_id,
+    )
+    return rows
 
 
 async def forwarding(
@@ -196,6 +350,18 @@ async def forwarding(
     )
 
 
+async def stale_forwarding_balances(conn: asyncpg.Connection, opened_before: date) -> list[asyncpg.Record]:
+    """Forwarding balances still open that were opened before a date."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT f.*, (SELECT payer_id FROM matching.adjustments a WHERE a.tenant_id = f.tenant_id
+                        AND a.account_key = f.account_key LIMIT 1) AS payer_id
+           FROM matching.forwarding_balances f
+           WHERE opened_amount > applied_amount AND opened_on < $1 ORDER BY opened_on, reference""",
+        opened_before,
+    )
+    return rows
+
+
 async def add_interest(
     conn: asyncpg.Connection, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal
 ) -> bool:
@@ -211,18 +377,18 @@ async def add_interest(
     return done is not None
 
 
-def row_dict(row: asyncpg.Record) -> dict[str, Any]:
-    """A record as a plain dict."""
-    return dict(row.items())
-
-
 async def open_totals(conn: asyncpg.Connection) -> tuple[int, Decimal, Decimal]:
     """(open receivables, their balance, unmatched withheld dollars) across the ledger, for the gauges."""
     row = await conn.fetchrow(
         """SELECT count(*) FILTER (WHERE b > 0) AS n, COALESCE(sum(b) FILTER (WHERE b > 0), 0) AS balance,
                   (SELECT COALESCE(sum(unmatched_amount), 0) FROM matching.adjustments) AS unmatched
-           FROM (SELECT principal + interest_accrued - principal_recovered - interest_recovered AS b
+           FROM (SELECT principal + interest_accrued - principal_recovered - interest_recovered - written_off AS b
                  FROM matching.receivables) r"""
     )
     assert row is not None
     return int(row["n"]), row["balance"], row["unmatched"]
+
+
+def row_dict(row: asyncpg.Record) -> dict[str, Any]:
+    """A record as a plain dict."""
+    return dict(row.items())

@@ -10,6 +10,8 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
+from shared.feeds import FeedError, ParsedRemittance
+
 Element = str | tuple[str, ...]
 """A simple element, or a composite given as its components."""
 Segment = tuple[Element, ...]
@@ -183,12 +185,13 @@ def claim_segments(claim: Claim) -> list[Segment]:
         segs += [("DTM", "232", claim.statement_dates[0]), ("DTM", "233", claim.statement_dates[1])]
     segs.append(("DTM", "050", claim.received))
     segs += claim.extra
-    for svc in claim.services:
+    for line, svc in enumerate(claim.services, start=1):
         segs.append(("SVC", svc.procedure, amount(svc.charge), amount(svc.paid), "", svc.units))
         segs.append(("DTM", "472", svc.date))
         segs += _cas(svc.adjustments)
-        segs.append(("REF", "6R", f"{len(segs)}"))
-        allowed = svc.charge - sum((a.amount for a in svc.adjustments if a.group == "CO"), Decimal("0"))
+        segs.append(("REF", "6R", f"{claim.pcn}-{line}"))
+        contractual = (a.amount for a in svc.adjustments if (a.group, a.reason) == ("CO", "45"))
+        allowed = svc.charge - sum(contractual, Decimal("0"))
         segs.append(("AMT", "B6", amount(allowed)))
         segs += svc.extra
     return segs
@@ -295,22 +298,26 @@ def isa(isa13: str, d: Delims, date: str = "260803", time: str = "0615") -> str:
     return text
 
 
-def interchange(groups: list[list[Transaction]], d: Delims = Delims(), isa13: str = "000000101") -> str:
+def interchange(
+    groups: list[list[Transaction]], d: Delims = Delims(), isa13: str = "000000101", created: str = "20260803"
+) -> str:
     """One ISA..IEA with a GS..GE per group; counts and control numbers computed."""
     segs: list[Segment] = []
     for number, group in enumerate(groups, start=1):
         gs06 = f"{int(isa13) * 10 + number}"
-        segs.append(("GS", "HP", "01312", "PROVSUBMITTER", "20260803", "0615", gs06, "X", "005010X221A1"))
+        segs.append(("GS", "HP", "01312", "PROVSUBMITTER", created, "0615", gs06, "X", "005010X221A1"))
         for txn in group:
             segs += transaction_segments(txn)
         segs.append(("GE", str(len(group)), gs06))
     segs.append(("IEA", str(len(groups)), f"{isa13:0>9}"))
-    return isa(isa13, d) + d.newline + render(segs, d)
+    return isa(isa13, d, created[2:]) + d.newline + render(segs, d)
 
 
-def build_835(*transactions: Transaction, d: Delims = Delims(), isa13: str = "000000101") -> str:
+def build_835(
+    *transactions: Transaction, d: Delims = Delims(), isa13: str = "000000101", created: str = "20260803"
+) -> str:
     """A whole file: one interchange, one group holding the given transactions."""
-    return interchange([list(transactions)], d, isa13)
+    return interchange([list(transactions)], d, isa13, created)
 
 
 # --- hypothesis: random valid 835s with known totals ---------------------------------------------------------
@@ -387,3 +394,31 @@ def files(draw: st.DrawFn) -> tuple[str, list[Transaction], Delims]:
     txns = [draw(transactions(f"{i + 1:04d}")) for i in range(count)]
     d = draw(st.sampled_from(DELIMITER_SETS))
     return build_835(*txns, d=d), txns, d
+
+
+# --- parsing helpers shared by the x12 tests --------------------------------------------------------------------
+
+
+def parse_all(text: str | bytes, file_name: str = "test.835") -> list[ParsedRemittance | FeedError]:
+    """Every result the parser yields for a file (tenant ``t1``, a dummy file hash)."""
+    from services.intake.x12 import X12Parser
+
+    content = text.encode() if isinstance(text, str) else text
+    return list(X12Parser().parse(content, file_name=file_name, file_sha256="0" * 64, tenant_id="t1"))
+
+
+def remittances(results: list[ParsedRemittance | FeedError]) -> list[ParsedRemittance]:
+    """The good transactions; fails the test with the errors' text when there are any."""
+    errors = [str(r) for r in results if isinstance(r, FeedError)]
+    assert not errors, errors
+    return [r for r in results if isinstance(r, ParsedRemittance)]
+
+
+def errors(results: list[ParsedRemittance | FeedError]) -> list[FeedError]:
+    return [r for r in results if isinstance(r, FeedError)]
+
+
+def swap(text: str, old: str, new: str) -> str:
+    """Replace one occurrence, failing loudly when the fixture no longer contains ``old``."""
+    assert old in text, old
+    return text.replace(old, new, 1)

@@ -13,6 +13,7 @@ from contracts.events import (
     ClaimPaymentReceived,
     ProviderAdjustmentReceived,
     RemittanceReceived,
+    ServicePayment,
 )
 from contracts.money import ZERO
 from services.intake.x12 import codes
@@ -169,13 +170,15 @@ class TransactionReader(HeaderReader):
                 element="SVC01",
                 expected="a composite procedure such as HC:99213",
             )
-        if len(els) < 4:
-            els.extend([""] * (4 - len(els)))
+        if len(els) < 8:
+            els.extend([""] * (8 - len(els)))
         amounts = self.amounts
         self.service_charge = amounts.get(els[2]) or self._amount(els, 2, ordinal)
         self.service_paid = amounts.get(els[3]) or self._amount(els, 3, ordinal)
         self.service_cas = ZERO
         self.service_ordinal = ordinal
+        self.service_els = els
+        self.service_date = None
         claim.services += 1
         self.loop = SERVICE
 
@@ -197,7 +200,49 @@ class TransactionReader(HeaderReader):
                 element="SVC03",
                 expected=f"SVC03 = SVC02 − ΣCAS = {expected}",
             )
+        self._service_payment()
         self.loop = CLAIM
+
+    def _service_payment(self) -> None:
+        """The balanced SVC line as a ServicePayment (SVC01 composite split into code and modifiers)."""
+        claim, els, ordinal = self.claim, self.service_els, self.service_ordinal
+        assert claim is not None
+        procedure = els[1].split(self.raw.delimiters.component)
+        if len(procedure) < 2 or not procedure[0] or not procedure[1]:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "SVC01 needs a qualifier and a procedure code",
+                ordinal,
+                "SVC",
+                element="SVC01-2",
+                expected="a composite procedure such as HC:99213",
+            )
+        units_raw = els[5] or els[7]
+        units = parse_quantity(units_raw) if units_raw else None
+        if units_raw and units is None:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                "SVC05 (units paid) is not a number",
+                ordinal,
+                "SVC",
+                element="SVC05" if els[5] else "SVC07",
+                expected="a number of units",
+            )
+        claim.lines.append(
+            trusted(
+                ServicePayment,
+                {
+                    "line_ordinal": claim.services,
+                    "procedure_qualifier": procedure[0],
+                    "procedure_code": procedure[1],
+                    "modifiers": () if len(procedure) == 2 else tuple(m for m in procedure[2:6] if m),
+                    "charge": self.service_charge,
+                    "paid": self.service_paid,
+                    "units": units,
+                    "service_date": self.service_date,
+                },
+            )
+        )
 
     def _end_claim(self) -> None:
         claim = self.claim
@@ -237,6 +282,7 @@ class TransactionReader(HeaderReader):
                     "service_date_to": claim.statement_to or claim.service_to,
                     "service_line_count": claim.services,
                     "adjustments": tuple(claim.adjustments),
+                    "services": tuple(claim.lines),
                 },
             )
         )

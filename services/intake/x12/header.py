@@ -18,6 +18,7 @@ from contracts.events import (
     ClaimAdjustment,
     ClaimPaymentReceived,
     ProviderAdjustmentReceived,
+    ServicePayment,
 )
 from contracts.money import ZERO
 from services.intake.x12 import codes
@@ -79,6 +80,7 @@ class ClaimState:
         "claim_ordinal",
         "filing",
         "icn",
+        "lines",
         "ordinal",
         "original_reference",
         "paid",
@@ -110,6 +112,7 @@ class ClaimState:
         self.service_from: date | None = None
         self.service_to: date | None = None
         self.services = 0
+        self.lines: list[ServicePayment] = []
         self.cas_total = ZERO
         self.adjustments: list[ClaimAdjustment] = []
 
@@ -153,6 +156,8 @@ class HeaderReader:
         self.claims_paid = ZERO
         self.service_ordinal = 0
         self.service_charge = self.service_paid = self.service_cas = ZERO
+        self.service_els: list[str] = []
+        self.service_date: date | None = None
         self.pairs: list[ProviderAdjustmentReceived] = []
         self.plb_total = ZERO
         self.unknown: dict[str, list[int]] = {}
@@ -378,6 +383,8 @@ class HeaderReader:
         loop, qualifier = self.loop, els[1]
         claim = self.claim
         if loop == SERVICE and claim is not None:
+            if qualifier == "472" or (qualifier == "150" and self.service_date is None):
+                self.service_date = value
             if qualifier in ("472", "150") and (claim.service_from is None or value < claim.service_from):
                 claim.service_from = value
             if qualifier in ("472", "151") and (claim.service_to is None or value > claim.service_to):

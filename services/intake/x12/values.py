@@ -59,21 +59,33 @@ def parse_date(raw: str) -> date | None:
 
 M = TypeVar("M", bound=BaseModel)
 
-_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+_MODELS: dict[type[BaseModel], tuple[set[str], dict[str, Any]]] = {}
 
 
 def trusted(model: type[M], values: dict[str, Any]) -> M:
     """Build a frozen contract object from values the parser has already checked, without re-validating.
 
-    This is what ``BaseModel.model_construct`` does, minus its per-field default/alias handling, which makes
-    it several times cheaper than validation: it is used only for the per-claim payload, whose every value
-    comes from :func:`parse_amount`, :func:`parse_date`, ``str`` or ``int``. ``values`` must name every field
-    of the model. The fields-set is shared between instances (frozen models never change it);
+    This is what ``BaseModel.model_construct`` does, minus its per-field alias handling, which makes it
+    several times cheaper than validation: it is used only for per-claim and per-line payloads, whose every
+    value comes from :func:`parse_amount`, :func:`parse_date`, ``str`` or ``int``. Fields left out get their
+    declared default, so a new optional contract field cannot leave a half-built object; a new *required*
+    field fails loudly. The fields-set is shared between instances (frozen models never change it);
     ``tests/unit/test_x12_contracts.py`` re-validates parser output to keep this honest.
     """
-    fields_set = _FIELDS_SET.get(model)
-    if fields_set is None:
-        fields_set = _FIELDS_SET[model] = set(model.model_fields)
+    known = _MODELS.get(model)
+    if known is None:
+        defaults = {
+            name: info.get_default(call_default_factory=True)
+            for name, info in model.model_fields.items()
+            if not info.is_required()
+        }
+        known = _MODELS[model] = (set(model.model_fields), defaults)
+    fields_set, defaults = known
+    if len(values) != len(fields_set):
+        values = {**defaults, **values}
+        missing = fields_set - values.keys()
+        if missing or len(values) != len(fields_set):
+            raise TypeError(f"{model.__name__}: values for {sorted(missing)} missing or unknown fields given")
     obj = model.__new__(model)
     object.__setattr__(obj, "__dict__", values)
     object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
