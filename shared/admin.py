@@ -107,6 +107,17 @@ async def publish_files(
     return count
 
 
+async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, list[int]]:
+    """Partition ids per topic, asked of the admin client (a consumer without a group or subscription never
+    loads topic metadata, so its ``partitions_for_topic`` stays empty)."""
+    described = await admin.describe_topics(topics)
+    return {
+        t["topic"]: sorted(int(p["partition"]) for p in t["partitions"])
+        for t in described
+        if t.get("error_code") == 0
+    }
+
+
 async def consumer_lag(settings: Settings) -> dict[str, int]:
     """Messages not yet committed by each stage's consumer group, over the topics it consumes."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -114,15 +125,13 @@ async def consumer_lag(settings: Settings) -> dict[str, int]:
     await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()
         lag: dict[str, int] = {}
         for service in SERVICES:
             topics = [t.name for t in TOPICS if service in t.consumers]
             if service == "notification":
                 topics.append("remit.notifications.v1")
-            tps = [
-                TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
+            partitions = await topic_partitions(admin, topics)
+            tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
             ends = await consumer.end_offsets(tps) if tps else {}
             committed = await admin.list_consumer_group_offsets(f"offsetstream-{service}")
             lag[service] = sum(

@@ -10,6 +10,7 @@ offsetstream dlt list [--topic T] [--limit N] [--json]     rejected input: why, 
 offsetstream dlt show P:O [--content | --raw]              one rejected record (body only when asked)
 offsetstream dlt replay [--reason R | P:O ... | --all]     send rejected input back once the cause is fixed
 offsetstream db migrate | topics create                    prepare PostgreSQL / Kafka
+(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see shared/cli_staff.py)
 """
 
 import argparse
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared import cli_staff
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 
@@ -401,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=2.0, help="seconds between looks (default 2)")
     watch.add_argument("--format", dest="format_hint", default=None, help="feed parser name, e.g. x12_835")
     _add_dlt_parser(sub)
+    cli_staff.add_parsers(sub, settings)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
     topics = sub.add_parser("topics", help="Kafka topic administration")
@@ -411,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offsetstream`` command."""
     args = build_parser().parse_args(argv)
+    staff = cli_staff.dispatch(args)
+    if staff is not None:
+        return staff
     if args.command == "run":
         from shared.runner import run_demo
 

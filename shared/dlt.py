@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names, dlt_name
-from shared.admin import MAX_MESSAGE_BYTES
+from shared.admin import MAX_MESSAGE_BYTES, topic_partitions
 from shared.settings import Settings
 
 DEFAULT_DLT = "remit.intake.dlt"
@@ -217,18 +217,13 @@ async def read_dead_letters(
 
 
 async def _partitions(settings: Settings, topic: str) -> set[int]:
-    """Partition ids of a topic (empty if it does not exist).
-
-    Asked of the admin client: a consumer without a group or subscription never loads topic metadata, so
-    its ``partitions_for_topic`` stays None.
-    """
+    """Partition ids of a topic (empty if it does not exist)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics([topic])
+        return set((await topic_partitions(admin, [topic])).get(topic, []))
     finally:
         await admin.close()
-    return {int(p["partition"]) for t in described if t.get("error_code") == 0 for p in t["partitions"]}
 
 
 async def fetch_dead_letters(

@@ -1,4 +1,5 @@
-"""Staff entry of demand letters and provider-identified overpayments (``offsetstream letter add|import``).
+"""Staff entry: demand letters, provider-identified overpayments, and steps on a receivable (appeal, decision,
+write-off, refund check) — ``offsetstream letter add|import`` and ``offsetstream action``.
 
 Letters arrive on paper; staff type them in (or import a JSON list). Each becomes a ``LetterReceived`` event on
 ``remit.letters.v1``, keyed by the provider–payer account, with a deterministic id so entering the same letter
@@ -8,13 +9,14 @@ twice changes nothing.
 import json
 from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import LetterReceived
+from contracts.events import LetterReceived, StaffActionKind, StaffActionRecorded
 from contracts.money import Money
 from shared import envelopes
 from shared.ids import account_key, stable_id
@@ -71,18 +73,64 @@ def read_import(path: Path) -> list[LetterEntry]:
     return [LetterEntry.model_validate(item) for item in items]
 
 
-async def publish(settings: Settings, entries: Iterable[LetterEntry], tenant_id: str, entered_by: str) -> int:
-    """Publish letters to ``remit.letters.v1``; detection merges each into its receivable."""
+def action_event(
+    kind: StaffActionKind,
+    *,
+    tenant_id: str,
+    payer_id: str,
+    payee_id: str,
+    reference: str,
+    effective: date,
+    entered_by: str,
+    amount: Decimal | None = None,
+    outcome: Literal["upheld", "overturned"] | None = None,
+) -> tuple[str, bytes]:
+    """(partition key, envelope bytes) of one staff action on a receivable."""
+    action = StaffActionRecorded(
+        action_id=stable_id("action", tenant_id, payer_id, reference.strip(), kind, outcome, effective),
+        kind=kind,
+        payer_id=payer_id,
+        payee_id=payee_id,
+        reference=reference.strip(),
+        effective_date=effective,
+        amount=amount,
+        outcome=outcome,
+        entered_by=entered_by,
+    )
+    key = account_key(tenant_id, payer_id, payee_id)
+    event_type = {
+        "appeal_filed": "AppealFiled",
+        "appeal_decided": "AppealDecided",
+        "write_off": "WriteOffRecorded",
+        "refund_sent": "RefundSent",
+    }[kind]
+    env = envelopes.build(
+        action,
+        event_id=action.action_id,
+        event_type=event_type,
+        tenant_id=tenant_id,
+        account_key=key,
+        causation_id=f"staff:{entered_by}",
+    )
+    return key, env.to_bytes()
+
+
+async def publish_events(settings: Settings, topic: str, messages: Iterable[tuple[str, bytes]]) -> int:
+    """Publish (key, value) messages and wait for the broker's acknowledgement of each."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
     )
     await producer.start()
     count = 0
     try:
-        for entry in entries:
-            key, value = to_event(entry, tenant_id, entered_by)
-            await producer.send_and_wait(LETTERS, key=key.encode(), value=value)
+        for key, value in messages:
+            await producer.send_and_wait(topic, key=key.encode(), value=value)
             count += 1
     finally:
         await producer.stop()
     return count
+
+
+async def publish(settings: Settings, entries: Iterable[LetterEntry], tenant_id: str, entered_by: str) -> int:
+    """Publish letters to ``remit.letters.v1``; detection merges each into its receivable."""
+    return await publish_events(settings, LETTERS, (to_event(e, tenant_id, entered_by) for e in entries))

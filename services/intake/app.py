@@ -10,7 +10,7 @@ from contracts.events import RawFileReceived
 from services.intake import domain, metrics, store
 from shared import plugins
 from shared.feeds import FeedError, FeedParser
-from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message
+from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message, envelope_event_id
 
 stage = Stage("intake")
 app = stage.app
@@ -70,4 +70,13 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
     return outputs
 
 
-stage.consume(["remit.intake.v1"], handle_file)
+def file_message_id(incoming: Incoming) -> str:
+    """A file's idempotency id; a DLT replay (header ``replayed_from``) is a new attempt, so a file whose
+    transaction was rejected is parsed again after the cause was fixed. Remittance dedupe keeps the
+    transactions already posted from posting twice."""
+    replayed = incoming.headers.get("replayed_from")
+    base = envelope_event_id(incoming)
+    return f"{base}@{replayed.decode(errors='replace')}" if replayed else base
+
+
+stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id)

@@ -456,8 +456,9 @@ class CsvParser:
     ) -> Iterator[ParsedRemittance | FeedError]:
         """Yield each remittance (in the order of their ``remittance`` rows) or a FeedError for each bad one.
 
-        Rows whose trace number matches no remittance row are reported as one FeedError per trace number,
-        after the remittance they precede, so no row is ever dropped silently.
+        Rows whose trace number matches no remittance row are reported as one FeedError per trace number, in
+        the order of their first line, so no row is ever dropped silently. A header or CSV syntax problem
+        is one file-level FeedError: no row can be trusted then.
         """
         try:
             records = list(_read_records(decode(content)))

@@ -1,5 +1,8 @@
-"""Interest's tables (schema ``interest``): receivables as seen from events, principal history, accruals."""
+"""Interest's tables (schema ``interest``): receivables as seen from events, their change history, accrual
+postings, timelines, repayment plans and recoupment alerts. SQL only; decisions live in the domain."""
 
+import json
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
@@ -7,7 +10,8 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events import ReceivableChanged
-from services.interest.domain import Period
+from services.interest.domain import Change, ErsPlan, Posted, Posting
+from services.interest.policies import Milestone
 
 
 async def record_change(
@@ -15,18 +19,18 @@ async def record_change(
     tenant_id: str,
     account: str,
     event_id: UUID,
+    event_type: str,
     change: ReceivableChanged,
-    *,
-    principal_changed: bool,
-) -> None:
-    """Keep the receivable's latest state and the outstanding principal as of the change's business date."""
+) -> bool:
+    """Append the change to the receivable's history and keep its latest state; False for a replay.
+
+    The latest state is only overwritten by a change not seen before, so an old event delivered again can
+    never roll the receivable back.
+    """
     await conn.execute(
         """INSERT INTO interest.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
                determination_date, principal, principal_recovered, status)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
-           ON CONFLICT (tenant_id, receivable_id) DO UPDATE SET principal = EXCLUDED.principal,
-               principal_recovered = EXCLUDED.principal_recovered, status = EXCLUDED.status,
-               determination_date = EXCLUDED.determination_date""",
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (tenant_id, receivable_id) DO NOTHING""",
         tenant_id,
         change.receivable_id,
         account,
@@ -38,86 +42,261 @@ async def record_change(
         change.principal_recovered,
         change.status,
     )
-    if not principal_changed:
-        return
-    await conn.execute(
-        """INSERT INTO interest.principal_history (tenant_id, receivable_id, event_id, effective_date, outstanding)
-           VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING""",
+    done = await conn.fetchval(
+        """INSERT INTO interest.principal_history (tenant_id, receivable_id, event_id, effective_date, outstanding,
+               event_type, status, change_amount, principal, principal_recovered, interest_recovered)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING RETURNING 1""",
         tenant_id,
         change.receivable_id,
         event_id,
         change.effective_date,
         change.principal - change.principal_recovered,
+        event_type,
+        change.status,
+        change.change_amount,
+        change.principal,
+        change.principal_recovered,
+        change.interest_recovered,
     )
+    if done is None:
+        return False
+    await conn.execute(
+        """UPDATE interest.receivables SET principal = $3, principal_recovered = $4, status = $5, policy = $6,
+               determination_date = $7 WHERE tenant_id = $1 AND receivable_id = $2""",
+        tenant_id,
+        change.receivable_id,
+        change.principal,
+        change.principal_recovered,
+        change.status,
+        change.policy,
+        change.determination_date,
+    )
+    return True
 
 
-async def history(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[tuple[date, Decimal]]:
-    """(effective date, outstanding principal) in the order the changes were recorded."""
+async def lock_receivable(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> asyncpg.Record | None:
+    """The receivable, locked for this transaction: the tick and the event path never post the same
+    correction twice."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM interest.receivables WHERE tenant_id = $1 AND receivable_id = $2 FOR UPDATE",
+        tenant_id,
+        rid,
+    )
+    return row
+
+
+async def changes(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[Change]:
+    """The receivable's changes in arrival order."""
     rows = await conn.fetch(
-        """SELECT effective_date, outstanding FROM interest.principal_history
-           WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY effective_date, seq""",
+        """SELECT event_id, effective_date, event_type, status, change_amount, principal, principal_recovered,
+                  interest_recovered FROM interest.principal_history
+           WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY seq""",
         tenant_id,
         rid,
     )
-    return [(r["effective_date"], r["outstanding"]) for r in rows]
+    return [
+        Change(
+            str(r["event_id"]),
+            r["effective_date"],
+            r["event_type"],
+            r["status"],
+            r["change_amount"],
+            r["principal"],
+            r["principal_recovered"],
+            r["interest_recovered"],
+        )
+        for r in rows
+    ]
 
 
-async def last_period(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> int:
-    """Highest period already accrued (0 when none)."""
-    value = await conn.fetchval(
-        "SELECT COALESCE(MAX(period_number), 0) FROM interest.accruals WHERE tenant_id = $1 AND receivable_id = $2",
+async def posted(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> dict[int, Posted]:
+    """Per period: the ledger total, the latest version and the rate of that version."""
+    rows = await conn.fetch(
+        """SELECT period_number, sum(amount) AS total, max(version) AS version,
+                  (array_agg(annual_rate ORDER BY version DESC))[1] AS rate
+           FROM interest.accruals WHERE tenant_id = $1 AND receivable_id = $2 GROUP BY period_number""",
         tenant_id,
         rid,
     )
-    return int(value)
+    return {r["period_number"]: Posted(r["period_number"], r["total"], r["version"], r["rate"]) for r in rows}
 
 
-async def add_accrual(
-    conn: asyncpg.Connection, tenant_id: str, rid: UUID, event_id: UUID, period: Period, *, published: bool
+async def add_posting(
+    conn: asyncpg.Connection, tenant_id: str, rid: UUID, event_id: UUID, posting: Posting, cause: str
 ) -> bool:
-    """One row per (receivable, period): a replay or a second worker's tick inserts nothing."""
+    """One row per (receivable, period, version): a concurrent or repeated recomputation inserts nothing."""
+    p = posting.period
     done = await conn.fetchval(
-        """INSERT INTO interest.accruals (tenant_id, receivable_id, period_number, event_id, period_start, period_end,
-               principal_basis, annual_rate, amount, published) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
-           ON CONFLICT DO NOTHING RETURNING 1""",
+        """INSERT INTO interest.accruals (tenant_id, receivable_id, period_number, version, event_id, period_start,
+               period_end, due_date, principal_basis, annual_rate, amount, cause)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING RETURNING 1""",
         tenant_id,
         rid,
-        period.number,
+        p.number,
+        posting.version,
         event_id,
-        period.start,
-        period.end,
-        period.basis,
-        period.rate,
-        period.amount,
-        published,
+        p.start,
+        p.end,
+        p.due,
+        p.basis,
+        p.rate,
+        posting.amount,
+        cause,
     )
     return done is not None
 
 
-async def open_receivables(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Receivables with principal still owed, for the daily tick."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM interest.receivables WHERE principal > principal_recovered ORDER BY tenant_id, receivable_id"
-    )
-    return rows
-
-
-async def unpublished(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Accruals the tick wrote but has not yet seen acknowledged by the broker."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT a.*, r.account_key, r.payer_id, r.reference, r.policy FROM interest.accruals a
-           JOIN interest.receivables r USING (tenant_id, receivable_id) WHERE NOT a.published
-           ORDER BY a.tenant_id, a.receivable_id, a.period_number"""
-    )
-    return rows
-
-
-async def mark_published(conn: asyncpg.Connection, tenant_id: str, rid: UUID, period_number: int) -> None:
-    """The broker acknowledged the accrual's event."""
+async def save_progress(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    rid: UUID,
+    policy_applied: str,
+    accrued_through: date,
+    next_due: date | None,
+) -> None:
+    """Remember how far the receivable is accrued and when the tick must look at it again."""
     await conn.execute(
-        """UPDATE interest.accruals SET published = true
-           WHERE tenant_id = $1 AND receivable_id = $2 AND period_number = $3""",
+        """UPDATE interest.receivables SET policy_applied = $3, accrued_through = $4, next_due = $5
+           WHERE tenant_id = $1 AND receivable_id = $2""",
         tenant_id,
         rid,
-        period_number,
+        policy_applied,
+        accrued_through,
+        next_due,
     )
+
+
+async def save_timeline(
+    conn: asyncpg.Connection, tenant_id: str, rid: UUID, milestones: Sequence[Milestone]
+) -> None:
+    """Replace the receivable's stored timeline."""
+    await conn.execute(
+        "DELETE FROM interest.timelines WHERE tenant_id = $1 AND receivable_id = $2", tenant_id, rid
+    )
+    await conn.executemany(
+        "INSERT INTO interest.timelines (tenant_id, receivable_id, ordinal, label, day) VALUES ($1,$2,$3,$4,$5)",
+        [(tenant_id, rid, i, label, day) for i, (label, day) in enumerate(milestones, start=1)],
+    )
+
+
+async def save_repayment_plan(conn: asyncpg.Connection, tenant_id: str, rid: UUID, plan: ErsPlan) -> None:
+    """Record (or replace) the extended repayment schedule granted for a receivable."""
+    installments = [[due.isoformat(), str(amount)] for due, amount in plan.installments]
+    await conn.execute(
+        """INSERT INTO interest.repayment_plans (tenant_id, receivable_id, granted_on, installments)
+           VALUES ($1,$2,$3,$4::jsonb) ON CONFLICT (tenant_id, receivable_id)
+           DO UPDATE SET granted_on = EXCLUDED.granted_on, installments = EXCLUDED.installments""",
+        tenant_id,
+        rid,
+        plan.granted_on,
+        json.dumps(installments),
+    )
+
+
+async def repayment_plan(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> ErsPlan | None:
+    """The receivable's extended repayment schedule, if one was granted."""
+    row = await conn.fetchrow(
+        "SELECT granted_on, installments FROM interest.repayment_plans WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        rid,
+    )
+    if row is None:
+        return None
+    return ErsPlan(
+        row["granted_on"],
+        tuple((date.fromisoformat(d), Decimal(a)) for d, a in json.loads(row["installments"])),
+    )
+
+
+async def add_alert(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    alert_id: UUID,
+    rid: UUID,
+    kind: str,
+    rules: list[str],
+    observed_on: date,
+    amount: Decimal,
+    detail: str,
+    source_event: str,
+) -> bool:
+    """Record an alert once per id; False when it was already raised."""
+    done = await conn.fetchval(
+        """INSERT INTO interest.alerts (tenant_id, alert_id, receivable_id, kind, rules, observed_on, amount,
+               detail, source_event) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING RETURNING 1""",
+        tenant_id,
+        alert_id,
+        rid,
+        kind,
+        rules,
+        observed_on,
+        amount,
+        detail,
+        source_event,
+    )
+    return done is not None
+
+
+async def due_receivables(
+    conn: asyncpg.Connection, day: date, tenants: Sequence[str] | None = None
+) -> list[tuple[str, UUID]]:
+    """Receivables whose next period has come due by ``day`` (optionally of some tenants only)."""
+    rows = await conn.fetch(
+        """SELECT tenant_id, receivable_id FROM interest.receivables
+           WHERE next_due IS NOT NULL AND next_due <= $1 AND ($2::text[] IS NULL OR tenant_id = ANY($2::text[]))
+           ORDER BY tenant_id, receivable_id""",
+        day,
+        list(tenants) if tenants is not None else None,
+    )
+    return [(r["tenant_id"], r["receivable_id"]) for r in rows]
+
+
+# --- read-only views for commands ----------------------------------------------------------------------------
+
+
+async def receivables_by_reference(conn: asyncpg.Connection, tenant_id: str, reference: str) -> list[asyncpg.Record]:
+    """Every receivable of a tenant with this reference (one per payer)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM interest.receivables WHERE tenant_id = $1 AND reference = $2 ORDER BY payer_id",
+        tenant_id,
+        reference,
+    )
+    return rows
+
+
+async def stored_timeline(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[asyncpg.Record]:
+    """The receivable's milestones as last computed."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT label, day FROM interest.timelines WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY ordinal",
+        tenant_id,
+        rid,
+    )
+    return rows
+
+
+async def interest_by_period(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[asyncpg.Record]:
+    """Net interest per period, described by its latest version."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT period_number, sum(amount) AS amount, count(*) AS postings,
+                  (array_agg(period_start ORDER BY version DESC))[1] AS period_start,
+                  (array_agg(period_end ORDER BY version DESC))[1] AS period_end,
+                  (array_agg(due_date ORDER BY version DESC))[1] AS due_date,
+                  (array_agg(principal_basis ORDER BY version DESC))[1] AS principal_basis,
+                  (array_agg(annual_rate ORDER BY version DESC))[1] AS annual_rate
+           FROM interest.accruals WHERE tenant_id = $1 AND receivable_id = $2
+           GROUP BY period_number ORDER BY period_number""",
+        tenant_id,
+        rid,
+    )
+    return rows
+
+
+async def alerts_of(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[asyncpg.Record]:
+    """Recoupment alerts raised for the receivable."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT kind, rules, observed_on, amount, detail FROM interest.alerts
+           WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY observed_on, kind""",
+        tenant_id,
+        rid,
+    )
+    return rows

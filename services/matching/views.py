@@ -1,0 +1,117 @@
+"""Staff views of the matching ledger (read-only): receivables, one receivable's story, the unmatched work
+queue, and how one remittance's withheld dollars were explained. Used by the CLI (tables or ``--json``).
+
+They join intake's remittance rows only to name the source file of each dollar: an audit read, not a write.
+"""
+
+from typing import Any
+
+import asyncpg
+
+BALANCE = "r.principal + r.interest_accrued - r.principal_recovered - r.interest_recovered - r.written_off"
+
+
+def _rows(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [dict(r.items()) for r in records]
+
+
+async def receivables(
+    conn: asyncpg.Connection, tenant: str, *, open_only: bool = False, payer: str | None = None
+) -> list[dict[str, Any]]:
+    """One line per receivable, oldest determination first."""
+    return _rows(
+        await conn.fetch(
+            f"""SELECT r.reference, r.payer_id, r.status, r.determination_date AS determined, r.principal,
+                   r.interest_accrued AS interest, r.principal_recovered + r.interest_recovered AS recovered,
+                   r.refunded, r.written_off, {BALANCE} AS balance
+            FROM matching.receivables r
+            WHERE r.tenant_id = $1 AND ($2::boolean IS FALSE OR {BALANCE} > 0) AND ($3::text IS NULL OR r.payer_id = $3)
+            ORDER BY r.determination_date, r.reference""",  # noqa: S608 - BALANCE is a constant expression
+            tenant,
+            open_only,
+            payer,
+        )
+    )
+
+
+async def receivable(conn: asyncpg.Connection, tenant: str, reference: str) -> dict[str, Any] | None:
+    """A receivable with its history (every change and the line behind it) and its allocations."""
+    head = await conn.fetchrow(
+        f"""SELECT r.*, {BALANCE} AS balance FROM matching.receivables r
+            WHERE r.tenant_id = $1 AND r.reference = $2 ORDER BY r.determination_date LIMIT 1""",  # noqa: S608
+        tenant,
+        reference.strip(),
+    )
+    if head is None:
+        return None
+    rid = head["receivable_id"]
+    history = await conn.fetch(
+        """SELECT effective_date, change, amount, status, balance, source FROM matching.receivable_history
+           WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY seq""",
+        tenant,
+        rid,
+    )
+    allocations = await conn.fetch(
+        """SELECT l.effective_date, l.kind, l.to_interest, l.to_principal, a.trace_number, a.reason_code,
+                  a.segment_ordinal, a.pair_index, m.file_name
+           FROM matching.allocations l
+           LEFT JOIN matching.adjustments a ON a.tenant_id = l.tenant_id AND a.adjustment_id = l.adjustment_id
+           LEFT JOIN intake.remittances m ON m.tenant_id = a.tenant_id AND m.remittance_id = a.remittance_id
+           WHERE l.tenant_id = $1 AND l.receivable_id = $2 ORDER BY l.effective_date, a.segment_ordinal""",
+        tenant,
+        rid,
+    )
+    keys = await conn.fetch(
+        "SELECT kind, key FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY 1, 2",
+        tenant,
+        rid,
+    )
+    return {
+        "receivable": dict(head.items()),
+        "history": _rows(history),
+        "allocations": _rows(allocations),
+        "keys": _rows(keys),
+    }
+
+
+async def unmatched(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
+    """The work queue: withheld money no receivable explains yet, oldest first, with any suggestion."""
+    return _rows(
+        await conn.fetch(
+            """SELECT a.payment_date, a.trace_number, a.reason_code, a.reference, a.amount, a.unmatched_amount,
+                  a.reason, a.suggestion, m.file_name, a.segment_ordinal, a.pair_index
+           FROM matching.adjustments a
+           LEFT JOIN intake.remittances m ON m.tenant_id = a.tenant_id AND m.remittance_id = a.remittance_id
+           WHERE a.tenant_id = $1 AND a.unmatched_amount > 0 ORDER BY a.payment_date, a.trace_number,
+                 a.segment_ordinal, a.pair_index""",
+            tenant,
+        )
+    )
+
+
+async def remittance(conn: asyncpg.Connection, tenant: str, trace: str) -> dict[str, Any] | None:
+    """How each withheld dollar of one remittance (by TRN02) was explained."""
+    head = await conn.fetchrow(
+        """SELECT trace_number, payment_date, payer_id, file_name, total_claim_paid, total_adjustments, total_paid
+           FROM intake.remittances WHERE tenant_id = $1 AND trace_number = $2 ORDER BY payment_date LIMIT 1""",
+        tenant,
+        trace,
+    )
+    if head is None:
+        return None
+    pairs = await conn.fetch(
+        """SELECT a.segment_ordinal, a.pair_index, a.reason_code, a.reference, a.amount, a.bucket,
+                  a.unmatched_amount, a.reason,
+                  COALESCE(string_agg(r.reference || ' ' || (l.to_interest + l.to_principal)::text, ', '
+                           ORDER BY r.reference), '') AS applied_to
+           FROM matching.adjustments a
+           LEFT JOIN matching.allocations l ON l.tenant_id = a.tenant_id AND l.adjustment_id = a.adjustment_id
+           LEFT JOIN matching.receivables r ON r.tenant_id = l.tenant_id AND r.receivable_id = l.receivable_id
+           WHERE a.tenant_id = $1 AND a.trace_number = $2
+           GROUP BY a.adjustment_id, a.segment_ordinal, a.pair_index, a.reason_code, a.reference, a.amount,
+                    a.bucket, a.unmatched_amount, a.reason
+           ORDER BY a.segment_ordinal, a.pair_index""",
+        tenant,
+        trace,
+    )
+    return {"remittance": dict(head.items()), "pairs": _rows(pairs)}

@@ -1,0 +1,258 @@
+"""Staff commands: views of receivables and offsets, letters, steps on a receivable, and the ledger check.
+
+    offsetstream receivables [--open] [--payer P]     every receivable with its balance
+    offsetstream receivable FCN                       one receivable's story: changes, allocations, timeline
+    offsetstream unmatched                            withheld money no receivable explains yet
+    offsetstream remittance TRN                       how each withheld dollar of one remittance was explained
+    offsetstream letter add ... | letter import FILE  enter demand letters / provider-identified overpayments
+    offsetstream action KIND FCN ...                  appeal filed/upheld/overturned, write-off, refund sent
+    offsetstream ledger check                         prove conservation and balances; exit 1 on any break
+All take ``--tenant``; views take ``--json`` for machines.
+"""
+
+import argparse
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from contracts.events import StaffActionKind
+from shared.report import table
+from shared.settings import Settings, get_settings
+
+ACTIONS: dict[str, tuple[StaffActionKind, Literal["upheld", "overturned"] | None]] = {
+    "appeal-filed": ("appeal_filed", None),
+    "appeal-upheld": ("appeal_decided", "upheld"),
+    "appeal-overturned": ("appeal_decided", "overturned"),
+    "write-off": ("write_off", None),
+    "refund-sent": ("refund_sent", None),
+}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, indent=2)
+
+
+async def _with_conn(work: Callable[[Any], Awaitable[int]]) -> int:
+    from shared import db
+
+    conn = await db.connect(get_settings())
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+async def _receivables(args: argparse.Namespace) -> int:
+    from services.matching import views
+
+    async def work(conn: Any) -> int:
+        rows = await views.receivables(conn, args.tenant, open_only=args.open, payer=args.payer)
+        print(_json(rows) if args.json else table(rows))
+        return 0
+
+    return await _with_conn(work)
+
+
+async def _receivable(args: argparse.Namespace) -> int:
+    from services.matching import views
+
+    async def work(conn: Any) -> int:
+        detail = await views.receivable(conn, args.tenant, args.reference)
+        if detail is None:
+            print(f"no receivable {args.reference!r} for tenant {args.tenant}")
+            return 1
+        timeline = await _timeline(get_settings(), args.tenant, args.reference)
+        if args.json:
+            print(_json({**detail, "timeline": timeline}))
+            return 0
+        head = detail["receivable"]
+        print(
+            f"{head['reference']}  payer {head['payer_id']}  {head['status']}  balance {head['balance']}  "
+            f"(principal {head['principal']}, interest {head['interest_accrued']}, "
+            f"recovered {head['principal_recovered'] + head['interest_recovered']}, "
+            f"written off {head['written_off']})"
+        )
+        for title, rows in (
+            ("History", detail["history"]),
+            ("Allocations", detail["allocations"]),
+            ("Keys", detail["keys"]),
+            ("Timeline", timeline),
+        ):
+            print(f"\n{title}\n{table(rows)}")
+        return 0
+
+    return await _with_conn(work)
+
+
+async def _timeline(settings: Settings, tenant: str, reference: str) -> list[dict[str, Any]]:
+    """The interest service's timeline of a receivable, when that service provides one."""
+    try:
+        from services.interest import commands  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return []
+    getter = getattr(commands, "receivable_timeline", None)
+    if getter is None:
+        return []
+    found = await getter(settings, tenant, reference)
+    rows = found.get("timeline", []) if isinstance(found, dict) else found
+    return [dict(r) if not isinstance(r, dict) else r for r in rows or []]
+
+
+async def _unmatched(args: argparse.Namespace) -> int:
+    from services.matching import views
+
+    async def work(conn: Any) -> int:
+        rows = await views.unmatched(conn, args.tenant)
+        print(_json(rows) if args.json else table(rows))
+        return 0
+
+    return await _with_conn(work)
+
+
+async def _remittance(args: argparse.Namespace) -> int:
+    from services.matching import views
+
+    async def work(conn: Any) -> int:
+        found = await views.remittance(conn, args.tenant, args.trace)
+        if found is None:
+            print(f"no remittance with TRN02 {args.trace!r} for tenant {args.tenant}")
+            return 1
+        if args.json:
+            print(_json(found))
+        else:
+            print(table([found["remittance"]]))
+            print(f"\nPLB pairs\n{table(found['pairs'])}")
+        return 0
+
+    return await _with_conn(work)
+
+
+async def _letter(args: argparse.Namespace) -> int:
+    from shared import letters
+
+    if args.letter_action == "import":
+        entries = letters.read_import(args.file)
+    else:
+        entries = [
+            letters.LetterEntry(
+                kind=args.kind,
+                payer_id=args.payer,
+                payee_id=args.payee,
+                fcn=args.fcn,
+                amount=args.amount,
+                letter_date=args.date,
+                claims=tuple(args.claim or ()),
+            )
+        ]
+    count = await letters.publish(get_settings(), entries, args.tenant, args.entered_by)
+    print(f"published {count} letter(s) to remit.letters.v1 for tenant {args.tenant}")
+    return 0
+
+
+async def _action(args: argparse.Namespace) -> int:
+    from shared import letters
+
+    kind, outcome = ACTIONS[args.kind]
+    message = letters.action_event(
+        kind,
+        tenant_id=args.tenant,
+        payer_id=args.payer,
+        payee_id=args.payee,
+        reference=args.reference,
+        effective=args.date,
+        entered_by=args.entered_by,
+        amount=args.amount,
+        outcome=outcome,
+    )
+    await letters.publish_events(get_settings(), "remit.staff-actions.v1", [message])
+    print(f"recorded {args.kind} for {args.reference} (tenant {args.tenant})")
+    return 0
+
+
+async def _ledger(args: argparse.Namespace) -> int:
+    from shared import ledger_check
+
+    async def work(conn: Any) -> int:
+        breaches = await ledger_check.check(conn, args.tenant)
+        if not breaches:
+            print(
+                f"ledger consistent: {len(ledger_check.CHECKS)} rules hold"
+                + (f" for tenant {args.tenant}" if args.tenant else " for every tenant")
+            )
+            return 0
+        for breach in breaches:
+            print(f"BREACH: {breach.rule} ({len(breach.rows)} row(s))\n{table(breach.rows[:20])}")
+        return 1
+
+    return await _with_conn(work)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "receivables": _receivables,
+    "receivable": _receivable,
+    "unmatched": _unmatched,
+    "remittance": _remittance,
+    "letter": _letter,
+    "action": _action,
+    "ledger": _ledger,
+}
+
+
+def add_parsers(sub: Any, settings: Settings) -> None:
+    """Register the staff subcommands on the main parser."""
+    tenant = {"default": settings.default_tenant, "help": "clinic (tenant) id"}
+    p = sub.add_parser("receivables", help="every receivable with its balance")
+    p.add_argument("--open", action="store_true", help="only receivables with money still owed")
+    p.add_argument("--payer", help="only this payer id")
+    p.add_argument("--tenant", **tenant)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("receivable", help="one receivable: every change, allocation and deadline")
+    p.add_argument("reference", help="FCN / reference of the receivable")
+    p.add_argument("--tenant", **tenant)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("unmatched", help="withheld money that no receivable explains yet (work queue)")
+    p.add_argument("--tenant", **tenant)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("remittance", help="how each withheld dollar of one remittance was explained")
+    p.add_argument("trace", help="TRN02 check/EFT trace number")
+    p.add_argument("--tenant", **tenant)
+    p.add_argument("--json", action="store_true")
+    letter = sub.add_parser("letter", help="enter demand letters or provider-identified overpayments")
+    acts = letter.add_subparsers(dest="letter_action", required=True)
+    add = acts.add_parser("add", help="one letter")
+    add.add_argument("--payer", required=True)
+    add.add_argument("--payee", required=True, help="NPI or TIN the letter is addressed to")
+    add.add_argument("--fcn", required=True, help="FCN / AR number on the letter")
+    add.add_argument("--amount", required=True, type=Decimal)
+    add.add_argument("--date", required=True, type=date.fromisoformat, help="letter date YYYY-MM-DD")
+    add.add_argument("--claim", action="append", help="claim number (ICN) listed in the letter; repeatable")
+    add.add_argument("--kind", choices=["demand_letter", "provider_identified"], default="demand_letter")
+    imp = acts.add_parser(
+        "import", help="a JSON list of letters (fields as for add; fcn, letter_date, claims)"
+    )
+    imp.add_argument("file", type=Path)
+    for parser in (add, imp):
+        parser.add_argument("--tenant", **tenant)
+        parser.add_argument("--entered-by", default="staff")
+    act = sub.add_parser("action", help="record a step on a receivable: appeal, decision, write-off, refund")
+    act.add_argument("kind", choices=sorted(ACTIONS))
+    act.add_argument("reference", help="FCN / reference of the receivable")
+    act.add_argument("--payer", required=True)
+    act.add_argument("--payee", required=True)
+    act.add_argument("--date", required=True, type=date.fromisoformat)
+    act.add_argument("--amount", type=Decimal, help="write-off or refund amount (default: the open balance)")
+    act.add_argument("--tenant", **tenant)
+    act.add_argument("--entered-by", default="staff")
+    led = sub.add_parser("ledger", help="ledger audit")
+    led.add_argument("ledger_action", choices=["check"])
+    led.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
+
+
+def dispatch(args: argparse.Namespace) -> int | None:
+    """Run a staff command, or None when the command is not one of these."""
+    command = COMMANDS.get(args.command)
+    return None if command is None else asyncio.run(command(args))

@@ -1,0 +1,72 @@
+"""Envelope and segment-shape edge cases: stray segments, padded ISA, full CAS and PLB segments."""
+
+from decimal import Decimal
+
+from test_x12_parser import MEDICARE
+from x12_builder import errors, parse_all, remittances, swap
+
+from shared.feeds import FeedErrorReason, ParsedRemittance
+
+
+def test_segments_outside_a_transaction_warn_on_the_next_one_or_become_an_error_at_the_end() -> None:
+    before = swap(MEDICARE, "ST*835*0001", "TA1*000000201*260803*0615*A*000~\nST*835*0001")
+    [parsed] = remittances(parse_all(before))
+    assert any("TA1 (file segment #3)" in w for w in parsed.warnings)
+    after = swap(MEDICARE, "GE*1*201", "XYZ*SOMETHING~\nGE*1*201")
+    results = parse_all(after)
+    assert isinstance(results[0], ParsedRemittance) and results[0].warnings == ()
+    [error] = errors(results)
+    assert error.reason is FeedErrorReason.UNSUPPORTED and "XYZ" in error.message
+
+
+def test_a_mis_padded_isa_is_read_with_a_warning() -> None:
+    text = swap(MEDICARE, "*ZZ*01312          *", "*ZZ*01312*")
+    [parsed] = remittances(parse_all(text))
+    assert any("ISA is not the fixed 106 characters" in w for w in parsed.warnings)
+
+
+def test_six_cas_triples_with_quantities_and_six_plb_pairs() -> None:
+    text = swap(MEDICARE, "CAS*CO*45*40~", "CAS*CO*45*5*1*45*5**45*5*2*45*5**45*5*1.5*45*15~")
+    text = swap(text, "*-100*L6*-2.37~", "*-100*L6*-2.37*L6*-1*L6*1*CS:ADJ1*-0.5*CS*0.5~")
+    [parsed] = remittances(parse_all(text))
+    cas = [(a.amount, a.quantity) for a in parsed.claims[0].adjustments if a.group_code == "CO"]
+    assert cas == [
+        (Decimal("5.00"), Decimal("1")),
+        (Decimal("5.00"), None),
+        (Decimal("5.00"), Decimal("2")),
+        (Decimal("5.00"), None),
+        (Decimal("5.00"), Decimal("1.5")),
+        (Decimal("15.00"), None),
+    ]
+    first_plb = [
+        (a.pair_index, a.reason_code, a.reference) for a in parsed.adjustments if a.segment_ordinal == 38
+    ]
+    assert first_plb == [
+        (1, "WO", "2226183201000      ACCT20417"),
+        (2, "L6", None),
+        (3, "L6", None),
+        (4, "L6", None),
+        (5, "CS", "ADJ1"),
+        (6, "CS", None),
+    ]
+
+
+def test_more_than_six_triples_or_pairs_is_refused() -> None:
+    [cas] = errors(
+        parse_all(swap(MEDICARE, "CAS*CO*45*40~", "CAS*CO*45*5*1*45*5**45*5*2*45*5**45*5*1.5*45*10**45*5~"))
+    )
+    assert (cas.reason, cas.segment_id, cas.segment_ordinal) == (FeedErrorReason.INVALID_ELEMENT, "CAS", 20)
+    [plb] = errors(parse_all(swap(MEDICARE, "*-100*L6*-2.37~", "*-100*L6*-2.37*L6*0*L6*0*L6*0*L6*0*L6*0~")))
+    assert (plb.reason, plb.segment_id, plb.element) == (FeedErrorReason.INVALID_ELEMENT, "PLB", "PLB15")
+
+
+def test_a_debit_remittance_balances_against_a_negative_total() -> None:
+    text = swap(MEDICARE, "BPR*I*430.37*C*", "BPR*I*430.37*D*")
+    [error] = errors(parse_all(text))
+    assert error.element == "BPR02" and "(debit)" in error.message
+    text = swap(swap(text, "*-300*72:FCN", "*560.74*72:FCN"), "BPR*I*430.37*", "BPR*I*430.37*")
+    [parsed] = remittances(parse_all(text))
+    assert parsed.remittance.credit_debit == "D"
+    assert parsed.remittance.total_claim_paid - parsed.remittance.total_provider_adjustments == Decimal(
+        "-430.37"
+    )
