@@ -31,6 +31,7 @@ test-integration: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
 ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml

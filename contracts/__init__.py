@@ -8,12 +8,10 @@ so that a new optional field from a newer producer never breaks an older consume
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
     AlertRaised,
-    LetterReceived,
-    ServicePayment,
-    StaffActionRecorded,
     ClaimAdjustment,
     ClaimPaymentReceived,
     InterestAccrued,
+    LetterReceived,
     NotificationEmitted,
     OffsetRecorded,
     OverpaymentDetected,
@@ -21,20 +19,20 @@ from contracts.events import (
     RawFileReceived,
     ReceivableChanged,
     RemittanceReceived,
+    ServicePayment,
+    StaffActionRecorded,
 )
 from contracts.money import Money, to_money
 from contracts.topics import TOPICS, Topic, topic
 
 __all__ = [
-    "AlertRaised",
-    "LetterReceived",
-    "ServicePayment",
-    "StaffActionRecorded",
     "TOPICS",
+    "AlertRaised",
     "ClaimAdjustment",
     "ClaimPaymentReceived",
     "Envelope",
     "InterestAccrued",
+    "LetterReceived",
     "Money",
     "NotificationEmitted",
     "OffsetRecorded",
@@ -43,6 +41,8 @@ __all__ = [
     "RawFileReceived",
     "ReceivableChanged",
     "RemittanceReceived",
+    "ServicePayment",
+    "StaffActionRecorded",
     "Topic",
     "parse_envelope",
     "to_money",

@@ -31,8 +31,16 @@ async def prepare(settings: Settings) -> None:
 class Pipeline:
     """Everything the five stages need, started in order and stopped in reverse."""
 
-    def __init__(self, stack: Stack, *, env: dict[str, str] | None = None, fail_first: int = 0) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        env: dict[str, str] | None = None,
+        fail_first: int = 0,
+        workers: dict[str, int] | None = None,
+    ) -> None:
         self.stack = stack
+        self.workers = workers or {}
         self.receiver = WebhookReceiver(secret=WEBHOOK_SECRET, fail_first=fail_first)
         self.extra_env = dict(env or {})
         self.settings = Settings(kafka_bootstrap=stack.kafka.bootstrap, database_url=stack.postgres.dsn)
@@ -43,7 +51,8 @@ class Pipeline:
         self.extra_env.update(OFFSETSTREAM_WEBHOOK_URL=url, OFFSETSTREAM_WEBHOOK_SECRET=WEBHOOK_SECRET)
         self.extra_env.setdefault("OFFSETSTREAM_INTEREST_TICK_SECONDS", "2")
         for service in SERVICES:
-            self.stack.start_service(service, extra_env=self.extra_env)
+            for worker in range(self.workers.get(service, 1)):
+                self.stack.start_service(service, worker_id=worker, extra_env=self.extra_env)
         return self
 
     async def __aexit__(

@@ -68,10 +68,9 @@ class InProcessPipeline:
         delivered = 0
         while any(self.queues.values()):
             ready = sorted(t for t, q in self.queues.items() if q)
-            if self.seed is None:  # one global FIFO: the order things were sent in
-                topic = min(ready, key=lambda t: self.queues[t][0][0])
-            else:  # topics interleave at random; each topic stays FIFO, like a partition
-                topic = rng.choice(ready)
+            # No seed: one global FIFO (the order things were sent in). A seed: topics interleave at random,
+            # each topic staying FIFO, like a partition of a real broker.
+            topic = min(ready, key=lambda t: self.queues[t][0][0]) if self.seed is None else rng.choice(ready)
             _, message = self.queues[topic].popleft()
             for service, handler in self._routes.get(topic, []):
                 if service in self.skip:

@@ -40,7 +40,9 @@ async def tick() -> int:
     pool = await stage.pool()
     async with pool.acquire() as conn:
         await engine.tick(conn, clock.today(stage.settings))
-    published = await outbox.flush(stage)
+    published = 0
+    while flushed := await outbox.flush(stage):
+        published += flushed
     metrics.TICKS.inc()
     metrics.LAST_TICK.set(time.time())
     return published

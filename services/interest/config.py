@@ -63,7 +63,9 @@ class PolicyConfig:
                 for tenant, body in tenants.items()
                 for payer, entry in body.get("payers", {}).items()
             }
-            defaults = {tenant: _choice(body["default"]) for tenant, body in tenants.items() if "default" in body}
+            defaults = {
+                tenant: _choice(body["default"]) for tenant, body in tenants.items() if "default" in body
+            }
         except (ValueError, AttributeError, KeyError, TypeError) as exc:
             raise PolicyConfigError(f"{origin}: not a valid policy configuration ({exc})") from exc
         return cls(payers, defaults)
@@ -113,7 +115,9 @@ class PolicyResolver:
         plugin = self.plugins.get(choice.policy)
         if plugin is None:
             installed = ", ".join(sorted(self.plugins)) or "none"
-            raise PolicyConfigError(f"payer policy {choice.policy!r} is not installed (installed: {installed})")
+            raise PolicyConfigError(
+                f"payer policy {choice.policy!r} is not installed (installed: {installed})"
+            )
         return plugin.configured(choice.options) if choice.options else plugin
 
     def resolve(self, tenant: str, payer: str, named: str) -> PayerPolicy:

@@ -94,7 +94,11 @@ class Engine:
         determination: date = row["determination_date"]
         history = domain.history_from_changes(row["principal"], await store.changes(conn, tenant, rid))
         facts = ReceivableFacts(
-            determination, history, row["paid_on"], row["duplicate"], await store.repayment_plan(conn, tenant, rid)
+            determination,
+            history,
+            row["paid_on"],
+            row["duplicate"],
+            await store.repayment_plan(conn, tenant, rid),
         )
         terms = policy.interest_terms(facts)
         horizon = max(through, row["accrued_through"] or through)
@@ -105,7 +109,9 @@ class Engine:
             event_id = accrual_id(rid, posting.period.number, posting.version)
             if await store.add_posting(conn, tenant, rid, event_id, posting, cause):
                 metrics.count_posting(policy.name, posting.version, posting.amount)
-                emitted.append(Emitted(str(event_id), self._interest_event(row, policy, posting, event_id, cause)))
+                emitted.append(
+                    Emitted(str(event_id), self._interest_event(row, policy, posting, event_id, cause))
+                )
         emitted += await self._alerts(conn, row, policy, facts, cause)
         await store.save_timeline(conn, tenant, rid, timeline(policy, facts))
         await store.save_progress(
@@ -160,7 +166,16 @@ class Engine:
                 )
                 rules = [v.rule for v in found]
                 if not await store.add_alert(
-                    conn, tenant, alert_id, rid, kind, rules, recoupment.effective, recoupment.total, detail, recoupment.key
+                    conn,
+                    tenant,
+                    alert_id,
+                    rid,
+                    kind,
+                    rules,
+                    recoupment.effective,
+                    recoupment.total,
+                    detail,
+                    recoupment.key,
                 ):
                     continue
                 metrics.ALERTS.labels(kind).inc()

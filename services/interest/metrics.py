@@ -6,7 +6,9 @@ from prometheus_client import Counter, Gauge
 
 INTEREST_PERIODS = Counter("remit_interest_periods_total", "Interest periods accrued, by policy.", ["policy"])
 INTEREST_DOLLARS = Counter(
-    "remit_interest_accrued_dollars_total", "Interest dollars accrued (first postings), by policy.", ["policy"]
+    "remit_interest_accrued_dollars_total",
+    "Interest dollars accrued (first postings), by policy.",
+    ["policy"],
 )
 INTEREST_CORRECTIONS = Counter(
     "remit_interest_corrections_total",

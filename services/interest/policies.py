@@ -85,7 +85,7 @@ class ReceivableFacts:
     """
 
     determination: date
-    history: History = History(ZERO, (), ())
+    history: History = field(default_factory=lambda: History(ZERO, (), ()))
     paid_on: date | None = None
     duplicate: bool = False
     ers: ErsPlan | None = None
@@ -237,7 +237,9 @@ class BasePolicy:
     def earliest_recovery(self, facts: ReceivableFacts) -> date | None:
         """First day a recoupment is allowed, before any appeal pause moves it."""
         candidates: list[date] = []
-        if self.recovery_not_before_day is not None and not (self.notice_exempts_duplicates and facts.duplicate):
+        if self.recovery_not_before_day is not None and not (
+            self.notice_exempts_duplicates and facts.duplicate
+        ):
             candidates.append(facts.determination + timedelta(days=self.recovery_not_before_day))
         contest = self.contest_deadline(facts)
         if contest is not None:
@@ -269,7 +271,9 @@ class BasePolicy:
         if earliest is not None:
             out.append(("recoupment_start", earliest))
         if facts.paid_on is not None and self.notice_within_days_of_payment is not None:
-            out.append(("notice_deadline", facts.paid_on + timedelta(days=self.notice_within_days_of_payment)))
+            out.append(
+                ("notice_deadline", facts.paid_on + timedelta(days=self.notice_within_days_of_payment))
+            )
         if facts.paid_on is not None and self.recovery_lookback_months is not None:
             out.append(("recovery_lookback_limit", add_months(facts.paid_on, self.recovery_lookback_months)))
         for pause in facts.history.pauses:
@@ -288,7 +292,11 @@ class BasePolicy:
         """Pause, waiting period, notice deadline, look-back and contract-offset rules, in that order."""
         day, found = recoupment.effective, []
         if facts.history.paused_on(day):
-            found.append(Violation("recoupment_during_pause", "appeal_pause", "recouped while an appeal pauses recovery"))
+            found.append(
+                Violation(
+                    "recoupment_during_pause", "appeal_pause", "recouped while an appeal pauses recovery"
+                )
+            )
         earliest = self.earliest_recovery(facts)
         if earliest is not None and day < earliest:
             found.append(
@@ -301,15 +309,25 @@ class BasePolicy:
                     Violation("recoupment_rule_violation", "late_notice", f"notice after {limit.isoformat()}")
                 )
         first = facts.history.recoupments()[0].key if facts.history.recoupments() else None
-        if facts.paid_on is not None and self.recovery_lookback_months is not None and recoupment.key == first:
+        if (
+            facts.paid_on is not None
+            and self.recovery_lookback_months is not None
+            and recoupment.key == first
+        ):
             limit = add_months(facts.paid_on, self.recovery_lookback_months)
             if day > limit:
                 found.append(
-                    Violation("recoupment_rule_violation", "too_late", f"recovery begun after {limit.isoformat()}")
+                    Violation(
+                        "recoupment_rule_violation", "too_late", f"recovery begun after {limit.isoformat()}"
+                    )
                 )
         if not self.offset_allowed:
             found.append(
-                Violation("recoupment_rule_violation", "offset_not_allowed", "the payer contract does not allow offset")
+                Violation(
+                    "recoupment_rule_violation",
+                    "offset_not_allowed",
+                    "the payer contract does not allow offset",
+                )
             )
         return found
 

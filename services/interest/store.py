@@ -254,7 +254,9 @@ async def due_receivables(
 # --- read-only views for commands ----------------------------------------------------------------------------
 
 
-async def receivables_by_reference(conn: asyncpg.Connection, tenant_id: str, reference: str) -> list[asyncpg.Record]:
+async def receivables_by_reference(
+    conn: asyncpg.Connection, tenant_id: str, reference: str
+) -> list[asyncpg.Record]:
     """Every receivable of a tenant with this reference (one per payer)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT * FROM interest.receivables WHERE tenant_id = $1 AND reference = $2 ORDER BY payer_id",

@@ -38,13 +38,21 @@ def test_capitation_interest_is_not_recoupment() -> None:
 def test_recovery_goes_to_interest_first_then_principal() -> None:
     balance = Balance(principal=D("300.00"), interest_accrued=D("2.88"))
     applied = apply_recovery(D("100.00"), balance)
-    assert (applied.to_interest, applied.to_principal, applied.remainder) == (D("2.88"), D("97.12"), D("0.00"))
+    assert (applied.to_interest, applied.to_principal, applied.remainder) == (
+        D("2.88"),
+        D("97.12"),
+        D("0.00"),
+    )
 
 
 def test_recovery_beyond_the_open_balance_leaves_a_remainder() -> None:
     balance = Balance(principal=D("100.00"), principal_recovered=D("60.00"))
     applied = apply_recovery(D("75.00"), balance)
-    assert (applied.to_interest, applied.to_principal, applied.remainder) == (D("0.00"), D("40.00"), D("35.00"))
+    assert (applied.to_interest, applied.to_principal, applied.remainder) == (
+        D("0.00"),
+        D("40.00"),
+        D("35.00"),
+    )
 
 
 def test_status_follows_the_balance() -> None:

@@ -69,7 +69,9 @@ def test_webhook_signature_round_trip_and_tamper() -> None:
 
 def test_dead_letter_keeps_original_bytes_and_names_the_source() -> None:
     incoming = Incoming("remit.intake.v1", 2, 41, b"k", b"\xff\x00raw", {})
-    out = dead_letter_message("intake", incoming, "unbalanced", "ΣCLP04 − ΣPLB ≠ BPR02", {"segment_ordinal": "7"})
+    out = dead_letter_message(
+        "intake", incoming, "unbalanced", "ΣCLP04 − ΣPLB ≠ BPR02", {"segment_ordinal": "7"}
+    )
     headers = dict(out.headers)
     assert out.topic == "remit.intake.dlt" and out.value == b"\xff\x00raw"
     assert headers["reason"] == b"unbalanced"

@@ -412,16 +412,15 @@ class TransactionReader(HeaderReader):
         return ParsedRemittance(remittance, tuple(self.claims), tuple(self.pairs), tuple(self._warnings()))
 
     def _warnings(self) -> list[str]:
+        """Envelope notes, then one line per unknown or misplaced segment id: count and first ordinals."""
         notes = list(self.warnings)
-        for label, found in (("unsupported segment", self.unknown), ("segment", self.misplaced)):
+        groups = (
+            ("unsupported segment {} ×{} not in the 835 guide; kept, not interpreted", self.unknown),
+            ("segment out of place ({}) ×{} kept, not interpreted", self.misplaced),
+        )
+        for template, found in groups:
             for key, ordinals in found.items():
                 listed = ", ".join(f"#{o}" for o in ordinals[:MAX_LISTED])
                 more = ", …" if len(ordinals) > MAX_LISTED else ""
-                kind = (
-                    "kept, not interpreted"
-                    if label == "segment"
-                    else "not in the 835 guide; kept, not interpreted"
-                )
-                where = f" out of place ({key})" if label == "segment" else f" {key}"
-                notes.append(f"{label}{where} ×{len(ordinals)} {kind} (segments {listed}{more})")
+                notes.append(template.format(key, len(ordinals)) + f" (segments {listed}{more})")
         return notes

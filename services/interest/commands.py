@@ -1,0 +1,109 @@
+"""Read-only staff commands over the interest schema (wired by the CLI: ``offsetstream receivable FCN``)."""
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from contracts.money import ZERO
+from services.interest import store
+from shared import clock, db
+from shared.settings import Settings
+
+
+async def receivable_timeline(settings: Settings, tenant: str, reference: str) -> dict[str, Any]:
+    """Everything staff ask about a receivable's dates and interest, for every payer using this reference.
+
+    Returns ``{"tenant", "reference", "as_of", "receivables": [...]}``; each receivable has its policy,
+    principal figures, ``timeline`` (label, date, passed), net ``interest`` per period and ``alerts``.
+    """
+    as_of = clock.today(settings)
+    conn = await db.connect(settings)
+    try:
+        found = []
+        for row in await store.receivables_by_reference(conn, tenant, reference):
+            rid = row["receivable_id"]
+            periods = await store.interest_by_period(conn, tenant, rid)
+            found.append(
+                {
+                    "receivable_id": str(rid),
+                    "payer_id": row["payer_id"],
+                    "policy": row["policy_applied"] or row["policy"],
+                    "status": row["status"],
+                    "determination_date": row["determination_date"],
+                    "principal": row["principal"],
+                    "principal_recovered": row["principal_recovered"],
+                    "outstanding_principal": row["principal"] - row["principal_recovered"],
+                    "accrued_through": row["accrued_through"],
+                    "next_due": row["next_due"],
+                    "timeline": [
+                        {"label": t["label"], "date": t["day"], "passed": t["day"] <= as_of}
+                        for t in await store.stored_timeline(conn, tenant, rid)
+                    ],
+                    "interest": [
+                        {
+                            "period": p["period_number"],
+                            "period_start": p["period_start"],
+                            "period_end": p["period_end"],
+                            "due": p["due_date"],
+                            "basis": p["principal_basis"],
+                            "rate": p["annual_rate"],
+                            "amount": p["amount"],
+                            "postings": p["postings"],
+                        }
+                        for p in periods
+                    ],
+                    "interest_total": sum((p["amount"] for p in periods), ZERO),
+                    "alerts": [
+                        {
+                            "kind": a["kind"],
+                            "rules": list(a["rules"]),
+                            "observed_on": a["observed_on"],
+                            "amount": a["amount"],
+                            "detail": a["detail"],
+                        }
+                        for a in await store.alerts_of(conn, tenant, rid)
+                    ],
+                }
+            )
+    finally:
+        await conn.close()
+    return {"tenant": tenant, "reference": reference, "as_of": as_of, "receivables": found}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return f"{value:.2f}" if value.as_tuple().exponent == -2 else str(value)
+    return "" if value is None else str(value)
+
+
+def render_timeline(view: dict[str, Any]) -> str:
+    """Plain text for the terminal: one block per receivable, dates marked done (✓) or upcoming."""
+    if not view["receivables"]:
+        return f"no receivable with reference {view['reference']} for tenant {view['tenant']}"
+    lines: list[str] = []
+    for r in view["receivables"]:
+        lines += [
+            f"Receivable {view['reference']} (payer {r['payer_id']}, policy {r['policy']}, {r['status']})",
+            f"  principal {_cell(r['principal'])}, recovered {_cell(r['principal_recovered'])}, "
+            f"outstanding {_cell(r['outstanding_principal'])}; interest {_cell(r['interest_total'])} "
+            f"accrued through {_cell(r['accrued_through'])}, next due {_cell(r['next_due']) or '-'}",
+            f"  Timeline (as of {_cell(view['as_of'])}):",
+        ]
+        lines += [
+            f"    {'✓' if t['passed'] else ' '} {_cell(t['date'])}  {t['label'].replace('_', ' ')}"
+            for t in r["timeline"]
+        ]
+        if r["interest"]:
+            lines.append("  Interest:")
+            lines += [
+                f"    period {p['period']:>3}  {_cell(p['period_start'])}..{_cell(p['period_end'])}  due "
+                f"{_cell(p['due'])}  basis {_cell(p['basis']):>10}  rate {_cell(p['rate'])}  "
+                f"{_cell(p['amount']):>8}" + (f"  ({p['postings']} postings)" if p["postings"] > 1 else "")
+                for p in r["interest"]
+            ]
+        if r["alerts"]:
+            lines.append("  Alerts:")
+            lines += [f"    {_cell(a['observed_on'])}  {a['kind']}: {a['detail']}" for a in r["alerts"]]
+    return "\n".join(lines)
