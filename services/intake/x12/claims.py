@@ -218,7 +218,9 @@ class TransactionReader(HeaderReader):
                 expected="a composite procedure such as HC:99213",
             )
         units_raw = els[5] or els[7]
-        units = parse_quantity(units_raw) if units_raw else None
+        units = self.ctx.quantities.get(units_raw)
+        if units is None and units_raw:
+            units = self.ctx.quantities[units_raw] = parse_quantity(units_raw)
         if units_raw and units is None:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,

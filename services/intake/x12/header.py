@@ -136,7 +136,7 @@ class HeaderReader:
 
     def __init__(self, raw: RawTransaction, ctx: FileContext) -> None:
         self.raw, self.ctx = raw, ctx
-        self.amounts = ctx.amounts
+        self.amounts, self.dates = ctx.amounts, ctx.dates
         self.loop = HEADER
         self.header_closed = False
         self.bpr: list[str] | None = None
@@ -379,7 +379,9 @@ class HeaderReader:
             self._misplaced(els, ordinal)
 
     def _dtm(self, els: list[str], ordinal: int) -> None:
-        value = self._date(els, 2, ordinal)
+        value = self.dates.get(els[2]) if len(els) > 2 else None
+        if value is None:
+            value = self._date(els, 2, ordinal)
         loop, qualifier = self.loop, els[1]
         claim = self.claim
         if loop == SERVICE and claim is not None:

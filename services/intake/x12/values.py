@@ -106,6 +106,7 @@ class FileContext:
     tenant_id: str
     amounts: dict[str, Decimal] = field(default_factory=dict)
     dates: dict[str, date] = field(default_factory=dict)
+    quantities: dict[str, Decimal | None] = field(default_factory=dict)
     adjustments: dict[AdjustmentKey, ClaimAdjustment] = field(default_factory=dict)
 
     def amount(self, raw: str) -> Decimal | None:
