@@ -64,7 +64,7 @@ class RemittanceReceived(Contract):
     """One 835 transaction (ST..SE) or its equivalent in another feed: the payment and its totals."""
 
     remittance_id: UUID = Field(
-        description="Deterministic id of this transaction (file identity + position)."
+        description="Deterministic id: (tenant, payer, TRN02, ISA13, GS06, ST02) — a reissued file dedupes."
     )
     file_sha256: str = Field(description="SHA-256 of the file the transaction came from.")
     file_name: str = Field(description="Base name of that file.")

@@ -52,7 +52,7 @@ class FeedError(Exception):
         if self.segment_ordinal is not None:
             where.append(f"segment #{self.segment_ordinal}")
         if self.segment_id:
-            where.append(self.segment_id + (f"{self.element}" if self.element else ""))
+            where.append(self.segment_id + (f" {self.element}" if self.element else ""))
         text = f"{self.reason.value}: {self.message} ({', '.join(where)})"
         if self.expected:
             text += f"; expected {self.expected}"

@@ -171,18 +171,7 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
         "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
         "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=INFO\n"
     )
-    classpath = f"{libs}/*"
-    java = [
-        "java",
-        f"-Xmx{heap}",
-        f"-Xms{heap}",
-        "-XX:+UseG1GC",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{log4j}",
-        f"-Dkafka.logs.dir={home / 'logs'}",
-        "-cp",
-        classpath,
-    ]
+    java = _kafka_java(home, libs, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
     fmt = subprocess.run(
         [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
@@ -192,18 +181,45 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
     )
     if fmt.returncode != 0:
         raise InfraError(f"Kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
+    pid = _launch_kafka(home, libs, heap, port, timeout)
+    return KafkaInfo(port=port, controller_port=cport, pid=pid, home=str(home))
+
+
+def _kafka_java(home: Path, libs: Path, heap: str) -> list[str]:
+    return [
+        "java",
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{home / 'log4j.properties'}",
+        f"-Dkafka.logs.dir={home / 'logs'}",
+        "-cp",
+        f"{libs}/*",
+    ]
+
+
+def _launch_kafka(home: Path, libs: Path, heap: str, port: int, timeout: float) -> int:
+    """Run the broker on an already formatted store; return its PID once it accepts connections."""
     stdout = (home / "logs" / "stdout.log").open("ab")
     proc = subprocess.Popen(
-        [*java, "kafka.Kafka", str(config)],
+        [*_kafka_java(home, libs, heap), "kafka.Kafka", str(home / "server.properties")],
         stdout=stdout,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    info = KafkaInfo(port=port, controller_port=cport, pid=proc.pid, home=str(home))
     (home / "kafka.pid").write_text(str(proc.pid))
     wait_for_port(port, timeout, "Kafka broker", home / "logs" / "server.log", proc.pid)
-    return info
+    return proc.pid
+
+
+def restart_kafka(info: KafkaInfo, *, heap: str = "512m", timeout: float = 90.0) -> KafkaInfo:
+    """Stop the broker (SIGTERM, clean shutdown) and start it again on the same data, ports and topics."""
+    stop_pid(info.pid, timeout=60.0)
+    libs = kafka_libs(REPO_ROOT / ".local")
+    pid = _launch_kafka(Path(info.home), libs, heap, info.port, timeout)
+    return KafkaInfo(port=info.port, controller_port=info.controller_port, pid=pid, home=info.home)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
@@ -290,16 +306,8 @@ def start_postgres(home: Path, *, durable: bool = True, timeout: float = 60.0) -
         conf.write("".join(f"{line}\n" for line in settings))
     if os.geteuid() == 0:
         subprocess.run(["chown", "-R", "postgres:postgres", str(home)], check=True)
-    proc = subprocess.Popen(
-        _as_db_owner([str(bindir / "postgres"), "-D", str(data)]),
-        stdout=log_file.open("ab"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    (home / "postgres.pid").write_text(str(proc.pid))
-    wait_for_port(port, timeout, "PostgreSQL", log_file, proc.pid)
-    info = PostgresInfo(port=port, pid=proc.pid, home=str(home))
+    pid = _launch_postgres(home, port, timeout)
+    info = PostgresInfo(port=port, pid=pid, home=str(home))
     deadline = time.monotonic() + timeout
     while True:
         created = subprocess.run(
@@ -324,6 +332,28 @@ def start_postgres(home: Path, *, durable: bool = True, timeout: float = 60.0) -
         if time.monotonic() > deadline:
             raise InfraError(f"createdb failed: {created.stderr[-1000:]}; see {log_file}")
         time.sleep(0.3)
+
+
+def _launch_postgres(home: Path, port: int, timeout: float) -> int:
+    """Run the server on an initialised data directory; return its PID once it accepts connections."""
+    log_file = home / "postgres.log"
+    proc = subprocess.Popen(
+        _as_db_owner([str(pg_bindir() / "postgres"), "-D", str(home / "data")]),
+        stdout=log_file.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    (home / "postgres.pid").write_text(str(proc.pid))
+    wait_for_port(port, timeout, "PostgreSQL", log_file, proc.pid)
+    return proc.pid
+
+
+def restart_postgres(info: PostgresInfo, *, timeout: float = 60.0) -> PostgresInfo:
+    """Stop the server (fast shutdown: open connections are cut, as in a real failover) and start it again."""
+    stop_pid(info.pid, timeout=60.0, sig=signal.SIGINT)
+    pid = _launch_postgres(Path(info.home), info.port, timeout)
+    return PostgresInfo(port=info.port, pid=pid, home=info.home, database=info.database, user=info.user)
 
 
 # --- the whole stack ---------------------------------------------------------------------------------------------
@@ -400,6 +430,16 @@ class Stack:
         pid = self.services.pop(label, None)
         if pid is not None:
             stop_pid(pid, timeout=2.0 if kill else 30.0, sig=signal.SIGKILL if kill else signal.SIGTERM)
+        self.save()
+
+    def restart_kafka(self) -> None:
+        """Restart the broker in place (fault tests)."""
+        self.kafka = restart_kafka(self.kafka)
+        self.save()
+
+    def restart_postgres(self) -> None:
+        """Restart the database in place (fault tests)."""
+        self.postgres = restart_postgres(self.postgres)
         self.save()
 
     def stop(self) -> None:

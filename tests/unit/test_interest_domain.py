@@ -25,7 +25,8 @@ D = Decimal
 def owed(principal: str, *recoveries: tuple[date, str]) -> History:
     """A history with the given principal and principal recoveries."""
     moves = tuple(
-        Movement(f"r{i}", day, "ReceivableReduced", D(amount), D("0.00")) for i, (day, amount) in enumerate(recoveries)
+        Movement(f"r{i}", day, "ReceivableReduced", D(amount), D("0.00"))
+        for i, (day, amount) in enumerate(recoveries)
     )
     return History(D(principal), moves, ())
 
@@ -55,13 +56,20 @@ def test_first_period_is_charged_on_day_31_not_30() -> None:
 
 def test_no_interest_once_principal_is_paid() -> None:
     det = date(2026, 1, 1)
-    assert schedule(det, owed("500.00", (date(2026, 1, 20), "500.00")), InterestTerms(D("0.10")), date(2026, 12, 31)) == []
+    assert (
+        schedule(
+            det, owed("500.00", (date(2026, 1, 20), "500.00")), InterestTerms(D("0.10")), date(2026, 12, 31)
+        )
+        == []
+    )
 
 
 def test_principal_owed_again_accrues_again() -> None:
     # Paid on day 20, then the principal grows (merged evidence) to 900 while 500 is recovered: 400 owed.
     det = date(2026, 1, 1)
-    periods = schedule(det, owed("900.00", (date(2026, 1, 20), "500.00")), InterestTerms(D("0.10")), date(2026, 2, 1))
+    periods = schedule(
+        det, owed("900.00", (date(2026, 1, 20), "500.00")), InterestTerms(D("0.10")), date(2026, 2, 1)
+    )
     assert [(p.basis, p.amount) for p in periods] == [(D("400.00"), D("3.33"))]
 
 
@@ -79,9 +87,36 @@ def test_history_dates_each_recovery_by_its_own_business_date() -> None:
     # arrival order become deltas on their own dates, so the earlier recovery counts from 02-01.
     changes = [
         Change("a", date(2026, 1, 1), "ReceivableOpened", "open", D("1000"), D("1000"), D("0"), D("0")),
-        Change("b", date(2026, 3, 10), "ReceivableReduced", "partially_recovered", D("100"), D("1000"), D("100"), D("0")),
-        Change("c", date(2026, 2, 1), "ReceivableReduced", "partially_recovered", D("300"), D("1000"), D("400"), D("0")),
-        Change("d", date(2026, 2, 4), "InterestAdded", "partially_recovered", D("8.33"), D("1000"), D("400"), D("0")),
+        Change(
+            "b",
+            date(2026, 3, 10),
+            "ReceivableReduced",
+            "partially_recovered",
+            D("100"),
+            D("1000"),
+            D("100"),
+            D("0"),
+        ),
+        Change(
+            "c",
+            date(2026, 2, 1),
+            "ReceivableReduced",
+            "partially_recovered",
+            D("300"),
+            D("1000"),
+            D("400"),
+            D("0"),
+        ),
+        Change(
+            "d",
+            date(2026, 2, 4),
+            "InterestAdded",
+            "partially_recovered",
+            D("8.33"),
+            D("1000"),
+            D("400"),
+            D("0"),
+        ),
     ]
     history = history_from_changes(D("1000.00"), changes)
     assert [(m.key, m.effective, m.principal) for m in history.movements] == [
@@ -96,9 +131,36 @@ def test_pause_runs_from_paused_status_to_the_next_status_only_change() -> None:
     changes = [
         Change("a", date(2026, 1, 1), "ReceivableOpened", "open", D("500"), D("500"), D("0"), D("0")),
         Change("p", date(2026, 2, 1), "RecoupmentPaused", "paused", D("0"), D("500"), D("0"), D("0")),
-        Change("x", date(2026, 2, 20), "ReceivableReduced", "partially_recovered", D("50"), D("500"), D("50"), D("0")),
-        Change("i", date(2026, 3, 3), "InterestAdded", "partially_recovered", D("4.79"), D("500"), D("50"), D("0")),
-        Change("r", date(2026, 4, 1), "RecoupmentResumed", "partially_recovered", D("0"), D("500"), D("50"), D("0")),
+        Change(
+            "x",
+            date(2026, 2, 20),
+            "ReceivableReduced",
+            "partially_recovered",
+            D("50"),
+            D("500"),
+            D("50"),
+            D("0"),
+        ),
+        Change(
+            "i",
+            date(2026, 3, 3),
+            "InterestAdded",
+            "partially_recovered",
+            D("4.79"),
+            D("500"),
+            D("50"),
+            D("0"),
+        ),
+        Change(
+            "r",
+            date(2026, 4, 1),
+            "RecoupmentResumed",
+            "partially_recovered",
+            D("0"),
+            D("500"),
+            D("50"),
+            D("0"),
+        ),
     ]
     history = history_from_changes(D("500"), changes)
     assert history.pauses == (Pause(date(2026, 2, 1), date(2026, 4, 1)),)

@@ -48,32 +48,65 @@ class Case:
 
 CASES = [
     # Rate change between two receivables, one day apart: 1000 × 0.0975/12 = 8.125 → 8.13; × 0.10/12 → 8.33.
-    Case("rate 9.75% (determined 2017-04-17)", date(2017, 4, 17), "1000.00", (), day(91, date(2017, 4, 17)),
-         [(1, "1000.00", "8.13"), (2, "1000.00", "8.13"), (3, "1000.00", "8.13")]),
-    Case("rate 10.00% (determined 2017-04-18)", date(2017, 4, 18), "1000.00", (), day(91, date(2017, 4, 18)),
-         [(1, "1000.00", "8.33"), (2, "1000.00", "8.33"), (3, "1000.00", "8.33")]),
+    Case(
+        "rate 9.75% (determined 2017-04-17)",
+        date(2017, 4, 17),
+        "1000.00",
+        (),
+        day(91, date(2017, 4, 17)),
+        [(1, "1000.00", "8.13"), (2, "1000.00", "8.13"), (3, "1000.00", "8.13")],
+    ),
+    Case(
+        "rate 10.00% (determined 2017-04-18)",
+        date(2017, 4, 18),
+        "1000.00",
+        (),
+        day(91, date(2017, 4, 18)),
+        [(1, "1000.00", "8.33"), (2, "1000.00", "8.33"), (3, "1000.00", "8.33")],
+    ),
     # Partial recoveries mid-period: 500 on day 45, 300 on day 75; basis = principal owed on the period's last day.
     # 1200 × 0.115/12 = 11.50; 700 → 6.708 → 6.71; 400 → 3.833 → 3.83.
-    Case("partial recoveries mid-period", J1, "1200.00", ((day(45), "500.00"), (day(75), "300.00")), day(121),
-         [(1, "1200.00", "11.50"), (2, "700.00", "6.71"), (3, "400.00", "3.83"), (4, "400.00", "3.83")]),
+    Case(
+        "partial recoveries mid-period",
+        J1,
+        "1200.00",
+        ((day(45), "500.00"), (day(75), "300.00")),
+        day(121),
+        [(1, "1200.00", "11.50"), (2, "700.00", "6.71"), (3, "400.00", "3.83"), (4, "400.00", "3.83")],
+    ),
     # Full payoff: paid by day 30 → nothing; on day 31 → period 1 only; on day 45 → period 1 only ...
     Case("paid on day 30", J1, "1000.00", ((day(30), "1000.00"),), day(400), []),
     Case("paid on day 31", J1, "1000.00", ((day(31), "1000.00"),), day(400), [(1, "1000.00", "9.58")]),
     Case("paid on day 45", J1, "1000.00", ((day(45), "1000.00"),), day(400), [(1, "1000.00", "9.58")]),
     # ... unless the contractor counts the started period as full: period 2 charged on the payoff day.
-    Case("paid on day 45, partial period as full", J1, "1000.00", ((day(45), "600.00"), (day(50), "400.00")),
-         day(400), [(1, "1000.00", "9.58"), (2, "400.00", "3.83")], {"partial_period_as_full": True}),
+    Case(
+        "paid on day 45, partial period as full",
+        J1,
+        "1000.00",
+        ((day(45), "600.00"), (day(50), "400.00")),
+        day(400),
+        [(1, "1000.00", "9.58"), (2, "400.00", "3.83")],
+        {"partial_period_as_full": True},
+    ),
     # Appeal pause (day 35 to day 100): recoupment stops, interest does not. 600 × 0.115/12 = 5.75.
-    Case("appeal pause keeps accruing", J1, "600.00", (), day(121),
-         [(1, "600.00", "5.75"), (2, "600.00", "5.75"), (3, "600.00", "5.75"), (4, "600.00", "5.75")],
-         pauses=(Pause(day(35), day(100)),)),
+    Case(
+        "appeal pause keeps accruing",
+        J1,
+        "600.00",
+        (),
+        day(121),
+        [(1, "600.00", "5.75"), (2, "600.00", "5.75"), (3, "600.00", "5.75"), (4, "600.00", "5.75")],
+        pauses=(Pause(day(35), day(100)),),
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_medicare_interest(case: Case) -> None:
     policy = MedicarePolicy().configured(case.options)
-    moves = tuple(Movement(f"r{i}", d, "ReceivableReduced", D(a), ZERO) for i, (d, a) in enumerate(case.recoveries))
+    moves = tuple(
+        Movement(f"r{i}", d, "ReceivableReduced", D(a), ZERO) for i, (d, a) in enumerate(case.recoveries)
+    )
     facts = ReceivableFacts(case.determination, History(D(case.principal), moves, case.pauses))
     terms = policy.interest_terms(facts)
     assert terms is not None
@@ -155,7 +188,10 @@ def test_back_dated_partial_recovery_corrects_by_the_difference() -> None:
     history = History(D("1000.00"), (Movement("late", day(50), "ReceivableReduced", D("400.00"), ZERO),), ())
     desired = schedule(J1, history, InterestTerms(D("0.10")), day(91))
     postings = reconcile(J1, desired, posted_from([(1, "8.33", 1), (2, "8.33", 1), (3, "8.33", 1)]))
-    assert [(p.period.number, p.version, p.amount) for p in postings] == [(2, 2, D("-3.33")), (3, 2, D("-3.33"))]
+    assert [(p.period.number, p.version, p.amount) for p in postings] == [
+        (2, 2, D("-3.33")),
+        (3, 2, D("-3.33")),
+    ]
     assert reconcile(J1, desired, posted_from([(1, "8.33", 1), (2, "5.00", 2), (3, "5.00", 2)])) == []
 
 
