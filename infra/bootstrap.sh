@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what offsetstream needs on a bare Debian machine: Java 17 + Maven (to assemble the Kafka broker from
-# Maven Central), PostgreSQL server binaries, and the Python packages in .venv. Idempotent and quick when done.
+# Maven Central), PostgreSQL server binaries, Prometheus (its `promtool` checks and unit-tests the alert rules, its
+# server answers the dashboard queries in the observability test), and the Python packages in .venv.
+# Idempotent and quick when done. OFFSETSTREAM_BOOTSTRAP_SYSTEM_ONLY=1 stops after the system packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,7 @@ need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need[*]} (run as root or install them)" >&2
@@ -20,6 +23,8 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
 fi
+
+[ "${OFFSETSTREAM_BOOTSTRAP_SYSTEM_ONLY:-0}" = 1 ] && exit 0
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shared.settings import REPO_ROOT, SERVICES
@@ -368,6 +368,7 @@ class Stack:
     kafka: KafkaInfo
     postgres: PostgresInfo
     services: dict[str, int]
+    web_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def state_file(self) -> Path:
@@ -399,6 +400,7 @@ class Stack:
             kafka=KafkaInfo(**raw["kafka"]),
             postgres=PostgresInfo(**raw["postgres"]),
             services=raw["services"],
+            web_ports=raw.get("web_ports", {}),
         )
 
     def start_service(
@@ -410,7 +412,10 @@ class Stack:
         logs = Path(self.root) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         label = f"{service}-{worker_id}"
-        env = self.env(OFFSETSTREAM_WORKER_ID=str(worker_id), **(extra_env or {}))
+        port = free_port()
+        env = self.env(
+            OFFSETSTREAM_WORKER_ID=str(worker_id), OFFSETSTREAM_WEB_PORT=str(port), **(extra_env or {})
+        )
         out = (logs / f"{label}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}", "worker", "-l", "info"],
@@ -422,6 +427,7 @@ class Stack:
             start_new_session=True,
         )
         self.services[label] = proc.pid
+        self.web_ports[label] = port
         self.save()
         return proc.pid
 

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     )
     web_host: str = Field(default="127.0.0.1", description="Bind address of each service's /metrics server.")
     web_ports: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_WEB_PORTS))
+    web_port_override: int | None = Field(
+        default=None,
+        alias="OFFSETSTREAM_WEB_PORT",
+        description="Exact /metrics port of this one process (local stacks pick free ports so runs never collide).",
+    )
     worker_id: int = Field(
         default=0, description="Index of this worker among the workers of one stage (web port + 10 × id)."
     )
@@ -81,8 +86,10 @@ class Settings(BaseSettings):
         return self.payer_policies.get(payer_id, self.default_policy)
 
     def web_port(self, service: str) -> int:
-        """The /metrics port of one service."""
-        return self.web_ports[service]
+        """The /metrics port of this process: ``web_port`` when set, else the service's port + 10 × worker id."""
+        if self.web_port_override is not None:
+            return self.web_port_override
+        return self.web_ports[service] + 10 * self.worker_id
 
 
 @lru_cache(maxsize=1)

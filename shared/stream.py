@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.topics import dlt_name
-from shared import db, telemetry
+from shared import db, lag, telemetry
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class Stage:
             key_serializer="raw",
             web_bind=s.web_host,
             web_host=s.web_host,
-            web_port=s.web_port(service) + 10 * s.worker_id,
+            web_port=s.web_port(service),
             datadir=str(datadir),
             topic_partitions=s.topic_partitions,
             autodiscover=False,
@@ -148,6 +148,8 @@ class Stage:
             broker_commit_interval=1.0,
         )
         setup_prometheus_sensors(self.app, name_prefix=f"faust_{service}")
+        telemetry.declare_service(service)
+        lag.watch(self)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self.subscriptions: list[tuple[tuple[str, ...], Handler]] = []

@@ -1,11 +1,17 @@
-"""Metrics common to every stage and logging set-up. Labels are bounded: service, topic, outcome, reason.
+"""Metrics common to every stage and logging set-up. Labels are bounded: service, topic, partition, outcome, reason.
 
 Domain metrics (dollars, counts per rule) live in each service's ``metrics.py``; these are the pipeline ones.
+Names follow Prometheus conventions (base units, ``_total`` on counters); no label ever carries a tenant, a
+payer's patient, a member id or a document value, so a scrape can be shared with anyone who runs the pipeline.
 """
 
 import logging
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
+
+OUTCOMES = ("applied", "duplicate", "dead_lettered")
+STAGE_REASONS = ("invalid_message", "processing_error")
 
 MESSAGES_CONSUMED = Counter(
     "remit_messages_consumed_total", "Messages read from an input topic.", ["service", "topic"]
@@ -32,6 +38,29 @@ LAST_PROCESSED = Gauge(
 TRANSIENT_RETRIES = Counter(
     "remit_transient_retries_total", "Retries after a transient database or broker error.", ["service"]
 )
+CONSUMER_LAG = Gauge(
+    "remit_consumer_lag_messages",
+    "Messages in an input partition not yet committed by the stage's consumer group (broker's view; every "
+    "worker of a stage reports the whole group, so aggregate with max by (service, topic, partition)).",
+    ["service", "topic", "partition"],
+)
+
+
+def preset(counter: Counter, *label_sets: Iterable[str] | str) -> None:
+    """Create known label sets at zero, so ``rate``/``increase`` see the first increment instead of a series
+    that appears already at its value, and "nothing happened" reads as 0 rather than as no data."""
+    for labels in label_sets:
+        counter.labels(*((labels,) if isinstance(labels, str) else tuple(labels)))
+
+
+def declare_service(service: str) -> None:
+    """Export a stage's pipeline series from start-up: outcomes, the stage's own dead-letter reasons,
+    latency and in-flight count. A stage that has not processed anything yet then shows zeros, not gaps."""
+    preset(MESSAGES_PROCESSED, *((service, outcome) for outcome in OUTCOMES))
+    preset(DEAD_LETTERS, *((service, reason) for reason in STAGE_REASONS))
+    preset(TRANSIENT_RETRIES, service)
+    PROCESSING_SECONDS.labels(service)
+    IN_PROGRESS.labels(service)
 
 
 def setup_logging(level: str) -> None:

@@ -8,7 +8,7 @@ import asyncpg
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from services.intake import domain, metrics, store
-from shared import plugins
+from shared import plugins, telemetry
 from shared.feeds import FeedError, FeedParser
 from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message, envelope_event_id
 
@@ -54,6 +54,7 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
             dead_letter_message(stage.service, incoming, error.reason.value, str(error), error.location())
         )
         metrics.REJECTED.labels(error.reason.value).inc()
+        telemetry.DEAD_LETTERS.labels(stage.service, error.reason.value).inc()
     await store.record_file(
         conn,
         tenant,

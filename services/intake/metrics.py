@@ -1,6 +1,12 @@
-"""Every metric object of the intake stage (labels bounded: feed, outcome, reason, kind)."""
+"""Every metric object of the intake stage (labels bounded: feed, outcome, reason, kind).
+
+``feed`` is the parser plugin's name (x12_835, csv, json); ``reason`` a FeedError reason code. Transactions
+rejected inside an otherwise good file also count in ``remit_dead_letters_total`` (they go to the DLT too).
+"""
 
 from prometheus_client import Counter
+
+from shared.telemetry import preset
 
 FILES = Counter("remit_files_total", "Payer files read, by outcome.", ["outcome"])
 REMITTANCES = Counter("remit_remittances_ingested_total", "Remittances (835 transactions) posted.", ["feed"])
@@ -13,3 +19,6 @@ DOLLARS = Counter(
 )
 DUPLICATES = Counter("remit_duplicate_remittances_total", "Remittances already posted, skipped.", ["feed"])
 REJECTED = Counter("remit_rejected_transactions_total", "Transactions rejected to the DLT.", ["reason"])
+
+preset(FILES, "posted", "partial", "rejected")
+preset(DOLLARS, "paid", "withheld", "added")

@@ -1,7 +1,7 @@
 """Which payer policy governs a tenant's payer, and with which options.
 
 ``OFFSETSTREAM_POLICY_CONFIG`` names a JSON file (optional; without it ``Settings.payer_policies`` and
-``Settings.default_policy`` decide, as they do for detection)::
+``Settings.default_policy`` decide, as they do for detection); ``data/policy_config.example.json``::
 
     {
       "tenants": {

@@ -234,8 +234,9 @@ class BasePolicy:
             return None
         return add_working_days(facts.determination, self.contest_working_days, self.holidays)
 
-    def earliest_recovery(self, facts: ReceivableFacts) -> date | None:
-        """First day a recoupment is allowed, before any appeal pause moves it."""
+    def earliest_recovery(self, facts: ReceivableFacts, *, after_appeals: bool = True) -> date | None:
+        """First day a recoupment is allowed; with ``after_appeals`` pushed past an appeal that began before
+        it (Texas: "the later of day 45 or the end of the appeal")."""
         candidates: list[date] = []
         if self.recovery_not_before_day is not None and not (
             self.notice_exempts_duplicates and facts.duplicate
@@ -247,7 +248,7 @@ class BasePolicy:
         if not candidates:
             return None
         earliest = max(candidates)
-        if self.recovery_waits_for_appeal:
+        if after_appeals and self.recovery_waits_for_appeal:
             for pause in facts.history.pauses:
                 if pause.end is not None and pause.start <= earliest:
                     earliest = max(earliest, pause.end)
@@ -297,7 +298,7 @@ class BasePolicy:
                     "recoupment_during_pause", "appeal_pause", "recouped while an appeal pauses recovery"
                 )
             )
-        earliest = self.earliest_recovery(facts)
+        earliest = self.earliest_recovery(facts, after_appeals=False)  # a pause is flagged as such, once
         if earliest is not None and day < earliest:
             found.append(
                 Violation("recoupment_rule_violation", "too_early", f"recouped before {earliest.isoformat()}")

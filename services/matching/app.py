@@ -180,8 +180,8 @@ async def apply_money(
         kind,
     )
     await store.save_balance(conn, source.tenant_id, rid, after, domain.status_of(after))
-    metrics.RECOVERED_DOLLARS.labels("interest").inc(float(applied.to_interest))
-    metrics.RECOVERED_DOLLARS.labels("principal").inc(float(applied.to_principal))
+    metrics.RECOVERED_DOLLARS.labels(row["policy"], "interest").inc(float(applied.to_interest))
+    metrics.RECOVERED_DOLLARS.labels(row["policy"], "principal").inc(float(applied.to_principal))
     outputs = [
         await announce(conn, source, row, after, "ReceivableReduced", applied.applied, effective, cause)
     ]
@@ -614,13 +614,12 @@ async def check_forwarding_balances() -> None:
 
 
 async def refresh_gauges() -> None:
-    """Ledger-wide gauges (open receivables, open balance, unmatched queue), read from the ledger itself."""
+    """Ledger-wide gauges (open receivables and balance per payer policy, the unmatched queue and its age),
+    read from the ledger itself."""
     pool = await stage.pool()
     async with pool.acquire() as conn:
-        count, balance, unmatched = await store.open_totals(conn)
-    metrics.OPEN_RECEIVABLES.set(count)
-    metrics.OPEN_BALANCE.set(float(balance))
-    metrics.UNMATCHED_DOLLARS.set(float(unmatched))
+        per_policy, unmatched, oldest = await store.open_totals(conn)
+    metrics.show_ledger(per_policy, unmatched, oldest, today(stage.settings), installed=POLICIES)
 
 
 async def timer() -> None:

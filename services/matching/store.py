@@ -377,16 +377,25 @@ async def add_interest(
     return done is not None
 
 
-async def open_totals(conn: asyncpg.Connection) -> tuple[int, Decimal, Decimal]:
-    """(open receivables, their balance, unmatched withheld dollars) across the ledger, for the gauges."""
-    row = await conn.fetchrow(
-        """SELECT count(*) FILTER (WHERE b > 0) AS n, COALESCE(sum(b) FILTER (WHERE b > 0), 0) AS balance,
-                  (SELECT COALESCE(sum(unmatched_amount), 0) FROM matching.adjustments) AS unmatched
-           FROM (SELECT principal + interest_accrued - principal_recovered - interest_recovered - written_off AS b
-                 FROM matching.receivables) r"""
+async def open_totals(
+    conn: asyncpg.Connection,
+) -> tuple[dict[str, tuple[int, Decimal]], Decimal, date | None]:
+    """For the gauges, across the ledger: (open receivables and their balance per payer policy, unmatched
+    withheld dollars, payment date of the oldest withholding still unmatched)."""
+    rows = await conn.fetch(
+        """SELECT policy, count(*) FILTER (WHERE b > 0) AS n, COALESCE(sum(b) FILTER (WHERE b > 0), 0) AS balance
+           FROM (SELECT policy,
+                        principal + interest_accrued - principal_recovered - interest_recovered - written_off AS b
+                 FROM matching.receivables) r
+           GROUP BY policy"""
     )
-    assert row is not None
-    return int(row["n"]), row["balance"], row["unmatched"]
+    queue = await conn.fetchrow(
+        """SELECT COALESCE(sum(unmatched_amount), 0) AS unmatched,
+                  min(payment_date) FILTER (WHERE unmatched_amount > 0) AS oldest
+           FROM matching.adjustments"""
+    )
+    assert queue is not None
+    return {r["policy"]: (int(r["n"]), r["balance"]) for r in rows}, queue["unmatched"], queue["oldest"]
 
 
 def row_dict(row: asyncpg.Record) -> dict[str, Any]:

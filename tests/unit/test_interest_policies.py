@@ -117,7 +117,7 @@ def test_texas_pack_waits_for_the_later_of_day_45_and_the_end_of_the_appeal() ->
     assert ("recoupment_start", date(2026, 5, 10)) in timeline(policy, facts(pauses=appeal))
     assert rules(policy, facts(), recouped(date(2026, 4, 15))) == ["too_early"]
     during = recouped(date(2026, 5, 1))
-    assert rules(policy, facts(pauses=appeal), during) == ["appeal_pause", "too_early"]
+    assert rules(policy, facts(pauses=appeal), during) == ["appeal_pause"]
     assert rules(policy, facts(pauses=appeal), recouped(date(2026, 5, 10))) == []
     assert rules(policy, facts(paid_on=date(2025, 9, 1)), recouped(date(2026, 4, 20))) == ["late_notice"]
 
@@ -191,3 +191,12 @@ def test_reference_layouts() -> None:
 def test_add_months_clamps_to_month_end() -> None:
     assert add_months(date(2024, 2, 29), 24) == date(2026, 2, 28)
     assert add_months(date(2025, 11, 30), 3) == date(2026, 2, 28)
+
+
+def test_the_example_configuration_is_valid() -> None:
+    example = (
+        Path(__file__).resolve().parents[2] / "services" / "interest" / "data" / "policy_config.example.json"
+    )
+    config = PolicyConfig.from_json(example.read_text())
+    resolver = PolicyResolver(plugins.load_plugins(plugins.PAYER_POLICIES), Settings(), config)
+    assert resolver.resolve("clinic-a", "16013", "medicare").reference_layout == "dme"
