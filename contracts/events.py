@@ -199,6 +199,10 @@ class OverpaymentDetected(Contract):
     patient_control_numbers: tuple[str, ...] = Field(
         default=(), description="Provider claim numbers (CLP01) involved; a fallback key for matching."
     )
+    original_payment_date: date | None = Field(
+        default=None, description="When the overpaid payment was made, when the evidence shows it."
+    )
+    duplicate: bool = Field(default=False, description="The evidence is of a duplicate payment.")
     trace_numbers: tuple[str, ...] = Field(
         default=(), description="TRN02 of the remittances that paid the claims; a fallback key for matching."
     )
@@ -268,6 +272,17 @@ class ReceivableChanged(Contract):
     paused: bool = Field(
         default=False, description="Recoupment paused by a timely appeal (interest continues)."
     )
+    recovery_kind: Literal["offset", "refund", "voluntary"] | None = Field(
+        default=None,
+        description="For a reduction: withheld by the payer (offset) or paid by the provider (refund).",
+    )
+    original_payment_date: date | None = Field(
+        default=None,
+        description="When the payer made the overpaid payment (state look-back limits count from it).",
+    )
+    duplicate: bool = Field(
+        default=False, description="The overpayment is a duplicate payment (NY waives notice)."
+    )
     balance: Money = Field(
         description="principal + interest_accrued − recovered − written off (never negative)."
     )
@@ -289,7 +304,13 @@ class InterestAccrued(Contract):
     period_end: date = Field(description="Last day of the period; the interest is due the day after.")
     principal_basis: Money = Field(description="Outstanding principal the interest was computed on.")
     annual_rate: Rate = Field(description="Annual rate locked at the determination date.")
-    amount: Money = Field(description="Interest for the period: basis × rate × 30/360, ROUND_HALF_UP.")
+    amount: Money = Field(
+        description="Interest for the period: basis × rate × 30/360, ROUND_HALF_UP; a correction (version ≥ 2) "
+        "is the signed difference to what was posted before, so it may be negative."
+    )
+    version: int = Field(
+        default=1, description="1 = the period's charge; 2+ = a correction after a back-dated change."
+    )
 
 
 # --- remit.letters.v1 ------------------------------------------------------------------------------------------

@@ -80,6 +80,39 @@ class Settings(BaseSettings):
         default=REPO_ROOT / ".local", description="Where local Kafka/PostgreSQL keep data."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    # notification: routing file, rule thresholds, timer, delivery back-off and the SMTP relay (appended block)
+    notification_routes: Path | None = Field(
+        default=None,
+        description="JSON/YAML routing file: tenant → event kind → [{channel, target, mode}]; without it every "
+        "notification goes immediately to webhook_url (when set).",
+    )
+    notification_lead_days: int = Field(
+        default=5, description="Days before a receivable's deadline that staff are told it is approaching."
+    )
+    notification_interest_threshold: Decimal = Field(
+        default=Decimal("0.00"),
+        description="Interest accrued for one period above which staff are notified (dollars).",
+    )
+    notification_tick_seconds: float = Field(
+        default=3600.0, description="How often notification scans deadlines and composes daily digests."
+    )
+    notification_backoff_seconds: float = Field(
+        default=0.2, description="First retry delay of a delivery; doubles per attempt, with jitter."
+    )
+    notification_backoff_max_seconds: float = Field(
+        default=5.0, description="Longest delay between two delivery attempts."
+    )
+    notification_timeout_seconds: float = Field(
+        default=10.0, description="Timeout of one delivery attempt (HTTP request or SMTP session)."
+    )
+    notification_smtp_host: str = Field(default="127.0.0.1", description="SMTP relay for e-mail notifications.")
+    notification_smtp_port: int = Field(default=25, description="Port of the SMTP relay.")
+    notification_smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")
+    notification_smtp_username: str | None = Field(default=None, description="SMTP login, if the relay needs one.")
+    notification_smtp_password: str | None = Field(default=None, description="SMTP password for that login.")
+    notification_email_from: str = Field(
+        default="offsetstream@localhost", description="From address of notification e-mails."
+    )
 
     def policy_for(self, payer_id: str) -> str:
         """The payer policy plugin governing a payer's receivables."""

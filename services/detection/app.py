@@ -75,6 +75,8 @@ async def _record(
             claim_references=ev.claim_references,
             patient_control_numbers=ev.patient_control_numbers,
             trace_numbers=ev.trace_numbers,
+            original_payment_date=ev.original_payment_date,
+            duplicate=ev.rule == "duplicate_payment",
         )
         outputs.append(
             Outgoing.event(

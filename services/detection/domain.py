@@ -35,6 +35,7 @@ class Evidence:
     claim_references: tuple[str, ...] = ()
     patient_control_numbers: tuple[str, ...] = ()
     trace_numbers: tuple[str, ...] = ()
+    original_payment_date: date | None = None
 
 
 class DetectionRule:

@@ -34,7 +34,12 @@ def _claim_reference(claim: ClaimPaymentReceived) -> str:
 
 
 def _claim_evidence(
-    rule: str, claim: ClaimPaymentReceived, reference: str, amount: Decimal, claim_refs: tuple[str, ...] = ()
+    rule: str,
+    claim: ClaimPaymentReceived,
+    reference: str,
+    amount: Decimal,
+    claim_refs: tuple[str, ...] = (),
+    paid_on: date | None = None,
 ) -> Evidence:
     return Evidence(
         evidence_id=stable_id(claim.remittance_id, "claim", claim.claim_ordinal, rule),
@@ -48,6 +53,7 @@ def _claim_evidence(
         claim_references=claim_refs or tuple(r for r in (claim.payer_claim_control_number,) if r),
         patient_control_numbers=(claim.patient_control_number,),
         trace_numbers=(claim.trace_number,),
+        original_payment_date=paid_on or claim.payment_date,
     )
 
 
@@ -103,7 +109,11 @@ class ReversalCorrectionRule(DetectionRule):
         if reference is None or overpaid <= 0:
             return []
         refs = tuple(r for r in (reversal.payer_claim_control_number, claim.payer_claim_control_number) if r)
-        return [_claim_evidence(self.name, claim, reference, overpaid, refs)]
+        originals = [
+            p for p in prior if p.status_code != REVERSAL_STATUS and p.payment_date <= reversal.payment_date
+        ]
+        paid_on = originals[-1].payment_date if originals else reversal.payment_date
+        return [_claim_evidence(self.name, claim, reference, overpaid, refs, paid_on=paid_on)]
 
 
 class DuplicatePaymentRule(DetectionRule):

@@ -10,6 +10,7 @@ acknowledgement, everything else is classified and recorded, never applied.
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -61,7 +62,7 @@ CLOSING_CHANGES = {
 
 def interest_first(policy: str) -> bool:
     """Recovery order of the payer's policy plugin (Medicare: accrued interest before principal)."""
-    return bool(getattr(POLICIES.get(policy), "interest_first", True))
+    return getattr(POLICIES.get(policy), "recovery_order", "interest_first") != "principal_first"
 
 
 async def announce(
@@ -73,6 +74,7 @@ async def announce(
     amount: Decimal,
     effective: date,
     cause: str,
+    recovery_kind: str | None = None,
 ) -> Outgoing:
     """Write the receivable's history line and its ReceivableChanged event (closing changes named as such)."""
     status = domain.status_of(after)
@@ -101,6 +103,9 @@ async def announce(
         paused=after.paused,
         balance=max(after.open, ZERO),
         source=cause,
+        recovery_kind=recovery_kind,
+        original_payment_date=row["original_payment_date"],
+        duplicate=row["duplicate"],
     )
     metrics.RECEIVABLE_CHANGES.labels(change).inc()
     return Outgoing.event(
@@ -183,7 +188,7 @@ async def apply_money(
     metrics.RECOVERED_DOLLARS.labels(row["policy"], "interest").inc(float(applied.to_interest))
     metrics.RECOVERED_DOLLARS.labels(row["policy"], "principal").inc(float(applied.to_principal))
     outputs = [
-        await announce(conn, source, row, after, "ReceivableReduced", applied.applied, effective, cause)
+        await announce(conn, source, row, after, "ReceivableReduced", applied.applied, effective, cause, kind)
     ]
     if before.paused and kind == "offset" and applied.applied > 0:
         outputs.append(
@@ -441,6 +446,7 @@ async def _refund_totals(
                 ZERO,
                 env.payload.payment_date,
                 "refund acknowledged by the payer (PLB 72)",
+                "refund",
             )
         )
     return outputs
@@ -506,27 +512,52 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
 
 
 async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) -> list[Outgoing]:
-    """Add an accrued period's interest (or a correction) to the receivable's balance."""
+    """Add an accrued period's interest, or a signed correction, to the receivable's balance.
+
+    A negative correction below what was already recovered as interest moves that excess to principal (money is
+    applied interest first, so it would have gone to principal); the move is an allocation row, so balances stay
+    derivable. Whatever exceeds the principal too is owed back by the payer: it is not charged and is logged.
+    """
     accrual, tenant = env.payload, env.tenant_id
     row = await store.lock_receivable(conn, tenant, accrual.receivable_id)
-    if row is None or not await store.add_interest(
-        conn, tenant, env.event_id, accrual.receivable_id, accrual.amount
-    ):
+    if row is None:
         return []
     before = store.balance_of(row)
-    after = domain.Balance(
-        before.principal,
-        before.principal_recovered,
-        before.interest_accrued + accrual.amount,
-        before.interest_recovered,
-        before.refunded,
-        before.written_off,
-        before.paused,
-    )
-    await store.save_balance(conn, tenant, accrual.receivable_id, after, domain.status_of(after))
+    accrued = before.interest_accrued + accrual.amount
+    excess = max(before.interest_recovered - max(accrued, ZERO), ZERO)
+    shift = min(excess, max(before.principal_open, ZERO))
+    owed_back = excess - shift
+    charged = accrual.amount + owed_back
+    if not await store.add_interest(conn, tenant, env.event_id, accrual.receivable_id, charged):
+        return []
     effective = accrual.period_end + timedelta(days=1)
-    cause = f"interest period {accrual.period_number} ({accrual.period_start}..{accrual.period_end})"
-    return [await announce(conn, env, row, after, "InterestAdded", accrual.amount, effective, cause)]
+    if shift > 0:
+        await store.save_allocation(
+            conn,
+            tenant,
+            stable_id(env.event_id, "interest-shift"),
+            env.event_id,
+            accrual.receivable_id,
+            -shift,
+            shift,
+            effective,
+        )
+    after = replace(
+        before,
+        interest_accrued=before.interest_accrued + charged,
+        interest_recovered=before.interest_recovered - shift,
+        principal_recovered=before.principal_recovered + shift,
+    )
+    if owed_back > 0:
+        log.warning(
+            "interest correction on %s exceeds what is owed: %s recovered interest owed back by the payer",
+            row["reference"],
+            owed_back,
+        )
+    await store.save_balance(conn, tenant, accrual.receivable_id, after, domain.status_of(after))
+    version = f" v{accrual.version}" if accrual.version > 1 else ""
+    cause = f"interest period {accrual.period_number}{version} ({accrual.period_start}..{accrual.period_end})"
+    return [await announce(conn, env, row, after, "InterestAdded", charged, effective, cause)]
 
 
 async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]) -> list[Outgoing]:
@@ -568,8 +599,6 @@ async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRec
 
 
 def _with(balance: domain.Balance, **changes: Any) -> domain.Balance:
-    from dataclasses import replace
-
     return replace(balance, **changes)
 
 

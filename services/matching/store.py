@@ -45,7 +45,8 @@ async def open_or_grow(
     if row is None:
         await conn.execute(
             """INSERT INTO matching.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
-                   determination_date, principal, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open')""",
+                   determination_date, principal, status, original_payment_date, duplicate)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open',$9,$10)""",
             tenant_id,
             op.receivable_id,
             account,
@@ -54,9 +55,23 @@ async def open_or_grow(
             op.policy,
             op.determination_date,
             op.principal,
+            op.original_payment_date,
+            op.duplicate,
         )
         change = "ReceivableOpened"
-    elif op.principal > row["principal"] or op.determination_date < row["determination_date"]:
+    else:
+        await conn.execute(
+            """UPDATE matching.receivables SET duplicate = duplicate OR $3,
+                   original_payment_date = LEAST(original_payment_date, $4::date)
+               WHERE tenant_id = $1 AND receivable_id = $2""",
+            tenant_id,
+            op.receivable_id,
+            op.duplicate,
+            op.original_payment_date,
+        )
+    if row is not None and (
+        op.principal > row["principal"] or op.determination_date < row["determination_date"]
+    ):
         await conn.execute(
             """UPDATE matching.receivables SET principal = GREATEST(principal, $3::numeric),
                    determination_date = LEAST(determination_date, $4::date)
