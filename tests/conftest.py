@@ -7,9 +7,10 @@ so tests share one broker and one database without seeing each other's rows.
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from shared.local_infra import Stack, start_stack
@@ -39,6 +40,16 @@ def stack_settings(stack: Stack) -> Settings:
         database_url=stack.postgres.dsn,
         data_dir=Path(stack.root) / "data",
     )
+
+
+@pytest.fixture
+async def ledger(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the session's ledger database."""
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

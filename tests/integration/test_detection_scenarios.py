@@ -6,7 +6,6 @@ changes nothing.
 """
 
 import zlib
-from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 
@@ -16,21 +15,11 @@ from harness import InProcessPipeline
 from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_835
 
 from shared import letters
-from shared.local_infra import Stack
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal
 ICN = "2226183201000"
-
-
-@pytest.fixture
-async def ledger(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def remit(trace: str, paid_on: str, claims: list[Claim], *pairs: tuple[str, str, str]) -> bytes:

@@ -7,7 +7,6 @@ duplicated files to another; both ledgers must agree receivable by receivable, a
 
 import random
 import zlib
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import asyncpg
@@ -18,7 +17,6 @@ from hypothesis import strategies as st
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
 from shared import ledger_check
-from shared.local_infra import Stack
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -63,15 +61,6 @@ async def balances(conn: asyncpg.Connection, tenant: str) -> list[tuple[object, 
         "SELECT COALESCE(sum(unmatched_amount), 0) FROM matching.adjustments WHERE tenant_id = $1", tenant
     )
     return [tuple(r.values()) for r in rows] + [("unmatched", unmatched)]
-
-
-@pytest.fixture
-async def ledger(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,7 +5,6 @@ Each test is one story a billing specialist would recognise; the in-process pipe
 """
 
 import zlib
-from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 
@@ -15,21 +14,11 @@ from harness import InProcessPipeline
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
 from shared import ledger_check, letters
-from shared.local_infra import Stack
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal
 SKIP = frozenset({"interest"})  # TEMP while interest is refactored
-
-
-@pytest.fixture
-async def ledger(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def remit(

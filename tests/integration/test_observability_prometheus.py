@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from test_observability_rules import require_tool
 
 from shared.local_infra import Stack, free_port, stop_pid, wait_for_port
 from shared.runner import Pipeline
 from shared.settings import REPO_ROOT, SERVICES
-from test_observability_rules import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -127,21 +127,18 @@ async def wait_for(api: PromAPI, expr: str, want: float, timeout: float = 30.0) 
         await asyncio.sleep(0.5)
 
 
-async def test_every_panel_and_alert_query_answers(stack: Stack, tenant: str, tmp_path: Path) -> None:
-    prometheus = require_tool("prometheus")
+def start_prometheus(tmp: Path, ports: dict[str, int]) -> tuple[int, int]:
+    """Debian's prometheus on a free loopback port, data in the test's tmp dir; returns (PID, port)."""
     port = free_port()
-    bad_file = tmp_path / "feed" / "unreadable.835"
-    bad_file.parent.mkdir()
-    bad_file.write_bytes(b"this is not a remittance advice\n")
-    log_file = tmp_path / "prometheus.log"
+    log_file = tmp / "prometheus.log"
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
             [
-                prometheus,
-                f"--config.file={write_config(tmp_path, port, dict(PIPELINE_PORTS))}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                require_tool("prometheus"),
+                f"--config.file={write_config(tmp, port, ports)}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle=false" if False else "--log.level=warn",
+                "--log.level=warn",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -149,48 +146,72 @@ async def test_every_panel_and_alert_query_answers(stack: Stack, tenant: str, tm
             start_new_session=True,
         )
     try:
-        await asyncio.to_thread(wait_for_port, port, 30.0, "Prometheus", log_file, proc.pid)
-        async with aiohttp.ClientSession() as session, Pipeline(stack) as pipeline:
+        wait_for_port(port, 30.0, "Prometheus", log_file, proc.pid)
+    except Exception:
+        stop_pid(proc.pid)
+        raise
+    return proc.pid, port
+
+
+async def check_figures(api: PromAPI) -> None:
+    """The figures mean what they say for the sample feed plus one unreadable file."""
+    assert await api.value("sum(remit_remittances_ingested_total)") == 4
+    assert await api.value('sum(remit_files_total{outcome="rejected"})') == 1
+    assert await api.value('sum(remit_dead_letters_total{service="intake"})') == 1
+    assert await api.value('sum(remit_messages_processed_total{outcome="applied"})') > 0
+    assert await api.value('remit_receivables_open_balance_dollars{policy="medicare"}') > 0
+    assert await api.value("sum(max by (service, topic, partition) (remit_consumer_lag_messages))") == 0
+
+
+async def unanswered_queries(api: PromAPI) -> list[str]:
+    """Every panel query and every alert signal that errors or returns no series."""
+    failures = []
+    for where, expr in panel_queries():
+        status, result, error = await api.query(grafana_expr(expr))
+        if status != "success" or not result:
+            failures.append(f"panel {where}: {status} {error or 'no series'}: {expr}")
+    for name, expr in alert_rules():
+        status, _, error = await api.query(expr)
+        if status != "success":
+            failures.append(f"alert {name}: {error}: {expr}")
+        probe = alert_probe(expr)
+        if probe == expr:
+            failures.append(
+                f"alert {name}: no literal threshold to strip, the signal cannot be probed: {expr}"
+            )
+        status, result, error = await api.query(probe)
+        if status != "success" or not result:
+            failures.append(f"alert {name} signal: {status} {error or 'no series'}: {probe}")
+    return failures
+
+
+async def test_every_panel_and_alert_query_answers(stack: Stack, tenant: str, tmp_path: Path) -> None:
+    require_tool("prometheus")
+    bad_file = tmp_path / "feed" / "unreadable.835"
+    bad_file.parent.mkdir()
+    bad_file.write_bytes(b"this is not a remittance advice\n")
+    async with aiohttp.ClientSession() as session, Pipeline(stack) as pipeline:
+        ports = {service: pipeline.settings.web_port(service) for service in SERVICES}
+        pid, port = await asyncio.to_thread(start_prometheus, tmp_path, ports)
+        try:
             api = PromAPI(session, port)
             assert await pipeline.ingest([EXAMPLES], tenant) == 4
             assert await pipeline.ingest([bad_file], tenant) == 1
-            await pipeline.settle(timeout=75)
-            # Step: Prometheus sees all five stages, the lag monitor has reported, the ledger gauges are set.
+            await pipeline.settle(timeout=60)
+            # Step: Prometheus sees all five stages, every lag monitor has reported, the ledger gauges are set.
             await wait_for(api, 'sum(up{job=~"intake|detection|matching|interest|notification"})', 5)
-            await wait_for(api, 'count(count by (service) (remit_consumer_lag_messages))', 5)
+            await wait_for(api, "count(count by (service) (remit_consumer_lag_messages))", 5)
             await wait_for(api, "count(remit_receivables_open_balance_dollars)", 1)
-            await asyncio.sleep(3)  # a few more scrapes after the last message, so rate windows hold two samples
-
-            # Step: the figures mean what they say.
-            assert await api.value("sum(remit_remittances_ingested_total)") == 4
-            assert await api.value('sum(remit_dead_letters_total{service="intake"})') >= 1
-            assert await api.value('sum(remit_messages_processed_total{outcome="applied"})') > 0
-            assert await api.value('remit_receivables_open_balance_dollars{policy="medicare"}') > 0
-            assert await api.value("sum(max by (service, topic, partition) (remit_consumer_lag_messages))") == 0
-
+            await asyncio.sleep(
+                3
+            )  # more scrapes after the last message, so every rate window holds two samples
+            await check_figures(api)
             # Step: every panel query and every alert signal answers with series.
-            failures = []
-            for where, expr in panel_queries():
-                status, result, error = await api.query(grafana_expr(expr))
-                if status != "success" or not result:
-                    failures.append(f"panel {where}: {status} {error or 'no series'}: {expr}")
-            for name, expr in alert_rules():
-                status, _, error = await api.query(expr)
-                if status != "success":
-                    failures.append(f"alert {name}: {error}: {expr}")
-                probe = alert_probe(expr)
-                assert probe != expr or "==" not in expr, name
-                status, result, error = await api.query(probe)
-                if status != "success" or not result:
-                    failures.append(f"alert {name} signal: {status} {error or 'no series'}: {probe}")
+            failures = await unanswered_queries(api)
             assert not failures, "\n".join(failures)
-
-            # Step: Prometheus itself evaluates every rule group without errors.
+            # Step: Prometheus itself loaded every rule and evaluates each without error.
             groups = (await api.get("rules"))["groups"]
             assert {rule["name"] for g in groups for rule in g["rules"]} == {n for n, _ in alert_rules()}
             assert all(rule["health"] != "err" for g in groups for rule in g["rules"]), groups
-    finally:
-        await asyncio.to_thread(stop_pid, proc.pid, 20.0)
-
-
-PIPELINE_PORTS = {}  # filled below
+        finally:
+            await asyncio.to_thread(stop_pid, pid, 20.0)

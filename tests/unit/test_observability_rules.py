@@ -34,7 +34,9 @@ def require_tool(name: str) -> str:
         )
         found = shutil.which(name)
         if found is None:
-            pytest.skip(f"{name} is not installed and infra/bootstrap.sh could not install it: {result.stderr[-500:]}")
+            pytest.skip(
+                f"{name} is not installed and infra/bootstrap.sh could not install it: {result.stderr[-500:]}"
+            )
     return found
 
 

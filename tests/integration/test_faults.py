@@ -1,0 +1,139 @@
+"""Faults: crashes, broker and database restarts, duplicate and shuffled feeds, poison messages.
+
+Every scenario feeds the same multi-account files into a tenant of its own and must end with exactly the ledger
+of a clean run (compared without ids) and a passing ledger check. Kafka only promises at-least-once delivery;
+these runs show the pipeline turns that into exactly-once *effect*.
+"""
+
+import asyncio
+import random
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from feeds import snapshot, write_feed
+
+from contracts.topics import TOPICS, dlt_name
+from shared import dlt, ledger_check
+from shared.local_infra import Stack
+from shared.runner import Pipeline
+from shared.settings import SERVICES, Settings
+
+pytestmark = pytest.mark.integration
+ACCOUNTS = 12
+CLEAN: dict[str, object] = {}
+
+
+async def _check(stack: Stack, tenant: str) -> None:
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        assert await ledger_check.check(conn, tenant) == []
+    finally:
+        await conn.close()
+
+
+async def _clean(stack: Stack, files: list[Path]) -> dict[str, list[tuple[object, ...]]]:
+    """The reference ledger: the same files, fed once, in order, with nothing going wrong."""
+    if "snapshot" not in CLEAN:
+        tenant = f"clean-{uuid.uuid4().hex[:8]}"
+        async with Pipeline(stack) as pipeline:
+            await pipeline.ingest(files, tenant)
+            await pipeline.settle(timeout=240)
+        CLEAN["snapshot"] = await snapshot(stack.postgres.dsn, tenant)
+        await _check(stack, tenant)
+    result = CLEAN["snapshot"]
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_feed(tmp_path_factory.mktemp("feed"), accounts=ACCOUNTS)
+
+
+async def test_kill_9_each_service_mid_feed_changes_nothing(stack: Stack, feed: list[Path]) -> None:
+    expected = await _clean(stack, feed)
+    tenant = f"kill-{uuid.uuid4().hex[:8]}"
+    async with Pipeline(stack) as pipeline:
+        feeding = asyncio.create_task(pipeline.ingest(list(feed), tenant))
+        for service in SERVICES:
+            await asyncio.sleep(0.7)
+            await asyncio.to_thread(stack.stop_service, f"{service}-0", kill=True)
+            stack.start_service(service, extra_env=pipeline.extra_env)
+        await feeding
+        await pipeline.settle(timeout=300)
+    assert await snapshot(stack.postgres.dsn, tenant) == expected
+    await _check(stack, tenant)
+
+
+async def test_feeding_every_file_twice_in_shuffled_order_changes_nothing(
+    stack: Stack, feed: list[Path]
+) -> None:
+    expected = await _clean(stack, feed)
+    tenant = f"twice-{uuid.uuid4().hex[:8]}"
+    files = list(feed) * 2
+    random.Random(7).shuffle(files)
+    async with Pipeline(stack) as pipeline:
+        await pipeline.ingest(files, tenant)
+        await pipeline.settle(timeout=240)
+    assert await snapshot(stack.postgres.dsn, tenant) == expected
+    await _check(stack, tenant)
+
+
+async def test_broker_restart_mid_feed_changes_nothing(stack: Stack, feed: list[Path]) -> None:
+    expected = await _clean(stack, feed)
+    tenant = f"broker-{uuid.uuid4().hex[:8]}"
+    files = list(feed)
+    async with Pipeline(stack) as pipeline:
+        await pipeline.ingest(files[: len(files) // 2], tenant)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(stack.restart_kafka)
+        await pipeline.ingest(files[len(files) // 2 :], tenant)
+        await pipeline.settle(timeout=300)
+    assert await snapshot(stack.postgres.dsn, tenant) == expected
+    await _check(stack, tenant)
+
+
+async def test_postgres_restart_mid_feed_changes_nothing(stack: Stack, feed: list[Path]) -> None:
+    expected = await _clean(stack, feed)
+    tenant = f"pg-{uuid.uuid4().hex[:8]}"
+    async with Pipeline(stack) as pipeline:
+        feeding = asyncio.create_task(pipeline.ingest(list(feed), tenant))
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(stack.restart_postgres)
+        await feeding
+        await pipeline.settle(timeout=300)
+    assert await snapshot(stack.postgres.dsn, tenant) == expected
+    await _check(stack, tenant)
+
+
+async def test_poison_on_every_input_topic_goes_to_its_dlt_and_the_stream_goes_on(
+    stack: Stack, feed: list[Path]
+) -> None:
+    expected = await _clean(stack, feed)
+    settings = Settings(kafka_bootstrap=stack.kafka.bootstrap, database_url=stack.postgres.dsn)
+    consumed = sorted({t.name for t in TOPICS if t.consumers})
+    before = {t: len(await dlt.read_dead_letters(settings, dlt_name(t))) for t in consumed}
+    tenant = f"poison-{uuid.uuid4().hex[:8]}"
+    marker = uuid.uuid4().hex.encode()
+    async with Pipeline(stack) as pipeline:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap)
+        await producer.start()
+        try:
+            for topic in consumed:
+                await producer.send_and_wait(topic, key=b"poison", value=b"\x00not json " + marker)
+                await producer.send_and_wait(topic, key=b"poison", value=b'{"event_id": "x", "payload": 1}')
+        finally:
+            await producer.stop()
+        await pipeline.ingest(list(feed), tenant)
+        await pipeline.settle(timeout=240)
+    for topic in consumed:
+        records = await dlt.read_dead_letters(settings, dlt_name(topic))
+        new = records[before[topic] :]
+        assert len(new) >= 2, f"{topic}: poison not dead-lettered"
+        assert any(marker in r.value for r in new), f"{topic}: original bytes not kept"
+        assert all(r.headers["source_topic"] == topic for r in new)
+    assert await snapshot(stack.postgres.dsn, tenant) == expected
+    await _check(stack, tenant)
