@@ -1,0 +1,256 @@
+"""``make bench``: a generated feed through the five services as processes, on a stack of its own.
+
+Prints throughput (claim payments/s and PLB pairs/s from the first publish until the ledger is quiet),
+latency from a file's publish to each of its offset events (p50/p95/p99), peak RSS per service process, and
+whether the ledger equals ``expected.json`` and passes ``ledger check`` — once with one worker per stage and
+once with two.
+
+Size: ``BENCH_CLAIMS`` (default 200 000 claim payments; the issue's figure), ``BENCH_WORKERS`` (``1,2``).
+
+Pacing: files are published in generator order, in batches that hold at most one file per (tenant, payer),
+and the next batch waits until the intake group has consumed the previous one. The intake topic is keyed by
+file (not by account), so without this the broker may hand intake a later file of an account before an
+earlier one; detection compares a claim only with *earlier-dated* claims already seen, so a duplicate payment
+delivered before its original would be missed (see the report). Payers deliver one file per day, so
+this is also the realistic shape of the load. Letters are imported (and settled) before the 835 feed.
+
+Latency: the producer's send time of a file versus the Kafka ``CreateTime`` of every ``remit.offsets.v1``
+event whose ``trace_number`` is in that file (set by the matching worker when it publishes), read by a
+separate group-less consumer; one clock, one machine.
+"""
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared import admin, ledger_check, letters
+from shared.generate import FeedFile, Spec, compare, feed_order, generate
+from shared.local_infra import Stack, start_stack
+from shared.runner import Pipeline
+from shared.settings import REPO_ROOT, SERVICES, Settings
+
+ROOT = REPO_ROOT / ".local" / "bench"
+TRACE = re.compile(rb"\nTRN\*1\*([^*~]+)")
+QUIET = 4.0
+
+
+def spec_for(claims: int, prefix: str) -> Spec:
+    """2 tenants × 3 payers × 10 providers × 60 days (20 payment days a payer); claims per remittance fill
+    the size (stories add ~5 %)."""
+    txns = 2 * 3 * 10 * 20
+    per_remit = max(5, round(claims / txns / 1.05))
+    return Spec(
+        tenants=2, payers=3, providers=10, days=60, seed=42, claims_per_remit=per_remit, tenant_prefix=prefix
+    )
+
+
+@dataclass
+class Result:
+    workers: int
+    claims: int
+    pairs: int
+    seconds: float
+    latencies: list[float]
+    rss_kib: dict[str, int]
+    differences: list[str]
+    breaches: int
+
+
+def batches(feed: list[FeedFile]) -> list[list[FeedFile]]:
+    """Consecutive files, cut whenever a (tenant, payer) would repeat inside a batch."""
+    out: list[list[FeedFile]] = [[]]
+    seen: set[tuple[str, str]] = set()
+    for item in feed:
+        account = (item.tenant, Path(item.path).name.split("_")[1])
+        if account in seen:
+            out.append([])
+            seen = set()
+        out[-1].append(item)
+        seen.add(account)
+    return [b for b in out if b]
+
+
+async def intake_lag(
+    client: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> int:
+    ends = await consumer.end_offsets(tps)
+    committed = await client.list_consumer_group_offsets("offsetstream-intake")
+    return sum(end - max(committed[tp].offset, 0) if tp in committed else end for tp, end in ends.items())
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set (KiB) of a process, from /proc/<pid>/status VmHWM."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def collect_offsets(settings: Settings, sink: dict[str, list[int]], stop: asyncio.Event) -> None:
+    """trace number → Kafka timestamps (ms) of its offset events, from now on."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic("remit.offsets.v1") or set()
+        if not parts:
+            await consumer.stop()
+            consumer = AIOKafkaConsumer(
+                "remit.offsets.v1", bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest"
+            )
+            await consumer.start()
+        else:
+            tps = [TopicPartition("remit.offsets.v1", p) for p in parts]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+        while not stop.is_set():
+            got = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in got.values():
+                for record in records:
+                    payload = json.loads(record.value)["payload"]
+                    sink.setdefault(payload["trace_number"], []).append(record.timestamp)
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_intake(
+    client: AIOKafkaAdminClient, probe: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> None:
+    """Poll until the intake group has consumed everything published so far."""
+    while True:
+        if not await intake_lag(client, probe, tps):
+            return
+        await asyncio.sleep(0.2)
+
+
+async def publish_paced(settings: Settings, out: Path, feed: list[FeedFile]) -> dict[str, int]:
+    """Publish the 835 files batch by batch; return each trace number's publish time (ms since the epoch)."""
+    sent: dict[str, int] = {}
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, max_request_size=admin.MAX_MESSAGE_BYTES, acks="all"
+    )
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    await client.start()
+    await probe.start()
+    try:
+        parts = await admin.topic_partitions(client, [admin.INTAKE])
+        tps = [TopicPartition(admin.INTAKE, p) for p in parts[admin.INTAKE]]
+        for batch in batches([f for f in feed if f.kind == "835"]):
+            for item in batch:
+                content = (out / item.path).read_bytes()
+                key, value = admin.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
+                now = int(time.time() * 1000)
+                await producer.send_and_wait(admin.INTAKE, value=value, key=key)
+                for trace in TRACE.findall(content):
+                    sent.setdefault(trace.decode(), now)
+            await wait_for_intake(client, probe, tps)
+    finally:
+        await producer.stop()
+        await client.close()
+        await probe.stop()
+    return sent
+
+
+async def run_once(stack: Stack, claims: int, workers: int) -> Result:
+    prefix = f"b{workers}w{claims}"
+    out = ROOT / f"feed-{prefix}"
+    if not (out / "expected.json").exists():
+        generate(spec_for(claims, prefix), out)
+    expected = json.loads((out / "expected.json").read_text())
+    feed = feed_order(out)
+    env = {"OFFSETSTREAM_TODAY": expected["today"], "OFFSETSTREAM_LOG_LEVEL": "WARNING"}
+    async with Pipeline(stack, env=env, workers=dict.fromkeys(SERVICES, workers)) as pipeline:
+        settings = pipeline.settings
+        for item in (f for f in feed if f.kind == "letters"):
+            await letters.publish(settings, letters.read_import(out / item.path), item.tenant, "cli")
+        await pipeline.settle(timeout=600, quiet=QUIET)
+        offsets: dict[str, list[int]] = {}
+        stop = asyncio.Event()
+        collector = asyncio.create_task(collect_offsets(settings, offsets, stop))
+        await asyncio.sleep(2)
+        started = time.monotonic()
+        sent = await publish_paced(settings, out, feed)
+        await pipeline.settle(timeout=7200, quiet=QUIET)
+        seconds = time.monotonic() - started - QUIET
+        stop.set()
+        await collector
+        rss = {label: vm_hwm(pid) for label, pid in stack.services.items()}
+        conn = await asyncpg.connect(stack.postgres.dsn)
+        try:
+            diffs = await compare(conn, out)
+            breaches = sum(len(await ledger_check.check(conn, t)) for t in expected["tenants"])
+        finally:
+            await conn.close()
+    latencies = [
+        (ts - sent[trace]) / 1000 for trace, stamps in offsets.items() if trace in sent for ts in stamps
+    ]
+    tenants = expected["tenants"].values()
+    return Result(
+        workers,
+        sum(t["claim_payments"] for t in tenants),
+        sum(sum(t["plb_pairs_by_bucket"].values()) for t in tenants),
+        seconds,
+        latencies,
+        rss,
+        diffs,
+        breaches,
+    )
+
+
+def show(r: Result) -> None:
+    q = statistics.quantiles(r.latencies, n=100) if len(r.latencies) > 1 else [0.0] * 99
+    print(f"\n== {r.workers} worker(s) per stage ==")
+    print(
+        f"claim payments     {r.claims:>9,}   PLB pairs {r.pairs:,}   wall {r.seconds:,.1f} s (first publish → quiet)"
+    )
+    print(
+        f"throughput         {r.claims / r.seconds:>9,.0f} claim payments/s   {r.pairs / r.seconds:,.1f} PLB pairs/s"
+    )
+    print(
+        f"publish→offset     p50 {q[49]:.2f} s   p95 {q[94]:.2f} s   p99 {q[98]:.2f} s   ({len(r.latencies):,} offset events)"
+    )
+    print("peak RSS (VmHWM)   " + "   ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sorted(r.rss_kib.items())))
+    verdict = (
+        "equals expected.json"
+        if not r.differences
+        else f"{len(r.differences)} difference(s) from expected.json"
+    )
+    print(
+        f"ledger             {verdict}; ledger check {'passes' if not r.breaches else f'{r.breaches} breach(es)'}"
+    )
+    for line in r.differences[:15]:
+        print("   ", line)
+
+
+async def main() -> int:
+    claims = int(os.environ.get("BENCH_CLAIMS", "200000"))
+    workers = [int(w) for w in os.environ.get("BENCH_WORKERS", "1,2").split(",")]
+    print(
+        f"end-to-end bench: ~{claims:,} claim payments, workers {workers}; stack under {ROOT / 'stack'}",
+        flush=True,
+    )
+    stack = await asyncio.to_thread(start_stack, ROOT / "stack", "bench", durable=False)
+    failed = False
+    try:
+        for count in workers:
+            result = await run_once(stack, claims, count)
+            show(result)
+            failed |= bool(result.differences or result.breaches)
+    finally:
+        await asyncio.to_thread(stack.stop)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
