@@ -50,9 +50,8 @@ TOPICS: tuple[Topic, ...] = (
         payload=ev.RemittanceReceived,
         event_types=("RemittanceReceived",),
         key=ACCOUNT_KEY,
-        description="One event per 835 transaction: payment, payer, payee, totals.",
+        description="One event per 835 transaction: payment, payer, payee, totals (for downstream posting/GL).",
         producers=("intake",),
-        consumers=("detection",),
     ),
     Topic(
         name="remit.claim-payments.v1",

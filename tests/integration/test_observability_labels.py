@@ -93,7 +93,7 @@ async def test_metric_labels_are_bounded_and_phi_free(stack: Stack, tenant: str)
     phi = phi_in_samples(EXAMPLES)
     found: list[str] = []
     async with aiohttp.ClientSession() as session, Pipeline(stack) as pipeline:
-        ports = {service: pipeline.settings.web_port(service) for service in SERVICES}
+        ports = {service: stack.web_ports[f"{service}-0"] for service in SERVICES}
         assert await pipeline.ingest([EXAMPLES], tenant) == 4
         settled = asyncio.create_task(pipeline.settle(timeout=60))
         scrapes = 0

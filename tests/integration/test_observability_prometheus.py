@@ -191,7 +191,7 @@ async def test_every_panel_and_alert_query_answers(stack: Stack, tenant: str, tm
     bad_file.parent.mkdir()
     bad_file.write_bytes(b"this is not a remittance advice\n")
     async with aiohttp.ClientSession() as session, Pipeline(stack) as pipeline:
-        ports = {service: pipeline.settings.web_port(service) for service in SERVICES}
+        ports = {service: stack.web_ports[f"{service}-0"] for service in SERVICES}
         pid, port = await asyncio.to_thread(start_prometheus, tmp_path, ports)
         try:
             api = PromAPI(session, port)
