@@ -105,10 +105,16 @@ class Settings(BaseSettings):
     notification_timeout_seconds: float = Field(
         default=10.0, description="Timeout of one delivery attempt (HTTP request or SMTP session)."
     )
-    notification_smtp_host: str = Field(default="127.0.0.1", description="SMTP relay for e-mail notifications.")
+    notification_smtp_host: str = Field(
+        default="127.0.0.1", description="SMTP relay for e-mail notifications."
+    )
     notification_smtp_port: int = Field(default=25, description="Port of the SMTP relay.")
-    notification_smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")
-    notification_smtp_username: str | None = Field(default=None, description="SMTP login, if the relay needs one.")
+    notification_smtp_starttls: bool = Field(
+        default=False, description="Upgrade the SMTP session with STARTTLS."
+    )
+    notification_smtp_username: str | None = Field(
+        default=None, description="SMTP login, if the relay needs one."
+    )
     notification_smtp_password: str | None = Field(default=None, description="SMTP password for that login.")
     notification_email_from: str = Field(
         default="offsetstream@localhost", description="From address of notification e-mails."

@@ -1,15 +1,64 @@
-"""Notification's pure domain: which upstream facts become which messages for staff.
+"""Notification's pure domain: which upstream facts become which messages, who gets them, and how they read.
 
 Messages carry identifiers (reference/FCN, trace number, receivable id) and amounts only — never patient
-names, member ids or patient control numbers — because they leave the system by webhook and e-mail.
+names, member ids or patient control numbers — because they leave the system by webhook and e-mail. A PLB
+reference can hold a patient control number after its FCN (Medicare layout, DOMAIN.md §2), so only its first
+token is ever quoted (:func:`receivable_key`).
 """
 
+import json
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any, Literal
 
-from contracts.events import InterestAccrued, OffsetRecorded, ReceivableChanged
+from contracts.events import AlertRaised, InterestAccrued, OffsetRecorded, ReceivableChanged
 
 Severity = Literal["info", "warning", "action"]
+Mode = Literal["immediate", "digest"]
+Milestone = tuple[str, date]
+TimelineOf = Callable[[str, date], list[Milestone]]
+"""(policy name, determination date) → the receivable's milestones; supplied by the payer policy plugins."""
+
+RECEIVABLE_OPENED = "receivable_opened"
+RECEIVABLE_SETTLED = "receivable_settled"
+OFFSET_APPLIED = "offset_applied"
+UNMATCHED_RECOVERY = "unmatched_recovery"
+FORWARDING_BALANCE_OPENED = "forwarding_balance_opened"
+INTEREST_ACCRUED = "interest_accrued"
+DEADLINE_APPROACHING = "deadline_approaching"
+DAILY_DIGEST = "daily_digest"
+ALERT_KINDS = (
+    "reversal_without_correction",
+    "forwarding_balance_not_closed",
+    "recoupment_during_pause",
+    "recoupment_rule_violation",
+    "unmatched_recovery_aging",
+)
+KINDS = (
+    RECEIVABLE_OPENED,
+    RECEIVABLE_SETTLED,
+    OFFSET_APPLIED,
+    UNMATCHED_RECOVERY,
+    FORWARDING_BALANCE_OPENED,
+    INTEREST_ACCRUED,
+    DEADLINE_APPROACHING,
+    *ALERT_KINDS,
+)
+"""Every kind a rule can emit (the digest itself excluded): the vocabulary of the routing file."""
+
+WATCHED_MILESTONES = (
+    "rebuttal_deadline",
+    "interest_start",
+    "recoupment_start",
+    "appeal_deadline",
+    "contest_deadline",
+)
+"""Timeline dates staff act on before they pass; ``deadline approaching`` fires once for each."""
+
+OPEN_STATUSES = ("open", "partially_recovered", "paused")
 
 
 @dataclass(frozen=True)
@@ -22,90 +71,395 @@ class Message:
     facts: dict[str, str] = field(default_factory=dict)
 
 
-def for_receivable(event_type: str, change: ReceivableChanged) -> list[Message]:
-    """Receivable opened or settled."""
+def money(amount: Decimal) -> str:
+    """Dollars with two places, as every fact and summary shows them."""
+    return f"{amount:.2f}"
+
+
+def receivable_key(raw: str | None) -> str | None:
+    """The part of a PLB reference safe to quote: its first token (the FCN), never the padded tail."""
+    if raw is None:
+        return None
+    parts = raw.split()
+    return parts[0] if parts else None
+
+
+# --- timeline ------------------------------------------------------------------------------------------------
+
+
+def medicare_timeline(determination: date) -> list[Milestone]:
+    """DOMAIN.md §3, for when no payer policy plugin answers: rebuttal to day 15, interest from day 31,
+    recoupment from day 41."""
+    return [
+        ("determination", determination),
+        ("rebuttal_deadline", determination + timedelta(days=15)),
+        ("interest_start", determination + timedelta(days=31)),
+        ("recoupment_start", determination + timedelta(days=41)),
+    ]
+
+
+def watched(milestones: Iterable[Milestone]) -> list[Milestone]:
+    """The milestones a deadline reminder is due for, in date order, one per label and date."""
+    return sorted(
+        {(label, day) for label, day in milestones if label in WATCHED_MILESTONES}, key=lambda m: m[1]
+    )
+
+
+# --- rules ---------------------------------------------------------------------------------------------------
+
+
+def for_receivable(
+    event_type: str, change: ReceivableChanged, timeline: Sequence[Milestone]
+) -> list[Message]:
+    """Receivable opened (with the dates that matter) or settled."""
     facts = {
         "reference": change.reference,
         "payer_id": change.payer_id,
         "receivable_id": str(change.receivable_id),
-        "balance": f"{change.balance:.2f}",
+        "balance": money(change.balance),
         "status": change.status,
     }
     if event_type == "ReceivableOpened":
+        dates = {label: day.isoformat() for label, day in timeline if label != "determination"}
+        upcoming = ", ".join(f"{label.replace('_', ' ')} {day}" for label, day in dates.items())
         return [
             Message(
-                "receivable_opened",
+                RECEIVABLE_OPENED,
                 "action",
-                f"Overpayment {change.reference}: {change.principal:.2f} owed to payer {change.payer_id}, "
-                f"determined {change.determination_date.isoformat()}",
+                f"Overpayment {change.reference}: {money(change.principal)} owed to payer {change.payer_id}, "
+                f"determined {change.determination_date.isoformat()}" + (f"; {upcoming}" if upcoming else ""),
                 {
                     **facts,
-                    "principal": f"{change.principal:.2f}",
+                    "principal": money(change.principal),
                     "determination_date": change.determination_date.isoformat(),
+                    "policy": change.policy,
+                    **dates,
                 },
             )
         ]
     if event_type == "ReceivableSettled":
-        return [Message("receivable_settled", "info", f"Overpayment {change.reference} settled", facts)]
+        return [Message(RECEIVABLE_SETTLED, "info", f"Overpayment {change.reference} settled", facts)]
     return []
 
 
 def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
-    """An offset applied to a receivable, or a recovery that matched nothing."""
+    """A recovery that matched nothing, or a forwarding balance carried to a later remittance. (An applied
+    offset is announced by :func:`offset_applied` once the balance left is known.)"""
     facts = {
         "trace_number": offset.trace_number,
+        "payer_id": offset.payer_id,
         "reason_code": offset.reason_code,
-        "amount": f"{offset.amount:.2f}",
+        "amount": money(offset.amount),
         "payment_date": offset.payment_date.isoformat(),
     }
-    if offset.reference:
-        facts["reference"] = offset.reference.strip()
-    if event_type == "OffsetApplied":
-        applied = sum((a.to_interest + a.to_principal for a in offset.allocations), start=offset.amount * 0)
-        refs = ", ".join(a.reference for a in offset.allocations)
+    reference = receivable_key(offset.reference)
+    if reference:
+        facts["reference"] = reference
+    if event_type == "OffsetUnmatched" or (offset.bucket == "allocated" and offset.unmatched_amount > 0):
         return [
             Message(
-                "offset_applied",
-                "info",
-                f"Payer withheld {applied:.2f} on {offset.trace_number} against {refs}",
-                {**facts, "applied": f"{applied:.2f}", "unmatched": f"{offset.unmatched_amount:.2f}"},
-            )
-        ]
-    if event_type == "OffsetUnmatched":
-        return [
-            Message(
-                "unmatched_recovery",
+                UNMATCHED_RECOVERY,
                 "action",
-                f"Unexplained recovery of {offset.unmatched_amount:.2f} on {offset.trace_number}: "
-                f"{offset.reason}",
-                {**facts, "unmatched": f"{offset.unmatched_amount:.2f}"},
+                f"Unexplained recovery of {money(offset.unmatched_amount)} on {offset.trace_number} "
+                f"(PLB {offset.reason_code} {reference or 'without reference'}): review the work queue",
+                {**facts, "unmatched": money(offset.unmatched_amount)},
             )
         ]
     if event_type == "ForwardingBalanceOpened":
         return [
             Message(
-                "forwarding_balance_opened",
+                FORWARDING_BALANCE_OPENED,
                 "warning",
-                f"Forwarding balance of {-offset.amount:.2f} carried to a later remittance",
+                f"Forwarding balance of {money(-offset.amount)} on {offset.trace_number} carried to a later "
+                "remittance",
                 facts,
             )
         ]
     return []
 
 
-def for_interest(accrual: InterestAccrued) -> list[Message]:
-    """Interest charged for a period."""
+@dataclass(frozen=True)
+class OffsetApplication:
+    """One allocation of a withheld amount joined with the receivable's balance after it."""
+
+    offset_id: str
+    receivable_id: str
+    reference: str
+    trace_number: str
+    payment_date: date
+    reason_code: str
+    applied: Decimal
+    to_interest: Decimal
+    to_principal: Decimal
+    balance_after: Decimal
+    status_after: str
+
+
+def offset_applied(app: OffsetApplication) -> Message:
+    """Which receivable, how much, what is left."""
+    left = "settled" if app.balance_after == 0 else f"{money(app.balance_after)} left"
+    return Message(
+        OFFSET_APPLIED,
+        "info",
+        f"Payer withheld {money(app.applied)} on {app.trace_number} against {app.reference}: {left}",
+        {
+            "reference": app.reference,
+            "receivable_id": app.receivable_id,
+            "trace_number": app.trace_number,
+            "payment_date": app.payment_date.isoformat(),
+            "reason_code": app.reason_code,
+            "applied": money(app.applied),
+            "to_interest": money(app.to_interest),
+            "to_principal": money(app.to_principal),
+            "balance_left": money(app.balance_after),
+            "status": app.status_after,
+        },
+    )
+
+
+def for_interest(accrual: InterestAccrued, threshold: Decimal) -> list[Message]:
+    """Interest charged for a period, when it exceeds the configured threshold (reversals never notify)."""
+    if accrual.amount <= 0 or accrual.amount <= threshold:
+        return []
     return [
         Message(
-            "interest_accrued",
+            INTEREST_ACCRUED,
             "warning",
-            f"Interest {accrual.amount:.2f} accrued on {accrual.reference} for period {accrual.period_number}",
+            f"Interest {money(accrual.amount)} accrued on {accrual.reference} for period {accrual.period_number}",
             {
                 "reference": accrual.reference,
                 "receivable_id": str(accrual.receivable_id),
-                "amount": f"{accrual.amount:.2f}",
+                "payer_id": accrual.payer_id,
+                "amount": money(accrual.amount),
                 "period_end": accrual.period_end.isoformat(),
                 "annual_rate": str(accrual.annual_rate),
+                "threshold": money(threshold),
             },
         )
     ]
+
+
+def for_alert(alert: AlertRaised) -> list[Message]:
+    """A flag raised upstream (recoupment during an appeal pause, forwarding balance not closed, reversal
+    without correction, …) becomes an action for staff under the alert's own kind."""
+    facts = {
+        "alert_id": str(alert.alert_id),
+        "payer_id": alert.payer_id,
+        "observed_on": str(alert.observed_on),
+    }
+    reference = receivable_key(alert.reference)
+    if reference:
+        facts["reference"] = reference
+    if alert.amount is not None:
+        facts["amount"] = money(alert.amount)
+    title = alert.kind.replace("_", " ")
+    return [Message(alert.kind, "action", f"{title.capitalize()}: {alert.detail}"[:500], facts)]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A watched milestone of an open receivable, from notification's own copy of receivables."""
+
+    receivable_id: str
+    reference: str
+    payer_id: str
+    milestone: str
+    due_on: date
+    balance: Decimal
+
+
+def deadline_due(deadline: Deadline, today: date, lead_days: int) -> bool:
+    """A reminder is due from ``lead_days`` before the date until the date itself (not after: a passed
+    deadline is old news, and a reminder for it would only be noise after a long outage)."""
+    return deadline.due_on - timedelta(days=lead_days) <= today <= deadline.due_on
+
+
+def deadline_approaching(deadline: Deadline, today: date) -> Message:
+    """The reminder for one receivable and one deadline."""
+    days = (deadline.due_on - today).days
+    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+    label = deadline.milestone.replace("_", " ")
+    return Message(
+        DEADLINE_APPROACHING,
+        "action" if deadline.milestone in ("rebuttal_deadline", "appeal_deadline") else "warning",
+        f"{deadline.reference}: {label} {when} ({deadline.due_on.isoformat()}), "
+        f"{money(deadline.balance)} open",
+        {
+            "reference": deadline.reference,
+            "receivable_id": deadline.receivable_id,
+            "payer_id": deadline.payer_id,
+            "milestone": deadline.milestone,
+            "due_on": deadline.due_on.isoformat(),
+            "days_left": str(days),
+            "balance": money(deadline.balance),
+        },
+    )
+
+
+# --- digests -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """A notification routed to a digest."""
+
+    notification_id: str
+    kind: str
+    severity: str
+    summary: str
+
+
+def compose_digest(day: date, items: Sequence[DigestItem]) -> Message:
+    """One quiet summary of a tenant's day: counts per kind, then every line in a stable order."""
+    ordered = sorted(items, key=lambda i: (i.kind, i.notification_id))
+    counts: dict[str, int] = {}
+    for item in ordered:
+        counts[item.kind] = counts.get(item.kind, 0) + 1
+    worst: Severity = (
+        "action"
+        if any(i.severity == "action" for i in items)
+        else "warning"
+        if any(i.severity == "warning" for i in items)
+        else "info"
+    )
+    overview = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
+    facts = {"digest_day": day.isoformat(), "count": str(len(items))}
+    facts |= {f"count.{kind}": str(n) for kind, n in counts.items()}
+    facts |= {f"item.{n:03d}": f"[{i.kind}] {i.summary}" for n, i in enumerate(ordered, start=1)}
+    facts |= {f"id.{n:03d}": i.notification_id for n, i in enumerate(ordered, start=1)}
+    return Message(DAILY_DIGEST, worst, f"Daily summary {day.isoformat()}: {overview}", facts)
+
+
+# --- routing -------------------------------------------------------------------------------------------------
+
+
+class RoutingError(ValueError):
+    """The routing file is not well formed, or names a channel, kind or mode that does not exist."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one notification goes: a channel plugin, its target (URL, e-mail address) and the mode."""
+
+    channel: str
+    target: str
+    mode: Mode = "immediate"
+
+
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class Routes:
+    """tenant (or ``*``) → kind (or ``*``) → destinations, plus a default; the first match wins:
+    tenant+kind, tenant+``*``, ``*``+kind, ``*``+``*``, default. An empty list silences a kind."""
+
+    table: Mapping[str, Mapping[str, tuple[Destination, ...]]] = field(default_factory=dict)
+    default: tuple[Destination, ...] = ()
+
+    @classmethod
+    def parse(cls, doc: Any, channels: Iterable[str], default_webhook: str | None) -> "Routes":
+        """Validate a routing document (see ``services/notification/README.md``); a webhook route without a
+        target uses ``default_webhook`` (the ``webhook_url`` setting)."""
+        known = set(channels)
+        if not isinstance(doc, dict) or set(doc) - {"tenants", "default"}:
+            raise RoutingError("routing file must be an object with 'tenants' and/or 'default'")
+        tenants = doc.get("tenants", {})
+        if not isinstance(tenants, dict):
+            raise RoutingError("'tenants' must map tenant ids to {kind: [destination, ...]}")
+        table: dict[str, dict[str, tuple[Destination, ...]]] = {}
+        for tenant, kinds in tenants.items():
+            if not isinstance(kinds, dict):
+                raise RoutingError(f"tenant {tenant!r}: expected {{kind: [destination, ...]}}")
+            for kind, entries in kinds.items():
+                if kind != ANY and kind not in KINDS and kind != DAILY_DIGEST:
+                    raise RoutingError(
+                        f"tenant {tenant!r}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
+                    )
+                where = f"tenant {tenant!r} kind {kind!r}"
+                table.setdefault(str(tenant), {})[kind] = _destinations(
+                    entries, known, default_webhook, where
+                )
+        default = _destinations(doc.get("default", []), known, default_webhook, "default")
+        return cls(table, default)
+
+    @classmethod
+    def webhook_only(cls, url: str | None) -> "Routes":
+        """The route without a routing file: everything immediately to the configured webhook, if any."""
+        return cls({}, (Destination("webhook", url),) if url else ())
+
+    def resolve(self, tenant: str, kind: str) -> tuple[Destination, ...]:
+        """Destinations of one notification."""
+        if kind == DAILY_DIGEST:
+            return self.digest_destinations(tenant)
+        for t in (tenant, ANY):
+            kinds = self.table.get(t, {})
+            for k in (kind, ANY):
+                if k in kinds:
+                    return kinds[k]
+        return self.default
+
+    def digest_destinations(self, tenant: str) -> tuple[Destination, ...]:
+        """Everyone who takes some kind of this tenant's notifications as a digest; the digest itself is sent
+        to them immediately."""
+        found: dict[tuple[str, str], Destination] = {}
+        for kind in KINDS:
+            for d in self.resolve(tenant, kind):
+                if d.mode == "digest":
+                    found.setdefault((d.channel, d.target), Destination(d.channel, d.target, "immediate"))
+        return tuple(found.values())
+
+
+def _destinations(
+    entries: Any, known: set[str], default_webhook: str | None, where: str
+) -> tuple[Destination, ...]:
+    if not isinstance(entries, list):
+        raise RoutingError(f"{where}: expected a list of destinations")
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - {"channel", "target", "mode"}:
+            raise RoutingError(f"{where}: a destination is {{channel, target, mode}}")
+        channel, mode = entry.get("channel"), entry.get("mode", "immediate")
+        target = entry.get("target") or (default_webhook if channel == "webhook" else None)
+        if channel not in known:
+            raise RoutingError(f"{where}: channel {channel!r} is not installed ({', '.join(sorted(known))})")
+        if mode not in ("immediate", "digest"):
+            raise RoutingError(f"{where}: mode must be 'immediate' or 'digest', not {mode!r}")
+        if not isinstance(target, str) or not target:
+            raise RoutingError(f"{where}: channel {channel!r} needs a target")
+        out.append(Destination(channel, target, mode))
+    return tuple(out)
+
+
+# --- delivery ------------------------------------------------------------------------------------------------
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Delay after failed attempt ``attempt`` (1-based): exponential, capped, with "equal jitter" (half fixed,
+    half random) so a fleet of workers retrying one receiver does not stampede it in lock-step."""
+    delay = min(cap, base * 2.0 ** (attempt - 1))
+    return delay * (0.5 + (rng or random.Random()).random() / 2)  # noqa: S311 - jitter, not cryptography
+
+
+def render_text(
+    kind: str, severity: str, summary: str, facts: Mapping[str, str], notification_id: str
+) -> str:
+    """The plain-text body of an e-mail: the summary, then every fact on its own line."""
+    lines = [summary, "", *(f"{key}: {value}" for key, value in facts.items()), ""]
+    lines += [f"kind: {kind}", f"severity: {severity}", f"notification id: {notification_id}"]
+    return "\n".join(lines) + "\n"
+
+
+def subject_line(kind: str, severity: str, facts: Mapping[str, str]) -> str:
+    """E-mail subject: severity, kind and the reference when there is one."""
+    ref = facts.get("reference") or facts.get("digest_day") or ""
+    return f"[offsetstream {severity}] {kind.replace('_', ' ')} {ref}".strip()
+
+
+def load_routes_document(text: str, suffix: str) -> Any:
+    """Parse a routing file: YAML for ``.yaml``/``.yml``, JSON otherwise."""
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text)
+    return json.loads(text)

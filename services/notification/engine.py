@@ -1,0 +1,279 @@
+"""Notification's orchestration: upstream events → notifications (``notify``), notifications → channels
+(``deliver``), and the timer (``tick``: deadline reminders and daily digests through the outbox).
+
+``app.py`` wires these to Faust; the decisions are in ``domain`` (pure), the SQL in ``store``, the attempt loop
+in ``delivery``. Notification ids are deterministic, so a replayed input or a re-run timer never creates a
+second notification, and the delivery log never lets one destination receive an id twice from us.
+"""
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from contracts.envelope import Envelope, parse_envelope
+from contracts.events import (
+    AlertRaised,
+    InterestAccrued,
+    NotificationEmitted,
+    OffsetRecorded,
+    ReceivableChanged,
+)
+from services.notification import domain, metrics, store
+from services.notification.channels import NotificationChannel, Outbound
+from services.notification.delivery import RetryPolicy, deliver_once
+from shared import envelopes, outbox
+from shared.ids import account_key, stable_id
+from shared.settings import Settings
+from shared.stream import Incoming, Outgoing, dead_letter_message
+
+log = logging.getLogger(__name__)
+
+SERVICE = "notification"
+NOTIFICATIONS = "remit.notifications.v1"
+SOURCES = ("remit.offsets.v1", "remit.receivables.v1", "remit.interest.v1", "remit.alerts.v1")
+OFFSET_REDUCTIONS = ("ReceivableReduced", "ReceivableSettled")
+
+PoolOf = Callable[[], Awaitable[asyncpg.Pool]]
+
+
+def load_routes(settings: Settings, channels: Sequence[str]) -> domain.Routes:
+    """The routing file named by ``OFFSETSTREAM_NOTIFICATION_ROUTES``, validated at start-up (a typo stops the
+    service rather than silently dropping notifications), or everything to ``webhook_url``."""
+    path = settings.notification_routes
+    if path is None:
+        return domain.Routes.webhook_only(settings.webhook_url)
+    doc = domain.load_routes_document(Path(path).read_text(encoding="utf-8"), Path(path).suffix)
+    return domain.Routes.parse(doc, channels, settings.webhook_url)
+
+
+def emitted(cause: UUID, nid: UUID, message: domain.Message, tenant: str, key: str) -> Outgoing:
+    """The NotificationEmitted envelope of a message, on the backbone topic."""
+    payload = NotificationEmitted(
+        notification_id=nid,
+        kind=message.kind,
+        severity=message.severity,
+        summary=message.summary,
+        facts=message.facts,
+        related_event_id=cause,
+    )
+    return Outgoing.event(
+        NOTIFICATIONS,
+        envelopes.build(
+            payload,
+            event_id=nid,
+            event_type="NotificationEmitted",
+            tenant_id=tenant,
+            account_key=key,
+            causation_id=str(cause),
+        ),
+    )
+
+
+@dataclass
+class Notifier:
+    """Everything the handlers need, resolved once at start-up."""
+
+    settings: Settings
+    routes: domain.Routes
+    channels: Mapping[str, NotificationChannel]
+    timeline_of: domain.TimelineOf
+    pool_of: PoolOf
+    today: Callable[[], date]
+
+    # --- upstream events → notifications ----------------------------------------------------------------
+
+    async def notify(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Record the notifications an upstream event calls for and publish each once on the backbone."""
+        event_type = json.loads(incoming.value).get("event_type", "")
+        found: list[tuple[UUID, domain.Message]] = []
+        source: Envelope[Any]
+        if incoming.topic == "remit.receivables.v1":
+            source = parse_envelope(incoming.value, ReceivableChanged)
+            found = await self._on_receivable(conn, source, event_type)
+        elif incoming.topic == "remit.offsets.v1":
+            source = parse_envelope(incoming.value, OffsetRecorded)
+            found = await self._on_offset(conn, source, event_type)
+        elif incoming.topic == "remit.interest.v1":
+            source = parse_envelope(incoming.value, InterestAccrued)
+            messages = domain.for_interest(source.payload, self.settings.notification_interest_threshold)
+            found = [(stable_id(source.event_id, "notification", m.kind), m) for m in messages]
+        else:
+            source = parse_envelope(incoming.value, AlertRaised)
+            found = [
+                (stable_id(source.event_id, "notification", m.kind), m)
+                for m in domain.for_alert(source.payload)
+            ]
+        outputs = []
+        for nid, message in found:
+            out = emitted(source.event_id, nid, message, source.tenant_id, source.account_key)
+            if await store.add_notification(conn, source.tenant_id, _payload(out)):
+                metrics.NOTIFICATIONS.labels(message.kind).inc()
+                outputs.append(out)
+        return outputs
+
+    async def _on_receivable(
+        self, conn: asyncpg.Connection, source: Envelope[ReceivableChanged], event_type: str
+    ) -> list[tuple[UUID, domain.Message]]:
+        change, tenant = source.payload, source.tenant_id
+        await store.upsert_receivable(conn, tenant, source.account_key, change)
+        timeline = self._timeline(change.policy, change.determination_date)
+        await store.set_deadlines(conn, tenant, change.receivable_id, domain.watched(timeline))
+        found = [
+            (stable_id(source.event_id, "notification", m.kind), m)
+            for m in domain.for_receivable(event_type, change, timeline)
+        ]
+        offset_id = _uuid(source.causation_id)
+        if event_type in OFFSET_REDUCTIONS and offset_id is not None:
+            done = await store.record_balance(conn, tenant, offset_id, change)
+            if done is not None:
+                found.append(_applied(done))
+        return found
+
+    async def _on_offset(
+        self, conn: asyncpg.Connection, source: Envelope[OffsetRecorded], event_type: str
+    ) -> list[tuple[UUID, domain.Message]]:
+        offset = source.payload
+        found = [
+            (stable_id(source.event_id, "notification", m.kind), m)
+            for m in domain.for_offset(event_type, offset)
+        ]
+        if offset.bucket == "allocated":
+            for index in range(len(offset.allocations)):
+                done = await store.record_allocation(
+                    conn, source.tenant_id, source.account_key, offset, index
+                )
+                if done is not None:
+                    found.append(_applied(done))
+        return found
+
+    def _timeline(self, policy: str, determination: date) -> list[domain.Milestone]:
+        try:
+            return self.timeline_of(policy, determination)
+        except Exception as exc:  # a broken policy plugin must not stop notifications; fall back to §3
+            log.warning(
+                "payer policy %r timeline failed (%s); using DOMAIN.md §3 dates", policy, type(exc).__name__
+            )
+            return domain.medicare_timeline(determination)
+
+    # --- notifications → channels -------------------------------------------------------------------------
+
+    async def deliver(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Send one notification to each immediate destination (once per id), queue it for digests, and
+        dead-letter it per destination that gave up."""
+        env = parse_envelope(incoming.value, NotificationEmitted)
+        n, tenant = env.payload, env.tenant_id
+        destinations = self.routes.resolve(tenant, n.kind)
+        outputs: list[Outgoing] = []
+        statuses: list[str] = []
+        pool = await self.pool_of()
+        for dest in destinations:
+            if dest.mode == "digest":
+                await store.add_digest_item(conn, tenant, self.today(), n)
+                statuses.append("digest")
+                continue
+            outbound = Outbound(
+                notification_id=str(n.notification_id),
+                tenant_id=tenant,
+                target=dest.target,
+                body=incoming.value,
+                subject=domain.subject_line(n.kind, n.severity, n.facts),
+                text=domain.render_text(n.kind, n.severity, n.summary, n.facts, str(n.notification_id)),
+            )
+            async with pool.acquire() as log_conn:
+                result = await deliver_once(
+                    log_conn, self.channels[dest.channel], outbound, self.retry_policy
+                )
+            statuses.append("failed" if result == "gave_up" else "delivered")
+            if result == "gave_up":
+                outputs.append(
+                    dead_letter_message(
+                        SERVICE,
+                        incoming,
+                        "delivery_gave_up",
+                        f"{dest.channel} gave up after {self.settings.webhook_max_attempts} attempts",
+                        {"notification_id": str(n.notification_id), "channel": dest.channel},
+                    )
+                )
+        await store.set_status(conn, tenant, n.notification_id, _overall(statuses))
+        return outputs
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Give-up limit and back-off from settings."""
+        s = self.settings
+        return RetryPolicy(
+            s.webhook_max_attempts, s.notification_backoff_seconds, s.notification_backoff_max_seconds
+        )
+
+    # --- the timer ------------------------------------------------------------------------------------------
+
+    async def tick(self, conn: asyncpg.Connection, today: date) -> int:
+        """Queue deadline reminders and closed days' digests in the outbox; returns how many were queued."""
+        queued = 0
+        async with conn.transaction():
+            for tenant, key, deadline in await store.due_deadlines(
+                conn, today, self.settings.notification_lead_days
+            ):
+                if not domain.deadline_due(deadline, today, self.settings.notification_lead_days):
+                    continue
+                nid = stable_id(
+                    tenant, deadline.receivable_id, deadline.milestone, deadline.due_on, "deadline"
+                )
+                message = domain.deadline_approaching(deadline, today)
+                queued += await self._queue(conn, tenant, key, nid, message)
+                await store.mark_deadline(conn, tenant, deadline, nid)
+        for tenant, day in await store.days_to_digest(conn, today):
+            async with conn.transaction():
+                nid = stable_id("digest", tenant, day.isoformat())
+                items = await store.claim_digest(conn, tenant, day, nid)
+                if items:
+                    message = domain.compose_digest(day, items)
+                    queued += await self._queue(conn, tenant, account_key(tenant, "digest", ""), nid, message)
+                    metrics.DIGESTS.inc()
+        return queued
+
+    async def _queue(
+        self, conn: asyncpg.Connection, tenant: str, key: str, nid: UUID, message: domain.Message
+    ) -> int:
+        out = emitted(nid, nid, message, tenant, key)
+        if not await store.add_notification(conn, tenant, _payload(out)):
+            return 0
+        metrics.NOTIFICATIONS.labels(message.kind).inc()
+        await outbox.add(conn, SERVICE, str(nid), out)
+        return 1
+
+    async def close(self) -> None:
+        """Release the channels' connections."""
+        for channel in self.channels.values():
+            await channel.close()
+
+
+def _payload(out: Outgoing) -> NotificationEmitted:
+    """The payload back from an outgoing envelope (the row and the message are the same bytes' facts)."""
+    return parse_envelope(out.value, NotificationEmitted).payload
+
+
+def _uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def _applied(done: domain.OffsetApplication) -> tuple[UUID, domain.Message]:
+    return stable_id(done.offset_id, "offset_applied", done.receivable_id), domain.offset_applied(done)
+
+
+def _overall(statuses: list[str]) -> str:
+    if not statuses:
+        return "no_route"
+    if "failed" in statuses:
+        return "failed"
+    return "delivered" if "delivered" in statuses else "digest"
