@@ -7,7 +7,7 @@ the only claim-level identifier that crosses a topic, because matching needs it.
 """
 
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -23,9 +23,15 @@ class Contract(BaseModel):
 
 
 def _to_rate(value: object) -> Decimal:
-    if isinstance(value, float):
-        raise ValueError("rates must be given as a string or Decimal, never a float")
-    return Decimal(str(value))
+    if isinstance(value, float | bool) or not isinstance(value, str | int | Decimal):
+        raise ValueError("rates must be given as a decimal string, never a float")
+    try:
+        rate = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError("not a rate") from exc
+    if not rate.is_finite() or rate < 0:
+        raise ValueError("a rate must be a finite, non-negative decimal fraction")
+    return rate
 
 
 Rate = Annotated[

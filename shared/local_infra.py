@@ -7,6 +7,7 @@ this module, so what the tests prove is what the README's command runs.
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -236,6 +238,19 @@ def pg_bindir() -> Path:
     raise InfraError("PostgreSQL server binaries not found; install them with apt-get install postgresql")
 
 
+def _reachable_by_db_owner(home: Path) -> Path:
+    """``home``, or a folder under the temp dir when the ``postgres`` user cannot reach it (a checkout under
+    /root, say): the server runs as that user and must be able to open its own data directory."""
+    if os.geteuid() != 0:
+        return home
+    home.parent.mkdir(parents=True, exist_ok=True)
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(home.parent)], check=False)
+    if probe.returncode == 0:
+        return home
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"offsetstream-pg-{digest}"
+
+
 def _as_db_owner(cmd: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run its tools as the ``postgres`` user when we are root."""
     if os.geteuid() == 0:
@@ -261,7 +276,7 @@ class PostgresInfo:
 
 def start_postgres(home: Path, *, durable: bool = True, timeout: float = 60.0) -> PostgresInfo:
     """initdb a fresh cluster in ``home`` (owned by the DB user), start it, create the project database."""
-    home = home.resolve()
+    home = _reachable_by_db_owner(home.resolve())
     if home.exists():
         shutil.rmtree(home)
     data = home / "data"

@@ -6,6 +6,7 @@ so tests share one broker and one database without seeing each other's rows.
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,6 +31,8 @@ def stack() -> Iterator[Stack]:
         yield started
     finally:
         started.stop()
+        shutil.rmtree(started.postgres.home, ignore_errors=True)
+        shutil.rmtree(started.root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from contracts.events import (
 from services.notification import domain, metrics, store
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, deliver_once
-from shared import envelopes, outbox
+from shared import envelopes, outbox, telemetry
 from shared.ids import account_key, stable_id
 from shared.settings import Settings
 from shared.stream import Incoming, Outgoing, dead_letter_message
@@ -192,6 +192,7 @@ class Notifier:
                 )
             statuses.append("failed" if result == "gave_up" else "delivered")
             if result == "gave_up":
+                telemetry.DEAD_LETTERS.labels(SERVICE, "delivery_gave_up").inc()
                 outputs.append(
                     dead_letter_message(
                         SERVICE,
