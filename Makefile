@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run run-keep test test-unit test-integration lint contracts clean
+.PHONY: setup run run-keep test test-unit test-integration lint contracts bench bench-parse clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,14 @@ lint: setup
 ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml
 contracts: setup
 	$(PY) -m contracts.generate
+
+## end-to-end: generated feed (BENCH_CLAIMS, default 200000) through the five services, 1 then 2 workers
+bench: setup
+	$(PY) -m bench.e2e_bench
+
+## parser speed and memory on a generated 100k-claim 835, against linuxforhealth-x12 in its own venv
+bench-parse: setup
+	$(PY) -m bench.parse_bench
 
 clean:
 	rm -rf .local/run .local/test-* .local/dev

@@ -208,6 +208,11 @@ class OverpaymentDetected(Contract):
     original_payment_date: date | None = Field(
         default=None, description="When the overpaid payment was made, when the evidence shows it."
     )
+    netted_in_remittance: UUID | None = Field(
+        default=None,
+        description="Remittance whose claim amounts already net the difference (reversal + lower correction); "
+        "the overpayment is recovered there unless a negative WO in that remittance defers it.",
+    )
     duplicate: bool = Field(default=False, description="The evidence is of a duplicate payment.")
     trace_numbers: tuple[str, ...] = Field(
         default=(), description="TRN02 of the remittances that paid the claims; a fallback key for matching."

@@ -10,6 +10,8 @@ offsetstream dlt list [--topic T] [--limit N] [--json]     rejected input: why, 
 offsetstream dlt show P:O [--content | --raw]              one rejected record (body only when asked)
 offsetstream dlt replay [--reason R | P:O ... | --all]     send rejected input back once the cause is fixed
 offsetstream db migrate | topics create                    prepare PostgreSQL / Kafka
+offsetstream generate --out DIR [--tenants N ...]         synthetic payer feeds + expected.json (load tests)
+offsetstream generate --check DIR [--tenant T]             compare a generated feed's expected.json with the DB
 (staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see shared/cli_staff.py)
 """
 
@@ -360,6 +362,66 @@ def _add_dlt_parser(sub: Any) -> None:
     rep.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
 
 
+def _add_generate_parser(sub: Any) -> None:
+    gen = sub.add_parser(
+        "generate",
+        help="write synthetic payer feeds (835 + letters) and the ledger they must produce (expected.json)",
+        description="--out DIR writes N tenants × M payers × K providers over D days; --check DIR compares "
+        "DIR/expected.json with the ledger (read-only) and exits 1 on any difference. Feed the files in "
+        "DIR/manifest.json order with OFFSETSTREAM_TODAY set to expected.json's 'today'.",
+    )
+    mode = gen.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", type=Path, help="folder to write the feed into")
+    mode.add_argument("--check", type=Path, metavar="DIR", help="compare DIR/expected.json with the ledger")
+    gen.add_argument("--tenant", default=None, help="with --check: only this tenant")
+    gen.add_argument("--tenants", type=int, default=2)
+    gen.add_argument("--payers", type=int, default=2)
+    gen.add_argument("--providers", type=int, default=3)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--claims-per-remit", type=int, default=10, help="ordinary claims per transaction")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from shared import generate
+
+    if args.check is not None:
+        return asyncio.run(_generate_check(args.check, args.tenant))
+    spec = generate.Spec(
+        tenants=args.tenants,
+        payers=args.payers,
+        providers=args.providers,
+        days=args.days,
+        seed=args.seed,
+        claims_per_remit=args.claims_per_remit,
+    )
+    feed = generate.generate(spec, args.out)
+    expected = json.loads((args.out / "expected.json").read_text())
+    for tenant, figures in expected["tenants"].items():
+        print(
+            f"{tenant}: {figures['remittances']} remittances, {figures['claim_payments']} claim payments, "
+            f"{sum(figures['plb_pairs_by_bucket'].values())} PLB pairs, {len(figures['receivables'])} receivables"
+        )
+    print(
+        f"{len(feed)} files to feed in {args.out / 'manifest.json'} order; OFFSETSTREAM_TODAY={expected['today']}"
+    )
+    return 0
+
+
+async def _generate_check(folder: Path, tenant: str | None) -> int:
+    from shared import db, generate
+
+    conn = await db.connect(get_settings())
+    try:
+        problems = await generate.compare(conn, folder, tenant)
+    finally:
+        await conn.close()
+    for line in problems:
+        print(line)
+    print("ledger equals expected.json" if not problems else f"{len(problems)} difference(s)")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     settings = get_settings()
@@ -403,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=2.0, help="seconds between looks (default 2)")
     watch.add_argument("--format", dest="format_hint", default=None, help="feed parser name, e.g. x12_835")
     _add_dlt_parser(sub)
+    _add_generate_parser(sub)
     cli_staff.add_parsers(sub, settings)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
@@ -439,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_watch(args.folder, args.tenant, args.interval, args.format_hint))
     if args.command == "dlt":
         return _run_dlt(args)
+    if args.command == "generate":
+        return _generate(args)
     if args.command == "db":
         return asyncio.run(_migrate())
     return asyncio.run(_topics())

@@ -176,7 +176,7 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
     java = _kafka_java(home, libs, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
     fmt = subprocess.run(
-        [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+        [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
         capture_output=True,
         text=True,
         check=False,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import faust
+from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
@@ -189,16 +190,24 @@ class Stage:
         telemetry.IN_PROGRESS.labels(service).inc()
         started = time.perf_counter()
         try:
+            outputs: list[Outgoing] = []
             try:
                 message_id = id_of(incoming)
                 outputs, duplicate = await self.retrying(lambda: self._apply(handler, incoming, message_id))
-                await self.retrying(lambda: self.publish(outputs))
                 outcome = "duplicate" if duplicate else "applied"
             except Rejected as rejected:
-                await self.dead_letter(incoming, rejected.reason, rejected.message, rejected.location)
+                outputs = [
+                    dead_letter_message(
+                        service, incoming, rejected.reason, rejected.message, rejected.location
+                    )
+                ]
                 outcome = "dead_lettered"
             except ValidationError as exc:
-                await self.dead_letter(incoming, "invalid_message", safe_validation_message(exc), {})
+                outputs = [
+                    dead_letter_message(
+                        service, incoming, "invalid_message", safe_validation_message(exc), {}
+                    )
+                ]
                 outcome = "dead_lettered"
             except Exception as exc:
                 log.exception(
@@ -209,8 +218,13 @@ class Stage:
                     incoming.partition,
                     incoming.offset,
                 )
-                await self.dead_letter(incoming, "processing_error", type(exc).__name__, {})
+                outputs = [dead_letter_message(service, incoming, "processing_error", type(exc).__name__, {})]
                 outcome = "dead_lettered"
+            if outcome == "dead_lettered":
+                self._count_dead_letter(incoming, outputs[0])
+            # Outside the try: once the effect is committed (or the input judged bad), its messages are owed to
+            # the broker. Publishing retries until acknowledged and never dead-letters a committed effect.
+            await self.retrying(lambda: self.publish(outputs), broker_errors=True)
         finally:
             telemetry.IN_PROGRESS.labels(service).dec()
         telemetry.MESSAGES_PROCESSED.labels(service, outcome).inc()
@@ -225,12 +239,15 @@ class Stage:
         async with pool.acquire() as conn:
             return await apply_once(conn, self.service, handler, incoming, message_id)
 
-    async def retrying(self, action: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, action: Callable[[], Awaitable[T]], *, broker_errors: bool = False) -> T:
+        """Run ``action`` until it succeeds through transient failures (database or network down; with
+        ``broker_errors`` also any Kafka error, for publishing what is already owed)."""
         delay = 0.2
+        transient = (*TRANSIENT_ERRORS, KafkaError) if broker_errors else TRANSIENT_ERRORS
         while True:
             try:
                 return await action()
-            except TRANSIENT_ERRORS as exc:
+            except transient as exc:
                 telemetry.TRANSIENT_RETRIES.labels(self.service).inc()
                 log.warning("%s: transient %s, retrying in %.1fs", self.service, type(exc).__name__, delay)
                 if isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | OSError):
@@ -258,10 +275,9 @@ class Stage:
         for fut in pending:
             await fut
 
-    async def dead_letter(
-        self, incoming: Incoming, reason: str, message: str, location: dict[str, str]
-    ) -> None:
-        """Send the original bytes to ``<topic>.dlt`` with headers naming reason, error and source."""
+    def _count_dead_letter(self, incoming: Incoming, record: Outgoing) -> None:
+        headers = dict(record.headers)
+        reason = headers.get("reason", b"").decode()
         telemetry.DEAD_LETTERS.labels(self.service, reason).inc()
         log.warning(
             "%s: dead-lettered %s[%d]@%d: %s (%s)",
@@ -270,11 +286,16 @@ class Stage:
             incoming.partition,
             incoming.offset,
             reason,
-            message,
+            headers.get("error", b"").decode(),
         )
-        await self.retrying(
-            lambda: self.publish([dead_letter_message(self.service, incoming, reason, message, location)])
-        )
+
+    async def dead_letter(
+        self, incoming: Incoming, reason: str, message: str, location: dict[str, str]
+    ) -> None:
+        """Send the original bytes to the topic's DLT with headers naming reason, error and source."""
+        record = dead_letter_message(self.service, incoming, reason, message, location)
+        self._count_dead_letter(incoming, record)
+        await self.retrying(lambda: self.publish([record]), broker_errors=True)
 
 
 async def apply_once(

@@ -77,6 +77,7 @@ async def _record(
             trace_numbers=ev.trace_numbers,
             original_payment_date=ev.original_payment_date,
             duplicate=ev.rule == "duplicate_payment",
+            netted_in_remittance=ev.netted_in_remittance,
         )
         outputs.append(
             Outgoing.event(
@@ -104,8 +105,11 @@ async def on_claim(conn: asyncpg.Connection, env: Envelope[ClaimPaymentReceived]
         await store.note_reversal(conn, tenant, account, env.event_id, claim)
     else:
         await store.pair_reversal(conn, tenant, account, env.event_id, claim)
-    prior = await store.related_claims(conn, tenant, account, env.event_id, claim)
-    return await _record(conn, env, claim.payer_id, _run_rules("on_claim", claim, prior))
+    prior, later = await store.related_claims(conn, tenant, account, env.event_id, claim)
+    found = _run_rules("on_claim", claim, prior)
+    if later:
+        found += _run_rules("on_claim_arriving_late", claim, later)
+    return await _record(conn, env, claim.payer_id, found)
 
 
 async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:

@@ -36,6 +36,7 @@ class Evidence:
     patient_control_numbers: tuple[str, ...] = ()
     trace_numbers: tuple[str, ...] = ()
     original_payment_date: date | None = None
+    netted_in_remittance: UUID | None = None
 
 
 class DetectionRule:
@@ -50,6 +51,14 @@ class DetectionRule:
 
     def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
         """Evidence found when a claim payment arrives."""
+        return []
+
+    def on_claim_arriving_late(
+        self, claim: ClaimPaymentReceived, later: list[ClaimPaymentReceived]
+    ) -> list[Evidence]:
+        """Evidence about claims already seen (``later``: dated after this one) that this earlier-dated claim,
+        arriving late, reveals. Files of one account may be processed in any order; a rule whose finding depends
+        on order implements this so both orders find the same evidence (with the same deterministic ids)."""
         return []
 
     def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:

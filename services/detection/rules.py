@@ -2,6 +2,7 @@
 
 import csv
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -113,7 +114,8 @@ class ReversalCorrectionRule(DetectionRule):
             p for p in prior if p.status_code != REVERSAL_STATUS and p.payment_date <= reversal.payment_date
         ]
         paid_on = originals[-1].payment_date if originals else reversal.payment_date
-        return [_claim_evidence(self.name, claim, reference, overpaid, refs, paid_on=paid_on)]
+        evidence = _claim_evidence(self.name, claim, reference, overpaid, refs, paid_on=paid_on)
+        return [replace(evidence, netted_in_remittance=claim.remittance_id)]
 
 
 class DuplicatePaymentRule(DetectionRule):
@@ -126,12 +128,7 @@ class DuplicatePaymentRule(DetectionRule):
         """The whole second payment is owed back."""
         if claim.status_code == REVERSAL_STATUS or claim.paid <= 0:
             return []
-        twins = [
-            p
-            for p in live_payments(prior)
-            if p.paid == claim.paid
-            and (p.service_date_from, p.service_date_to) == (claim.service_date_from, claim.service_date_to)
-        ]
+        twins = [p for p in live_payments(prior) if self._same_payment(p, claim)]
         signalled = any(a.reason_code in DUPLICATE_CARCS for a in claim.adjustments)
         if not twins and not signalled:
             return []
@@ -139,6 +136,31 @@ class DuplicatePaymentRule(DetectionRule):
             r for r in (*(t.payer_claim_control_number for t in twins), claim.payer_claim_control_number) if r
         )
         return [_claim_evidence(self.name, claim, _claim_reference(claim), claim.paid, refs)]
+
+    def on_claim_arriving_late(
+        self, claim: ClaimPaymentReceived, later: list[ClaimPaymentReceived]
+    ) -> list[Evidence]:
+        """The first payment arrived after its duplicate: flag the later one, exactly as in order."""
+        if claim.status_code == REVERSAL_STATUS or claim.paid <= 0:
+            return []
+        found = []
+        for index, second in enumerate(later):
+            if second.status_code == REVERSAL_STATUS or not self._same_payment(claim, second):
+                continue
+            if claim not in live_payments([claim, *later[:index]]):
+                continue  # the first payment was reversed before the second: not a duplicate
+            refs = tuple(
+                r for r in (claim.payer_claim_control_number, second.payer_claim_control_number) if r
+            )
+            found.append(_claim_evidence(self.name, second, _claim_reference(second), second.paid, refs))
+        return found
+
+    @staticmethod
+    def _same_payment(a: ClaimPaymentReceived, b: ClaimPaymentReceived) -> bool:
+        return a.paid == b.paid and (a.service_date_from, a.service_date_to) == (
+            b.service_date_from,
+            b.service_date_to,
+        )
 
 
 class PaidAboveChargeRule(DetectionRule):

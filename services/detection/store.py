@@ -37,14 +37,15 @@ async def save_claim(
 
 async def related_claims(
     conn: asyncpg.Connection, tenant_id: str, account: str, event_id: UUID, claim: ClaimPaymentReceived
-) -> list[ClaimPaymentReceived]:
-    """Earlier claims of the account with the same CLP01, or whose CLP07 is this claim's CLP07 or REF*F8."""
+) -> tuple[list[ClaimPaymentReceived], list[ClaimPaymentReceived]]:
+    """The account's claims sharing this claim's CLP01, or whose CLP07 is its CLP07 or REF*F8, split into those
+    dated before it and those dated after it (already seen because files arrive in any order), oldest first."""
     icns = [r for r in (claim.payer_claim_control_number, claim.original_reference) if r]
     rows = await conn.fetch(
-        """SELECT payload FROM detection.claims
+        """SELECT payload, (payment_date, remittance_id::text, claim_ordinal) < ($6, $7::text, $8) AS earlier
+           FROM detection.claims
            WHERE tenant_id = $1 AND account_key = $2 AND event_id <> $3
              AND (patient_control_number = $4 OR payer_claim_control_number = ANY($5::text[]))
-             AND (payment_date, remittance_id::text, claim_ordinal) < ($6, $7::text, $8)
            ORDER BY payment_date, remittance_id::text, claim_ordinal""",
         tenant_id,
         account,
@@ -55,7 +56,8 @@ async def related_claims(
         str(claim.remittance_id),
         claim.claim_ordinal,
     )
-    return [ClaimPaymentReceived.model_validate_json(r["payload"]) for r in rows]
+    claims = [(ClaimPaymentReceived.model_validate_json(r["payload"]), r["earlier"]) for r in rows]
+    return [c for c, earlier in claims if earlier], [c for c, earlier in claims if not earlier]
 
 
 async def add_evidence(conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID, ev: Evidence) -> bool:

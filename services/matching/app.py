@@ -154,6 +154,36 @@ def alert(
     )
 
 
+async def resplit(
+    conn: asyncpg.Connection, tenant: str, row: asyncpg.Record
+) -> tuple[domain.Balance, dict[str, tuple[Decimal, Decimal]]]:
+    """Re-split every recovery of the receivable interest-first *in business-date order* and store the totals.
+
+    Whether a dollar paid interest or principal depends on what interest was due on the day it was taken, not
+    on when our services happened to see the charge: this keeps the ledger identical under replays, late
+    files and interest ticks that run ahead of a backlog.
+    """
+    rid = row["receivable_id"]
+    charges, recoveries = await store.dated_money(conn, tenant, rid)
+    splits = domain.split_in_date_order(
+        charges,
+        recoveries,
+        row["principal"] - row["written_off"],
+        interest_first=interest_first(row["policy"]),
+    )
+    await store.set_splits(conn, tenant, splits)
+    totals = await store.recovered_totals(conn, tenant, rid)
+    after = replace(
+        store.balance_of(row),
+        principal_recovered=totals["principal_recovered"],
+        interest_recovered=totals["interest_recovered"],
+        interest_accrued=totals["interest_accrued"],
+        refunded=totals["refunded"],
+    )
+    await store.save_balance(conn, tenant, rid, after, domain.status_of(after))
+    return after, splits
+
+
 async def apply_money(
     conn: asyncpg.Connection,
     source: Envelope[Any],
@@ -164,31 +194,45 @@ async def apply_money(
     cause: str,
     *,
     kind: str = "offset",
+    remittance_id: UUID | None = None,
 ) -> tuple[domain.Application, Allocation, list[Outgoing]]:
     """Apply an amount (offset or refund) to one receivable: allocation row, new balance, history, events.
 
     Money withheld while an appeal pauses recoupment is still applied (it was taken) and raises a violation.
     """
     before = store.balance_of(row)
-    applied = domain.apply_recovery(amount, before, interest_first=interest_first(row["policy"]))
-    after = before.recovered(applied, refund=kind == "refund")
+    provisional = domain.apply_recovery(amount, before, interest_first=interest_first(row["policy"]))
     rid = row["receivable_id"]
+    allocation_id = stable_id(money_id, "allocation", rid, source.event_id)
     await store.save_allocation(
         conn,
         source.tenant_id,
-        stable_id(money_id, "allocation", rid, source.event_id),
+        allocation_id,
         money_id,
         rid,
-        applied.to_interest,
-        applied.to_principal,
+        provisional.to_interest,
+        provisional.to_principal,
         effective,
         kind,
+        remittance_id,
     )
-    await store.save_balance(conn, source.tenant_id, rid, after, domain.status_of(after))
+    after, splits = await resplit(conn, source.tenant_id, row)
+    to_interest, to_principal = splits[str(allocation_id)]
+    applied = domain.Application(to_interest, to_principal, provisional.remainder)
     metrics.RECOVERED_DOLLARS.labels(row["policy"], "interest").inc(float(applied.to_interest))
     metrics.RECOVERED_DOLLARS.labels(row["policy"], "principal").inc(float(applied.to_principal))
     outputs = [
-        await announce(conn, source, row, after, "ReceivableReduced", applied.applied, effective, cause, kind)
+        await announce(
+            conn,
+            source,
+            row,
+            after,
+            "ReceivableReduced",
+            applied.applied,
+            effective,
+            cause,
+            "offset" if kind == "netting" else kind,
+        )
     ]
     if before.paused and kind == "offset" and applied.applied > 0:
         outputs.append(
@@ -372,6 +416,7 @@ async def on_adjustment(
         out.event_type = "ForwardingBalanceOpened" if opening else "ForwardingBalanceApplied"
     elif meaning.action == "deferral":
         out.bucket = "deferral"
+        out.outputs += await undo_netting(conn, env, candidates)
     elif meaning.action == "refund":
         out.bucket = "refund_acknowledged"
         if parsed.receivable:
@@ -396,6 +441,29 @@ async def on_adjustment(
         env, adj, env.event_id, out.bucket, out.reason, tuple(out.allocations), out.unmatched, out.event_type
     )
     return [event, *out.outputs]
+
+
+async def undo_netting(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], candidates: Sequence[tuple[str, str]]
+) -> list[Outgoing]:
+    """A negative WO in the remittance whose claims netted an overpayment: the payer gave that money back and
+    will recover it later, so the netting no longer counts as recovered."""
+    ids, _ = await store.resolve(conn, env.tenant_id, env.account_key, candidates)
+    outputs = []
+    for rid in sorted(ids):
+        row = await store.lock_receivable(conn, env.tenant_id, rid)
+        if row is None:
+            continue
+        amount = await store.cancel_netting(conn, env.tenant_id, rid, env.payload.remittance_id)
+        if amount > 0:
+            after, _ = await resplit(conn, env.tenant_id, row)
+            cause = f"recovery deferred by the payer (TRN {env.payload.trace_number} PLB #{env.payload.segment_ordinal})"
+            outputs.append(
+                await announce(
+                    conn, env, row, after, "ReceivableIncreased", amount, env.payload.payment_date, cause
+                )
+            )
+    return outputs
 
 
 async def acknowledge_refund(
@@ -424,18 +492,7 @@ async def _refund_totals(
     for changed in rows:
         row = await store.lock_receivable(conn, env.tenant_id, changed["receivable_id"])
         assert row is not None
-        before = store.balance_of(row)
-        amount = changed["to_interest"] + changed["to_principal"]
-        after = domain.Balance(
-            before.principal,
-            before.principal_recovered,
-            before.interest_accrued,
-            before.interest_recovered,
-            before.refunded + amount,
-            before.written_off,
-            before.paused,
-        )
-        await store.save_balance(conn, env.tenant_id, row["receivable_id"], after, domain.status_of(after))
+        after, _ = await resplit(conn, env.tenant_id, row)
         outputs.append(
             await announce(
                 conn,
@@ -471,6 +528,23 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             )
         )
     keys = await store.receivable_keys(conn, tenant, op.receivable_id)
+    netted = op.netted_in_remittance
+    if netted is not None and not await store.deferral_in(conn, tenant, netted, keys):
+        fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
+        assert fresh is not None
+        if store.balance_of(fresh).open > 0:
+            _, _, events = await apply_money(
+                conn,
+                env,
+                stable_id(env.event_id, "netting"),
+                fresh,
+                op.evidence_amount,
+                op.determination_date,
+                f"netted in the claim amounts ({op.source})",
+                kind="netting",
+                remittance_id=netted,
+            )
+            outputs += events
     for parked in await store.parked_recoveries(conn, tenant, account, keys):
         row = await store.lock_receivable(conn, tenant, op.receivable_id)
         assert row is not None
@@ -512,52 +586,19 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
 
 
 async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) -> list[Outgoing]:
-    """Add an accrued period's interest, or a signed correction, to the receivable's balance.
-
-    A negative correction below what was already recovered as interest moves that excess to principal (money is
-    applied interest first, so it would have gone to principal); the move is an allocation row, so balances stay
-    derivable. Whatever exceeds the principal too is owed back by the payer: it is not charged and is logged.
-    """
+    """Add an accrued period's interest, or a signed correction, then re-split recoveries by business date
+    (a charge due before a recovery's date takes that recovery's money first)."""
     accrual, tenant = env.payload, env.tenant_id
     row = await store.lock_receivable(conn, tenant, accrual.receivable_id)
-    if row is None:
+    due = accrual.period_end + timedelta(days=1)
+    if row is None or not await store.add_interest(
+        conn, tenant, env.event_id, accrual.receivable_id, accrual.amount, due
+    ):
         return []
-    before = store.balance_of(row)
-    accrued = before.interest_accrued + accrual.amount
-    excess = max(before.interest_recovered - max(accrued, ZERO), ZERO)
-    shift = min(excess, max(before.principal_open, ZERO))
-    owed_back = excess - shift
-    charged = accrual.amount + owed_back
-    if not await store.add_interest(conn, tenant, env.event_id, accrual.receivable_id, charged):
-        return []
-    effective = accrual.period_end + timedelta(days=1)
-    if shift > 0:
-        await store.save_allocation(
-            conn,
-            tenant,
-            stable_id(env.event_id, "interest-shift"),
-            env.event_id,
-            accrual.receivable_id,
-            -shift,
-            shift,
-            effective,
-        )
-    after = replace(
-        before,
-        interest_accrued=before.interest_accrued + charged,
-        interest_recovered=before.interest_recovered - shift,
-        principal_recovered=before.principal_recovered + shift,
-    )
-    if owed_back > 0:
-        log.warning(
-            "interest correction on %s exceeds what is owed: %s recovered interest owed back by the payer",
-            row["reference"],
-            owed_back,
-        )
-    await store.save_balance(conn, tenant, accrual.receivable_id, after, domain.status_of(after))
+    after, _ = await resplit(conn, tenant, row)
     version = f" v{accrual.version}" if accrual.version > 1 else ""
     cause = f"interest period {accrual.period_number}{version} ({accrual.period_start}..{accrual.period_end})"
-    return [await announce(conn, env, row, after, "InterestAdded", charged, effective, cause)]
+    return [await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
 
 
 async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]) -> list[Outgoing]:

@@ -235,3 +235,46 @@ def oldest_first(
         applied.append((rid, application))
         left = application.remainder
     return applied, left
+
+
+@dataclass(frozen=True)
+class Dated:
+    """A money movement on a receivable with its business date: an interest charge or a recovery."""
+
+    key: str
+    day: date
+    amount: Decimal
+
+
+def split_in_date_order(
+    charges: list[Dated], recoveries: list[Dated], principal: Decimal, *, interest_first: bool = True
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Interest/principal split of every recovery, judged by what was due on each recovery's own date.
+
+    Walks business dates: charges due on a day come before recoveries of that day. The result depends only on
+    the dates and amounts, never on the order in which events arrived, so a late file, a replay or an interest
+    tick that ran ahead of a backlog all end in the same split. Returns key → (to_interest, to_principal).
+    """
+    events = sorted(
+        [(c.day, 0, c.key, c.amount) for c in charges] + [(r.day, 1, r.key, r.amount) for r in recoveries]
+    )
+    interest_open = ZERO
+    principal_open = principal
+    split: dict[str, tuple[Decimal, Decimal]] = {}
+    for _, kind, key, amount in events:
+        if kind == 0:
+            interest_open += amount
+            continue
+        if interest_first:
+            to_interest = min(amount, max(interest_open, ZERO))
+            to_principal = min(amount - to_interest, max(principal_open, ZERO))
+        else:
+            to_principal = min(amount, max(principal_open, ZERO))
+            to_interest = min(amount - to_principal, max(interest_open, ZERO))
+        to_interest += (
+            amount - to_interest - to_principal
+        )  # beyond both: the payer took too much; keep it visible
+        interest_open -= to_interest
+        principal_open -= to_principal
+        split[key] = (to_interest, to_principal)
+    return split

@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events import OverpaymentDetected, ProviderAdjustmentReceived
-from services.matching.domain import Balance, Candidate
+from services.matching.domain import Balance, Candidate, Dated
 
 
 def balance_of(row: asyncpg.Record) -> Balance:
@@ -257,11 +257,13 @@ async def save_allocation(
     to_principal: Decimal,
     effective: date,
     kind: str = "offset",
+    remittance_id: UUID | None = None,
 ) -> None:
-    """Record which part of a PLB pair (or refund) went to which receivable: the audit trail of every dollar."""
+    """Record which part of a PLB pair (or refund, or claim netting) went to which receivable: the audit trail
+    of every dollar."""
     await conn.execute(
         """INSERT INTO matching.allocations (tenant_id, allocation_id, adjustment_id, receivable_id, to_interest,
-               to_principal, effective_date, kind) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)""",
+               to_principal, effective_date, kind, remittance_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)""",
         tenant_id,
         allocation_id,
         adjustment_id,
@@ -270,7 +272,38 @@ async def save_allocation(
         to_principal,
         effective,
         kind,
+        remittance_id,
     )
+
+
+async def deferral_in(conn: asyncpg.Connection, tenant_id: str, remittance_id: UUID, keys: list[str]) -> bool:
+    """Whether a remittance holds a negative WO naming one of these keys (the payer deferred the recovery)."""
+    found = await conn.fetchval(
+        """SELECT 1 FROM matching.adjustments WHERE tenant_id = $1 AND remittance_id = $2 AND reason_code = 'WO'
+               AND amount < 0 AND match_keys && $3::text[] LIMIT 1""",
+        tenant_id,
+        remittance_id,
+        keys,
+    )
+    return found is not None
+
+
+async def cancel_netting(conn: asyncpg.Connection, tenant_id: str, rid: UUID, remittance_id: UUID) -> Decimal:
+    """A deferral in the netting remittance undoes the netting: zero its allocations; return what they held."""
+    total = await conn.fetchval(
+        """WITH netted AS (
+               SELECT allocation_id, to_interest + to_principal AS amount FROM matching.allocations
+               WHERE tenant_id = $1 AND receivable_id = $2 AND remittance_id = $3 AND kind = 'netting'
+                 AND to_interest + to_principal > 0 FOR UPDATE),
+           cleared AS (
+               UPDATE matching.allocations a SET to_interest = 0, to_principal = 0 FROM netted
+               WHERE a.tenant_id = $1 AND a.allocation_id = netted.allocation_id)
+           SELECT COALESCE(sum(amount), 0) FROM netted""",
+        tenant_id,
+        rid,
+        remittance_id,
+    )
+    return Decimal(total)
 
 
 async def parked_recoveries(
@@ -378,18 +411,68 @@ async def stale_forwarding_balances(conn: asyncpg.Connection, opened_before: dat
 
 
 async def add_interest(
-    conn: asyncpg.Connection, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal
+    conn: asyncpg.Connection, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date
 ) -> bool:
-    """Record an accrual once; False on a replay."""
+    """Record an accrual (or a signed correction) once, with its due date; False on a replay."""
     done = await conn.fetchval(
-        """INSERT INTO matching.interest_charges (tenant_id, event_id, receivable_id, amount) VALUES ($1,$2,$3,$4)
-           ON CONFLICT DO NOTHING RETURNING 1""",
+        """INSERT INTO matching.interest_charges (tenant_id, event_id, receivable_id, amount, due_date)
+           VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING RETURNING 1""",
         tenant_id,
         event_id,
         rid,
         amount,
+        due,
     )
     return done is not None
+
+
+async def dated_money(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> tuple[list[Dated], list[Dated]]:
+    """A receivable's interest charges (by due date) and recoveries (by effective date), for re-splitting."""
+    charges = await conn.fetch(
+        """SELECT event_id::text AS key, due_date AS day, amount FROM matching.interest_charges
+           WHERE tenant_id = $1 AND receivable_id = $2""",
+        tenant_id,
+        rid,
+    )
+    recoveries = await conn.fetch(
+        """SELECT allocation_id::text AS key, effective_date AS day, to_interest + to_principal AS amount
+           FROM matching.allocations WHERE tenant_id = $1 AND receivable_id = $2""",
+        tenant_id,
+        rid,
+    )
+    return (
+        [Dated(r["key"], r["day"], r["amount"]) for r in charges],
+        [Dated(r["key"], r["day"], r["amount"]) for r in recoveries],
+    )
+
+
+async def set_splits(
+    conn: asyncpg.Connection, tenant_id: str, splits: dict[str, tuple[Decimal, Decimal]]
+) -> None:
+    """Store re-computed interest/principal splits of allocations (only rows whose split changed move)."""
+    await conn.executemany(
+        """UPDATE matching.allocations SET to_interest = $3, to_principal = $4
+           WHERE tenant_id = $1 AND allocation_id = $2::uuid AND (to_interest, to_principal) <> ($3, $4)""",
+        [(tenant_id, key, interest, principal) for key, (interest, principal) in splits.items()],
+    )
+
+
+async def recovered_totals(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> asyncpg.Record:
+    """Sums the receivable's balance is derived from."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT COALESCE((SELECT sum(to_principal) FROM matching.allocations
+                            WHERE tenant_id = $1 AND receivable_id = $2), 0) AS principal_recovered,
+                  COALESCE((SELECT sum(to_interest) FROM matching.allocations
+                            WHERE tenant_id = $1 AND receivable_id = $2), 0) AS interest_recovered,
+                  COALESCE((SELECT sum(to_interest + to_principal) FROM matching.allocations
+                            WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'refund'), 0) AS refunded,
+                  COALESCE((SELECT sum(amount) FROM matching.interest_charges
+                            WHERE tenant_id = $1 AND receivable_id = $2), 0) AS interest_accrued""",
+        tenant_id,
+        rid,
+    )
+    assert row is not None
+    return row
 
 
 async def open_totals(

@@ -124,3 +124,17 @@ async def test_a_reversal_is_remembered_until_its_correction_arrives(
         == 0
     )
     assert await evidence(ledger, tenant) == [("reversal_correction", "5550000000001", D("30.00"))]
+
+
+async def test_duplicate_payment_found_when_the_second_payment_arrives_first(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    paid = Claim("PCN2002", [Service(D("180.00"), [Adj("CO", "45", D("20.00"))])], icn="3331000000001")
+    again = Claim("PCN2002", [Service(D("180.00"), [Adj("CO", "45", D("20.00"))])], icn="3331000000002")
+    pipeline = InProcessPipeline(ledger, tenant)
+    pipeline.feed(remit("EFTD1002", "20260801", [again]))  # the later-dated file is processed first
+    await pipeline.run()
+    assert await evidence(ledger, tenant) == []
+    pipeline.feed(remit("EFTD1001", "20260701", [paid]))
+    await pipeline.run()
+    assert await evidence(ledger, tenant) == [("duplicate_payment", "3331000000002", D("160.00"))]

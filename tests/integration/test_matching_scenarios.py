@@ -4,6 +4,7 @@ Each test is one story a billing specialist would recognise; the in-process pipe
 → matching → interest → notification on the real PostgreSQL (Kafka routing simulated per topic).
 """
 
+import uuid
 import zlib
 from datetime import date
 from decimal import Decimal
@@ -335,3 +336,43 @@ async def test_an_unreferenced_lookalike_is_suggested_not_applied(
     assert row["bucket"] == "unmatched"
     assert "score" in row["suggestion"]
     await assert_ledger_consistent(ledger, tenant)
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3, 4, 5])
+async def test_reversal_and_lower_correction_is_recovered_by_claim_netting_unless_deferred(
+    ledger: asyncpg.Connection, seed: int | None
+) -> None:
+    """Pattern 1 (netted, settled at once) and pattern 3 (negative WO defers it, a later WO recovers it), under
+    any interleaving of the claim and PLB topics."""
+    reversal = Claim("PCN-N", [Service(D("-250.00"))], status="22", icn="6660000000001")
+    correction = Claim(
+        "PCN-N", [Service(D("150.00"))], icn="6660000000002", original_reference="6660000000001"
+    )
+    filler = Claim("PCN-F", [Service(D("400.00"))], icn="6660000000009")
+    netted, deferred = f"net-{seed}-{uuid.uuid4().hex[:6]}", f"def-{seed}-{uuid.uuid4().hex[:6]}"
+
+    pipeline = InProcessPipeline(ledger, netted, seed=seed, skip=SKIP)
+    pipeline.feed(remit("EFTN00001", "20260803", claims=[reversal, correction, filler]))
+    await pipeline.run()
+    row = await receivable(ledger, netted, "6660000000001")
+    assert (row["principal"], row["principal_recovered"], row["status"]) == (
+        D("100.00"),
+        D("100.00"),
+        "settled",
+    )
+    await assert_ledger_consistent(ledger, netted)
+
+    pipeline = InProcessPipeline(ledger, deferred, seed=seed, skip=SKIP)
+    pipeline.feed(
+        remit(
+            "EFTN00002", "20260803", ("WO", "6660000000001", "-100.00"), claims=[reversal, correction, filler]
+        )
+    )
+    await pipeline.run()
+    row = await receivable(ledger, deferred, "6660000000001")
+    assert (row["principal_recovered"], row["status"]) == (D("0.00"), "open")
+    pipeline.feed(remit("EFTN00003", "20260824", ("WO", "6660000000001", "100.00")))
+    await pipeline.run()
+    row = await receivable(ledger, deferred, "6660000000001")
+    assert (row["principal_recovered"], row["status"]) == (D("100.00"), "settled")
+    await assert_ledger_consistent(ledger, deferred)

@@ -54,11 +54,13 @@ async def test_example_feed_flows_through_all_five_services(stack: Stack, tenant
     assert deferred["interest_accrued"] == Decimal("0.00")
     assert deferred["status"] == "settled"
 
-    # FCN26080300017 (300.00, determined 2026-08-03) is recouped on 2026-09-14, day 42: one 30-day period of
-    # interest at 11.50 % came due on day 31: 300 × 0.115 × 30/360 = 2.875 → 2.88 still owed.
+    # FCN26080300017 (300.00, determined 2026-08-03) is recouped on 2026-09-14, day 42. Period 1's interest at
+    # 11.50 % came due on day 31: 300 × 0.115 × 30/360 = 2.875 → 2.88, and the recoupment pays it first:
+    # 2.88 interest + 297.12 principal. The 2.88 principal left accrues 0.03 in periods 2 and 3 (due 10-03 and
+    # 11-02): 2.94 interest accrued, 2.94 owed on 2026-11-23.
     late = receivables["FCN26080300017"]
-    assert late["principal_recovered"] == Decimal("300.00")
-    assert late["interest_accrued"] == Decimal("2.88")
+    assert (late["principal_recovered"], late["interest_recovered"]) == (Decimal("297.12"), Decimal("2.88"))
+    assert late["interest_accrued"] == Decimal("2.94")
 
     # FCN26100500042 (75.00, determined 2026-10-05) is open on 2026-11-23 (day 49): one period, 0.72.
     open_one = receivables["FCN26100500042"]
