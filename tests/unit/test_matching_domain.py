@@ -70,8 +70,8 @@ def test_split_is_judged_by_business_date_not_arrival() -> None:
     charge = Dated("i1", date(2026, 9, 3), D("2.88"))  # period 1 charged on day 31
     early = Dated("r1", date(2026, 8, 24), D("100.00"))  # before the charge: all principal
     late = Dated("r2", date(2026, 9, 14), D("200.00"))  # after: interest first
-    for order in ([charge], []), ([], [charge]):
-        split = split_in_date_order([charge], [late, early] if order[0] else [early, late], D("300.00"))
+    for recoveries in ([late, early], [early, late]):  # whatever order the events were seen in
+        split = split_in_date_order([charge], recoveries, D("300.00"))
         assert split == {"r1": (D("0.00"), D("100.00")), "r2": (D("2.88"), D("197.12"))}
     # a correction that cancels the charge moves the money back to principal
     cancel = Dated("i1v2", date(2026, 9, 20), D("-2.88"))
