@@ -261,6 +261,17 @@ class OffsetRecorded(Contract):
 ReceivableStatus = Literal["open", "partially_recovered", "settled", "paused", "refunded", "written_off"]
 
 
+class DatedRecovery(Contract):
+    """What a receivable recovered on one business date, after interest-first splitting in date order."""
+
+    effective_date: date = Field(description="Business date of the recovery (remittance payment date).")
+    kind: Literal["offset", "refund", "netting"] = Field(
+        description="Withheld by the payer (offset), paid by the provider (refund), or netted in claim amounts."
+    )
+    to_interest: Money = Field(description="Part that paid accrued interest.")
+    to_principal: Money = Field(description="Part that paid principal.")
+
+
 class ReceivableChanged(Contract):
     """The state of one receivable after a change (opened, increased, reduced, settled, interest added)."""
 
@@ -293,6 +304,11 @@ class ReceivableChanged(Contract):
     )
     duplicate: bool = Field(
         default=False, description="The overpayment is a duplicate payment (NY waives notice)."
+    )
+    recovery_schedule: tuple[DatedRecovery, ...] | None = Field(
+        default=None,
+        description="Every recovery so far by business date (interest/principal split in date order); the "
+        "interest stage computes outstanding principal from it. None from producers that do not send it.",
     )
     balance: Money = Field(
         description="principal + interest_accrued − recovered − written off (never negative)."

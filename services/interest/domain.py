@@ -141,7 +141,11 @@ class History:
         return any(p.covers(day) for p in self.pauses)
 
 
-def history_from_changes(principal: Decimal, changes: Sequence[Change]) -> History:
+def history_from_changes(
+    principal: Decimal,
+    changes: Sequence[Change],
+    schedule: Sequence[tuple[date, Decimal, Decimal, str]] | None = None,
+) -> History:
     """Turn running totals (in arrival order) into dated deltas and pause intervals.
 
     Matching reports cumulative figures in the order it applied them, and the interest stage receives them in
@@ -153,12 +157,23 @@ def history_from_changes(principal: Decimal, changes: Sequence[Change]) -> Histo
     a recoupment during an appeal is exactly what must be flagged, not a sign the appeal is over.
     """
     movements: list[Movement] = []
-    before_p, before_i = ZERO, ZERO
-    for change in changes:
-        dp, di = change.principal_recovered - before_p, change.interest_recovered - before_i
-        before_p, before_i = change.principal_recovered, change.interest_recovered
-        if dp or di:
-            movements.append(Movement(change.key, change.effective, change.event_type, dp, di))
+    if schedule is not None:
+        # Matching's own dated split (recoveries re-split interest-first in business-date order) is the truth;
+        # differences between snapshots would date a later re-split at the wrong day.
+        kinds = {"offset": "ReceivableReduced", "refund": "RefundReceived", "netting": "ClaimNetting"}
+        movements = [
+            Movement(
+                f"schedule:{day.isoformat()}:{kind}", day, kinds.get(kind, kind), to_principal, to_interest
+            )
+            for day, to_interest, to_principal, kind in schedule
+        ]
+    else:
+        before_p, before_i = ZERO, ZERO
+        for change in changes:
+            dp, di = change.principal_recovered - before_p, change.interest_recovered - before_i
+            before_p, before_i = change.principal_recovered, change.interest_recovered
+            if dp or di:
+                movements.append(Movement(change.key, change.effective, change.event_type, dp, di))
     pauses: list[Pause] = []
     started: date | None = None
     for change in sorted(changes, key=lambda c: c.effective):

@@ -92,7 +92,9 @@ class Engine:
             return []
         policy = self.resolver.resolve(tenant, row["payer_id"], row["policy"])
         determination: date = row["determination_date"]
-        history = domain.history_from_changes(row["principal"], await store.changes(conn, tenant, rid))
+        history = domain.history_from_changes(
+            row["principal"], await store.changes(conn, tenant, rid), store.schedule_of(row)
+        )
         facts = ReceivableFacts(
             determination,
             history,

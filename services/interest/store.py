@@ -71,7 +71,27 @@ async def record_change(
         change.policy,
         change.determination_date,
     )
+    if change.recovery_schedule is not None:
+        await conn.execute(
+            "UPDATE interest.receivables SET recovery_schedule = $3::jsonb WHERE tenant_id = $1 AND receivable_id = $2",
+            tenant_id,
+            change.receivable_id,
+            json.dumps(
+                [
+                    [r.effective_date.isoformat(), str(r.to_interest), str(r.to_principal)]
+                    for r in change.recovery_schedule
+                ]
+            ),
+        )
     return True
+
+
+def schedule_of(row: asyncpg.Record) -> list[tuple[date, Decimal, Decimal, str]] | None:
+    """Matching's dated recovery schedule stored on a receivable row, or None when it never sent one."""
+    raw = row["recovery_schedule"]
+    if raw is None:
+        return None
+    return [(date.fromisoformat(d), Decimal(i), Decimal(p), kind) for d, i, p, kind in json.loads(raw)]
 
 
 async def lock_receivable(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> asyncpg.Record | None:

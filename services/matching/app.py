@@ -22,6 +22,7 @@ from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
     AlertRaised,
     Allocation,
+    DatedRecovery,
     InterestAccrued,
     OffsetRecorded,
     OverpaymentDetected,
@@ -104,6 +105,15 @@ async def announce(
         balance=max(after.open, ZERO),
         source=cause,
         recovery_kind=recovery_kind,
+        recovery_schedule=tuple(
+            DatedRecovery(
+                kind=r["kind"],
+                effective_date=r["effective_date"],
+                to_interest=r["to_interest"],
+                to_principal=r["to_principal"],
+            )
+            for r in await store.recovery_schedule(conn, source.tenant_id, rid)
+        ),
         original_payment_date=row["original_payment_date"],
         duplicate=row["duplicate"],
     )

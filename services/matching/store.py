@@ -457,6 +457,19 @@ async def set_splits(
     )
 
 
+async def recovery_schedule(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[asyncpg.Record]:
+    """The receivable's recoveries summed per business date."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT effective_date, kind, sum(to_interest) AS to_interest, sum(to_principal) AS to_principal
+           FROM matching.allocations WHERE tenant_id = $1 AND receivable_id = $2
+           GROUP BY effective_date, kind HAVING sum(to_interest) <> 0 OR sum(to_principal) <> 0
+           ORDER BY effective_date, kind""",
+        tenant_id,
+        rid,
+    )
+    return rows
+
+
 async def recovered_totals(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> asyncpg.Record:
     """Sums the receivable's balance is derived from."""
     row: asyncpg.Record | None = await conn.fetchrow(
