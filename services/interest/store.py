@@ -78,7 +78,7 @@ async def record_change(
             change.receivable_id,
             json.dumps(
                 [
-                    [r.effective_date.isoformat(), str(r.to_interest), str(r.to_principal)]
+                    [r.effective_date.isoformat(), str(r.to_interest), str(r.to_principal), r.kind]
                     for r in change.recovery_schedule
                 ]
             ),
