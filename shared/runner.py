@@ -15,6 +15,7 @@ from shared.local_infra import Stack, start_stack
 from shared.receiver import WebhookReceiver
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
+MAX_RESTARTS = 5
 WEBHOOK_SECRET = "local-demo-secret"  # noqa: S105 - signs demo deliveries to our own local receiver
 
 
@@ -41,6 +42,7 @@ class Pipeline:
     ) -> None:
         self.stack = stack
         self.workers = workers or {}
+        self.restarts: dict[str, int] = {}
         self.receiver = WebhookReceiver(secret=WEBHOOK_SECRET, fail_first=fail_first)
         self.extra_env = dict(env or {})
         self.settings = Settings(kafka_bootstrap=stack.kafka.bootstrap, database_url=stack.postgres.dsn)
@@ -89,12 +91,20 @@ class Pipeline:
         raise TimeoutError(f"pipeline did not settle within {timeout:.0f}s (lag {lag})")
 
     def _check_services(self) -> None:
+        """Restart a service process that exited, as the deployment's restart policy would (a worker that
+        cannot reach the broker at start-up exits); give up after ``MAX_RESTARTS`` for one process."""
         from shared.local_infra import pid_alive
 
-        dead = [label for label, pid in self.stack.services.items() if not pid_alive(pid)]
-        if dead:
-            logs = Path(self.stack.root) / "logs"
-            raise RuntimeError(f"service(s) {', '.join(dead)} exited; see {logs}")
+        for label, pid in list(self.stack.services.items()):
+            if pid_alive(pid):
+                continue
+            self.restarts[label] = self.restarts.get(label, 0) + 1
+            if self.restarts[label] > MAX_RESTARTS:
+                logs = Path(self.stack.root) / "logs"
+                raise RuntimeError(f"service {label} exited {MAX_RESTARTS} times; see {logs}")
+            service, _, worker = label.rpartition("-")
+            self.stack.services.pop(label)
+            self.stack.start_service(service, worker_id=int(worker), extra_env=self.extra_env)
 
     async def reconciliation(self, tenant_id: str) -> str:
         """The reconciliation text of one tenant."""

@@ -41,6 +41,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash, cannot-connect-now: the server restarts
 )
 
 

@@ -31,8 +31,10 @@ def stack() -> Iterator[Stack]:
         yield started
     finally:
         started.stop()
+        # keep the services' logs for a failed run; drop the data
         shutil.rmtree(started.postgres.home, ignore_errors=True)
-        shutil.rmtree(started.root, ignore_errors=True)
+        for data in ("kafka", "postgres", "data"):
+            shutil.rmtree(Path(started.root) / data, ignore_errors=True)
 
 
 @pytest.fixture

@@ -97,9 +97,9 @@ async def test_broker_restart_mid_feed_changes_nothing(stack: Stack, feed: list[
     files = list(feed)
     async with Pipeline(stack) as pipeline:
         await pipeline.ingest(files[: len(files) // 2], tenant)
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(stack.restart_kafka)
+        await pipeline.settle(timeout=240)  # workers up and busy: the restart hits running consumers
         await pipeline.ingest(files[len(files) // 2 :], tenant)
+        await asyncio.to_thread(stack.restart_kafka)
         await pipeline.settle(timeout=300)
     await _assert_same(stack, tenant, expected)
     await _check(stack, tenant)
