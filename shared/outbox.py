@@ -43,3 +43,11 @@ async def flush(stage: Stage, limit: int = 1000) -> int:
             [r["message_id"] for r in rows],
         )
     return len(rows)
+
+
+async def flush_all(stage: Stage) -> int:
+    """Publish everything the service has queued, batch after batch; return how many were published."""
+    published = 0
+    while flushed := await flush(stage):
+        published += flushed
+    return published

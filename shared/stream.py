@@ -184,6 +184,19 @@ class Stage:
         agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in topics)}".replace("-", "_")
         self.app.agent(channel, name=agent.__name__)(agent)
 
+    def every(self, seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
+        """Run time-driven ``work`` every ``seconds`` on each worker: transient failures are retried, anything
+        else is logged and tried again on the next tick (a timer must never take the worker down)."""
+
+        async def tick() -> None:
+            try:
+                await self.retrying(work)
+            except Exception:
+                log.exception("%s: %s failed; will retry on the next tick", self.service, name)
+
+        tick.__name__ = tick.__qualname__ = f"{self.service}_{name}"
+        self.app.timer(interval=seconds)(tick)
+
     async def process(self, incoming: Incoming, handler: Handler, id_of: IdOf) -> str:
         """Apply one message exactly once in effect; return the outcome label."""
         service = self.service

@@ -156,13 +156,5 @@ async def check_reversals() -> None:
     await outbox.flush(stage)
 
 
-async def timer() -> None:
-    """Time-driven checks; a failure is logged and retried on the next tick."""
-    try:
-        await stage.retrying(check_reversals)
-    except Exception:
-        log.exception("detection timer failed; will retry on the next tick")
-
-
-app.timer(interval=stage.settings.interest_tick_seconds)(timer)
+stage.every(stage.settings.interest_tick_seconds, check_reversals, "reversal check")
 stage.consume(["remit.claim-payments.v1", "remit.provider-adjustments.v1", "remit.letters.v1"], handle)

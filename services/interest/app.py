@@ -40,21 +40,11 @@ async def tick() -> int:
     pool = await stage.pool()
     async with pool.acquire() as conn:
         await engine.tick(conn, clock.today(stage.settings))
-    published = 0
-    while flushed := await outbox.flush(stage):
-        published += flushed
+    published = await outbox.flush_all(stage)
     metrics.TICKS.inc()
     metrics.LAST_TICK.set(time.time())
     return published
 
 
-async def interest_timer() -> None:
-    """The time-driven half of accrual; errors are logged and retried on the next tick."""
-    try:
-        await stage.retrying(tick)
-    except Exception:
-        log.exception("interest tick failed; will retry on the next tick")
-
-
-app.timer(interval=stage.settings.interest_tick_seconds)(interest_timer)
+stage.every(stage.settings.interest_tick_seconds, tick, "interest tick")
 stage.consume(["remit.receivables.v1"], handle)

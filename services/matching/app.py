@@ -702,24 +702,8 @@ async def refresh_gauges() -> None:
     metrics.show_ledger(per_policy, unmatched, oldest, today(stage.settings), installed=POLICIES)
 
 
-async def timer() -> None:
-    """Time-driven work; failures are logged and retried on the next tick."""
-    try:
-        await stage.retrying(check_forwarding_balances)
-    except Exception:
-        log.exception("matching timer failed; will retry on the next tick")
-
-
-async def gauge_timer() -> None:
-    """Ledger-wide gauges every few seconds: dashboards and the unmatched-age alert need them fresh."""
-    try:
-        await refresh_gauges()
-    except Exception:
-        log.exception("matching gauges not refreshed; will retry")
-
-
-app.timer(interval=stage.settings.interest_tick_seconds)(timer)
-app.timer(interval=10.0)(gauge_timer)
+stage.every(stage.settings.interest_tick_seconds, check_forwarding_balances, "forwarding-balance check")
+stage.every(10.0, refresh_gauges, "ledger gauges")  # dashboards and the unmatched-age alert need them fresh
 stage.consume(
     ["remit.provider-adjustments.v1", "remit.overpayments.v1", "remit.interest.v1", "remit.staff-actions.v1"],
     handle,

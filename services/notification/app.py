@@ -54,20 +54,10 @@ async def tick() -> int:
     pool = await stage.pool()
     async with pool.acquire() as conn:
         await notifier.tick(conn, clock.today(stage.settings))
-    published = 0
-    while flushed := await outbox.flush(stage):
-        published += flushed
+    published = await outbox.flush_all(stage)
     metrics.TICKS.inc()
     metrics.LAST_TICK.set(time.time())
     return published
-
-
-async def notification_timer() -> None:
-    """The time-driven half; errors are logged and retried on the next tick."""
-    try:
-        await stage.retrying(tick)
-    except Exception:
-        log.exception("notification tick failed; will retry on the next tick")
 
 
 async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
@@ -76,6 +66,6 @@ async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], *
 
 
 app.on_before_shutdown.connect(close_channels)
-app.timer(interval=stage.settings.notification_tick_seconds)(notification_timer)
+stage.every(stage.settings.notification_tick_seconds, tick, "notification tick")
 stage.consume(list(SOURCES), notify)
 stage.consume([NOTIFICATIONS], deliver)
