@@ -382,12 +382,68 @@ def _topic_message(topic: Topic) -> dict[str, Any]:
         "bindings": _kafka_key(topic.key),
         "examples": [
             {
-                "name": _identifier("example", example.event_type),
-                "summary": f"A {example.event_type} event.",
-                "payload": example.model_dump(mode="json"),
+                "name": _identifier("example", event.event_type),
+                "summary": f"A {event.event_type} event.",
+                "payload": event.model_dump(mode="json"),
             }
+            for event in examples_per_event_type(topic, example)
         ],
     }
+
+
+_OFFSET_SHAPES: dict[str, tuple[str, str, str]] = {
+    # event type: (bucket, PLB reason code, sign of the PLB amount)
+    "OffsetApplied": ("allocated", "WO", "+"),
+    "OffsetUnmatched": ("unmatched", "WO", "+"),
+    "RecoveryDeferred": ("deferral", "WO", "-"),
+    "ForwardingBalanceOpened": ("forwarding_balance", "FB", "-"),
+    "ForwardingBalanceApplied": ("forwarding_balance", "FB", "+"),
+    "RefundAcknowledged": ("refund_acknowledged", "72", "-"),
+    "NonOffsetRecorded": ("non_offset", "L6", "-"),
+}
+_RECEIVABLE_STATUS = {
+    "ReceivableOpened": "open",
+    "ReceivableIncreased": "open",
+    "ReceivableReduced": "partially_recovered",
+    "ReceivableSettled": "settled",
+    "ReceivableRefunded": "refunded",
+    "ReceivableWrittenOff": "written_off",
+    "ReceivablePaused": "paused",
+    "ReceivableResumed": "partially_recovered",
+    "InterestAdded": "partially_recovered",
+}
+
+
+def examples_per_event_type(topic: Topic, example: Envelope[Any]) -> list[Envelope[Any]]:
+    """One example per event type of the topic, its payload shaped like that fact (bucket, sign, status)."""
+    found = []
+    for event_type in topic.event_types:
+        payload = example.payload
+        if isinstance(payload, ev.OffsetRecorded) and event_type in _OFFSET_SHAPES:
+            bucket, code, sign = _OFFSET_SHAPES[event_type]
+            amount = abs(payload.amount) if sign == "+" else -abs(payload.amount)
+            payload = payload.model_copy(
+                update={
+                    "bucket": bucket,
+                    "reason_code": code,
+                    "amount": amount,
+                    "allocations": payload.allocations if bucket == "allocated" else (),
+                    "unmatched_amount": amount if bucket == "unmatched" else payload.unmatched_amount * 0,
+                }
+            )
+        elif isinstance(payload, ev.ReceivableChanged) and event_type in _RECEIVABLE_STATUS:
+            status = _RECEIVABLE_STATUS[event_type]
+            payload = payload.model_copy(update={"status": status, "paused": status == "paused"})
+        found.append(
+            example.model_copy(
+                update={
+                    "event_type": event_type,
+                    "event_id": _example_id(f"event:{topic.name}:{event_type}"),
+                    "payload": payload,
+                }
+            )
+        )
+    return found
 
 
 def _dead_letter_message() -> dict[str, Any]:
