@@ -65,9 +65,11 @@ async def _receivable(args: argparse.Namespace) -> int:
         if detail is None:
             print(f"no receivable {args.reference!r} for tenant {args.tenant}")
             return 1
-        timeline = await _timeline(get_settings(), args.tenant, args.reference)
+        from services.interest import commands
+
+        interest = await commands.receivable_timeline(get_settings(), args.tenant, args.reference)
         if args.json:
-            print(_json({**detail, "timeline": timeline}))
+            print(_json({**detail, "interest": interest}))
             return 0
         head = detail["receivable"]
         print(
@@ -80,26 +82,12 @@ async def _receivable(args: argparse.Namespace) -> int:
             ("History", detail["history"]),
             ("Allocations", detail["allocations"]),
             ("Keys", detail["keys"]),
-            ("Timeline", timeline),
         ):
             print(f"\n{title}\n{table(rows)}")
+        print(f"\nTimeline and interest\n{commands.render_timeline(interest)}")
         return 0
 
     return await _with_conn(work)
-
-
-async def _timeline(settings: Settings, tenant: str, reference: str) -> list[dict[str, Any]]:
-    """The interest service's timeline of a receivable, when that service provides one."""
-    try:
-        from services.interest import commands  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return []
-    getter = getattr(commands, "receivable_timeline", None)
-    if getter is None:
-        return []
-    found = await getter(settings, tenant, reference)
-    rows = found.get("timeline", []) if isinstance(found, dict) else found
-    return [dict(r) if not isinstance(r, dict) else r for r in rows or []]
 
 
 async def _unmatched(args: argparse.Namespace) -> int:
