@@ -4,13 +4,14 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names
 from shared import envelopes
 from shared.ids import account_key, stable_id
+from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -119,7 +120,8 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
 
 
 async def consumer_lag(settings: Settings) -> dict[str, int]:
-    """Messages not yet committed by each stage's consumer group, over the topics it consumes."""
+    """Messages not yet committed by each stage's consumer group, over the topics it consumes (the same
+    measure the services export as ``remit_consumer_lag_messages``)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await admin.start()
@@ -130,13 +132,8 @@ async def consumer_lag(settings: Settings) -> dict[str, int]:
             topics = [t.name for t in TOPICS if service in t.consumers]
             if service == "notification":
                 topics.append("remit.notifications.v1")
-            partitions = await topic_partitions(admin, topics)
-            tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            committed = await admin.list_consumer_group_offsets(f"offsetstream-{service}")
-            lag[service] = sum(
-                end - max(committed[tp].offset, 0) if tp in committed else end for tp, end in ends.items()
-            )
+            per_partition = await partition_lag(admin, consumer, f"offsetstream-{service}", topics)
+            lag[service] = sum(per_partition.values())
         return lag
     finally:
         await consumer.stop()

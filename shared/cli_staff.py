@@ -46,15 +46,25 @@ async def _with_conn(work: Callable[[Any], Awaitable[int]]) -> int:
         await conn.close()
 
 
-async def _receivables(args: argparse.Namespace) -> int:
-    from services.matching import views
+async def _print_rows(
+    args: argparse.Namespace, fetch: Callable[[Any], Awaitable[list[dict[str, Any]]]]
+) -> int:
+    """A list view: rows from the ledger as a table for people or JSON for machines."""
 
     async def work(conn: Any) -> int:
-        rows = await views.receivables(conn, args.tenant, open_only=args.open, payer=args.payer)
+        rows = await fetch(conn)
         print(_json(rows) if args.json else table(rows))
         return 0
 
     return await _with_conn(work)
+
+
+async def _receivables(args: argparse.Namespace) -> int:
+    from services.matching import views
+
+    return await _print_rows(
+        args, lambda conn: views.receivables(conn, args.tenant, open_only=args.open, payer=args.payer)
+    )
 
 
 async def _receivable(args: argparse.Namespace) -> int:
@@ -93,12 +103,7 @@ async def _receivable(args: argparse.Namespace) -> int:
 async def _unmatched(args: argparse.Namespace) -> int:
     from services.matching import views
 
-    async def work(conn: Any) -> int:
-        rows = await views.unmatched(conn, args.tenant)
-        print(_json(rows) if args.json else table(rows))
-        return 0
-
-    return await _with_conn(work)
+    return await _print_rows(args, lambda conn: views.unmatched(conn, args.tenant))
 
 
 async def _remittance(args: argparse.Namespace) -> int:
