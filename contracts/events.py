@@ -11,7 +11,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 from contracts.money import ZERO, Money
 
@@ -367,26 +375,68 @@ class LetterReceived(Contract):
 
 # --- remit.staff-actions.v1 ------------------------------------------------------------------------------------
 
-StaffActionKind = Literal["appeal_filed", "appeal_decided", "write_off", "refund_sent"]
+StaffActionKind = Literal[
+    "appeal_filed", "appeal_decided", "write_off", "refund_sent", "repayment_schedule_granted"
+]
+
+
+class RepaymentSchedule(Contract):
+    """The terms of an extended repayment schedule (ERS) as the payer's approval letter states them."""
+
+    installment_amount: Money = Field(description="Amount due at each installment (principal and interest).")
+    installments: int = Field(ge=1, le=600, description="Number of installments.")
+    first_due_date: date = Field(description="Due date of the first installment.")
+    frequency: Literal["monthly", "biweekly", "weekly"] = Field(
+        default="monthly",
+        description="Installment interval; monthly installments fall on the first due date's day of the month "
+        "(the month's last day when it is shorter).",
+    )
+    final_installment_amount: Money | None = Field(
+        default=None, description="Amount of the last installment when it differs (the remainder)."
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> "RepaymentSchedule":
+        if self.installment_amount <= 0 or (
+            self.final_installment_amount is not None and self.final_installment_amount <= 0
+        ):
+            raise ValueError("installment amounts must be positive")
+        return self
 
 
 class StaffActionRecorded(Contract):
-    """A step staff take on a receivable outside the 835: an appeal, its decision, a write-off, a refund check."""
+    """A step staff take on a receivable outside the 835: an appeal, its decision, a write-off, a refund check,
+    an extended repayment schedule granted by the payer (event type ``RepaymentScheduleGranted``)."""
 
-    action_id: UUID = Field(description="Deterministic id: (tenant, payer, reference, kind, effective date).")
+    action_id: UUID = Field(
+        description="Deterministic id: (tenant, payer, reference, kind, outcome, effective date), plus the "
+        "schedule's terms for a repayment schedule."
+    )
     kind: StaffActionKind = Field(description="What staff did or learned.")
     payer_id: str = Field(description="Payer of the receivable.")
     payee_id: str = Field(description="Payee (NPI or TIN) of the receivable.")
     reference: str = Field(description="FCN / reference of the receivable.")
-    effective_date: date = Field(description="Date of the step (filing, decision, check date).")
+    effective_date: date = Field(
+        description="Date of the step (filing, decision, check date; the grant date of a repayment schedule)."
+    )
     amount: Money | None = Field(
-        default=None, description="Amount (refund check, write-off); none for appeals."
+        default=None, description="Amount (refund check, write-off); none for appeals and schedules."
     )
     outcome: Literal["upheld", "overturned"] | None = Field(
         default=None,
         description="For appeal_decided: the overpayment upheld (recovery resumes) or overturned.",
     )
+    schedule: RepaymentSchedule | None = Field(
+        default=None,
+        description="For repayment_schedule_granted (and only for it): the installments granted.",
+    )
     entered_by: str = Field(description="Who entered it (staff user id), for the audit trail.")
+
+    @model_validator(mode="after")
+    def _schedule_with_its_kind(self) -> "StaffActionRecorded":
+        if (self.kind == "repayment_schedule_granted") != (self.schedule is not None):
+            raise ValueError("a schedule is given with, and only with, kind repayment_schedule_granted")
+        return self
 
 
 # --- remit.alerts.v1 -------------------------------------------------------------------------------------------

@@ -401,6 +401,22 @@ _OFFSET_SHAPES: dict[str, tuple[str, str, str]] = {
     "RefundAcknowledged": ("refund_acknowledged", "72", "-"),
     "NonOffsetRecorded": ("non_offset", "L6", "-"),
 }
+_STAFF_ACTIONS: dict[str, dict[str, Any]] = {
+    # event type: how its payload differs from the example appeal
+    "AppealDecided": {"kind": "appeal_decided", "outcome": "upheld", "effective_date": date(2024, 7, 15)},
+    "WriteOffRecorded": {"kind": "write_off", "amount": "20.00", "effective_date": date(2024, 7, 15)},
+    "RefundSent": {"kind": "refund_sent", "amount": "120.00", "effective_date": date(2024, 5, 10)},
+    "RepaymentScheduleGranted": {
+        "kind": "repayment_schedule_granted",
+        "effective_date": date(2024, 5, 10),
+        "schedule": ev.RepaymentSchedule(
+            installment_amount="24.00",
+            installments=5,
+            first_due_date=date(2024, 6, 1),
+            frequency="monthly",
+        ),
+    },
+}
 _RECEIVABLE_STATUS = {
     "ReceivableOpened": "open",
     "ReceivableIncreased": "open",
@@ -431,6 +447,8 @@ def examples_per_event_type(topic: Topic, example: Envelope[Any]) -> list[Envelo
                     "unmatched_amount": amount if bucket == "unmatched" else payload.unmatched_amount * 0,
                 }
             )
+        elif isinstance(payload, ev.StaffActionRecorded) and event_type in _STAFF_ACTIONS:
+            payload = ev.StaffActionRecorded.model_validate({**dict(payload), **_STAFF_ACTIONS[event_type]})
         elif isinstance(payload, ev.ReceivableChanged) and event_type in _RECEIVABLE_STATUS:
             status = _RECEIVABLE_STATUS[event_type]
             payload = payload.model_copy(update={"status": status, "paused": status == "paused"})

@@ -92,11 +92,18 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         name="remit.staff-actions.v1",
         payload=ev.StaffActionRecorded,
-        event_types=("AppealFiled", "AppealDecided", "WriteOffRecorded", "RefundSent"),
+        event_types=(
+            "AppealFiled",
+            "AppealDecided",
+            "WriteOffRecorded",
+            "RefundSent",
+            "RepaymentScheduleGranted",
+        ),
         key=ACCOUNT_KEY,
-        description="Appeals, decisions, write-offs and refund checks entered by staff for a receivable.",
+        description="Appeals, decisions, write-offs, refund checks and extended repayment schedules entered by "
+        "staff for a receivable.",
         producers=("cli",),
-        consumers=("matching",),
+        consumers=("matching", "interest"),
     ),
     Topic(
         name="remit.alerts.v1",

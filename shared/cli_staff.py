@@ -5,7 +5,8 @@
     offsetstream unmatched                            withheld money no receivable explains yet
     offsetstream remittance TRN                       how each withheld dollar of one remittance was explained
     offsetstream letter add ... | letter import FILE  enter demand letters / provider-identified overpayments
-    offsetstream action KIND FCN ...                  appeal filed/upheld/overturned, write-off, refund sent
+    offsetstream action KIND FCN ...                  appeal filed/upheld/overturned, write-off, refund sent,
+                                                      extended repayment schedule granted (ers-granted)
     offsetstream ledger check                         prove conservation and balances; exit 1 on any break
 All take ``--tenant``; views take ``--json`` for machines.
 """
@@ -13,13 +14,16 @@ All take ``--tenant``; views take ``--json`` for machines.
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from contracts.events import StaffActionKind
+from pydantic import ValidationError
+
+from contracts.events import RepaymentSchedule, StaffActionKind
 from shared.report import table
 from shared.settings import Settings, get_settings
 
@@ -29,7 +33,46 @@ ACTIONS: dict[str, tuple[StaffActionKind, Literal["upheld", "overturned"] | None
     "appeal-overturned": ("appeal_decided", "overturned"),
     "write-off": ("write_off", None),
     "refund-sent": ("refund_sent", None),
+    "ers-granted": ("repayment_schedule_granted", None),
 }
+ERS_OPTIONS = ("installment", "installments", "first_due", "frequency", "final_installment")
+
+
+class ActionArgumentError(ValueError):
+    """The options given do not fit the action (an ERS without its terms, terms on an appeal)."""
+
+
+def repayment_schedule(args: argparse.Namespace) -> RepaymentSchedule | None:
+    """The schedule an ``action ers-granted`` describes, None for every other action.
+
+    Checked before anything is published, so a mistyped grant never reaches the interest stage.
+    """
+    given = [name for name in ERS_OPTIONS if getattr(args, name, None) is not None]
+    if args.kind != "ers-granted":
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ActionArgumentError(f"{flags} only apply to ers-granted")
+        return None
+    missing = [
+        f"--{n}"
+        for n in ("installment", "installments", "first-due")
+        if getattr(args, n.replace("-", "_")) is None
+    ]
+    if missing:
+        raise ActionArgumentError(f"ers-granted needs {', '.join(missing)}")
+    if args.first_due < args.date:
+        raise ActionArgumentError("ers-granted: the first installment cannot be due before the grant date")
+    try:
+        return RepaymentSchedule(
+            installment_amount=args.installment,
+            installments=args.installments,
+            first_due_date=args.first_due,
+            frequency=args.frequency or "monthly",
+            final_installment_amount=args.final_installment,
+        )
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ActionArgumentError(f"ers-granted: {reasons}") from exc
 
 
 def _json(value: Any) -> str:
@@ -150,6 +193,11 @@ async def _action(args: argparse.Namespace) -> int:
     from shared import letters
 
     kind, outcome = ACTIONS[args.kind]
+    try:
+        schedule = repayment_schedule(args)
+    except ActionArgumentError as exc:
+        print(f"offsetstream action: {exc}", file=sys.stderr)
+        return 2
     message = letters.action_event(
         kind,
         tenant_id=args.tenant,
@@ -160,6 +208,7 @@ async def _action(args: argparse.Namespace) -> int:
         entered_by=args.entered_by,
         amount=args.amount,
         outcome=outcome,
+        schedule=schedule,
     )
     await letters.publish_events(get_settings(), "remit.staff-actions.v1", [message])
     print(f"recorded {args.kind} for {args.reference} (tenant {args.tenant})")
@@ -231,13 +280,27 @@ def add_parsers(sub: Any, settings: Settings) -> None:
     for parser in (add, imp):
         parser.add_argument("--tenant", **tenant)
         parser.add_argument("--entered-by", default="staff")
-    act = sub.add_parser("action", help="record a step on a receivable: appeal, decision, write-off, refund")
+    act = sub.add_parser(
+        "action",
+        help="record a step on a receivable: appeal, decision, write-off, refund, repayment schedule (ERS)",
+    )
     act.add_argument("kind", choices=sorted(ACTIONS))
     act.add_argument("reference", help="FCN / reference of the receivable")
     act.add_argument("--payer", required=True)
     act.add_argument("--payee", required=True)
-    act.add_argument("--date", required=True, type=date.fromisoformat)
+    act.add_argument(
+        "--date",
+        required=True,
+        type=date.fromisoformat,
+        help="date of the step (ers-granted: the grant date)",
+    )
     act.add_argument("--amount", type=Decimal, help="write-off or refund amount (default: the open balance)")
+    ers = act.add_argument_group("ers-granted (extended repayment schedule)")
+    ers.add_argument("--installment", type=Decimal, help="amount of each installment")
+    ers.add_argument("--installments", type=int, help="number of installments")
+    ers.add_argument("--first-due", type=date.fromisoformat, help="due date of the first installment")
+    ers.add_argument("--frequency", choices=["monthly", "biweekly", "weekly"], help="default: monthly")
+    ers.add_argument("--final-installment", type=Decimal, help="last installment when it differs")
     act.add_argument("--tenant", **tenant)
     act.add_argument("--entered-by", default="staff")
     led = sub.add_parser("ledger", help="ledger audit")

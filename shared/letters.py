@@ -1,5 +1,5 @@
 """Staff entry: demand letters, provider-identified overpayments, and steps on a receivable (appeal, decision,
-write-off, refund check) — ``offsetstream letter add|import`` and ``offsetstream action``.
+write-off, refund check, repayment schedule) — ``offsetstream letter add|import`` and ``offsetstream action``.
 
 Letters arrive on paper; staff type them in (or import a JSON list). Each becomes a ``LetterReceived`` event on
 ``remit.letters.v1``, keyed by the provider–payer account, with a deterministic id so entering the same letter
@@ -16,7 +16,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import LetterReceived, StaffActionKind, StaffActionRecorded
+from contracts.events import LetterReceived, RepaymentSchedule, StaffActionKind, StaffActionRecorded
 from contracts.money import Money
 from shared import envelopes
 from shared.ids import account_key, stable_id
@@ -84,10 +84,18 @@ def action_event(
     entered_by: str,
     amount: Decimal | None = None,
     outcome: Literal["upheld", "overturned"] | None = None,
+    schedule: RepaymentSchedule | None = None,
 ) -> tuple[str, bytes]:
-    """(partition key, envelope bytes) of one staff action on a receivable."""
+    """(partition key, envelope bytes) of one staff action on a receivable.
+
+    The id of a repayment schedule also covers its terms: entering the same grant twice changes nothing, while
+    a corrected grant (another amount or first due date) is a new fact that replaces the plan.
+    """
+    terms = () if schedule is None else tuple(schedule.model_dump(mode="json").values())
     action = StaffActionRecorded(
-        action_id=stable_id("action", tenant_id, payer_id, reference.strip(), kind, outcome, effective),
+        action_id=stable_id(
+            "action", tenant_id, payer_id, reference.strip(), kind, outcome, effective, *terms
+        ),
         kind=kind,
         payer_id=payer_id,
         payee_id=payee_id,
@@ -95,6 +103,7 @@ def action_event(
         effective_date=effective,
         amount=amount,
         outcome=outcome,
+        schedule=schedule,
         entered_by=entered_by,
     )
     key = account_key(tenant_id, payer_id, payee_id)
@@ -103,6 +112,7 @@ def action_event(
         "appeal_decided": "AppealDecided",
         "write_off": "WriteOffRecorded",
         "refund_sent": "RefundSent",
+        "repayment_schedule_granted": "RepaymentScheduleGranted",
     }[kind]
     env = envelopes.build(
         action,

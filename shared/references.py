@@ -1,23 +1,21 @@
 """Reading a PLB reference (PLB03-2) as receivable keys, per payer reference layout (DOMAIN.md §2).
 
-Detection and matching must read a reference the same way or one overpayment would become two receivables,
-hence one module. Layouts (payer-specific, chosen by the payer's policy plugin ``reference_layout``):
+Detection, matching and the payer policies must read a reference the same way or one overpayment would become
+two receivables, hence one module and one table of layouts. Which layout a payer uses is a policy field
+(``reference_layout``), chosen per tenant and payer by ``shared.policy_config``. Layouts (payer-specific):
 
-- ``medicare``: FCN in positions 1–19, patient control number in 20–39, space padded. A 15-digit FCN whose last
-  13 digits are the ICN of the claim is also tried as that ICN.
-- ``dme``: FCN in 1–14, adjustment claim number in 15–29.
+- ``medicare``: FCN in positions 1–19, patient control number in 20–39, space padded. Only a padded reference is
+  split, so a long reference that is simply the FCN is never cut in two.
+- ``dme``: FCN in 1–14, adjustment claim number in 15–29 (split by position, padded or not).
 - ``plain``: the whole reference is the key.
+
+In every layout a 15-digit FCN whose last 13 digits are the ICN of the claim is also tried as that ICN.
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
-Layout = Literal["medicare", "dme", "plain"]
 KeyKind = Literal["reference", "icn", "pcn", "trace"]
-
-FCN_WIDTH = 19
-DME_FCN_WIDTH = 14
 
 
 @dataclass(frozen=True)
@@ -46,33 +44,62 @@ class ParsedReference:
         return keys
 
 
-def parse_reference(raw: str | None, layout: Layout = "medicare") -> ParsedReference:
-    """Split a reference by layout; an unpadded short reference is the key itself in every layout."""
-    if raw is None or not raw.strip():
-        return ParsedReference(None)
-    text = raw.rstrip()
-    if layout == "medicare" and len(text) > FCN_WIDTH and " " in text[: FCN_WIDTH + 1]:
-        fcn, secondary = text[:FCN_WIDTH].strip(), text[FCN_WIDTH : FCN_WIDTH + 20].strip()
-    elif layout == "dme" and len(text) > DME_FCN_WIDTH:
-        fcn, secondary = text[:DME_FCN_WIDTH].strip(), text[DME_FCN_WIDTH : DME_FCN_WIDTH + 15].strip()
-    else:
-        fcn, secondary = text.strip(), ""
-    icn = fcn[-13:] if len(fcn) == 15 and fcn.isdigit() else None
-    return ParsedReference(fcn or None, secondary or None, icn)
+@dataclass(frozen=True)
+class ReferenceLayout:
+    """Where the receivable key sits in a PLB reference: a fixed-width FCN field then a second field, or the
+    whole text when ``fcn_width`` is None. ``padded_only`` splits only a reference whose FCN field holds a
+    space (Medicare pads; DME contractors fill the field to the last position)."""
+
+    name: str
+    fcn_width: int | None = None
+    second_width: int | None = None
+    padded_only: bool = True
+
+    def parse(self, raw: str | None) -> ParsedReference:
+        """Split one reference; an unpadded short reference is the key itself in every layout."""
+        if raw is None or not raw.strip():
+            return ParsedReference(None)
+        text = raw.rstrip()
+        width = self.fcn_width
+        if width is not None and len(text) > width and (not self.padded_only or " " in text[: width + 1]):
+            end = width + self.second_width if self.second_width is not None else len(text)
+            fcn, secondary = text[:width].strip(), text[width:end].strip()
+        else:
+            fcn, secondary = text.strip(), ""
+        icn = fcn[-13:] if len(fcn) == 15 and fcn.isdigit() else None
+        return ParsedReference(fcn or None, secondary or None, icn)
 
 
-def receivable_reference(raw: str | None, layout: Layout = "medicare") -> str | None:
+LAYOUTS: dict[str, ReferenceLayout] = {
+    "medicare": ReferenceLayout("medicare", 19, 20, padded_only=True),
+    "dme": ReferenceLayout("dme", 14, 15, padded_only=False),
+    "plain": ReferenceLayout("plain"),
+}
+"""Every layout a payer policy's ``reference_layout`` may name."""
+
+DEFAULT_LAYOUT = LAYOUTS["medicare"]
+
+
+class UnknownLayoutError(ValueError):
+    """A policy names a reference layout this module does not define."""
+
+
+def layout(name: str) -> ReferenceLayout:
+    """The layout called ``name``; an unknown name is an error, never a silent fallback that misreads FCNs."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise UnknownLayoutError(
+            f"unknown reference layout {name!r}; expected one of {', '.join(sorted(LAYOUTS))}"
+        ) from None
+
+
+def parse_reference(raw: str | None, layout_: ReferenceLayout | str = DEFAULT_LAYOUT) -> ParsedReference:
+    """Split a reference by layout (a :class:`ReferenceLayout` or its name)."""
+    chosen = layout(layout_) if isinstance(layout_, str) else layout_
+    return chosen.parse(raw)
+
+
+def receivable_reference(raw: str | None, layout_: ReferenceLayout | str = DEFAULT_LAYOUT) -> str | None:
     """The receivable key inside a PLB reference (the FCN part)."""
-    return parse_reference(raw, layout).receivable
-
-
-@lru_cache(maxsize=256)
-def layout_for(policy_name: str) -> Layout:
-    """The reference layout of a payer policy plugin (``medicare`` when the plugin does not say)."""
-    from shared import plugins
-
-    policy = plugins.load_plugins(plugins.PAYER_POLICIES).get(policy_name)
-    layout = getattr(policy, "reference_layout", "medicare")
-    if layout == "dme":
-        return "dme"
-    return "plain" if layout == "plain" else "medicare"
+    return parse_reference(raw, layout_).receivable

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default_factory=dict, description='Payer id → payer policy plugin name (e.g. {"01312": "medicare"}).'
     )
     default_policy: str = Field(default="medicare", description="Policy for payers not in payer_policies.")
+    policy_config: Path | None = Field(
+        default=None,
+        description="JSON file choosing payer policies (and their options) per tenant and payer; see "
+        "shared.policy_config. Without it payer_policies and default_policy decide.",
+    )
     fee_schedule_path: Path | None = Field(
         default=None,
         description="CSV fee schedule (payer_id,procedure_code,modifier,allowed_amount,effective_from,"

@@ -4,9 +4,9 @@ A timer also raises an alert for each reversal whose correction has not arrived 
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -20,7 +20,7 @@ from contracts.events import (
 )
 from contracts.money import to_money
 from services.detection import domain, metrics, store
-from shared import envelopes, outbox, plugins
+from shared import envelopes, outbox, plugins, policy_config
 from shared.clock import today
 from shared.ids import receivable_id, stable_id
 from shared.stream import Incoming, Outgoing, Rejected, Stage
@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 stage = Stage("detection")
 app = stage.app
 RULES: dict[str, domain.DetectionRule] = plugins.load_plugins(plugins.DETECTION_RULES)
+POLICY = policy_config.resolver(stage.settings)
 OVERPAYMENTS = "remit.overpayments.v1"
 ALERTS = "remit.alerts.v1"
+T = TypeVar("T")
 
 
 def _run_rules(hook: str, *args: Any) -> list[domain.Evidence]:
@@ -44,13 +46,30 @@ def _run_rules(hook: str, *args: Any) -> list[domain.Evidence]:
     return found
 
 
+def _policy(ask: Callable[[], T]) -> T:
+    """Ask the tenant's payer policy configuration; a policy that is not installed rejects the message."""
+    try:
+        return ask()
+    except policy_config.PolicyConfigError as exc:
+        raise Rejected("unknown_policy", str(exc)) from exc
+
+
+def adjustment_evidence(tenant: str, adjustment: ProviderAdjustmentReceived) -> list[domain.Evidence]:
+    """Run the PLB rules with the reference layout of the payer policy configured for this tenant's payer,
+    the same one matching reads the later recoupment with."""
+    layout = _policy(lambda: POLICY.reference_layout(tenant, adjustment.payer_id))
+    return _run_rules("on_adjustment", adjustment, layout)
+
+
 async def _record(
     conn: asyncpg.Connection, source: Envelope[Any], payer_id: str, evidence: list[domain.Evidence]
 ) -> list[Outgoing]:
     """Store new evidence, re-merge its receivable, and announce the merged state."""
-    outputs = []
+    outputs: list[Outgoing] = []
+    if not evidence:
+        return outputs
     tenant, account = source.tenant_id, source.account_key
-    policy = stage.settings.policy_for(payer_id)
+    policy = _policy(lambda: POLICY.policy_name(tenant, payer_id))
     for ev in evidence:
         rid = receivable_id(tenant, payer_id, ev.reference)
         if not await store.add_evidence(conn, tenant, rid, ev):
@@ -120,7 +139,7 @@ async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgo
         letter = parse_envelope(incoming.value, LetterReceived)
         return await _record(conn, letter, letter.payload.payer_id, _run_rules("on_letter", letter.payload))
     adj = parse_envelope(incoming.value, ProviderAdjustmentReceived)
-    return await _record(conn, adj, adj.payload.payer_id, _run_rules("on_adjustment", adj.payload))
+    return await _record(conn, adj, adj.payload.payer_id, adjustment_evidence(adj.tenant_id, adj.payload))
 
 
 async def check_reversals() -> None:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from contracts.events import ClaimPaymentReceived, EvidenceChannel, LetterReceived, ProviderAdjustmentReceived
 from contracts.money import ZERO
+from shared.references import DEFAULT_LAYOUT, ReferenceLayout
 
 REVERSAL_STATUS = "22"
 
@@ -61,8 +62,12 @@ class DetectionRule:
         on order implements this so both orders find the same evidence (with the same deterministic ids)."""
         return []
 
-    def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:
-        """Evidence found when a PLB pair arrives."""
+    def on_adjustment(
+        self, adjustment: ProviderAdjustmentReceived, layout: ReferenceLayout = DEFAULT_LAYOUT
+    ) -> list[Evidence]:
+        """Evidence found when a PLB pair arrives. ``layout`` is how this tenant's payer lays out its PLB
+        references (its configured payer policy's): read a reference with it so detection and matching key
+        the same overpayment the same way."""
         return []
 
     def on_letter(self, letter: LetterReceived) -> list[Evidence]:

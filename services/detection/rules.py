@@ -23,7 +23,7 @@ from services.detection.domain import (
     pending_reversal,
 )
 from shared.ids import stable_id
-from shared.references import layout_for, receivable_reference
+from shared.references import DEFAULT_LAYOUT, ReferenceLayout, receivable_reference
 from shared.settings import get_settings
 
 DUPLICATE_CARCS = {"18", "B13"}
@@ -64,9 +64,10 @@ class DeferredRecoveryRule(DetectionRule):
 
     name = "deferred_recovery"
 
-    def on_adjustment(self, adjustment: ProviderAdjustmentReceived) -> list[Evidence]:
-        """Negative WO with a reference opens (or confirms) the receivable."""
-        layout = layout_for(get_settings().policy_for(adjustment.payer_id))
+    def on_adjustment(
+        self, adjustment: ProviderAdjustmentReceived, layout: ReferenceLayout = DEFAULT_LAYOUT
+    ) -> list[Evidence]:
+        """Negative WO with a reference opens (or confirms) the receivable, keyed by the FCN the layout reads."""
         reference = receivable_reference(adjustment.reference, layout)
         if adjustment.reason_code != "WO" or adjustment.amount >= 0 or reference is None:
             return []

@@ -1,4 +1,5 @@
-"""The interest stage (wiring only): consume receivable changes, tick daily, publish on remit.interest.v1.
+"""The interest stage (wiring only): consume receivable changes and repayment schedules, tick daily, publish on
+remit.interest.v1.
 
 Logic lives in ``engine`` (orchestration), ``domain`` and ``policies`` (pure) and ``store`` (SQL). The tick's
 events go through the transactional outbox; the handler's outputs are exactly-once through the Stage.
@@ -11,11 +12,11 @@ from collections.abc import Sequence
 import asyncpg
 
 from contracts.envelope import parse_envelope
-from contracts.events import ReceivableChanged
+from contracts.events import ReceivableChanged, StaffActionRecorded
 from services.interest import metrics
-from services.interest.config import PolicyConfig, PolicyConfigError, PolicyResolver
 from services.interest.engine import Engine
 from shared import clock, outbox, plugins
+from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
 from shared.stream import Incoming, Outgoing, Rejected, Stage
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,20 @@ log = logging.getLogger(__name__)
 stage = Stage("interest")
 app = stage.app
 engine = Engine(
-    PolicyResolver(plugins.load_plugins(plugins.PAYER_POLICIES), stage.settings, PolicyConfig.from_env())
+    PolicyResolver(
+        plugins.load_plugins(plugins.PAYER_POLICIES),
+        stage.settings,
+        PolicyConfig.from_settings(stage.settings),
+    )
 )
 
 
 async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-    """A receivable changed: record it and accrue what was due by the change's business date."""
+    """A receivable changed (accrue what was due by the change's business date), or staff recorded an
+    extended repayment schedule (store it and recompute)."""
     try:
+        if incoming.topic == "remit.staff-actions.v1":
+            return await engine.on_staff_action(conn, parse_envelope(incoming.value, StaffActionRecorded))
         return await engine.on_change(conn, parse_envelope(incoming.value, ReceivableChanged))
     except PolicyConfigError as exc:
         raise Rejected("unknown_policy", str(exc)) from exc
@@ -47,4 +55,4 @@ async def tick() -> int:
 
 
 stage.every(stage.settings.interest_tick_seconds, tick, "interest tick")
-stage.consume(["remit.receivables.v1"], handle)
+stage.consume(["remit.receivables.v1", "remit.staff-actions.v1"], handle)

@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.money import ZERO
-from services.interest import store
+from services.interest import domain, store
 from shared import clock, db
 from shared.settings import Settings
 
@@ -14,7 +14,8 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
     """Everything staff ask about a receivable's dates and interest, for every payer using this reference.
 
     Returns ``{"tenant", "reference", "as_of", "receivables": [...]}``; each receivable has its policy,
-    principal figures, ``timeline`` (label, date, passed), net ``interest`` per period and ``alerts``.
+    principal figures, ``timeline`` (label, date, passed), net ``interest`` per period, ``alerts`` and ``ers``
+    (its extended repayment schedule with each installment's status and the plan's standing, or None).
     """
     as_of = clock.today(settings)
     conn = await db.connect(settings)
@@ -23,6 +24,13 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
         for row in await store.receivables_by_reference(conn, tenant, reference):
             rid = row["receivable_id"]
             periods = await store.interest_by_period(conn, tenant, rid)
+            plan = await store.repayment_plan(conn, tenant, rid)
+            ers = None
+            if plan is not None:
+                history = domain.history_from_changes(
+                    row["principal"], await store.changes(conn, tenant, rid), store.schedule_of(row)
+                )
+                ers = _ers_view(plan, history, as_of)
             found.append(
                 {
                     "receivable_id": str(rid),
@@ -53,6 +61,7 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
                         for p in periods
                     ],
                     "interest_total": sum((p["amount"] for p in periods), ZERO),
+                    "ers": ers,
                     "alerts": [
                         {
                             "kind": a["kind"],
@@ -68,6 +77,21 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
     finally:
         await conn.close()
     return {"tenant": tenant, "reference": reference, "as_of": as_of, "receivables": found}
+
+
+def _ers_view(plan: domain.ErsPlan, history: domain.History, as_of: date) -> dict[str, Any]:
+    """An extended repayment schedule as staff read it: its standing as of today and each installment."""
+    payments = [m for m in history.movements if m.total > 0]
+    standing, since = domain.ers_standing(plan, payments, as_of)
+    return {
+        "granted_on": plan.granted_on,
+        "standing": standing,
+        "default_since": since,
+        "installments": [
+            {"due": s.due, "amount": s.amount, "paid": s.paid, "status": s.status}
+            for s in domain.ers_installments(plan, payments, as_of)
+        ],
+    }
 
 
 def _cell(value: Any) -> str:
@@ -103,7 +127,27 @@ def render_timeline(view: dict[str, Any]) -> str:
                 f"{_cell(p['amount']):>8}" + (f"  ({p['postings']} postings)" if p["postings"] > 1 else "")
                 for p in r["interest"]
             ]
+        if r["ers"]:
+            lines += _render_ers(r["ers"])
         if r["alerts"]:
             lines.append("  Alerts:")
             lines += [f"    {_cell(a['observed_on'])}  {a['kind']}: {a['detail']}" for a in r["alerts"]]
     return "\n".join(lines)
+
+
+def _render_ers(ers: dict[str, Any]) -> list[str]:
+    standing = {"in_default": f"in default since {_cell(ers['default_since'])}"}.get(
+        ers["standing"], ers["standing"]
+    )
+    installments = ers["installments"]
+    paid = sum(1 for i in installments if i["status"] == "paid")
+    missed = sum(1 for i in installments if i["status"] == "missed")
+    lines = [
+        f"  Extended repayment schedule granted {_cell(ers['granted_on'])}: {len(installments)} installments, "
+        f"{paid} paid, {missed} missed; {standing}"
+    ]
+    lines += [
+        f"    {_cell(i['due'])}  {_cell(i['amount']):>10}  paid {_cell(i['paid']):>10}  {i['status']}"
+        for i in installments
+    ]
+    return lines

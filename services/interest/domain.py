@@ -11,12 +11,14 @@ between that and what was already posted into correcting postings. Replaying, re
 back-dated recovery all reduce to "recompute, post the difference".
 """
 
+import calendar
 import csv
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Literal
 
 from contracts.money import CENT, ZERO
 
@@ -190,6 +192,9 @@ def history_from_changes(
 
 # --- extended repayment schedules ----------------------------------------------------------------------------
 
+Frequency = Literal["monthly", "biweekly", "weekly"]
+InstallmentStatus = Literal["paid", "missed", "open"]
+
 
 @dataclass(frozen=True)
 class ErsPlan:
@@ -199,25 +204,104 @@ class ErsPlan:
     installments: tuple[tuple[date, Decimal], ...]
 
 
-def ers_default_date(plan: ErsPlan, payments: Sequence[Movement]) -> date | None:
-    """The day the rate stops being fixed: the day after the second missed installment, else None.
+def add_months(start: date, months: int) -> date:
+    """Same day ``months`` later, clamped to the month's end (24 months after 29 Feb is 28 Feb)."""
+    year, month = divmod(start.month - 1 + months, 12)
+    year += start.year
+    return date(year, month + 1, min(start.day, calendar.monthrange(year, month + 1)[1]))
 
-    An installment is missed when what was paid in its window (since the previous due date, or since the
-    grant for the first), plus any earlier overpayment, does not cover it.
+
+def ers_plan(
+    granted_on: date,
+    first_due: date,
+    amount: Decimal,
+    count: int,
+    frequency: Frequency = "monthly",
+    final_amount: Decimal | None = None,
+) -> ErsPlan:
+    """The dated installments of a granted schedule, as the letter granting it states them.
+
+    Monthly installments fall on the first due date's day of the month, counted from the first due date
+    (clamped to short months, never drifting: 31 Jan, 28 Feb, 31 Mar). ``final_amount`` is a last installment
+    that differs (the remainder); otherwise every installment is ``amount``.
     """
-    missed, carry = 0, ZERO
-    window_start = plan.granted_on
+    if count < 1:
+        raise ValueError("an extended repayment schedule has at least one installment")
+    step = {"weekly": 7, "biweekly": 14}.get(frequency)
+    dues = [
+        add_months(first_due, k) if step is None else first_due + timedelta(days=step * k)
+        for k in range(count)
+    ]
+    amounts = [amount] * count
+    if final_amount is not None:
+        amounts[-1] = final_amount
+    return ErsPlan(granted_on, tuple(zip(dues, amounts, strict=True)))
+
+
+@dataclass(frozen=True)
+class InstallmentState:
+    """One installment judged against the payments: ``paid`` is the money counted toward it; ``open`` means
+    not yet due (as of the judging date) and not yet covered."""
+
+    due: date
+    amount: Decimal
+    paid: Decimal
+    status: InstallmentStatus
+
+
+def ers_installments(
+    plan: ErsPlan, payments: Sequence[Movement], as_of: date | None = None
+) -> list[InstallmentState]:
+    """Each installment paid, missed or still open.
+
+    An installment is met when what was paid in its window (since the previous due date, or since the grant
+    for the first), plus any earlier overpayment, covers it; it is missed once its due date is before
+    ``as_of`` (every unmet one is missed when ``as_of`` is None: the closed form over a final history).
+    """
+    states: list[InstallmentState] = []
+    carry, window_start = ZERO, plan.granted_on
     for due, amount in sorted(plan.installments):
-        paid = sum((m.total for m in payments if window_start <= m.effective <= due), ZERO)
-        available = carry + paid
+        available = carry + sum((m.total for m in payments if window_start <= m.effective <= due), ZERO)
         if available >= amount:
+            states.append(InstallmentState(due, amount, amount, "paid"))
             carry = available - amount
         else:
-            missed, carry = missed + 1, ZERO
-            if missed == 2:
-                return due + timedelta(days=1)
+            status: InstallmentStatus = "open" if as_of is not None and due >= as_of else "missed"
+            states.append(InstallmentState(due, amount, available, status))
+            carry = ZERO
         window_start = due + timedelta(days=1)
-    return None
+    return states
+
+
+def ers_default_date(plan: ErsPlan, payments: Sequence[Movement], as_of: date | None = None) -> date | None:
+    """The day the rate stops being fixed: the day after the second missed installment, else None.
+
+    With ``as_of`` only installments due before it can be missed, so a default is never announced for a
+    date still to come.
+    """
+    missed = [s for s in ers_installments(plan, payments, as_of) if s.status == "missed"]
+    return missed[1].due + timedelta(days=1) if len(missed) >= 2 else None
+
+
+def ers_standing(plan: ErsPlan, payments: Sequence[Movement], as_of: date) -> tuple[str, date | None]:
+    """(standing, since) for staff: ``in_default`` since the default date, ``completed`` when every installment
+    is paid, else ``current``."""
+    default = ers_default_date(plan, payments, as_of)
+    if default is not None:
+        return "in_default", default
+    if all(s.status == "paid" for s in ers_installments(plan, payments, as_of)):
+        return "completed", None
+    return "current", None
+
+
+def ers_review_day(plan: ErsPlan, after: date) -> date | None:
+    """The next day on which an installment can turn out missed (the day after its due date), if any.
+
+    The daily tick only looks at a receivable on its ``next_due``; bringing that forward to this day makes a
+    default show in the timeline (and re-rate later periods) the day it happens, not at the next period.
+    """
+    days = [due + timedelta(days=1) for due, _ in plan.installments if due + timedelta(days=1) > after]
+    return min(days, default=None)
 
 
 # --- the closed form -----------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The accrual engine: load a receivable, ask its policy, post the difference, say what changed.
 
 Both halves of accrual run the same :meth:`Engine.recompute` under a row lock:
-- event-driven (a ``ReceivableChanged``): up to the change's business date — the handler's outputs are
-  exactly-once through ``ops.processed_events``;
+- event-driven (a ``ReceivableChanged``, or a repayment schedule staff recorded): up to the change's business
+  date — the handler's outputs are exactly-once through ``ops.processed_events``;
 - time-driven (the tick): up to today, for receivables whose next period has come due — its events go through
   the transactional outbox (``shared.outbox``) in the same transaction as the ledger rows.
 Recomputation is over the whole history and never goes back in time (``accrued_through`` only grows), so a
@@ -18,12 +18,12 @@ from uuid import UUID
 import asyncpg
 
 from contracts.envelope import Envelope
-from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged
+from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged, StaffActionRecorded
 from services.interest import domain, metrics, store
-from services.interest.config import PolicyConfigError, PolicyResolver
 from services.interest.policies import PayerPolicy, ReceivableFacts, timeline
 from shared import envelopes, outbox
-from shared.ids import stable_id
+from shared.ids import receivable_id, stable_id
+from shared.policy_config import PolicyConfigError, PolicyResolver
 from shared.stream import Outgoing
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,20 @@ class Emitted:
     message: Outgoing
 
 
+def next_look(facts: ReceivableFacts, terms: domain.InterestTerms | None, horizon: date) -> date | None:
+    """When the tick must recompute again: the next period due, or earlier the day an ERS installment can
+    turn out missed (so a default shows, and re-rates, the day it happens)."""
+    due = domain.next_due(facts.determination, facts.history, terms, horizon)
+    if due is None or facts.ers is None or facts.ers_default is not None:
+        return due
+    review = domain.ers_review_day(facts.ers, horizon)
+    return due if review is None else min(due, review)
+
+
 class Engine:
     """Stateless apart from the resolved policies: dropping it and building a new one changes nothing."""
 
-    def __init__(self, resolver: PolicyResolver) -> None:
+    def __init__(self, resolver: PolicyResolver[PayerPolicy]) -> None:
         self.resolver = resolver
 
     async def on_change(self, conn: asyncpg.Connection, env: Envelope[ReceivableChanged]) -> list[Outgoing]:
@@ -61,6 +71,33 @@ class Engine:
         emitted = await self.recompute(
             conn, env.tenant_id, change.receivable_id, change.effective_date, str(env.event_id)
         )
+        return [e.message for e in emitted]
+
+    async def on_staff_action(
+        self, conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]
+    ) -> list[Outgoing]:
+        """Record an extended repayment schedule and recompute the receivable (other staff actions reach
+        interest as receivable changes from matching, so they are not this stage's to read).
+
+        The plan is stored even when the receivable has not reached this stage yet (the two topics are not
+        ordered with each other): the receivable's first change then finds it.
+        """
+        action = env.payload
+        if action.kind != "repayment_schedule_granted" or action.schedule is None:
+            return []
+        terms = action.schedule
+        plan = domain.ers_plan(
+            action.effective_date,
+            terms.first_due_date,
+            terms.installment_amount,
+            terms.installments,
+            terms.frequency,
+            terms.final_installment_amount,
+        )
+        rid = receivable_id(env.tenant_id, action.payer_id, action.reference.strip())
+        if not await store.save_repayment_plan(conn, env.tenant_id, rid, plan):
+            return []
+        emitted = await self.recompute(conn, env.tenant_id, rid, action.effective_date, str(env.event_id))
         return [e.message for e in emitted]
 
     async def tick(self, conn: asyncpg.Connection, day: date, tenants: list[str] | None = None) -> int:
@@ -95,15 +132,10 @@ class Engine:
         history = domain.history_from_changes(
             row["principal"], await store.changes(conn, tenant, rid), store.schedule_of(row)
         )
-        facts = ReceivableFacts(
-            determination,
-            history,
-            row["paid_on"],
-            row["duplicate"],
-            await store.repayment_plan(conn, tenant, rid),
-        )
-        terms = policy.interest_terms(facts)
         horizon = max(through, row["accrued_through"] or through)
+        plan = await store.repayment_plan(conn, tenant, rid)
+        facts = ReceivableFacts(determination, history, row["paid_on"], row["duplicate"], plan, horizon)
+        terms = policy.interest_terms(facts)
         desired = domain.schedule(determination, history, terms, horizon) if terms is not None else []
         postings = domain.reconcile(determination, desired, await store.posted(conn, tenant, rid))
         emitted: list[Emitted] = []
@@ -116,9 +148,7 @@ class Engine:
                 )
         emitted += await self._alerts(conn, row, policy, facts, cause)
         await store.save_timeline(conn, tenant, rid, timeline(policy, facts))
-        await store.save_progress(
-            conn, tenant, rid, policy.name, horizon, domain.next_due(determination, history, terms, horizon)
-        )
+        await store.save_progress(conn, tenant, rid, policy.name, horizon, next_look(facts, terms, horizon))
         return emitted
 
     @staticmethod

@@ -3,16 +3,16 @@
 A payer policy answers everything that differs between payers about a receivable: how interest is charged
 (:meth:`PayerPolicy.interest_terms`), which dates matter (:meth:`PayerPolicy.timeline`), whether a recoupment
 broke the payer's rules (:meth:`PayerPolicy.check_recoupment`), how its PLB references are laid out
-(``reference_layout``, read by matching) and which part of a recovery pays interest (``recovery_order``).
+(``reference_layout``, read by detection and matching) and which part of a recovery pays interest
+(``recovery_order``).
 
 The built-ins are one generic rule engine (:class:`BasePolicy`, a frozen dataclass whose fields are the knobs)
 with different defaults: DOMAIN.md §3 for Medicare, §4 for the NY/CA/TX packs, and a commercial default that
 charges no interest unless its contract says so. Per tenant and payer, fields are overridden by configuration
-(``services.interest.config``) through :meth:`PayerPolicy.configured`, so "this payer's contract allows offset"
-or "this contract charges 12 %" is data, not code. Everything here is pure.
+(``shared.policy_config``, which every stage resolves through) via :meth:`PayerPolicy.configured`, so "this
+payer's contract allows offset" or "this contract charges 12 %" is data, not code. Everything here is pure.
 """
 
-import calendar
 import dataclasses
 import types
 import typing
@@ -30,7 +30,9 @@ from services.interest.domain import (
     History,
     InterestTerms,
     Movement,
+    Pause,
     RateTable,
+    add_months,
     ers_default_date,
 )
 
@@ -39,38 +41,6 @@ DATA = Path(__file__).resolve().parent / "data"
 RecoveryOrder = Literal["interest_first", "principal_first"]
 ViolationKind = Literal["recoupment_rule_violation", "recoupment_during_pause"]
 Milestone = tuple[str, date]
-
-
-# --- reference layouts ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReferenceLayout:
-    """Where the receivable key sits in a PLB reference (DOMAIN.md §2): a fixed-width FCN field, then a
-    second field (Medicare: patient control number; DME: adjustment claim number), or the whole text."""
-
-    name: str
-    fcn_width: int | None = None
-    second_width: int | None = None
-
-    def split(self, raw: str | None) -> tuple[str | None, str | None]:
-        """(receivable key, second field). Only a space-padded fixed-width reference is split, so a long
-        reference that is simply the FCN is never cut in two."""
-        if raw is None:
-            return None, None
-        text = raw.rstrip()
-        width = self.fcn_width
-        if width is None or len(text) <= width or " " not in text[: width + 1]:
-            return text.strip() or None, None
-        second = text[width : width + (self.second_width or len(text))].strip()
-        return text[:width].strip() or None, second or None
-
-
-REFERENCE_LAYOUTS: dict[str, ReferenceLayout] = {
-    "medicare": ReferenceLayout("medicare", 19, 20),
-    "dme": ReferenceLayout("dme", 14, 15),
-    "plain": ReferenceLayout("plain"),
-}
 
 
 # --- what a policy is asked about ----------------------------------------------------------------------------
@@ -89,13 +59,26 @@ class ReceivableFacts:
     paid_on: date | None = None
     duplicate: bool = False
     ers: ErsPlan | None = None
+    as_of: date | None = None
+    """The date the facts are judged on: an ERS installment due on or after it is not missed yet (None: the
+    final history, every unmet installment missed)."""
 
     @cached_property
     def ers_default(self) -> date | None:
         """When an ERS went into default (two missed installments), if it has."""
         if self.ers is None:
             return None
-        return ers_default_date(self.ers, [m for m in self.history.movements if m.total > 0])
+        return ers_default_date(self.ers, [m for m in self.history.movements if m.total > 0], self.as_of)
+
+    @property
+    def ers_suspension(self) -> Pause | None:
+        """Recovery suspended by an ERS: from its grant until it defaults (open-ended while it is current).
+
+        DOMAIN.md §3: recoupment does not start while an approved extended repayment schedule is current.
+        """
+        if self.ers is None:
+            return None
+        return Pause(self.ers.granted_on, self.ers_default)
 
 
 @dataclass(frozen=True)
@@ -117,7 +100,8 @@ class PayerPolicy(Protocol):
 
     @property
     def reference_layout(self) -> str:
-        """Key of :data:`REFERENCE_LAYOUTS` matching reads this payer's PLB references with."""
+        """Name of the :data:`shared.references.LAYOUTS` entry detection and matching read this payer's PLB
+        references with."""
 
     @property
     def recovery_order(self) -> RecoveryOrder:
@@ -152,13 +136,6 @@ def add_working_days(start: date, days: int, holidays: tuple[date, ...] = ()) ->
         if day.weekday() < 5 and day not in holidays:
             left -= 1
     return day
-
-
-def add_months(start: date, months: int) -> date:
-    """Same day ``months`` later, clamped to the month's end (24 months after 29 Feb is 28 Feb)."""
-    year, month = divmod(start.month - 1 + months, 12)
-    year += start.year
-    return date(year, month + 1, min(start.day, calendar.monthrange(year, month + 1)[1]))
 
 
 # --- the generic rule engine ---------------------------------------------------------------------------------
@@ -234,9 +211,10 @@ class BasePolicy:
             return None
         return add_working_days(facts.determination, self.contest_working_days, self.holidays)
 
-    def earliest_recovery(self, facts: ReceivableFacts, *, after_appeals: bool = True) -> date | None:
-        """First day a recoupment is allowed; with ``after_appeals`` pushed past an appeal that began before
-        it (Texas: "the later of day 45 or the end of the appeal")."""
+    def earliest_recovery(self, facts: ReceivableFacts, *, after_suspensions: bool = True) -> date | None:
+        """First day a recoupment is allowed; with ``after_suspensions`` pushed past an appeal that began
+        before it (Texas: "the later of day 45 or the end of the appeal") and past an ERS granted before it
+        (to its default; None while the ERS is current: recoupment does not start at all)."""
         candidates: list[date] = []
         if self.recovery_not_before_day is not None and not (
             self.notice_exempts_duplicates and facts.duplicate
@@ -248,10 +226,13 @@ class BasePolicy:
         if not candidates:
             return None
         earliest = max(candidates)
-        if after_appeals and self.recovery_waits_for_appeal:
+        if after_suspensions and self.recovery_waits_for_appeal:
             for pause in facts.history.pauses:
                 if pause.end is not None and pause.start <= earliest:
                     earliest = max(earliest, pause.end)
+        ers = facts.ers_suspension
+        if after_suspensions and ers is not None and ers.start <= earliest:
+            return None if ers.end is None else max(earliest, ers.end)
         return earliest
 
     def timeline(self, facts: ReceivableFacts) -> list[Milestone]:
@@ -290,7 +271,8 @@ class BasePolicy:
     # recoupment rules -------------------------------------------------------------------------------------
 
     def check_recoupment(self, facts: ReceivableFacts, recoupment: Movement) -> list[Violation]:
-        """Pause, waiting period, notice deadline, look-back and contract-offset rules, in that order."""
+        """Pause, current ERS, waiting period, notice deadline, look-back and contract-offset rules, in that
+        order."""
         day, found = recoupment.effective, []
         if facts.history.paused_on(day):
             found.append(
@@ -298,7 +280,16 @@ class BasePolicy:
                     "recoupment_during_pause", "appeal_pause", "recouped while an appeal pauses recovery"
                 )
             )
-        earliest = self.earliest_recovery(facts, after_appeals=False)  # a pause is flagged as such, once
+        ers = facts.ers_suspension
+        if ers is not None and ers.covers(day):
+            found.append(
+                Violation(
+                    "recoupment_rule_violation",
+                    "ers_current",
+                    f"recouped while the extended repayment schedule granted {ers.start.isoformat()} is current",
+                )
+            )
+        earliest = self.earliest_recovery(facts, after_suspensions=False)  # a suspension is flagged once
         if earliest is not None and day < earliest:
             found.append(
                 Violation("recoupment_rule_violation", "too_early", f"recouped before {earliest.isoformat()}")

@@ -199,18 +199,27 @@ async def save_timeline(
     )
 
 
-async def save_repayment_plan(conn: asyncpg.Connection, tenant_id: str, rid: UUID, plan: ErsPlan) -> None:
-    """Record (or replace) the extended repayment schedule granted for a receivable."""
+async def save_repayment_plan(conn: asyncpg.Connection, tenant_id: str, rid: UUID, plan: ErsPlan) -> bool:
+    """Record the extended repayment schedule granted for a receivable; False when nothing changed.
+
+    A later (or same-day, corrected) grant replaces the plan; an older grant arriving late never replaces a
+    newer one, and the same grant again changes nothing.
+    """
     installments = [[due.isoformat(), str(amount)] for due, amount in plan.installments]
-    await conn.execute(
-        """INSERT INTO interest.repayment_plans (tenant_id, receivable_id, granted_on, installments)
+    done = await conn.fetchval(
+        """INSERT INTO interest.repayment_plans AS p (tenant_id, receivable_id, granted_on, installments)
            VALUES ($1,$2,$3,$4::jsonb) ON CONFLICT (tenant_id, receivable_id)
-           DO UPDATE SET granted_on = EXCLUDED.granted_on, installments = EXCLUDED.installments""",
+           DO UPDATE SET granted_on = EXCLUDED.granted_on, installments = EXCLUDED.installments,
+               recorded_at = now()
+           WHERE EXCLUDED.granted_on >= p.granted_on
+             AND (EXCLUDED.granted_on, EXCLUDED.installments) IS DISTINCT FROM (p.granted_on, p.installments)
+           RETURNING 1""",
         tenant_id,
         rid,
         plan.granted_on,
         json.dumps(installments),
     )
+    return done is not None
 
 
 async def repayment_plan(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> ErsPlan | None:

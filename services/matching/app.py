@@ -35,7 +35,7 @@ from services.matching import domain, metrics, store
 from shared import envelopes, outbox, plugins
 from shared.clock import today
 from shared.ids import receivable_id, stable_id
-from shared.references import layout_for, parse_reference
+from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
 from shared.stream import Incoming, Outgoing, Rejected, Stage
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 stage = Stage("matching")
 app = stage.app
 POLICIES: dict[str, Any] = plugins.load_plugins(plugins.PAYER_POLICIES)
+POLICY = PolicyResolver(POLICIES, stage.settings, PolicyConfig.from_settings(stage.settings))
 OFFSETS = "remit.offsets.v1"
 RECEIVABLES = "remit.receivables.v1"
 ALERTS = "remit.alerts.v1"
@@ -61,9 +62,14 @@ CLOSING_CHANGES = {
 }
 
 
-def interest_first(policy: str) -> bool:
-    """Recovery order of the payer's policy plugin (Medicare: accrued interest before principal)."""
-    return getattr(POLICIES.get(policy), "recovery_order", "interest_first") != "principal_first"
+def interest_first(row: asyncpg.Record) -> bool:
+    """Recovery order of the receivable's payer policy as configured for its tenant (Medicare: accrued
+    interest before principal); a policy that is not installed keeps DOMAIN.md's interest-first rule."""
+    try:
+        policy = POLICY.resolve(row["tenant_id"], row["payer_id"], row["policy"])
+    except PolicyConfigError:
+        return True
+    return getattr(policy, "recovery_order", "interest_first") != "principal_first"
 
 
 async def announce(
@@ -179,7 +185,7 @@ async def resplit(
         charges,
         recoveries,
         row["principal"] - row["written_off"],
-        interest_first=interest_first(row["policy"]),
+        interest_first=interest_first(row),
     )
     await store.set_splits(conn, tenant, splits)
     totals = await store.recovered_totals(conn, tenant, rid)
@@ -211,7 +217,7 @@ async def apply_money(
     Money withheld while an appeal pauses recoupment is still applied (it was taken) and raises a violation.
     """
     before = store.balance_of(row)
-    provisional = domain.apply_recovery(amount, before, interest_first=interest_first(row["policy"]))
+    provisional = domain.apply_recovery(amount, before, interest_first=interest_first(row))
     rid = row["receivable_id"]
     allocation_id = stable_id(money_id, "allocation", rid, source.event_id)
     await store.save_allocation(
@@ -393,8 +399,10 @@ async def on_adjustment(
 ) -> list[Outgoing]:
     """Explain one PLB pair; every cent ends in exactly one bucket."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
-    layout = layout_for(stage.settings.policy_for(adj.payer_id))
-    parsed = parse_reference(adj.reference, layout)
+    try:
+        parsed = domain.read_reference(POLICY, tenant, adj.payer_id, adj.reference)
+    except PolicyConfigError as exc:
+        raise Rejected("unknown_policy", str(exc)) from exc
     candidates = parsed.candidates(adj.reference)
     meaning = domain.classify(adj.reason_code, adj.amount, parsed.receivable)
     cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index}"
@@ -612,8 +620,14 @@ async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) 
 
 
 async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]) -> list[Outgoing]:
-    """Appeals pause and resume recoupment; a won appeal or a write-off closes the rest; a refund check pays."""
+    """Appeals pause and resume recoupment; a won appeal or a write-off closes the rest; a refund check pays.
+
+    A repayment schedule moves no money and changes no balance (its installments arrive as refund checks or
+    recoupments): it is the interest stage's fact, ignored here.
+    """
     action, tenant = env.payload, env.tenant_id
+    if action.kind == "repayment_schedule_granted":
+        return []
     rid = receivable_id(tenant, action.payer_id, action.reference.strip())
     row = await store.lock_receivable(conn, tenant, rid)
     if row is None:

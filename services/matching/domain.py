@@ -8,9 +8,11 @@ receivable goes to accrued interest first, then principal (DOMAIN.md §3).
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from contracts.money import ZERO
+from shared.policy_config import PolicyResolver
+from shared.references import ParsedReference, parse_reference
 
 Action = Literal[
     "recover", "deferral", "forwarding_open", "forwarding_apply", "refund", "review", "non_offset"
@@ -39,6 +41,15 @@ NON_OFFSET = {
     "PI": "periodic interim payment",
     "E3": "withholding",
 }
+
+
+def read_reference(
+    policies: PolicyResolver[Any], tenant: str, payer_id: str, raw: str | None
+) -> ParsedReference:
+    """A PLB reference read with the layout of the payer policy configured for this tenant's payer — the
+    layout detection opened the receivable with, so the recoupment finds the same key. Raises
+    ``PolicyConfigError`` when that policy is not installed."""
+    return parse_reference(raw, policies.reference_layout(tenant, payer_id))
 
 
 @dataclass(frozen=True)

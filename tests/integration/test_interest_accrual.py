@@ -24,11 +24,11 @@ import pytest
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged
 from services.interest import commands
-from services.interest.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine
 from services.interest.policies import MedicarePolicy
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
+from shared.policy_config import PolicyConfig, PolicyResolver
 from shared.settings import Settings
 from shared.stream import Outgoing
 

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from contracts.money import ZERO
-from services.interest.config import PolicyConfig, PolicyConfigError, PolicyResolver
-from services.interest.domain import History, Movement, Pause
+from services.interest.domain import History, Movement, Pause, add_months
 from services.interest.policies import (
-    REFERENCE_LAYOUTS,
     CaliforniaPolicy,
     CommercialPolicy,
     MedicarePolicy,
@@ -20,11 +18,12 @@ from services.interest.policies import (
     PolicyOptionError,
     ReceivableFacts,
     TexasPolicy,
-    add_months,
     add_working_days,
     timeline,
 )
 from shared import plugins
+from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
+from shared.references import LAYOUTS, ReferenceLayout
 from shared.settings import Settings
 
 D = Decimal
@@ -49,7 +48,7 @@ def test_every_builtin_is_registered_as_a_plugin_and_implements_the_interface() 
     for name, policy in found.items():
         assert isinstance(policy, PayerPolicy)
         assert policy.name == name
-        assert policy.reference_layout in REFERENCE_LAYOUTS
+        assert policy.reference_layout in LAYOUTS
 
 
 def test_medicare_timeline() -> None:
@@ -178,14 +177,21 @@ def test_configuration_errors_stop_start_up() -> None:
 
 
 def test_reference_layouts() -> None:
-    medicare, dme, plain = REFERENCE_LAYOUTS["medicare"], REFERENCE_LAYOUTS["dme"], REFERENCE_LAYOUTS["plain"]
-    assert medicare.split("FCN26080300017".ljust(19) + "PCN-0042") == ("FCN26080300017", "PCN-0042")
-    assert medicare.split("FCN26080300017") == ("FCN26080300017", None)
-    assert medicare.split("A" * 25) == ("A" * 25, None)  # not space padded: one reference
-    assert dme.split("12345678901234ADJ0000000000001") == ("12345678901234ADJ0000000000001", None)
-    assert dme.split("1234567890".ljust(14) + "ADJ99") == ("1234567890", "ADJ99")
-    assert plain.split("FCN26080300017".ljust(19) + "PCN-0042") == ("FCN26080300017     PCN-0042", None)
-    assert plain.split(None) == (None, None)
+    # One table of layouts in shared.references serves detection, matching and the policies.
+    medicare, dme, plain = LAYOUTS["medicare"], LAYOUTS["dme"], LAYOUTS["plain"]
+
+    def split(layout: ReferenceLayout, raw: str | None) -> tuple[str | None, str | None]:
+        parsed = layout.parse(raw)
+        return parsed.receivable, parsed.secondary
+
+    assert split(medicare, "FCN26080300017".ljust(19) + "PCN-0042") == ("FCN26080300017", "PCN-0042")
+    assert split(medicare, "FCN26080300017") == ("FCN26080300017", None)
+    assert split(medicare, "A" * 25) == ("A" * 25, None)  # not space padded: one reference
+    # DME contractors fill positions 1–14, so a DME reference is split by position, padded or not.
+    assert split(dme, "12345678901234ADJ0000000000001") == ("12345678901234", "ADJ000000000000")
+    assert split(dme, "1234567890".ljust(14) + "ADJ99") == ("1234567890", "ADJ99")
+    assert split(plain, "FCN26080300017".ljust(19) + "PCN-0042") == ("FCN26080300017     PCN-0042", None)
+    assert split(plain, None) == (None, None)
 
 
 def test_add_months_clamps_to_month_end() -> None:
