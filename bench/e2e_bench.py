@@ -7,16 +7,16 @@ once with two.
 
 Size: ``BENCH_CLAIMS`` (default 200 000 claim payments; the issue's figure), ``BENCH_WORKERS`` (``1,2``).
 
-Pacing: files are published in generator order, in batches that hold at most one file per (tenant, payer),
-and the next batch waits until the intake group has consumed the previous one. The intake topic is keyed by
-file (not by account), so without this the broker may hand intake a later file of an account before an
-earlier one; detection compares a claim only with *earlier-dated* claims already seen, so a duplicate payment
-delivered before its original would be missed (see the report). Payers deliver one file per day, so
-this is also the realistic shape of the load. Letters are imported (and settled) before the 835 feed.
+Load shape: a payer-cycle burst. Every 835 file is published at once, in generator order. Raw files are keyed
+by tenant and X12 sender (``shared.admin.interchange_sender``), so each payer's files reach intake in publish
+order on one partition; detection compares a claim only with earlier-dated claims already seen, so a duplicate
+payment must not overtake its original. Letters are imported (and settled) before the 835 feed.
 
-Latency: the producer's send time of a file versus the Kafka ``CreateTime`` of every ``remit.offsets.v1``
-event whose ``trace_number`` is in that file (set by the matching worker when it publishes), read by a
-separate group-less consumer; one clock, one machine.
+Latency, two figures, both from Kafka ``CreateTime`` on one machine's clock, read by a group-less consumer:
+*publish→offset* runs from a file's publish to every ``remit.offsets.v1`` event with its trace number, so under
+a burst it includes the time the file waited in the intake backlog; *intake→offset* runs from intake's
+``remit.remittances.v1`` event for that trace number (intake has parsed and posted the file) to the same offset
+events, which is the latency of detection, matching and the hops between them.
 """
 
 import asyncio
@@ -44,6 +44,7 @@ ROOT = REPO_ROOT / ".local" / "bench"
 TRACE = re.compile(rb"\nTRN\*1\*([^*~]+)")
 QUIET = 4.0
 OFFSETS = "remit.offsets.v1"
+REMITTANCES = "remit.remittances.v1"
 
 
 def spec_for(claims: int, prefix: str) -> Spec:
@@ -63,31 +64,10 @@ class Result:
     pairs: int
     seconds: float
     latencies: list[float]
+    after_intake: list[float]
     rss_kib: dict[str, int]
     differences: list[str]
     breaches: int
-
-
-def batches(feed: list[FeedFile]) -> list[list[FeedFile]]:
-    """Consecutive files, cut whenever a (tenant, payer) would repeat inside a batch."""
-    out: list[list[FeedFile]] = [[]]
-    seen: set[tuple[str, str]] = set()
-    for item in feed:
-        account = (item.tenant, Path(item.path).name.split("_")[1])
-        if account in seen:
-            out.append([])
-            seen = set()
-        out[-1].append(item)
-        seen.add(account)
-    return [b for b in out if b]
-
-
-async def intake_lag(
-    client: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> int:
-    ends = await consumer.end_offsets(tps)
-    committed = await client.list_consumer_group_offsets("offsetstream-intake")
-    return sum(end - max(committed[tp].offset, 0) if tp in committed else end for tp, end in ends.items())
 
 
 def vm_hwm(pid: int) -> int:
@@ -98,23 +78,27 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
-async def collect_offsets(settings: Settings, sink: dict[str, list[int]], stop: asyncio.Event) -> None:
-    """trace number → Kafka timestamps (ms) of its offset events, from now on (assigned, no group)."""
+async def collect_stamps(
+    settings: Settings, sinks: dict[str, dict[str, list[int]]], stop: asyncio.Event
+) -> None:
+    """topic → trace number → Kafka timestamps (ms) of its events, from now on (assigned, no group)."""
+    topics = list(sinks)
     client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await client.start()
     try:
-        parts = await admin.topic_partitions(client, [OFFSETS])
+        parts = await admin.topic_partitions(client, topics)
     finally:
         await client.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(OFFSETS, p) for p in parts[OFFSETS]]
+        tps = [TopicPartition(topic, p) for topic in topics for p in parts[topic]]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         while not stop.is_set():
             got = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for records in got.values():
+            for tp, records in got.items():
+                sink = sinks[tp.topic]
                 for record in records:
                     payload = json.loads(record.value)["payload"]
                     sink.setdefault(payload["trace_number"], []).append(record.timestamp)
@@ -122,43 +106,26 @@ async def collect_offsets(settings: Settings, sink: dict[str, list[int]], stop: 
         await consumer.stop()
 
 
-async def wait_for_intake(
-    client: AIOKafkaAdminClient, probe: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> None:
-    """Poll until the intake group has consumed everything published so far."""
-    while True:
-        if not await intake_lag(client, probe, tps):
-            return
-        await asyncio.sleep(0.2)
-
-
-async def publish_paced(settings: Settings, out: Path, feed: list[FeedFile]) -> dict[str, int]:
-    """Publish the 835 files batch by batch; return each trace number's publish time (ms since the epoch)."""
+async def publish_burst(settings: Settings, out: Path, feed: list[FeedFile]) -> dict[str, int]:
+    """Publish every 835 file in generator order without waiting between them; return each trace number's
+    publish time (ms since the epoch)."""
     sent: dict[str, int] = {}
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, max_request_size=admin.MAX_MESSAGE_BYTES, acks="all"
     )
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
-    await client.start()
-    await probe.start()
     try:
-        parts = await admin.topic_partitions(client, [admin.INTAKE])
-        tps = [TopicPartition(admin.INTAKE, p) for p in parts[admin.INTAKE]]
-        for batch in batches([f for f in feed if f.kind == "835"]):
-            for item in batch:
-                content = (out / item.path).read_bytes()
-                key, value = admin.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
-                now = int(time.time() * 1000)
-                await producer.send_and_wait(admin.INTAKE, value=value, key=key)
-                for trace in TRACE.findall(content):
-                    sent.setdefault(trace.decode(), now)
-            await wait_for_intake(client, probe, tps)
+        pending = []
+        for item in (f for f in feed if f.kind == "835"):
+            content = (out / item.path).read_bytes()
+            key, value = admin.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
+            now = int(time.time() * 1000)
+            pending.append(await producer.send(admin.INTAKE, value=value, key=key))
+            for trace in TRACE.findall(content):
+                sent.setdefault(trace.decode(), now)
+        await asyncio.gather(*pending)
     finally:
         await producer.stop()
-        await client.close()
-        await probe.stop()
     return sent
 
 
@@ -206,12 +173,12 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
         for item in (f for f in feed if f.kind == "letters"):
             await letters.publish(settings, letters.read_import(out / item.path), item.tenant, "cli")
         await quiet_ledger(stack, expected, letters_only=True)
-        offsets: dict[str, list[int]] = {}
+        stamps: dict[str, dict[str, list[int]]] = {OFFSETS: {}, REMITTANCES: {}}
         stop = asyncio.Event()
-        collector = asyncio.create_task(collect_offsets(settings, offsets, stop))
+        collector = asyncio.create_task(collect_stamps(settings, stamps, stop))
         await asyncio.sleep(2)
         started = time.monotonic()
-        sent = await publish_paced(settings, out, feed)
+        sent = await publish_burst(settings, out, feed)
         await quiet_ledger(stack, expected)
         seconds = time.monotonic() - started - QUIET
         stop.set()
@@ -225,8 +192,15 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
                 breaches += len(await ledger_check.check(conn, tenant))
         finally:
             await conn.close()
+    offsets, posted = stamps[OFFSETS], stamps[REMITTANCES]
     latencies = [
-        (ts - sent[trace]) / 1000 for trace, stamps in offsets.items() if trace in sent for ts in stamps
+        (ts - sent[trace]) / 1000 for trace, times in offsets.items() if trace in sent for ts in times
+    ]
+    after_intake = [
+        (ts - min(posted[trace])) / 1000
+        for trace, times in offsets.items()
+        if trace in posted
+        for ts in times
     ]
     tenants = expected["tenants"].values()
     return Result(
@@ -235,14 +209,20 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
         sum(sum(t["plb_pairs_by_bucket"].values()) for t in tenants),
         seconds,
         latencies,
+        after_intake,
         rss,
         diffs,
         breaches,
     )
 
 
+def _percentiles(values: list[float]) -> list[float]:
+    return statistics.quantiles(values, n=100) if len(values) > 1 else [0.0] * 99
+
+
 def show(r: Result) -> None:
-    q = statistics.quantiles(r.latencies, n=100) if len(r.latencies) > 1 else [0.0] * 99
+    q = _percentiles(r.latencies)
+    qi = _percentiles(r.after_intake)
     print(f"\n== {r.workers} worker(s) per stage ==")
     print(
         f"claim payments     {r.claims:>9,}   PLB pairs {r.pairs:,}   wall {r.seconds:,.1f} s (first publish → quiet)"
@@ -253,6 +233,7 @@ def show(r: Result) -> None:
     print(
         f"publish→offset     p50 {q[49]:.2f} s   p95 {q[94]:.2f} s   p99 {q[98]:.2f} s   ({len(r.latencies):,} offset events)"
     )
+    print(f"intake→offset      p50 {qi[49]:.2f} s   p95 {qi[94]:.2f} s   p99 {qi[98]:.2f} s")
     print("peak RSS (VmHWM)   " + "   ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sorted(r.rss_kib.items())))
     verdict = (
         "equals expected.json"

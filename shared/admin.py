@@ -57,10 +57,28 @@ def files_under(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def interchange_sender(content: bytes) -> str | None:
+    """ISA06 (interchange sender id) of an X12 file, read from its fixed-width ISA header; None otherwise.
+
+    Raw files are keyed by tenant and sender so that one payer's files reach intake in the order they were
+    published (one partition). Order matters downstream: a duplicate payment is recognised against the earlier
+    payment already seen, and a recovery against the receivable it settles.
+    """
+    head = content[:128].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if len(head) < 106 or not head.startswith(b"ISA"):
+        return None
+    fields = head[:106].decode("latin-1").split(head[3:4].decode("latin-1"))
+    if len(fields) < 7:
+        return None
+    sender = fields[6].strip()
+    return sender or None
+
+
 def raw_file_message(
     content: bytes, file_name: str, tenant_id: str, source: str, format_hint: str | None = None
 ) -> tuple[bytes, bytes]:
-    """(key, value) of a RawFileReceived envelope; the same file always gets the same event id."""
+    """(key, value) of a RawFileReceived envelope; the same file always gets the same event id, and files of
+    one X12 sender share a key (see :func:`interchange_sender`)."""
     sha = hashlib.sha256(content).hexdigest()
     payload = RawFileReceived(
         file_name=file_name,
@@ -69,7 +87,8 @@ def raw_file_message(
         source=source,
         format_hint=format_hint,
     )
-    key = account_key(tenant_id, "file", sha)
+    sender = interchange_sender(content)
+    key = account_key(tenant_id, "sender", sender) if sender else account_key(tenant_id, "file", sha)
     env = envelopes.build(
         payload,
         event_id=stable_id("file", tenant_id, sha),

@@ -3,7 +3,7 @@
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,31 +69,57 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     return applied
 
 
-async def already_processed(
-    conn: asyncpg.Connection, service: str, event_id: str
-) -> list[dict[str, Any]] | None:
-    """The outputs recorded for an input event this service already committed, or None if it is new.
+async def claim_processed(
+    conn: asyncpg.Connection, service: str, event_ids: Collection[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Claim input events for this service (inside the caller's transaction); return the recorded outputs of
+    those that were already applied, keyed by event id. Unreturned ids are now claimed by the caller.
 
-    Recording outputs with the processed mark (in the same transaction as the domain writes) lets a service
-    that crashed after the DB commit and before publishing re-publish exactly the same messages on redelivery.
+    Claiming before applying means that a second worker holding the same input (a rebalance) waits on the first
+    one's claim and then sees it as done, instead of applying it again. Recording outputs with the claim lets a
+    service that crashed after the commit and before publishing re-publish exactly the same messages.
     """
-    row = await conn.fetchrow(
-        "SELECT outputs FROM ops.processed_events WHERE service = $1 AND event_id = $2", service, event_id
-    )
-    if row is None:
-        return None
-    outputs: list[dict[str, Any]] = json.loads(row["outputs"])
-    return outputs
-
-
-async def mark_processed(
-    conn: asyncpg.Connection, service: str, event_id: str, outputs: Sequence[dict[str, Any]]
-) -> None:
-    """Record an input event as applied, with the messages it produced (inside the caller's transaction)."""
-    await conn.execute(
-        "INSERT INTO ops.processed_events(service, event_id, outputs) VALUES ($1, $2, $3::jsonb)"
-        " ON CONFLICT DO NOTHING",
+    if not event_ids:
+        return {}
+    wanted = sorted(event_ids)  # one lock order for every worker, so claims never deadlock on each other
+    claimed = await conn.fetch(
+        "INSERT INTO ops.processed_events(service, event_id, outputs)"
+        " SELECT $1, e, '[]'::jsonb FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING RETURNING event_id",
         service,
-        event_id,
-        json.dumps(list(outputs)),
+        wanted,
     )
+    taken = set(wanted) - {r["event_id"] for r in claimed}
+    if not taken:
+        return {}
+    rows = await conn.fetch(
+        "SELECT event_id, outputs FROM ops.processed_events WHERE service = $1 AND event_id = ANY($2::text[])",
+        service,
+        sorted(taken),
+    )
+    return {r["event_id"]: json.loads(r["outputs"]) for r in rows}
+
+
+async def record_outputs(
+    conn: asyncpg.Connection,
+    service: str,
+    outputs: Mapping[str, Sequence[dict[str, Any]]],
+    released: Sequence[str] = (),
+) -> None:
+    """Store the messages each claimed event produced, and release the claims of events that were rejected
+    (a dead-lettered input must stay re-drivable by ``offsetstream dlt replay``)."""
+    produced = {event_id: records for event_id, records in outputs.items() if records}
+    if produced:
+        await conn.execute(
+            "UPDATE ops.processed_events p SET outputs = v.outputs::jsonb"
+            " FROM unnest($2::text[], $3::text[]) AS v(event_id, outputs)"
+            " WHERE p.service = $1 AND p.event_id = v.event_id",
+            service,
+            list(produced),
+            [json.dumps(list(records)) for records in produced.values()],
+        )
+    if released:
+        await conn.execute(
+            "DELETE FROM ops.processed_events WHERE service = $1 AND event_id = ANY($2::text[])",
+            service,
+            list(released),
+        )

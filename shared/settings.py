@@ -42,6 +42,22 @@ class Settings(BaseSettings):
         default=0, description="Index of this worker among the workers of one stage (web port + 10 × id)."
     )
     topic_partitions: int = Field(default=3, description="Partitions of every per-account topic.")
+    batch_max_messages: int = Field(
+        default=200,
+        ge=1,
+        description="Most input messages one stage applies in one PostgreSQL transaction and one broker-ack wait.",
+    )
+    commit_interval_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        description="How often a stage commits its consumer offsets (bounds the re-delivery after a crash; "
+        "re-delivered messages are recognised as duplicates and only re-published).",
+    )
+    batch_max_wait_seconds: float = Field(
+        default=0.02,
+        gt=0,
+        description="Longest a stage waits to fill a batch before applying what it has (added latency when idle).",
+    )
     default_tenant: str = Field(default="default", description="Tenant used when a command names none.")
     payer_policies: dict[str, str] = Field(
         default_factory=dict, description='Payer id → payer policy plugin name (e.g. {"01312": "medicare"}).'

@@ -1,12 +1,19 @@
-"""The stage runtime: one faust app per service, and the one way every stage processes a message.
+"""The stage runtime: one faust app per service, and the one way every stage processes its messages.
 
-Per input message: (1) find its idempotency id, (2) in ONE PostgreSQL transaction apply the handler's writes and
-record the message as processed together with the messages it produced, (3) publish those messages and wait for
-the broker's acknowledgement, (4) let Faust commit the offset. A crash between (2) and (3) is healed on
-redelivery: step (2) finds the record and step (3) re-publishes the same bytes with the same deterministic ids.
-Bad input never stops the stream: it goes to ``<topic>.dlt`` with the original bytes and a bounded reason.
-Transient failures (database or broker down) are retried with backoff instead, because dead-lettering a valid
+Messages are taken in batches (Faust ``take_events``: up to ``batch_max_messages``, waiting at most
+``batch_max_wait_seconds``). Per batch: (1) find each message's idempotency id and claim them all in
+``ops.processed_events``, (2) in ONE PostgreSQL transaction apply each new message's handler inside its own
+savepoint and record the messages it produced, (3) commit, publish every output and wait once for the broker's
+acknowledgements, (4) let Faust commit the offsets. A crash between (3) and (4) is healed on redelivery: step (1)
+finds the claims and step (3) re-publishes the same bytes with the same deterministic ids. Claiming *before* the
+handler runs means two workers that briefly hold the same partition during a rebalance can never both apply it.
+Bad input never stops the stream: its savepoint is rolled back and it goes to ``<topic>.dlt`` with the original
+bytes and a bounded reason, while the rest of the batch commits. Transient failures (database or broker down, a
+deadlock between workers) roll the whole batch back and retry it with backoff, because dead-lettering a valid
 remittance during a PostgreSQL restart would lose money from the ledger.
+
+Why batches: one message per transaction and per ack wait costs ~6 ms of round trips and fsyncs, which capped
+every agent near 150 messages/s (bench/README.md); a batch pays those once.
 """
 
 import asyncio
@@ -14,6 +21,7 @@ import base64
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -42,6 +50,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash, cannot-connect-now: the server restarts
+    asyncpg.exceptions.DeadlockDetectedError,  # two workers' batches locked rows in opposite orders
+    asyncpg.exceptions.SerializationError,
 )
 
 
@@ -101,6 +111,14 @@ class Outgoing:
         )
 
 
+@dataclass(frozen=True)
+class Result:
+    """What became of one input: the messages owed to the broker and the outcome label."""
+
+    outputs: list[Outgoing]
+    outcome: str  # applied | duplicate | dead_lettered
+
+
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
 IdOf = Callable[[Incoming], str]
 
@@ -147,7 +165,7 @@ class Stage:
             producer_max_request_size=16 * 1024 * 1024,
             consumer_max_fetch_size=16 * 1024 * 1024,
             broker_commit_every=100,
-            broker_commit_interval=1.0,
+            broker_commit_interval=s.commit_interval_seconds,
         )
         setup_prometheus_sensors(self.app, name_prefix=f"faust_{service}")
         telemetry.declare_service(service)
@@ -163,22 +181,25 @@ class Stage:
                 self._pool = await db.create_pool(self.settings)
             return self._pool
 
-    def consume(self, topics: Sequence[str], handler: Handler, id_of: IdOf = envelope_event_id) -> None:
-        """Register an agent that feeds every record of ``topics`` through :meth:`process`."""
+    def consume(
+        self,
+        topics: Sequence[str],
+        handler: Handler,
+        id_of: IdOf = envelope_event_id,
+        *,
+        batch: int | None = None,
+    ) -> None:
+        """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`.
+
+        ``batch`` caps the messages per transaction below the setting: a stage whose handler has effects
+        outside the database (a webhook call) uses 1, so a crash can only repeat one of them."""
         channel = self.app.topic(*topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
+        size = min(batch or self.settings.batch_max_messages, self.settings.batch_max_messages)
+        within = self.settings.batch_max_wait_seconds
 
         async def agent(stream: Any) -> None:
-            async for event in stream.events():
-                message = event.message
-                incoming = Incoming(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value or b"",
-                    headers={k: bytes(v or b"") for k, v in (message.headers or [])},
-                )
-                await self.process(incoming, handler, id_of)
+            async for events in stream.take_events(size, within=within):
+                await self.process_batch([incoming_of(event.message) for event in events], handler, id_of)
 
         self.subscriptions.append((tuple(topics), handler))
         agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in topics)}".replace("-", "_")
@@ -197,61 +218,38 @@ class Stage:
         tick.__name__ = tick.__qualname__ = f"{self.service}_{name}"
         self.app.timer(interval=seconds)(tick)
 
-    async def process(self, incoming: Incoming, handler: Handler, id_of: IdOf) -> str:
-        """Apply one message exactly once in effect; return the outcome label."""
+    async def process_batch(self, batch: Sequence[Incoming], handler: Handler, id_of: IdOf) -> list[str]:
+        """Apply a batch exactly once in effect, publish what it owes, and return each message's outcome."""
         service = self.service
-        telemetry.MESSAGES_CONSUMED.labels(service, incoming.topic).inc()
-        telemetry.IN_PROGRESS.labels(service).inc()
+        for topic, count in Counter(incoming.topic for incoming in batch).items():
+            telemetry.MESSAGES_CONSUMED.labels(service, topic).inc(count)
+        telemetry.IN_PROGRESS.labels(service).inc(len(batch))
+        telemetry.BATCH_SIZE.labels(service).observe(len(batch))
         started = time.perf_counter()
         try:
-            outputs: list[Outgoing] = []
-            try:
-                message_id = id_of(incoming)
-                outputs, duplicate = await self.retrying(lambda: self._apply(handler, incoming, message_id))
-                outcome = "duplicate" if duplicate else "applied"
-            except Rejected as rejected:
-                outputs = [
-                    dead_letter_message(
-                        service, incoming, rejected.reason, rejected.message, rejected.location
-                    )
-                ]
-                outcome = "dead_lettered"
-            except ValidationError as exc:
-                outputs = [
-                    dead_letter_message(
-                        service, incoming, "invalid_message", safe_validation_message(exc), {}
-                    )
-                ]
-                outcome = "dead_lettered"
-            except Exception as exc:
-                log.exception(
-                    "%s: unexpected %s at %s[%d]@%d",
-                    service,
-                    type(exc).__name__,
-                    incoming.topic,
-                    incoming.partition,
-                    incoming.offset,
-                )
-                outputs = [dead_letter_message(service, incoming, "processing_error", type(exc).__name__, {})]
-                outcome = "dead_lettered"
-            if outcome == "dead_lettered":
-                self._count_dead_letter(incoming, outputs[0])
-            # Outside the try: once the effect is committed (or the input judged bad), its messages are owed to
-            # the broker. Publishing retries until acknowledged and never dead-letters a committed effect.
+            results = await self.retrying(lambda: self._apply(handler, batch, id_of))
+            for incoming, result in zip(batch, results, strict=True):
+                if result.outcome == "dead_lettered":
+                    self._count_dead_letter(incoming, result.outputs[0])
+            outputs = [out for result in results for out in result.outputs]
+            # Once the effects are committed (or inputs judged bad), their messages are owed to the broker.
+            # Publishing retries until acknowledged and never dead-letters a committed effect.
             await self.retrying(lambda: self.publish(outputs), broker_errors=True)
         finally:
-            telemetry.IN_PROGRESS.labels(service).dec()
-        telemetry.MESSAGES_PROCESSED.labels(service, outcome).inc()
-        telemetry.PROCESSING_SECONDS.labels(service).observe(time.perf_counter() - started)
+            telemetry.IN_PROGRESS.labels(service).dec(len(batch))
+        per_message = (time.perf_counter() - started) / len(batch)
+        for outcome, count in Counter(result.outcome for result in results).items():
+            telemetry.MESSAGES_PROCESSED.labels(service, outcome).inc(count)
+        histogram = telemetry.PROCESSING_SECONDS.labels(service)
+        for _ in results:
+            histogram.observe(per_message)
         telemetry.LAST_PROCESSED.labels(service).set(time.time())
-        return outcome
+        return [result.outcome for result in results]
 
-    async def _apply(
-        self, handler: Handler, incoming: Incoming, message_id: str
-    ) -> tuple[list[Outgoing], bool]:
+    async def _apply(self, handler: Handler, batch: Sequence[Incoming], id_of: IdOf) -> list[Result]:
         pool = await self.pool()
         async with pool.acquire() as conn:
-            return await apply_once(conn, self.service, handler, incoming, message_id)
+            return await apply_batch(conn, self.service, handler, batch, id_of)
 
     async def retrying(self, action: Callable[[], Awaitable[T]], *, broker_errors: bool = False) -> T:
         """Run ``action`` until it succeeds through transient failures (database or network down; with
@@ -276,18 +274,20 @@ class Stage:
                 self._pool = None
 
     async def publish(self, outputs: Sequence[Outgoing]) -> None:
-        """Send every message, then wait until the broker has acknowledged all of them."""
-        pending = []
-        for out in outputs:
-            channel = self.app.topic(out.topic, key_serializer="raw", value_serializer="raw")
-            pending.append(
-                await channel.send(
-                    key=out.key.encode(), value=out.value, headers=list(out.headers) or None, force=True
-                )
-            )
-            telemetry.MESSAGES_PRODUCED.labels(self.service, out.topic).inc()
-        for fut in pending:
-            await fut
+        """Send every message, then wait until the broker has acknowledged all of them.
+
+        Straight to the app's Kafka producer: the messages are bytes already, and Faust's channel layer
+        (schemas, codecs, a future per message) cost more CPU than the rest of a typical handler."""
+        if not outputs:
+            return
+        producer = await self.app.maybe_start_producer()
+        pending = [
+            await producer.send(out.topic, out.key.encode(), out.value, None, None, list(out.headers) or None)
+            for out in outputs
+        ]
+        await asyncio.gather(*pending)
+        for topic, count in Counter(out.topic for out in outputs).items():
+            telemetry.MESSAGES_PRODUCED.labels(self.service, topic).inc(count)
 
     def _count_dead_letter(self, incoming: Incoming, record: Outgoing) -> None:
         headers = dict(record.headers)
@@ -303,27 +303,81 @@ class Stage:
             headers.get("error", b"").decode(),
         )
 
-    async def dead_letter(
-        self, incoming: Incoming, reason: str, message: str, location: dict[str, str]
-    ) -> None:
-        """Send the original bytes to the topic's DLT with headers naming reason, error and source."""
-        record = dead_letter_message(self.service, incoming, reason, message, location)
-        self._count_dead_letter(incoming, record)
-        await self.retrying(lambda: self.publish([record]), broker_errors=True)
+
+def incoming_of(message: Any) -> Incoming:
+    """Faust's consumed message as our own type."""
+    return Incoming(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value or b"",
+        headers={k: bytes(v or b"") for k, v in (message.headers or [])},
+    )
 
 
-async def apply_once(
-    conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming, message_id: str
-) -> tuple[list[Outgoing], bool]:
-    """In one transaction: the handler's writes plus the processed record holding its outputs; on a redelivery,
-    the recorded outputs instead. Returns (messages to publish, whether it was a redelivery)."""
+async def apply_batch(
+    conn: asyncpg.Connection, service: str, handler: Handler, batch: Sequence[Incoming], id_of: IdOf
+) -> list[Result]:
+    """Apply each input of ``batch`` in order, in one transaction, each in its own savepoint.
+
+    A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
+    with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
+    recorded outputs instead. An input the handler rejects is rolled back to its savepoint, unclaimed (so a DLT
+    replay can re-drive it) and turned into its dead-letter record. Transient errors propagate and roll back
+    the whole batch, to be retried by the caller.
+    """
+    results: list[Result | None] = [None] * len(batch)
+    ids: dict[int, str] = {}
+    for i, incoming in enumerate(batch):
+        try:
+            ids[i] = id_of(incoming)
+        except Rejected as rejected:
+            results[i] = _rejected(service, incoming, rejected.reason, rejected.message, rejected.location)
     async with conn.transaction():
-        previous = await db.already_processed(conn, service, message_id)
-        if previous is not None:
-            return [Outgoing.from_record(r) for r in previous], True
-        outputs = list(await handler(conn, incoming))
-        await db.mark_processed(conn, service, message_id, [o.to_record() for o in outputs])
-        return outputs, False
+        recorded = await db.claim_processed(conn, service, set(ids.values()))
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        dropped: list[str] = []
+        for i, message_id in ids.items():
+            if message_id in recorded:
+                outputs = [Outgoing.from_record(r) for r in recorded[message_id]]
+                results[i] = Result(outputs, "duplicate")
+                continue
+            results[i] = result = await _apply_one(conn, service, handler, batch[i])
+            if result.outcome == "applied":
+                recorded[message_id] = fresh[message_id] = [o.to_record() for o in result.outputs]
+            else:
+                dropped.append(message_id)
+        await db.record_outputs(conn, service, fresh, dropped)
+    return [r for r in results if r is not None]
+
+
+async def _apply_one(conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming) -> Result:
+    try:
+        async with conn.transaction():
+            return Result(list(await handler(conn, incoming)), "applied")
+    except TRANSIENT_ERRORS:
+        raise
+    except Rejected as rejected:
+        return _rejected(service, incoming, rejected.reason, rejected.message, rejected.location)
+    except ValidationError as exc:
+        return _rejected(service, incoming, "invalid_message", safe_validation_message(exc), {})
+    except Exception as exc:
+        log.exception(
+            "%s: unexpected %s at %s[%d]@%d",
+            service,
+            type(exc).__name__,
+            incoming.topic,
+            incoming.partition,
+            incoming.offset,
+        )
+        return _rejected(service, incoming, "processing_error", type(exc).__name__, {})
+
+
+def _rejected(
+    service: str, incoming: Incoming, reason: str, message: str, location: dict[str, str]
+) -> Result:
+    return Result([dead_letter_message(service, incoming, reason, message, location)], "dead_lettered")
 
 
 def dead_letter_message(

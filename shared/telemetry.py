@@ -27,9 +27,16 @@ DEAD_LETTERS = Counter(
 )
 PROCESSING_SECONDS = Histogram(
     "remit_processing_duration_seconds",
-    "Time to process one input message, DB transaction and publish included.",
+    "Time to process one input message, DB transaction and publish included (a batch's time shared evenly "
+    "among its messages).",
     ["service"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_SIZE = Histogram(
+    "remit_batch_messages",
+    "Input messages applied together in one transaction and one broker-acknowledgement wait.",
+    ["service"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 IN_PROGRESS = Gauge("remit_messages_in_progress", "Input messages being processed now.", ["service"])
 LAST_PROCESSED = Gauge(
@@ -60,6 +67,7 @@ def declare_service(service: str) -> None:
     preset(DEAD_LETTERS, *((service, reason) for reason in STAGE_REASONS))
     preset(TRANSIENT_RETRIES, service)
     PROCESSING_SECONDS.labels(service)
+    BATCH_SIZE.labels(service)
     IN_PROGRESS.labels(service)
 
 

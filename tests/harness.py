@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from shared import admin
-from shared.stream import Incoming, Outgoing, Rejected, apply_once, dead_letter_message, envelope_event_id
+from shared.stream import Incoming, Outgoing, apply_batch, envelope_event_id
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
 
@@ -83,12 +83,8 @@ class InProcessPipeline:
 
     async def _deliver(self, service: str, handler: Handler, message: Outgoing) -> None:
         incoming = Incoming(message.topic, 0, 0, message.key.encode(), message.value, dict(message.headers))
-        try:
-            outputs, _ = await apply_once(self.conn, service, handler, incoming, envelope_event_id(incoming))
-        except Rejected as rejected:
-            outputs = [
-                dead_letter_message(service, incoming, rejected.reason, rejected.message, rejected.location)
-            ]
+        (result,) = await apply_batch(self.conn, service, handler, [incoming], envelope_event_id)
+        outputs = result.outputs
         for out in outputs:
             self.published.append(out)
             if out.topic.endswith(".dlt"):

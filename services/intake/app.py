@@ -80,4 +80,5 @@ def file_message_id(incoming: Incoming) -> str:
     return f"{base}@{replayed.decode(errors='replace')}" if replayed else base
 
 
-stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id)
+# A file can carry tens of thousands of claims; a few files per transaction already pay off the round trips.
+stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id, batch=8)

@@ -68,4 +68,5 @@ async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], *
 app.on_before_shutdown.connect(close_channels)
 stage.every(stage.settings.notification_tick_seconds, tick, "notification tick")
 stage.consume(list(SOURCES), notify)
-stage.consume([NOTIFICATIONS], deliver)
+# Delivery calls webhooks and SMTP relays: one at a time, so a crash can repeat at most one of them.
+stage.consume([NOTIFICATIONS], deliver, batch=1)

@@ -3,7 +3,7 @@
 import pytest
 
 from contracts.topics import all_topic_names, dlt_name
-from shared import plugins
+from shared import admin, plugins
 from shared.ids import account_key, receivable_id, stable_id
 from shared.references import receivable_reference
 from shared.settings import Settings
@@ -79,3 +79,38 @@ def test_dead_letter_keeps_original_bytes_and_names_the_source() -> None:
     assert headers["location.segment_ordinal"] == b"7"
     assert dlt_name("remit.offsets.v1") == "remit.offsets.dlt"
     assert "remit.intake.dlt" in all_topic_names()
+
+
+# --- raw file keys ----------------------------------------------------------------------------------------
+
+
+ISA = (
+    "ISA*00*          *00*          *ZZ*{sender:<15}*ZZ*RECEIVER       *260101*1200*^*00501*000000001*0*P*:~"
+)
+
+
+def test_files_of_one_x12_sender_share_a_key_so_they_stay_in_order() -> None:
+    first = (ISA.format(sender="01312") + "GS*HP~").encode()
+    later = (ISA.format(sender="01312") + "GS*HP*other~").encode()
+    other = (ISA.format(sender="00431") + "GS*HP~").encode()
+    assert admin.interchange_sender(first) == "01312"
+    key_first, value_first = admin.raw_file_message(first, "a.835", "t1", "cli")
+    key_later, value_later = admin.raw_file_message(later, "b.835", "t1", "cli")
+    assert key_first == key_later and value_first != value_later
+    assert admin.raw_file_message(other, "c.835", "t1", "cli")[0] != key_first
+    assert admin.raw_file_message(first, "a.835", "t2", "cli")[0] != key_first  # tenants never share a key
+
+
+def test_a_file_without_an_isa_header_is_keyed_by_its_content() -> None:
+    csv_a, csv_b = b"payer_id,trace\n01312,T1\n", b"payer_id,trace\n01312,T2\n"
+    assert admin.interchange_sender(csv_a) is None
+    assert admin.interchange_sender(b"ISA*00*short~") is None
+    assert (
+        admin.raw_file_message(csv_a, "a.csv", "t1", "cli")[0]
+        != admin.raw_file_message(csv_b, "b.csv", "t1", "cli")[0]
+    )
+
+
+def test_the_sender_is_read_with_the_file_s_own_element_separator() -> None:
+    content = ("\ufeff" + ISA.format(sender="SENDER9").replace("*", "|") + "GS|HP~").encode()
+    assert admin.interchange_sender(content) == "SENDER9"

@@ -1,0 +1,157 @@
+"""The batch loop every stage runs (``shared.stream.apply_batch``), against the real ledger database.
+
+A batch is one transaction with a savepoint per message. These tests pin what billing depends on: a poison
+message costs only itself, a redelivered batch re-publishes the same bytes and writes nothing, a message seen
+twice counts once, two workers that briefly hold the same partition never both apply it, and a transient error
+leaves no trace to be retried on top of.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+import pytest
+
+from shared.local_infra import Stack
+from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, envelope_event_id
+
+EFFECTS = "public.test_batch_effects"
+
+
+def message(event_id: str, *, poison: str = "") -> Incoming:
+    body = {"event_id": event_id, "poison": poison}
+    return Incoming("remit.test.v1", 0, 0, event_id.encode(), json.dumps(body).encode())
+
+
+def handler_for(service: str, *, hold: float = 0.0) -> Handler:
+    """A handler that writes one effect row, then fails as the message asks; ``hold`` keeps the transaction
+    open (a slow worker) after the write."""
+
+    async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        body = json.loads(incoming.value)
+        await conn.execute(
+            f"INSERT INTO {EFFECTS} (service, event_id) VALUES ($1, $2)", service, body["event_id"]
+        )
+        if hold:
+            await asyncio.sleep(hold)
+        match body["poison"]:
+            case "rejected":
+                raise Rejected("invalid_message", "the test said no", {"segment": "3"})
+            case "crash":
+                raise ZeroDivisionError
+            case "deadlock":
+                raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return [Outgoing("remit.test-out.v1", body["event_id"], f"out:{body['event_id']}".encode())]
+
+    return handle
+
+
+@pytest.fixture
+async def service(ledger: asyncpg.Connection, tenant: str) -> AsyncIterator[str]:
+    await ledger.execute(
+        f"CREATE TABLE IF NOT EXISTS {EFFECTS} (service text NOT NULL, event_id text NOT NULL)"
+    )
+    yield f"batch-test-{tenant}"
+
+
+async def effects(ledger: asyncpg.Connection, service: str) -> list[str]:
+    rows = await ledger.fetch(f"SELECT event_id FROM {EFFECTS} WHERE service = $1 ORDER BY event_id", service)
+    return [r["event_id"] for r in rows]
+
+
+async def claimed(ledger: asyncpg.Connection, service: str) -> list[str]:
+    rows = await ledger.fetch(
+        "SELECT event_id FROM ops.processed_events WHERE service = $1 ORDER BY event_id", service
+    )
+    return [r["event_id"] for r in rows]
+
+
+async def test_a_poison_message_costs_only_itself(ledger: asyncpg.Connection, service: str) -> None:
+    batch = [
+        message("e1"),
+        message("e2", poison="rejected"),
+        message("e3"),
+        Incoming("remit.test.v1", 0, 7, b"k", b"not json at all"),
+        message("e4", poison="crash"),
+    ]
+    results = await apply_batch(ledger, service, handler_for(service), batch, envelope_event_id)
+
+    assert [r.outcome for r in results] == [
+        "applied",
+        "dead_lettered",
+        "applied",
+        "dead_lettered",
+        "dead_lettered",
+    ]
+    # the rejected message's own write was rolled back to its savepoint; its neighbours committed
+    assert await effects(ledger, service) == ["e1", "e3"]
+    # rejected inputs are not claimed, so `offsetstream dlt replay` can re-drive them after a fix
+    assert await claimed(ledger, service) == ["e1", "e3"]
+    reasons = [dict(r.outputs[0].headers)["reason"] for r in results if r.outcome == "dead_lettered"]
+    assert reasons == [b"invalid_message", b"invalid_message", b"processing_error"]
+    assert results[1].outputs[0].value == batch[1].value  # the original bytes go to the DLT
+    assert results[1].outputs[0].topic == "remit.test.dlt"
+
+
+async def test_a_redelivered_batch_republishes_the_same_bytes_and_writes_nothing(
+    ledger: asyncpg.Connection, service: str
+) -> None:
+    batch = [message("e1"), message("e2"), message("e3")]
+    first = await apply_batch(ledger, service, handler_for(service), batch, envelope_event_id)
+    again = await apply_batch(ledger, service, handler_for(service), batch, envelope_event_id)
+
+    assert [r.outcome for r in again] == ["duplicate"] * 3
+    assert [r.outputs for r in again] == [r.outputs for r in first]
+    assert await effects(ledger, service) == ["e1", "e2", "e3"]
+
+
+async def test_the_same_message_twice_in_one_batch_counts_once(
+    ledger: asyncpg.Connection, service: str
+) -> None:
+    batch = [message("e1"), message("e1"), message("e2")]
+    results = await apply_batch(ledger, service, handler_for(service), batch, envelope_event_id)
+
+    assert [r.outcome for r in results] == ["applied", "duplicate", "applied"]
+    assert results[1].outputs == results[0].outputs
+    assert await effects(ledger, service) == ["e1", "e2"]
+
+
+async def test_two_workers_holding_the_same_message_apply_it_once(
+    ledger: asyncpg.Connection, stack: Stack, service: str
+) -> None:
+    """A rebalance can hand a partition to a second worker while the first is still inside its transaction.
+    The second worker's claim waits for the first one's commit and then sees the message as done."""
+    dsn = stack.postgres.dsn
+    slow, fast = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        batch = [message("e1"), message("e2")]
+        first = asyncio.create_task(
+            apply_batch(slow, service, handler_for(service, hold=0.5), batch, envelope_event_id)
+        )
+        await asyncio.sleep(0.2)  # the slow worker has claimed both and is inside its handler
+        second = await apply_batch(fast, service, handler_for(service), batch, envelope_event_id)
+        done = await first
+    finally:
+        await slow.close()
+        await fast.close()
+
+    assert [r.outcome for r in done] == ["applied", "applied"]
+    assert [r.outcome for r in second] == ["duplicate", "duplicate"]
+    assert [r.outputs for r in second] == [r.outputs for r in done]
+    assert await effects(ledger, service) == ["e1", "e2"]
+
+
+async def test_a_transient_error_leaves_no_trace_of_its_batch(
+    ledger: asyncpg.Connection, service: str
+) -> None:
+    batch = [message("e1"), message("e2", poison="deadlock"), message("e3")]
+    with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+        await apply_batch(ledger, service, handler_for(service), batch, envelope_event_id)
+
+    assert await effects(ledger, service) == []
+    assert await claimed(ledger, service) == []
+    # the retry (the caller's job) then applies everything
+    retried = [message("e1"), message("e2"), message("e3")]
+    results = await apply_batch(ledger, service, handler_for(service), retried, envelope_event_id)
+    assert [r.outcome for r in results] == ["applied"] * 3
