@@ -15,8 +15,8 @@ later); lump recoupments without a reference (oldest first); recoveries of unkno
 The package: ``model`` (the vocabulary), ``plan`` (the stories and the expected ledger), ``x12`` (835 text),
 ``check`` (the ledger read back and compared).
 
-Why the plan stays order-proof: the services may see one account's files in any order (a drop folder or a re-
-sent batch does not keep it), so every story is one whose final ledger does not depend on arrival order.
+Why the plan stays order-proof: the services may see one account's files in any order (a drop folder or a resent
+batch does not keep it), so every story is one whose final ledger does not depend on arrival order.
 Referenced recoveries never exceed their receivable; letters (the only receivables refunds, lumps and
 oversized recoupments touch) are imported before any 835; lumps run only on accounts whose receivables are all
 letters and never exceed what is open. Interest is kept out by construction: every recovery falls within 28
