@@ -143,7 +143,11 @@ def safe_validation_message(exc: ValidationError) -> str:
 class Stage:
     """A service's faust app plus the idempotent process/publish/dead-letter loop shared by all stages."""
 
-    def __init__(self, service: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self, service: str, settings: Settings | None = None, *, fetch_bytes: int = 1024 * 1024
+    ) -> None:
+        """``fetch_bytes`` bounds what the consumer fetches ahead per partition, which is most of a worker's
+        memory under a backlog: 1 MiB holds hundreds of events; intake raises it to its largest file."""
         self.service = service
         self.settings = settings or get_settings()
         telemetry.setup_logging(self.settings.log_level)
@@ -163,7 +167,7 @@ class Stage:
             topic_partitions=s.topic_partitions,
             autodiscover=False,
             producer_max_request_size=16 * 1024 * 1024,
-            consumer_max_fetch_size=16 * 1024 * 1024,
+            consumer_max_fetch_size=fetch_bytes,
             broker_commit_every=100,
             broker_commit_interval=s.commit_interval_seconds,
         )

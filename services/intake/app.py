@@ -9,10 +9,11 @@ from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from services.intake import domain, metrics, store
 from shared import plugins, telemetry
+from shared.admin import MAX_MESSAGE_BYTES
 from shared.feeds import FeedError, FeedParser
 from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message, envelope_event_id
 
-stage = Stage("intake")
+stage = Stage("intake", fetch_bytes=MAX_MESSAGE_BYTES)
 app = stage.app
 PARSERS: dict[str, FeedParser] = plugins.load_plugins(plugins.FEED_PARSERS)
 
@@ -80,5 +81,6 @@ def file_message_id(incoming: Incoming) -> str:
     return f"{base}@{replayed.decode(errors='replace')}" if replayed else base
 
 
-# A file can carry tens of thousands of claims; a few files per transaction already pay off the round trips.
-stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id, batch=8)
+# A file can carry tens of thousands of claims; a few files per transaction already pay off the round trips,
+# and more would hold all their parsed claims and outputs in memory at once.
+stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id, batch=4)
