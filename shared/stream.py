@@ -2,15 +2,15 @@
 
 Messages are taken in batches (Faust ``take_events``: up to ``batch_max_messages``, waiting at most
 ``batch_max_wait_seconds``). Per batch: (1) find each message's idempotency id and claim them all in
-``ops.processed_events``, (2) in ONE PostgreSQL transaction apply each new message's handler inside its own
-savepoint and record the messages it produced, (3) commit, publish every output and wait once for the broker's
-acknowledgements, (4) let Faust commit the offsets. A crash between (3) and (4) is healed on redelivery: step (1)
-finds the claims and step (3) re-publishes the same bytes with the same deterministic ids. Claiming *before* the
-handler runs means two workers that briefly hold the same partition during a rebalance can never both apply it.
-Bad input never stops the stream: its savepoint is rolled back and it goes to ``<topic>.dlt`` with the original
-bytes and a bounded reason, while the rest of the batch commits. Transient failures (database or broker down, a
-deadlock between workers) roll the whole batch back and retry it with backoff, because dead-lettering a valid
-remittance during a PostgreSQL restart would lose money from the ledger.
+``ops.processed_events``, (2) in ONE PostgreSQL transaction apply each new message's handler and record the
+messages it produced, (3) commit, publish every output and wait once for the broker's acknowledgements, (4) let
+Faust commit the offsets. A crash between (3) and (4) is healed on redelivery: step (1) finds the claims and
+step (3) re-publishes the same bytes with the same deterministic ids. Claiming *before* the handler runs means
+two workers that briefly hold the same partition during a rebalance can never both apply it. Bad input never
+stops the stream: the batch is re-run with a savepoint per message, the bad one is rolled back and goes to
+``<topic>.dlt`` with the original bytes and a bounded reason, while the rest of the batch commits. Transient
+failures (database or broker down, a deadlock between workers) roll the whole batch back and retry it with
+backoff, because dead-lettering a valid remittance during a PostgreSQL restart would lose money from the ledger.
 
 Why batches: one message per transaction and per ack wait costs ~6 ms of round trips and fsyncs, which capped
 every agent near 150 messages/s (bench/README.md); a batch pays those once.
@@ -323,14 +323,36 @@ def incoming_of(message: Any) -> Incoming:
 async def apply_batch(
     conn: asyncpg.Connection, service: str, handler: Handler, batch: Sequence[Incoming], id_of: IdOf
 ) -> list[Result]:
-    """Apply each input of ``batch`` in order, in one transaction, each in its own savepoint.
+    """Apply each input of ``batch`` in order, in one transaction.
 
     A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
     with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
-    recorded outputs instead. An input the handler rejects is rolled back to its savepoint, unclaimed (so a DLT
-    replay can re-drive it) and turned into its dead-letter record. Transient errors propagate and roll back
-    the whole batch, to be retried by the caller.
+    recorded outputs instead. An input the handler rejects is rolled back, unclaimed (so a DLT replay can
+    re-drive it) and turned into its dead-letter record, while the rest of the batch commits. Transient errors
+    propagate and roll back the whole batch, to be retried by the caller.
+
+    Bad input is rare, so a batch first runs without savepoints (two round trips fewer per message); only when
+    a handler fails is the batch rolled back and run again with a savepoint around every message.
     """
+    try:
+        return await _apply_batch(conn, service, handler, batch, id_of, isolated=False)
+    except _Poisoned:
+        return await _apply_batch(conn, service, handler, batch, id_of, isolated=True)
+
+
+class _Poisoned(Exception):
+    """A handler failed in a batch run without savepoints: run the batch again, isolating every message."""
+
+
+async def _apply_batch(
+    conn: asyncpg.Connection,
+    service: str,
+    handler: Handler,
+    batch: Sequence[Incoming],
+    id_of: IdOf,
+    *,
+    isolated: bool,
+) -> list[Result]:
     results: list[Result | None] = [None] * len(batch)
     ids: dict[int, str] = {}
     for i, incoming in enumerate(batch):
@@ -347,7 +369,10 @@ async def apply_batch(
                 outputs = [Outgoing.from_record(r) for r in recorded[message_id]]
                 results[i] = Result(outputs, "duplicate")
                 continue
-            results[i] = result = await _apply_one(conn, service, handler, batch[i])
+            if isolated:
+                results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
+            else:
+                results[i] = result = await _apply_bare(conn, handler, batch[i])
             if result.outcome == "applied":
                 recorded[message_id] = fresh[message_id] = [o.to_record() for o in result.outputs]
             else:
@@ -356,7 +381,18 @@ async def apply_batch(
     return [r for r in results if r is not None]
 
 
-async def _apply_one(conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming) -> Result:
+async def _apply_bare(conn: asyncpg.Connection, handler: Handler, incoming: Incoming) -> Result:
+    try:
+        return Result(list(await handler(conn, incoming)), "applied")
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        raise _Poisoned from exc
+
+
+async def _apply_isolated(
+    conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming
+) -> Result:
     try:
         async with conn.transaction():
             return Result(list(await handler(conn, incoming)), "applied")
