@@ -262,6 +262,12 @@ class OffsetRecorded(Contract):
     )
     unmatched_amount: Money = Field(description="Part left in the unmatched work queue.")
     reason: str = Field(description="Why: matched reference, unmatched cause, or classification.")
+    rematch_of: UUID | None = Field(
+        default=None,
+        description="For a later re-match of a parked recovery: the `offset_id` of the PLB pair's original "
+        "(unmatched) offset; `unmatched_amount` is then what is still unexplained after the re-match. "
+        "None for a PLB pair's first explanation.",
+    )
 
 
 # --- remit.receivables.v1 --------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ from contracts.money import CENT, ZERO
 PERIOD_DAYS = 30
 REDUCTIONS = frozenset({"ReceivableReduced", "ReceivableSettled"})
 """Event types by which matching reports money recovered from the provider (a recoupment or a refund)."""
+WRITE_OFF = "ReceivableWrittenOff"
+"""Event type of a write-off (staff, or an appeal the provider won); also of a recovery that closes a receivable
+already partly written off, which is told apart by its recovered totals moving."""
 
 
 @dataclass(frozen=True)
@@ -124,15 +127,20 @@ class History:
     principal: Decimal
     movements: tuple[Movement, ...]
     pauses: tuple[Pause, ...]
+    write_offs: tuple[tuple[date, Decimal], ...] = ()
+    """(effective date, amount) of every write-off: money no longer owed, though never recovered."""
 
     def outstanding_on(self, day: date) -> Decimal:
         """Principal still owed at the end of ``day``.
 
         The principal is the receivable's whole principal from day 0: a later letter or merged evidence
         describes the same determination, so it is owed from the determination date, not from when we heard.
+        A write-off lowers it like a recovery (matching counts written-off money against principal too), so
+        an appeal the provider won or a balance staff closed stops accruing interest from that day.
         """
         recovered = sum((m.principal for m in self.movements if m.effective <= day), ZERO)
-        return max(self.principal - recovered, ZERO)
+        written_off = sum((amount for effective, amount in self.write_offs if effective <= day), ZERO)
+        return max(self.principal - recovered - written_off, ZERO)
 
     def recoupments(self) -> list[Movement]:
         """Recoveries reported as reductions, in business-date order."""
@@ -187,7 +195,21 @@ def history_from_changes(
     if started is not None:
         pauses.append(Pause(started, None))
     movements.sort(key=lambda m: m.effective)
-    return History(principal, tuple(movements), tuple(pauses))
+    return History(principal, tuple(movements), tuple(pauses), write_offs(changes))
+
+
+def write_offs(changes: Sequence[Change]) -> tuple[tuple[date, Decimal], ...]:
+    """The pure write-offs among the changes (in arrival order): ``ReceivableWrittenOff`` changes that recover
+    nothing. A recovery that closes a partly written-off receivable carries the same event type, but its
+    recovered totals move and its money is already a movement, so it is not counted again."""
+    found: list[tuple[date, Decimal]] = []
+    before_p, before_i = ZERO, ZERO
+    for change in changes:
+        unmoved = (change.principal_recovered, change.interest_recovered) == (before_p, before_i)
+        if change.event_type == WRITE_OFF and change.change_amount > 0 and unmoved:
+            found.append((change.effective, change.change_amount))
+        before_p, before_i = change.principal_recovered, change.interest_recovered
+    return tuple(found)
 
 
 # --- extended repayment schedules ----------------------------------------------------------------------------
@@ -344,12 +366,16 @@ def schedule(determination: date, history: History, terms: InterestTerms, throug
         end = _day(determination, PERIOD_DAYS * n)
         due, basis = end + timedelta(days=1), history.outstanding_on(end)
         if basis <= 0 and terms.partial_period_as_full and n >= 2 and history.outstanding_on(start) > 0:
-            due = next(
-                m.effective
-                for m in history.movements
-                if start < m.effective <= end and history.outstanding_on(m.effective) <= 0
-            )
-            basis = history.outstanding_on(due - timedelta(days=1))
+            payoff = next(
+                (
+                    m.effective
+                    for m in history.movements
+                    if start < m.effective <= end and history.outstanding_on(m.effective) <= 0
+                ),
+                None,
+            )  # None: a write-off, not a payment, ended the debt; nothing is charged for its started period
+            if payoff is not None:
+                due, basis = payoff, history.outstanding_on(payoff - timedelta(days=1))
         if basis > 0 and due <= through:
             rate = terms.rate_for(due)
             periods.append(Period(n, start, end, due, basis, rate, period_interest(basis, rate)))

@@ -51,7 +51,8 @@ class ReceivableFacts:
     """What a policy needs to know about one receivable.
 
     ``paid_on`` (when the overpaid claim was paid) and ``duplicate`` drive the state look-back and notice
-    rules; today's ``ReceivableChanged`` does not carry them, so those rules stay idle until it does.
+    rules; ``ReceivableChanged`` carries them (``original_payment_date``, ``duplicate``) and the interest store
+    keeps them on its receivable row. A receivable whose evidence shows no payment date leaves them idle.
     """
 
     determination: date

@@ -82,13 +82,26 @@ async def announce(
     effective: date,
     cause: str,
     recovery_kind: str | None = None,
+    *,
+    money_key: UUID | None = None,
+    causation: str | None = None,
 ) -> Outgoing:
-    """Write the receivable's history line and its ReceivableChanged event (closing changes named as such)."""
+    """Write the receivable's history line and its ReceivableChanged event (closing changes named as such).
+
+    One source event can move one receivable several times (a letter that re-matches two parked recoveries):
+    ``money_key`` (the parked PLB pair) keeps those changes' event ids apart, or downstream stages would take
+    the second for a replay of the first and drop it. ``causation`` names the offset that moved the money
+    when it is not the source event itself, so notification can join the change to its offset.
+    """
     status = domain.status_of(after)
     if change == "ReceivableReduced" and status in CLOSING_CHANGES:
         change = CLOSING_CHANGES[status]
     rid = row["receivable_id"]
-    event_id = stable_id(source.event_id, change, rid)
+    event_id = (
+        stable_id(source.event_id, change, rid)
+        if money_key is None
+        else stable_id(source.event_id, change, rid, money_key)
+    )
     await store.add_history(
         conn, source.tenant_id, rid, event_id, change, amount, effective, cause, status, max(after.open, ZERO)
     )
@@ -132,7 +145,7 @@ async def announce(
             event_type=change,
             tenant_id=source.tenant_id,
             account_key=source.account_key,
-            causation_id=str(source.event_id),
+            causation_id=causation or str(source.event_id),
         ),
     )
 
@@ -211,10 +224,12 @@ async def apply_money(
     *,
     kind: str = "offset",
     remittance_id: UUID | None = None,
+    rematch: UUID | None = None,
 ) -> tuple[domain.Application, Allocation, list[Outgoing]]:
     """Apply an amount (offset or refund) to one receivable: allocation row, new balance, history, events.
 
     Money withheld while an appeal pauses recoupment is still applied (it was taken) and raises a violation.
+    ``rematch`` is the id of the re-match offset when a parked recovery is applied later (see :func:`announce`).
     """
     before = store.balance_of(row)
     provisional = domain.apply_recovery(amount, before, interest_first=interest_first(row))
@@ -248,6 +263,8 @@ async def apply_money(
             effective,
             cause,
             "offset" if kind == "netting" else kind,
+            money_key=money_id if rematch is not None else None,
+            causation=str(rematch) if rematch is not None else None,
         )
     ]
     if before.paused and kind == "offset" and applied.applied > 0:
@@ -282,8 +299,9 @@ def offset_event(
     allocations: tuple[Allocation, ...],
     unmatched: Decimal,
     event_type: str | None = None,
+    rematch_of: UUID | None = None,
 ) -> Outgoing:
-    """The OffsetRecorded event of one PLB pair (or of a later re-match of it)."""
+    """The OffsetRecorded event of one PLB pair (or of a later re-match of it, naming the original offset)."""
     payload = OffsetRecorded(
         offset_id=offset_id,
         remittance_id=adj.remittance_id,
@@ -299,6 +317,7 @@ def offset_event(
         allocations=allocations,
         unmatched_amount=unmatched,
         reason=reason,
+        rematch_of=rematch_of,
     )
     metrics.OFFSETS.labels(bucket).inc()
     metrics.OFFSET_DOLLARS.labels(bucket).inc(float(abs(adj.amount)))
@@ -582,8 +601,16 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             amount=parked["amount"],
         )
         cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index} (re-matched)"
+        rematch_id = stable_id(parked["adjustment_id"], "rematch", env.event_id)
         applied, allocation, events = await apply_money(
-            conn, env, parked["adjustment_id"], row, parked["unmatched_amount"], adj.payment_date, cause
+            conn,
+            env,
+            parked["adjustment_id"],
+            row,
+            parked["unmatched_amount"],
+            adj.payment_date,
+            cause,
+            rematch=rematch_id,
         )
         left = applied.remainder
         reason = f"re-matched to {op.reference} after the receivable appeared"
@@ -593,11 +620,12 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             offset_event(
                 env,
                 adj,
-                stable_id(parked["adjustment_id"], "rematch", env.event_id),
+                rematch_id,
                 "allocated",
                 reason,
                 (allocation,),
                 left,
+                rematch_of=parked["adjustment_id"],
             )
         )
     return outputs

@@ -26,6 +26,7 @@ RECEIVABLE_OPENED = "receivable_opened"
 RECEIVABLE_SETTLED = "receivable_settled"
 OFFSET_APPLIED = "offset_applied"
 UNMATCHED_RECOVERY = "unmatched_recovery"
+UNMATCHED_RECOVERY_RESOLVED = "unmatched_recovery_resolved"
 FORWARDING_BALANCE_OPENED = "forwarding_balance_opened"
 INTEREST_ACCRUED = "interest_accrued"
 DEADLINE_APPROACHING = "deadline_approaching"
@@ -42,6 +43,7 @@ KINDS = (
     RECEIVABLE_SETTLED,
     OFFSET_APPLIED,
     UNMATCHED_RECOVERY,
+    UNMATCHED_RECOVERY_RESOLVED,
     FORWARDING_BALANCE_OPENED,
     INTEREST_ACCRUED,
     DEADLINE_APPROACHING,
@@ -144,7 +146,12 @@ def for_receivable(
 
 def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
     """A recovery that matched nothing, or a forwarding balance carried to a later remittance. (An applied
-    offset is announced by :func:`offset_applied` once the balance left is known.)"""
+    offset is announced by :func:`offset_applied` once the balance left is known.)
+
+    A re-match of a parked recovery (``rematch_of`` set) closes the loop the ``unmatched_recovery`` action
+    opened: staff hear that the item left the work queue (``unmatched_recovery_resolved``), or, when part of it
+    is still unexplained, get the unmatched message again with the new remainder.
+    """
     facts = {
         "trace_number": offset.trace_number,
         "payer_id": offset.payer_id,
@@ -155,6 +162,10 @@ def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
     reference = receivable_key(offset.reference)
     if reference:
         facts["reference"] = reference
+    if offset.rematch_of is not None:
+        facts["rematch_of"] = str(offset.rematch_of)
+    if offset.rematch_of is not None and offset.unmatched_amount <= 0:
+        return [_resolved(offset, reference, facts)]
     if event_type == "OffsetUnmatched" or (offset.bucket == "allocated" and offset.unmatched_amount > 0):
         return [
             Message(
@@ -176,6 +187,25 @@ def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
             )
         ]
     return []
+
+
+def _resolved(offset: OffsetRecorded, reference: str | None, facts: dict[str, str]) -> Message:
+    """The parked recovery is fully explained now: which receivable(s) took it."""
+    applied = sum((a.to_interest + a.to_principal for a in offset.allocations), Decimal("0.00"))
+    targets = ", ".join(sorted({a.reference for a in offset.allocations}))
+    explained = f"re-matched to {targets}" if targets else offset.reason
+    return Message(
+        UNMATCHED_RECOVERY_RESOLVED,
+        "info",
+        f"Recovery on {offset.trace_number} (PLB {offset.reason_code} {reference or 'without reference'}) "
+        f"no longer unexplained: {money(applied)} {explained}",
+        {
+            **facts,
+            "applied": money(applied),
+            "unmatched": money(offset.unmatched_amount),
+            **({"applied_to": targets} if targets else {}),
+        },
+    )
 
 
 @dataclass(frozen=True)
