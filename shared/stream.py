@@ -120,6 +120,8 @@ class Result:
 
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
+Replay = Handler
+"""Rebuilds the outputs of an input already applied, from the input and the ledger, without writing anything."""
 IdOf = Callable[[Incoming], str]
 
 
@@ -192,18 +194,23 @@ class Stage:
         id_of: IdOf = envelope_event_id,
         *,
         batch: int | None = None,
+        replay: Replay | None = None,
     ) -> None:
         """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`.
 
         ``batch`` caps the messages per transaction below the setting: a stage whose handler has effects
-        outside the database (a webhook call) uses 1, so a crash can only repeat one of them."""
+        outside the database (a webhook call) uses 1, so a crash can only repeat one of them. ``replay``, for
+        a stage whose outputs are large and can be rebuilt (intake: every claim of a file), stores no outputs
+        with the claim and rebuilds them on redelivery instead."""
         channel = self.app.topic(*topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
         size = min(batch or self.settings.batch_max_messages, self.settings.batch_max_messages)
         within = self.settings.batch_max_wait_seconds
 
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(size, within=within):
-                await self.process_batch([incoming_of(event.message) for event in events], handler, id_of)
+                await self.process_batch(
+                    [incoming_of(event.message) for event in events], handler, id_of, replay
+                )
 
         self.subscriptions.append((tuple(topics), handler))
         agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in topics)}".replace("-", "_")
@@ -222,7 +229,9 @@ class Stage:
         tick.__name__ = tick.__qualname__ = f"{self.service}_{name}"
         self.app.timer(interval=seconds)(tick)
 
-    async def process_batch(self, batch: Sequence[Incoming], handler: Handler, id_of: IdOf) -> list[str]:
+    async def process_batch(
+        self, batch: Sequence[Incoming], handler: Handler, id_of: IdOf, replay: Replay | None = None
+    ) -> list[str]:
         """Apply a batch exactly once in effect, publish what it owes, and return each message's outcome."""
         service = self.service
         for topic, count in Counter(incoming.topic for incoming in batch).items():
@@ -231,7 +240,7 @@ class Stage:
         telemetry.BATCH_SIZE.labels(service).observe(len(batch))
         started = time.perf_counter()
         try:
-            results = await self.retrying(lambda: self._apply(handler, batch, id_of))
+            results = await self.retrying(lambda: self._apply(handler, batch, id_of, replay))
             for incoming, result in zip(batch, results, strict=True):
                 if result.outcome == "dead_lettered":
                     self._count_dead_letter(incoming, result.outputs[0])
@@ -250,10 +259,12 @@ class Stage:
         telemetry.LAST_PROCESSED.labels(service).set(time.time())
         return [result.outcome for result in results]
 
-    async def _apply(self, handler: Handler, batch: Sequence[Incoming], id_of: IdOf) -> list[Result]:
+    async def _apply(
+        self, handler: Handler, batch: Sequence[Incoming], id_of: IdOf, replay: Replay | None
+    ) -> list[Result]:
         pool = await self.pool()
         async with pool.acquire() as conn:
-            return await apply_batch(conn, self.service, handler, batch, id_of)
+            return await apply_batch(conn, self.service, handler, batch, id_of, replay=replay)
 
     async def retrying(self, action: Callable[[], Awaitable[T]], *, broker_errors: bool = False) -> T:
         """Run ``action`` until it succeeds through transient failures (database or network down; with
@@ -321,13 +332,19 @@ def incoming_of(message: Any) -> Incoming:
 
 
 async def apply_batch(
-    conn: asyncpg.Connection, service: str, handler: Handler, batch: Sequence[Incoming], id_of: IdOf
+    conn: asyncpg.Connection,
+    service: str,
+    handler: Handler,
+    batch: Sequence[Incoming],
+    id_of: IdOf,
+    *,
+    replay: Replay | None = None,
 ) -> list[Result]:
     """Apply each input of ``batch`` in order, in one transaction.
 
     A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
     with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
-    recorded outputs instead. An input the handler rejects is rolled back, unclaimed (so a DLT replay can
+    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects is rolled back, unclaimed (so a DLT replay can
     re-drive it) and turned into its dead-letter record, while the rest of the batch commits. Transient errors
     propagate and roll back the whole batch, to be retried by the caller.
 
@@ -335,9 +352,9 @@ async def apply_batch(
     a handler fails is the batch rolled back and run again with a savepoint around every message.
     """
     try:
-        return await _apply_batch(conn, service, handler, batch, id_of, isolated=False)
+        return await _apply_batch(conn, service, handler, replay, batch, id_of, isolated=False)
     except _Poisoned:
-        return await _apply_batch(conn, service, handler, batch, id_of, isolated=True)
+        return await _apply_batch(conn, service, handler, replay, batch, id_of, isolated=True)
 
 
 class _Poisoned(Exception):
@@ -348,6 +365,7 @@ async def _apply_batch(
     conn: asyncpg.Connection,
     service: str,
     handler: Handler,
+    replay: Replay | None,
     batch: Sequence[Incoming],
     id_of: IdOf,
     *,
@@ -366,7 +384,10 @@ async def _apply_batch(
         dropped: list[str] = []
         for i, message_id in ids.items():
             if message_id in recorded:
-                outputs = [Outgoing.from_record(r) for r in recorded[message_id]]
+                if replay is None:
+                    outputs = [Outgoing.from_record(r) for r in recorded[message_id]]
+                else:
+                    outputs = list(await replay(conn, batch[i]))
                 results[i] = Result(outputs, "duplicate")
                 continue
             if isolated:
@@ -374,7 +395,8 @@ async def _apply_batch(
             else:
                 results[i] = result = await _apply_bare(conn, handler, batch[i])
             if result.outcome == "applied":
-                recorded[message_id] = fresh[message_id] = [o.to_record() for o in result.outputs]
+                records = [] if replay is not None else [o.to_record() for o in result.outputs]
+                recorded[message_id] = fresh[message_id] = records
             else:
                 dropped.append(message_id)
         await db.record_outputs(conn, service, fresh, dropped)

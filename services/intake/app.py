@@ -2,6 +2,7 @@
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -10,7 +11,7 @@ from contracts.events import RawFileReceived
 from services.intake import domain, metrics, store
 from shared import plugins, telemetry
 from shared.admin import MAX_MESSAGE_BYTES
-from shared.feeds import FeedError, FeedParser
+from shared.feeds import FeedError, FeedParser, ParsedRemittance
 from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message, envelope_event_id
 
 stage = Stage("intake", fetch_bytes=MAX_MESSAGE_BYTES)
@@ -18,8 +19,17 @@ app = stage.app
 PARSERS: dict[str, FeedParser] = plugins.load_plugins(plugins.FEED_PARSERS)
 
 
-async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-    """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""
+@dataclass(frozen=True)
+class _File:
+    """One raw-file message, parsed: what both applying and replaying it start from."""
+
+    raw: RawFileReceived
+    tenant: str
+    parser: FeedParser
+    results: list[ParsedRemittance | FeedError]
+
+
+def _read(incoming: Incoming) -> _File:
     envelope = parse_envelope(incoming.value, RawFileReceived)
     raw = envelope.payload
     tenant = envelope.tenant_id
@@ -32,6 +42,36 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
     results = list(
         parser.parse(raw.content, file_name=raw.file_name, file_sha256=raw.sha256, tenant_id=tenant)
     )
+    return _File(raw, tenant, parser, results)
+
+
+def _dead_letters(incoming: Incoming, bad: list[tuple[int, FeedError]]) -> list[Outgoing]:
+    return [
+        dead_letter_message(stage.service, incoming, error.reason.value, str(error), error.location())
+        for _, error in bad
+    ]
+
+
+async def replay_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+    """The messages of a file already applied, rebuilt: the events of every remittance this file posted and
+    the dead letters of its bad transactions (same event ids, fresh ``occurred_at``). Storing them instead
+    would keep a second, base64 copy of every claim of every file in ``ops.processed_events``."""
+    file = _read(incoming)
+    good, bad = domain.split_results(file.results)
+    posted = await store.remittances_posted_by(conn, file.tenant, file.raw.sha256)
+    outputs = [
+        Outgoing.event(topic, env)
+        for parsed in good
+        if parsed.remittance.remittance_id in posted
+        for topic, env in domain.remittance_events(file.tenant, parsed)
+    ]
+    return outputs + _dead_letters(incoming, bad)
+
+
+async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+    """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""
+    file = _read(incoming)
+    raw, tenant, parser, results = file.raw, file.tenant, file.parser, file.results
     good, bad = domain.split_results(results)
     outputs: list[Outgoing] = []
     duplicates = 0
@@ -51,11 +91,9 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
             metrics.DOLLARS.labels(kind).inc(float(abs(adjustment.amount)))
     for index, error in bad:
         await store.record_rejection(conn, tenant, raw.sha256, index, error)
-        outputs.append(
-            dead_letter_message(stage.service, incoming, error.reason.value, str(error), error.location())
-        )
         metrics.REJECTED.labels(error.reason.value).inc()
         telemetry.DEAD_LETTERS.labels(stage.service, error.reason.value).inc()
+    outputs += _dead_letters(incoming, bad)
     await store.record_file(
         conn,
         tenant,
@@ -83,4 +121,4 @@ def file_message_id(incoming: Incoming) -> str:
 
 # A file can carry tens of thousands of claims; a few files per transaction already pay off the round trips,
 # and more would hold all their parsed claims and outputs in memory at once.
-stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id, batch=4)
+stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id, batch=4, replay=replay_file)

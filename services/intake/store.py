@@ -1,6 +1,7 @@
 """Intake's tables (schema ``intake``): files seen, remittances posted, transactions rejected."""
 
 import json
+from uuid import UUID
 
 import asyncpg
 
@@ -15,6 +16,16 @@ async def remittance_seen(conn: asyncpg.Connection, tenant_id: str, parsed: Pars
         parsed.remittance.remittance_id,
     )
     return row is not None
+
+
+async def remittances_posted_by(conn: asyncpg.Connection, tenant_id: str, sha256: str) -> set[UUID]:
+    """Remittances whose first posting came from the file with this content (a later copy posts none)."""
+    rows = await conn.fetch(
+        "SELECT remittance_id FROM intake.remittances WHERE tenant_id = $1 AND file_sha256 = $2",
+        tenant_id,
+        sha256,
+    )
+    return {r["remittance_id"] for r in rows}
 
 
 async def record_remittance(

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
+from shared import admin
 from shared.local_infra import Stack
+from shared.settings import REPO_ROOT
 from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, envelope_event_id
 
 EFFECTS = "public.test_batch_effects"
@@ -155,3 +157,35 @@ async def test_a_transient_error_leaves_no_trace_of_its_batch(
     retried = [message("e1"), message("e2"), message("e3")]
     results = await apply_batch(ledger, service, handler_for(service), retried, envelope_event_id)
     assert [r.outcome for r in results] == ["applied"] * 3
+
+
+async def test_intake_rebuilds_a_redelivered_file_s_messages_instead_of_storing_them(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Intake's outputs are every claim of a file; they are rebuilt on redelivery, not kept a second time."""
+    from services.intake.app import file_message_id, handle_file, replay_file
+
+    files = sorted((REPO_ROOT / "examples" / "835").glob("*.835"))
+    batch: list[Incoming] = []
+    for path in files:
+        key, value = admin.raw_file_message(path.read_bytes(), path.name, tenant, "cli")
+        batch.append(Incoming("remit.intake.v1", 0, len(batch), key, value))
+
+    first = await apply_batch(ledger, "intake", handle_file, batch, file_message_id, replay=replay_file)
+    again = await apply_batch(ledger, "intake", handle_file, batch, file_message_id, replay=replay_file)
+
+    assert [r.outcome for r in first] == ["applied"] * len(files)
+    assert [r.outcome for r in again] == ["duplicate"] * len(files)
+    for applied, redelivered in zip(first, again, strict=True):
+        assert applied.outputs, "every example file posts something"
+        assert [event_key(o) for o in redelivered.outputs] == [event_key(o) for o in applied.outputs]
+    stored = await ledger.fetch(
+        "SELECT outputs::text AS o FROM ops.processed_events WHERE service = 'intake' AND event_id = ANY($1)",
+        [file_message_id(i) for i in batch],
+    )
+    assert [r["o"] for r in stored] == ["[]"] * len(files)
+
+
+def event_key(out: Outgoing) -> tuple[str, str, str]:
+    """What makes a message the same message downstream: topic, key and deterministic event id."""
+    return out.topic, out.key, json.loads(out.value)["event_id"] if not out.topic.endswith(".dlt") else ""
