@@ -199,7 +199,7 @@ class Stage:
         """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`.
 
         ``batch`` caps the messages per transaction below the setting: a stage whose handler has effects
-        outside the database (a webhook call) uses 1, so a crash can only repeat one of them. ``replay``, for
+        outside the database (a webhook call) keeps it small, since a crash repeats the whole batch's effects. ``replay``, for
         a stage whose outputs are large and can be rebuilt (intake: every claim of a file), stores no outputs
         with the claim and rebuilds them on redelivery instead."""
         channel = self.app.topic(*topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
