@@ -453,6 +453,7 @@ AlertKind = Literal[
     "recoupment_during_pause",
     "recoupment_rule_violation",
     "unmatched_recovery_aging",
+    "deferral_without_reference",
 ]
 
 

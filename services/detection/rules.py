@@ -119,24 +119,51 @@ class ReversalCorrectionRule(DetectionRule):
         return [replace(evidence, netted_in_remittance=claim.remittance_id)]
 
 
+def paid_on_flagged_duplicates(claim: ClaimPaymentReceived) -> Decimal:
+    """Money the payer paid on the claim or service line that a CARC 18 (exact duplicate) / B13 (previously
+    paid) sits on: the part of this payment the payer itself says it had paid before.
+
+    A CAS 18/B13 usually *denies* the duplicate: one line adjusted CO-18 and paid 0 while the other lines are
+    paid is the payer refusing to pay twice, not an overpayment. Only money still paid on what the CARC flags
+    is owed back. At claim level that is the claim's payment. At service level the contract lists the CAS
+    without its line, so a flag is attributed to the lines that can carry it (adjusted by at least its
+    amount) and counts the least any of them was paid; several flags count the largest such amount, never
+    their sum. That is conservative on purpose: a receivable is opened only for money surely paid twice.
+    """
+    flags = [a for a in claim.adjustments if a.reason_code in DUPLICATE_CARCS]
+    if not flags:
+        return ZERO
+    if any(a.level == "claim" for a in flags):
+        return max(claim.paid, ZERO)
+    if not claim.services:
+        return ZERO
+    owed = ZERO
+    for flag in flags:
+        carriers = [s for s in claim.services if s.charge - s.paid >= flag.amount] or list(claim.services)
+        owed = max(owed, min(s.paid for s in carriers))
+    return min(owed, claim.paid)
+
+
 class DuplicatePaymentRule(DetectionRule):
     """The same claim paid twice: same CLP01/CLP07, same service dates, same amount, the first payment not
-    reversed since; or a paid claim carrying CARC 18 (exact duplicate) / B13 (previously paid)."""
+    reversed since (DOMAIN.md); or money paid on a claim or line the payer flags with CARC 18 / B13 (see
+    :func:`paid_on_flagged_duplicates`)."""
 
     name = "duplicate_payment"
 
     def on_claim(self, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]) -> list[Evidence]:
-        """The whole second payment is owed back."""
+        """The whole second payment is owed back; without an earlier payment, what was paid on the flagged
+        claim or line."""
         if claim.status_code == REVERSAL_STATUS or claim.paid <= 0:
             return []
         twins = [p for p in live_payments(prior) if self._same_payment(p, claim)]
-        signalled = any(a.reason_code in DUPLICATE_CARCS for a in claim.adjustments)
-        if not twins and not signalled:
+        owed = claim.paid if twins else paid_on_flagged_duplicates(claim)
+        if owed <= 0:
             return []
         refs = tuple(
             r for r in (*(t.payer_claim_control_number for t in twins), claim.payer_claim_control_number) if r
         )
-        return [_claim_evidence(self.name, claim, _claim_reference(claim), claim.paid, refs)]
+        return [_claim_evidence(self.name, claim, _claim_reference(claim), owed, refs)]
 
     def on_claim_arriving_late(
         self, claim: ClaimPaymentReceived, later: list[ClaimPaymentReceived]

@@ -228,7 +228,9 @@ async def apply_money(
 ) -> tuple[domain.Application, Allocation, list[Outgoing]]:
     """Apply an amount (offset or refund) to one receivable: allocation row, new balance, history, events.
 
-    Money withheld while an appeal pauses recoupment is still applied (it was taken) and raises a violation.
+    Money withheld while an appeal pauses recoupment is still applied (it was taken). Flagging it is the
+    interest stage's job alone (``recoupment_during_pause``, one alert per recovery): it holds the pause
+    intervals, so an appeal recorded late, back-dated before a recoupment already applied, is flagged too.
     ``rematch`` is the id of the re-match offset when a parked recovery is applied later (see :func:`announce`).
     """
     before = store.balance_of(row)
@@ -267,20 +269,6 @@ async def apply_money(
             causation=str(rematch) if rematch is not None else None,
         )
     ]
-    if before.paused and kind == "offset" and applied.applied > 0:
-        outputs.append(
-            alert(
-                source,
-                money_id,
-                "recoupment_during_pause",
-                row["payer_id"],
-                row["reference"],
-                applied.applied,
-                effective,
-                f"{applied.applied} recouped on {effective} while an appeal pauses recoupment of "
-                f"{row['reference']} ({cause})",
-            )
-        )
     allocation = Allocation(
         receivable_id=rid,
         reference=row["reference"],
@@ -413,6 +401,53 @@ async def recover(
         )
 
 
+async def withheld(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    reference: str | None,
+    candidates: Sequence[tuple[str, str]],
+    out: Explanation,
+    cause: str,
+) -> None:
+    """A positive WO: recover it; with a 72 on the same reference in the same remittance it acknowledges a
+    refund instead — the provider's check, whether the WO's money or a refund staff already recorded."""
+    adj = env.payload
+    refunds = (
+        await store.sibling_pairs(conn, env.tenant_id, adj.remittance_id, reference, "72")
+        if reference
+        else []
+    )
+    await recover(conn, env, candidates, reference, out, cause)
+    if refunds and out.allocations:
+        out.outputs += await acknowledge_refund(conn, env, env.event_id, out)
+    if refunds and out.unmatched > 0:
+        acknowledged, allocations = await acknowledge_recorded_refund(
+            conn, env, env.event_id, candidates, out.unmatched
+        )
+        if allocations:
+            out.unmatched -= acknowledged
+            out.allocations += allocations
+            out.bucket = "refund_acknowledged"
+            out.reason = f"{RECORDED_REFUND}: {out.reason}"
+
+
+async def refund_acknowledged(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    reference: str,
+    candidates: Sequence[tuple[str, str]],
+) -> list[Outgoing]:
+    """A 72 after its WO in the same remittance: the WO's money becomes a refund, or, when the WO was parked
+    because staff had already recorded the refund, the WO is that refund acknowledged."""
+    outputs: list[Outgoing] = []
+    for wo in await store.sibling_pairs(conn, env.tenant_id, env.payload.remittance_id, reference, "WO"):
+        if wo["bucket"] == "allocated":
+            outputs += await convert_to_refund(conn, env, wo)
+        if wo["amount"] > 0 and wo["unmatched_amount"] > 0:
+            outputs += await acknowledge_parked_wo(conn, env, wo, candidates)
+    return outputs
+
+
 async def on_adjustment(
     conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived]
 ) -> list[Outgoing]:
@@ -426,47 +461,33 @@ async def on_adjustment(
     meaning = domain.classify(adj.reason_code, adj.amount, parsed.receivable)
     cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index}"
     out = Explanation(meaning.reason)
+    match_reference = parsed.receivable
     if adj.reason_code == "WO" and adj.amount > 0:
-        refunds = (
-            await store.sibling_pairs(conn, tenant, adj.remittance_id, parsed.receivable, "72")
-            if parsed.receivable
-            else []
-        )
-        await recover(conn, env, candidates, parsed.receivable, out, cause)
-        if refunds and out.allocations:
-            out.outputs += await acknowledge_refund(conn, env, env.event_id, out)
+        await withheld(conn, env, parsed.receivable, candidates, out, cause)
     elif meaning.action == "review":
         out.bucket, out.unmatched = "unmatched", adj.amount
     elif meaning.action in ("forwarding_open", "forwarding_apply"):
         opening = meaning.action == "forwarding_open"
-        fb_reference = (adj.reference or adj.trace_number).strip()
-        await store.forwarding(
-            conn,
-            tenant,
-            account,
-            fb_reference,
-            -adj.amount if opening else ZERO,
-            ZERO if opening else adj.amount,
-            adj.payment_date if opening else None,
-        )
+        match_reference = await (open_forwarding if opening else apply_forwarding)(conn, env, out)
         out.bucket = "forwarding_balance"
         out.event_type = "ForwardingBalanceOpened" if opening else "ForwardingBalanceApplied"
     elif meaning.action == "deferral":
         out.bucket = "deferral"
-        out.outputs += await undo_netting(conn, env, candidates)
+        if parsed.receivable is None:
+            out.outputs.append(unidentified_deferral(env, cause))
+        else:
+            out.outputs += await undo_netting(conn, env, candidates)
     elif meaning.action == "refund":
         out.bucket = "refund_acknowledged"
         if parsed.receivable:
-            for wo in await store.sibling_pairs(conn, tenant, adj.remittance_id, parsed.receivable, "WO"):
-                if wo["bucket"] == "allocated":
-                    out.outputs += await convert_to_refund(conn, env, wo)
+            out.outputs += await refund_acknowledged(conn, env, parsed.receivable, candidates)
     await store.save_adjustment(
         conn,
         tenant,
         account,
         env.event_id,
         adj,
-        match_reference=parsed.receivable,
+        match_reference=match_reference,
         match_keys=[k for _, k in candidates],
         bucket=out.bucket,
         unmatched=out.unmatched,
@@ -478,6 +499,87 @@ async def on_adjustment(
         env, adj, env.event_id, out.bucket, out.reason, tuple(out.allocations), out.unmatched, out.event_type
     )
     return [event, *out.outputs]
+
+
+async def open_forwarding(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], out: Explanation
+) -> str:
+    """A negative FB carries a balance forward under its reference, else its own TRN02 (DOMAIN.md: the
+    positive FB names the TRN02 that created it). Positive FBs that arrived first and were applied to
+    another balance (or parked on none) are moved to it. Returns the balance's key."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    key = (adj.reference or adj.trace_number).strip()
+    await store.forwarding(conn, tenant, account, key, -adj.amount, ZERO, adj.payment_date)
+    room = -adj.amount - await store.forwarding_applied(conn, tenant, account, key)
+    for early in await store.misplaced_applications(conn, tenant, account, key, adj.payment_date):
+        if not early["named"] and early["amount"] > room:
+            continue
+        room -= early["amount"]
+        await store.move_forwarding_application(
+            conn,
+            tenant,
+            account,
+            early["adjustment_id"],
+            early["amount"],
+            early["match_reference"],
+            key,
+            f"earlier forwarding balance {key} applied (it arrived after this payment)",
+        )
+    return key
+
+
+async def apply_forwarding(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], out: Explanation
+) -> str:
+    """A positive FB applies the balance its reference names; without a reference, or under a key the
+    negative FB did not use (a payer payment number), the account's oldest open balance that can take the
+    whole amount (same payer and payee: the account). When none can, it is kept under its own key, where a
+    negative FB arriving later finds it (:func:`open_forwarding`). Returns the balance's key."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    named = (adj.reference or "").strip() or None
+    rows = await store.forwarding_balances(conn, tenant, account)
+    key = named if named in {r["reference"] for r in rows} else None
+    if key is None:
+        key = domain.forwarding_for(
+            adj.amount,
+            [
+                domain.OpenForwarding(
+                    r["reference"], r["opened_amount"] - r["applied_amount"], r["opened_on"]
+                )
+                for r in rows
+                if r["opened_amount"] > r["applied_amount"]
+            ],
+        )
+        if key is not None:
+            out.reason = (
+                f"earlier forwarding balance {key} applied (oldest open balance that takes it; the FB "
+                f"{'names ' + named if named else 'has no reference'})"
+            )
+        else:
+            key = named or adj.trace_number.strip()
+            out.reason = "forwarding balance applied before any open balance could take it"
+    await store.forwarding(conn, tenant, account, key, ZERO, adj.amount, None)
+    return key
+
+
+def unidentified_deferral(env: Envelope[ProviderAdjustmentReceived], cause: str) -> Outgoing:
+    """A negative WO without a reference: the payer adds money back now and will recover it later against an
+    overpayment it does not name, so detection opened nothing. Staff must identify that overpayment (or the
+    later recoupment lands unexplained): alert once per PLB pair, keyed by its trace number, never by claim
+    or patient data. The pair also stays in the work queue (``views.unmatched``)."""
+    adj = env.payload
+    deferred = -adj.amount
+    return alert(
+        env,
+        env.event_id,
+        "deferral_without_reference",
+        adj.payer_id,
+        adj.trace_number,
+        deferred,
+        adj.payment_date,
+        f"{deferred} of recovery deferred on {adj.payment_date} ({cause}) without a reference: the payer will "
+        "recover it later against an overpayment it does not name; identify it",
+    )
 
 
 async def undo_netting(
@@ -513,6 +615,99 @@ async def acknowledge_refund(
     return await _refund_totals(conn, env, rows)
 
 
+RECORDED_REFUND = (
+    "refund check already recorded by staff, acknowledged by the payer (72 on the same reference)"
+)
+
+
+async def acknowledge_recorded_refund(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    wo_id: UUID,
+    candidates: Sequence[tuple[str, str]],
+    amount: Decimal,
+) -> tuple[Decimal, list[Allocation]]:
+    """A positive WO paired with a 72 whose receivable was already refunded by a check staff recorded: the
+    payer is acknowledging that refund, not withholding new money. The recorded refund is handed over to
+    the WO (same money, same check date), so nothing is counted twice and the WO is not left unexplained.
+    Returns the amount acknowledged and the allocations that now explain it."""
+    tenant = env.tenant_id
+    ids, _ = await store.resolve(conn, tenant, env.account_key, candidates)
+    left, allocations = amount, []
+    for rid in sorted(ids):
+        row = await store.lock_receivable(conn, tenant, rid)
+        if row is None or left <= 0:
+            continue
+        moved: list[UUID] = []
+        for recorded in await store.recorded_refunds(conn, tenant, rid):
+            take = min(left, recorded["to_interest"] + recorded["to_principal"])
+            if take <= 0:
+                break
+            allocation_id = stable_id(wo_id, "acknowledged refund", recorded["allocation_id"])
+            await store.hand_over_refund(conn, tenant, recorded, allocation_id, wo_id, take)
+            moved.append(allocation_id)
+            left -= take
+        if not moved:
+            continue
+        after, splits = await resplit(conn, tenant, row)
+        to_interest = sum((splits[str(a)][0] for a in moved), ZERO)
+        to_principal = sum((splits[str(a)][1] for a in moved), ZERO)
+        allocations.append(
+            Allocation(
+                receivable_id=rid,
+                reference=row["reference"],
+                to_interest=to_interest,
+                to_principal=to_principal,
+            )
+        )
+        adj = env.payload
+        await store.add_history(
+            conn,
+            tenant,
+            rid,
+            stable_id(wo_id, "RefundAcknowledged", rid),
+            "RefundAcknowledged",
+            to_interest + to_principal,
+            adj.payment_date,
+            f"recorded refund acknowledged by the payer (TRN {adj.trace_number} PLB #{adj.segment_ordinal})",
+            domain.status_of(after),
+            max(after.open, ZERO),
+        )
+    return amount - left, allocations
+
+
+async def acknowledge_parked_wo(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    wo: asyncpg.Record,
+    candidates: Sequence[tuple[str, str]],
+) -> list[Outgoing]:
+    """The 72 came after its WO, which found its receivable already refunded and was parked: it is the
+    acknowledgement of the refund staff recorded. Re-explain the WO (a re-match offset, so staff who were
+    asked to review it hear it is resolved)."""
+    acknowledged, allocations = await acknowledge_recorded_refund(
+        conn, env, wo["adjustment_id"], candidates, wo["unmatched_amount"]
+    )
+    if not allocations:
+        return []
+    left = wo["unmatched_amount"] - acknowledged
+    await store.reduce_unmatched(
+        conn, env.tenant_id, wo["adjustment_id"], left, RECORDED_REFUND, "refund_acknowledged"
+    )
+    return [
+        offset_event(
+            env,
+            parked_pair(wo),
+            stable_id(wo["adjustment_id"], "rematch", env.event_id),
+            "refund_acknowledged",
+            RECORDED_REFUND,
+            tuple(allocations),
+            left,
+            rematch_of=wo["adjustment_id"],
+        )
+    ]
+
+
 async def convert_to_refund(
     conn: asyncpg.Connection, env: Envelope[Any], wo: asyncpg.Record
 ) -> list[Outgoing]:
@@ -544,6 +739,24 @@ async def _refund_totals(
             )
         )
     return outputs
+
+
+def parked_pair(row: asyncpg.Record) -> ProviderAdjustmentReceived:
+    """A stored PLB pair as the contract object its later re-explanation is announced with (the PLB's
+    provider identifier and fiscal period are not kept: no consumer of a re-match reads them)."""
+    return ProviderAdjustmentReceived(
+        remittance_id=row["remittance_id"],
+        payer_id=row["payer_id"],
+        trace_number=row["trace_number"],
+        payment_date=row["payment_date"],
+        segment_ordinal=row["segment_ordinal"],
+        pair_index=row["pair_index"],
+        provider_identifier="",
+        fiscal_period_date=row["payment_date"],
+        reason_code=row["reason_code"],
+        reference=row["reference"],
+        amount=row["amount"],
+    )
 
 
 async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDetected]) -> list[Outgoing]:
@@ -587,19 +800,7 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
         assert row is not None
         if store.balance_of(row).open <= 0:
             break
-        adj = ProviderAdjustmentReceived(
-            remittance_id=parked["remittance_id"],
-            payer_id=parked["payer_id"],
-            trace_number=parked["trace_number"],
-            payment_date=parked["payment_date"],
-            segment_ordinal=parked["segment_ordinal"],
-            pair_index=parked["pair_index"],
-            provider_identifier="",
-            fiscal_period_date=parked["payment_date"],
-            reason_code=parked["reason_code"],
-            reference=parked["reference"],
-            amount=parked["amount"],
-        )
+        adj = parked_pair(parked)
         cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index} (re-matched)"
         rematch_id = stable_id(parked["adjustment_id"], "rematch", env.event_id)
         applied, allocation, events = await apply_money(

@@ -68,6 +68,11 @@ def classify(reason_code: str, amount: Decimal, reference: str | None) -> Meanin
                 return Meaning("review", "overpayment recovery without a reference")
             return Meaning("recover", f"overpayment recovery against {reference}")
         if amount < 0:
+            if reference is None:
+                return Meaning(
+                    "deferral",
+                    "recovery deferred without a reference: identify the overpayment the payer will recover",
+                )
             return Meaning("deferral", "recovery deferred: receivable opened by detection")
         return Meaning("non_offset", "zero-amount WO")
     if reason_code == "FB":
@@ -81,6 +86,26 @@ def classify(reason_code: str, amount: Decimal, reference: str | None) -> Meanin
             return Meaning("review", NEEDS_REVIEW[reason_code])
         return Meaning("non_offset", f"negative {reason_code}: money returned to the provider")
     return Meaning("non_offset", NON_OFFSET.get(reason_code, f"PLB code {reason_code}: no offset meaning"))
+
+
+@dataclass(frozen=True)
+class OpenForwarding:
+    """A forwarding balance of one account (payer + payee) with money still to apply."""
+
+    reference: str
+    open: Decimal
+    opened_on: date | None
+
+
+def forwarding_for(amount: Decimal, balances: list[OpenForwarding]) -> str | None:
+    """The forwarding balance a positive ``FB`` applies to when its reference names none (no reference, or
+    the payer's payment number instead of the TRN02 the negative ``FB`` used): the account's oldest open
+    balance that can still take the whole amount. None when none can: applying part of an amount to a
+    balance it does not fit would close the wrong one, so that stays for staff to see."""
+    fitting = [b for b in balances if b.open >= amount]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda b: (b.opened_on or date.min, b.reference)).reference
 
 
 @dataclass(frozen=True)

@@ -322,17 +322,24 @@ async def parked_recoveries(
 
 
 async def reduce_unmatched(
-    conn: asyncpg.Connection, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    adjustment_id: UUID,
+    remaining: Decimal,
+    reason: str,
+    bucket: str = "allocated",
 ) -> None:
-    """A parked recovery was (partly) re-matched."""
+    """A parked recovery was (partly) re-matched; fully explained, it moves to ``bucket`` (applied to a
+    receivable, or the acknowledgement of a refund staff had recorded)."""
     await conn.execute(
         """UPDATE matching.adjustments SET unmatched_amount = $3::numeric, reason = $4, match_method = 'rematch',
-               bucket = CASE WHEN $3::numeric = 0 THEN 'allocated' ELSE bucket END
+               bucket = CASE WHEN $3::numeric = 0 THEN $5 ELSE bucket END
            WHERE tenant_id = $1 AND adjustment_id = $2""",
         tenant_id,
         adjustment_id,
         remaining,
         reason,
+        bucket,
     )
 
 
@@ -372,6 +379,57 @@ async def reclassify_as_refund(
     return rows
 
 
+async def recorded_refunds(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[asyncpg.Record]:
+    """Refund checks staff recorded on a receivable (``offsetstream action refund-sent``) that no payer PLB
+    pair has acknowledged yet, oldest first, locked."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT l.allocation_id, l.receivable_id, l.to_interest, l.to_principal, l.effective_date
+           FROM matching.allocations l
+           WHERE l.tenant_id = $1 AND l.receivable_id = $2 AND l.kind = 'refund'
+             AND l.to_interest + l.to_principal > 0
+             AND NOT EXISTS (SELECT 1 FROM matching.adjustments a
+                             WHERE a.tenant_id = l.tenant_id AND a.adjustment_id = l.adjustment_id)
+           ORDER BY l.effective_date, l.allocation_id FOR UPDATE""",
+        tenant_id,
+        rid,
+    )
+    return rows
+
+
+async def hand_over_refund(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    recorded: asyncpg.Record,
+    allocation_id: UUID,
+    adjustment_id: UUID,
+    amount: Decimal,
+) -> None:
+    """Move ``amount`` of a staff-recorded refund onto the PLB pair that acknowledges it: the same money on
+    the same check date, now explained by the payer's line (so it is counted once, and the pair is not left
+    unexplained). The interest/principal split is re-derived by the caller's re-split."""
+    to_principal = min(amount, recorded["to_principal"])
+    to_interest = amount - to_principal
+    await conn.execute(
+        """UPDATE matching.allocations SET to_interest = to_interest - $3, to_principal = to_principal - $4
+           WHERE tenant_id = $1 AND allocation_id = $2""",
+        tenant_id,
+        recorded["allocation_id"],
+        to_interest,
+        to_principal,
+    )
+    await save_allocation(
+        conn,
+        tenant_id,
+        allocation_id,
+        adjustment_id,
+        recorded["receivable_id"],
+        to_interest,
+        to_principal,
+        recorded["effective_date"],
+        "refund",
+    )
+
+
 async def forwarding(
     conn: asyncpg.Connection,
     tenant_id: str,
@@ -395,6 +453,95 @@ async def forwarding(
         opened,
         applied,
         opened_on,
+    )
+
+
+async def forwarding_balances(conn: asyncpg.Connection, tenant_id: str, account: str) -> list[asyncpg.Record]:
+    """The account's forwarding balances, locked, oldest first (a positive FB chooses among them)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT reference, opened_amount, applied_amount, opened_on FROM matching.forwarding_balances
+           WHERE tenant_id = $1 AND account_key = $2 ORDER BY opened_on NULLS FIRST, reference FOR UPDATE""",
+        tenant_id,
+        account,
+    )
+    return rows
+
+
+async def forwarding_applied(
+    conn: asyncpg.Connection, tenant_id: str, account: str, reference: str
+) -> Decimal:
+    """What has been applied to one forwarding balance so far."""
+    applied = await conn.fetchval(
+        """SELECT applied_amount FROM matching.forwarding_balances
+           WHERE tenant_id = $1 AND account_key = $2 AND reference = $3""",
+        tenant_id,
+        account,
+        reference,
+    )
+    return Decimal(applied or 0)
+
+
+async def misplaced_applications(
+    conn: asyncpg.Connection, tenant_id: str, account: str, reference: str, opened_on: date
+) -> list[asyncpg.Record]:
+    """Positive FB pairs of the account applied elsewhere that belong to the balance ``reference`` just
+    opened, oldest first: those naming it (they arrived before it and were applied to another balance), then
+    those without a reference, paid on or after the opening, parked on a balance nothing ever opened."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT a.adjustment_id, a.amount, a.match_reference, NULLIF(btrim(a.reference), '') = $3 AS named
+           FROM matching.adjustments a
+           LEFT JOIN matching.forwarding_balances f ON f.tenant_id = a.tenant_id AND f.account_key = a.account_key
+                AND f.reference = a.match_reference
+           WHERE a.tenant_id = $1 AND a.account_key = $2 AND a.reason_code = 'FB' AND a.amount > 0
+             AND a.match_reference IS DISTINCT FROM $3
+             AND (NULLIF(btrim(a.reference), '') = $3
+                  OR (NULLIF(btrim(a.reference), '') IS NULL AND a.payment_date >= $4
+                      AND COALESCE(f.opened_amount, 0) = 0))
+           ORDER BY named DESC, a.payment_date, a.segment_ordinal, a.pair_index FOR UPDATE OF a""",
+        tenant_id,
+        account,
+        reference,
+        opened_on,
+    )
+    return rows
+
+
+async def move_forwarding_application(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    account: str,
+    adjustment_id: UUID,
+    amount: Decimal,
+    from_reference: str | None,
+    to_reference: str,
+    reason: str,
+) -> None:
+    """Re-home a positive FB's application to the balance it belongs to; drop a balance row left empty
+    (nothing opened, nothing applied), which only ever held misplaced money."""
+    if from_reference is not None:
+        await conn.execute(
+            """UPDATE matching.forwarding_balances SET applied_amount = applied_amount - $4
+               WHERE tenant_id = $1 AND account_key = $2 AND reference = $3""",
+            tenant_id,
+            account,
+            from_reference,
+            amount,
+        )
+        await conn.execute(
+            """DELETE FROM matching.forwarding_balances WHERE tenant_id = $1 AND account_key = $2
+                   AND reference = $3 AND opened_amount = 0 AND applied_amount = 0""",
+            tenant_id,
+            account,
+            from_reference,
+        )
+    await forwarding(conn, tenant_id, account, to_reference, Decimal("0.00"), amount, None)
+    await conn.execute(
+        """UPDATE matching.adjustments SET match_reference = $3, reason = $4
+           WHERE tenant_id = $1 AND adjustment_id = $2""",
+        tenant_id,
+        adjustment_id,
+        to_reference,
+        reason,
     )
 
 

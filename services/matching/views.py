@@ -75,15 +75,19 @@ async def receivable(conn: asyncpg.Connection, tenant: str, reference: str) -> d
 
 
 async def unmatched(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
-    """The work queue: withheld money no receivable explains yet, oldest first, with any suggestion."""
+    """The work queue, oldest first, with any suggestion: withheld money no receivable explains yet, and
+    recoveries the payer deferred without naming the overpayment (negative WO without a reference: money it
+    will take back later against a debt staff must identify). ``to_identify`` is the amount to explain."""
     return _rows(
         await conn.fetch(
             """SELECT a.payment_date, a.trace_number, a.reason_code, a.reference, a.amount, a.unmatched_amount,
+                  CASE WHEN a.bucket = 'deferral' THEN -a.amount ELSE a.unmatched_amount END AS to_identify,
                   a.reason, a.suggestion, m.file_name, a.segment_ordinal, a.pair_index
            FROM matching.adjustments a
            LEFT JOIN intake.remittances m ON m.tenant_id = a.tenant_id AND m.remittance_id = a.remittance_id
-           WHERE a.tenant_id = $1 AND a.unmatched_amount > 0 ORDER BY a.payment_date, a.trace_number,
-                 a.segment_ordinal, a.pair_index""",
+           WHERE a.tenant_id = $1
+             AND (a.unmatched_amount > 0 OR (a.bucket = 'deferral' AND a.match_reference IS NULL))
+           ORDER BY a.payment_date, a.trace_number, a.segment_ordinal, a.pair_index""",
             tenant,
         )
     )

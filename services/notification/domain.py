@@ -37,6 +37,7 @@ ALERT_KINDS = (
     "recoupment_during_pause",
     "recoupment_rule_violation",
     "unmatched_recovery_aging",
+    "deferral_without_reference",
 )
 KINDS = (
     RECEIVABLE_OPENED,

@@ -208,3 +208,79 @@ def test_letters_and_provider_identified_overpayments_are_evidence() -> None:
     )
     found = LetterRule().on_letter(letter.model_copy(update={"kind": "provider_identified"}))
     assert found[0].channel == "provider_identified"
+
+
+def line(ordinal: int, charge: str, paid: str) -> ServicePayment:
+    return ServicePayment(
+        line_ordinal=ordinal,
+        procedure_qualifier="HC",
+        procedure_code=f"9921{ordinal}",
+        charge=D(charge),
+        paid=D(paid),
+        units=D("1"),
+        service_date=date(2026, 7, 1),
+    )
+
+
+def with_lines(
+    paid: str, lines: tuple[ServicePayment, ...], *cas: tuple[str, str, str]
+) -> ClaimPaymentReceived:
+    """A claim of service lines; ``cas`` = (group, CARC, amount) at service level, as the 835 reader reports
+    them (the contract does not say which line a service-level CAS sits on)."""
+    charge = sum((s.charge for s in lines), D("0.00"))
+    return claim("1", paid, "ICN-L", 1, charge=str(charge)).model_copy(
+        update={
+            "services": lines,
+            "service_line_count": len(lines),
+            "adjustments": tuple(
+                ClaimAdjustment(level="service", group_code=g, reason_code=r, amount=D(a)) for g, r, a in cas
+            ),
+        }
+    )
+
+
+def test_one_line_denied_as_a_duplicate_while_the_others_are_paid_is_not_an_overpayment() -> None:
+    # Line 1 (100.00) denied CO-18, paid 0; line 2 paid 120.00 after a CO-45 contractual write-down.
+    denied = with_lines(
+        "120.00",
+        (line(1, "100.00", "0.00"), line(2, "150.00", "120.00")),
+        ("CO", "18", "100.00"),
+        ("CO", "45", "30.00"),
+    )
+    assert DuplicatePaymentRule().on_claim(denied, []) == []
+    # B13 ("previously paid") on the denied line reads the same way.
+    b13 = with_lines(
+        "120.00",
+        (line(1, "100.00", "0.00"), line(2, "150.00", "120.00")),
+        ("CO", "B13", "100.00"),
+        ("CO", "45", "30.00"),
+    )
+    assert DuplicatePaymentRule().on_claim(b13, []) == []
+
+
+def test_a_duplicate_flag_on_a_line_that_was_paid_anyway_owes_back_that_line() -> None:
+    # The payer flags line 2 as an exact duplicate (OA-18, nothing adjusted) yet pays it: 60.00 paid twice.
+    flagged = with_lines(
+        "160.00", (line(1, "100.00", "100.00"), line(2, "60.00", "60.00")), ("OA", "18", "0.00")
+    )
+    # Either line could carry a zero-amount flag: only what is surely paid on a flagged line is owed.
+    [evidence] = DuplicatePaymentRule().on_claim(flagged, [])
+    assert (evidence.amount, evidence.reference) == (D("60.00"), "ICN-L")
+    # A single-line claim: the flag can only sit on that line.
+    [single] = DuplicatePaymentRule().on_claim(
+        with_lines("80.00", (line(1, "80.00", "80.00"),), ("OA", "18", "0.00")), []
+    )
+    assert single.amount == D("80.00")
+
+
+def test_a_claim_paid_twice_is_a_duplicate_even_when_one_of_its_lines_is_denied_as_one() -> None:
+    # DOMAIN.md: an earlier claim already paid the same service. The second payment is owed back whole.
+    first = claim("1", "120.00", "ICN-A", 1)
+    again = with_lines(
+        "120.00",
+        (line(1, "100.00", "0.00"), line(2, "150.00", "120.00")),
+        ("CO", "18", "100.00"),
+        ("CO", "45", "30.00"),
+    ).model_copy(update={"remittance_id": uuid4(), "service_date_from": first.service_date_from})
+    [evidence] = DuplicatePaymentRule().on_claim(again, [first])
+    assert evidence.amount == D("120.00")

@@ -80,3 +80,25 @@ def test_split_is_judged_by_business_date_not_arrival() -> None:
         D("2.88"),
         D("197.12"),
     )  # still due on 09-14; the later correction is not retroactive
+
+
+def test_a_deferral_without_a_reference_asks_staff_to_identify_the_overpayment() -> None:
+    assert "identify" in classify("WO", D("-75.00"), None).reason
+    assert "identify" not in classify("WO", D("-75.00"), "FCN1").reason
+
+
+def test_a_forwarding_balance_applied_without_its_reference_goes_to_the_oldest_that_can_take_it() -> None:
+    from datetime import date
+
+    from services.matching.domain import OpenForwarding, forwarding_for
+
+    older = OpenForwarding("EFT1", D("100.00"), date(2026, 8, 3))
+    newer = OpenForwarding("EFT2", D("250.00"), date(2026, 8, 10))
+    same_day = OpenForwarding("EFT0", D("250.00"), date(2026, 8, 10))
+    # Oldest first, but never beyond what a balance still holds.
+    assert forwarding_for(D("100.00"), [newer, older]) == "EFT1"
+    assert forwarding_for(D("200.00"), [newer, older]) == "EFT2"
+    assert forwarding_for(D("200.00"), [newer, same_day]) == "EFT0"
+    # Nothing open can take it: no guess.
+    assert forwarding_for(D("300.00"), [newer, older]) is None
+    assert forwarding_for(D("10.00"), []) is None
