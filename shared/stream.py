@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -199,18 +200,21 @@ class Stage:
         """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`.
 
         ``batch`` caps the messages per transaction below the setting: a stage whose handler has effects
-        outside the database (a webhook call) keeps it small, since a crash repeats the whole batch's effects. ``replay``, for
-        a stage whose outputs are large and can be rebuilt (intake: every claim of a file), stores no outputs
-        with the claim and rebuilds them on redelivery instead."""
+        outside the database (a webhook call) keeps it small, since a crash repeats the whole batch's effects.
+        ``replay``, for a stage whose outputs are large and can be rebuilt (intake: every claim of a file),
+        stores no outputs with the claim and rebuilds them on redelivery instead."""
         channel = self.app.topic(*topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
         size = min(batch or self.settings.batch_max_messages, self.settings.batch_max_messages)
         within = self.settings.batch_max_wait_seconds
 
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(size, within=within):
-                await self.process_batch(
-                    [incoming_of(event.message) for event in events], handler, id_of, replay
-                )
+                batch = [incoming_of(event.message) for event in events]
+                try:
+                    await self.until_done(partial(self.process_batch, batch, handler, id_of, replay))
+                except BaseException:
+                    withhold_acks(events)
+                    raise
 
         self.subscriptions.append((tuple(topics), handler))
         agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in topics)}".replace("-", "_")
@@ -258,6 +262,20 @@ class Stage:
             histogram.observe(per_message)
         telemetry.LAST_PROCESSED.labels(service).set(time.time())
         return [result.outcome for result in results]
+
+    async def until_done(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Run a batch until it completes. Handler failures are dead letters and transient ones are retried
+        inside; anything still escaping is a fault of the stage itself (a bug, a schema out of date), and
+        moving past the batch would skip its messages, so it is retried every few seconds, loudly, and the
+        consumer lag shows the stall."""
+        while True:
+            try:
+                await work()
+                return
+            except Exception:
+                telemetry.TRANSIENT_RETRIES.labels(self.service).inc()
+                log.exception("%s: a batch failed outside its handlers; retrying it in 5 s", self.service)
+                await asyncio.sleep(5.0)
 
     async def _apply(
         self, handler: Handler, batch: Sequence[Incoming], id_of: IdOf, replay: Replay | None
@@ -317,6 +335,18 @@ class Stage:
             reason,
             headers.get("error", b"").decode(),
         )
+
+
+def withhold_acks(events: Sequence[Any]) -> None:
+    """Keep the offsets of a batch that did not finish from ever being committed.
+
+    Faust's ``take_events`` acknowledges the events it handed out when the loop leaves them, whatever happened
+    to them, so a worker cancelled mid-batch (shutdown, crash of the agent) would commit offsets whose effects
+    were never written, and those messages would be lost. Marking the messages as already acknowledged makes
+    that later ack a no-op, so their offsets never become committable and the next owner of the partition
+    receives them again (the claims in ``ops.processed_events`` make that redelivery harmless)."""
+    for event in events:
+        event.message.acked = True
 
 
 def incoming_of(message: Any) -> Incoming:

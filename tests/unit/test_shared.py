@@ -1,5 +1,7 @@
 """Common library: ids, references, plugins, settings, signing, DLT records."""
 
+from typing import Any
+
 import pytest
 
 from contracts.topics import all_topic_names, dlt_name
@@ -114,3 +116,25 @@ def test_a_file_without_an_isa_header_is_keyed_by_its_content() -> None:
 def test_the_sender_is_read_with_the_file_s_own_element_separator() -> None:
     content = ("\ufeff" + ISA.format(sender="SENDER9").replace("*", "|") + "GS|HP~").encode()
     assert admin.interchange_sender(content) == "SENDER9"
+
+
+# --- batches and faust acknowledgements -----------------------------------------------------------------
+
+
+def test_a_batch_that_did_not_finish_never_becomes_committable() -> None:
+    """Faust's take_events acks what it handed out however the loop left it; withheld messages must make that
+    ack a no-op, or a worker stopped mid-batch would commit offsets whose effects were never written."""
+    from types import SimpleNamespace
+
+    from faust.types.tuples import Message
+
+    from shared.stream import withhold_acks
+
+    def message(offset: int) -> Message:
+        return Message("remit.claim-payments.v1", 0, offset, 0.0, 0, None, b"k", b"v", None)
+
+    finished, unfinished = message(1), message(2)
+    withhold_acks([SimpleNamespace(message=unfinished)])
+    consumer: Any = SimpleNamespace()  # the base Message's final ack never touches the consumer
+    assert finished.ack(consumer) is True  # a processed message's final ack marks its offset committable
+    assert unfinished.ack(consumer) is False  # a withheld one never does
