@@ -30,19 +30,38 @@ from shared.settings import REPO_ROOT, Settings, get_settings
 
 
 def _parse_file(path: Path, tenant: str, format_hint: str | None) -> int:
+    """Print a file's events; a parser that can stream (``parse_stream``) reads it 1 MiB at a time, so a
+    large file never sits in memory (a first pass computes the SHA-256 every remittance carries)."""
+    from collections.abc import Iterator
+
     from services.intake import domain
     from shared import plugins
-    from shared.feeds import FeedError
+    from shared.feeds import FeedError, ParsedRemittance
 
-    content = path.read_bytes()
+    def blocks() -> Iterator[bytes]:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                yield block
+
+    digest = hashlib.sha256()
+    head = b""
+    for block in blocks():
+        head = head or block[:4096]
+        digest.update(block)
+    sha = digest.hexdigest()
     parsers = plugins.load_plugins(plugins.FEED_PARSERS)
-    parser = domain.choose_parser(parsers, content, path.name, format_hint)
+    parser = domain.choose_parser(parsers, head, path.name, format_hint)
     if isinstance(parser, FeedError):
         print(json.dumps({"error": str(parser), "location": parser.location()}))
         return 1
+    stream = getattr(parser, "parse_stream", None)
+    results: Iterator[ParsedRemittance | FeedError] = (
+        stream(blocks(), file_name=path.name, file_sha256=sha, tenant_id=tenant)
+        if callable(stream)
+        else parser.parse(path.read_bytes(), file_name=path.name, file_sha256=sha, tenant_id=tenant)
+    )
     failed = 0
-    sha = hashlib.sha256(content).hexdigest()
-    for result in parser.parse(content, file_name=path.name, file_sha256=sha, tenant_id=tenant):
+    for result in results:
         if isinstance(result, FeedError):
             failed += 1
             print(

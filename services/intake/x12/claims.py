@@ -6,6 +6,7 @@ levels = CLP04``), the transaction at SE (``ΣCLP04 − ΣPLB = BPR02``, in the 
 names the segment and element and shows computed against declared amounts, never patient data.
 """
 
+from decimal import Decimal
 from typing import ClassVar
 
 from contracts.events import (
@@ -27,11 +28,18 @@ from services.intake.x12.header import (
     HeaderReader,
     TransactionError,
 )
-from services.intake.x12.values import parse_quantity, trusted
+from services.intake.x12.values import trusted_builder
 from shared.feeds import FeedErrorReason, ParsedRemittance
 
 _CAS_LAST = 19
 _PLB_LAST = 14
+_PAD = ((), ("", ""), ("",))
+"""Empty elements completing a CAS segment's last triple (missing trailing elements are empty)."""
+_NONE_KNOWN: dict[str, dict[str, tuple[ClaimAdjustment, Decimal]]] = {}
+"""Stands for a CAS group code with no triple remembered yet (never written to)."""
+_claim_adjustment = trusted_builder(ClaimAdjustment)
+_service_payment = trusted_builder(ServicePayment)
+_claim_payment = trusted_builder(ClaimPaymentReceived)
 
 
 class TransactionReader(HeaderReader):
@@ -46,7 +54,10 @@ class TransactionReader(HeaderReader):
     }
 
     def _clp(self, els: list[str], ordinal: int) -> None:
-        self._enter_detail(els, ordinal)
+        if self.claim is not None:
+            self._end_claim()
+        else:
+            self._enter_detail(els, ordinal)
         if len(els) < 8:
             els.extend([""] * (8 - len(els)))
         if not els[1]:
@@ -72,12 +83,39 @@ class TransactionReader(HeaderReader):
         charge = amounts.get(els[3]) or self._amount(els, 3, ordinal)
         paid = amounts.get(els[4]) or self._amount(els, 4, ordinal)
         responsibility = (amounts.get(els[5]) or self._amount(els, 5, ordinal)) if els[5] else None
-        self.claim = ClaimState(ordinal, len(self.claims) + 1, els, (charge, paid, responsibility))
+        self.claim = ClaimState(ordinal, len(self.claims) + 1, els, charge, paid, responsibility)
         self.loop = CLAIM
 
     def _cas(self, els: list[str], ordinal: int) -> None:
-        loop, claim = self.loop, self.claim
-        if claim is None or loop not in (CLAIM, SERVICE):
+        claim = self.claim
+        count = len(els)
+        if claim is None or count < 2 or count > _CAS_LAST + 1 or els[1] not in codes.CAS_GROUP_CODES:
+            self._refuse_cas(els, ordinal)
+            return
+        service = self.loop == SERVICE
+        group = els[1]
+        known = (self.service_adjustments if service else self.claim_adjustments).get(group, _NONE_KNOWN)
+        adjustments = claim.adjustments
+        total = ZERO
+        if (count - 2) % 3:
+            els.extend(_PAD[(count - 2) % 3])
+        for pos in range(2, len(els), 3):
+            reason = els[pos]
+            by_amount = known.get(reason) if not els[pos + 2] else None
+            found = by_amount.get(els[pos + 1]) if by_amount is not None else None
+            if found is None:
+                found = self._adjustment(els, pos, ordinal, service)
+                if found is None:
+                    continue
+            adjustments.append(found[0])
+            total += found[1]
+        claim.cas_total += total
+        if service:
+            self.service_cas += total
+
+    def _refuse_cas(self, els: list[str], ordinal: int) -> None:
+        """Raise what is wrong with a CAS segment the fast path turned down, checked in the guide's order."""
+        if self.claim is None:
             raise TransactionError(
                 FeedErrorReason.SYNTAX,
                 "CAS outside a claim or service line",
@@ -97,61 +135,63 @@ class TransactionReader(HeaderReader):
                 element="CAS01",
                 expected="one of CO OA PI PR",
             )
-        if len(els) > _CAS_LAST + 1:
+        raise TransactionError(
+            FeedErrorReason.INVALID_ELEMENT,
+            "CAS has more than six reason/amount/quantity triples",
+            ordinal,
+            "CAS",
+            element=f"CAS{_CAS_LAST + 1}",
+            expected="at most CAS19",
+        )
+
+    def _adjustment(
+        self, els: list[str], pos: int, ordinal: int, service: bool
+    ) -> tuple[ClaimAdjustment, Decimal] | None:
+        """The CAS triple at ``pos`` as a ClaimAdjustment and its amount, checked and remembered when it has
+        no quantity; None for an empty triple (skipped)."""
+        count = len(els)
+        reason = els[pos]
+        amount_raw = els[pos + 1] if pos + 1 < count else ""
+        quantity_raw = els[pos + 2] if pos + 2 < count else ""
+        if not reason:
+            if amount_raw or quantity_raw:
+                raise TransactionError(
+                    FeedErrorReason.INVALID_ELEMENT,
+                    f"CAS{pos:02d} reason code is missing",
+                    ordinal,
+                    "CAS",
+                    element=f"CAS{pos:02d}",
+                    expected="a claim adjustment reason code before its amount",
+                )
+            return None
+        amount = self._amount(els, pos + 1, ordinal)
+        quantity = self.ctx.quantity(quantity_raw) if quantity_raw else None
+        if quantity_raw and quantity is None:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
-                "CAS has more than six reason/amount/quantity triples",
+                f"CAS{pos + 2:02d} is not a quantity",
                 ordinal,
                 "CAS",
-                element=f"CAS{_CAS_LAST + 1}",
-                expected="at most CAS19",
+                element=f"CAS{pos + 2:02d}",
+                expected="a number of units",
             )
-        level = "service" if loop == SERVICE else "claim"
-        total = ZERO
-        cache = self.ctx.adjustments
-        count = len(els)
-        for pos in range(2, count, 3):
-            reason = els[pos]
-            amount_raw = els[pos + 1] if pos + 1 < count else ""
-            quantity_raw = els[pos + 2] if pos + 2 < count else ""
-            if not reason:
-                if amount_raw or quantity_raw:
-                    raise TransactionError(
-                        FeedErrorReason.INVALID_ELEMENT,
-                        f"CAS{pos:02d} reason code is missing",
-                        ordinal,
-                        "CAS",
-                        element=f"CAS{pos:02d}",
-                        expected="a claim adjustment reason code before its amount",
-                    )
-                continue
-            key = (level, group, reason, amount_raw, quantity_raw)
-            adjustment = cache.get(key)
-            if adjustment is None:
-                amount = self._amount(els, pos + 1, ordinal)
-                quantity = parse_quantity(quantity_raw) if quantity_raw else None
-                if quantity_raw and quantity is None:
-                    raise TransactionError(
-                        FeedErrorReason.INVALID_ELEMENT,
-                        f"CAS{pos + 2:02d} is not a quantity",
-                        ordinal,
-                        "CAS",
-                        element=f"CAS{pos + 2:02d}",
-                        expected="a number of units",
-                    )
-                adjustment = ClaimAdjustment(
-                    level=level, group_code=group, reason_code=reason, amount=amount, quantity=quantity
-                )
-                cache[key] = adjustment
-            total += adjustment.amount
-            claim.adjustments.append(adjustment)
-        claim.cas_total += total
-        if loop == SERVICE:
-            self.service_cas += total
+        adjustment = _claim_adjustment(
+            {
+                "level": "service" if service else "claim",
+                "group_code": els[1],
+                "reason_code": reason,
+                "amount": amount,
+                "quantity": quantity,
+            }
+        )
+        found = adjustment, amount
+        if not quantity_raw:
+            self.ctx.remember_adjustment(service, els[1], reason, amount_raw, found)
+        return found
 
     def _svc(self, els: list[str], ordinal: int) -> None:
         claim = self.claim
-        if claim is None or self.loop not in (CLAIM, SERVICE):
+        if claim is None:
             raise TransactionError(
                 FeedErrorReason.SYNTAX,
                 "SVC outside a claim",
@@ -160,7 +200,8 @@ class TransactionReader(HeaderReader):
                 element=None,
                 expected="SVC after CLP",
             )
-        self._end_service()
+        if self.loop == SERVICE:
+            self._end_service()
         if len(els) < 2 or not els[1]:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
@@ -173,84 +214,73 @@ class TransactionReader(HeaderReader):
         if len(els) < 8:
             els.extend([""] * (8 - len(els)))
         amounts = self.amounts
-        self.service_charge = amounts.get(els[2]) or self._amount(els, 2, ordinal)
-        self.service_paid = amounts.get(els[3]) or self._amount(els, 3, ordinal)
-        self.service_cas = ZERO
-        self.service_ordinal = ordinal
-        self.service_els = els
-        self.service_date = None
+        charge = amounts.get(els[2]) or self._amount(els, 2, ordinal)
+        paid = amounts.get(els[3]) or self._amount(els, 3, ordinal)
+        self.service_charge, self.service_paid, self.service_cas = charge, paid, ZERO
+        self.service_ordinal, self.service_els, self.service_date = ordinal, els, None
         claim.services += 1
         self.loop = SERVICE
 
     def _end_service(self) -> None:
-        if self.loop != SERVICE:
-            return
-        expected = self.service_charge - self.service_cas
-        if expected != self.service_paid:
-            claim = self.claim
-            line = (
-                f"service line {claim.services} of claim {claim.claim_ordinal}" if claim else "service line"
-            )
+        """Close the open service line: balance it and add it to its claim as a ServicePayment."""
+        charge, paid, cas = self.service_charge, self.service_paid, self.service_cas
+        expected = charge - cas
+        claim = self.claim
+        assert claim is not None
+        if expected != paid:
             raise TransactionError(
                 FeedErrorReason.UNBALANCED,
-                f"{line} does not balance: SVC02 {self.service_charge} − ΣCAS {self.service_cas} = "
-                f"{expected}, but SVC03 is {self.service_paid}",
+                f"service line {claim.services} of claim {claim.claim_ordinal} does not balance: SVC02 "
+                f"{charge} − ΣCAS {cas} = {expected}, but SVC03 is {paid}",
                 self.service_ordinal,
                 "SVC",
                 element="SVC03",
                 expected=f"SVC03 = SVC02 − ΣCAS = {expected}",
             )
-        self._service_payment()
-        self.loop = CLAIM
-
-    def _service_payment(self) -> None:
-        """The balanced SVC line as a ServicePayment (SVC01 composite split into code and modifiers)."""
-        claim, els, ordinal = self.claim, self.service_els, self.service_ordinal
-        assert claim is not None
-        procedure = els[1].split(self.raw.delimiters.component)
+        els = self.service_els
+        procedure = els[1].split(self.component)
         if len(procedure) < 2 or not procedure[0] or not procedure[1]:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
                 "SVC01 needs a qualifier and a procedure code",
-                ordinal,
+                self.service_ordinal,
                 "SVC",
                 element="SVC01-2",
                 expected="a composite procedure such as HC:99213",
             )
         units_raw = els[5] or els[7]
-        units = self.ctx.quantities.get(units_raw)
-        if units is None and units_raw:
-            units = self.ctx.quantities[units_raw] = parse_quantity(units_raw)
+        units = self.ctx.quantity(units_raw) if units_raw else None
         if units_raw and units is None:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
                 "SVC05 (units paid) is not a number",
-                ordinal,
+                self.service_ordinal,
                 "SVC",
                 element="SVC05" if els[5] else "SVC07",
                 expected="a number of units",
             )
         claim.lines.append(
-            trusted(
-                ServicePayment,
+            _service_payment(
                 {
                     "line_ordinal": claim.services,
                     "procedure_qualifier": procedure[0],
                     "procedure_code": procedure[1],
                     "modifiers": () if len(procedure) == 2 else tuple(m for m in procedure[2:6] if m),
-                    "charge": self.service_charge,
-                    "paid": self.service_paid,
+                    "charge": charge,
+                    "paid": paid,
                     "units": units,
                     "service_date": self.service_date,
                 },
             )
         )
+        self.loop = CLAIM
 
     def _end_claim(self) -> None:
         claim = self.claim
         if claim is None:
             return
-        self._end_service()
+        if self.loop == SERVICE:
+            self._end_service()
         expected = claim.charge - claim.cas_total
         if expected != claim.paid:
             raise TransactionError(
@@ -263,8 +293,7 @@ class TransactionReader(HeaderReader):
                 expected=f"CLP04 = CLP03 − ΣCAS (claim and service level) = {expected}",
             )
         self.claims.append(
-            trusted(
-                ClaimPaymentReceived,
+            _claim_payment(
                 {
                     "remittance_id": self.remittance_id,
                     "payer_id": self.payer_id,

@@ -1,14 +1,17 @@
 """The interchange envelope: delimiters from the ISA header, then ISA/GS/ST…SE/GE/IEA bookkeeping.
 
-The walker cuts a file into transactions (ST..SE, already split into elements) and checks every count and
-control number of the envelope. It never interprets a transaction's content, so one broken transaction costs
+The walker cuts a file into transactions (ST..SE, as segment texts) and checks every count and control
+number of the envelope. It never interprets a transaction's content, so one broken transaction costs
 only itself: envelope errors are yielded as :class:`FeedError` alongside the transactions that are fine.
 """
 
-from collections.abc import Generator, Iterator
+import re
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from services.intake.x12.codes import ENVELOPE_SEGMENTS
+from services.intake.x12.source import TextWindow
 from shared.feeds import FeedError, FeedErrorReason
 
 ISA_LENGTH = 106
@@ -16,9 +19,6 @@ ISA_LENGTH = 106
 _ISA16_OFFSET = 104
 _ISA_ELEMENTS = 17
 _ISA_SEPARATORS = 16
-_BLOCK = 1 << 18
-"""Characters split at a time (cut at the next segment terminator)."""
-_ENVELOPE_PREFIXES = frozenset(sid[:2] for sid in ENVELOPE_SEGMENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +45,7 @@ class RawTransaction:
     warnings: list[str] = field(default_factory=list)
 
 
-def skip_preamble(text: str) -> int:
-    """Position of the first character after a BOM and leading whitespace."""
-    pos = 0
-    length = len(text)
-    while pos < length and (text[pos] == "\ufeff" or text[pos].isspace()):
-        pos += 1
-    return pos
+_CUT_SHORT = "the ISA segment is cut short: it needs 16 elements and a segment terminator"
 
 
 def read_delimiters(text: str, pos: int) -> tuple[Delimiters, bool] | str:
@@ -68,7 +62,7 @@ def read_delimiters(text: str, pos: int) -> tuple[Delimiters, bool] | str:
     for _ in range(_ISA_SEPARATORS - 1):
         idx = text.find(element, idx + 1)
         if idx < 0 or idx + 2 >= len(text):
-            return "the ISA segment is cut short: it needs 16 elements and a segment terminator"
+            return _CUT_SHORT
     component, segment = text[idx + 1], text[idx + 2]
     if component.isalnum() or component.isspace() or component == element:
         return "ISA16 (component separator) must be a special character distinct from the element separator"
@@ -80,11 +74,34 @@ def read_delimiters(text: str, pos: int) -> tuple[Delimiters, bool] | str:
     return delimiters, idx + 1 - pos == _ISA16_OFFSET
 
 
-class EnvelopeWalker:
-    """Cuts one decoded file into :class:`RawTransaction` objects and envelope :class:`FeedError` objects."""
+def starts_interchange(text: str, pos: int) -> bool:
+    """True when ``ISA`` and a special character (the element separator) start at ``pos``."""
+    return text.startswith("ISA", pos) and len(text) > pos + 3 and not text[pos + 3].isalnum()
 
-    def __init__(self, text: str, file_name: str) -> None:
-        self._text = text
+
+@lru_cache(maxsize=16)
+def _envelope_starts(terminator: str) -> re.Pattern[str]:
+    """Where a segment that may be ISA/IEA/GS/GE/ST/SE begins: a terminator, whitespace, two id letters.
+
+    One C-level scan per block finds the few envelope segments among tens of thousands of others, so the
+    walker never looks at the segments of a transaction one by one; each candidate is then checked in full
+    by :meth:`EnvelopeWalker._envelope_id`. Searches always start at a terminator (never mid-segment).
+    """
+    return re.compile(re.escape(terminator) + r"\s*(?=IS|IE|GS|GE|ST|SE)")
+
+
+_REDELIMIT = "ISA with other delimiters"
+
+
+class EnvelopeWalker:
+    """Cuts one decoded file into :class:`RawTransaction` objects and envelope :class:`FeedError` objects.
+
+    The text comes as a :class:`TextWindow` over the file's blocks: only the transaction being collected and
+    the current block are held, so memory does not grow with the file.
+    """
+
+    def __init__(self, window: TextWindow, file_name: str) -> None:
+        self._window = window
         self._file = file_name
         self._ordinal = 0
         self._isa13: str | None = None
@@ -100,12 +117,23 @@ class EnvelopeWalker:
         self._interchange_warnings: list[str] = []
         self._stray: list[str] = []
         self._element = "*"
+        self._handlers: dict[str, Callable[[list[str]], Iterator[FeedError]]] = {
+            "ISA": self._isa,
+            "GS": self._gs,
+            "ST": self._st,
+            "GE": self._ge,
+            "IEA": self._iea,
+        }
 
     def walk(self) -> Iterator[RawTransaction | FeedError]:
         """Yield transactions and envelope errors in file order; never raises for bad input."""
-        pos: int | None = skip_preamble(self._text)
+        window = self._window
+        pos: int | None = window.skip_preamble()
         while pos is not None:
-            found = read_delimiters(self._text, pos)
+            window.fill(pos + ISA_LENGTH)
+            found = read_delimiters(window.text, pos)
+            while found == _CUT_SHORT and window.more():
+                found = read_delimiters(window.text, pos)
             if isinstance(found, str):
                 self._ordinal += 1
                 yield self._error(
@@ -116,60 +144,88 @@ class EnvelopeWalker:
             self._interchange_warnings = (
                 [] if fixed else ["ISA is not the fixed 106 characters; delimiters found"]
             )
-            pos = yield from self._chunk(pos, delimiters)
+            pos = yield from self._interchange(pos, delimiters)
         yield from self._close_all("end of file")
 
     def stray_segments(self) -> list[str]:
         """Ids (with file ordinals) of segments found outside any transaction, for a warning."""
         return self._stray
 
-    def _chunk(self, pos: int, delims: Delimiters) -> Generator[RawTransaction | FeedError, None, int | None]:
-        """Walk segments cut with one interchange's terminator; return where a re-delimited ISA starts.
+    def _interchange(
+        self, pos: int, delims: Delimiters
+    ) -> Generator[RawTransaction | FeedError, None, int | None]:
+        """Walk the segments of one interchange (from its ISA at ``pos``) cut with its terminator.
 
-        The text is split a block at a time: one huge list of segments would make every full garbage
-        collection walk it while the parser allocates its events.
+        Returns where, in the window, an ISA with other delimiters starts (``None`` at the end of the file).
+        Invariant: ``window.text[body]`` is the terminator after the last segment handled, so the segments
+        between ``body`` and the next envelope segment (or the last terminator read) are a transaction's
+        body, or stray when no transaction is open.
         """
-        text, terminator = self._text, delims.segment
-        element, component = delims.element, delims.component
-        self._element = element
-        envelope = ENVELOPE_SEGMENTS
-        prefixes = _ENVELOPE_PREFIXES
-        handlers = {"ISA": self._isa, "GS": self._gs, "ST": self._st, "GE": self._ge, "IEA": self._iea}
-        first = True
-        start, length = pos, len(text)
-        while start < length:
-            end = text.find(terminator, start + _BLOCK)
-            end = length if end < 0 else end + 1
-            segments = text[start:end].split(terminator)
-            for i, raw in enumerate(segments):
-                seg = raw.strip()
-                if not seg:
-                    continue
-                txn = self._txn
-                if txn is not None and seg[:2] not in prefixes:
-                    txn.append(seg)
-                    self._ordinal += 1
-                    continue
-                els = seg.split(element)
-                sid = els[0]
-                if seg.startswith("ISA") and len(seg) > 3 and not seg[3].isalnum():
-                    if not first and not (len(seg) == 105 and seg[3] == element and seg[104] == component):
-                        return start + sum(len(s) + 1 for s in segments[:i]) + len(raw) - len(raw.lstrip())
-                    sid = "ISA"
-                elif txn is not None and sid not in envelope:
-                    txn.append(seg)
-                    self._ordinal += 1
-                    continue
-                first = False
-                self._ordinal += 1
-                if sid == "SE":
-                    yield from self._se(els, delims)
-                elif sid in envelope:
-                    yield from handlers[sid](els)
-                else:
-                    self._stray.append(f"{safe_id(sid)} (file segment #{self._ordinal})")
-            start = end
-        return None
+        window, terminator = self._window, delims.segment
+        self._element = delims.element
+        starts = _envelope_starts(terminator)
+        end = window.find(terminator, pos)
+        self._ordinal += 1
+        yield from self._isa(window.text[pos:end].strip().split(delims.element))
+        body = search = end
+        while True:
+            text = window.text
+            found = starts.search(text, search)
+            if found is None:
+                if window.eof:
+                    self._body(text[body + 1 :], delims)
+                    return None
+                last = text.rfind(terminator)
+                self._body(text[body + 1 : last], delims)
+                window.drop(last)
+                body = search = 0
+                window.more(until=terminator)
+                continue
+            start = found.end()
+            stop = window.find(terminator, start)
+            text = window.text
+            segment = text[start:stop].strip()
+            sid = self._envelope_id(segment, delims)
+            if sid is None:
+                search = stop
+                continue
+            self._body(text[body + 1 : found.start()], delims)
+            if sid == _REDELIMIT:
+                window.drop(start)
+                return 0
+            self._ordinal += 1
+            els = segment.split(delims.element)
+            if sid == "SE":
+                yield from self._se(els, delims)
+            else:
+                yield from self._handlers[sid](els)
+            body = search = stop
+
+    @staticmethod
+    def _envelope_id(segment: str, delims: Delimiters) -> str | None:
+        """The envelope id of a candidate segment; :data:`_REDELIMIT` for an ISA of another interchange
+        whose delimiters differ (read again); None when it only looks like one (it is body or stray)."""
+        if segment.startswith("ISA") and len(segment) > 3 and not segment[3].isalnum():
+            same = len(segment) == 105 and segment[3] == delims.element and segment[104] == delims.component
+            return "ISA" if same else _REDELIMIT
+        sid = segment.split(delims.element, 1)[0]
+        return sid if sid in ENVELOPE_SEGMENTS else None
+
+    def _body(self, text: str, delims: Delimiters) -> None:
+        """Segments between envelope segments: a transaction's content, or stray ones outside any."""
+        if not text:
+            return
+        segments = list(map(str.strip, text.split(delims.segment)))
+        if "" in segments:
+            segments = [seg for seg in segments if seg]
+        txn = self._txn
+        if txn is not None:
+            txn.extend(segments)
+            self._ordinal += len(segments)
+            return
+        for seg in segments:
+            self._ordinal += 1
+            self._stray.append(f"{safe_id(seg.split(delims.element, 1)[0])} (file segment #{self._ordinal})")
 
     def _isa(self, els: list[str]) -> Iterator[FeedError]:
         if self._in_interchange:

@@ -10,6 +10,7 @@ silently and never fatal. Claims, services and PLB live in :mod:`services.intake
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from itertools import islice
 from typing import ClassVar
 
 from pydantic import ValidationError
@@ -71,7 +72,11 @@ class TransactionError(Exception):
 
 
 class ClaimState:
-    """A claim loop being read; becomes a ClaimPaymentReceived when the loop ends and balances."""
+    """A claim loop being read; becomes a ClaimPaymentReceived when the loop ends and balances.
+
+    The reader holds one only while in loop 2100 or 2110 (``loop`` is CLAIM or SERVICE exactly when
+    ``claim`` is set), which lets the hot handlers test ``claim`` alone.
+    """
 
     __slots__ = (
         "adjustments",
@@ -99,11 +104,13 @@ class ClaimState:
         ordinal: int,
         claim_ordinal: int,
         els: list[str],
-        amounts: tuple[Decimal, Decimal, Decimal | None],
+        charge: Decimal,
+        paid: Decimal,
+        responsibility: Decimal | None,
     ) -> None:
         self.ordinal, self.claim_ordinal = ordinal, claim_ordinal
         self.pcn, self.status = els[1], els[2]
-        self.charge, self.paid, self.responsibility = amounts
+        self.charge, self.paid, self.responsibility = charge, paid, responsibility
         self.filing: str | None = els[6] or None
         self.icn: str | None = els[7].strip() or None
         self.original_reference: str | None = None
@@ -137,6 +144,8 @@ class HeaderReader:
     def __init__(self, raw: RawTransaction, ctx: FileContext) -> None:
         self.raw, self.ctx = raw, ctx
         self.amounts, self.dates = ctx.amounts, ctx.dates
+        self.claim_adjustments, self.service_adjustments = ctx.claim_adjustments, ctx.service_adjustments
+        self.component = raw.delimiters.component
         self.loop = HEADER
         self.header_closed = False
         self.bpr: list[str] | None = None
@@ -166,18 +175,20 @@ class HeaderReader:
 
     def read(self) -> ParsedRemittance | FeedError:
         """The transaction's payloads, or the first thing wrong with it."""
-        segments = self.raw.segments
-        element = self.raw.delimiters.element
+        raw = self.raw
+        segments = raw.segments
+        element = raw.delimiters.element
         handlers: dict[str, Handler] = {sid: getattr(self, name) for sid, name in self.handler_names.items()}
+        unknown = self.unknown
         try:
             self._st(segments[0].split(element))
-            for index in range(1, len(segments) - 1):
-                els = segments[index].split(element)
+            for ordinal, segment in enumerate(islice(segments, 1, len(segments) - 1), 2):
+                els = segment.split(element)
                 handler = handlers.get(els[0])
                 if handler is None:
-                    self.unknown.setdefault(safe_id(els[0]), []).append(index + 1)
+                    unknown.setdefault(safe_id(els[0]), []).append(ordinal)
                 else:
-                    handler(els, index + 1)
+                    handler(els, ordinal)
             return self._finish(len(segments))
         except TransactionError as exc:
             return self._error(exc)

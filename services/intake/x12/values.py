@@ -4,6 +4,7 @@ They return ``None`` instead of raising so the caller can name the segment and e
 results are memoised per file because payers repeat the same amounts and dates thousands of times.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -59,47 +60,72 @@ def parse_date(raw: str) -> date | None:
 
 M = TypeVar("M", bound=BaseModel)
 
-_MODELS: dict[type[BaseModel], tuple[set[str], dict[str, Any]]] = {}
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-def trusted(model: type[M], values: dict[str, Any]) -> M:
-    """Build a frozen contract object from values the parser has already checked, without re-validating.
+def trusted_builder(model: type[M]) -> Callable[[dict[str, Any]], M]:
+    """A constructor of frozen contract objects from values the parser has already checked.
 
-    This is what ``BaseModel.model_construct`` does, minus its per-field alias handling, which makes it
-    several times cheaper than validation: it is used only for per-claim and per-line payloads, whose every
-    value comes from :func:`parse_amount`, :func:`parse_date`, ``str`` or ``int``. Fields left out get their
-    declared default, so a new optional contract field cannot leave a half-built object; a new *required*
-    field fails loudly. The fields-set is shared between instances (frozen models never change it);
-    ``tests/unit/test_x12_contracts.py`` re-validates parser output to keep this honest.
+    This is what ``BaseModel.model_construct`` does, minus its per-field alias and default handling, which
+    makes it several times cheaper than validation: it is used only for per-claim and per-line payloads, whose
+    every value comes from :func:`parse_amount`, :func:`parse_date`, ``str`` or ``int``. Fields left out get
+    their declared default, so a new optional contract field cannot leave a half-built object; a new
+    *required* field fails loudly. The four slots pydantic keeps per instance are written through their
+    descriptors (the model is frozen); the fields-set is shared between instances (frozen models never change
+    it). ``tests/unit/test_x12_contracts.py`` re-validates parser output to keep this honest.
     """
-    known = _MODELS.get(model)
-    if known is None:
-        defaults = {
-            name: info.get_default(call_default_factory=True)
-            for name, info in model.model_fields.items()
-            if not info.is_required()
-        }
-        known = _MODELS[model] = (set(model.model_fields), defaults)
-    fields_set, defaults = known
-    if len(values) != len(fields_set):
-        values = {**defaults, **values}
-        missing = fields_set - values.keys()
-        if missing or len(values) != len(fields_set):
-            raise TypeError(f"{model.__name__}: values for {sorted(missing)} missing or unknown fields given")
-    obj = model.__new__(model)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+    fields_set = set(model.model_fields)
+    defaults = {
+        name: info.get_default(call_default_factory=True)
+        for name, info in model.model_fields.items()
+        if not info.is_required()
+    }
+    size = len(fields_set)
+    new = model.__new__
+
+    def build(values: dict[str, Any]) -> M:
+        if len(values) != size:
+            values = {**defaults, **values}
+            missing = fields_set - values.keys()
+            if missing or len(values) != size:
+                raise TypeError(
+                    f"{model.__name__}: values for {sorted(missing)} missing or unknown fields given"
+                )
+        obj = new(model)
+        _SET_DICT(obj, values)
+        _SET_FIELDS(obj, fields_set)
+        _SET_EXTRA(obj, None)
+        _SET_PRIVATE(obj, None)
+        return obj
+
+    return build
 
 
-AdjustmentKey = tuple[str, str, str, str, str]
+MEMO_LIMIT = 1 << 14
+"""Entries a memo table (dates, quantities, CAS triples) holds before it starts over."""
+AMOUNT_LIMIT = 1 << 15
+"""The same for amounts, the most varied values (32 768 amounts are about 6 MiB)."""
+
+Adjustments = dict[str, dict[str, dict[str, tuple[ClaimAdjustment, Decimal]]]]
+"""CAS triples without quantity already built: CAS01 → reason → amount as written → (adjustment, amount).
+
+Nested by single strings rather than keyed by a tuple: a tuple key costs a comparison of each of its
+strings per lookup, and this lookup runs for every triple of the file.
+"""
 
 
 @dataclass(slots=True)
 class FileContext:
-    """Identity of the file being parsed plus per-file memo tables (dropped with the file)."""
+    """Identity of the file being parsed plus its memo tables (dropped with the file).
+
+    Payers repeat the same amounts, dates and adjustments thousands of times, so a value is parsed (and a CAS
+    triple built) once and then looked up. A table that fills up is emptied and fills again with the values
+    in use, so the tables are bounded: a 20 000-claim and a 1 000 000-claim file need the same memory. The
+    limits are read at run time, so a test can make them tiny.
+    """
 
     file_name: str
     file_sha256: str
@@ -107,22 +133,52 @@ class FileContext:
     amounts: dict[str, Decimal] = field(default_factory=dict)
     dates: dict[str, date] = field(default_factory=dict)
     quantities: dict[str, Decimal | None] = field(default_factory=dict)
-    adjustments: dict[AdjustmentKey, ClaimAdjustment] = field(default_factory=dict)
+    claim_adjustments: Adjustments = field(default_factory=dict)
+    service_adjustments: Adjustments = field(default_factory=dict)
+    adjustment_count: int = 0
 
     def amount(self, raw: str) -> Decimal | None:
-        """Memoised :func:`parse_amount`."""
-        value = self.amounts.get(raw)
+        """Memoised :func:`parse_amount` (the hot path looks in ``amounts`` itself first)."""
+        amounts = self.amounts
+        value = amounts.get(raw)
         if value is None:
             value = parse_amount(raw)
             if value is not None:
-                self.amounts[raw] = value
+                if len(amounts) >= AMOUNT_LIMIT:
+                    amounts.clear()
+                amounts[raw] = value
         return value
 
     def date(self, raw: str) -> date | None:
         """Memoised :func:`parse_date`."""
-        value = self.dates.get(raw)
+        dates = self.dates
+        value = dates.get(raw)
         if value is None:
             value = parse_date(raw)
             if value is not None:
-                self.dates[raw] = value
+                if len(dates) >= MEMO_LIMIT:
+                    dates.clear()
+                dates[raw] = value
         return value
+
+    def quantity(self, raw: str) -> Decimal | None:
+        """Memoised :func:`parse_quantity` (None, remembered too, when ``raw`` is not a number)."""
+        quantities = self.quantities
+        if raw in quantities:
+            return quantities[raw]
+        if len(quantities) >= MEMO_LIMIT:
+            quantities.clear()
+        value = quantities[raw] = parse_quantity(raw)
+        return value
+
+    def remember_adjustment(
+        self, service: bool, group: str, reason: str, amount: str, found: tuple[ClaimAdjustment, Decimal]
+    ) -> None:
+        """Remember a CAS triple without quantity by level, group, reason and amount as written."""
+        if self.adjustment_count >= MEMO_LIMIT:
+            self.claim_adjustments.clear()
+            self.service_adjustments.clear()
+            self.adjustment_count = 0
+        tables = self.service_adjustments if service else self.claim_adjustments
+        tables.setdefault(group, {}).setdefault(reason, {})[amount] = found
+        self.adjustment_count += 1
