@@ -48,13 +48,20 @@ REMITTANCES = "remit.remittances.v1"
 
 
 def spec_for(claims: int, prefix: str) -> Spec:
-    """2 tenants × 3 payers × 16 providers × 60 days (20 payment days a payer): 1 920 remittances carry about
-    12 PLB pairs each, so 200 000 claims come with more than 20 000 offsets; claims per remittance fill the
-    size (stories add ~5 %)."""
+    """2 tenants × 3 payers × 16 providers × 60 days (20 payment days a payer); claims per remittance fill the
+    size (stories add ~5 %). One overpayment story per 14 claims (the generator's default is 20) brings about
+    one PLB pair per 9.5 claims, so 200 000 claims come with more than 20 000 offsets."""
     txns = 2 * 3 * 16 * 20
     per_remit = max(5, round(claims / txns / 1.05))
     return Spec(
-        tenants=2, payers=3, providers=16, days=60, seed=42, claims_per_remit=per_remit, tenant_prefix=prefix
+        tenants=2,
+        payers=3,
+        providers=16,
+        days=60,
+        seed=42,
+        claims_per_remit=per_remit,
+        story_rate=per_remit / 14,
+        tenant_prefix=prefix,
     )
 
 

@@ -127,6 +127,8 @@ class Spec:
     days: int = 30
     seed: int = 1
     claims_per_remit: int = 10
+    story_rate: float | None = None
+    """Stories started per remittance (each brings one to four PLB pairs); default: one per 20 claims."""
     start: date = DEFAULT_START
     tenant_prefix: str = "gen"
 

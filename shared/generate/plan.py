@@ -57,7 +57,7 @@ class Generator:
                 self.accounts[t, p] = row
         self.pinned: set[tuple[str, str, int]] = set()
         """(tenant, payer, day) of files a duplicate-payment story spans: never delivered out of order."""
-        self.rate = max(0.5, spec.claims_per_remit / 20)
+        self.rate = spec.story_rate or max(0.5, spec.claims_per_remit / 20)
 
     # --- identifiers ---------------------------------------------------------------------------------
 
