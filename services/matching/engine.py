@@ -1,0 +1,380 @@
+"""Matching's engine: how one PLB pair, overpayment, interest posting or staff action changes the ledger.
+
+Per account (partition key) and in order: a positive ``WO`` reduces the receivable its reference names (FCN per
+the payer's reference layout, then ICN, patient control number, trace number, then a scored search that never
+auto-applies below the confidence threshold); money goes to interest first. A ``WO`` without a reference is a
+lump recoupment spread oldest first. What matches nothing waits in the unmatched queue and is re-matched when
+its receivable appears. ``FB`` opens/applies forwarding balances (``forwarding``), ``72`` turns the paired
+``WO`` into a refund acknowledgement (``refunds``), everything else is classified and recorded, never applied.
+The money moves they share are in ``ledger``, pure rules in ``domain``, SQL in ``store``; ``app`` is wiring.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from contracts.envelope import Envelope
+from contracts.events import (
+    InterestAccrued,
+    OverpaymentDetected,
+    ProviderAdjustmentReceived,
+    StaffActionRecorded,
+)
+from contracts.money import ZERO
+from services.matching import domain, store
+from services.matching.forwarding import apply_forwarding, open_forwarding
+from services.matching.ledger import (
+    POLICY,
+    SETTINGS,
+    Explanation,
+    alert,
+    announce,
+    apply_money,
+    offset_event,
+    parked_pair,
+    resplit,
+)
+from services.matching.refunds import (
+    RECORDED_REFUND,
+    acknowledge_recorded_refund,
+    acknowledge_refund,
+    refund_acknowledged,
+)
+from shared.ids import receivable_id, stable_id
+from shared.policy_config import PolicyConfigError
+from shared.stream import Outgoing, Rejected
+
+log = logging.getLogger(__name__)
+
+
+async def recover(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    candidates: Sequence[tuple[str, str]],
+    match_reference: str | None,
+    out: Explanation,
+    cause: str,
+) -> None:
+    """A positive WO: resolve its receivable(s) and apply, or park it unmatched with the reason."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    threshold = SETTINGS.match_confidence_threshold
+    rows: list[asyncpg.Record] = []
+    if candidates:
+        ids, method = await store.resolve(conn, tenant, account, candidates)
+        locked = [await store.lock_receivable(conn, tenant, rid) for rid in sorted(ids)]
+        rows = [r for r in locked if r is not None]
+        out.method = method
+        if len(rows) > 1:
+            rows = sorted(rows, key=lambda r: (r["determination_date"], r["reference"]))
+    if not rows:
+        pool = await store.open_candidates(conn, tenant, account)
+        chosen, confidence, best = (
+            domain.best_candidate(pool, adj.amount, match_reference, adj.payment_date, threshold)
+            if match_reference
+            else (None, 0.0, None)
+        )
+        if match_reference is None:
+            chosen_ids = [UUID(c.receivable_id) for c in pool]  # lump recoupment: oldest first
+            out.method = "oldest_first"
+        else:
+            chosen_ids = [UUID(chosen.receivable_id)] if chosen else []
+            out.method = f"scored:{confidence:.2f}" if chosen else None
+            if best is not None and chosen is None:
+                out.suggestion = f"receivable {best.receivable_id} (score {confidence:.2f} < {threshold:.2f})"
+        locked = [await store.lock_receivable(conn, tenant, rid) for rid in chosen_ids]
+        rows = [r for r in locked if r is not None]
+    left = adj.amount
+    for row in rows:
+        if left <= 0:
+            break
+        if store.balance_of(row).open <= 0:
+            continue
+        applied, allocation, events = await apply_money(
+            conn, env, env.event_id, row, left, adj.payment_date, cause
+        )
+        if applied.applied > 0:
+            out.allocations.append(allocation)
+            out.outputs += events
+        left = applied.remainder
+    out.unmatched = left
+    if out.allocations:
+        out.bucket = "allocated"
+        refs = ", ".join(a.reference for a in out.allocations)
+        out.reason = f"recovered against {refs} ({out.method})" + (
+            f"; {left} exceeds the open balance" if left > 0 else ""
+        )
+    else:
+        out.bucket = "unmatched"
+        out.reason = (
+            "no open receivable with this reference yet"
+            if not rows
+            else "every receivable it names is already settled"
+        )
+
+
+async def withheld(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    reference: str | None,
+    candidates: Sequence[tuple[str, str]],
+    out: Explanation,
+    cause: str,
+) -> None:
+    """A positive WO: recover it; with a 72 on the same reference in the same remittance it acknowledges a
+    refund instead — the provider's check, whether the WO's money or a refund staff already recorded."""
+    adj = env.payload
+    refunds = (
+        await store.sibling_pairs(conn, env.tenant_id, adj.remittance_id, reference, "72")
+        if reference
+        else []
+    )
+    await recover(conn, env, candidates, reference, out, cause)
+    if refunds and out.allocations:
+        out.outputs += await acknowledge_refund(conn, env, env.event_id, out)
+    if refunds and out.unmatched > 0:
+        acknowledged, allocations = await acknowledge_recorded_refund(
+            conn, env, env.event_id, candidates, out.unmatched
+        )
+        if allocations:
+            out.unmatched -= acknowledged
+            out.allocations += allocations
+            out.bucket = "refund_acknowledged"
+            out.reason = f"{RECORDED_REFUND}: {out.reason}"
+
+
+async def on_adjustment(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived]
+) -> list[Outgoing]:
+    """Explain one PLB pair; every cent ends in exactly one bucket."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    try:
+        parsed = domain.read_reference(POLICY, tenant, adj.payer_id, adj.reference)
+    except PolicyConfigError as exc:
+        raise Rejected("unknown_policy", str(exc)) from exc
+    candidates = parsed.candidates(adj.reference)
+    meaning = domain.classify(adj.reason_code, adj.amount, parsed.receivable)
+    cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index}"
+    out = Explanation(meaning.reason)
+    match_reference = parsed.receivable
+    if adj.reason_code == "WO" and adj.amount > 0:
+        await withheld(conn, env, parsed.receivable, candidates, out, cause)
+    elif meaning.action == "review":
+        out.bucket, out.unmatched = "unmatched", adj.amount
+    elif meaning.action in ("forwarding_open", "forwarding_apply"):
+        opening = meaning.action == "forwarding_open"
+        match_reference = await (open_forwarding if opening else apply_forwarding)(conn, env, out)
+        out.bucket = "forwarding_balance"
+        out.event_type = "ForwardingBalanceOpened" if opening else "ForwardingBalanceApplied"
+    elif meaning.action == "deferral":
+        out.bucket = "deferral"
+        if parsed.receivable is None:
+            out.outputs.append(unidentified_deferral(env, cause))
+        else:
+            out.outputs += await undo_netting(conn, env, candidates)
+    elif meaning.action == "refund":
+        out.bucket = "refund_acknowledged"
+        if parsed.receivable:
+            out.outputs += await refund_acknowledged(conn, env, parsed.receivable, candidates)
+    await store.save_adjustment(
+        conn,
+        tenant,
+        account,
+        env.event_id,
+        adj,
+        match_reference=match_reference,
+        match_keys=[k for _, k in candidates],
+        bucket=out.bucket,
+        unmatched=out.unmatched,
+        reason=out.reason,
+        method=out.method,
+        suggestion=out.suggestion,
+    )
+    event = offset_event(
+        env, adj, env.event_id, out.bucket, out.reason, tuple(out.allocations), out.unmatched, out.event_type
+    )
+    return [event, *out.outputs]
+
+
+def unidentified_deferral(env: Envelope[ProviderAdjustmentReceived], cause: str) -> Outgoing:
+    """A negative WO without a reference: the payer adds money back now and will recover it later against an
+    overpayment it does not name, so detection opened nothing. Staff must identify that overpayment (or the
+    later recoupment lands unexplained): alert once per PLB pair, keyed by its trace number, never by claim
+    or patient data. The pair also stays in the work queue (``views.unmatched``)."""
+    adj = env.payload
+    deferred = -adj.amount
+    return alert(
+        env,
+        env.event_id,
+        "deferral_without_reference",
+        adj.payer_id,
+        adj.trace_number,
+        deferred,
+        adj.payment_date,
+        f"{deferred} of recovery deferred on {adj.payment_date} ({cause}) without a reference: the payer will "
+        "recover it later against an overpayment it does not name; identify it",
+    )
+
+
+async def undo_netting(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], candidates: Sequence[tuple[str, str]]
+) -> list[Outgoing]:
+    """A negative WO in the remittance whose claims netted an overpayment: the payer gave that money back and
+    will recover it later, so the netting no longer counts as recovered."""
+    ids, _ = await store.resolve(conn, env.tenant_id, env.account_key, candidates)
+    outputs = []
+    for rid in sorted(ids):
+        row = await store.lock_receivable(conn, env.tenant_id, rid)
+        if row is None:
+            continue
+        amount = await store.cancel_netting(conn, env.tenant_id, rid, env.payload.remittance_id)
+        if amount > 0:
+            after, _ = await resplit(conn, env.tenant_id, row)
+            cause = f"recovery deferred by the payer (TRN {env.payload.trace_number} PLB #{env.payload.segment_ordinal})"
+            outputs.append(
+                await announce(
+                    conn, env, row, after, "ReceivableIncreased", amount, env.payload.payment_date, cause
+                )
+            )
+    return outputs
+
+
+async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDetected]) -> list[Outgoing]:
+    """Open or grow the receivable, then re-match recoveries that arrived before it."""
+    op, tenant, account = env.payload, env.tenant_id, env.account_key
+    change, row = await store.open_or_grow(conn, tenant, account, op)
+    outputs: list[Outgoing] = []
+    if change is not None:
+        outputs.append(
+            await announce(
+                conn,
+                env,
+                row,
+                store.balance_of(row),
+                change,
+                op.evidence_amount,
+                op.determination_date,
+                op.source,
+            )
+        )
+    keys = await store.receivable_keys(conn, tenant, op.receivable_id)
+    netted = op.netted_in_remittance
+    if netted is not None and not await store.deferral_in(conn, tenant, netted, keys):
+        fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
+        assert fresh is not None
+        if store.balance_of(fresh).open > 0:
+            _, _, events = await apply_money(
+                conn,
+                env,
+                stable_id(env.event_id, "netting"),
+                fresh,
+                op.evidence_amount,
+                op.determination_date,
+                f"netted in the claim amounts ({op.source})",
+                kind="netting",
+                remittance_id=netted,
+            )
+            outputs += events
+    for parked in await store.parked_recoveries(conn, tenant, account, keys):
+        row = await store.lock_receivable(conn, tenant, op.receivable_id)
+        assert row is not None
+        if store.balance_of(row).open <= 0:
+            break
+        adj = parked_pair(parked)
+        cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index} (re-matched)"
+        rematch_id = stable_id(parked["adjustment_id"], "rematch", env.event_id)
+        applied, allocation, events = await apply_money(
+            conn,
+            env,
+            parked["adjustment_id"],
+            row,
+            parked["unmatched_amount"],
+            adj.payment_date,
+            cause,
+            rematch=rematch_id,
+        )
+        left = applied.remainder
+        reason = f"re-matched to {op.reference} after the receivable appeared"
+        await store.reduce_unmatched(conn, tenant, parked["adjustment_id"], left, reason)
+        outputs += events
+        outputs.append(
+            offset_event(
+                env,
+                adj,
+                rematch_id,
+                "allocated",
+                reason,
+                (allocation,),
+                left,
+                rematch_of=parked["adjustment_id"],
+            )
+        )
+    return outputs
+
+
+async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) -> list[Outgoing]:
+    """Add an accrued period's interest, or a signed correction, then re-split recoveries by business date
+    (a charge due before a recovery's date takes that recovery's money first)."""
+    accrual, tenant = env.payload, env.tenant_id
+    row = await store.lock_receivable(conn, tenant, accrual.receivable_id)
+    due = accrual.period_end + timedelta(days=1)
+    if row is None or not await store.add_interest(
+        conn, tenant, env.event_id, accrual.receivable_id, accrual.amount, due
+    ):
+        return []
+    after, _ = await resplit(conn, tenant, row)
+    version = f" v{accrual.version}" if accrual.version > 1 else ""
+    cause = f"interest period {accrual.period_number}{version} ({accrual.period_start}..{accrual.period_end})"
+    return [await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
+
+
+async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]) -> list[Outgoing]:
+    """Appeals pause and resume recoupment; a won appeal or a write-off closes the rest; a refund check pays.
+
+    A repayment schedule moves no money and changes no balance (its installments arrive as refund checks or
+    recoupments): it is the interest stage's fact, ignored here.
+    """
+    action, tenant = env.payload, env.tenant_id
+    if action.kind == "repayment_schedule_granted":
+        return []
+    rid = receivable_id(tenant, action.payer_id, action.reference.strip())
+    row = await store.lock_receivable(conn, tenant, rid)
+    if row is None:
+        raise Rejected(
+            "unknown_receivable",
+            f"no receivable {action.reference.strip()} for payer {action.payer_id}",
+            {"reference": action.reference.strip()},
+        )
+    before = store.balance_of(row)
+    cause = f"staff {action.entered_by}: {action.kind.replace('_', ' ')}"
+    if action.kind == "refund_sent":
+        amount = action.amount if action.amount is not None else before.open
+        _, _, outputs = await apply_money(
+            conn, env, action.action_id, row, amount, action.effective_date, cause, kind="refund"
+        )
+        return outputs
+    if action.kind == "appeal_filed":
+        after, change = _with(before, paused=True), "ReceivablePaused"
+    elif action.kind == "appeal_decided" and action.outcome == "upheld":
+        after, change = _with(before, paused=False), "ReceivableResumed"
+    else:
+        write = (
+            before.open
+            if action.kind == "appeal_decided" or action.amount is None
+            else min(action.amount, before.open)
+        )
+        after, change = (
+            _with(before, paused=False, written_off=before.written_off + max(write, ZERO)),
+            "ReceivableWrittenOff",
+        )
+    await store.save_balance(conn, tenant, rid, after, domain.status_of(after))
+    amount = after.written_off - before.written_off
+    return [await announce(conn, env, row, after, change, amount, action.effective_date, cause)]
+
+
+def _with(balance: domain.Balance, **changes: Any) -> domain.Balance:
+    return replace(balance, **changes)

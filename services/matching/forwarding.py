@@ -1,0 +1,75 @@
+"""Forwarding balances (``FB``): a negative FB carries money the payer could not take from this remittance to a
+later one; the positive FB that takes it closes the balance its reference names, else the account's oldest open
+one that can take it.
+"""
+
+import asyncpg
+
+from contracts.envelope import Envelope
+from contracts.events import (
+    ProviderAdjustmentReceived,
+)
+from contracts.money import ZERO
+from services.matching import domain, store
+from services.matching.ledger import Explanation
+
+
+async def open_forwarding(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], out: Explanation
+) -> str:
+    """A negative FB carries a balance forward under its reference, else its own TRN02 (DOMAIN.md: the
+    positive FB names the TRN02 that created it). Positive FBs that arrived first and were applied to
+    another balance (or parked on none) are moved to it. Returns the balance's key."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    key = (adj.reference or adj.trace_number).strip()
+    await store.forwarding(conn, tenant, account, key, -adj.amount, ZERO, adj.payment_date)
+    room = -adj.amount - await store.forwarding_applied(conn, tenant, account, key)
+    for early in await store.misplaced_applications(conn, tenant, account, key, adj.payment_date):
+        if not early["named"] and early["amount"] > room:
+            continue
+        room -= early["amount"]
+        await store.move_forwarding_application(
+            conn,
+            tenant,
+            account,
+            early["adjustment_id"],
+            early["amount"],
+            early["match_reference"],
+            key,
+            f"earlier forwarding balance {key} applied (it arrived after this payment)",
+        )
+    return key
+
+
+async def apply_forwarding(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], out: Explanation
+) -> str:
+    """A positive FB applies the balance its reference names; without a reference, or under a key the
+    negative FB did not use (a payer payment number), the account's oldest open balance that can take the
+    whole amount (same payer and payee: the account). When none can, it is kept under its own key, where a
+    negative FB arriving later finds it (:func:`open_forwarding`). Returns the balance's key."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    named = (adj.reference or "").strip() or None
+    rows = await store.forwarding_balances(conn, tenant, account)
+    key = named if named in {r["reference"] for r in rows} else None
+    if key is None:
+        key = domain.forwarding_for(
+            adj.amount,
+            [
+                domain.OpenForwarding(
+                    r["reference"], r["opened_amount"] - r["applied_amount"], r["opened_on"]
+                )
+                for r in rows
+                if r["opened_amount"] > r["applied_amount"]
+            ],
+        )
+        if key is not None:
+            out.reason = (
+                f"earlier forwarding balance {key} applied (oldest open balance that takes it; the FB "
+                f"{'names ' + named if named else 'has no reference'})"
+            )
+        else:
+            key = named or adj.trace_number.strip()
+            out.reason = "forwarding balance applied before any open balance could take it"
+    await store.forwarding(conn, tenant, account, key, ZERO, adj.amount, None)
+    return key

@@ -1,0 +1,343 @@
+"""The ledger moves every matching path shares: move money onto a receivable (interest first, re-split by
+business date), announce the receivable's change, and record the offset event of a PLB pair.
+"""
+
+import logging
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from contracts.envelope import Envelope
+from contracts.events import (
+    AlertRaised,
+    Allocation,
+    DatedRecovery,
+    OffsetRecorded,
+    ProviderAdjustmentReceived,
+    ReceivableChanged,
+)
+from contracts.money import ZERO
+from services.matching import domain, metrics, store
+from shared import envelopes, plugins
+from shared.ids import stable_id
+from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
+from shared.settings import get_settings
+from shared.stream import Outgoing
+
+log = logging.getLogger(__name__)
+
+SETTINGS = get_settings()
+POLICIES: dict[str, Any] = plugins.load_plugins(plugins.PAYER_POLICIES)
+POLICY = PolicyResolver(POLICIES, SETTINGS, PolicyConfig.from_settings(SETTINGS))
+OFFSETS = "remit.offsets.v1"
+RECEIVABLES = "remit.receivables.v1"
+ALERTS = "remit.alerts.v1"
+
+EVENT_TYPES = {
+    "allocated": "OffsetApplied",
+    "unmatched": "OffsetUnmatched",
+    "deferral": "RecoveryDeferred",
+    "refund_acknowledged": "RefundAcknowledged",
+    "non_offset": "NonOffsetRecorded",
+}
+CLOSING_CHANGES = {
+    "settled": "ReceivableSettled",
+    "refunded": "ReceivableRefunded",
+    "written_off": "ReceivableWrittenOff",
+}
+
+
+def interest_first(row: asyncpg.Record) -> bool:
+    """Recovery order of the receivable's payer policy as configured for its tenant (Medicare: accrued
+    interest before principal); a policy that is not installed keeps DOMAIN.md's interest-first rule."""
+    try:
+        policy = POLICY.resolve(row["tenant_id"], row["payer_id"], row["policy"])
+    except PolicyConfigError:
+        return True
+    return getattr(policy, "recovery_order", "interest_first") != "principal_first"
+
+
+async def announce(
+    conn: asyncpg.Connection,
+    source: Envelope[Any],
+    row: asyncpg.Record,
+    after: domain.Balance,
+    change: str,
+    amount: Decimal,
+    effective: date,
+    cause: str,
+    recovery_kind: str | None = None,
+    *,
+    money_key: UUID | None = None,
+    causation: str | None = None,
+) -> Outgoing:
+    """Write the receivable's history line and its ReceivableChanged event (closing changes named as such).
+
+    One source event can move one receivable several times (a letter that re-matches two parked recoveries):
+    ``money_key`` (the parked PLB pair) keeps those changes' event ids apart, or downstream stages would take
+    the second for a replay of the first and drop it. ``causation`` names the offset that moved the money
+    when it is not the source event itself, so notification can join the change to its offset.
+    """
+    status = domain.status_of(after)
+    if change == "ReceivableReduced" and status in CLOSING_CHANGES:
+        change = CLOSING_CHANGES[status]
+    rid = row["receivable_id"]
+    event_id = (
+        stable_id(source.event_id, change, rid)
+        if money_key is None
+        else stable_id(source.event_id, change, rid, money_key)
+    )
+    await store.add_history(
+        conn, source.tenant_id, rid, event_id, change, amount, effective, cause, status, max(after.open, ZERO)
+    )
+    payload = ReceivableChanged(
+        receivable_id=rid,
+        payer_id=row["payer_id"],
+        reference=row["reference"],
+        status=status,
+        policy=row["policy"],
+        determination_date=row["determination_date"],
+        effective_date=effective,
+        change_amount=amount,
+        principal=after.principal,
+        principal_recovered=after.principal_recovered,
+        interest_accrued=after.interest_accrued,
+        interest_recovered=after.interest_recovered,
+        refunded=after.refunded,
+        written_off=after.written_off,
+        paused=after.paused,
+        balance=max(after.open, ZERO),
+        source=cause,
+        recovery_kind=recovery_kind,
+        recovery_schedule=tuple(
+            DatedRecovery(
+                kind=r["kind"],
+                effective_date=r["effective_date"],
+                to_interest=r["to_interest"],
+                to_principal=r["to_principal"],
+            )
+            for r in await store.recovery_schedule(conn, source.tenant_id, rid)
+        ),
+        original_payment_date=row["original_payment_date"],
+        duplicate=row["duplicate"],
+    )
+    metrics.RECEIVABLE_CHANGES.labels(change).inc()
+    return Outgoing.event(
+        RECEIVABLES,
+        envelopes.build(
+            payload,
+            event_id=event_id,
+            event_type=change,
+            tenant_id=source.tenant_id,
+            account_key=source.account_key,
+            causation_id=causation or str(source.event_id),
+        ),
+    )
+
+
+def alert(
+    source: Envelope[Any],
+    subject: object,
+    kind: str,
+    payer: str,
+    reference: str | None,
+    amount: Decimal | None,
+    observed: date,
+    detail: str,
+) -> Outgoing:
+    """An AlertRaised event, once per (subject, kind)."""
+    payload = AlertRaised(
+        alert_id=stable_id(subject, kind),
+        kind=kind,
+        payer_id=payer,
+        reference=reference,
+        amount=amount,
+        observed_on=observed,
+        detail=detail,
+    )
+    return Outgoing.event(
+        ALERTS,
+        envelopes.build(
+            payload,
+            event_id=payload.alert_id,
+            event_type="AlertRaised",
+            tenant_id=source.tenant_id,
+            account_key=source.account_key,
+            causation_id=str(source.event_id),
+        ),
+    )
+
+
+async def resplit(
+    conn: asyncpg.Connection, tenant: str, row: asyncpg.Record
+) -> tuple[domain.Balance, dict[str, tuple[Decimal, Decimal]]]:
+    """Re-split every recovery of the receivable interest-first *in business-date order* and store the totals.
+
+    Whether a dollar paid interest or principal depends on what interest was due on the day it was taken, not
+    on when our services happened to see the charge: this keeps the ledger identical under replays, late
+    files and interest ticks that run ahead of a backlog.
+    """
+    rid = row["receivable_id"]
+    charges, recoveries = await store.dated_money(conn, tenant, rid)
+    splits = domain.split_in_date_order(
+        charges,
+        recoveries,
+        row["principal"] - row["written_off"],
+        interest_first=interest_first(row),
+    )
+    await store.set_splits(conn, tenant, splits)
+    totals = await store.recovered_totals(conn, tenant, rid)
+    after = replace(
+        store.balance_of(row),
+        principal_recovered=totals["principal_recovered"],
+        interest_recovered=totals["interest_recovered"],
+        interest_accrued=totals["interest_accrued"],
+        refunded=totals["refunded"],
+    )
+    await store.save_balance(conn, tenant, rid, after, domain.status_of(after))
+    return after, splits
+
+
+async def apply_money(
+    conn: asyncpg.Connection,
+    source: Envelope[Any],
+    money_id: UUID,
+    row: asyncpg.Record,
+    amount: Decimal,
+    effective: date,
+    cause: str,
+    *,
+    kind: str = "offset",
+    remittance_id: UUID | None = None,
+    rematch: UUID | None = None,
+) -> tuple[domain.Application, Allocation, list[Outgoing]]:
+    """Apply an amount (offset or refund) to one receivable: allocation row, new balance, history, events.
+
+    Money withheld while an appeal pauses recoupment is still applied (it was taken). Flagging it is the
+    interest stage's job alone (``recoupment_during_pause``, one alert per recovery): it holds the pause
+    intervals, so an appeal recorded late, back-dated before a recoupment already applied, is flagged too.
+    ``rematch`` is the id of the re-match offset when a parked recovery is applied later (see :func:`announce`).
+    """
+    before = store.balance_of(row)
+    provisional = domain.apply_recovery(amount, before, interest_first=interest_first(row))
+    rid = row["receivable_id"]
+    allocation_id = stable_id(money_id, "allocation", rid, source.event_id)
+    await store.save_allocation(
+        conn,
+        source.tenant_id,
+        allocation_id,
+        money_id,
+        rid,
+        provisional.to_interest,
+        provisional.to_principal,
+        effective,
+        kind,
+        remittance_id,
+    )
+    after, splits = await resplit(conn, source.tenant_id, row)
+    to_interest, to_principal = splits[str(allocation_id)]
+    applied = domain.Application(to_interest, to_principal, provisional.remainder)
+    metrics.RECOVERED_DOLLARS.labels(row["policy"], "interest").inc(float(applied.to_interest))
+    metrics.RECOVERED_DOLLARS.labels(row["policy"], "principal").inc(float(applied.to_principal))
+    outputs = [
+        await announce(
+            conn,
+            source,
+            row,
+            after,
+            "ReceivableReduced",
+            applied.applied,
+            effective,
+            cause,
+            "offset" if kind == "netting" else kind,
+            money_key=money_id if rematch is not None else None,
+            causation=str(rematch) if rematch is not None else None,
+        )
+    ]
+    allocation = Allocation(
+        receivable_id=rid,
+        reference=row["reference"],
+        to_interest=applied.to_interest,
+        to_principal=applied.to_principal,
+    )
+    return applied, allocation, outputs
+
+
+def offset_event(
+    source: Envelope[Any],
+    adj: ProviderAdjustmentReceived,
+    offset_id: UUID,
+    bucket: str,
+    reason: str,
+    allocations: tuple[Allocation, ...],
+    unmatched: Decimal,
+    event_type: str | None = None,
+    rematch_of: UUID | None = None,
+) -> Outgoing:
+    """The OffsetRecorded event of one PLB pair (or of a later re-match of it, naming the original offset)."""
+    payload = OffsetRecorded(
+        offset_id=offset_id,
+        remittance_id=adj.remittance_id,
+        payer_id=adj.payer_id,
+        trace_number=adj.trace_number,
+        payment_date=adj.payment_date,
+        segment_ordinal=adj.segment_ordinal,
+        pair_index=adj.pair_index,
+        reason_code=adj.reason_code,
+        reference=adj.reference,
+        amount=adj.amount,
+        bucket=bucket,
+        allocations=allocations,
+        unmatched_amount=unmatched,
+        reason=reason,
+        rematch_of=rematch_of,
+    )
+    metrics.OFFSETS.labels(bucket).inc()
+    metrics.OFFSET_DOLLARS.labels(bucket).inc(float(abs(adj.amount)))
+    return Outgoing.event(
+        OFFSETS,
+        envelopes.build(
+            payload,
+            event_id=offset_id,
+            event_type=event_type or EVENT_TYPES.get(bucket, "ForwardingBalanceOpened"),
+            tenant_id=source.tenant_id,
+            account_key=source.account_key,
+            causation_id=str(source.event_id),
+        ),
+    )
+
+
+class Explanation:
+    """The outcome of explaining one PLB pair, built up by the handler."""
+
+    def __init__(self, reason: str) -> None:
+        self.bucket = "non_offset"
+        self.reason = reason
+        self.unmatched = ZERO
+        self.allocations: list[Allocation] = []
+        self.outputs: list[Outgoing] = []
+        self.method: str | None = None
+        self.suggestion: str | None = None
+        self.event_type: str | None = None
+
+
+def parked_pair(row: asyncpg.Record) -> ProviderAdjustmentReceived:
+    """A stored PLB pair as the contract object its later re-explanation is announced with (the PLB's
+    provider identifier and fiscal period are not kept: no consumer of a re-match reads them)."""
+    return ProviderAdjustmentReceived(
+        remittance_id=row["remittance_id"],
+        payer_id=row["payer_id"],
+        trace_number=row["trace_number"],
+        payment_date=row["payment_date"],
+        segment_ordinal=row["segment_ordinal"],
+        pair_index=row["pair_index"],
+        provider_identifier="",
+        fiscal_period_date=row["payment_date"],
+        reason_code=row["reason_code"],
+        reference=row["reference"],
+        amount=row["amount"],
+    )
