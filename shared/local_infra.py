@@ -360,7 +360,14 @@ def _launch_postgres(home: Path, port: int, timeout: float) -> int:
         start_new_session=True,
     )
     (home / "postgres.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
     wait_for_port(port, timeout, "PostgreSQL", log_file, proc.pid)
+    # The port opens before recovery ends ("the database system is starting up"): wait until it takes sessions.
+    ready = [str(pg_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+    while subprocess.run(ready, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise InfraError(f"PostgreSQL did not accept connections within {timeout:.0f} s; see {log_file}")
+        time.sleep(0.1)
     return proc.pid
 
 

@@ -7,7 +7,7 @@ messages it produced, (3) commit, publish every output and wait once for the bro
 Faust commit the offsets. A crash between (3) and (4) is healed on redelivery: step (1) finds the claims and
 step (3) re-publishes the same bytes with the same deterministic ids. Claiming *before* the handler runs means
 two workers that briefly hold the same partition during a rebalance can never both apply it. Bad input never
-stops the stream: the batch is re-run with a savepoint per message, the bad one is rolled back and goes to
+stops the stream: each message runs in a savepoint, the bad one is rolled back to it and goes to
 ``<topic>.dlt`` with the original bytes and a bounded reason, while the rest of the batch commits. Transient
 failures (database or broker down, a deadlock between workers) roll the whole batch back and retry it with
 backoff, because dead-lettering a valid remittance during a PostgreSQL restart would lose money from the ledger.
@@ -374,33 +374,15 @@ async def apply_batch(
 
     A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
     with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
-    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects is rolled back, unclaimed (so a DLT replay can
-    re-drive it) and turned into its dead-letter record, while the rest of the batch commits. Transient errors
-    propagate and roll back the whole batch, to be retried by the caller.
+    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects is rolled
+    back to its savepoint, unclaimed (so a DLT replay can re-drive it) and turned into its dead-letter record,
+    while the rest of the batch commits. Transient errors propagate and roll back the whole batch, to be
+    retried by the caller.
 
-    Bad input is rare, so a batch first runs without savepoints (two round trips fewer per message); only when
-    a handler fails is the batch rolled back and run again with a savepoint around every message.
+    Why a savepoint for every handler: running the batch without them and re-running it isolated only after
+    a failure saves two round trips a message, but runs the handlers before the bad message twice, and their
+    side effects outside the transaction (metrics, logs) with them.
     """
-    try:
-        return await _apply_batch(conn, service, handler, replay, batch, id_of, isolated=False)
-    except _Poisoned:
-        return await _apply_batch(conn, service, handler, replay, batch, id_of, isolated=True)
-
-
-class _Poisoned(Exception):
-    """A handler failed in a batch run without savepoints: run the batch again, isolating every message."""
-
-
-async def _apply_batch(
-    conn: asyncpg.Connection,
-    service: str,
-    handler: Handler,
-    replay: Replay | None,
-    batch: Sequence[Incoming],
-    id_of: IdOf,
-    *,
-    isolated: bool,
-) -> list[Result]:
     results: list[Result | None] = [None] * len(batch)
     ids: dict[int, str] = {}
     for i, incoming in enumerate(batch):
@@ -420,10 +402,7 @@ async def _apply_batch(
                     outputs = list(await replay(conn, batch[i]))
                 results[i] = Result(outputs, "duplicate")
                 continue
-            if isolated:
-                results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
-            else:
-                results[i] = result = await _apply_bare(conn, handler, batch[i])
+            results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
             if result.outcome == "applied":
                 records = [] if replay is not None else [o.to_record() for o in result.outputs]
                 recorded[message_id] = fresh[message_id] = records
@@ -431,15 +410,6 @@ async def _apply_batch(
                 dropped.append(message_id)
         await db.record_outputs(conn, service, fresh, dropped)
     return [r for r in results if r is not None]
-
-
-async def _apply_bare(conn: asyncpg.Connection, handler: Handler, incoming: Incoming) -> Result:
-    try:
-        return Result(list(await handler(conn, incoming)), "applied")
-    except TRANSIENT_ERRORS:
-        raise
-    except Exception as exc:
-        raise _Poisoned from exc
 
 
 async def _apply_isolated(
