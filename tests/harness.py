@@ -7,11 +7,14 @@ hundreds of hand-written and generated 835 sequences run in seconds.
 """
 
 import random
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import asyncpg
+from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
 from shared import admin
 from shared.stream import Incoming, Outgoing, apply_batch, envelope_event_id
@@ -91,3 +94,33 @@ class InProcessPipeline:
                 self.dead_letters.append(out)
             else:
                 self.send(out)
+
+
+def remit(
+    trace: str, paid_on: str, *pairs: tuple[str, str | None, str], claims: list[Claim] | None = None
+) -> bytes:
+    """One Medicare remittance: claims (default one 500.00 claim) and PLB pairs (code, reference, amount)."""
+    txn = Transaction(
+        claims=claims
+        if claims is not None
+        else [Claim(f"PCN-{trace}", [Service(Decimal("500.00"))], icn=f"9{trace[-6:]}")],
+        plbs=[Plb([PlbPair(code, ref, Decimal(amount)) for code, ref, amount in pairs])] if pairs else [],
+        trace=trace,
+        payment_date=paid_on,
+    )
+    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}", created=paid_on).encode()
+
+
+async def run_files(
+    ledger: asyncpg.Connection,
+    tenant: str,
+    *files: bytes,
+    seed: int | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> InProcessPipeline:
+    """Feed files one after another, each drained before the next arrives (as payer files arrive days apart)."""
+    pipeline = InProcessPipeline(ledger, tenant, seed=seed, skip=skip)
+    for number, content in enumerate(files):
+        pipeline.feed(content, f"file{number}.835")
+        await pipeline.run()
+    return pipeline

@@ -8,14 +8,14 @@
 - ``WO`` + ``72`` after staff recorded the refund check is that refund, acknowledged: counted once.
 """
 
-import zlib
 from datetime import date
 from decimal import Decimal
 
 import asyncpg
 import pytest
-from harness import InProcessPipeline
-from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_835
+from harness import InProcessPipeline, remit
+from harness import run_files as run
+from x12_builder import Adj, Claim, Service
 
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised
@@ -27,30 +27,6 @@ from shared.stream import Outgoing
 pytestmark = pytest.mark.integration
 D = Decimal
 PAYER, PAYEE = "01312", "1234567893"
-
-
-def remit(
-    trace: str, paid_on: str, *pairs: tuple[str, str | None, str], claims: list[Claim] | None = None
-) -> bytes:
-    """One Medicare remittance: claims (default one 500.00 claim) and PLB pairs (code, reference, amount)."""
-    txn = Transaction(
-        claims=claims
-        if claims is not None
-        else [Claim(f"PCN-{trace}", [Service(D("500.00"))], icn=f"9{trace[-6:]}")],
-        plbs=[Plb([PlbPair(code, ref, D(amount)) for code, ref, amount in pairs])] if pairs else [],
-        trace=trace,
-        payment_date=paid_on,
-    )
-    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}", created=paid_on).encode()
-
-
-async def run(ledger: asyncpg.Connection, tenant: str, *files: bytes) -> InProcessPipeline:
-    """Every stage, interest included; each file drained before the next arrives."""
-    pipeline = InProcessPipeline(ledger, tenant)
-    for number, content in enumerate(files):
-        pipeline.feed(content, f"file{number}.835")
-        await pipeline.run()
-    return pipeline
 
 
 def staff(tenant: str, kind: str, reference: str, on: date, amount: str | None = None) -> Outgoing:

@@ -8,7 +8,6 @@
 """
 
 import json
-import zlib
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -16,8 +15,8 @@ from functools import partial
 
 import asyncpg
 import pytest
-from harness import InProcessPipeline
-from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
+from harness import remit
+from harness import run_files as run
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, OffsetRecorded, ReceivableChanged
@@ -30,26 +29,6 @@ from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal
-
-
-def remit(trace: str, paid_on: str, *pairs: tuple[str, str | None, str]) -> bytes:
-    """One Medicare remittance: a 500.00 claim and PLB pairs (code, reference, amount)."""
-    txn = Transaction(
-        claims=[Claim(f"PCN-{trace}", [Service(D("500.00"))], icn=f"9{trace[-6:]}")],
-        plbs=[Plb([PlbPair(code, ref, D(amount)) for code, ref, amount in pairs])],
-        trace=trace,
-        payment_date=paid_on,
-    )
-    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}", created=paid_on).encode()
-
-
-async def run(ledger: asyncpg.Connection, tenant: str, *files: bytes) -> InProcessPipeline:
-    """Every stage, interest included; each file drained before the next arrives."""
-    pipeline = InProcessPipeline(ledger, tenant)
-    for number, content in enumerate(files):
-        pipeline.feed(content, f"file{number}.835")
-        await pipeline.run()
-    return pipeline
 
 
 async def notifications(ledger: asyncpg.Connection, tenant: str) -> list[tuple[str, str, dict[str, str]]]:

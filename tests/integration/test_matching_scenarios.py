@@ -5,14 +5,13 @@ Each test is one story a billing specialist would recognise; the in-process pipe
 """
 
 import uuid
-import zlib
 from datetime import date
 from decimal import Decimal
 
 import asyncpg
 import pytest
-from harness import InProcessPipeline
-from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
+from harness import InProcessPipeline, remit, run_files
+from x12_builder import Claim, Service
 
 from shared import ledger_check, letters
 from shared.stream import Outgoing
@@ -22,30 +21,11 @@ D = Decimal
 SKIP = frozenset({"interest"})  # TEMP while interest is refactored
 
 
-def remit(
-    trace: str, paid_on: str, *pairs: tuple[str, str | None, str], claims: list[Claim] | None = None
-) -> bytes:
-    """One Medicare remittance with claims (default: one 500.00 claim) and PLB pairs (code, reference, amount)."""
-    txn = Transaction(
-        claims=claims
-        if claims is not None
-        else [Claim(f"PCN-{trace}", [Service(D("500.00"))], icn=f"9{trace[-6:]}")],
-        plbs=[Plb([PlbPair(code, ref, D(amount)) for code, ref, amount in pairs])] if pairs else [],
-        trace=trace,
-        payment_date=paid_on,
-    )
-    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}", created=paid_on).encode()
-
-
 async def run(
     ledger: asyncpg.Connection, tenant: str, *files: bytes, seed: int | None = None
 ) -> InProcessPipeline:
-    """Feed files one after another, each drained before the next arrives (as payer files arrive days apart)."""
-    pipeline = InProcessPipeline(ledger, tenant, seed=seed, skip=SKIP)
-    for number, content in enumerate(files):
-        pipeline.feed(content, f"file{number}.835")
-        await pipeline.run()
-    return pipeline
+    """Feed files one after another, each drained before the next arrives (interest skipped: see SKIP)."""
+    return await run_files(ledger, tenant, *files, seed=seed, skip=SKIP)
 
 
 async def receivable(ledger: asyncpg.Connection, tenant: str, reference: str) -> asyncpg.Record:
