@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from test_plb_codes import ALL_CODES
 from test_x12_parser import MEDICARE
 from x12_builder import errors, parse_all, remittances, swap
 
@@ -10,37 +11,8 @@ from shared.feeds import FeedErrorReason, ParsedRemittance
 
 
 def test_exactly_the_41_plb_reason_codes_of_domain_md() -> None:
-    offsets = ["WO", "FB", "72", "WU", "OB", "TL", "L6", "50", "51", "L3", "IR", "LE", "SL", "CS", "J1"]
-    others = [
-        "90",
-        "AH",
-        "AM",
-        "AP",
-        "B2",
-        "B3",
-        "BD",
-        "BN",
-        "C5",
-        "CR",
-        "CT",
-        "CV",
-        "CW",
-        "DM",
-        "E3",
-        "FC",
-        "GO",
-        "HM",
-        "IP",
-        "IS",
-        "LS",
-        "OA",
-        "PI",
-        "PL",
-        "RA",
-        "RE",
-    ]
     assert len(PLB_REASON_CODES) == 41
-    assert set(offsets) | set(others) == PLB_REASON_CODES
+    assert set(ALL_CODES) == PLB_REASON_CODES
 
 
 def test_segments_outside_a_transaction_warn_on_the_next_one_or_become_an_error_at_the_end() -> None:
