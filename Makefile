@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup run run-keep test test-unit test-integration lint contracts bench bench-parse clean
 
 setup: $(STAMP)
+	@$(PY) -m infra.build_native
 
 $(STAMP): pyproject.toml infra/bootstrap.sh
 	bash infra/bootstrap.sh

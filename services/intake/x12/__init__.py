@@ -3,8 +3,15 @@
 Layout: :mod:`.source` decodes byte blocks into a sliding text window, :mod:`.envelope` finds delimiters
 and cuts the text into transactions, :mod:`.header` and :mod:`.claims` read one transaction each,
 :mod:`.parser` ties them into the FeedParser plugin (``parse`` for bytes, ``parse_stream`` for blocks).
+
+``make setup`` compiles those modules with mypyc (:mod:`.native`); ``NATIVE`` says whether this process
+loaded the compiled build (current with the sources) or the sources themselves.
 """
 
-from services.intake.x12.parser import X12Parser
+from services.intake.x12.native import use_native
 
-__all__ = ["X12Parser"]
+NATIVE = use_native(__path__)
+
+from services.intake.x12.parser import X12Parser  # noqa: E402  (after __path__ is settled)
+
+__all__ = ["NATIVE", "X12Parser"]

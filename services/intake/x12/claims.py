@@ -25,6 +25,7 @@ from services.intake.x12.header import (
     PLB,
     SERVICE,
     ClaimState,
+    Handler,
     HeaderReader,
     TransactionError,
 )
@@ -52,6 +53,26 @@ class TransactionReader(HeaderReader):
         "SVC": "_svc",
         "PLB": "_plb",
     }
+
+    def _segment(self, els: list[str], ordinal: int, handlers: dict[str, Handler]) -> None:
+        """The claim loop's segments (about nine in ten) straight to their handlers, the rest by table.
+
+        Compiled, these are direct C calls; through the table each would be a Python-level call with its
+        arguments boxed. The order is by frequency in ordinary payer files.
+        """
+        sid = els[0]
+        if sid == "CAS":
+            self._cas(els, ordinal)
+        elif sid == "DTM":
+            self._dtm(els, ordinal)
+        elif sid == "SVC":
+            self._svc(els, ordinal)
+        elif sid == "REF":
+            self._ref(els, ordinal)
+        elif sid == "CLP":
+            self._clp(els, ordinal)
+        else:
+            super()._segment(els, ordinal, handlers)
 
     def _clp(self, els: list[str], ordinal: int) -> None:
         if self.claim is not None:

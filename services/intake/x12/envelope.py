@@ -6,7 +6,7 @@ only itself: envelope errors are yielded as :class:`FeedError` alongside the tra
 """
 
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -117,13 +117,6 @@ class EnvelopeWalker:
         self._interchange_warnings: list[str] = []
         self._stray: list[str] = []
         self._element = "*"
-        self._handlers: dict[str, Callable[[list[str]], Iterator[FeedError]]] = {
-            "ISA": self._isa,
-            "GS": self._gs,
-            "ST": self._st,
-            "GE": self._ge,
-            "IEA": self._iea,
-        }
 
     def walk(self) -> Iterator[RawTransaction | FeedError]:
         """Yield transactions and envelope errors in file order; never raises for bad input."""
@@ -195,11 +188,25 @@ class EnvelopeWalker:
                 return 0
             self._ordinal += 1
             els = segment.split(delims.element)
-            if sid == "SE":
-                yield from self._se(els, delims)
-            else:
-                yield from self._handlers[sid](els)
+            yield from self._envelope_segment(sid, els, delims)
             body = search = stop
+
+    def _envelope_segment(
+        self, sid: str, els: list[str], delims: Delimiters
+    ) -> Iterator[RawTransaction | FeedError]:
+        """Dispatch by id. An ``if`` chain, not a table of bound methods: that table would be a reference
+        cycle through the walker, which the parser must never leave behind (see ``parser._read``)."""
+        if sid == "SE":
+            return self._se(els, delims)
+        if sid == "ST":
+            return self._st(els)
+        if sid == "GS":
+            return self._gs(els)
+        if sid == "GE":
+            return self._ge(els)
+        if sid == "IEA":
+            return self._iea(els)
+        return self._isa(els)
 
     @staticmethod
     def _envelope_id(segment: str, delims: Delimiters) -> str | None:

@@ -10,7 +10,6 @@ silently and never fatal. Claims, services and PLB live in :mod:`services.intake
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from itertools import islice
 from typing import ClassVar
 
 from pydantic import ValidationError
@@ -49,6 +48,8 @@ _ALLOWED = (
     codes.SERVICE_SEGMENTS,
     frozenset[str](),
 )
+Handler = Callable[[list[str], int], None]
+"""A bound segment handler: (elements, segment ordinal within the transaction)."""
 MAX_LISTED = 10
 """Segment ordinals listed per warning; the count says how many there were in all."""
 
@@ -178,17 +179,13 @@ class HeaderReader:
         raw = self.raw
         segments = raw.segments
         element = raw.delimiters.element
+        # Bound methods refer to the reader: a local table, never an attribute, so no reference cycle
+        # (the parser hands the payloads to the oldest GC generation, where a cycle would linger).
         handlers: dict[str, Handler] = {sid: getattr(self, name) for sid, name in self.handler_names.items()}
-        unknown = self.unknown
         try:
             self._st(segments[0].split(element))
-            for ordinal, segment in enumerate(islice(segments, 1, len(segments) - 1), 2):
-                els = segment.split(element)
-                handler = handlers.get(els[0])
-                if handler is None:
-                    unknown.setdefault(safe_id(els[0]), []).append(ordinal)
-                else:
-                    handler(els, ordinal)
+            for ordinal in range(2, len(segments)):
+                self._segment(segments[ordinal - 1].split(element), ordinal, handlers)
             return self._finish(len(segments))
         except TransactionError as exc:
             return self._error(exc)
@@ -202,6 +199,14 @@ class HeaderReader:
                 expected="values within the contract's limits",
             )
             return self._error(problem)
+
+    def _segment(self, els: list[str], ordinal: int, handlers: dict[str, Handler]) -> None:
+        """Hand one segment (between ST and SE) to its handler, or note it as unknown."""
+        handler = handlers.get(els[0])
+        if handler is None:
+            self.unknown.setdefault(safe_id(els[0]), []).append(ordinal)
+        else:
+            handler(els, ordinal)
 
     def _error(self, exc: TransactionError) -> FeedError:
         raw = self.raw
@@ -486,7 +491,3 @@ class HeaderReader:
     def _end_claim(self) -> None:
         """Close the open claim loop (balance it, emit its event); provided by the claim reader."""
         raise NotImplementedError
-
-
-Handler = Callable[[list[str], int], None]
-"""A bound segment handler: (elements, segment ordinal within the transaction)."""
