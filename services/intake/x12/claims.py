@@ -7,7 +7,7 @@ names the segment and element and shows computed against declared amounts, never
 """
 
 from decimal import Decimal
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from contracts.events import (
     ClaimAdjustment,
@@ -29,18 +29,18 @@ from services.intake.x12.header import (
     HeaderReader,
     TransactionError,
 )
-from services.intake.x12.values import trusted_builder
+from services.intake.x12.values import TrustedBuilder
 from shared.feeds import FeedErrorReason, ParsedRemittance
 
-_CAS_LAST = 19
-_PLB_LAST = 14
-_PAD = ((), ("", ""), ("",))
+_CAS_LAST: Final = 19
+_PLB_LAST: Final = 14
+_PAD: Final = ((), ("", ""), ("",))
 """Empty elements completing a CAS segment's last triple (missing trailing elements are empty)."""
-_NONE_KNOWN: dict[str, dict[str, tuple[ClaimAdjustment, Decimal]]] = {}
+_NONE_KNOWN: Final[dict[str, dict[str, tuple[ClaimAdjustment, Decimal]]]] = {}
 """Stands for a CAS group code with no triple remembered yet (never written to)."""
-_claim_adjustment = trusted_builder(ClaimAdjustment)
-_service_payment = trusted_builder(ServicePayment)
-_claim_payment = trusted_builder(ClaimPaymentReceived)
+_claim_adjustment: Final = TrustedBuilder(ClaimAdjustment)
+_service_payment: Final = TrustedBuilder(ServicePayment)
+_claim_payment: Final = TrustedBuilder(ClaimPaymentReceived)
 
 
 class TransactionReader(HeaderReader):
@@ -196,7 +196,7 @@ class TransactionReader(HeaderReader):
                 element=f"CAS{pos + 2:02d}",
                 expected="a number of units",
             )
-        adjustment = _claim_adjustment(
+        adjustment = _claim_adjustment.build(
             {
                 "level": "service" if service else "claim",
                 "group_code": els[1],
@@ -281,7 +281,7 @@ class TransactionReader(HeaderReader):
                 expected="a number of units",
             )
         claim.lines.append(
-            _service_payment(
+            _service_payment.build(
                 {
                     "line_ordinal": claim.services,
                     "procedure_qualifier": procedure[0],
@@ -314,7 +314,7 @@ class TransactionReader(HeaderReader):
                 expected=f"CLP04 = CLP03 − ΣCAS (claim and service level) = {expected}",
             )
         self.claims.append(
-            _claim_payment(
+            _claim_payment.build(
                 {
                     "remittance_id": self.remittance_id,
                     "payer_id": self.payer_id,

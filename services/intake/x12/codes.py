@@ -4,7 +4,9 @@ The lists are data, not logic: a payer that sends a code outside them gets a pre
 (codes are never PHI), so the list can be corrected here if the guide or an errata adds a value.
 """
 
-PLB_REASON_CODES = frozenset(
+from typing import Final
+
+PLB_REASON_CODES: Final = frozenset(
     {
         "50",
         "51",
@@ -51,34 +53,34 @@ PLB_REASON_CODES = frozenset(
 )
 """The 41 valid PLB03-1 (etc.) adjustment reason codes (DOMAIN.md §2)."""
 
-CAS_GROUP_CODES = frozenset({"CO", "OA", "PI", "PR"})
+CAS_GROUP_CODES: Final = frozenset({"CO", "OA", "PI", "PR"})
 """CAS01 claim adjustment group codes valid in 5010 (``CR`` was withdrawn)."""
 
-CLAIM_STATUS_CODES = frozenset({"1", "2", "3", "4", "19", "20", "21", "22", "23", "25"})
+CLAIM_STATUS_CODES: Final = frozenset({"1", "2", "3", "4", "19", "20", "21", "22", "23", "25"})
 """CLP02 claim status codes; ``22`` is the reversal of a previous payment."""
 
-REVERSAL_STATUS = "22"
+REVERSAL_STATUS: Final = "22"
 
-BPR_HANDLING_CODES = frozenset({"C", "D", "H", "I", "P", "U", "X"})
+BPR_HANDLING_CODES: Final = frozenset({"C", "D", "H", "I", "P", "U", "X"})
 """BPR01 transaction handling codes (``H`` = notification only, ``I`` = remittance information only)."""
 
-BPR_PAYMENT_METHODS = frozenset({"ACH", "BOP", "CHK", "FWT", "NON"})
+BPR_PAYMENT_METHODS: Final = frozenset({"ACH", "BOP", "CHK", "FWT", "NON"})
 """BPR04 payment method codes."""
 
-BPR_CREDIT_DEBIT = frozenset({"C", "D"})
+BPR_CREDIT_DEBIT: Final = frozenset({"C", "D"})
 
-SUPPORTED_VERSION = "005010X221A1"
+SUPPORTED_VERSION: Final = "005010X221A1"
 
-ENVELOPE_SEGMENTS = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
+ENVELOPE_SEGMENTS: Final = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 
-HEADER_SEGMENTS = frozenset({"BPR", "TRN", "CUR", "REF", "DTM"})
-PAYER_SEGMENTS = frozenset({"N3", "N4", "REF", "PER"})
-PAYEE_SEGMENTS = frozenset({"N3", "N4", "REF", "RDM"})
-DETAIL_SEGMENTS = frozenset({"TS3", "TS2"})
-CLAIM_SEGMENTS = frozenset({"CAS", "NM1", "MIA", "MOA", "REF", "DTM", "PER", "AMT", "QTY"})
-SERVICE_SEGMENTS = frozenset({"DTM", "CAS", "REF", "AMT", "QTY", "LQ"})
+HEADER_SEGMENTS: Final = frozenset({"BPR", "TRN", "CUR", "REF", "DTM"})
+PAYER_SEGMENTS: Final = frozenset({"N3", "N4", "REF", "PER"})
+PAYEE_SEGMENTS: Final = frozenset({"N3", "N4", "REF", "RDM"})
+DETAIL_SEGMENTS: Final = frozenset({"TS3", "TS2"})
+CLAIM_SEGMENTS: Final = frozenset({"CAS", "NM1", "MIA", "MOA", "REF", "DTM", "PER", "AMT", "QTY"})
+SERVICE_SEGMENTS: Final = frozenset({"DTM", "CAS", "REF", "AMT", "QTY", "LQ"})
 
-KNOWN_SEGMENTS = (
+KNOWN_SEGMENTS: Final = (
     ENVELOPE_SEGMENTS
     | HEADER_SEGMENTS
     | PAYER_SEGMENTS
@@ -90,5 +92,5 @@ KNOWN_SEGMENTS = (
 )
 """Every segment id the 835 guide defines; anything else is kept and reported as a warning."""
 
-MAX_CAS_TRIPLES = 6
-MAX_PLB_PAIRS = 6
+MAX_CAS_TRIPLES: Final = 6
+MAX_PLB_PAIRS: Final = 6

@@ -222,9 +222,11 @@ class EnvelopeWalker:
         """Segments between envelope segments: a transaction's content, or stray ones outside any."""
         if not text:
             return
-        segments = list(map(str.strip, text.split(delims.segment)))
-        if "" in segments:
-            segments = [seg for seg in segments if seg]
+        segments = []
+        for piece in text.split(delims.segment):
+            segment = piece.strip()
+            if segment:
+                segments.append(segment)
         txn = self._txn
         if txn is not None:
             txn.extend(segments)
