@@ -5,10 +5,8 @@ number of the envelope. It never interprets a transaction's content, so one brok
 only itself: envelope errors are yielded as :class:`FeedError` alongside the transactions that are fine.
 """
 
-import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from services.intake.x12.codes import ENVELOPE_SEGMENTS
 from services.intake.x12.source import TextWindow
@@ -79,18 +77,10 @@ def starts_interchange(text: str, pos: int) -> bool:
     return text.startswith("ISA", pos) and len(text) > pos + 3 and not text[pos + 3].isalnum()
 
 
-@lru_cache(maxsize=16)
-def _envelope_starts(terminator: str) -> re.Pattern[str]:
-    """Where a segment that may be ISA/IEA/GS/GE/ST/SE begins: a terminator, whitespace, two id letters.
-
-    One C-level scan per block finds the few envelope segments among tens of thousands of others, so the
-    walker never looks at the segments of a transaction one by one; each candidate is then checked in full
-    by :meth:`EnvelopeWalker._envelope_id`. Searches always start at a terminator (never mid-segment).
-    """
-    return re.compile(re.escape(terminator) + r"\s*(?=IS|IE|GS|GE|ST|SE)")
-
-
 _REDELIMIT = "ISA with other delimiters"
+_ENVELOPE_FIRST = "GIS"
+_ENVELOPE_SECOND = "EST"
+"""First and second letters of ISA, IEA, GS, GE, ST and SE: a cheap test before the real one."""
 
 
 class EnvelopeWalker:
@@ -150,46 +140,46 @@ class EnvelopeWalker:
         """Walk the segments of one interchange (from its ISA at ``pos``) cut with its terminator.
 
         Returns where, in the window, an ISA with other delimiters starts (``None`` at the end of the file).
-        Invariant: ``window.text[body]`` is the terminator after the last segment handled, so the segments
-        between ``body`` and the next envelope segment (or the last terminator read) are a transaction's
-        body, or stray when no transaction is open.
+        The window is cut at its last terminator: the complete segments before it are split at C speed and
+        looked at one by one, but only a segment starting with an envelope id's first two letters
+        (ISA/IEA/GS/GE/ST/SE) is examined further; the rest go, in runs, to the open transaction. Invariant:
+        ``window.text[body]`` is the terminator after the last segment handled.
         """
         window, terminator = self._window, delims.segment
         self._element = delims.element
-        starts = _envelope_starts(terminator)
         end = window.find(terminator, pos)
         self._ordinal += 1
         yield from self._isa(window.text[pos:end].strip().split(delims.element))
-        body = search = end
+        body = end
         while True:
             text = window.text
-            found = starts.search(text, search)
-            if found is None:
-                if window.eof:
-                    self._body(text[body + 1 :], delims)
-                    return None
-                last = text.rfind(terminator)
-                self._body(text[body + 1 : last], delims)
-                window.drop(last)
-                body = search = 0
-                window.more(until=terminator)
-                continue
-            start = found.end()
-            stop = window.find(terminator, start)
-            text = window.text
-            segment = text[start:stop].strip()
-            sid = self._envelope_id(segment, delims)
-            if sid is None:
-                search = stop
-                continue
-            self._body(text[body + 1 : found.start()], delims)
-            if sid == _REDELIMIT:
-                window.drop(start)
-                return 0
-            self._ordinal += 1
-            els = segment.split(delims.element)
-            yield from self._envelope_segment(sid, els, delims)
-            body = search = stop
+            last = len(text) if window.eof else text.rfind(terminator)
+            start = body + 1
+            run: list[str] = []
+            for piece in text[start:last].split(terminator):
+                segment = piece.strip()
+                if (
+                    len(segment) >= 2
+                    and segment[0] in _ENVELOPE_FIRST
+                    and segment[1] in _ENVELOPE_SECOND
+                    and (sid := self._envelope_id(segment, delims)) is not None
+                ):
+                    self._body(run, delims)
+                    run = []
+                    if sid == _REDELIMIT:
+                        window.drop(start + len(piece) - len(piece.lstrip()))
+                        return 0
+                    self._ordinal += 1
+                    yield from self._envelope_segment(sid, segment.split(delims.element), delims)
+                elif segment:
+                    run.append(segment)
+                start += len(piece) + 1
+            self._body(run, delims)
+            if window.eof:
+                return None
+            window.drop(last)
+            body = 0
+            window.more(until=terminator)
 
     def _envelope_segment(
         self, sid: str, els: list[str], delims: Delimiters
@@ -218,15 +208,8 @@ class EnvelopeWalker:
         sid = segment.split(delims.element, 1)[0]
         return sid if sid in ENVELOPE_SEGMENTS else None
 
-    def _body(self, text: str, delims: Delimiters) -> None:
+    def _body(self, segments: list[str], delims: Delimiters) -> None:
         """Segments between envelope segments: a transaction's content, or stray ones outside any."""
-        if not text:
-            return
-        segments = []
-        for piece in text.split(delims.segment):
-            segment = piece.strip()
-            if segment:
-                segments.append(segment)
         txn = self._txn
         if txn is not None:
             txn.extend(segments)
