@@ -71,6 +71,8 @@ class TransactionReader(HeaderReader):
             self._ref(els, ordinal)
         elif sid == "CLP":
             self._clp(els, ordinal)
+        elif sid in {"NM1", "AMT"}:
+            self._other(els, ordinal)
         else:
             super()._segment(els, ordinal, handlers)
 
