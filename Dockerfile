@@ -1,4 +1,20 @@
 # The one image of offsetstream: the five services and the `offsetstream` command (see docker-compose.yml).
+
+# Stage 1: compile the X12 reader with mypyc (infra/build_native.py). It needs a C compiler and mypy, which
+# the runtime image does not carry; only the built extensions and their manifest are copied over.
+FROM python:3.11-slim AS native
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY contracts ./contracts
+COPY shared ./shared
+COPY services ./services
+COPY infra ./infra
+RUN pip install --no-cache-dir . "mypy>=1.10,<3" "setuptools>=65" && python -m infra.build_native
+
+# Stage 2: the runtime image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,6 +32,9 @@ COPY services ./services
 COPY infra ./infra
 
 # `pip install .` brings the dependencies, the `offsetstream` command and the plugin entry points.
+# The compiled reader: used only while its manifest matches the sources copied above (else the source runs).
+COPY --from=native /app/.local/native ./.local/native
+
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/offsetstream --create-home offsetstream
 

@@ -183,7 +183,11 @@ def test_monitoring_mounts_the_infra_folders(services: dict[str, Any]) -> None:
 def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    assert instructions[0] == "FROM python:3.11-slim"
+    stages = [line for line in instructions if line.startswith("FROM ")]
+    assert stages[-1] == "FROM python:3.11-slim", "the runtime image"
+    assert all(line.split()[1] == "python:3.11-slim" for line in stages), "one Python, so the build matches"
+    assert "python -m infra.build_native" in text, "the image carries the compiled X12 reader"
+    assert "COPY --from=native /app/.local/native ./.local/native" in instructions
     assert re.search(r"pip install (--[a-z-]+ )*\.(\s|$)", text), "the image must `pip install .` the project"
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users, "the image must switch to a non-root user"
