@@ -54,27 +54,29 @@ class TransactionReader(HeaderReader):
         "PLB": "_plb",
     }
 
-    def _segment(self, els: list[str], ordinal: int, handlers: dict[str, Handler]) -> None:
+    def _segment(self, segment: str, ordinal: int, handlers: dict[str, Handler]) -> None:
         """The claim loop's segments (about nine in ten) straight to their handlers, the rest by table.
 
-        Compiled, these are direct C calls; through the table each would be a Python-level call with its
-        arguments boxed. The order is by frequency in ordinary payer files.
+        Recognised by their id and element separator before being split; compiled, these are direct C
+        calls, where the table would be a Python-level call with boxed arguments. ``AMT`` and ``NM1`` are
+        read for structure only, so they are never split. The order is by frequency in payer files.
         """
-        sid = els[0]
-        if sid == "CAS":
-            self._cas(els, ordinal)
-        elif sid == "DTM":
-            self._dtm(els, ordinal)
-        elif sid == "SVC":
-            self._svc(els, ordinal)
-        elif sid == "REF":
-            self._ref(els, ordinal)
-        elif sid == "CLP":
-            self._clp(els, ordinal)
-        elif sid in {"NM1", "AMT"}:
-            self._other(els, ordinal)
+        if segment.startswith(self.cas_id):
+            self._cas(segment.split(self.element), ordinal)
+        elif segment.startswith(self.dtm_id):
+            self._dtm(segment.split(self.element), ordinal)
+        elif segment.startswith(self.svc_id):
+            self._svc(segment.split(self.element), ordinal)
+        elif segment.startswith(self.ref_id):
+            self._ref(segment.split(self.element), ordinal)
+        elif segment.startswith(self.amt_id):
+            self._structure("AMT", ordinal)
+        elif segment.startswith(self.clp_id):
+            self._clp(segment.split(self.element), ordinal)
+        elif segment.startswith(self.nm1_id):
+            self._structure("NM1", ordinal)
         else:
-            super()._segment(els, ordinal, handlers)
+            super()._segment(segment, ordinal, handlers)
 
     def _clp(self, els: list[str], ordinal: int) -> None:
         if self.claim is not None:

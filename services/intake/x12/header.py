@@ -147,6 +147,12 @@ class HeaderReader:
         self.amounts, self.dates = ctx.amounts, ctx.dates
         self.claim_adjustments, self.service_adjustments = ctx.claim_adjustments, ctx.service_adjustments
         self.component = raw.delimiters.component
+        self.element = element = raw.delimiters.element
+        # "CAS*" and the like: the claim reader recognises its segments by these prefixes before splitting
+        self.cas_id, self.dtm_id, self.svc_id, self.ref_id = (
+            f"{s}{element}" for s in ("CAS", "DTM", "SVC", "REF")
+        )
+        self.amt_id, self.clp_id, self.nm1_id = (f"{s}{element}" for s in ("AMT", "CLP", "NM1"))
         self.loop = HEADER
         self.header_closed = False
         self.bpr: list[str] | None = None
@@ -185,7 +191,7 @@ class HeaderReader:
         try:
             self._st(segments[0].split(element))
             for ordinal in range(2, len(segments)):
-                self._segment(segments[ordinal - 1].split(element), ordinal, handlers)
+                self._segment(segments[ordinal - 1], ordinal, handlers)
             return self._finish(len(segments))
         except TransactionError as exc:
             return self._error(exc)
@@ -200,8 +206,9 @@ class HeaderReader:
             )
             return self._error(problem)
 
-    def _segment(self, els: list[str], ordinal: int, handlers: dict[str, Handler]) -> None:
-        """Hand one segment (between ST and SE) to its handler, or note it as unknown."""
+    def _segment(self, segment: str, ordinal: int, handlers: dict[str, Handler]) -> None:
+        """Hand one segment (between ST and SE), split into elements, to its handler, or note it as unknown."""
+        els = segment.split(self.element)
         handler = handlers.get(els[0])
         if handler is None:
             self.unknown.setdefault(safe_id(els[0]), []).append(ordinal)
@@ -257,7 +264,10 @@ class HeaderReader:
         return value
 
     def _misplaced(self, els: list[str], ordinal: int) -> None:
-        key = f"{els[0]} in {_LOOP_NAMES[self.loop]}"
+        self._misplaced_id(els[0], ordinal)
+
+    def _misplaced_id(self, sid: str, ordinal: int) -> None:
+        key = f"{sid} in {_LOOP_NAMES[self.loop]}"
         self.misplaced.setdefault(key, []).append(ordinal)
 
     # --- header and parties -------------------------------------------------------------------------------
@@ -420,8 +430,12 @@ class HeaderReader:
 
     def _other(self, els: list[str], ordinal: int) -> None:
         """Segments read for structure only (N3, N4, NM1, MIA, MOA, AMT, QTY, LQ, TS3, ...)."""
-        if els[0] not in _ALLOWED[self.loop]:
-            self._misplaced(els, ordinal)
+        self._structure(els[0], ordinal)
+
+    def _structure(self, sid: str, ordinal: int) -> None:
+        """A segment read for structure only needs its id alone: is it where the guide puts it?"""
+        if sid not in _ALLOWED[self.loop]:
+            self._misplaced_id(sid, ordinal)
 
     def _close_header(self, ordinal: int, segment_id: str) -> None:
         """Check the header and both parties once, before the first claim, PLB or SE."""
