@@ -68,7 +68,8 @@ class TransactionReader(HeaderReader):
         elif segment.startswith(self.svc_id):
             self._svc(segment.split(self.element), ordinal)
         elif segment.startswith(self.ref_id):
-            self._ref(segment.split(self.element), ordinal)
+            if self.loop != SERVICE:  # no REF of loop 2110 (6R, LU, 0K, ...) carries anything kept
+                self._ref(segment.split(self.element), ordinal)
         elif segment.startswith(self.amt_id):
             self._structure("AMT", ordinal)
         elif segment.startswith(self.clp_id):
