@@ -12,7 +12,7 @@ COPY contracts ./contracts
 COPY shared ./shared
 COPY services ./services
 COPY infra ./infra
-RUN pip install --no-cache-dir . "mypy>=1.10,<3" "setuptools>=65" && python -m infra.build_native
+RUN pip install --no-cache-dir . "mypy>=2.4,<3" "setuptools>=65" && python -m infra.build_native
 
 # Stage 2: the runtime image.
 FROM python:3.11-slim

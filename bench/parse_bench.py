@@ -179,7 +179,7 @@ def main() -> int:
             )
     (s_path, _, s_best), (_, _, b_best), (_, _, l_best) = rows[small], rows[big], rows[large]
     mib = {claims: int(str(best["rss_kib"])) / 1024 for claims, (_, _, best) in rows.items()}
-    growth = (mib[large] - mib[big]) / ((large - big) / 100_000)
+    growth = (mib[large] - mib[big]) / (max(large - big, 1) / 100_000)
     verdict = "flat" if growth <= FLAT_MIB else "NOT flat"
     print(
         f"memory: peak RSS {mib[small]:,.0f} / {mib[big]:,.0f} / {mib[large]:,.0f} MiB at "

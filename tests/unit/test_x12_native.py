@@ -8,7 +8,9 @@ import random
 import shutil
 import subprocess
 import sys
+import sysconfig
 from datetime import date
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from x12_builder import parse_all, remittances
 
 from services.intake import x12
 from services.intake.x12 import native
+from services.intake.x12 import parser as parser_module
 from shared.generate import iter_transactions, write_interchange
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "835").glob("*.835"))
@@ -70,7 +73,12 @@ def mutations(content: bytes, count: int, seed: int) -> list[bytes]:
     return out
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler: the reader runs from source")
+CAN_COMPILE = (
+    shutil.which("cc") is not None and (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
+)
+
+
+@pytest.mark.skipif(not CAN_COMPILE, reason="no C compiler or Python headers: the reader runs from source")
 @pytest.mark.skipif(os.environ.get("OFFSETSTREAM_X12_NATIVE") == "0", reason="source reader asked for")
 def test_the_compiled_reader_is_what_runs_after_make_setup() -> None:
     from services.intake.x12 import claims
@@ -128,6 +136,13 @@ def test_compiled_and_source_readers_give_identical_results(tmp_path: Path) -> N
     assert compiled[1:] == source[1:]
 
 
+@pytest.fixture
+def every_transaction_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every transaction takes the parser's large-transaction path (collector paused, payloads frozen)."""
+    monkeypatch.setattr(parser_module, "LARGE_TRANSACTION", 1)
+
+
+@pytest.mark.usefixtures("every_transaction_large")
 def test_reading_creates_no_reference_cycles() -> None:
     """The parser moves each transaction's payloads to the oldest generation, so a cycle there would only
     be found by a full collection: there must be none."""
@@ -145,6 +160,7 @@ def test_reading_creates_no_reference_cycles() -> None:
         gc.garbage.clear()
 
 
+@pytest.mark.usefixtures("every_transaction_large")
 def test_the_collector_is_left_as_found() -> None:
     content = EXAMPLES[0].read_bytes()
     assert gc.isenabled()
@@ -166,3 +182,28 @@ def test_the_collector_is_left_as_found() -> None:
     finally:
         gc.unfreeze()
     del kept
+
+
+def test_a_current_build_that_does_not_load_falls_back_to_the_source(tmp_path: Path) -> None:
+    """Say the build matches the sources but was made for another C library: the reader must still work."""
+    (tmp_path / "MANIFEST").write_text(native.manifest_text())
+    (tmp_path / f"parser{EXTENSION_SUFFIXES[0]}").write_bytes(b"not an ELF file")
+    probe = (
+        "import sys, services.intake.x12 as x12\n"
+        "from pathlib import Path\n"
+        "path = Path(sys.argv[1])\n"
+        "results = list(x12.X12Parser().parse(path.read_bytes(), file_name=path.name, file_sha256='0' * 64,"
+        " tenant_id='t'))\n"
+        "print(x12.NATIVE, type(results[0]).__name__, x12.parser.__file__.endswith('.py'))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "OFFSETSTREAM_X12_NATIVE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(EXAMPLES[0])],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["False", "ParsedRemittance", "True"]
+    assert "compiled X12 reader not loadable" in done.stderr

@@ -8,9 +8,15 @@ and cuts the text into transactions, :mod:`.header` and :mod:`.claims` read one 
 loaded the compiled build (current with the sources) or the sources themselves.
 """
 
-from services.intake.x12.native import use_native
+from services.intake.x12.native import fall_back, use_native
 
 NATIVE = use_native(__path__)
+if NATIVE:
+    try:
+        from services.intake.x12 import parser as _loaded  # noqa: F401  (the compiled modules load here)
+    except ImportError as problem:
+        fall_back(__path__, __name__, problem)
+        NATIVE = False
 
 from services.intake.x12.parser import X12Parser  # noqa: E402  (after __path__ is settled)
 

@@ -10,12 +10,17 @@ set to load.
 """
 
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-NATIVE_DIR = PACKAGE_DIR.parents[2] / ".local" / "native" / "services" / "intake" / "x12"
+NATIVE_DIR = Path(
+    os.environ.get("OFFSETSTREAM_X12_NATIVE_DIR")
+    or PACKAGE_DIR.parents[2] / ".local" / "native" / "services" / "intake" / "x12"
+)
+"""Where ``infra/build_native.py`` puts the extensions (``OFFSETSTREAM_X12_NATIVE_DIR`` moves it)."""
 COMPILED_MODULES = ("codes", "values", "source", "envelope", "header", "claims", "parser")
 """The submodules compiled, each ``<name>.py`` in this package."""
 GROUP = "services.intake.x12.compiled"
@@ -43,3 +48,13 @@ def use_native(package_path: list[str]) -> bool:
     if current and str(NATIVE_DIR) not in package_path:
         package_path.insert(0, str(NATIVE_DIR))
     return current
+
+
+def fall_back(package_path: list[str], package: str, problem: Exception) -> None:
+    """Forget a compiled build that is current but does not load (say, built against another C library):
+    take it off ``__path__`` and drop whatever of it was imported, so the sources load instead."""
+    logging.getLogger(__name__).warning("compiled X12 reader not loadable, reading from source: %s", problem)
+    while str(NATIVE_DIR) in package_path:
+        package_path.remove(str(NATIVE_DIR))
+    for name in (*COMPILED_MODULES, GROUP.rsplit(".", 1)[1] + "__mypyc"):
+        sys.modules.pop(f"{package}.{name}", None)
