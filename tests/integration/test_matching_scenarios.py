@@ -18,14 +18,13 @@ from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal
-SKIP = frozenset({"interest"})  # TEMP while interest is refactored
 
 
 async def run(
     ledger: asyncpg.Connection, tenant: str, *files: bytes, seed: int | None = None
 ) -> InProcessPipeline:
-    """Feed files one after another, each drained before the next arrives (interest skipped: see SKIP)."""
-    return await run_files(ledger, tenant, *files, seed=seed, skip=SKIP)
+    """Feed files one after another, each drained before the next arrives; every stage runs, interest too."""
+    return await run_files(ledger, tenant, *files, seed=seed)
 
 
 async def receivable(ledger: asyncpg.Connection, tenant: str, reference: str) -> asyncpg.Record:
@@ -75,13 +74,16 @@ async def test_letter_first_then_wo_without_any_claim(ledger: asyncpg.Connection
         letter_date=date(2026, 7, 1),
     )
     key, value = letters.to_event(entry, tenant, "staff-1")
-    pipeline = InProcessPipeline(ledger, tenant, skip=SKIP)
+    pipeline = InProcessPipeline(ledger, tenant)
     pipeline.send(Outgoing("remit.letters.v1", key, value))
     pipeline.feed(remit("EFT200001", "20260815", ("WO", "FCN200", "120.00")))
     await pipeline.run()
     row = await receivable(ledger, tenant, "FCN200")
     assert row["determination_date"] == date(2026, 7, 1)
-    assert (row["principal_recovered"], row["status"]) == (D("120.00"), "settled")
+    # 45 days after the letter: one 30-day period of interest (120.00 × 11.50 % / 12 = 1.15) came due on day
+    # 31, and the recoupment pays interest first, so 1.15 of principal is still owed.
+    assert (row["interest_accrued"], row["interest_recovered"]) == (D("1.15"), D("1.15"))
+    assert (row["principal_recovered"], row["status"]) == (D("118.85"), "partially_recovered")
     await assert_ledger_consistent(ledger, tenant)
 
 
@@ -117,7 +119,10 @@ async def test_recoupment_exceeding_the_payment_carries_a_forwarding_balance(
     assert total_paid == D("0.00")
     fb = await ledger.fetchrow("SELECT * FROM matching.forwarding_balances WHERE tenant_id = $1", tenant)
     assert (fb["opened_amount"], fb["applied_amount"]) == (D("180.00"), D("180.00"))
-    assert (await receivable(ledger, tenant, "FCN400"))["status"] == "settled"
+    # Recouped on day 42: the 300.00 first pays the period of interest due on day 31 (2.88).
+    row = await receivable(ledger, tenant, "FCN400")
+    assert (row["interest_recovered"], row["principal_recovered"]) == (D("2.88"), D("297.12"))
+    assert row["status"] == "partially_recovered"
     await assert_ledger_consistent(ledger, tenant)
 
 
@@ -157,8 +162,12 @@ async def test_a_lump_wo_without_reference_settles_receivables_oldest_first(
         remit("EFT600003", "20260710", ("WO", None, "200.00")),
     )
     first, second, third = [await receivable(ledger, tenant, r) for r in ("FCN601", "FCN602", "FCN603")]
-    assert (first["status"], first["principal_recovered"]) == ("settled", D("100.00"))
+    # Oldest first, interest first: FCN601 is 39 days old, so 0.96 of the lump pays its interest and 0.96 of
+    # principal stays open; FCN602 (9 days, no interest yet) takes the remaining 100.00.
+    assert (first["interest_recovered"], first["principal_recovered"]) == (D("0.96"), D("99.04"))
+    assert first["status"] == "partially_recovered"
     assert (second["status"], second["principal_recovered"]) == ("partially_recovered", D("100.00"))
+    assert second["interest_accrued"] == D("0.00")
     assert third["principal_recovered"] == D("0.00")
     allocations = await ledger.fetchval(
         "SELECT count(*) FROM matching.allocations WHERE tenant_id = $1", tenant
@@ -335,7 +344,7 @@ async def test_reversal_and_lower_correction_is_recovered_by_claim_netting_unles
     filler = Claim("PCN-F", [Service(D("400.00"))], icn="6660000000009")
     netted, deferred = f"net-{seed}-{uuid.uuid4().hex[:6]}", f"def-{seed}-{uuid.uuid4().hex[:6]}"
 
-    pipeline = InProcessPipeline(ledger, netted, seed=seed, skip=SKIP)
+    pipeline = InProcessPipeline(ledger, netted, seed=seed)
     pipeline.feed(remit("EFTN00001", "20260803", claims=[reversal, correction, filler]))
     await pipeline.run()
     row = await receivable(ledger, netted, "6660000000001")
@@ -346,7 +355,7 @@ async def test_reversal_and_lower_correction_is_recovered_by_claim_netting_unles
     )
     await assert_ledger_consistent(ledger, netted)
 
-    pipeline = InProcessPipeline(ledger, deferred, seed=seed, skip=SKIP)
+    pipeline = InProcessPipeline(ledger, deferred, seed=seed)
     pipeline.feed(
         remit(
             "EFTN00002", "20260803", ("WO", "6660000000001", "-100.00"), claims=[reversal, correction, filler]
