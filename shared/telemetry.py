@@ -6,7 +6,8 @@ payer's patient, a member id or a document value, so a scrape can be shared with
 """
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -71,6 +72,54 @@ def declare_service(service: str) -> None:
     IN_PROGRESS.labels(service)
 
 
+KAFKA_CLIENT_LOGGERS = (
+    "aiokafka.client",
+    "aiokafka.conn",
+    "aiokafka.cluster",
+    "aiokafka.consumer.fetcher",
+    "aiokafka.consumer.group_coordinator",
+    "aiokafka.producer.sender",
+)
+"""The Kafka client's loggers that repeat one line per retry while a broker is unreachable."""
+
+
+class RepeatFilter(logging.Filter):
+    """Let one line of a kind through per ``interval`` seconds and count the rest.
+
+    While the broker is down the Kafka client logs each failed connect and metadata attempt, about 1 200
+    lines a second per service, which buries everything else and fills disks. A kind is the logger and the
+    message *template* (``"Unable connect to node with id %s: %s"``), so the number of kinds is bounded by
+    the client's source, not by its arguments. The next line let through says how many were held back; a
+    different message, or the same one after the interval, passes at once.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval, self.clock = interval, clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        last = self._seen.get(key)
+        if last is not None:
+            since, held = last
+            if now - since < self.interval:
+                self._seen[key] = (since, held + 1)
+                return False
+            if held:
+                record.msg = f"{record.getMessage()} ({held} more like this in the last {now - since:.0f} s)"
+                record.args = None
+        self._seen[key] = (now, 0)
+        return True
+
+
 def setup_logging(level: str) -> None:
-    """Plain, PHI-free log lines: we log ids, counts and amounts, never document text."""
+    """Plain, PHI-free log lines: we log ids, counts and amounts, never document text. The Kafka client's
+    retry lines are thinned out (:class:`RepeatFilter`) so a broker outage does not flood the log."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    repeats = RepeatFilter()
+    for name in KAFKA_CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(repeats)
