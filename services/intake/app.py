@@ -1,6 +1,7 @@
 """The intake stage: raw payer files in, remittances, claim payments and PLB pairs out."""
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -8,7 +9,7 @@ import asyncpg
 
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
-from services.intake import domain, metrics, store
+from services.intake import domain, metrics, store, x12
 from shared import plugins, telemetry
 from shared.admin import MAX_MESSAGE_BYTES
 from shared.feeds import FeedError, FeedParser, ParsedRemittance
@@ -17,6 +18,8 @@ from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_messa
 stage = Stage("intake", fetch_bytes=MAX_MESSAGE_BYTES)
 app = stage.app
 PARSERS: dict[str, FeedParser] = plugins.load_plugins(plugins.FEED_PARSERS)
+metrics.X12_COMPILED.set(1 if x12.NATIVE else 0)
+logging.getLogger(__name__).info("X12 reader: %s", "compiled (mypyc)" if x12.NATIVE else "from source")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 rejected inside an otherwise good file also count in ``remit_dead_letters_total`` (they go to the DLT too).
 """
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from shared.telemetry import preset
 
@@ -19,6 +19,11 @@ DOLLARS = Counter(
 )
 DUPLICATES = Counter("remit_duplicate_remittances_total", "Remittances already posted, skipped.", ["feed"])
 REJECTED = Counter("remit_rejected_transactions_total", "Transactions rejected to the DLT.", ["reason"])
+X12_COMPILED = Gauge(
+    "remit_intake_x12_reader_compiled",
+    "1 when the X12 reader runs compiled (mypyc), 0 when it runs from source (about 35 % slower; a missing, "
+    "stale or unloadable build: run make setup, or rebuild the image).",
+)
 
 preset(FILES, "posted", "partial", "rejected")
 preset(DOLLARS, "paid", "withheld", "added")

@@ -207,3 +207,11 @@ def test_a_current_build_that_does_not_load_falls_back_to_the_source(tmp_path: P
     )
     assert done.stdout.split() == ["False", "ParsedRemittance", "True"]
     assert "compiled X12 reader not loadable" in done.stderr
+
+
+def test_the_intake_service_exports_which_reader_it_runs() -> None:
+    from prometheus_client import REGISTRY
+
+    import services.intake.app  # noqa: F401  (sets the gauge at start-up)
+
+    assert REGISTRY.get_sample_value("remit_intake_x12_reader_compiled") == (1.0 if x12.NATIVE else 0.0)
