@@ -63,20 +63,17 @@ async def balances(conn: asyncpg.Connection, tenant: str) -> list[tuple[object, 
     return [tuple(r.values()) for r in rows] + [("unmatched", unmatched)]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(plan=world, seed=st.integers(0, 2**32 - 1))
-async def test_any_order_with_duplicates_ends_like_the_in_order_feed(
-    ledger: asyncpg.Connection, plan: list[list[tuple[Decimal, list[Decimal]]]], seed: int
-) -> None:
+async def in_order_and_shuffled(
+    ledger: asyncpg.Connection,
+    plan: list[list[tuple[Decimal, list[Decimal]]]],
+    seed: int,
+    skip: frozenset[str],
+) -> tuple[str, str]:
+    """Feed the plan's files in business order to one tenant and shuffled, with duplicates, to another."""
     files = files_for(plan)
-    tag = f"{seed:x}-{zlib.crc32(repr(plan).encode()):x}"
+    tag = f"{seed:x}-{zlib.crc32(repr(plan).encode()):x}-{len(skip)}"
     in_order, shuffled = f"prop-a-{tag}", f"prop-b-{tag}"
-
-    # Matching alone. With interest running, arrival order changes the result: interest is charged as of
-    # when a recovery is *applied*, so a later-dated recovery applied before an earlier one pays a period of
-    # interest the in-order feed never accrues (found in session 3, e.g. a 0.53 deferral recovered by 0.01
-    # then 0.53). Payer files reach intake in order per sender; re-sequencing by payment date is open work.
-    pipeline = InProcessPipeline(ledger, in_order, skip=frozenset({"interest"}))
+    pipeline = InProcessPipeline(ledger, in_order, skip=skip)
     for content in files:
         pipeline.feed(content)
         await pipeline.run()
@@ -84,11 +81,38 @@ async def test_any_order_with_duplicates_ends_like_the_in_order_feed(
     rng = random.Random(seed)
     chaotic = files + rng.sample(files, k=min(len(files), 3))
     rng.shuffle(chaotic)
-    pipeline = InProcessPipeline(ledger, shuffled, seed=seed, skip=frozenset({"interest"}))
+    pipeline = InProcessPipeline(ledger, shuffled, seed=seed, skip=skip)
     for content in chaotic:
         pipeline.feed(content)
     await pipeline.run()
+    return in_order, shuffled
 
+
+MATCHING_ALONE = frozenset({"interest"})
+"""The property holds for matching alone; with interest it does not yet (see the xfail test below)."""
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=world, seed=st.integers(0, 2**32 - 1))
+async def test_any_order_with_duplicates_ends_like_the_in_order_feed(
+    ledger: asyncpg.Connection, plan: list[list[tuple[Decimal, list[Decimal]]]], seed: int
+) -> None:
+    in_order, shuffled = await in_order_and_shuffled(ledger, plan, seed, MATCHING_ALONE)
     assert await balances(ledger, shuffled) == await balances(ledger, in_order)
     assert await ledger_check.check(ledger, shuffled) == []
     assert await ledger_check.check(ledger, in_order) == []
+
+
+@pytest.mark.xfail(
+    strict=True, reason="open: with interest, arrival order changes interest-first allocations"
+)
+async def test_with_interest_any_order_ends_like_the_in_order_feed(ledger: asyncpg.Connection) -> None:
+    """Found by the property above with interest running (session 3). A 0.53 deferral of 1 June, recovered
+    by 0.01 on 10 July and 0.53 on 11 July: in order, the 0.01 pays the period of interest due on 1 July and
+    the 0.53 settles the principal; shuffled, the receivable ends with 0.01 of principal open and 0.01
+    unmatched. Payer files reach intake in order per sender, so this takes a replay or a late file; the fix
+    is to apply recoveries in payment-date order. Strict: once fixed, this test fails until un-marked."""
+    plan = [[(D("0.53"), [D("0.01"), D("0.53")])]]
+    in_order, shuffled = await in_order_and_shuffled(ledger, plan, 0, frozenset())
+    assert await ledger_check.check(ledger, shuffled) == []
+    assert await balances(ledger, shuffled) == await balances(ledger, in_order)
