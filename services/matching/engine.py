@@ -279,8 +279,21 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
                 remittance_id=netted,
             )
             outputs += events
-    for parked in await store.parked_recoveries(conn, tenant, account, keys):
-        row = await store.lock_receivable(conn, tenant, op.receivable_id)
+    reason = f"re-matched to {op.reference} after the receivable appeared"
+    outputs += await rematch_parked(conn, env, op.receivable_id, keys, reason)
+    return outputs
+
+
+async def rematch_parked(
+    conn: asyncpg.Connection, env: Envelope[Any], rid: UUID, keys: list[str], reason: str
+) -> list[Outgoing]:
+    """Apply recoveries parked as unmatched that name this receivable, oldest first, while it is open.
+
+    They were parked because the receivable did not exist yet, or because it owed less than they brought
+    when they came (interest due before their payment date had not been charged yet)."""
+    outputs: list[Outgoing] = []
+    for parked in await store.parked_recoveries(conn, env.tenant_id, env.account_key, keys):
+        row = await store.lock_receivable(conn, env.tenant_id, rid)
         assert row is not None
         if store.balance_of(row).open <= 0:
             break
@@ -298,8 +311,7 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             rematch=rematch_id,
         )
         left = applied.remainder
-        reason = f"re-matched to {op.reference} after the receivable appeared"
-        await store.reduce_unmatched(conn, tenant, parked["adjustment_id"], left, reason)
+        await store.reduce_unmatched(conn, env.tenant_id, parked["adjustment_id"], left, reason)
         outputs += events
         outputs.append(
             offset_event(
@@ -329,7 +341,12 @@ async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) 
     after, _ = await resplit(conn, tenant, row)
     version = f" v{accrual.version}" if accrual.version > 1 else ""
     cause = f"interest period {accrual.period_number}{version} ({accrual.period_start}..{accrual.period_end})"
-    return [await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
+    outputs = [await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
+    if after.open > 0 and accrual.amount > 0:
+        keys = await store.receivable_keys(conn, tenant, accrual.receivable_id)
+        reason = f"re-matched to {row['reference']} after interest due before it was charged"
+        outputs += await rematch_parked(conn, env, accrual.receivable_id, keys, reason)
+    return outputs
 
 
 async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]) -> list[Outgoing]:
