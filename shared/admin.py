@@ -100,6 +100,21 @@ def raw_file_message(
     return key.encode(), env.to_bytes()
 
 
+class FileTooLarge(ValueError):
+    """Files whose message would exceed the intake topic's limit; the others were published."""
+
+
+def too_large(content_size: int, message_size: int) -> str | None:
+    """Why a raw file cannot travel as one intake message (the bytes ride base64 in the envelope), or None."""
+    if message_size <= MAX_MESSAGE_BYTES:
+        return None
+    return (
+        f"file too large: {content_size} bytes become a {message_size}-byte message; the limit is "
+        f"{MAX_MESSAGE_BYTES} (about {MAX_MESSAGE_BYTES * 3 // 4 // 1_000_000} MB of file: split the file or "
+        "ask the payer for smaller files)"
+    )
+
+
 async def publish_files(
     settings: Settings,
     files: Iterable[Path],
@@ -108,7 +123,10 @@ async def publish_files(
     source: str = "cli",
     format_hint: str | None = None,
 ) -> int:
-    """Publish each file's exact bytes to the intake topic; the intake service parses them."""
+    """Publish each file's exact bytes to the intake topic; the intake service parses them.
+
+    A file too large for one message is not sent; the rest are, then :class:`FileTooLarge` names the ones
+    left out."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         max_request_size=MAX_MESSAGE_BYTES,
@@ -117,13 +135,20 @@ async def publish_files(
     )
     await producer.start()
     count = 0
+    refused: list[str] = []
     try:
         for path in files:
-            key, value = raw_file_message(path.read_bytes(), path.name, tenant_id, source, format_hint)
+            content = path.read_bytes()
+            key, value = raw_file_message(content, path.name, tenant_id, source, format_hint)
+            if problem := too_large(len(content), len(value)):
+                refused.append(f"{path}: {problem}")
+                continue
             await producer.send_and_wait(INTAKE, value=value, key=key)
             count += 1
     finally:
         await producer.stop()
+    if refused:
+        raise FileTooLarge(f"published {count} file(s); not sent:\n" + "\n".join(refused))
     return count
 
 

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,8 +31,18 @@ from shared.settings import REPO_ROOT, Settings, get_settings
 
 
 def _parse_file(path: Path, tenant: str, format_hint: str | None) -> int:
-    """Print a file's events; a parser that can stream (``parse_stream``) reads it 1 MiB at a time, so a
-    large file never sits in memory (a first pass computes the SHA-256 every remittance carries)."""
+    """``offsetstream parse``: see :func:`_print_file_events`."""
+    try:
+        return _print_file_events(path, tenant, format_hint)
+    except BrokenPipeError:  # `offsetstream parse FILE | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
+    """Print a file's events, each transaction's reader warnings (``{"warning": …}`` lines) and its errors; a
+    parser that can stream (``parse_stream``) reads it 1 MiB at a time, so a large file never sits in memory
+    (a first pass computes the SHA-256 every remittance carries)."""
     from collections.abc import Iterator
 
     from services.intake import domain
@@ -70,6 +81,10 @@ def _parse_file(path: Path, tenant: str, format_hint: str | None) -> int:
                 )
             )
             continue
+        index = result.remittance.transaction_index
+        st02 = result.remittance.transaction_control_number
+        for warning in result.warnings:
+            print(json.dumps({"warning": warning, "transaction_index": index, "st02": st02}))
         for topic, env in domain.remittance_events(tenant, result):
             print(json.dumps({"topic": topic, "event": json.loads(env.model_dump_json())}))
     return 1 if failed else 0
@@ -110,7 +125,11 @@ async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> in
     from shared import admin
 
     files = admin.files_under(paths)
-    count = await admin.publish_files(get_settings(), files, tenant, format_hint=format_hint)
+    try:
+        count = await admin.publish_files(get_settings(), files, tenant, format_hint=format_hint)
+    except admin.FileTooLarge as refused:
+        print(refused, file=sys.stderr)
+        return 1
     print(f"published {count} file(s) to remit.intake.v1 for tenant {tenant}")
     return 0
 
@@ -128,16 +147,24 @@ def _when(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-FILES_SQL = """SELECT file_name, sha256, feed, source, size_bytes, transactions, rejected, duplicates, received_at
-    FROM intake.files WHERE tenant_id = $1 ORDER BY received_at DESC, file_name LIMIT $2"""
+FILES_SQL = """SELECT f.file_name, f.sha256, f.feed, f.source, f.size_bytes, f.transactions, f.rejected,
+        f.duplicates, f.received_at, count(r.sha256) AS copies_received, max(r.received_at) AS last_copy_at,
+        (SELECT coalesce(array_agg('ST02 ' || m.st02 || ': ' || w ORDER BY m.st02), '{}')
+           FROM intake.remittances m CROSS JOIN LATERAL unnest(m.warnings) AS w
+          WHERE m.tenant_id = f.tenant_id AND m.file_sha256 = f.sha256) AS warnings
+    FROM intake.files f
+    LEFT JOIN intake.file_receipts r ON r.tenant_id = f.tenant_id AND r.sha256 = f.sha256 AND r.kind = 'copy'
+    WHERE f.tenant_id = $1
+    GROUP BY f.tenant_id, f.sha256
+    ORDER BY f.received_at DESC, f.file_name LIMIT $2"""
 
 
 async def fetch_files(settings: Settings, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
     """Files the intake recorded for a tenant, newest first, with ``posted`` = transactions that added money.
 
-    Read-only SQL on intake's table (an ops command, not a service, so reading it directly is acceptable).
-    An identical re-feed (same bytes) is skipped by event id before it reaches this table, so it adds no row;
-    a copy with different bytes (re-sent, re-enveloped) adds a row whose ``duplicates`` equals ``transactions``.
+    Read-only SQL on intake's tables (an ops command, not a service, so reading them directly is acceptable).
+    An identical re-feed (same bytes) adds no row and posts nothing; it counts in ``copies_received``. A
+    copy with different bytes (re-sent, re-enveloped) adds a row whose ``duplicates`` equals ``transactions``.
     """
     from shared import db
 
@@ -150,20 +177,27 @@ async def fetch_files(settings: Settings, tenant: str, limit: int = 100) -> list
     for r in records:
         row = dict(r)
         row["received_at"] = r["received_at"].isoformat(timespec="seconds")
+        row["last_copy_at"] = r["last_copy_at"] and r["last_copy_at"].isoformat(timespec="seconds")
         row["posted"] = r["transactions"] - r["rejected"] - r["duplicates"]
+        row["warnings"] = list(r["warnings"])
         rows.append(row)
     return rows
 
 
 def _file_note(row: dict[str, Any]) -> str:
+    notes = []
     if row["transactions"] and row["duplicates"] == row["transactions"]:
-        return "already posted earlier: nothing new"
-    if row["rejected"]:
-        return "see: offsetstream dlt list"
-    return ""
+        notes.append("already posted earlier: nothing new")
+    elif row["rejected"]:
+        notes.append("see: offsetstream dlt list")
+    if row["copies_received"]:
+        notes.append(
+            f"identical copy received {row['copies_received']}x (last {row['last_copy_at']}): posted nothing"
+        )
+    return "; ".join(notes)
 
 
-async def _files(tenant: str, as_json: bool, limit: int) -> int:
+async def _files(tenant: str, as_json: bool, limit: int, show_warnings: bool) -> int:
     rows = await fetch_files(get_settings(), tenant, limit)
     if as_json:
         for row in rows:
@@ -171,6 +205,11 @@ async def _files(tenant: str, as_json: bool, limit: int) -> int:
         return 0
     if not rows:
         print(f"no files received for tenant {tenant}")
+        return 0
+    if show_warnings:
+        for r in rows:
+            for warning in r["warnings"]:
+                print(f"{r['file_name']} ({r['sha256'][:12]}) {warning}")
         return 0
     table = [
         [
@@ -182,6 +221,7 @@ async def _files(tenant: str, as_json: bool, limit: int) -> int:
             str(r["posted"]),
             str(r["rejected"]),
             str(r["duplicates"]),
+            str(len(r["warnings"])),
             _file_note(r),
         ]
         for r in rows
@@ -195,6 +235,7 @@ async def _files(tenant: str, as_json: bool, limit: int) -> int:
         "POSTED",
         "REJECTED",
         "DUPLICATES",
+        "WARNINGS",
         "NOTE",
     ]
     print(_table(table, headers))
@@ -471,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--tenant", default=settings.default_tenant)
     files.add_argument("--limit", type=int, default=100, metavar="N", help="at most N files (default 100)")
     files.add_argument("--json", action="store_true", help="one JSON object per line")
+    files.add_argument(
+        "--warnings",
+        action="store_true",
+        help="list what the reader kept but did not interpret (unknown or misplaced segments, a missing "
+        "PER*BL), per file and transaction",
+    )
     watch = sub.add_parser(
         "watch",
         help="publish every payer file dropped into a folder; move it to processed/ or failed/",
@@ -513,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reconcile":
         return asyncio.run(_reconcile(args.tenant))
     if args.command == "files":
-        return asyncio.run(_files(args.tenant, args.json, args.limit))
+        return asyncio.run(_files(args.tenant, args.json, args.limit, args.warnings))
     if args.command == "watch":
         if not args.folder.is_dir():
             print(f"no such folder: {args.folder}", file=sys.stderr)

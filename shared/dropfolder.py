@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from shared.admin import INTAKE, MAX_MESSAGE_BYTES, raw_file_message
+from shared.admin import INTAKE, MAX_MESSAGE_BYTES, raw_file_message, too_large
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -187,11 +187,8 @@ class DropFolder:
                 self._seen[name] = Observation(st.st_size, st.st_mtime_ns)
                 return "waiting"  # still being written after all: wait for two more equal polls
             key, value = raw_file_message(content, name, self.tenant_id, "drop_folder", self.format_hint)
-            if len(value) > MAX_MESSAGE_BYTES:
-                raise PermanentPublishError(
-                    f"file too large: {len(content)} bytes become a {len(value)}-byte message; the limit is "
-                    f"{MAX_MESSAGE_BYTES} (split the file or ask the payer for smaller files)"
-                )
+            if problem := too_large(len(content), len(value)):
+                raise PermanentPublishError(problem)
             await self._publish(INTAKE, key, value)
         except FileNotFoundError:
             return "waiting"  # renamed or removed by the uploader between scan and read

@@ -3,7 +3,7 @@
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -19,7 +19,8 @@ stage = Stage("intake", fetch_bytes=MAX_MESSAGE_BYTES)
 app = stage.app
 PARSERS: dict[str, FeedParser] = plugins.load_plugins(plugins.FEED_PARSERS)
 metrics.X12_COMPILED.set(1 if x12.NATIVE else 0)
-logging.getLogger(__name__).info("X12 reader: %s", "compiled (mypyc)" if x12.NATIVE else "from source")
+log = logging.getLogger(__name__)
+log.info("X12 reader: %s", "compiled (mypyc)" if x12.NATIVE else "from source")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,20 @@ def _read(incoming: Incoming) -> _File:
     return _File(raw, tenant, parser, results)
 
 
+async def _note_receipt(conn: asyncpg.Connection, incoming: Incoming, file: _File, kind: str) -> bool:
+    position = (incoming.topic, incoming.partition, incoming.offset)
+    return await store.record_receipt(conn, file.tenant, file.raw.sha256, file.raw.source, kind, position)
+
+
+def _conflict_warning(parsed: ParsedRemittance) -> str:
+    r = parsed.remittance
+    return (
+        f"TRN02 {r.trace_number} of {r.payment_date} was already posted for this payer and payee with other "
+        f"totals (now BPR02 {r.total_paid}, {r.claim_count} claims): posted as its own remittance; check "
+        "whether it corrects the earlier one"
+    )
+
+
 def _dead_letters(incoming: Incoming, bad: list[tuple[int, FeedError]]) -> list[Outgoing]:
     return [
         dead_letter_message(stage.service, incoming, error.reason.value, str(error), error.location())
@@ -58,8 +73,18 @@ def _dead_letters(incoming: Incoming, bad: list[tuple[int, FeedError]]) -> list[
 async def replay_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
     """The messages of a file already applied, rebuilt: the events of every remittance this file posted and
     the dead letters of its bad transactions (same event ids, fresh ``occurred_at``). Storing them instead
-    would keep a second, base64 copy of every claim of every file in ``ops.processed_events``."""
+    would keep a second, base64 copy of every claim of every file in ``ops.processed_events``.
+
+    An identical file fed again lands here too (same event id, new Kafka position): that receipt is noted, so
+    ``offsetstream files`` says the file came again and posted nothing."""
     file = _read(incoming)
+    if await _note_receipt(conn, incoming, file, "copy"):
+        metrics.FILES.labels("already_received").inc()
+        log.info(
+            "file %s (sha256 %s) received again: already processed, nothing new posted",
+            file.raw.file_name,
+            file.raw.sha256[:12],
+        )
     good, bad = domain.split_results(file.results)
     posted = await store.remittances_posted_by(conn, file.tenant, file.raw.sha256)
     outputs = [
@@ -75,15 +100,27 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
     """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""
     file = _read(incoming)
     raw, tenant, parser, results = file.raw, file.tenant, file.parser, file.results
+    await _note_receipt(
+        conn, incoming, file, "replayed" if "replayed_from" in incoming.headers else "received"
+    )
     good, bad = domain.split_results(results)
     outputs: list[Outgoing] = []
     duplicates = 0
-    for parsed in good:
-        if await store.remittance_seen(conn, tenant, parsed):
+    for transaction in good:
+        parsed = transaction
+        before = await store.posted_before(conn, tenant, parsed)
+        if before in ("same", "reissue"):
             duplicates += 1
             metrics.DUPLICATES.labels(parser.name).inc()
             continue
+        if before == "conflict":
+            parsed = replace(parsed, warnings=(*parsed.warnings, _conflict_warning(parsed)))
         await store.record_remittance(conn, tenant, domain.account_of(tenant, parsed), parsed)
+        for warning in parsed.warnings:  # segment ids, ordinals and codes: never element values (PHI)
+            log.warning(
+                "file %s ST02 %s: %s", raw.file_name, parsed.remittance.transaction_control_number, warning
+            )
+        metrics.WARNINGS.labels(parser.name).inc(len(parsed.warnings))
         outputs += [Outgoing.event(topic, env) for topic, env in domain.remittance_events(tenant, parsed)]
         metrics.REMITTANCES.labels(parser.name).inc()
         metrics.CLAIM_PAYMENTS.labels(parser.name).inc(len(parsed.claims))

@@ -8,7 +8,11 @@ from prometheus_client import Counter, Gauge
 
 from shared.telemetry import preset
 
-FILES = Counter("remit_files_total", "Payer files read, by outcome.", ["outcome"])
+FILES = Counter(
+    "remit_files_total",
+    "Payer files read, by outcome (already_received: an identical copy of a file already processed).",
+    ["outcome"],
+)
 REMITTANCES = Counter("remit_remittances_ingested_total", "Remittances (835 transactions) posted.", ["feed"])
 CLAIM_PAYMENTS = Counter("remit_claim_payments_ingested_total", "Claim payments posted.", ["feed"])
 PROVIDER_ADJUSTMENTS = Counter("remit_provider_adjustments_ingested_total", "PLB pairs posted.", ["feed"])
@@ -18,6 +22,11 @@ DOLLARS = Counter(
     ["kind"],
 )
 DUPLICATES = Counter("remit_duplicate_remittances_total", "Remittances already posted, skipped.", ["feed"])
+WARNINGS = Counter(
+    "remit_reader_warnings_total",
+    "Reader warnings on posted transactions: segments kept but not interpreted, out of place, or missing.",
+    ["feed"],
+)
 REJECTED = Counter("remit_rejected_transactions_total", "Transactions rejected to the DLT.", ["reason"])
 X12_COMPILED = Gauge(
     "remit_intake_x12_reader_compiled",
@@ -25,5 +34,5 @@ X12_COMPILED = Gauge(
     "stale or unloadable build: run make setup, or rebuild the image).",
 )
 
-preset(FILES, "posted", "partial", "rejected")
+preset(FILES, "posted", "partial", "rejected", "already_received")
 preset(DOLLARS, "paid", "withheld", "added")

@@ -8,14 +8,41 @@ import asyncpg
 from shared.feeds import FeedError, ParsedRemittance
 
 
-async def remittance_seen(conn: asyncpg.Connection, tenant_id: str, parsed: ParsedRemittance) -> bool:
-    """True when this remittance identity was already posted (from this file or an earlier copy of it)."""
-    row = await conn.fetchval(
-        "SELECT 1 FROM intake.remittances WHERE tenant_id = $1 AND remittance_id = $2",
+async def posted_before(conn: asyncpg.Connection, tenant_id: str, parsed: ParsedRemittance) -> str | None:
+    """How this remittance was posted before, if it was: ``"same"`` (the same identity: payer, TRN02,
+    ISA13/GS06/ST02, from this file or an earlier copy of it), ``"reissue"`` (the same payment re-enveloped:
+    payer, payee, TRN02 and payment date with the same money, under new control numbers, as a clearinghouse
+    re-sending a file does), ``"conflict"`` (that payment with other money: a corrected reissue, or a payer
+    reusing a trace number), or None (never posted).
+
+    A reissue posted again would apply every claim and recovery twice, so it counts as posted; a conflict is
+    posted (its money may be real) and carries a warning for staff.
+    """
+    r = parsed.remittance
+    row = await conn.fetchrow(
+        """SELECT remittance_id = $2 AS same_id,
+                  (total_paid, total_claim_paid, total_adjustments, claim_count, adjustment_count)
+                      = ($7::numeric, $8::numeric, $9::numeric, $10::integer, $11::integer) AS same_money
+             FROM intake.remittances
+            WHERE tenant_id = $1
+              AND (remittance_id = $2
+                   OR (payer_id = $3 AND payee_id = $4 AND trace_number = $5 AND payment_date = $6))
+            ORDER BY same_id DESC, same_money DESC LIMIT 1""",
         tenant_id,
-        parsed.remittance.remittance_id,
+        r.remittance_id,
+        r.payer_id,
+        r.payee_id,
+        r.trace_number,
+        r.payment_date,
+        r.total_paid,
+        r.total_claim_paid,
+        r.total_provider_adjustments,
+        r.claim_count,
+        r.adjustment_count,
     )
-    return row is not None
+    if row is None:
+        return None
+    return "same" if row["same_id"] else "reissue" if row["same_money"] else "conflict"
 
 
 async def remittances_posted_by(conn: asyncpg.Connection, tenant_id: str, sha256: str) -> set[UUID]:
@@ -31,13 +58,13 @@ async def remittances_posted_by(conn: asyncpg.Connection, tenant_id: str, sha256
 async def record_remittance(
     conn: asyncpg.Connection, tenant_id: str, account: str, parsed: ParsedRemittance
 ) -> None:
-    """Post one remittance's header and totals."""
+    """Post one remittance's header, totals and the reader's warnings."""
     r = parsed.remittance
     await conn.execute(
         """INSERT INTO intake.remittances (tenant_id, remittance_id, account_key, file_sha256, file_name, payer_id,
                payee_id, trace_number, isa13, gs06, st02, payment_date, total_paid, total_claim_paid,
-               total_adjustments, claim_count, adjustment_count)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT DO NOTHING""",
+               total_adjustments, claim_count, adjustment_count, warnings)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT DO NOTHING""",
         tenant_id,
         r.remittance_id,
         account,
@@ -55,6 +82,7 @@ async def record_remittance(
         r.total_provider_adjustments,
         r.claim_count,
         r.adjustment_count,
+        list(parsed.warnings),
     )
 
 
@@ -100,3 +128,29 @@ async def record_file(
         rejected,
         duplicates,
     )
+
+
+async def record_receipt(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    sha256: str,
+    source: str,
+    kind: str,
+    position: tuple[str, int, int],
+) -> bool:
+    """Note one receipt of a file at its Kafka position (topic, partition, offset); False when that message
+    was already noted (a redelivery, not a new receipt). ``kind``: received, replayed (from the DLT) or copy
+    (identical bytes of a file already processed)."""
+    topic, partition, offset = position
+    row = await conn.fetchval(
+        """INSERT INTO intake.file_receipts (tenant_id, sha256, source, kind, topic, "partition", "offset")
+           VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING 1""",
+        tenant_id,
+        sha256,
+        source,
+        kind,
+        topic,
+        partition,
+        offset,
+    )
+    return row is not None

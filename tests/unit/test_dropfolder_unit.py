@@ -136,7 +136,7 @@ async def test_a_reused_file_name_never_overwrites_a_processed_file(tmp_path: Pa
 async def test_a_file_too_large_for_one_message_fails_without_publishing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("shared.dropfolder.MAX_MESSAGE_BYTES", 100)
+    monkeypatch.setattr("shared.admin.MAX_MESSAGE_BYTES", 100)
     fake = FakePublisher()
     folder = DropFolder(tmp_path, "t1", publisher=fake)
     (tmp_path / "big.835").write_bytes(X12 * 5)

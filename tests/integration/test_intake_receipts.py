@@ -1,0 +1,107 @@
+"""Intake against the real ledger: what staff see when a file comes again, re-enveloped, or with segments
+the reader keeps but does not interpret.
+
+Story: a Medicare 835 is posted; the identical bytes are fed again (a second receipt, nothing posted); a
+clearinghouse re-sends the same payment under new ISA13/GS06 (a reissue: nothing posted, not even a second
+remittance id); the payer then sends that trace number with other money (posted, with a warning); and a file
+carrying an unknown segment posts with the warning stored, never the segment's content.
+"""
+
+import asyncpg
+
+from services.intake.app import file_message_id, handle_file, replay_file
+from shared import admin
+from shared.settings import REPO_ROOT
+from shared.stream import Incoming, apply_batch
+
+ORIGINAL = (REPO_ROOT / "examples" / "835" / "2026-08-03_medicare_deferred.835").read_bytes()
+REISSUED = (
+    ORIGINAL.replace(b"000000801", b"000000955")
+    .replace(b"*8011*", b"*9551*")
+    .replace(b"GE*1*8011", b"GE*1*9551")
+)
+
+
+class Feed:
+    """Raw-file messages at increasing offsets of one partition, applied the way the intake stage does."""
+
+    def __init__(self, ledger: asyncpg.Connection, tenant: str) -> None:
+        self.ledger, self.tenant, self.offset = ledger, tenant, 0
+
+    async def send(self, content: bytes, name: str, *, offset: int | None = None) -> str:
+        key, value = admin.raw_file_message(content, name, self.tenant, "cli")
+        if offset is None:
+            offset, self.offset = self.offset, self.offset + 1
+        incoming = Incoming("remit.intake.v1", 0, offset, key, value)
+        [result] = await apply_batch(
+            self.ledger, "intake", handle_file, [incoming], file_message_id, replay=replay_file
+        )
+        return result.outcome
+
+
+async def remittances(ledger: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await ledger.fetch(
+        "SELECT remittance_id, isa13, warnings FROM intake.remittances WHERE tenant_id = $1 ORDER BY received_at",
+        tenant,
+    )
+    return rows
+
+
+async def test_an_identical_copy_is_a_receipt_that_posts_nothing_and_says_so(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    from shared.cli import _file_note
+
+    feed = Feed(ledger, tenant)
+    assert await feed.send(ORIGINAL, "era.835") == "applied"
+    # The same bytes again (a staff re-ingest), then a broker redelivery of that same message.
+    assert await feed.send(ORIGINAL, "era.835") == "duplicate"
+    assert await feed.send(ORIGINAL, "era.835", offset=1) == "duplicate"
+
+    assert len(await remittances(ledger, tenant)) == 1
+    kinds = await ledger.fetch(
+        'SELECT kind FROM intake.file_receipts WHERE tenant_id = $1 ORDER BY "offset"', tenant
+    )
+    assert [r["kind"] for r in kinds] == ["received", "copy"]  # the redelivery is not a receipt
+    row = dict(
+        await ledger.fetchrow(
+            "SELECT transactions, rejected, duplicates, 1 AS copies_received, now()::text AS last_copy_at "
+            "FROM intake.files WHERE tenant_id = $1",
+            tenant,
+        )
+    )
+    assert "identical copy received 1x" in _file_note(row)
+
+
+async def test_a_re_enveloped_reissue_posts_nothing_and_other_money_posts_with_a_warning(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    feed = Feed(ledger, tenant)
+    assert await feed.send(ORIGINAL, "era.835") == "applied"
+    assert await feed.send(REISSUED, "era-resent.835") == "applied"
+    [posted] = await remittances(ledger, tenant)
+    assert posted["isa13"] == "000000801"
+    files = await ledger.fetch(
+        "SELECT file_name, duplicates FROM intake.files WHERE tenant_id = $1 ORDER BY file_name", tenant
+    )
+    assert [(f["file_name"], f["duplicates"]) for f in files] == [("era-resent.835", 1), ("era.835", 0)]
+
+    # Same payer, payee, trace and date, but a deferral a cent larger (BPR02 too): not a copy.
+    other = REISSUED.replace(b"000000955", b"000000956").replace(b"BPR*I*584.57", b"BPR*I*584.58")
+    other = other.replace(b"WO:FCN26080300017*-300~", b"WO:FCN26080300017*-300.01~")
+    assert await feed.send(other, "era-corrected.835") == "applied"
+    rows = await remittances(ledger, tenant)
+    assert len(rows) == 2
+    assert any("already posted for this payer and payee with other totals" in w for w in rows[1]["warnings"])
+
+
+async def test_an_unknown_segment_posts_with_a_stored_warning_and_no_content(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    unknown = ORIGINAL.replace(b"SE*69*0001~", b"SE*70*0001~").replace(
+        b"TRN*1*", b"MSG*PATIENT JANE ROE CALLED~TRN*1*", 1
+    )
+    assert await Feed(ledger, tenant).send(unknown, "era-msg.835") == "applied"
+    [posted] = await remittances(ledger, tenant)
+    assert any("MSG" in w for w in posted["warnings"])
+    assert not any("ROE" in w or "JANE" in w for w in posted["warnings"])
