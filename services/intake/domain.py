@@ -97,12 +97,17 @@ def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[st
 def split_results(
     results: Sequence[ParsedRemittance | FeedError],
 ) -> tuple[list[ParsedRemittance], list[tuple[int, FeedError]]]:
-    """Good transactions and (1-based index, error) of bad ones."""
+    """Good transactions and (position among the file's results, 1-based, error) of bad ones.
+
+    The position, not the error's transaction index, keys a rejection: an envelope error (a wrong GE01) has
+    no transaction of its own and would otherwise take the index of a bad transaction beside it, and one of
+    the two would go unrecorded. The transaction index stays in the error's location.
+    """
     good: list[ParsedRemittance] = []
     bad: list[tuple[int, FeedError]] = []
-    for index, result in enumerate(results, start=1):
+    for position, result in enumerate(results, start=1):
         if isinstance(result, FeedError):
-            bad.append((result.transaction_index or index, result))
+            bad.append((position, result))
         else:
             good.append(result)
     return good, bad

@@ -105,3 +105,34 @@ async def test_an_unknown_segment_posts_with_a_stored_warning_and_no_content(
     [posted] = await remittances(ledger, tenant)
     assert any("MSG" in w for w in posted["warnings"])
     assert not any("ROE" in w or "JANE" in w for w in posted["warnings"])
+
+
+async def test_a_file_with_a_broken_transaction_posts_the_good_one_and_records_every_error(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    gs, ge, iea = ORIGINAL.index(b"GS*"), ORIGINAL.index(b"GE*1*8011"), ORIGINAL.index(b"IEA*")
+    group = ORIGINAL[gs:ge].replace(b"*8011*", b"*8012*").replace(b"BPR*I*584.57", b"BPR*I*584.58")
+    group = group.replace(b"TRN*1*EFT260803001", b"TRN*1*EFT260803002")
+    # Group 1: a good transaction under a GE01 that says 2; group 2: an unbalanced transaction.
+    mixed = ORIGINAL[:ge] + b"GE*2*8011~\n" + group + b"GE*1*8012~\nIEA*2*000000801~\n"
+    assert iea > ge
+    key, value = admin.raw_file_message(mixed, "mixed.835", tenant, "cli")
+    [result] = await apply_batch(
+        ledger,
+        "intake",
+        handle_file,
+        [Incoming("remit.intake.v1", 0, 0, key, value)],
+        file_message_id,
+        replay=replay_file,
+    )
+    [posted] = await remittances(ledger, tenant)
+    assert posted["isa13"] == "000000801"
+    dead = [o for o in result.outputs if o.topic == "remit.intake.dlt"]
+    headers = [dict(o.headers) for o in dead]
+    assert sorted(h["reason"] for h in headers) == [b"envelope", b"unbalanced"]
+    assert any(h.get("location.element") == b"BPR02" for h in headers)
+    assert any(o.topic == "remit.claim-payments.v1" for o in result.outputs)
+    stored = await ledger.fetch(
+        "SELECT reason FROM intake.rejections WHERE tenant_id = $1 ORDER BY transaction_index", tenant
+    )
+    assert sorted(r["reason"] for r in stored) == ["envelope", "unbalanced"]
