@@ -3,6 +3,9 @@
 -- `offsetstream files` can say the file came again and posted nothing. A redelivery of the same message has
 -- the same position and adds nothing. kind: received (first parse), replayed (re-driven from the DLT),
 -- copy (identical bytes again, nothing parsed anew).
+-- The key holds the tenant and the file as well as the position: a position names a message only while its
+-- topic lives, so a topic recreated after a disaster (offsets from 0 again) must not make new receipts collide
+-- with old ones and vanish. A redelivery still has the same tenant, bytes and position.
 CREATE TABLE IF NOT EXISTS intake.file_receipts (
     tenant_id   text        NOT NULL,
     sha256      text        NOT NULL,
@@ -12,9 +15,8 @@ CREATE TABLE IF NOT EXISTS intake.file_receipts (
     "partition" integer     NOT NULL,
     "offset"    bigint      NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (topic, "partition", "offset")
+    PRIMARY KEY (tenant_id, sha256, topic, "partition", "offset")
 );
-CREATE INDEX IF NOT EXISTS file_receipts_by_file ON intake.file_receipts (tenant_id, sha256);
 
 -- What the reader noticed but did not refuse in a posted transaction (segments kept but not interpreted,
 -- segments out of place, a missing PER*BL, stray segments between transactions): segment ids, ordinals and
