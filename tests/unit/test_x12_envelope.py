@@ -77,3 +77,35 @@ def test_a_debit_remittance_balances_against_a_negative_total() -> None:
     assert parsed.remittance.total_claim_paid - parsed.remittance.total_provider_adjustments == Decimal(
         "-430.37"
     )
+
+
+def test_a_file_wrapped_at_a_fixed_width_reads_as_the_unwrapped_one() -> None:
+    """Mainframes and some clearinghouses wrap an 835 at 80 columns (or 132, …), breaking segments, element
+    values and even the ISA across lines; the line breaks are layout, not data."""
+    [expected] = remittances(parse_all(MEDICARE))
+    flat = MEDICARE.replace("\n", "")
+    for width in (80, 132, 37):
+        wrapped = "\r\n".join(flat[i : i + width] for i in range(0, len(flat), width)) + "\r\n"
+        [parsed] = remittances(parse_all(wrapped))
+        assert (parsed.claims, parsed.adjustments) == (expected.claims, expected.adjustments), width
+        assert parsed.warnings == (), width
+        assert parsed.remittance.remittance_id == expected.remittance.remittance_id
+
+
+def test_padding_after_the_last_interchange_is_not_a_segment() -> None:
+    """NUL bytes up to a block size, a DOS end-of-file mark and blanks after IEA are no stray segment."""
+    for padding in ("\x00" * 300, "\x1a", "   \x1a\r\n", "\r\n\x00\x00~\x1a"):
+        results = parse_all(MEDICARE + padding)
+        assert errors(results) == [], repr(padding)
+        [parsed] = remittances(results)
+        assert parsed.warnings == ()
+    [error] = errors(parse_all(MEDICARE + "\x00\x00XYZ*1~"))
+    assert error.reason is FeedErrorReason.UNSUPPORTED and "<malformed>" in error.message
+
+
+def test_another_transaction_set_is_named_in_its_error() -> None:
+    """A claim file (837) or an acknowledgment (999) sent to the remittance inbox is said to be one."""
+    for st01, shown in (("837", "837"), ("999", "999"), ("8X7", "<malformed>")):
+        [error] = errors(parse_all(MEDICARE.replace("ST*835*", f"ST*{st01}*")))
+        assert error.message.startswith(f"transaction set {shown} is not an 835"), error.message
+        assert (error.segment_id, error.element) == ("ST", "ST01")

@@ -77,6 +77,9 @@ def starts_interchange(text: str, pos: int) -> bool:
     return text.startswith("ISA", pos) and len(text) > pos + 3 and not text[pos + 3].isalnum()
 
 
+_PADDING = "\x00\x1a \t\r\n\x0b\x0c"
+"""What some systems pad a file with after its last segment: NUL bytes up to a block size, a DOS end-of-file
+mark (SUB, 0x1A), blanks. Padding is not a segment, so it is neither counted nor reported as stray."""
 _REDELIMIT = "ISA with other delimiters"
 _ENVELOPE_FIRST = "GIS"
 _ENVELOPE_SECOND = "EST"
@@ -216,6 +219,8 @@ class EnvelopeWalker:
             self._ordinal += len(segments)
             return
         for seg in segments:
+            if not seg.strip(_PADDING):
+                continue
             self._ordinal += 1
             self._stray.append(f"{safe_id(seg.split(delims.element, 1)[0])} (file segment #{self._ordinal})")
 

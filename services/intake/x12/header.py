@@ -277,7 +277,7 @@ class HeaderReader:
         if st01 != "835":
             raise TransactionError(
                 FeedErrorReason.UNSUPPORTED,
-                f"transaction set {safe_id(st01 + 'X')[:3]} is not an 835",
+                f"transaction set {st01 if st01.isdigit() and len(st01) == 3 else '<malformed>'} is not an 835",
                 1,
                 "ST",
                 element="ST01",

@@ -5,8 +5,14 @@ import gc
 from collections.abc import Iterable, Iterator
 
 from services.intake.x12.claims import TransactionReader
-from services.intake.x12.envelope import EnvelopeWalker, RawTransaction, starts_interchange
-from services.intake.x12.source import TextWindow, byte_blocks, decode_blocks, whole_file_encoding
+from services.intake.x12.envelope import (
+    ISA_LENGTH,
+    EnvelopeWalker,
+    RawTransaction,
+    read_delimiters,
+    starts_interchange,
+)
+from services.intake.x12.source import TextWindow, byte_blocks, decode_blocks, unbroken, whole_file_encoding
 from services.intake.x12.values import FileContext
 from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 
@@ -75,6 +81,9 @@ class X12Parser:
                 expected="an X12 interchange starting with ISA",
             )
             return
+        if _terminated_by_other_than_line_breaks(window, start):
+            window.unwrap()
+            start = window.skip_preamble()
         ctx = FileContext(file_name, file_sha256, tenant_id)
         walker = EnvelopeWalker(window, file_name)
         reported = 0
@@ -97,6 +106,15 @@ class X12Parser:
                 file_name,
                 expected="only ISA/GS/GE/IEA outside ST..SE",
             )
+
+
+def _terminated_by_other_than_line_breaks(window: TextWindow, start: int) -> bool:
+    """True when the first interchange's segment terminator, read with line breaks ignored, is not itself a
+    line break: then every line break in the file is layout (one after each segment, or a wrap at a fixed
+    width that may fall inside a segment, even inside the ISA) and can go."""
+    window.fill(start + 2 * ISA_LENGTH)
+    found = read_delimiters(unbroken(window.text[start : start + 2 * ISA_LENGTH]), 0)
+    return not isinstance(found, str) and found[0].segment not in "\r\n"
 
 
 LARGE_TRANSACTION = 2_000

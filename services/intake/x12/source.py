@@ -132,6 +132,14 @@ class TextWindow:
         """Forget the text before ``pos``."""
         self.text = self.text[pos:]
 
+    def unwrap(self) -> None:
+        """Drop every line break from here on, inside segments too: for a file whose segment terminator is
+        not a line break but that was wrapped at a fixed width (80 columns is common from mainframes and
+        some clearinghouses). CR and LF belong to neither X12 character set, so no element value loses a
+        character; what is already in ``text`` is unwrapped as well, so positions must be found afresh."""
+        self.text = unbroken(self.text)
+        self._blocks = map(unbroken, self._blocks)
+
     def skip_preamble(self) -> int:
         """Position of the first character after a BOM and leading whitespace (``len(text)`` if none)."""
         pos = 0
@@ -141,3 +149,8 @@ class TextWindow:
                 pos += 1
             if pos < len(text) or not self.more():
                 return pos
+
+
+def unbroken(text: str) -> str:
+    """``text`` without CR and LF characters."""
+    return text.replace("\r", "").replace("\n", "")
