@@ -13,6 +13,7 @@ from shared import envelopes
 from shared.ids import account_key, stable_id
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
+from shared.x12_split import SplitRefused, split_x12
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INTAKE = "remit.intake.v1"
@@ -101,7 +102,7 @@ def raw_file_message(
 
 
 class FileTooLarge(ValueError):
-    """Files whose message would exceed the intake topic's limit; the others were published."""
+    """A file too large for one intake message that cannot be cut into parts either (the message says why)."""
 
 
 def too_large(content_size: int, message_size: int) -> str | None:
@@ -110,9 +111,44 @@ def too_large(content_size: int, message_size: int) -> str | None:
         return None
     return (
         f"file too large: {content_size} bytes become a {message_size}-byte message; the limit is "
-        f"{MAX_MESSAGE_BYTES} (about {MAX_MESSAGE_BYTES * 3 // 4 // 1_000_000} MB of file: split the file or "
-        "ask the payer for smaller files)"
+        f"{MAX_MESSAGE_BYTES} (about {MAX_MESSAGE_BYTES * 3 // 4 // 1_000_000} MB of file)"
     )
+
+
+def part_name(file_name: str, index: int, count: int) -> str:
+    """``era.835`` → ``era.part2of5.835``: the extension stays last, so the part sniffs like the file."""
+    path = Path(file_name)
+    return f"{path.stem}.part{index}of{count}{path.suffix}"
+
+
+def raw_file_messages(
+    content: bytes, file_name: str, tenant_id: str, source: str, format_hint: str | None = None
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) of each intake message a file travels as: one, or for an X12 file too large for one
+    message, one per part cut between its transactions (``shared.x12_split``: the parts post exactly the
+    remittances the whole file would, under the same ids). Raises :class:`FileTooLarge` when the file is too
+    large and cannot be cut. The parts share the file's key (same sender), so they stay in order."""
+    message = raw_file_message(content, file_name, tenant_id, source, format_hint)
+    problem = too_large(len(content), len(message[1]))
+    if problem is None:
+        return [message]
+    part_bytes = (MAX_MESSAGE_BYTES - _ENVELOPE_ROOM) * 3 // 4
+    try:
+        parts = split_x12(content, part_bytes)
+    except SplitRefused as refused:
+        raise FileTooLarge(f"{problem}; it cannot be cut into parts: {refused}") from None
+    messages = [
+        raw_file_message(part, part_name(file_name, index, len(parts)), tenant_id, source, format_hint)
+        for index, part in enumerate(parts, start=1)
+    ]
+    for part, (_, value) in zip(parts, messages, strict=True):
+        if refused_part := too_large(len(part), len(value)):  # the room left for the envelope was too small
+            raise FileTooLarge(f"{problem}; a part of it is still too large: {refused_part}")
+    return messages
+
+
+_ENVELOPE_ROOM = 64 * 1024
+"""Bytes of a message kept for the envelope around the base64 file (its fields are well under 1 KiB)."""
 
 
 async def publish_files(
@@ -125,8 +161,9 @@ async def publish_files(
 ) -> int:
     """Publish each file's exact bytes to the intake topic; the intake service parses them.
 
-    A file too large for one message is not sent; the rest are, then :class:`FileTooLarge` names the ones
-    left out."""
+    A file too large for one message goes as parts (see :func:`raw_file_messages`); one that cannot be cut
+    is not sent, the rest are, then :class:`FileTooLarge` names the ones left out. Returns the number of
+    files sent (a file sent as parts counts once)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         max_request_size=MAX_MESSAGE_BYTES,
@@ -138,12 +175,13 @@ async def publish_files(
     refused: list[str] = []
     try:
         for path in files:
-            content = path.read_bytes()
-            key, value = raw_file_message(content, path.name, tenant_id, source, format_hint)
-            if problem := too_large(len(content), len(value)):
+            try:
+                messages = raw_file_messages(path.read_bytes(), path.name, tenant_id, source, format_hint)
+            except FileTooLarge as problem:
                 refused.append(f"{path}: {problem}")
                 continue
-            await producer.send_and_wait(INTAKE, value=value, key=key)
+            for key, value in messages:
+                await producer.send_and_wait(INTAKE, value=value, key=key)
             count += 1
     finally:
         await producer.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from shared.admin import INTAKE, MAX_MESSAGE_BYTES, raw_file_message, too_large
+from shared.admin import INTAKE, MAX_MESSAGE_BYTES, FileTooLarge, raw_file_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,12 @@ class DropFolder:
             if Observation(st.st_size, st.st_mtime_ns) != seen or len(content) != seen.size:
                 self._seen[name] = Observation(st.st_size, st.st_mtime_ns)
                 return "waiting"  # still being written after all: wait for two more equal polls
-            key, value = raw_file_message(content, name, self.tenant_id, "drop_folder", self.format_hint)
-            if problem := too_large(len(content), len(value)):
-                raise PermanentPublishError(problem)
-            await self._publish(INTAKE, key, value)
+            try:
+                messages = raw_file_messages(content, name, self.tenant_id, "drop_folder", self.format_hint)
+            except FileTooLarge as problem:
+                raise PermanentPublishError(str(problem)) from None
+            for key, value in messages:  # a retry after a failure sends every part again: same ids
+                await self._publish(INTAKE, key, value)
         except FileNotFoundError:
             return "waiting"  # renamed or removed by the uploader between scan and read
         except Exception as exc:

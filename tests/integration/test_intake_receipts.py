@@ -8,6 +8,7 @@ carrying an unknown segment posts with the warning stored, never the segment's c
 """
 
 import asyncpg
+import pytest
 
 from services.intake.app import file_message_id, handle_file, replay_file
 from shared import admin
@@ -29,7 +30,10 @@ class Feed:
         self.ledger, self.tenant, self.offset = ledger, tenant, 0
 
     async def send(self, content: bytes, name: str, *, offset: int | None = None) -> str:
-        key, value = admin.raw_file_message(content, name, self.tenant, "cli")
+        return await self.send_message(admin.raw_file_message(content, name, self.tenant, "cli"), offset)
+
+    async def send_message(self, message: tuple[bytes, bytes], offset: int | None = None) -> str:
+        key, value = message
         if offset is None:
             offset, self.offset = self.offset, self.offset + 1
         incoming = Incoming("remit.intake.v1", 0, offset, key, value)
@@ -136,3 +140,37 @@ async def test_a_file_with_a_broken_transaction_posts_the_good_one_and_records_e
         "SELECT reason FROM intake.rejections WHERE tenant_id = $1 ORDER BY transaction_index", tenant
     )
     assert sorted(r["reason"] for r in stored) == ["envelope", "unbalanced"]
+
+
+async def test_a_file_too_large_for_one_message_goes_as_parts_that_post_what_the_whole_would(
+    ledger: asyncpg.Connection, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 3-transaction file over the (here tiny) message limit is cut between transactions (two fit in a
+    message); the parts post
+    the three remittances once, under the interchange and group control numbers of the file, and a second
+    feed of the same large file posts nothing."""
+    st, ge = ORIGINAL.index(b"ST*835*"), ORIGINAL.index(b"GE*1*8011")
+    transaction = ORIGINAL[st:ge]
+    copies = [
+        transaction.replace(b"*0001", b"*000" + n).replace(b"EFT260803001", b"EFT26080300" + n)
+        for n in (b"2", b"3")
+    ]
+    large = ORIGINAL[:ge] + b"".join(copies) + b"GE*3*8011~\n" + ORIGINAL[ORIGINAL.index(b"IEA*") :]
+    monkeypatch.setattr(admin, "MAX_MESSAGE_BYTES", 1_000 + (2 * len(transaction) + 600) * 4 // 3)
+    monkeypatch.setattr(admin, "_ENVELOPE_ROOM", 1_000)
+    messages = admin.raw_file_messages(large, "weekly.835", tenant, "cli")
+    assert len(messages) == 2
+    feed = Feed(ledger, tenant)
+    assert [await feed.send_message(m) for m in messages] == ["applied", "applied"]
+    posted = await ledger.fetch(
+        "SELECT isa13, gs06, st02, trace_number FROM intake.remittances WHERE tenant_id = $1 ORDER BY st02",
+        tenant,
+    )
+    assert [tuple(r) for r in posted] == [
+        ("000000801", "8011", f"000{n}", f"EFT26080300{n}") for n in (1, 2, 3)
+    ]
+    files = await ledger.fetch("SELECT file_name FROM intake.files WHERE tenant_id = $1 ORDER BY 1", tenant)
+    assert [f["file_name"] for f in files] == ["weekly.part1of2.835", "weekly.part2of2.835"]
+    again = admin.raw_file_messages(large, "weekly.835", tenant, "drop_folder")
+    assert [await feed.send_message(m) for m in again] == ["duplicate", "duplicate"]
+    assert len(await remittances(ledger, tenant)) == 3

@@ -1,0 +1,115 @@
+"""Cutting a file too large for one intake message into self-contained X12 files (shared/x12_split.py).
+
+The promise: the parts, read one by one, give exactly the remittances the whole file gives (same ids, same
+claims and PLB pairs, same totals), each part within the size asked for; and a file whose envelope is not
+sound is refused rather than silently recounted.
+"""
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_x12_parser import MEDICARE
+from x12_builder import DELIMITER_SETS, Transaction, interchange, parse_all, remittances, swap, transactions
+
+from shared.feeds import ParsedRemittance
+from shared.x12_split import SplitRefused, split_x12
+
+
+def _essence(parsed: list[ParsedRemittance]) -> list[tuple[object, ...]]:
+    """What must not change when a file is cut: every id and amount (not the file name, hash or index)."""
+    return [
+        (
+            p.remittance.remittance_id,
+            p.remittance.total_paid,
+            p.remittance.interchange_control_number,
+            p.remittance.group_control_number,
+            p.remittance.transaction_control_number,
+            p.claims,
+            p.adjustments,
+            p.warnings,
+        )
+        for p in parsed
+    ]
+
+
+@st.composite
+def large_files(draw: st.DrawFn) -> str:
+    """Two or three interchanges (own ISA13), each of one to three groups of one to three transactions."""
+    d = draw(st.sampled_from(DELIMITER_SETS))
+    text = ""
+    for n in range(draw(st.integers(2, 3))):
+        groups: list[list[Transaction]] = [
+            [draw(transactions(f"{g + 1}{t + 1:03d}")) for t in range(draw(st.integers(1, 3)))]
+            for g in range(draw(st.integers(1, 3)))
+        ]
+        text += interchange(groups, d, isa13=f"{101 + n:09d}") + d.newline
+    return text
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=large_files(), fraction=st.floats(0.0, 1.0))
+def test_the_parts_read_as_the_whole_file(text: str, fraction: float) -> None:
+    whole = remittances(parse_all(text))
+    content = text.encode()
+    limit = 1_000 + int(fraction * len(content))
+    try:
+        parts = split_x12(content, limit)
+    except SplitRefused as refused:  # only when one transaction with its headers cannot fit
+        needed = re.search(r"alone needs (\d+) bytes", str(refused))
+        assert needed and int(needed.group(1)) > limit, str(refused)
+        return
+    assert all(len(p) <= limit for p in parts)
+    read = [r for p in parts for r in remittances(parse_all(p))]
+    assert _essence(read) == _essence(whole)
+    assert split_x12(content, limit) == parts  # deterministic: a file fed twice becomes the same parts
+
+
+def test_a_file_within_the_limit_is_one_part_and_a_small_limit_gives_one_transaction_a_part() -> None:
+    three = swap(MEDICARE, "SE*40*0001~\n", "SE*40*0001~\n" + _txn_copy("0002") + _txn_copy("0003"))
+    three = swap(three, "GE*1*201", "GE*3*201")
+    [whole] = split_x12(three.encode(), 1 << 20)
+    assert len(remittances(parse_all(whole))) == 3
+    parts = split_x12(three.encode(), 2_500)
+    assert len(parts) == 3
+    assert [len(remittances(parse_all(p))) for p in parts] == [1, 1, 1]
+    assert all(p.count(b"GE*1*201~") == 1 and p.count(b"IEA*1*000000201~") == 1 for p in parts)
+
+
+def _txn_copy(st02: str) -> str:
+    start, end = MEDICARE.index("ST*835*0001"), MEDICARE.index("GE*1*201")
+    return MEDICARE[start:end].replace("*0001", f"*{st02}").replace("EFT260803001", f"EFT26080300{st02[-1]}")
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (("GE*1*201", "GE*2*201"), "count or control number does not match the 1 transactions"),
+        (("IEA*1*000000201", "IEA*1*000000999"), "count or control number does not match the 1 groups"),
+        (("GE*1*201~\n", "XYZ*STRAY~\nGE*1*201~\n"), "outside any transaction"),
+        (("SE*40*0001~\n", ""), "is out of place"),
+        (("IEA*1*000000201~\n", ""), "no IEA"),
+    ],
+)
+def test_a_file_whose_envelope_is_not_sound_is_refused(damage: tuple[str, str], said: str) -> None:
+    with pytest.raises(SplitRefused, match=said):
+        split_x12(swap(MEDICARE, *damage).encode(), 1 << 20)
+
+
+def test_what_cannot_be_cut_is_refused_with_the_reason() -> None:
+    with pytest.raises(SplitRefused, match="only X12 files"):
+        split_x12(b"payer,trace,amount\n01312,EFT1,10.00\n", 100)
+    with pytest.raises(SplitRefused, match="transaction #1 of the file alone needs"):
+        split_x12(MEDICARE.encode(), 1_000)
+    other = MEDICARE.replace("*", "|").replace(":", "^")
+    with pytest.raises(SplitRefused, match="outside any transaction"):
+        split_x12((MEDICARE + other).encode(), 1 << 20)  # a second interchange with other delimiters
+
+
+def test_a_wrapped_file_is_cut_into_unwrapped_parts() -> None:
+    flat = MEDICARE.replace("\n", "")
+    wrapped = "\r\n".join(flat[i : i + 80] for i in range(0, len(flat), 80)).encode()
+    [part] = split_x12(wrapped, 1 << 20)
+    assert _essence(remittances(parse_all(part))) == _essence(remittances(parse_all(MEDICARE)))
+    assert b"\r" not in part
