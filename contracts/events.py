@@ -162,7 +162,14 @@ class ServicePayment(Contract):
     modifiers: tuple[str, ...] = Field(default=(), description="SVC01-3..6: procedure modifiers.")
     charge: Money = Field(description="SVC02: line charge.")
     paid: Money = Field(description="SVC03: line paid amount.")
-    units: Decimal | None = Field(default=None, description="SVC05 (or SVC07): units of service paid.")
+    units: Decimal | None = Field(
+        default=None,
+        description="SVC05: units of service paid; 1 when an 835 leaves SVC05 out, as the guide says. "
+        "None when a feed does not tell.",
+    )
+    units_submitted: Decimal | None = Field(
+        default=None, description="SVC07: units originally submitted, when the payer reports them."
+    )
     service_date: date | None = Field(default=None, description="DTM*472 (or 150) of the line.")
 
 

@@ -147,6 +147,11 @@ def test_missing_per_bl_is_a_warning_not_a_failure() -> None:
     text = swap(text, "SE*40*0001", "SE*39*0001")
     [parsed] = remittances(parse_all(text))
     assert any("PER*BL" in w for w in parsed.warnings)
+    bare = swap(MEDICARE, "PER*BL*EDI TECHNICAL SUPPORT*TE*8665026315*EM*EDI@EXAMPLE-MAC.GOV~", "PER*BL~")
+    [parsed] = remittances(parse_all(bare))
+    assert parsed.warnings == (
+        "payer loop 1000A PER*BL has no contact number (PER03 qualifier and PER04) required by the guide",
+    )
 
 
 def test_zero_payment_notification_balances() -> None:
@@ -299,12 +304,58 @@ def test_several_interchanges_with_their_own_delimiters_in_one_file() -> None:
         ("CAS*CO*45*40~", "CAS*CR*45*40~", "CAS01"),
         ("PLB*1234567893*20261231*WO:2226", "PLB*1234567893*2026*WO:2226", "PLB02"),
         ("*WO:FCN26070100003*50~", "*WO:FCN26070100003~", "PLB08"),
+        ("SVC*HC:99214:25*200*128**1~", "SVC*HC:99214:25*200*128**ONE~", "SVC05"),
+        ("SVC*HC:99214:25*200*128**1~", "SVC*HC:99214:25*200*128**1**TWO~", "SVC07"),
     ],
 )
 def test_invalid_elements_are_named(old: str, new: str, element: str) -> None:
     [error] = errors(parse_all(swap(MEDICARE, old, new)))
     assert error.reason is FeedErrorReason.INVALID_ELEMENT
     assert error.element == element
+
+
+def test_units_paid_are_svc05_or_one_and_units_submitted_svc07() -> None:
+    """005010X221A1: SVC05 is required only when the units paid are not one, so an absent SVC05 means one;
+    SVC07 counts the units originally submitted (a drug billed as 8 units, paid as 1), never those paid."""
+    cases = {
+        "SVC*HC:99214:25*200*128**1~": (Decimal(1), None),
+        "SVC*HC:99214:25*200*128~": (Decimal(1), None),
+        "SVC*HC:99214:25*200*128****8~": (Decimal(1), Decimal(8)),
+        "SVC*HC:99214:25*200*128**3**4~": (Decimal(3), Decimal(4)),
+        "SVC*HC:99214:25*200*128**2.5~": (Decimal("2.5"), None),
+    }
+    for svc, expected in cases.items():
+        [parsed] = remittances(parse_all(swap(MEDICARE, "SVC*HC:99214:25*200*128**1~", svc)))
+        line = parsed.claims[0].services[0]
+        assert (line.units, line.units_submitted) == expected, svc
+
+
+def test_a_missing_payment_date_is_said_to_be_missing() -> None:
+    """A BPR with too few elements (the date lands in BPR15) names BPR16 as missing, not as a bad date."""
+    [error] = errors(parse_all(swap(MEDICARE, "*DA*987654321*20260803~", "*20260803~")))
+    assert (error.element, error.message.split(" (")[0]) == ("BPR16", "BPR16 is missing")
+
+
+def test_the_guide_version_is_st03_or_else_gs08_and_only_another_guide_warns() -> None:
+    """Many payers leave ST03 out; GS08 then names the guide. Only a version other than 005010X221(A1)
+    is worth a warning, and it names the element it was read from."""
+    for text, warning in (
+        (MEDICARE, None),
+        (MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001"), None),
+        (MEDICARE.replace("005010X221A1", "005010X221"), None),
+        (
+            MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001").replace(
+                "*X*005010X221A1", "*X*004010X091A1"
+            ),
+            "GS08 version 004010X091A1 is not 005010X221A1; read as that guide",
+        ),
+        (
+            MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001*004010X091A1"),
+            "ST03 version 004010X091A1 is not 005010X221A1; read as that guide",
+        ),
+    ):
+        [parsed] = remittances(parse_all(text))
+        assert parsed.warnings == (() if warning is None else (warning,))
 
 
 def test_structure_errors() -> None:

@@ -40,6 +40,8 @@ _NONE_KNOWN: Final[dict[str, dict[str, tuple[ClaimAdjustment, Decimal]]]] = {}
 """Stands for a CAS group code with no triple remembered yet (never written to)."""
 _claim_adjustment: Final = TrustedBuilder(ClaimAdjustment)
 _service_payment: Final = TrustedBuilder(ServicePayment)
+_ONE_UNIT: Final = Decimal(1)
+"""SVC05 absent: the guide says one unit was paid (SVC07, units submitted, is another count)."""
 _claim_payment: Final = TrustedBuilder(ClaimPaymentReceived)
 
 
@@ -247,6 +249,20 @@ class TransactionReader(HeaderReader):
         claim.services += 1
         self.loop = SERVICE
 
+    def _units(self, raw: str, element: str) -> Decimal:
+        """A count of units of the open service line (SVC05 paid, SVC07 submitted)."""
+        units = self.ctx.quantity(raw)
+        if units is None:
+            raise TransactionError(
+                FeedErrorReason.INVALID_ELEMENT,
+                f"{element} (units {'paid' if element == 'SVC05' else 'submitted'}) is not a number",
+                self.service_ordinal,
+                "SVC",
+                element=element,
+                expected="a number of units",
+            )
+        return units
+
     def _end_service(self) -> None:
         """Close the open service line: balance it and add it to its claim as a ServicePayment."""
         charge, paid, cas = self.service_charge, self.service_paid, self.service_cas
@@ -274,17 +290,8 @@ class TransactionReader(HeaderReader):
                 element="SVC01-2",
                 expected="a composite procedure such as HC:99213",
             )
-        units_raw = els[5] or els[7]
-        units = self.ctx.quantity(units_raw) if units_raw else None
-        if units_raw and units is None:
-            raise TransactionError(
-                FeedErrorReason.INVALID_ELEMENT,
-                "SVC05 (units paid) is not a number",
-                self.service_ordinal,
-                "SVC",
-                element="SVC05" if els[5] else "SVC07",
-                expected="a number of units",
-            )
+        units = self._units(els[5], "SVC05") if els[5] else _ONE_UNIT
+        submitted = self._units(els[7], "SVC07") if els[7] else None
         claim.lines.append(
             _service_payment.build(
                 {
@@ -295,6 +302,7 @@ class TransactionReader(HeaderReader):
                     "charge": charge,
                     "paid": paid,
                     "units": units,
+                    "units_submitted": submitted,
                     "service_date": self.service_date,
                 },
             )

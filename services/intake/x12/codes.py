@@ -70,6 +70,8 @@ BPR_PAYMENT_METHODS: Final = frozenset({"ACH", "BOP", "CHK", "FWT", "NON"})
 BPR_CREDIT_DEBIT: Final = frozenset({"C", "D"})
 
 SUPPORTED_VERSION: Final = "005010X221A1"
+SUPPORTED_GUIDE: Final = "005010X221"
+"""A transaction naming this guide (with or without the A1 errata) is read without a version warning."""
 
 ENVELOPE_SEGMENTS: Final = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 

@@ -41,6 +41,8 @@ class RawTransaction:
     """Segment texts from ST to SE, stripped; split into elements by the reader as it goes."""
     delimiters: Delimiters
     warnings: list[str] = field(default_factory=list)
+    group_version: str = ""
+    """GS08 of the transaction's functional group: the guide version when ST03 does not name one."""
 
 
 _CUT_SHORT = "the ISA segment is cut short: it needs 16 elements and a segment terminator"
@@ -102,6 +104,7 @@ class EnvelopeWalker:
         self._groups = 0
         self._in_interchange = False
         self._gs06: str | None = None
+        self._gs08 = ""
         self._in_group = False
         self._transactions_in_group = 0
         self._txn: list[str] | None = None
@@ -247,6 +250,7 @@ class EnvelopeWalker:
         self._in_group = True
         self._groups += 1
         self._gs06 = els[6].strip() if len(els) > 6 else None
+        self._gs08 = els[8].strip() if len(els) > 8 else ""
         self._transactions_in_group = 0
 
     def _st(self, els: list[str]) -> Iterator[FeedError]:
@@ -290,6 +294,7 @@ class EnvelopeWalker:
                 txn,
                 delims,
                 list(self._interchange_warnings),
+                self._gs08 if self._in_group else "",
             )
 
     def _ge(self, els: list[str]) -> Iterator[FeedError]:

@@ -165,6 +165,7 @@ class HeaderReader:
         self.payee: list[str] | None = None
         self.payee_tin = ""
         self.per_bl = False
+        self.per_bl_reachable = False
         self.payer_id = ""
         self.remittance_id = stable_id("unset")
         self.claim: ClaimState | None = None
@@ -255,7 +256,7 @@ class HeaderReader:
         if value is None:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
-                f"{els[0]}{pos:02d} is not a valid date",
+                f"{els[0]}{pos:02d} is {'not a valid date' if raw else 'missing'}",
                 ordinal,
                 els[0],
                 element=f"{els[0]}{pos:02d}",
@@ -283,10 +284,12 @@ class HeaderReader:
                 element="ST01",
                 expected="835",
             )
-        version = els[3] if len(els) > 3 else ""
-        if version != codes.SUPPORTED_VERSION:
+        version, source = (els[3], "ST03") if len(els) > 3 and els[3] else (self.raw.group_version, "GS08")
+        if not version.startswith(codes.SUPPORTED_GUIDE):
             shown = version[:12] if version.isalnum() else "missing"
-            self.warnings.append(f"ST03 version {shown} is not {codes.SUPPORTED_VERSION}; read as that guide")
+            self.warnings.append(
+                f"{source} version {shown} is not {codes.SUPPORTED_VERSION}; read as that guide"
+            )
 
     def _bpr(self, els: list[str], ordinal: int) -> None:
         if self.loop != HEADER or self.bpr is not None:
@@ -391,7 +394,9 @@ class HeaderReader:
 
     def _per(self, els: list[str], ordinal: int) -> None:
         if self.loop == PAYER:
-            self.per_bl = self.per_bl or (len(els) > 1 and els[1] == "BL")
+            if len(els) > 1 and els[1] == "BL":
+                self.per_bl = True
+                self.per_bl_reachable = self.per_bl_reachable or (len(els) > 4 and bool(els[3] and els[4]))
         elif self.loop != CLAIM:
             self._misplaced(els, ordinal)
 
@@ -469,6 +474,10 @@ class HeaderReader:
             )
         if not self.per_bl:
             self.warnings.append("payer loop 1000A has no PER*BL (technical contact) required by the guide")
+        elif not self.per_bl_reachable:
+            self.warnings.append(
+                "payer loop 1000A PER*BL has no contact number (PER03 qualifier and PER04) required by the guide"
+            )
         raw = self.raw
         self.remittance_id = stable_id(
             "remittance",
