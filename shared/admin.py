@@ -1,7 +1,9 @@
 """Operations against the broker: create topics, publish payer files, measure consumer lag."""
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,7 +15,7 @@ from shared import envelopes
 from shared.ids import account_key, stable_id
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
-from shared.x12_split import SplitRefused, split_x12
+from shared.x12_split import SplitRefused, cut_x12
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INTAKE = "remit.intake.v1"
@@ -122,29 +124,64 @@ def part_name(file_name: str, index: int, count: int) -> str:
 
 
 def raw_file_messages(
-    content: bytes, file_name: str, tenant_id: str, source: str, format_hint: str | None = None
+    content: bytes,
+    file_name: str,
+    tenant_id: str,
+    source: str,
+    format_hint: str | None = None,
+    payees: Mapping[str, str] | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """(key, value) of each intake message a file travels as: one, or for an X12 file too large for one
-    message, one per part cut between its transactions (``shared.x12_split``: the parts post exactly the
-    remittances the whole file would, under the same ids). Raises :class:`FileTooLarge` when the file is too
-    large and cannot be cut. The parts share the file's key (same sender), so they stay in order."""
+    """(key, value) of each intake message a file travels as. Usually one. An X12 file is cut between its
+    transactions (``shared.x12_split``: the parts post exactly the remittances, under the same ids, the whole
+    file would) when it is too large for one message, and when ``payees`` (payee id → tenant, see
+    :func:`load_payee_directory`) sends some of its transactions to other tenants than ``tenant_id``: each
+    tenant then gets only its own transactions. Raises :class:`FileTooLarge` when the file must be cut and
+    cannot be. A tenant's parts share its key for the sender, so they stay in order."""
     message = raw_file_message(content, file_name, tenant_id, source, format_hint)
     problem = too_large(len(content), len(message[1]))
-    if problem is None:
+    routing = bool(payees) and format_hint in (None, "x12_835") and _looks_like_x12(content)
+    if problem is None and not routing:
         return [message]
-    part_bytes = (MAX_MESSAGE_BYTES - _ENVELOPE_ROOM) * 3 // 4
+    directory = payees or {}
+
+    def tenant_of(ids: tuple[str, ...]) -> str:
+        return next((directory[i] for i in ids if i in directory), tenant_id)
+
     try:
-        parts = split_x12(content, part_bytes)
+        cut = cut_x12(content, (MAX_MESSAGE_BYTES - _ENVELOPE_ROOM) * 3 // 4, tenant_of)
     except SplitRefused as refused:
-        raise FileTooLarge(f"{problem}; it cannot be cut into parts: {refused}") from None
-    messages = [
-        raw_file_message(part, part_name(file_name, index, len(parts)), tenant_id, source, format_hint)
-        for index, part in enumerate(parts, start=1)
-    ]
-    for part, (_, value) in zip(parts, messages, strict=True):
+        why = problem or "its transactions could not be routed to their payees' tenants"
+        raise FileTooLarge(f"{why}; it cannot be cut into parts: {refused}") from None
+    if problem is None and {tenant for tenant, _ in cut} == {tenant_id}:
+        return [message]  # every transaction is the receiving tenant's: the file goes as it came
+    counts = Counter(tenant for tenant, _ in cut)
+    seen: Counter[str] = Counter()
+    messages = []
+    for tenant, part in cut:
+        seen[tenant] += 1
+        name = file_name if counts[tenant] == 1 else part_name(file_name, seen[tenant], counts[tenant])
+        key, value = raw_file_message(part, name, tenant, source, format_hint)
         if refused_part := too_large(len(part), len(value)):  # the room left for the envelope was too small
-            raise FileTooLarge(f"{problem}; a part of it is still too large: {refused_part}")
+            raise FileTooLarge(f"a part of {file_name} is still too large: {refused_part}")
+        messages.append((key, value))
     return messages
+
+
+def load_payee_directory(settings: Settings) -> dict[str, str]:
+    """``settings.payee_directory`` read: ``{"payee NPI or tax id": "tenant", ...}`` (empty without one)."""
+    if settings.payee_directory is None:
+        return {}
+    loaded = json.loads(settings.payee_directory.read_text())
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in loaded.items()
+    ):
+        raise ValueError(f"{settings.payee_directory}: expected a JSON object of payee id → tenant id")
+    return {k.strip(): v.strip() for k, v in loaded.items()}
+
+
+def _looks_like_x12(content: bytes) -> bool:
+    head = content[:64].removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return head.startswith(b"ISA") and len(head) > 3 and not head[3:4].isalnum()
 
 
 _ENVELOPE_ROOM = 64 * 1024
@@ -170,13 +207,16 @@ async def publish_files(
         acks="all",
         enable_idempotence=True,
     )
+    payees = load_payee_directory(settings)
     await producer.start()
     count = 0
     refused: list[str] = []
     try:
         for path in files:
             try:
-                messages = raw_file_messages(path.read_bytes(), path.name, tenant_id, source, format_hint)
+                messages = raw_file_messages(
+                    path.read_bytes(), path.name, tenant_id, source, format_hint, payees
+                )
             except FileTooLarge as problem:
                 refused.append(f"{path}: {problem}")
                 continue

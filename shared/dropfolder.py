@@ -19,14 +19,14 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from shared.admin import INTAKE, MAX_MESSAGE_BYTES, FileTooLarge, raw_file_messages
+from shared.admin import INTAKE, MAX_MESSAGE_BYTES, FileTooLarge, load_payee_directory, raw_file_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,13 @@ class DropFolder:
         publisher: Publisher | None = None,
         interval: float = 2.0,
         format_hint: str | None = None,
+        payees: Mapping[str, str] | None = None,
     ) -> None:
         self.folder = folder
         self.tenant_id = tenant_id
         self.interval = interval
         self.format_hint = format_hint
+        self.payees = payees if payees is not None else load_payee_directory(settings) if settings else {}
         self._kafka: KafkaPublisher | None = None
         if publisher is not None:
             self._publish = publisher
@@ -187,7 +189,9 @@ class DropFolder:
                 self._seen[name] = Observation(st.st_size, st.st_mtime_ns)
                 return "waiting"  # still being written after all: wait for two more equal polls
             try:
-                messages = raw_file_messages(content, name, self.tenant_id, "drop_folder", self.format_hint)
+                messages = raw_file_messages(
+                    content, name, self.tenant_id, "drop_folder", self.format_hint, self.payees
+                )
             except FileTooLarge as problem:
                 raise PermanentPublishError(str(problem)) from None
             for key, value in messages:  # a retry after a failure sends every part again: same ids

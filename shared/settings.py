@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="JSON file choosing payer policies (and their options) per tenant and payer; see "
         "shared.policy_config. Without it payer_policies and default_policy decide.",
     )
+    payee_directory: Path | None = Field(
+        default=None,
+        description="JSON file mapping payee identifiers (NPI from N1*PE, or tax id) to the tenant (clinic) "
+        "they belong to. With it, `ingest` and the drop folder route each X12 transaction to its payee's "
+        "tenant (a clearinghouse batch holding several clinics' ERAs is cut per clinic); payees not listed "
+        "stay with the tenant the file was received for.",
+    )
     fee_schedule_path: Path | None = Field(
         default=None,
         description="CSV fee schedule (payer_id,procedure_code,modifier,allowed_amount,effective_from,"

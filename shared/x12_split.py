@@ -9,13 +9,18 @@ interchange and group headers (``ISA``, ``GS``) of the transactions it carries a
 segment of a transaction is kept as sent (only the line breaks between segments are the splitter's), so
 the reader checks each transaction exactly as it would in the whole file: same balancing, same ``SE01``.
 
+The same cut routes a file by payee: a clearinghouse delivers one ERA batch to a billing company holding
+the transactions of many clinics (payees), and each clinic is a tenant whose data must never reach
+another. :func:`cut_x12` groups the transactions by the tenant their payee (``N1*PE`` ``N104``, else the
+``REF*TJ`` tax id of loop 1000B) belongs to, and each tenant gets parts holding only its own transactions.
+
 The cut is refused, with a reason, when the file's own envelope is not sound (counts or control numbers
 that disagree, segments outside any transaction, an unclosed group): recounting the trailers would hide the
 payer's error, so such a file must be corrected and sent again. The cut is deterministic, so a large file
 fed twice becomes the same parts, which intake then recognises as copies it already has.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 _BOM = b"\xef\xbb\xbf"
@@ -29,10 +34,17 @@ class SplitRefused(ValueError):
 
 
 @dataclass(frozen=True)
+class _Transaction:
+    text: bytes
+    payees: tuple[str, ...]
+    """The payee's identifiers as the transaction gives them: N1*PE N104, then REF*TJ of loop 1000B."""
+
+
+@dataclass(frozen=True)
 class _Group:
     gs: bytes
     gs06: bytes
-    transactions: list[bytes] = field(default_factory=list)
+    transactions: list[_Transaction] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -49,10 +61,22 @@ class _Item:
     interchange: int
     group: int
     text: bytes
+    tenant: str
+
+
+TenantOf = Callable[[tuple[str, ...]], str]
+"""The tenant a transaction belongs to, from its payee's identifiers (see :class:`_Transaction`)."""
 
 
 def split_x12(content: bytes, max_part_bytes: int) -> list[bytes]:
-    """The file as parts of at most ``max_part_bytes`` each, in file order; raises :class:`SplitRefused`.
+    """The file as parts of at most ``max_part_bytes`` each, in file order; raises :class:`SplitRefused`."""
+    return [part for _, part in cut_x12(content, max_part_bytes, lambda _: "")]
+
+
+def cut_x12(content: bytes, max_part_bytes: int, tenant_of: TenantOf) -> list[tuple[str, bytes]]:
+    """``(tenant, part)`` pairs: each tenant's transactions (``tenant_of`` their payee) in parts of at most
+    ``max_part_bytes``, tenants in the order their first transaction comes, each part's transactions in file
+    order; raises :class:`SplitRefused`.
 
     A file that is not X12, whose envelope is not sound, or one of whose transactions alone exceeds the
     limit cannot be cut. A file whose segment terminator is not a line break loses its line breaks (layout,
@@ -64,27 +88,37 @@ def split_x12(content: bytes, max_part_bytes: int) -> list[bytes]:
         text = text.replace(b"\r", b"").replace(b"\n", b"")
     end = terminator if terminator in b"\r\n" else terminator + b"\n"
     interchanges = _envelope(text, element, terminator, end)
-    parts: list[list[_Item]] = [[]]
-    size = number = 0
+    by_tenant: dict[str, list[_Item]] = {}
     for i, interchange in enumerate(interchanges):
         for g, group in enumerate(interchange.groups):
             for txn in group.transactions:
-                item = _Item(i, g, txn)
-                number += 1
-                alone = _overhead(interchanges, item, None) + len(txn)
-                if alone > max_part_bytes:
-                    raise SplitRefused(
-                        f"transaction #{number} of the file alone needs {alone} bytes, "
-                        f"more than a part may hold ({max_part_bytes}): the file cannot be cut between "
-                        "transactions"
-                    )
-                grown = size + _overhead(interchanges, item, parts[-1][-1] if parts[-1] else None) + len(txn)
-                if parts[-1] and grown > max_part_bytes:
-                    parts.append([])
-                    grown = alone
-                parts[-1].append(item)
-                size = grown
-    return [_render(interchanges, part, element, end) for part in parts if part]
+                tenant = tenant_of(txn.payees)
+                by_tenant.setdefault(tenant, []).append(_Item(i, g, txn.text, tenant))
+    return [
+        (tenant, _render(interchanges, part, element, end))
+        for tenant, items in by_tenant.items()
+        for part in _pack(interchanges, items, max_part_bytes)
+    ]
+
+
+def _pack(interchanges: list[_Interchange], items: list[_Item], max_part_bytes: int) -> list[list[_Item]]:
+    """``items`` in runs of at most ``max_part_bytes`` once rendered (headers and trailers counted)."""
+    parts: list[list[_Item]] = [[]]
+    size = 0
+    for number, item in enumerate(items, start=1):
+        alone = _overhead(interchanges, item, None) + len(item.text)
+        if alone > max_part_bytes:
+            raise SplitRefused(
+                f"transaction #{number} alone needs {alone} bytes, more than a part may hold "
+                f"({max_part_bytes}): the file cannot be cut between transactions"
+            )
+        grown = size + _overhead(interchanges, item, parts[-1][-1] if parts[-1] else None) + len(item.text)
+        if parts[-1] and grown > max_part_bytes:
+            parts.append([])
+            grown = alone
+        parts[-1].append(item)
+        size = grown
+    return [part for part in parts if part]
 
 
 def _delimiters(text: bytes) -> tuple[bytes, bytes]:
@@ -134,7 +168,7 @@ def _envelope(text: bytes, element: bytes, terminator: bytes, end: bytes) -> lis
             txn = [segment]
         elif sid == b"SE" and group is not None and txn is not None:
             txn.append(segment)
-            group.transactions.append(end.join(txn) + end)
+            group.transactions.append(_Transaction(end.join(txn) + end, _payees(txn, element)))
             txn = None
         elif sid == b"GS" and open_interchange and group is None and txn is None:
             group = _Group(segment, _element(els, 6))
@@ -153,6 +187,21 @@ def _envelope(text: bytes, element: bytes, terminator: bytes, end: bytes) -> lis
     if open_interchange:
         raise SplitRefused("the file ends inside an interchange (no IEA)")
     return interchanges
+
+
+def _payees(segments: list[bytes], element: bytes) -> tuple[str, ...]:
+    """Payee identifiers of a transaction's header (loops up to 1000B): N1*PE N104, then REF*TJ."""
+    payee, tax = element.join((b"N1", b"PE", b"")), element.join((b"REF", b"TJ", b""))
+    header_ends = (b"LX" + element, b"CLP" + element, b"PLB" + element, b"SE" + element)
+    found: list[str] = []
+    for segment in segments:
+        if segment.startswith(header_ends):
+            break
+        if segment.startswith(payee):
+            found.append(_element(segment.split(element), 4).decode("latin-1"))
+        elif segment.startswith(tax) and found:
+            found.append(_element(segment.split(element), 2).decode("latin-1"))
+    return tuple(p for p in found if p)
 
 
 def _element(els: list[bytes], index: int) -> bytes:

@@ -174,3 +174,40 @@ async def test_a_file_too_large_for_one_message_goes_as_parts_that_post_what_the
     again = admin.raw_file_messages(large, "weekly.835", tenant, "drop_folder")
     assert [await feed.send_message(m) for m in again] == ["duplicate", "duplicate"]
     assert len(await remittances(ledger, tenant)) == 3
+
+
+async def test_a_clearinghouse_batch_posts_each_clinics_remittance_under_that_clinic_only(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Routed by payee NPI at ingest: the other clinic's remittance, claims and PLB pairs never appear
+    under the receiving tenant, and each tenant's file lists only its own transactions."""
+    other_clinic = f"{tenant}-b"
+    st, ge = ORIGINAL.index(b"ST*835*"), ORIGINAL.index(b"GE*1*8011")
+    second = (
+        ORIGINAL[st:ge]
+        .replace(b"*0001", b"*0002")
+        .replace(b"EFT260803001", b"EFT260803002")
+        .replace(b"*XX*1234567893", b"*XX*1999999984")
+    )
+    assert b"*XX*1999999984" in second
+    batch = ORIGINAL[:ge] + second + b"GE*2*8011~\n" + ORIGINAL[ORIGINAL.index(b"IEA*") :]
+    messages = admin.raw_file_messages(
+        batch, "batch.835", tenant, "drop_folder", payees={"1999999984": other_clinic}
+    )
+    feed = Feed(ledger, tenant)
+    assert [await feed.send_message(m) for m in messages] == ["applied", "applied"]
+    posted = await ledger.fetch(
+        "SELECT tenant_id, payee_id, st02 FROM intake.remittances WHERE tenant_id IN ($1, $2) ORDER BY st02",
+        tenant,
+        other_clinic,
+    )
+    assert [tuple(r) for r in posted] == [
+        (tenant, "1234567893", "0001"),
+        (other_clinic, "1999999984", "0002"),
+    ]
+    files = await ledger.fetch(
+        "SELECT tenant_id, transactions FROM intake.files WHERE tenant_id IN ($1, $2) ORDER BY 1",
+        tenant,
+        other_clinic,
+    )
+    assert [tuple(f) for f in files] == [(tenant, 1), (other_clinic, 1)]

@@ -14,7 +14,7 @@ from test_x12_parser import MEDICARE
 from x12_builder import DELIMITER_SETS, Transaction, interchange, parse_all, remittances, swap, transactions
 
 from shared.feeds import ParsedRemittance
-from shared.x12_split import SplitRefused, split_x12
+from shared.x12_split import SplitRefused, cut_x12, split_x12
 
 
 def _essence(parsed: list[ParsedRemittance]) -> list[tuple[object, ...]]:
@@ -100,7 +100,7 @@ def test_a_file_whose_envelope_is_not_sound_is_refused(damage: tuple[str, str], 
 def test_what_cannot_be_cut_is_refused_with_the_reason() -> None:
     with pytest.raises(SplitRefused, match="only X12 files"):
         split_x12(b"payer,trace,amount\n01312,EFT1,10.00\n", 100)
-    with pytest.raises(SplitRefused, match="transaction #1 of the file alone needs"):
+    with pytest.raises(SplitRefused, match="transaction #1 alone needs"):
         split_x12(MEDICARE.encode(), 1_000)
     other = MEDICARE.replace("*", "|").replace(":", "^")
     with pytest.raises(SplitRefused, match="outside any transaction"):
@@ -113,3 +113,47 @@ def test_a_wrapped_file_is_cut_into_unwrapped_parts() -> None:
     [part] = split_x12(wrapped, 1 << 20)
     assert _essence(remittances(parse_all(part))) == _essence(remittances(parse_all(MEDICARE)))
     assert b"\r" not in part
+
+
+def _batch_of_three_clinics() -> str:
+    """A clearinghouse batch: transactions for payee NPI 1234567893, 1999999984 and an unlisted one."""
+    second = (
+        _txn_copy("0002").replace("*XX*1234567893", "*XX*1999999984").replace("REF*TJ*561234567", "REF*TJ*5")
+    )
+    third = (
+        _txn_copy("0003").replace("*XX*1234567893", "*XX*1555555553").replace("REF*TJ*561234567", "REF*TJ*7")
+    )
+    batch = swap(MEDICARE, "SE*40*0001~\n", "SE*40*0001~\n" + second + third)
+    return swap(batch, "GE*1*201", "GE*3*201")
+
+
+def test_a_batch_is_cut_per_clinic_by_payee_npi_or_tax_id() -> None:
+    """Each tenant gets only its own payees' transactions; what no directory entry names stays with the
+    tenant the file was received for; together the parts are the whole file."""
+    batch = _batch_of_three_clinics()
+    directory = {"1234567893": "clinic-a", "7": "clinic-c"}  # the third payee is known by its tax id only
+    cut = cut_x12(
+        batch.encode(), 1 << 20, lambda ids: next((directory[i] for i in ids if i in directory), "inbox")
+    )
+    assert [tenant for tenant, _ in cut] == ["clinic-a", "inbox", "clinic-c"]
+    payees = {tenant: [r.remittance.payee_id for r in remittances(parse_all(part))] for tenant, part in cut}
+    assert payees == {"clinic-a": ["1234567893"], "inbox": ["1999999984"], "clinic-c": ["1555555553"]}
+    read = [r for _, part in cut for r in remittances(parse_all(part))]
+    assert sorted(_essence(read)) == sorted(_essence(remittances(parse_all(batch))))
+
+
+def test_messages_route_by_payee_and_a_file_all_of_one_tenant_goes_as_it_came() -> None:
+    from contracts.envelope import parse_envelope
+    from contracts.events import RawFileReceived
+    from shared.admin import raw_file_messages
+
+    batch = _batch_of_three_clinics().encode()
+    routed = raw_file_messages(batch, "era.835", "inbox", "cli", payees={"1999999984": "clinic-b"})
+    tenants = [parse_envelope(value, RawFileReceived).tenant_id for _, value in routed]
+    assert tenants == ["inbox", "clinic-b"]
+    names = [parse_envelope(value, RawFileReceived).payload.file_name for _, value in routed]
+    assert names == ["era.835", "era.835"]
+    [same] = raw_file_messages(batch, "era.835", "inbox", "cli", payees={"1234567893": "inbox"})
+    assert parse_envelope(same[1], RawFileReceived).payload.content == batch
+    [csv] = raw_file_messages(b"payer,trace\n", "era.csv", "inbox", "cli", payees={"1": "clinic-b"})
+    assert parse_envelope(csv[1], RawFileReceived).payload.content == b"payer,trace\n"
