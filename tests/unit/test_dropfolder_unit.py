@@ -165,3 +165,21 @@ async def test_run_stops_cleanly_when_asked(tmp_path: Path) -> None:
 def test_a_folder_needs_settings_or_a_publisher(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="settings"):
         DropFolder(tmp_path, "t1")
+
+
+async def test_a_batch_of_several_clinics_is_published_to_each_clinic(tmp_path: Path) -> None:
+    from test_x12_split import _batch_of_three_clinics
+
+    from contracts.envelope import parse_envelope
+    from contracts.events import RawFileReceived
+
+    fake = FakePublisher()
+    folder = DropFolder(tmp_path, "inbox", publisher=fake, payees={"1999999984": "clinic-b", "7": "clinic-c"})
+    (tmp_path / "batch.835").write_bytes(_batch_of_three_clinics().encode())
+    await folder.poll_once()
+    assert (await folder.poll_once()).published == ["batch.835"]
+    assert [parse_envelope(value, RawFileReceived).tenant_id for _, _, value in fake.sent] == [
+        "inbox",
+        "clinic-b",
+        "clinic-c",
+    ]
