@@ -61,7 +61,6 @@ class _Item:
     interchange: int
     group: int
     text: bytes
-    tenant: str
 
 
 TenantOf = Callable[[tuple[str, ...]], str]
@@ -92,8 +91,7 @@ def cut_x12(content: bytes, max_part_bytes: int, tenant_of: TenantOf) -> list[tu
     for i, interchange in enumerate(interchanges):
         for g, group in enumerate(interchange.groups):
             for txn in group.transactions:
-                tenant = tenant_of(txn.payees)
-                by_tenant.setdefault(tenant, []).append(_Item(i, g, txn.text, tenant))
+                by_tenant.setdefault(tenant_of(txn.payees), []).append(_Item(i, g, txn.text))
     return [
         (tenant, _render(interchanges, part, element, end))
         for tenant, items in by_tenant.items()
