@@ -223,6 +223,11 @@ class OverpaymentDetected(Contract):
     original_payment_date: date | None = Field(
         default=None, description="When the overpaid payment was made, when the evidence shows it."
     )
+    identified_on: date | None = Field(
+        default=None,
+        description="For evidence of an overpayment the provider identified itself: the identification date "
+        "(the 60-day report-and-return deadline of Medicare and Medicaid counts from it).",
+    )
     netted_in_remittance: UUID | None = Field(
         default=None,
         description="Remittance whose claim amounts already net the difference (reversal + lower correction); "
@@ -322,6 +327,11 @@ class ReceivableChanged(Contract):
     original_payment_date: date | None = Field(
         default=None,
         description="When the payer made the overpaid payment (state look-back limits count from it).",
+    )
+    identified_on: date | None = Field(
+        default=None,
+        description="When the provider identified this overpayment itself, if it did (earliest such "
+        "evidence): the policy's report-and-return deadline counts from it.",
     )
     duplicate: bool = Field(
         default=False, description="The overpayment is a duplicate payment (NY waives notice)."

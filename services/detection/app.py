@@ -95,6 +95,7 @@ async def _record(
             patient_control_numbers=ev.patient_control_numbers,
             trace_numbers=ev.trace_numbers,
             original_payment_date=ev.original_payment_date,
+            identified_on=ev.evidence_date if ev.channel == "provider_identified" else None,
             duplicate=ev.rule == "duplicate_payment",
             netted_in_remittance=ev.netted_in_remittance,
         )

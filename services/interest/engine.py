@@ -134,7 +134,9 @@ class Engine:
         )
         horizon = max(through, row["accrued_through"] or through)
         plan = await store.repayment_plan(conn, tenant, rid)
-        facts = ReceivableFacts(determination, history, row["paid_on"], row["duplicate"], plan, horizon)
+        facts = ReceivableFacts(
+            determination, history, row["paid_on"], row["duplicate"], plan, horizon, row["identified_on"]
+        )
         terms = policy.interest_terms(facts)
         desired = domain.schedule(determination, history, terms, horizon) if terms is not None else []
         postings = domain.reconcile(determination, desired, await store.posted(conn, tenant, rid))

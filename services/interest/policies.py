@@ -63,6 +63,8 @@ class ReceivableFacts:
     as_of: date | None = None
     """The date the facts are judged on: an ERS installment due on or after it is not missed yet (None: the
     final history, every unmet installment missed)."""
+    identified_on: date | None = None
+    """When the provider identified the overpayment itself (None: the payer found it)."""
 
     @cached_property
     def ers_default(self) -> date | None:
@@ -169,6 +171,10 @@ class BasePolicy:
     recovery_lookback_months: int | None = None
     offset_allowed: bool = True
     holidays: tuple[date, ...] = ()
+    return_within_days_of_identification: int | None = None
+    """An overpayment the provider identified itself must be reported and returned within this many days of
+    identification (Medicare and Medicaid: 60, 42 CFR 401.305; identification may wait for a timely,
+    good-faith investigation of at most 180 days, so staff enter the date it concluded)."""
 
     def configured(self, options: Mapping[str, Any]) -> "BasePolicy":
         """A copy with ``options`` applied, each coerced to the field's type."""
@@ -240,6 +246,9 @@ class BasePolicy:
         """Every milestone the pack defines, plus pauses and ERS events from the history."""
         det = facts.determination
         out: list[Milestone] = [("determination", det)]
+        if facts.identified_on is not None and self.return_within_days_of_identification is not None:
+            days = self.return_within_days_of_identification
+            out.append(("report_and_return_deadline", facts.identified_on + timedelta(days=days)))
         if self.rebuttal_days is not None:
             out.append(("rebuttal_deadline", det + timedelta(days=self.rebuttal_days)))
         if self.interest_terms(facts) is not None:
@@ -373,6 +382,7 @@ class MedicarePolicy(BasePolicy):
     appeal_days: int | None = 120
     appeal_receipt_days: int = 5
     recovery_not_before_day: int | None = 41
+    return_within_days_of_identification: int | None = 60
 
     def locked_rate(self, determination: date) -> Decimal | None:
         """The rate table's rate on the determination date, fixed for the life of the debt."""

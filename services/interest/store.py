@@ -26,13 +26,14 @@ async def record_change(
 
     The latest state is only overwritten by a change not seen before, so an old event delivered again can
     never roll the receivable back. ``paid_on`` (the overpaid payment's date) and ``duplicate`` are what the
-    state packs' look-back, notice-deadline and duplicate-exemption rules read: the earliest date and any
+    state packs' look-back, notice-deadline and duplicate-exemption rules read, and ``identified_on`` the
+    report-and-return deadline of an overpayment the provider identified: the earliest dates and any
     duplicate flag seen win, as in matching's own row.
     """
     await conn.execute(
         """INSERT INTO interest.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
-               determination_date, principal, principal_recovered, status, paid_on, duplicate)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (tenant_id, receivable_id) DO NOTHING""",
+               determination_date, principal, principal_recovered, status, paid_on, duplicate, identified_on)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (tenant_id, receivable_id) DO NOTHING""",
         tenant_id,
         change.receivable_id,
         account,
@@ -45,6 +46,7 @@ async def record_change(
         change.status,
         change.original_payment_date,
         change.duplicate,
+        change.identified_on,
     )
     done = await conn.fetchval(
         """INSERT INTO interest.principal_history (tenant_id, receivable_id, event_id, effective_date, outstanding,
@@ -66,7 +68,8 @@ async def record_change(
         return False
     await conn.execute(
         """UPDATE interest.receivables SET principal = $3, principal_recovered = $4, status = $5, policy = $6,
-               determination_date = $7, paid_on = LEAST(paid_on, $8::date), duplicate = duplicate OR $9
+               determination_date = $7, paid_on = LEAST(paid_on, $8::date), duplicate = duplicate OR $9,
+               identified_on = LEAST(identified_on, $10::date)
            WHERE tenant_id = $1 AND receivable_id = $2""",
         tenant_id,
         change.receivable_id,
@@ -77,6 +80,7 @@ async def record_change(
         change.determination_date,
         change.original_payment_date,
         change.duplicate,
+        change.identified_on,
     )
     if change.recovery_schedule is not None:
         await conn.execute(

@@ -124,6 +124,7 @@ async def announce(
         ),
         original_payment_date=row["original_payment_date"],
         duplicate=row["duplicate"],
+        identified_on=row["identified_on"],
     )
     metrics.RECEIVABLE_CHANGES.labels(change).inc()
     return Outgoing.event(

@@ -45,8 +45,8 @@ async def open_or_grow(
     if row is None:
         await conn.execute(
             """INSERT INTO matching.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
-                   determination_date, principal, status, original_payment_date, duplicate)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open',$9,$10)""",
+                   determination_date, principal, status, original_payment_date, duplicate, identified_on)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open',$9,$10,$11)""",
             tenant_id,
             op.receivable_id,
             account,
@@ -57,17 +57,20 @@ async def open_or_grow(
             op.principal,
             op.original_payment_date,
             op.duplicate,
+            op.identified_on,
         )
         change = "ReceivableOpened"
     else:
         await conn.execute(
             """UPDATE matching.receivables SET duplicate = duplicate OR $3,
-                   original_payment_date = LEAST(original_payment_date, $4::date)
+                   original_payment_date = LEAST(original_payment_date, $4::date),
+                   identified_on = LEAST(identified_on, $5::date)
                WHERE tenant_id = $1 AND receivable_id = $2""",
             tenant_id,
             op.receivable_id,
             op.duplicate,
             op.original_payment_date,
+            op.identified_on,
         )
     if row is not None and (
         op.principal > row["principal"] or op.determination_date < row["determination_date"]

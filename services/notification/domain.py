@@ -19,8 +19,9 @@ from contracts.events import AlertRaised, InterestAccrued, OffsetRecorded, Recei
 Severity = Literal["info", "warning", "action"]
 Mode = Literal["immediate", "digest"]
 Milestone = tuple[str, date]
-TimelineOf = Callable[[str, date], list[Milestone]]
-"""(policy name, determination date) → the receivable's milestones; supplied by the payer policy plugins."""
+TimelineOf = Callable[[str, date, date | None], list[Milestone]]
+"""(policy name, determination date, date the provider identified it or None) → the receivable's milestones;
+supplied by the payer policy plugins."""
 
 RECEIVABLE_OPENED = "receivable_opened"
 RECEIVABLE_SETTLED = "receivable_settled"
@@ -53,6 +54,7 @@ KINDS = (
 """Every kind a rule can emit (the digest itself excluded): the vocabulary of the routing file."""
 
 WATCHED_MILESTONES = (
+    "report_and_return_deadline",
     "rebuttal_deadline",
     "interest_start",
     "recoupment_start",
@@ -60,6 +62,8 @@ WATCHED_MILESTONES = (
     "contest_deadline",
 )
 """Timeline dates staff act on before they pass; ``deadline approaching`` fires once for each."""
+ACTION_MILESTONES = ("report_and_return_deadline", "rebuttal_deadline", "appeal_deadline")
+"""Deadlines only staff can meet (a report, a rebuttal, an appeal): their reminder asks for action."""
 
 OPEN_STATUSES = ("open", "partially_recovered", "paused")
 
@@ -90,11 +94,15 @@ def receivable_key(raw: str | None) -> str | None:
 # --- timeline ------------------------------------------------------------------------------------------------
 
 
-def medicare_timeline(determination: date) -> list[Milestone]:
+def medicare_timeline(determination: date, identified_on: date | None = None) -> list[Milestone]:
     """DOMAIN.md §3, for when no payer policy plugin answers: rebuttal to day 15, interest from day 31,
-    recoupment from day 41."""
+    recoupment from day 41; an overpayment the provider identified is due back 60 days after that."""
+    returned = (
+        [] if identified_on is None else [("report_and_return_deadline", identified_on + timedelta(days=60))]
+    )
     return [
         ("determination", determination),
+        *returned,
         ("rebuttal_deadline", determination + timedelta(days=15)),
         ("interest_start", determination + timedelta(days=31)),
         ("recoupment_start", determination + timedelta(days=41)),
@@ -312,7 +320,7 @@ def deadline_approaching(deadline: Deadline, today: date) -> Message:
     label = deadline.milestone.replace("_", " ")
     return Message(
         DEADLINE_APPROACHING,
-        "action" if deadline.milestone in ("rebuttal_deadline", "appeal_deadline") else "warning",
+        "action" if deadline.milestone in ACTION_MILESTONES else "warning",
         f"{deadline.reference}: {label} {when} ({deadline.due_on.isoformat()}), "
         f"{money(deadline.balance)} open",
         {

@@ -123,7 +123,7 @@ class Notifier:
     ) -> list[tuple[UUID, domain.Message]]:
         change, tenant = source.payload, source.tenant_id
         await store.upsert_receivable(conn, tenant, source.account_key, change)
-        timeline = self._timeline(change.policy, change.determination_date)
+        timeline = self._timeline(change.policy, change.determination_date, change.identified_on)
         await store.set_deadlines(conn, tenant, change.receivable_id, domain.watched(timeline))
         found = [
             (stable_id(source.event_id, "notification", m.kind), m)
@@ -153,14 +153,16 @@ class Notifier:
                     found.append(_applied(done))
         return found
 
-    def _timeline(self, policy: str, determination: date) -> list[domain.Milestone]:
+    def _timeline(
+        self, policy: str, determination: date, identified_on: date | None
+    ) -> list[domain.Milestone]:
         try:
-            return self.timeline_of(policy, determination)
+            return self.timeline_of(policy, determination, identified_on)
         except Exception as exc:  # a broken policy plugin must not stop notifications; fall back to §3
             log.warning(
                 "payer policy %r timeline failed (%s); using DOMAIN.md §3 dates", policy, type(exc).__name__
             )
-            return domain.medicare_timeline(determination)
+            return domain.medicare_timeline(determination, identified_on)
 
     # --- notifications → channels -------------------------------------------------------------------------
 

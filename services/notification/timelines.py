@@ -14,14 +14,16 @@ from services.notification import domain
 
 
 def policy_timelines(policies: Mapping[str, Any]) -> domain.TimelineOf:
-    """A ``(policy name, determination date) → milestones`` function over the installed policies."""
+    """A ``(policy name, determination date, identification date) → milestones`` function over the
+    installed policies."""
     from services.interest.policies import ReceivableFacts  # the payer-policy interface's value type
 
-    def timeline_of(policy: str, determination: date) -> list[domain.Milestone]:
+    def timeline_of(policy: str, determination: date, identified_on: date | None) -> list[domain.Milestone]:
         plugin = policies.get(policy)
         if plugin is None or not hasattr(plugin, "timeline"):
-            return domain.medicare_timeline(determination)
-        milestones: list[domain.Milestone] = plugin.timeline(ReceivableFacts(determination=determination))
+            return domain.medicare_timeline(determination, identified_on)
+        facts = ReceivableFacts(determination=determination, identified_on=identified_on)
+        milestones: list[domain.Milestone] = plugin.timeline(facts)
         return sorted(milestones, key=lambda m: m[1])
 
     return timeline_of

@@ -138,3 +138,37 @@ async def test_duplicate_payment_found_when_the_second_payment_arrives_first(
     pipeline.feed(remit("EFTD1001", "20260701", [paid]))
     await pipeline.run()
     assert await evidence(ledger, tenant) == [("duplicate_payment", "3331000000002", D("160.00"))]
+
+
+async def test_a_provider_identified_overpayment_must_be_returned_within_60_days(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The clinic's own audit finds an overpayment (identified 2026-09-01) and staff enter it: the receivable
+    carries the identification date through matching, and its timeline (interest's, which `offsetstream
+    receivable` prints, and notification's, which reminds staff) has the 60-day report-and-return deadline.
+    A demand letter for the same FCN later does not move that date."""
+    found = letters.LetterEntry(
+        kind="provider_identified",
+        payer_id="01312",
+        payee_id="1234567893",
+        fcn="SELF-2026-017",
+        amount=D("240.00"),
+        letter_date=date(2026, 9, 1),
+    )
+    demand = found.model_copy(update={"kind": "demand_letter", "letter_date": date(2026, 9, 20)})
+    pipeline = InProcessPipeline(ledger, tenant)
+    for entry in (found, demand):
+        pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, tenant, "staff-7")))
+        await pipeline.run()
+    [row] = await ledger.fetch(
+        "SELECT identified_on, determination_date FROM matching.receivables WHERE tenant_id = $1", tenant
+    )
+    assert (row["identified_on"], row["determination_date"]) == (date(2026, 9, 1), date(2026, 9, 1))
+    timeline = await ledger.fetch("SELECT label, day FROM interest.timelines WHERE tenant_id = $1", tenant)
+    assert ("report_and_return_deadline", date(2026, 10, 31)) in [(t["label"], t["day"]) for t in timeline]
+    deadlines = await ledger.fetch(
+        "SELECT milestone, due_on FROM notification.deadlines WHERE tenant_id = $1", tenant
+    )
+    assert ("report_and_return_deadline", date(2026, 10, 31)) in [
+        (d["milestone"], d["due_on"]) for d in deadlines
+    ]

@@ -65,6 +65,17 @@ def test_medicare_timeline() -> None:
     ]
 
 
+def test_an_overpayment_the_provider_identified_is_due_back_60_days_after_identification() -> None:
+    """42 CFR 401.305: report and return within 60 days of identification (Medicare's pack; a commercial
+    contract sets its own, if any)."""
+    found = ReceivableFacts(date(2026, 9, 1), identified_on=date(2026, 9, 1))
+    assert ("report_and_return_deadline", date(2026, 10, 31)) in MedicarePolicy().timeline(found)
+    assert not [m for m in MedicarePolicy().timeline(ReceivableFacts(date(2026, 9, 1))) if "return" in m[0]]
+    assert not [m for m in CommercialPolicy().timeline(found) if "return" in m[0]]
+    contract = CommercialPolicy().configured({"return_within_days_of_identification": 90})
+    assert ("report_and_return_deadline", date(2026, 11, 30)) in contract.timeline(found)
+
+
 def test_medicare_recoupment_rules() -> None:
     policy = MedicarePolicy()
     assert rules(policy, facts(), recouped(DET + timedelta(days=40))) == ["too_early"]

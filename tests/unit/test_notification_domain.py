@@ -68,7 +68,7 @@ def offset(bucket: str, amount: str, unmatched: str = "0.00", reference: str | N
 def test_receivable_opened_carries_the_medicare_timeline_from_the_policy_plugin() -> None:
     # The payer policy plugin answers; DOMAIN.md §3: rebuttal day 15, interest day 31, recoupment day 41.
     timeline_of = policy_timelines(plugins.load_plugins(plugins.PAYER_POLICIES))
-    timeline = timeline_of("medicare", DET)
+    timeline = timeline_of("medicare", DET, None)
     [message] = domain.for_receivable("ReceivableOpened", change(), timeline)
     assert message.kind == "receivable_opened"
     assert message.facts["rebuttal_deadline"] == "2026-08-18"
@@ -79,13 +79,28 @@ def test_receivable_opened_carries_the_medicare_timeline_from_the_policy_plugin(
 
 def test_unknown_policy_falls_back_to_domain_section_3() -> None:
     timeline_of = policy_timelines({})
-    assert dict(timeline_of("no-such-policy", DET)) == dict(domain.medicare_timeline(DET))
+    assert dict(timeline_of("no-such-policy", DET, None)) == dict(domain.medicare_timeline(DET))
     assert dict(domain.medicare_timeline(DET))["recoupment_start"] == date(2026, 9, 13)
 
 
 def test_watched_milestones_skip_the_determination_itself() -> None:
     labels = [label for label, _ in domain.watched(domain.medicare_timeline(DET))]
     assert labels == ["rebuttal_deadline", "interest_start", "recoupment_start"]
+
+
+def test_a_provider_identified_overpayment_is_reminded_of_its_return_deadline_as_an_action() -> None:
+    found = date(2026, 9, 1)
+    for timeline in (
+        policy_timelines(plugins.load_plugins(plugins.PAYER_POLICIES))("medicare", found, found),
+        domain.medicare_timeline(found, found),
+    ):
+        assert ("report_and_return_deadline", date(2026, 10, 31)) in domain.watched(timeline)
+    deadline = domain.Deadline(
+        "r", "SELF-17", "01312", "report_and_return_deadline", date(2026, 10, 31), D("240")
+    )
+    message = domain.deadline_approaching(deadline, date(2026, 10, 28))
+    assert message.severity == "action"
+    assert message.summary == "SELF-17: report and return deadline in 3 days (2026-10-31), 240.00 open"
 
 
 # --- rules ----------------------------------------------------------------------------------------------------
