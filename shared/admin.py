@@ -103,8 +103,9 @@ def raw_file_message(
     return key.encode(), env.to_bytes()
 
 
-class FileTooLarge(ValueError):
-    """A file too large for one intake message that cannot be cut into parts either (the message says why)."""
+class FileRefused(ValueError):
+    """A file that must be cut before it can be sent (too large for one intake message, or holding other
+    tenants' transactions) and cannot be: the message says why; nothing of it was sent."""
 
 
 def too_large(content_size: int, message_size: int) -> str | None:
@@ -135,7 +136,7 @@ def raw_file_messages(
     transactions (``shared.x12_split``: the parts post exactly the remittances, under the same ids, the whole
     file would) when it is too large for one message, and when ``payees`` (payee id → tenant, see
     :func:`load_payee_directory`) sends some of its transactions to other tenants than ``tenant_id``: each
-    tenant then gets only its own transactions. Raises :class:`FileTooLarge` when the file must be cut and
+    tenant then gets only its own transactions. Raises :class:`FileRefused` when the file must be cut and
     cannot be. A tenant's parts share its key for the sender, so they stay in order."""
     message = raw_file_message(content, file_name, tenant_id, source, format_hint)
     problem = too_large(len(content), len(message[1]))
@@ -151,7 +152,7 @@ def raw_file_messages(
         cut = cut_x12(content, (MAX_MESSAGE_BYTES - _ENVELOPE_ROOM) * 3 // 4, tenant_of)
     except SplitRefused as refused:
         why = problem or "its transactions could not be routed to their payees' tenants"
-        raise FileTooLarge(f"{why}; it cannot be cut into parts: {refused}") from None
+        raise FileRefused(f"{why}; it cannot be cut into parts: {refused}") from None
     if problem is None and {tenant for tenant, _ in cut} == {tenant_id}:
         return [message]  # every transaction is the receiving tenant's: the file goes as it came
     counts = Counter(tenant for tenant, _ in cut)
@@ -162,7 +163,7 @@ def raw_file_messages(
         name = file_name if counts[tenant] == 1 else part_name(file_name, seen[tenant], counts[tenant])
         key, value = raw_file_message(part, name, tenant, source, format_hint)
         if refused_part := too_large(len(part), len(value)):  # the room left for the envelope was too small
-            raise FileTooLarge(f"a part of {file_name} is still too large: {refused_part}")
+            raise FileRefused(f"a part of {file_name} is still too large: {refused_part}")
         messages.append((key, value))
     return messages
 
@@ -199,7 +200,7 @@ async def publish_files(
     """Publish each file's exact bytes to the intake topic; the intake service parses them.
 
     A file too large for one message goes as parts (see :func:`raw_file_messages`); one that cannot be cut
-    is not sent, the rest are, then :class:`FileTooLarge` names the ones left out. Returns the number of
+    is not sent, the rest are, then :class:`FileRefused` names the ones left out. Returns the number of
     files sent (a file sent as parts counts once)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -217,7 +218,7 @@ async def publish_files(
                 messages = raw_file_messages(
                     path.read_bytes(), path.name, tenant_id, source, format_hint, payees
                 )
-            except FileTooLarge as problem:
+            except FileRefused as problem:
                 refused.append(f"{path}: {problem}")
                 continue
             for key, value in messages:
@@ -226,7 +227,7 @@ async def publish_files(
     finally:
         await producer.stop()
     if refused:
-        raise FileTooLarge(f"published {count} file(s); not sent:\n" + "\n".join(refused))
+        raise FileRefused(f"published {count} file(s); not sent:\n" + "\n".join(refused))
     return count
 
 

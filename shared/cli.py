@@ -125,12 +125,16 @@ async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> in
     from shared import admin
 
     files = admin.files_under(paths)
+    settings = get_settings()
     try:
-        count = await admin.publish_files(get_settings(), files, tenant, format_hint=format_hint)
-    except admin.FileTooLarge as refused:
+        count = await admin.publish_files(settings, files, tenant, format_hint=format_hint)
+    except admin.FileRefused as refused:
         print(refused, file=sys.stderr)
         return 1
-    print(f"published {count} file(s) to remit.intake.v1 for tenant {tenant}")
+    routed = (
+        f" (X12 transactions routed by payee: {settings.payee_directory})" if settings.payee_directory else ""
+    )
+    print(f"published {count} file(s) to remit.intake.v1 for tenant {tenant}{routed}")
     return 0
 
 

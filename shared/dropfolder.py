@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from shared.admin import INTAKE, MAX_MESSAGE_BYTES, FileTooLarge, load_payee_directory, raw_file_messages
+from shared.admin import INTAKE, MAX_MESSAGE_BYTES, FileRefused, load_payee_directory, raw_file_messages
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class DropFolder:
                 messages = raw_file_messages(
                     content, name, self.tenant_id, "drop_folder", self.format_hint, self.payees
                 )
-            except FileTooLarge as problem:
+            except FileRefused as problem:
                 raise PermanentPublishError(str(problem)) from None
             for key, value in messages:  # a retry after a failure sends every part again: same ids
                 await self._publish(INTAKE, key, value)
