@@ -420,6 +420,7 @@ _STAFF_ACTIONS: dict[str, dict[str, Any]] = {
 _RECEIVABLE_STATUS = {
     "ReceivableOpened": "open",
     "ReceivableIncreased": "open",
+    "ReceivableUpdated": "open",
     "ReceivableReduced": "partially_recovered",
     "ReceivableSettled": "settled",
     "ReceivableRefunded": "refunded",

@@ -137,6 +137,7 @@ TOPICS: tuple[Topic, ...] = (
         event_types=(
             "ReceivableOpened",
             "ReceivableIncreased",
+            "ReceivableUpdated",
             "ReceivableReduced",
             "ReceivableSettled",
             "ReceivableRefunded",

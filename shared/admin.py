@@ -15,7 +15,7 @@ from shared import envelopes
 from shared.ids import account_key, stable_id
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
-from shared.x12_split import SplitRefused, cut_x12
+from shared.x12_split import NotX12, SplitRefused, cut_x12
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INTAKE = "remit.intake.v1"
@@ -140,7 +140,7 @@ def raw_file_messages(
     cannot be. A tenant's parts share its key for the sender, so they stay in order."""
     message = raw_file_message(content, file_name, tenant_id, source, format_hint)
     problem = too_large(len(content), len(message[1]))
-    routing = bool(payees) and format_hint in (None, "x12_835") and _looks_like_x12(content)
+    routing = bool(payees) and format_hint in (None, "x12_835")
     if problem is None and not routing:
         return [message]
     directory = payees or {}
@@ -150,6 +150,10 @@ def raw_file_messages(
 
     try:
         cut = cut_x12(content, (MAX_MESSAGE_BYTES - _ENVELOPE_ROOM) * 3 // 4, tenant_of)
+    except NotX12 as refused:  # CSV, JSON: never cut nor routed
+        if problem is None:
+            return [message]
+        raise FileRefused(f"{problem}; it cannot be cut into parts: {refused}") from None
     except SplitRefused as refused:
         why = problem or "its transactions could not be routed to their payees' tenants"
         raise FileRefused(f"{why}; it cannot be cut into parts: {refused}") from None
@@ -174,15 +178,10 @@ def load_payee_directory(settings: Settings) -> dict[str, str]:
         return {}
     loaded = json.loads(settings.payee_directory.read_text())
     if not isinstance(loaded, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and v for k, v in loaded.items()
+        isinstance(k, str) and isinstance(v, str) and k.strip() and v.strip() for k, v in loaded.items()
     ):
         raise ValueError(f"{settings.payee_directory}: expected a JSON object of payee id → tenant id")
     return {k.strip(): v.strip() for k, v in loaded.items()}
-
-
-def _looks_like_x12(content: bytes) -> bool:
-    head = content[:64].removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-    return head.startswith(b"ISA") and len(head) > 3 and not head[3:4].isalnum()
 
 
 _ENVELOPE_ROOM = 64 * 1024

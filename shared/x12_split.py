@@ -23,7 +23,6 @@ fed twice becomes the same parts, which intake then recognises as copies it alre
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-_BOM = b"\xef\xbb\xbf"
 _SPACE = b" \t\r\n\x0b\x0c"
 _PADDING = b"\x00\x1a" + _SPACE
 _ISA_SEPARATORS = 16
@@ -31,6 +30,10 @@ _ISA_SEPARATORS = 16
 
 class SplitRefused(ValueError):
     """The file cannot be cut into parts; the message says why (segment ids and counts, never values)."""
+
+
+class NotX12(SplitRefused):
+    """The file does not start with an ISA segment (after what the reader skips): not X12 at all."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def cut_x12(content: bytes, max_part_bytes: int, tenant_of: TenantOf) -> list[tu
     limit cannot be cut. A file whose segment terminator is not a line break loses its line breaks (layout,
     as the reader treats them); each segment of a part ends with the terminator and a newline.
     """
-    text = content.removeprefix(_BOM).lstrip(_SPACE)
+    text = content[_preamble_end(content) :]
     element, terminator = _delimiters(text)
     if terminator not in b"\r\n":
         text = text.replace(b"\r", b"").replace(b"\n", b"")
@@ -123,7 +126,7 @@ def _delimiters(text: bytes) -> tuple[bytes, bytes]:
     """Element separator and segment terminator of the first ISA (line breaks in it ignored, unless the
     terminator is one)."""
     if not text.startswith(b"ISA") or len(text) < 4 or text[3:4].isalnum() or text[3:4].isspace():
-        raise SplitRefused("the file does not start with an ISA segment: only X12 files can be cut")
+        raise NotX12("the file does not start with an ISA segment: only X12 files can be cut")
     element = text[3:4]
     for head in (text[:400].replace(b"\r", b"").replace(b"\n", b""), text[:400]):
         idx = 3
@@ -137,10 +140,27 @@ def _delimiters(text: bytes) -> tuple[bytes, bytes]:
     raise SplitRefused("the ISA segment is cut short or has no segment terminator after ISA16")
 
 
+def _preamble_end(content: bytes) -> int:
+    """Where the first ISA starts once what the reader skips before it is skipped: byte-order marks and
+    whitespace of any kind (``str.isspace``, as ``TextWindow.skip_preamble``), decoded as the reader decodes
+    (UTF-8, else Latin-1). 0 when anything else comes first, so the caller's ISA check refuses the file."""
+    head = content[:_PREAMBLE_LIMIT]
+    at = head.find(b"ISA")
+    if at <= 0:
+        return 0
+    try:
+        before = head[:at].decode("utf-8")
+    except UnicodeDecodeError:
+        before = head[:at].decode("latin-1")
+    return at if all(c == "\ufeff" or c.isspace() for c in before) else 0
+
+
+_PREAMBLE_LIMIT = 1 << 16
+
+
 def _segments(text: bytes, terminator: bytes) -> Iterator[bytes]:
     for piece in text.split(terminator):
-        segment = piece.strip(_SPACE)
-        if segment.strip(_PADDING):
+        if segment := piece.strip(_SPACE):
             yield segment
 
 
@@ -156,6 +176,8 @@ def _envelope(text: bytes, element: bytes, terminator: bytes, end: bytes) -> lis
     for ordinal, segment in enumerate(_segments(text, terminator), start=1):
         sid = segment.split(element, 1)[0]
         if sid not in _ENVELOPE:
+            if txn is None and not segment.strip(_PADDING):
+                continue  # padding between interchanges (inside a transaction it is a segment, as the reader counts)
             if txn is None:
                 raise SplitRefused(f"segment #{ordinal} is outside any transaction")
             txn.append(segment)

@@ -28,6 +28,8 @@ REDUCTIONS = frozenset({"ReceivableReduced", "ReceivableSettled"})
 WRITE_OFF = "ReceivableWrittenOff"
 """Event type of a write-off (staff, or an appeal the provider won); also of a recovery that closes a receivable
 already partly written off, which is told apart by its recovered totals moving."""
+FACTS_ONLY = "ReceivableUpdated"
+"""A change that adds a fact (duplicate, payment or identification date) and moves no money."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def history_from_changes(
     Dating each delta by its own business date makes a recovery that arrives late land where it belongs.
 
     A pause starts with any change whose status is ``paused`` and ends with the next status-only change
-    (amount 0, not an ``InterestAdded``) whose status is something else; reductions never end a pause, since
+    (amount 0, not an ``InterestAdded`` nor a facts-only ``ReceivableUpdated``) whose status is something else; reductions never end a pause, since
     a recoupment during an appeal is exactly what must be flagged, not a sign the appeal is over.
     """
     movements: list[Movement] = []
@@ -187,6 +189,8 @@ def history_from_changes(
     pauses: list[Pause] = []
     started: date | None = None
     for change in sorted(changes, key=lambda c: c.effective):
+        if change.event_type == FACTS_ONLY:  # dated by its evidence, it says nothing about a pause
+            continue
         if change.status == "paused":
             started = started or change.effective
         elif started is not None and change.change_amount == 0 and change.event_type != "InterestAdded":

@@ -256,7 +256,7 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
                 row,
                 store.balance_of(row),
                 change,
-                op.evidence_amount,
+                ZERO if change == "ReceivableUpdated" else op.evidence_amount,
                 op.determination_date,
                 op.source,
             )

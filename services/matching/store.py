@@ -36,10 +36,19 @@ async def lock_receivable(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -
     return row
 
 
+def _earlier(new: date | None, known: date | None) -> bool:
+    """True when ``new`` is a date and moves ``known`` earlier (or is the first one known)."""
+    return new is not None and (known is None or new < known)
+
+
 async def open_or_grow(
     conn: asyncpg.Connection, tenant_id: str, account: str, op: OverpaymentDetected
 ) -> tuple[str | None, asyncpg.Record]:
-    """Create the receivable or raise its principal to the merged principal; say which happened."""
+    """Create the receivable or raise its principal to the merged principal; say which happened.
+
+    Evidence that moves none of the money but adds a fact the policies read (a duplicate payment, an earlier
+    overpaid payment date, the date the provider identified it) is announced too, as ``ReceivableUpdated``:
+    interest and notification learn facts only from receivable changes."""
     row = await lock_receivable(conn, tenant_id, op.receivable_id)
     change: str | None = None
     if row is None:
@@ -72,6 +81,12 @@ async def open_or_grow(
             op.original_payment_date,
             op.identified_on,
         )
+        if (
+            (op.duplicate and not row["duplicate"])
+            or _earlier(op.original_payment_date, row["original_payment_date"])
+            or _earlier(op.identified_on, row["identified_on"])
+        ):
+            change = "ReceivableUpdated"
     if row is not None and (
         op.principal > row["principal"] or op.determination_date < row["determination_date"]
     ):

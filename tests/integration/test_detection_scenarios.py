@@ -172,3 +172,33 @@ async def test_a_provider_identified_overpayment_must_be_returned_within_60_days
     assert ("report_and_return_deadline", date(2026, 10, 31)) in [
         (d["milestone"], d["due_on"]) for d in deadlines
     ]
+
+
+async def test_an_identification_after_the_demand_letter_still_reaches_the_timeline(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The other order: the demand letter opened the receivable; the provider's own identification, for the
+    same FCN and amount, moves no money but must still put its deadline on interest's and notification's
+    timelines (a facts-only ``ReceivableUpdated``)."""
+    demand = letters.LetterEntry(
+        payer_id="01312",
+        payee_id="1234567893",
+        fcn="SELF-2026-018",
+        amount=D("240.00"),
+        letter_date=date(2026, 9, 20),
+    )
+    found = demand.model_copy(update={"kind": "provider_identified", "letter_date": date(2026, 9, 1)})
+    pipeline = InProcessPipeline(ledger, tenant)
+    for entry in (demand, found):
+        pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, tenant, "staff-7")))
+        await pipeline.run()
+    [row] = await ledger.fetch(
+        "SELECT identified_on, principal FROM interest.receivables WHERE tenant_id = $1", tenant
+    )
+    assert (row["identified_on"], row["principal"]) == (date(2026, 9, 1), D("240.00"))
+    timeline = await ledger.fetch("SELECT label, day FROM interest.timelines WHERE tenant_id = $1", tenant)
+    assert ("report_and_return_deadline", date(2026, 10, 31)) in [(t["label"], t["day"]) for t in timeline]
+    deadlines = await ledger.fetch(
+        "SELECT milestone FROM notification.deadlines WHERE tenant_id = $1", tenant
+    )
+    assert "report_and_return_deadline" in [d["milestone"] for d in deadlines]

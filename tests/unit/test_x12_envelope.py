@@ -109,3 +109,14 @@ def test_another_transaction_set_is_named_in_its_error() -> None:
         [error] = errors(parse_all(MEDICARE.replace("ST*835*", f"ST*{st01}*")))
         assert error.message.startswith(f"transaction set {shown} is not an 835"), error.message
         assert (error.segment_id, error.element) == ("ST", "ST01")
+
+
+def test_a_later_interchange_ending_its_segments_with_line_breaks_still_reads() -> None:
+    """Line breaks only between segments are no wrap, so they are kept: the second interchange of this file
+    uses a line break as its terminator and must read as it always did."""
+    second = (
+        MEDICARE.replace("000000201", "000000202").replace("*201*", "*202*").replace("GE*1*201", "GE*1*202")
+    )
+    second = second.replace("~\n", "\n").replace("*:\n", "*:\n")
+    results = remittances(parse_all(MEDICARE + second))
+    assert [r.remittance.interchange_control_number for r in results] == ["000000201", "000000202"]

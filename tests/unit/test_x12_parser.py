@@ -305,7 +305,6 @@ def test_several_interchanges_with_their_own_delimiters_in_one_file() -> None:
         ("PLB*1234567893*20261231*WO:2226", "PLB*1234567893*2026*WO:2226", "PLB02"),
         ("*WO:FCN26070100003*50~", "*WO:FCN26070100003~", "PLB08"),
         ("SVC*HC:99214:25*200*128**1~", "SVC*HC:99214:25*200*128**ONE~", "SVC05"),
-        ("SVC*HC:99214:25*200*128**1~", "SVC*HC:99214:25*200*128**1**TWO~", "SVC07"),
     ],
 )
 def test_invalid_elements_are_named(old: str, new: str, element: str) -> None:
@@ -328,6 +327,13 @@ def test_units_paid_are_svc05_or_one_and_units_submitted_svc07() -> None:
         [parsed] = remittances(parse_all(swap(MEDICARE, "SVC*HC:99214:25*200*128**1~", svc)))
         line = parsed.claims[0].services[0]
         assert (line.units, line.units_submitted) == expected, svc
+    [parsed] = remittances(
+        parse_all(swap(MEDICARE, "SVC*HC:99214:25*200*128**1~", "SVC*HC:99214:25*200*128**1**TWO~"))
+    )
+    assert parsed.claims[0].services[0].units_submitted is None
+    assert parsed.warnings == (
+        "SVC07 (units submitted) of service line 1 of claim 1 is not a number; ignored",
+    )
 
 
 def test_a_missing_payment_date_is_said_to_be_missing() -> None:

@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_x12_parser import MEDICARE
-from x12_builder import DELIMITER_SETS, Transaction, interchange, parse_all, remittances, swap, transactions
+from x12_builder import (
+    DELIMITER_SETS,
+    Transaction,
+    errors,
+    interchange,
+    parse_all,
+    remittances,
+    swap,
+    transactions,
+)
 
 from shared.feeds import ParsedRemittance
 from shared.x12_split import SplitRefused, cut_x12, split_x12
@@ -157,3 +166,29 @@ def test_messages_route_by_payee_and_a_file_all_of_one_tenant_goes_as_it_came() 
     assert parse_envelope(same[1], RawFileReceived).payload.content == batch
     [csv] = raw_file_messages(b"payer,trace\n", "era.csv", "inbox", "cli", payees={"1": "clinic-b"})
     assert parse_envelope(csv[1], RawFileReceived).payload.content == b"payer,trace\n"
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [b" " * 70, b"\r\n" * 40, b"\x1f", b"\xef\xbb\xbf\xef\xbb\xbf", "\u00a0\n".encode()],
+)
+def test_whatever_the_reader_skips_before_the_isa_does_not_stop_routing(preamble: bytes) -> None:
+    """The reader skips any byte-order marks and whitespace before ISA; routing must see the same file, or
+    another clinic's transaction would go, unrouted, to the receiving tenant."""
+    from contracts.envelope import parse_envelope
+    from contracts.events import RawFileReceived
+    from shared.admin import raw_file_messages
+
+    batch = preamble + _batch_of_three_clinics().encode()
+    routed = raw_file_messages(batch, "era.835", "inbox", "cli", payees={"1999999984": "clinic-b"})
+    assert [parse_envelope(v, RawFileReceived).tenant_id for _, v in routed] == ["inbox", "clinic-b"]
+
+
+def test_padding_inside_a_transaction_is_a_segment_in_the_parts_as_in_the_whole() -> None:
+    """NUL or SUB between segments of a transaction is counted by the reader (so SE01 disagrees); the parts
+    must not quietly drop it and post what the whole file rejects."""
+    damaged = swap(MEDICARE, "DTM*405*20260801~\n", "DTM*405*20260801~\n\x00\x00~\n")
+    whole = errors(parse_all(damaged))
+    [part] = split_x12(damaged.encode(), 1 << 20)
+    assert [e.message for e in errors(parse_all(part))] == [e.message for e in whole]
+    assert whole and "SE01" in whole[0].message

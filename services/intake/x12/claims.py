@@ -249,16 +249,16 @@ class TransactionReader(HeaderReader):
         claim.services += 1
         self.loop = SERVICE
 
-    def _units(self, raw: str, element: str) -> Decimal:
-        """A count of units of the open service line (SVC05 paid, SVC07 submitted)."""
+    def _units(self, raw: str) -> Decimal:
+        """SVC05, the units paid of the open service line."""
         units = self.ctx.quantity(raw)
         if units is None:
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
-                f"{element} (units {'paid' if element == 'SVC05' else 'submitted'}) is not a number",
+                "SVC05 (units paid) is not a number",
                 self.service_ordinal,
                 "SVC",
-                element=element,
+                element="SVC05",
                 expected="a number of units",
             )
         return units
@@ -290,8 +290,13 @@ class TransactionReader(HeaderReader):
                 element="SVC01-2",
                 expected="a composite procedure such as HC:99213",
             )
-        units = self._units(els[5], "SVC05") if els[5] else _ONE_UNIT
-        submitted = self._units(els[7], "SVC07") if els[7] else None
+        units = self._units(els[5]) if els[5] else _ONE_UNIT
+        submitted = self.ctx.quantity(els[7]) if els[7] else None
+        if els[7] and submitted is None:  # informational only: the line still balances and posts
+            self.warnings.append(
+                f"SVC07 (units submitted) of service line {claim.services} of claim {claim.claim_ordinal} "
+                "is not a number; ignored"
+            )
         claim.lines.append(
             _service_payment.build(
                 {

@@ -81,7 +81,7 @@ class X12Parser:
                 expected="an X12 interchange starting with ISA",
             )
             return
-        if _terminated_by_other_than_line_breaks(window, start):
+        if _wrapped(window, start):
             window.unwrap()
             start = window.skip_preamble()
         ctx = FileContext(file_name, file_sha256, tenant_id)
@@ -108,13 +108,36 @@ class X12Parser:
             )
 
 
-def _terminated_by_other_than_line_breaks(window: TextWindow, start: int) -> bool:
-    """True when the first interchange's segment terminator, read with line breaks ignored, is not itself a
-    line break: then every line break in the file is layout (one after each segment, or a wrap at a fixed
-    width that may fall inside a segment, even inside the ISA) and can go."""
+def _wrapped(window: TextWindow, start: int) -> bool:
+    """True for a file wrapped at a fixed width: its first interchange's terminator (read with line breaks
+    ignored) is not a line break, yet a line break in that interchange's first lines follows something other
+    than a terminator or another line break, i.e. falls inside a segment (even inside the ISA). Its line breaks are
+    layout and all go. A file with line breaks only between segments is left as it is, so a later
+    interchange that ends its segments with line breaks still reads."""
     window.fill(start + 2 * ISA_LENGTH)
     found = read_delimiters(unbroken(window.text[start : start + 2 * ISA_LENGTH]), 0)
-    return not isinstance(found, str) and found[0].segment not in "\r\n"
+    if isinstance(found, str) or found[0].segment in "\r\n":
+        return False
+    terminator, element = found[0].segment, found[0].element
+    first_end = window.text.find("IEA" + element, start, start + _WRAP_PROBE)  # the first interchange only
+    text = window.text[: first_end if first_end > 0 else start + _WRAP_PROBE]
+    at = _next_break(text, start)
+    while at >= 0:
+        before = text[at - 1] if at > start else terminator
+        if before != terminator and before not in "\r\n":
+            return True
+        at = _next_break(text, at + 1)
+    return False
+
+
+_WRAP_PROBE = 1 << 16
+"""Characters looked at for a wrap: a wrapped file breaks a segment every line, so its first lines tell."""
+
+
+def _next_break(text: str, start: int) -> int:
+    """Index of the next CR or LF at or after ``start``; -1 when there is none."""
+    cr, lf = text.find("\r", start), text.find("\n", start)
+    return lf if cr < 0 else cr if lf < 0 else min(cr, lf)
 
 
 LARGE_TRANSACTION = 2_000
