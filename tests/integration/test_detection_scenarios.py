@@ -140,13 +140,15 @@ async def test_duplicate_payment_found_when_the_second_payment_arrives_first(
     assert await evidence(ledger, tenant) == [("duplicate_payment", "3331000000002", D("160.00"))]
 
 
+@pytest.mark.parametrize("identified_first", [True, False], ids=["identified-first", "demand-first"])
 async def test_a_provider_identified_overpayment_must_be_returned_within_60_days(
-    ledger: asyncpg.Connection, tenant: str
+    ledger: asyncpg.Connection, tenant: str, identified_first: bool
 ) -> None:
-    """The clinic's own audit finds an overpayment (identified 2026-09-01) and staff enter it: the receivable
+    """The clinic's own audit finds an overpayment (identified 2026-09-01) and staff enter it; the payer's
+    demand letter (2026-09-20) for the same FCN and amount comes before or after. Either way the receivable
     carries the identification date through matching, and its timeline (interest's, which `offsetstream
     receivable` prints, and notification's, which reminds staff) has the 60-day report-and-return deadline.
-    A demand letter for the same FCN later does not move that date."""
+    Demand first, the identification moves no money: a facts-only ``ReceivableUpdated`` carries it."""
     found = letters.LetterEntry(
         kind="provider_identified",
         payer_id="01312",
@@ -157,13 +159,19 @@ async def test_a_provider_identified_overpayment_must_be_returned_within_60_days
     )
     demand = found.model_copy(update={"kind": "demand_letter", "letter_date": date(2026, 9, 20)})
     pipeline = InProcessPipeline(ledger, tenant)
-    for entry in (found, demand):
+    for entry in (found, demand) if identified_first else (demand, found):
         pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, tenant, "staff-7")))
         await pipeline.run()
     [row] = await ledger.fetch(
         "SELECT identified_on, determination_date FROM matching.receivables WHERE tenant_id = $1", tenant
     )
-    assert (row["identified_on"], row["determination_date"]) == (date(2026, 9, 1), date(2026, 9, 1))
+    # Day 0 is the first evidence's date: the identification, or the demand letter when it came first.
+    determined = date(2026, 9, 1) if identified_first else date(2026, 9, 20)
+    assert (row["identified_on"], row["determination_date"]) == (date(2026, 9, 1), determined)
+    [row] = await ledger.fetch(
+        "SELECT identified_on, principal FROM interest.receivables WHERE tenant_id = $1", tenant
+    )
+    assert (row["identified_on"], row["principal"]) == (date(2026, 9, 1), D("240.00"))
     timeline = await ledger.fetch("SELECT label, day FROM interest.timelines WHERE tenant_id = $1", tenant)
     assert ("report_and_return_deadline", date(2026, 10, 31)) in [(t["label"], t["day"]) for t in timeline]
     deadlines = await ledger.fetch(
@@ -172,33 +180,3 @@ async def test_a_provider_identified_overpayment_must_be_returned_within_60_days
     assert ("report_and_return_deadline", date(2026, 10, 31)) in [
         (d["milestone"], d["due_on"]) for d in deadlines
     ]
-
-
-async def test_an_identification_after_the_demand_letter_still_reaches_the_timeline(
-    ledger: asyncpg.Connection, tenant: str
-) -> None:
-    """The other order: the demand letter opened the receivable; the provider's own identification, for the
-    same FCN and amount, moves no money but must still put its deadline on interest's and notification's
-    timelines (a facts-only ``ReceivableUpdated``)."""
-    demand = letters.LetterEntry(
-        payer_id="01312",
-        payee_id="1234567893",
-        fcn="SELF-2026-018",
-        amount=D("240.00"),
-        letter_date=date(2026, 9, 20),
-    )
-    found = demand.model_copy(update={"kind": "provider_identified", "letter_date": date(2026, 9, 1)})
-    pipeline = InProcessPipeline(ledger, tenant)
-    for entry in (demand, found):
-        pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, tenant, "staff-7")))
-        await pipeline.run()
-    [row] = await ledger.fetch(
-        "SELECT identified_on, principal FROM interest.receivables WHERE tenant_id = $1", tenant
-    )
-    assert (row["identified_on"], row["principal"]) == (date(2026, 9, 1), D("240.00"))
-    timeline = await ledger.fetch("SELECT label, day FROM interest.timelines WHERE tenant_id = $1", tenant)
-    assert ("report_and_return_deadline", date(2026, 10, 31)) in [(t["label"], t["day"]) for t in timeline]
-    deadlines = await ledger.fetch(
-        "SELECT milestone FROM notification.deadlines WHERE tenant_id = $1", tenant
-    )
-    assert "report_and_return_deadline" in [d["milestone"] for d in deadlines]
