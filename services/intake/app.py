@@ -86,6 +86,7 @@ async def replay_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
             file.raw.sha256[:12],
         )
     good, bad = domain.split_results(file.results)
+    good, _ = domain.collapse_repeats(good)
     posted = await store.remittances_posted_by(conn, file.tenant, file.raw.sha256)
     outputs = [
         Outgoing.event(topic, env)
@@ -104,8 +105,10 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
         conn, incoming, file, "replayed" if "replayed_from" in incoming.headers else "received"
     )
     good, bad = domain.split_results(results)
+    good, duplicates = domain.collapse_repeats(good)  # the file's own copies: a warning on the first
+    if duplicates:
+        metrics.DUPLICATES.labels(parser.name).inc(duplicates)
     outputs: list[Outgoing] = []
-    duplicates = 0
     for transaction in good:
         parsed = transaction
         before = await store.posted_before(conn, tenant, parsed)

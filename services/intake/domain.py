@@ -5,7 +5,9 @@ each claim or PLB pair, so a file fed twice, or reissued with other bytes, maps 
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
 from contracts.envelope import Envelope
 from shared import envelopes
@@ -111,3 +113,67 @@ def split_results(
         else:
             good.append(result)
     return good, bad
+
+
+LISTED_REPEATS = 10
+"""Transaction positions listed in a repeat warning; the count says how many there were in all."""
+
+
+def collapse_repeats(good: Sequence[ParsedRemittance]) -> tuple[list[ParsedRemittance], int]:
+    """The file's remittances once each, in file order, and how many repeats were folded into an earlier one.
+
+    A file can hold one transaction several times (a payer or clearinghouse appending the same interchange
+    again and again): every copy has the same remittance identity (tenant, payer, ``TRN02``,
+    ``ISA13/GS06/ST02``) and so the same event ids, and only the first can ever post. Instead of the copies
+    vanishing as "already posted", the first carries a warning (stored with the remittance, printed by
+    ``offsetstream files --warnings``) saying how many copies the file held, where (transaction positions,
+    never element values), and whether any of them carried other claims or money, which then did not post.
+    """
+    kept: list[ParsedRemittance] = []
+    first: dict[UUID, int] = {}
+    copies: dict[UUID, list[ParsedRemittance]] = {}
+    for parsed in good:
+        rid = parsed.remittance.remittance_id
+        if rid in first:
+            copies.setdefault(rid, []).append(parsed)
+        else:
+            first[rid] = len(kept)
+            kept.append(parsed)
+    for rid, repeated in copies.items():
+        at = first[rid]
+        original = kept[at]
+        kept[at] = replace(original, warnings=(*original.warnings, repeat_warning(original, repeated)))
+    return kept, sum(len(repeated) for repeated in copies.values())
+
+
+def repeat_warning(original: ParsedRemittance, repeated: Sequence[ParsedRemittance]) -> str:
+    """What staff read about the copies of ``original`` in the same file (positions and counts only)."""
+    positions = [p.remittance.transaction_index for p in repeated]
+    listed = ", ".join(f"#{i}" for i in positions[:LISTED_REPEATS]) + (
+        ", …" if len(positions) > LISTED_REPEATS else ""
+    )
+    head = (
+        f"transaction #{original.remittance.transaction_index} is repeated {len(repeated)} more time(s) in this "
+        f"file (transactions {listed}) under the same control numbers (ISA13/GS06/ST02) and trace number"
+    )
+    differing = [p.remittance.transaction_index for p in repeated if not same_content(original, p)]
+    if not differing:
+        return f"{head}, with the same claims and money: posted once"
+    shown = ", ".join(f"#{i}" for i in differing[:LISTED_REPEATS]) + (
+        ", …" if len(differing) > LISTED_REPEATS else ""
+    )
+    return (
+        f"{head}; {len(differing)} of them ({shown}) carry other claims or money and were not posted (they "
+        "share this remittance's ids): ask the payer for a corrected file"
+    )
+
+
+def same_content(a: ParsedRemittance, b: ParsedRemittance) -> bool:
+    """Two transactions of one identity carrying the same payment: header money and every claim and PLB pair
+    (the remittance's position in the file aside)."""
+    ra, rb = a.remittance, b.remittance
+    return (
+        ra.model_copy(update={"transaction_index": rb.transaction_index}) == rb
+        and a.claims == b.claims
+        and a.adjustments == b.adjustments
+    )

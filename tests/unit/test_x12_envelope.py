@@ -120,3 +120,24 @@ def test_a_later_interchange_ending_its_segments_with_line_breaks_still_reads() 
     second = second.replace("~\n", "\n").replace("*:\n", "*:\n")
     results = remittances(parse_all(MEDICARE + second))
     assert [r.remittance.interchange_control_number for r in results] == ["000000201", "000000202"]
+
+
+def test_a_control_number_that_does_not_match_is_quoted_whole() -> None:
+    """A 10-character IEA02 once printed cut to 9 characters, the same as ISA13: the message said the two
+    numbers differ while showing two equal ones. Each control number is now quoted as sent."""
+    for old, new, message in (
+        ("IEA*1*000000201", "IEA*1*0000002011", "IEA02 0000002011 does not match ISA13 000000201"),
+        ("GE*1*201", "GE*1*2010000001", "GE02 2010000001 does not match GS06 201"),
+        ("SE*40*0001", "SE*40*00010", "SE02 00010 does not match ST02 0001"),
+        ("IEA*1*000000201", "IEA*1*", "IEA02 missing does not match ISA13 000000201"),
+        (
+            "IEA*1*000000201",
+            "IEA*1*000000201 JOHN Q SAMPLE",
+            "IEA02 <23 characters, not a control number or count> does not match ISA13 000000201",
+        ),
+    ):
+        [error] = errors(parse_all(swap(MEDICARE, old, new)))
+        assert error.reason is FeedErrorReason.ENVELOPE
+        assert error.message == message
+    [count] = errors(parse_all(swap(MEDICARE, "IEA*1*", "IEA*10000000001*")))
+    assert count.message == "IEA01 says 10000000001 groups but the interchange has 1"

@@ -110,6 +110,17 @@ def test_compiled_and_source_readers_give_identical_results(tmp_path: Path) -> N
     generated = generated_file(3, 120, seed=7).encode()
     corpus = [path.read_bytes() for path in EXAMPLES] + [generated]
     corpus += mutations(EXAMPLES[0].read_bytes(), 120, seed=1) + mutations(generated, 60, seed=2)
+    first = EXAMPLES[0].read_bytes()
+    as_4010 = first.replace(b"005010X221A1", b"004010X091A1")
+    with_cr = b"CAS*CR*"  # valid in 4010 only
+    corpus += [
+        as_4010,  # read with the 4010 code lists
+        as_4010.replace(b"CAS*CO*", with_cr),
+        first.replace(b"CAS*CO*", with_cr),  # refused in 5010
+        as_4010.replace(b"CLP*ACCT10002*1*", b"CLP*ACCT10002*5*"),
+        first.replace(b"IEA*1*000000801~", b"IEA*1*0000008011~"),  # quoted whole
+        first * 3,  # one interchange repeated
+    ]
     names = []
     for index, content in enumerate(corpus):
         path = tmp_path / f"{index:03d}.835"

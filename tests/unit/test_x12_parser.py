@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from x12_builder import errors, parse_all, remittances, swap
 
-from services.intake.x12 import X12Parser
+from services.intake.x12 import X12Parser, codes
 from shared.feeds import FeedErrorReason, FeedParser, ParsedRemittance
 
 # A Medicare Part B 835: an ordinary claim, a reversal (CLP02=22, every amount negated) and its correction,
@@ -342,26 +342,127 @@ def test_a_missing_payment_date_is_said_to_be_missing() -> None:
     assert (error.element, error.message.split(" (")[0]) == ("BPR16", "BPR16 is missing")
 
 
-def test_the_guide_version_is_st03_or_else_gs08_and_only_another_guide_warns() -> None:
-    """Many payers leave ST03 out; GS08 then names the guide. Only a version other than 005010X221(A1)
-    is worth a warning, and it names the element it was read from."""
+def test_the_guide_version_is_st03_or_else_gs08_and_only_an_unknown_guide_warns() -> None:
+    """Many payers leave ST03 out; GS08 then names the guide. 005010X221(A1) and 004010X091(A1) are read
+    with their own code lists; any other version is worth a warning, naming the element it was read from."""
     for text, warning in (
         (MEDICARE, None),
         (MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001"), None),
         (MEDICARE.replace("005010X221A1", "005010X221"), None),
+        (as_4010(MEDICARE, "GS08"), None),
+        (as_4010(MEDICARE, "ST03"), None),
         (
-            MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001").replace(
-                "*X*005010X221A1", "*X*004010X091A1"
-            ),
-            "GS08 version 004010X091A1 is not 005010X221A1; read as that guide",
-        ),
-        (
-            MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001*004010X091A1"),
-            "ST03 version 004010X091A1 is not 005010X221A1; read as that guide",
+            MEDICARE.replace("ST*835*0001*005010X221A1", "ST*835*0001*003051"),
+            "ST03 version 003051 is not 005010X221A1 or 004010X091A1; read as 005010X221A1",
         ),
     ):
         [parsed] = remittances(parse_all(text))
         assert parsed.warnings == (() if warning is None else (warning,))
+
+
+def as_4010(text: str, where: str) -> str:
+    """The fixture naming the 4010 guide in GS08 (ST03 left out) or in ST03 (GS08 still says 5010)."""
+    if where == "GS08":
+        return swap(
+            swap(text, "ST*835*0001*005010X221A1", "ST*835*0001"), "*X*005010X221A1", "*X*004010X091A1"
+        )
+    return swap(text, "ST*835*0001*005010X221A1", "ST*835*0001*004010X091A1")
+
+
+def test_each_guide_version_has_its_own_table_of_what_differs() -> None:
+    """One table per guide: 4010 adds CAS01 CR (corrections and reversals, withdrawn in 5010) and the CLP02
+    codes 5010 removed (5, 10, 13, 15, 16, 17 "not advised" but usable, X12 RFI 457; 27); PER*BL is a 5010
+    requirement; the PLB reason codes are the same 41."""
+    assert codes.guide_for("005010X221A1") is codes.GUIDE_5010
+    assert codes.guide_for("005010X221") is codes.GUIDE_5010
+    assert codes.guide_for("004010X091A1") is codes.GUIDE_4010
+    assert codes.guide_for("004010X091") is codes.GUIDE_4010
+    assert codes.guide_for("003051") is None and codes.guide_for("") is None
+    new, old = codes.GUIDE_5010, codes.GUIDE_4010
+    assert old.cas_group_codes - new.cas_group_codes == {"CR"}
+    assert new.cas_group_codes == {"CO", "OA", "PI", "PR"} <= old.cas_group_codes
+    assert old.claim_status_codes - new.claim_status_codes == set(ONLY_4010_STATUSES)
+    assert new.claim_status_codes < old.claim_status_codes
+    assert old.plb_reason_codes == new.plb_reason_codes and len(new.plb_reason_codes) == 41
+    assert (new.payer_contact_required, old.payer_contact_required) == (True, False)
+
+
+# A 4010 claim with a CR (correction and reversal) adjustment, as 4010 payers sent it: the claim balances
+# with it, and the guide listed CR, so it posts; under 5010 the same segment is refused.
+CR_SWAPS = (("CAS*CO*45*40~", "CAS*CO*45*30~\nCAS*CR*45*10~"), ("SE*40*0001", "SE*41*0001"))
+ONLY_4010_STATUSES = ("5", "10", "13", "15", "16", "17", "27")
+STATUS_SWAPS = tuple((("CLP*ACCT10001*1*", f"CLP*ACCT10001*{status}*"),) for status in ONLY_4010_STATUSES)
+
+
+@pytest.mark.parametrize(
+    "swaps",
+    [CR_SWAPS, *STATUS_SWAPS],
+    ids=["CAS01 CR", *(f"CLP02 {s}" for s in ONLY_4010_STATUSES)],
+)
+@pytest.mark.parametrize("where", ["GS08", "ST03"])
+def test_codes_only_4010_has_are_read_in_4010_and_refused_in_5010(
+    swaps: tuple[tuple[str, str], ...], where: str
+) -> None:
+    text5010 = MEDICARE
+    for old, new in swaps:
+        text5010 = swap(text5010, old, new)
+    [parsed] = remittances(parse_all(as_4010(text5010, where)))
+    assert parsed.warnings == ()
+    claim = parsed.claims[0]
+    assert claim.paid == Decimal("128.00")
+    if swaps is CR_SWAPS:
+        assert [(a.group_code, a.amount) for a in claim.adjustments][:2] == [
+            ("CO", Decimal("30.00")),
+            ("CR", Decimal("10.00")),
+        ]
+    else:
+        assert claim.status_code == swaps[0][1].split("*")[2]
+    [error] = errors(parse_all(text5010))
+    assert error.reason is FeedErrorReason.INVALID_ELEMENT
+    assert error.element == ("CAS01" if swaps is CR_SWAPS else "CLP02")
+    assert "not valid in 005010X221A1" in error.message
+    assert error.expected is not None and "CR" not in error.expected.split()
+
+
+def test_a_4010_transaction_still_refuses_codes_neither_guide_has() -> None:
+    for old, new, element in (
+        ("CAS*CO*45*40~", "CAS*XX*45*40~", "CAS01"),
+        ("CLP*ACCT10001*1*", "CLP*ACCT10001*7*", "CLP02"),
+        ("*L6*-2.37~", "*ZZ*-2.37~", "PLB05-1"),
+    ):
+        [error] = errors(parse_all(as_4010(swap(MEDICARE, old, new), "GS08")))
+        assert (error.reason, error.element) == (FeedErrorReason.INVALID_ELEMENT, element)
+        if element == "CAS01":
+            assert "not valid in 004010X091A1" in error.message
+            assert error.expected == "one of CO CR OA PI PR"
+
+
+def test_per_bl_is_a_5010_requirement_only() -> None:
+    """4010's payer loop has only an optional PER*CX: no PER*BL is no warning there."""
+    without = swap(MEDICARE, "PER*BL*EDI TECHNICAL SUPPORT*TE*8665026315*EM*EDI@EXAMPLE-MAC.GOV~\n", "")
+    without = swap(without, "SE*40*0001", "SE*39*0001")
+    [parsed5010] = remittances(parse_all(without))
+    assert parsed5010.warnings == (
+        "payer loop 1000A has no PER*BL (technical contact) required by the guide",
+    )
+    [parsed4010] = remittances(parse_all(as_4010(without, "ST03")))
+    assert parsed4010.warnings == ()
+
+
+def test_one_file_mixing_4010_and_5010_groups_reads_each_by_its_own_version() -> None:
+    """The guide is chosen per transaction: a CR adjustment posts in the 4010 group of a file and is refused
+    in its 5010 group, even though both share the file's memo of CAS triples."""
+    cr = MEDICARE
+    for old, new in CR_SWAPS:
+        cr = swap(cr, old, new)
+    second = (
+        cr.replace("000000201", "000000202").replace("*201*X*", "*202*X*").replace("GE*1*201", "GE*1*202")
+    )
+    results = parse_all(as_4010(cr, "GS08") + second)
+    [good] = remittances([r for r in results if isinstance(r, ParsedRemittance)])
+    assert good.remittance.interchange_control_number == "000000201"
+    [error] = errors(results)
+    assert (error.interchange_control_number, error.element) == ("000000202", "CAS01")
 
 
 def test_structure_errors() -> None:

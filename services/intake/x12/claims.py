@@ -97,15 +97,16 @@ class TransactionReader(HeaderReader):
                 element="CLP01",
                 expected="the provider's patient control number",
             )
-        if els[2] not in codes.CLAIM_STATUS_CODES:
+        statuses = self.guide.claim_status_codes
+        if els[2] not in statuses:
             shown = f"{els[2][:4]!r}" if els[2] else "missing"
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
-                f"CLP02 claim status {shown} is not valid",
+                f"CLP02 claim status {shown} is not valid in {self.guide.version}",
                 ordinal,
                 "CLP",
                 element="CLP02",
-                expected="one of " + " ".join(sorted(codes.CLAIM_STATUS_CODES, key=int)),
+                expected="one of " + " ".join(sorted(statuses, key=int)),
             )
         amounts = self.amounts
         charge = amounts.get(els[3]) or self._amount(els, 3, ordinal)
@@ -117,7 +118,7 @@ class TransactionReader(HeaderReader):
     def _cas(self, els: list[str], ordinal: int) -> None:
         claim = self.claim
         count = len(els)
-        if claim is None or count < 2 or count > _CAS_LAST + 1 or els[1] not in codes.CAS_GROUP_CODES:
+        if claim is None or count < 2 or count > _CAS_LAST + 1 or els[1] not in self.cas_groups:
             self._refuse_cas(els, ordinal)
             return
         service = self.loop == SERVICE
@@ -153,15 +154,15 @@ class TransactionReader(HeaderReader):
                 expected="CAS after CLP or SVC",
             )
         group = els[1] if len(els) > 1 else ""
-        if group not in codes.CAS_GROUP_CODES:
+        if group not in self.cas_groups:
             shown = f"{group[:4]!r}" if group else "missing"
             raise TransactionError(
                 FeedErrorReason.INVALID_ELEMENT,
-                f"CAS01 group code {shown} is not valid",
+                f"CAS01 group code {shown} is not valid in {self.guide.version}",
                 ordinal,
                 "CAS",
                 element="CAS01",
-                expected="one of CO OA PI PR",
+                expected="one of " + " ".join(sorted(self.cas_groups)),
             )
         raise TransactionError(
             FeedErrorReason.INVALID_ELEMENT,
@@ -393,11 +394,12 @@ class TransactionReader(HeaderReader):
                 continue
             parts = composite.split(component)
             reason = parts[0]
-            if reason not in codes.PLB_REASON_CODES:
+            if reason not in self.guide.plb_reason_codes:
                 shown = f"{reason[:4]!r}" if reason else "missing"
+                valid = len(self.guide.plb_reason_codes)
                 raise TransactionError(
                     FeedErrorReason.INVALID_ELEMENT,
-                    f"PLB{pos:02d} adjustment reason {shown} is not one of the 41 valid PLB reason codes",
+                    f"PLB{pos:02d} adjustment reason {shown} is not one of the {valid} valid PLB reason codes",
                     ordinal,
                     "PLB",
                     element=f"PLB{pos:02d}-1",

@@ -275,7 +275,7 @@ class EnvelopeWalker:
         control = els[2].strip() if len(els) > 2 else ""
         if count != str(len(txn)):
             yield self._txn_error(
-                f"SE01 says {count[:9] or 'nothing'} segments but the transaction has {len(txn)}",
+                f"SE01 says {shown_value(count, 'nothing')} segments but the transaction has {len(txn)}",
                 len(txn),
                 "SE",
                 "SE01",
@@ -283,7 +283,11 @@ class EnvelopeWalker:
             )
         elif control != self._st02:
             yield self._txn_error(
-                f"SE02 {control[:9]} does not match ST02 {self._st02}", len(txn), "SE", "SE02", "SE02 = ST02"
+                f"SE02 {shown_value(control)} does not match ST02 {self._st02}",
+                len(txn),
+                "SE",
+                "SE02",
+                "SE02 = ST02",
             )
         else:
             yield RawTransaction(
@@ -308,7 +312,7 @@ class EnvelopeWalker:
         if count != str(self._transactions_in_group):
             yield self._error(
                 FeedErrorReason.ENVELOPE,
-                f"GE01 says {count[:9] or 'nothing'} transactions but the group has "
+                f"GE01 says {shown_value(count, 'nothing')} transactions but the group has "
                 f"{self._transactions_in_group}",
                 "GE",
                 "GE01",
@@ -317,7 +321,7 @@ class EnvelopeWalker:
         if control != self._gs06:
             yield self._error(
                 FeedErrorReason.ENVELOPE,
-                f"GE02 {control[:9]} does not match GS06 {self._gs06}",
+                f"GE02 {shown_value(control)} does not match GS06 {self._gs06}",
                 "GE",
                 "GE02",
                 "GE02 = GS06",
@@ -339,7 +343,7 @@ class EnvelopeWalker:
         if count != str(self._groups):
             yield self._error(
                 FeedErrorReason.ENVELOPE,
-                f"IEA01 says {count[:9] or 'nothing'} groups but the interchange has {self._groups}",
+                f"IEA01 says {shown_value(count, 'nothing')} groups but the interchange has {self._groups}",
                 "IEA",
                 "IEA01",
                 f"{self._groups}",
@@ -347,7 +351,7 @@ class EnvelopeWalker:
         if control != self._isa13:
             yield self._error(
                 FeedErrorReason.ENVELOPE,
-                f"IEA02 {control[:9]} does not match ISA13 {self._isa13}",
+                f"IEA02 {shown_value(control)} does not match ISA13 {self._isa13}",
                 "IEA",
                 "IEA02",
                 "IEA02 = ISA13",
@@ -407,6 +411,21 @@ class EnvelopeWalker:
             element=element,
             expected=expected,
         )
+
+
+_SHOWN_MAX = 20
+"""Longest control number or count quoted in a message: X12 allows 9 digits, so a longer one is quoted whole
+(it is the error), while a long run of anything else is never data worth quoting."""
+
+
+def shown_value(value: str, missing: str = "missing") -> str:
+    """A control number or count for a message, exactly as sent when it looks like one (letters and digits,
+    at most 20), so two different values never print alike; anything else is described, not quoted."""
+    if not value:
+        return missing
+    if len(value) <= _SHOWN_MAX and value.isalnum():
+        return value
+    return f"<{len(value)} characters, not a control number or count>"
 
 
 def safe_id(segment_id: str) -> str:

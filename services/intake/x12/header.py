@@ -180,6 +180,10 @@ class HeaderReader:
         self.unknown: dict[str, list[int]] = {}
         self.misplaced: dict[str, list[int]] = {}
         self.warnings = list(raw.warnings)
+        self.guide = codes.DEFAULT_GUIDE
+        """The guide the transaction names (set at ST): its code lists and rules."""
+        self.cas_groups = self.guide.cas_group_codes
+        """The guide's CAS01 codes, held directly for the CAS fast path."""
 
     def read(self) -> ParsedRemittance | FeedError:
         """The transaction's payloads, or the first thing wrong with it."""
@@ -285,11 +289,13 @@ class HeaderReader:
                 expected="835",
             )
         version, source = (els[3], "ST03") if len(els) > 3 and els[3] else (self.raw.group_version, "GS08")
-        if not version.startswith(codes.SUPPORTED_GUIDE):
+        guide = codes.guide_for(version)
+        if guide is None:
+            guide = codes.DEFAULT_GUIDE
             shown = version[:12] if version.isalnum() else "missing"
-            self.warnings.append(
-                f"{source} version {shown} is not {codes.SUPPORTED_VERSION}; read as that guide"
-            )
+            known = " or ".join(g.version for g in codes.GUIDES)
+            self.warnings.append(f"{source} version {shown} is not {known}; read as {guide.version}")
+        self.guide, self.cas_groups = guide, guide.cas_group_codes
 
     def _bpr(self, els: list[str], ordinal: int) -> None:
         if self.loop != HEADER or self.bpr is not None:
@@ -472,12 +478,16 @@ class HeaderReader:
                 element=None,
                 expected="N1*PE N104 (NPI or TIN) or REF*TJ in loop 1000B",
             )
-        if not self.per_bl:
-            self.warnings.append("payer loop 1000A has no PER*BL (technical contact) required by the guide")
-        elif not self.per_bl_reachable:
-            self.warnings.append(
-                "payer loop 1000A PER*BL has no contact number (PER03 qualifier and PER04) required by the guide"
-            )
+        if self.guide.payer_contact_required:
+            if not self.per_bl:
+                self.warnings.append(
+                    "payer loop 1000A has no PER*BL (technical contact) required by the guide"
+                )
+            elif not self.per_bl_reachable:
+                self.warnings.append(
+                    "payer loop 1000A PER*BL has no contact number (PER03 qualifier and PER04) required by the "
+                    "guide"
+                )
         raw = self.raw
         self.remittance_id = stable_id(
             "remittance",
