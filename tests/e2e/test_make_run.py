@@ -1,9 +1,15 @@
-"""The README's first command, as a user runs it: `offsetstream run` on the bundled example files."""
+"""The README's first command, as a user runs it: `offsetstream run` on the bundled example files.
+
+The figures it must print come from the README itself (its business date, its receivables and forwarding
+balance table, and the "still owed" of each example), so a README that drifts from what the pipeline computes
+fails here instead of misleading a reader.
+"""
 
 import os
 import re
 import subprocess
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -11,9 +17,74 @@ from shared.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+RECEIVABLE_COLUMNS = (
+    "status",
+    "determined",
+    "principal",
+    "principal_recovered",
+    "interest_accrued",
+    "interest_recovered",
+    "balance",
+)
+FORWARDING_COLUMNS = ("opened_on", "opened_amount", "applied_amount", "open_amount")
 
-def test_make_run_prints_the_reconciliation_of_the_examples() -> None:
-    env = {**os.environ, "OFFSETSTREAM_TODAY": "2026-11-23"}
+
+def readme_example() -> tuple[str, dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], dict[str, str]]:
+    """From README.md: the business date of the example figures, the receivable rows (reference → the
+    columns above), the forwarding balance rows, and each example's bold "**N still owed**" figure."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("What `make run` prints") : text.index("## Commands for staff")]
+    [business_date] = re.findall(r"business\s+date \*\*(\d{4}-\d{2}-\d{2})\*\*", section)
+    assert f"OFFSETSTREAM_TODAY={business_date} make run" in section
+    tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    for line in section.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or set(cells[0]) <= {"-", ":"}:
+            continue
+        if cells[0] in ("receivable", "forwarding balance"):
+            table = tables.setdefault(cells[0], {})
+            continue
+        table[cells[0]] = tuple(cells[1:])
+    owed = dict(
+        re.findall(r"^- `(\w+)` — .*?\*\*(?:settled, )?([\d.]+) still owed\*\*", section, re.M | re.S)
+    )
+    return business_date, tables["receivable"], tables["forwarding balance"], owed
+
+
+def printed_table(out: str, title: str, columns: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Rows of one table of the reconciliation `offsetstream run` prints: first column → the named columns."""
+    start = out.index(f"\n{title}\n") + len(title) + 2
+    block = out[start:].split("\n\n", 1)[0].splitlines()
+    headers = block[0].split()
+    assert set(columns) <= set(headers), headers
+    rows = [dict(zip(headers, line.split(), strict=True)) for line in block[2:]]
+    return {row[headers[0]]: tuple(row[c] for c in columns) for row in rows}
+
+
+def test_the_readme_example_is_consistent_with_itself() -> None:
+    """Every figure the README states once in prose is the one in its table, and each balance is the
+    closed form of its columns (no stack needed: fails fast when someone edits one place only)."""
+    _, receivables, _, owed = readme_example()
+    assert set(owed) == set(receivables)
+    for reference, row in receivables.items():
+        principal, recovered, accrued, paid, balance = (Decimal(v) for v in row[2:])
+        assert principal + accrued - recovered - paid == Decimal(balance), reference
+        assert Decimal(owed[reference]) == balance, reference
+    section = (REPO_ROOT / "README.md").read_text().split("## Commands for staff")[0]
+    number = r"(\d+(?:\.\d+)?)"
+    worked = re.findall(rf"{number} × {number} % × 30/360 = {number}(?: → {number})?", section)
+    assert len(worked) >= 3
+    # DOMAIN.md §3: principal × annual rate × 30/360 per period, rounded to the cent
+    for principal_text, rate, exact, rounded in worked:
+        interest = Decimal(principal_text) * Decimal(rate) / 100 * 30 / 360
+        if rounded:
+            assert interest == Decimal(exact)
+        assert interest.quantize(Decimal("0.01"), ROUND_HALF_UP) == Decimal(rounded or exact)
+
+
+def test_make_run_prints_the_reconciliation_of_the_readme_example() -> None:
+    business_date, receivables, forwarding, _ = readme_example()
+    env = {**os.environ, "OFFSETSTREAM_TODAY": business_date}
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli", "run"],
         cwd=REPO_ROOT,
@@ -26,19 +97,12 @@ def test_make_run_prints_the_reconciliation_of_the_examples() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "4 files processed" in out
-    # the deferred WO receivable, recovered 21 days later: settled, balance 0
-    assert re.search(
-        r"2226183201000\s+01312\s+settled\s+2026-08-03\s+100\.00\s+100\.00\s+0\.00\s+0\.00\s+0\.00", out
-    )
-    # recouped on day 42: period 1 interest (2.88) paid first, then 0.03 a period on the 2.88 principal left
-    assert re.search(
-        r"FCN26080300017\s+01312\s+partially_recovered\s+2026-08-03\s+300\.00\s+297\.12\s+2\.94\s+2\.88\s+2\.94",
-        out,
-    )
-    assert re.search(
-        r"FCN26100500042\s+01312\s+open\s+2026-10-05\s+75\.00\s+0\.00\s+0\.72\s+0\.00\s+75\.72", out
-    )
-    assert re.search(r"EFT260914001\s+2026-09-14\s+180\.00\s+180\.00\s+0\.00", out)
+    assert printed_table(out, "Receivables", ("reference", *RECEIVABLE_COLUMNS)) == {
+        reference: (reference, *row) for reference, row in receivables.items()
+    }
+    assert printed_table(out, "Forwarding Balances", ("reference", *FORWARDING_COLUMNS)) == {
+        reference: (reference, *row) for reference, row in forwarding.items()
+    }
     assert "0 duplicates, 0 bad signatures" in out
     # it stopped what it started
     assert not (REPO_ROOT / ".local" / "run" / "state.json").exists()
