@@ -202,7 +202,11 @@ EvidenceChannel = Literal["claim", "deferral", "letter", "provider_identified"]
 class OverpaymentDetected(Contract):
     """A detection rule found evidence of an overpayment; merged into one receivable per reference."""
 
-    receivable_id: UUID = Field(description="Deterministic id of the receivable: (tenant, payer, reference).")
+    receivable_id: UUID = Field(
+        description="The receivable this evidence belongs to: the one already known by any identifier the "
+        "evidence names (reference, payer claim numbers), else a new one, deterministic from (tenant, payer, "
+        "reference)."
+    )
     payer_id: str = Field(description="Payer the money is owed to.")
     reference: str = Field(description="The receivable's key at the payer: FCN / ICN / letter reference.")
     rule: str = Field(description="Detection rule (plugin name) that produced the evidence.")
@@ -236,6 +240,13 @@ class OverpaymentDetected(Contract):
     duplicate: bool = Field(default=False, description="The evidence is of a duplicate payment.")
     trace_numbers: tuple[str, ...] = Field(
         default=(), description="TRN02 of the remittances that paid the claims; a fallback key for matching."
+    )
+    merged_receivables: tuple[UUID, ...] = Field(
+        default=(),
+        description="Receivables this evidence proved to be the same debt as `receivable_id` (opened before the "
+        "link was known, e.g. a deferral citing a letter's FCN before the letter named the claim): each is "
+        "merged into `receivable_id` with its recoveries and history, and closed as `merged`. Empty for "
+        "evidence that links nothing.",
     )
 
 
@@ -284,7 +295,9 @@ class OffsetRecorded(Contract):
 
 # --- remit.receivables.v1 --------------------------------------------------------------------------------------
 
-ReceivableStatus = Literal["open", "partially_recovered", "settled", "paused", "refunded", "written_off"]
+ReceivableStatus = Literal[
+    "open", "partially_recovered", "settled", "paused", "refunded", "written_off", "merged"
+]
 
 
 class DatedRecovery(Contract):

@@ -144,6 +144,7 @@ TOPICS: tuple[Topic, ...] = (
             "ReceivableWrittenOff",
             "ReceivablePaused",
             "ReceivableResumed",
+            "ReceivableMerged",
             "InterestAdded",
         ),
         key=ACCOUNT_KEY,

@@ -22,15 +22,17 @@ CHECKS: dict[str, str] = {
         FROM intake.remittances r JOIN matching.adjustments a
              ON a.tenant_id = r.tenant_id AND a.remittance_id = r.remittance_id
         GROUP BY r.tenant_id, r.trace_number, r.total_adjustments HAVING sum(a.amount) <> r.total_adjustments""",
-    "each recovery is allocated + unmatched, to the cent": """
+    "each recovery is allocated + unmatched (+ a refund awaiting its receivable), to the cent": """
         SELECT a.tenant_id, a.trace_number, a.segment_ordinal, a.pair_index, a.amount, a.unmatched_amount,
+               a.awaiting_refund,
                COALESCE(sum(l.to_interest + l.to_principal), 0) AS allocated
         FROM matching.adjustments a
         LEFT JOIN matching.allocations l ON l.tenant_id = a.tenant_id AND l.adjustment_id = a.adjustment_id
         WHERE a.bucket IN ('allocated', 'unmatched') OR (a.bucket = 'refund_acknowledged' AND a.amount > 0)
         GROUP BY a.tenant_id, a.adjustment_id, a.trace_number, a.segment_ordinal, a.pair_index, a.amount,
-                 a.unmatched_amount
+                 a.unmatched_amount, a.awaiting_refund
         HAVING a.amount <> COALESCE(sum(l.to_interest + l.to_principal), 0) + a.unmatched_amount
+                          + a.awaiting_refund
             OR a.unmatched_amount < 0""",
     "classified pairs move no receivable money": """
         SELECT a.tenant_id, a.trace_number, a.segment_ordinal, a.pair_index, a.bucket
@@ -67,7 +69,15 @@ CHECKS: dict[str, str] = {
     "status agrees with the balance": """
         SELECT tenant_id, reference, status FROM matching.receivables
         WHERE (principal + interest_accrued - principal_recovered - interest_recovered - written_off = 0)
-              <> (status IN ('settled', 'refunded', 'written_off'))""",
+              <> (status IN ('settled', 'refunded', 'written_off', 'merged'))
+           OR (status = 'merged') <> (merged_into IS NOT NULL)""",
+    "a merged receivable keeps nothing: its money and identifiers live in the receivable that absorbed it": """
+        SELECT r.tenant_id, r.reference, r.principal, r.interest_accrued FROM matching.receivables r
+        WHERE r.merged_into IS NOT NULL AND (r.principal <> 0 OR r.interest_accrued <> 0
+              OR EXISTS (SELECT 1 FROM matching.allocations l
+                         WHERE l.tenant_id = r.tenant_id AND l.receivable_id = r.receivable_id)
+              OR NOT EXISTS (SELECT 1 FROM matching.receivables s
+                             WHERE s.tenant_id = r.tenant_id AND s.receivable_id = r.merged_into))""",
     "forwarding balances never applied beyond what was opened (once all files are in)": """
         SELECT tenant_id, reference, opened_amount, applied_amount FROM matching.forwarding_balances
         WHERE applied_amount > opened_amount AND opened_amount > 0""",

@@ -4,8 +4,10 @@ Detection, matching and the payer policies must read a reference the same way or
 two receivables, hence one module and one table of layouts. Which layout a payer uses is a policy field
 (``reference_layout``), chosen per tenant and payer by ``shared.policy_config``. Layouts (payer-specific):
 
-- ``medicare``: FCN in positions 1–19, patient control number in 20–39, space padded. Only a padded reference is
-  split, so a long reference that is simply the FCN is never cut in two.
+- ``medicare``: FCN in positions 1–19, patient control number in 20–39. Contractors space-pad the FCN field, but
+  not all do: a reference whose FCN is followed by blanks is split at the blanks, and one longer than 19
+  characters without them is split at position 19 (an FCN never exceeds its 19-position field, so the rest is
+  the patient control number, PHI that must never become a key or leave the system).
 - ``dme``: FCN in 1–14, adjustment claim number in 15–29 (split by position, padded or not).
 - ``plain``: the whole reference is the key.
 
@@ -47,32 +49,39 @@ class ParsedReference:
 @dataclass(frozen=True)
 class ReferenceLayout:
     """Where the receivable key sits in a PLB reference: a fixed-width FCN field then a second field, or the
-    whole text when ``fcn_width`` is None. ``padded_only`` splits only a reference whose FCN field holds a
-    space (Medicare pads; DME contractors fill the field to the last position)."""
+    whole text when ``fcn_width`` is None. ``blank_ends_fcn``: a blank inside the FCN field ends the FCN
+    (Medicare pads the field, and some contractors put the patient control number after one blank); without
+    it the field is cut by position only (DME contractors fill the field to the last position)."""
 
     name: str
     fcn_width: int | None = None
     second_width: int | None = None
-    padded_only: bool = True
+    blank_ends_fcn: bool = True
 
     def parse(self, raw: str | None) -> ParsedReference:
-        """Split one reference; an unpadded short reference is the key itself in every layout."""
+        """Split one reference; a reference that fits the FCN field is the key itself in every layout."""
         if raw is None or not raw.strip():
             return ParsedReference(None)
-        text = raw.rstrip()
+        text = raw.strip()
         width = self.fcn_width
-        if width is not None and len(text) > width and (not self.padded_only or " " in text[: width + 1]):
-            end = width + self.second_width if self.second_width is not None else len(text)
-            fcn, secondary = text[:width].strip(), text[width:end].strip()
-        else:
-            fcn, secondary = text.strip(), ""
+        fcn, secondary = text, ""
+        if width is not None:
+            head = text[: width + 1]
+            if self.blank_ends_fcn and any(c.isspace() for c in head):
+                fcn, _, rest = text.partition(next(c for c in head if c.isspace()))
+                secondary = rest.strip()
+            elif len(text) > width:
+                fcn, secondary = text[:width], text[width:]
+            if self.second_width is not None:
+                secondary = secondary[: self.second_width]
+        fcn, secondary = fcn.strip(), secondary.strip()
         icn = fcn[-13:] if len(fcn) == 15 and fcn.isdigit() else None
         return ParsedReference(fcn or None, secondary or None, icn)
 
 
 LAYOUTS: dict[str, ReferenceLayout] = {
-    "medicare": ReferenceLayout("medicare", 19, 20, padded_only=True),
-    "dme": ReferenceLayout("dme", 14, 15, padded_only=False),
+    "medicare": ReferenceLayout("medicare", 19, 20, blank_ends_fcn=True),
+    "dme": ReferenceLayout("dme", 14, 15, blank_ends_fcn=False),
     "plain": ReferenceLayout("plain"),
 }
 """Every layout a payer policy's ``reference_layout`` may name."""

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 import asyncpg
 
@@ -70,10 +71,12 @@ async def _record(
         return outputs
     tenant, account = source.tenant_id, source.account_key
     policy = _policy(lambda: POLICY.policy_name(tenant, payer_id))
+    await store.lock_account(conn, tenant, account)
     for ev in evidence:
-        rid = receivable_id(tenant, payer_id, ev.reference)
-        if not await store.add_evidence(conn, tenant, rid, ev):
+        if await store.evidence_recorded(conn, tenant, ev.evidence_id):
             continue
+        rid, absorbed = await _identify(conn, tenant, account, payer_id, ev)
+        await store.add_evidence(conn, tenant, rid, ev)
         known = await store.evidence_of(conn, tenant, rid)
         principal = to_money(domain.merged_principal((c, s, a) for c, s, a, _ in known))
         determined = domain.determination_date((c, d) for c, _, _, d in known)
@@ -98,6 +101,7 @@ async def _record(
             identified_on=ev.evidence_date if ev.channel == "provider_identified" else None,
             duplicate=ev.rule == "duplicate_payment",
             netted_in_remittance=ev.netted_in_remittance,
+            merged_receivables=absorbed,
         )
         outputs.append(
             Outgoing.event(
@@ -115,6 +119,31 @@ async def _record(
         metrics.OVERPAYMENTS.labels(ev.rule).inc()
         metrics.OVERPAYMENT_DOLLARS.labels(ev.rule).inc(float(ev.amount))
     return outputs
+
+
+async def _identify(
+    conn: asyncpg.Connection, tenant: str, account: str, payer_id: str, ev: domain.Evidence
+) -> tuple[UUID, tuple[UUID, ...]]:
+    """Which receivable this evidence belongs to, and which receivables it proves to be that same debt.
+
+    Detection is the one owner of receivable identity: every claim, PLB pair and letter of an account reaches
+    it on one partition (all three topics are keyed by the account), so whatever order evidence arrives in,
+    the identifiers it names decide. Evidence naming no known identifier opens a receivable under its own
+    reference; naming one receivable's, it joins it; naming several, it merges them into the survivor
+    (:func:`domain.survivor`), and matching moves their recoveries over when it reads the merge."""
+    keys = domain.identity_keys(ev)
+    found = await store.owners(conn, tenant, account, keys)
+    if not found:
+        rid = receivable_id(tenant, payer_id, ev.reference)
+        await store.add_aliases(conn, tenant, account, rid, keys)
+        return rid, ()
+    keep = domain.survivor(found)
+    absorbed = tuple(sorted((r.receivable_id for r in found if r != keep), key=str))
+    for other in absorbed:
+        await store.merge(conn, tenant, other, keep.receivable_id)
+        metrics.MERGES.inc()
+    await store.add_aliases(conn, tenant, account, keep.receivable_id, keys)
+    return keep.receivable_id, absorbed
 
 
 async def on_claim(conn: asyncpg.Connection, env: Envelope[ClaimPaymentReceived]) -> list[Outgoing]:

@@ -117,3 +117,35 @@ def pending_reversal(prior: list[ClaimPaymentReceived]) -> ClaimPaymentReceived 
     for earlier in prior:
         pending = earlier if earlier.status_code == REVERSAL_STATUS else None
     return pending
+
+
+def identity_keys(ev: Evidence) -> tuple[str, ...]:
+    """The identifiers by which this evidence names its debt: the reference the payer (or letter) cited and the
+    payer claim numbers involved, plus the 13-digit ICN inside a 15-digit FCN (some contractors prefix it).
+
+    Patient control numbers and trace numbers are deliberately not identifiers of a debt: one patient account
+    or one payment covers many claims, so linking by them would merge different overpayments.
+    """
+    keys: list[str] = []
+    for raw in (ev.reference, *ev.claim_references):
+        text = raw.strip()
+        for form in (text, text[-13:] if len(text) == 15 and text.isdigit() else ""):
+            if form and form not in keys:
+                keys.append(form)
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
+class KnownReceivable:
+    """A receivable detection already opened, as far as choosing a merge survivor needs it."""
+
+    receivable_id: UUID
+    reference: str
+    determination_date: date
+
+
+def survivor(owners: Iterable[KnownReceivable]) -> KnownReceivable:
+    """Of several receivables one piece of evidence proves to be one debt, the one that lives on: the oldest
+    determination (its day 0 is the debt's), then the reference, so the choice depends on the receivables
+    alone, not on which message linked them."""
+    return min(owners, key=lambda r: (r.determination_date, r.reference, str(r.receivable_id)))

@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events import ClaimPaymentReceived
-from services.detection.domain import Evidence
+from services.detection.domain import Evidence, KnownReceivable
 
 
 async def save_claim(
@@ -167,4 +167,79 @@ async def upsert_receivable(
         policy,
         principal,
         determination,
+    )
+
+
+async def lock_account(conn: asyncpg.Connection, tenant_id: str, account: str) -> None:
+    """Serialize identity decisions of one account for the rest of the transaction: Kafka already orders an
+    account on one partition, and this keeps it so while two workers briefly hold it during a rebalance."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))", tenant_id, account
+    )
+
+
+async def evidence_recorded(conn: asyncpg.Connection, tenant_id: str, evidence_id: UUID) -> bool:
+    """True when this evidence was already recorded (a replay changes nothing)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM detection.evidence WHERE tenant_id = $1 AND evidence_id = $2", tenant_id, evidence_id
+    )
+    return found is not None
+
+
+async def owners(
+    conn: asyncpg.Connection, tenant_id: str, account: str, keys: tuple[str, ...]
+) -> list[KnownReceivable]:
+    """The account's live receivables known by any of these identifiers."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT r.receivable_id, r.reference, r.determination_date
+           FROM detection.receivable_aliases a
+           JOIN detection.receivables r USING (tenant_id, receivable_id)
+           WHERE a.tenant_id = $1 AND a.account_key = $2 AND a.key = ANY($3::text[]) AND r.merged_into IS NULL""",
+        tenant_id,
+        account,
+        list(keys),
+    )
+    return [KnownReceivable(r["receivable_id"], r["reference"], r["determination_date"]) for r in rows]
+
+
+async def add_aliases(
+    conn: asyncpg.Connection, tenant_id: str, account: str, receivable_id: UUID, keys: tuple[str, ...]
+) -> None:
+    """Remember the identifiers a receivable is known by."""
+    await conn.execute(
+        """INSERT INTO detection.receivable_aliases (tenant_id, account_key, key, receivable_id)
+           SELECT $1, $2, k, $3 FROM unnest($4::text[]) AS k ON CONFLICT DO NOTHING""",
+        tenant_id,
+        account,
+        receivable_id,
+        list(keys),
+    )
+
+
+async def merge(conn: asyncpg.Connection, tenant_id: str, absorbed: UUID, survivor: UUID) -> None:
+    """Move an absorbed receivable's evidence and identifiers to the survivor and mark where it went."""
+    await conn.execute(
+        "UPDATE detection.evidence SET receivable_id = $3 WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        absorbed,
+        survivor,
+    )
+    await conn.execute(
+        """INSERT INTO detection.receivable_aliases (tenant_id, account_key, key, receivable_id)
+           SELECT tenant_id, account_key, key, $3 FROM detection.receivable_aliases
+           WHERE tenant_id = $1 AND receivable_id = $2 ON CONFLICT DO NOTHING""",
+        tenant_id,
+        absorbed,
+        survivor,
+    )
+    await conn.execute(
+        "DELETE FROM detection.receivable_aliases WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        absorbed,
+    )
+    await conn.execute(
+        "UPDATE detection.receivables SET merged_into = $3 WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        absorbed,
+        survivor,
     )

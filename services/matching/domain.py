@@ -5,6 +5,7 @@ forwarding balance, recovery deferral, refund acknowledgement, or classified non
 receivable goes to accrued interest first, then principal (DOMAIN.md §3).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -314,3 +315,9 @@ def split_in_date_order(
         principal_open -= to_principal
         split[key] = (to_interest, to_principal)
     return split
+
+
+def refund_pair_nets(wo_amount: Decimal, returns: Sequence[Decimal]) -> bool:
+    """Whether a positive WO and the 72s on its reference in the same remittance net to zero: the payer
+    acknowledging the provider's refund check (DOMAIN.md §2), not withholding money."""
+    return wo_amount > 0 and wo_amount + sum(returns, ZERO) == 0

@@ -44,6 +44,7 @@ from services.matching.refunds import (
     acknowledge_recorded_refund,
     acknowledge_refund,
     refund_acknowledged,
+    unknown_receivable_refund,
 )
 from shared.ids import receivable_id, stable_id
 from shared.policy_config import PolicyConfigError
@@ -145,6 +146,10 @@ async def withheld(
             out.allocations += allocations
             out.bucket = "refund_acknowledged"
             out.reason = f"{RECORDED_REFUND}: {out.reason}"
+    if refunds and out.unmatched > 0 and domain.refund_pair_nets(adj.amount, [r["amount"] for r in refunds]):
+        out.awaiting, out.unmatched = out.unmatched, ZERO
+        out.bucket = "refund_acknowledged"
+        out.reason = unknown_receivable_refund(reference)
 
 
 async def on_adjustment(
@@ -189,11 +194,13 @@ async def on_adjustment(
         match_reference=match_reference,
         match_keys=[k for _, k in candidates],
         bucket=out.bucket,
-        unmatched=out.unmatched,
+        unmatched=out.unmatched + out.awaiting,  # a refund pair's share moves to awaiting_refund below
         reason=out.reason,
         method=out.method,
         suggestion=out.suggestion,
     )
+    if out.awaiting > 0:
+        await store.await_refund(conn, tenant, env.event_id, out.awaiting, out.reason)
     event = offset_event(
         env, adj, env.event_id, out.bucket, out.reason, tuple(out.allocations), out.unmatched, out.event_type
     )
@@ -248,6 +255,12 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
     op, tenant, account = env.payload, env.tenant_id, env.account_key
     change, row = await store.open_or_grow(conn, tenant, account, op)
     outputs: list[Outgoing] = []
+    for absorbed in op.merged_receivables:
+        outputs += await merge(conn, env, absorbed)
+    if op.merged_receivables:
+        fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
+        assert fresh is not None
+        row = fresh
     if change is not None:
         outputs.append(
             await announce(
@@ -284,6 +297,66 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
     return outputs
 
 
+async def merge(
+    conn: asyncpg.Connection, env: Envelope[OverpaymentDetected], absorbed: UUID
+) -> list[Outgoing]:
+    """Detection proved ``absorbed`` to be the same debt as the evidence's receivable: move its recoveries,
+    identifiers and write-offs over and close it as merged, then re-split the survivor's money by business date.
+
+    Both receivables say so in their history (``offsetstream receivable REF`` shows the merge on either), and
+    both announce the change, so interest reverses the absorbed one's charges and recomputes the survivor's
+    from the merged principal, determination date and recoveries: the ledger ends as if they had been one
+    receivable from the start."""
+    op, tenant = env.payload, env.tenant_id
+    gone = await store.lock_receivable(conn, tenant, absorbed)
+    keep = await store.lock_receivable(conn, tenant, op.receivable_id)
+    if gone is None or keep is None or gone["merged_into"] is not None:
+        return []
+    moved = store.balance_of(gone)
+    ran_to = await store.latest_business_date(conn, tenant, [absorbed, op.receivable_id])
+    effective = max(op.determination_date, ran_to or op.determination_date)
+    await store.merge_into(conn, tenant, absorbed, op.receivable_id, effective)
+    keys = await store.receivable_keys(conn, tenant, op.receivable_id)
+    for netted in await store.netting_remittances(conn, tenant, op.receivable_id):
+        if await store.deferral_in(conn, tenant, netted, keys):  # the deferral named the other identifier
+            await store.cancel_netting(conn, tenant, op.receivable_id, netted)
+    cause = f"same debt as {keep['reference']}, linked by {op.source}"
+    outputs: list[Outgoing] = []
+    gone = await store.lock_receivable(conn, tenant, absorbed)
+    assert gone is not None
+    after_gone, _ = await resplit(conn, tenant, gone)
+    outputs.append(
+        await announce(
+            conn,
+            env,
+            gone,
+            after_gone,
+            "ReceivableMerged",
+            moved.principal,
+            effective,
+            f"merged into {keep['reference']}: {cause}",
+        )
+    )
+    keep = await store.lock_receivable(conn, tenant, op.receivable_id)
+    assert keep is not None
+    after_keep, _ = await resplit(conn, tenant, keep)
+    outputs.append(
+        await announce(
+            conn,
+            env,
+            keep,
+            after_keep,
+            "ReceivableMerged",
+            ZERO,
+            effective,
+            f"absorbed {gone['reference']} ({moved.principal_recovered + moved.interest_recovered} recovered there "
+            f"moves here): same debt, linked by {op.source}",
+            money_key=absorbed,
+        )
+    )
+    return outputs
+
+
 async def rematch_parked(
     conn: asyncpg.Connection, env: Envelope[Any], rid: UUID, keys: list[str], reason: str
 ) -> list[Outgoing]:
@@ -297,6 +370,8 @@ async def rematch_parked(
         assert row is not None
         if store.balance_of(row).open <= 0:
             break
+        refund = parked["unmatched_amount"] <= 0  # a 72 + WO refund acknowledged before its receivable
+        note = f"refund acknowledged by the payer (72 on the same reference), applied to {row['reference']}"
         adj = parked_pair(parked)
         cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index} (re-matched)"
         rematch_id = stable_id(parked["adjustment_id"], "rematch", env.event_id)
@@ -305,23 +380,27 @@ async def rematch_parked(
             env,
             parked["adjustment_id"],
             row,
-            parked["unmatched_amount"],
+            parked["awaiting_refund"] if refund else parked["unmatched_amount"],
             adj.payment_date,
             cause,
+            kind="refund" if refund else "offset",
             rematch=rematch_id,
         )
         left = applied.remainder
-        await store.reduce_unmatched(conn, env.tenant_id, parked["adjustment_id"], left, reason)
+        if refund:
+            await store.reduce_awaiting(conn, env.tenant_id, parked["adjustment_id"], left, note)
+        else:
+            await store.reduce_unmatched(conn, env.tenant_id, parked["adjustment_id"], left, reason)
         outputs += events
         outputs.append(
             offset_event(
                 env,
                 adj,
                 rematch_id,
-                "allocated",
-                reason,
+                "refund_acknowledged" if refund else "allocated",
+                note if refund else reason,
                 (allocation,),
-                left,
+                ZERO if refund else left,
                 rematch_of=parked["adjustment_id"],
             )
         )
@@ -358,8 +437,7 @@ async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRec
     action, tenant = env.payload, env.tenant_id
     if action.kind == "repayment_schedule_granted":
         return []
-    rid = receivable_id(tenant, action.payer_id, action.reference.strip())
-    row = await store.lock_receivable(conn, tenant, rid)
+    row = await staff_target(conn, tenant, action.payer_id, action.reference.strip())
     if row is None:
         raise Rejected(
             "unknown_receivable",
@@ -388,9 +466,21 @@ async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRec
             _with(before, paused=False, written_off=before.written_off + max(write, ZERO)),
             "ReceivableWrittenOff",
         )
-    await store.save_balance(conn, tenant, rid, after, domain.status_of(after))
+    await store.save_balance(conn, tenant, row["receivable_id"], after, domain.status_of(after))
     amount = after.written_off - before.written_off
     return [await announce(conn, env, row, after, change, amount, action.effective_date, cause)]
+
+
+async def staff_target(
+    conn: asyncpg.Connection, tenant: str, payer_id: str, reference: str
+) -> asyncpg.Record | None:
+    """The live receivable a staff action names: by its own reference (following a merge), else by any
+    identifier it is known by (the correction's claim number, a letter's FCN) when exactly one has it."""
+    row = await store.live_receivable(conn, tenant, receivable_id(tenant, payer_id, reference))
+    if row is not None:
+        return row
+    found = await store.find_by_key(conn, tenant, payer_id, reference)
+    return await store.lock_receivable(conn, tenant, found[0]) if len(found) == 1 else None
 
 
 def _with(balance: domain.Balance, **changes: Any) -> domain.Balance:

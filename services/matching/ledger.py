@@ -55,7 +55,7 @@ def interest_first(row: asyncpg.Record) -> bool:
     """Recovery order of the receivable's payer policy as configured for its tenant (Medicare: accrued
     interest before principal); a policy that is not installed keeps DOMAIN.md's interest-first rule."""
     try:
-        policy = POLICY.resolve(row["tenant_id"], row["payer_id"], row["policy"])
+        policy = POLICY.resolve(row["tenant_id"], row["payer_id"])
     except PolicyConfigError:
         return True
     return getattr(policy, "recovery_order", "interest_first") != "principal_first"
@@ -82,7 +82,7 @@ async def announce(
     the second for a replay of the first and drop it. ``causation`` names the offset that moved the money
     when it is not the source event itself, so notification can join the change to its offset.
     """
-    status = domain.status_of(after)
+    status = "merged" if row["merged_into"] is not None else domain.status_of(after)
     if change == "ReceivableReduced" and status in CLOSING_CHANGES:
         change = CLOSING_CHANGES[status]
     rid = row["receivable_id"]
@@ -319,6 +319,8 @@ class Explanation:
         self.bucket = "non_offset"
         self.reason = reason
         self.unmatched = ZERO
+        self.awaiting = ZERO
+        """A refund pair's money waiting for its receivable (acknowledged, never in the work queue)."""
         self.allocations: list[Allocation] = []
         self.outputs: list[Outgoing] = []
         self.method: str | None = None

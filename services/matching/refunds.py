@@ -34,8 +34,45 @@ async def refund_acknowledged(
         if wo["bucket"] == "allocated":
             outputs += await convert_to_refund(conn, env, wo)
         if wo["amount"] > 0 and wo["unmatched_amount"] > 0:
-            outputs += await acknowledge_parked_wo(conn, env, wo, candidates)
+            acknowledged = await acknowledge_parked_wo(conn, env, wo, candidates)
+            outputs += acknowledged or await await_receivable(conn, env, wo, reference)
     return outputs
+
+
+def unknown_receivable_refund(reference: str | None) -> str:
+    """Why a refund pair's WO is not in the work queue although no receivable is known for it."""
+    return (
+        f"refund acknowledged for an unknown receivable: the 72 and this WO on {reference} net to zero (the "
+        "provider's check, not money withheld); no receivable is known for it yet, and the refund is applied "
+        "when it appears"
+    )
+
+
+async def await_receivable(
+    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], wo: asyncpg.Record, reference: str
+) -> list[Outgoing]:
+    """The 72 came after a WO that no receivable explained: if the two net to zero they are the provider's
+    refund acknowledged, so the WO leaves the work queue and waits for its receivable as a refund."""
+    returns = [
+        r["amount"]
+        for r in await store.sibling_pairs(conn, env.tenant_id, wo["remittance_id"], reference, "72")
+    ]
+    if not domain.refund_pair_nets(wo["amount"], [*returns, env.payload.amount]):
+        return []
+    reason = unknown_receivable_refund(reference)
+    await store.await_refund(conn, env.tenant_id, wo["adjustment_id"], wo["unmatched_amount"], reason)
+    return [
+        offset_event(
+            env,
+            parked_pair(wo),
+            stable_id(wo["adjustment_id"], "rematch", env.event_id),
+            "refund_acknowledged",
+            reason,
+            (),
+            ZERO,
+            rematch_of=wo["adjustment_id"],
+        )
+    ]
 
 
 async def acknowledge_refund(

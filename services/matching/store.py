@@ -88,11 +88,13 @@ async def open_or_grow(
         ):
             change = "ReceivableUpdated"
     if row is not None and (
-        op.principal > row["principal"] or op.determination_date < row["determination_date"]
+        op.principal > row["principal"] or op.determination_date != row["determination_date"]
     ):
+        # Detection merges every piece of evidence of the receivable, in order, and its determination date
+        # rule (a letter's date when there is one) is the truth: a letter arriving after the 835 moves day 0.
         await conn.execute(
             """UPDATE matching.receivables SET principal = GREATEST(principal, $3::numeric),
-                   determination_date = LEAST(determination_date, $4::date)
+                   determination_date = $4::date
                WHERE tenant_id = $1 AND receivable_id = $2""",
             tenant_id,
             op.receivable_id,
@@ -153,7 +155,7 @@ async def open_candidates(conn: asyncpg.Connection, tenant_id: str, account: str
                   COALESCE(array_agg(k.key) FILTER (WHERE k.key IS NOT NULL), '{}') AS keys
            FROM matching.receivables r
            LEFT JOIN matching.receivable_keys k USING (tenant_id, receivable_id)
-           WHERE r.tenant_id = $1 AND r.account_key = $2 AND NOT r.paused
+           WHERE r.tenant_id = $1 AND r.account_key = $2 AND NOT r.paused AND r.merged_into IS NULL
            GROUP BY r.receivable_id, r.principal, r.determination_date, r.principal_recovered, r.interest_accrued,
                     r.interest_recovered, r.written_off, r.reference
            HAVING r.principal + r.interest_accrued - r.principal_recovered - r.interest_recovered - r.written_off > 0
@@ -179,7 +181,8 @@ async def save_balance(
     """Store a receivable's new totals (in the transaction that wrote the allocation or accrual behind them)."""
     await conn.execute(
         """UPDATE matching.receivables SET principal_recovered = $3, interest_accrued = $4, interest_recovered = $5,
-               refunded = $6, written_off = $7, paused = $8, status = $9
+               refunded = $6, written_off = $7, paused = $8,
+               status = CASE WHEN merged_into IS NULL THEN $9 ELSE 'merged' END
            WHERE tenant_id = $1 AND receivable_id = $2""",
         tenant_id,
         rid,
@@ -327,10 +330,11 @@ async def cancel_netting(conn: asyncpg.Connection, tenant_id: str, rid: UUID, re
 async def parked_recoveries(
     conn: asyncpg.Connection, tenant_id: str, account: str, keys: list[str]
 ) -> list[asyncpg.Record]:
-    """Unmatched WO recoveries whose reference names one of these keys, oldest first (out-of-order arrival)."""
+    """Unmatched WO recoveries (and refunds acknowledged before their receivable was known) whose reference
+    names one of these keys, oldest first (out-of-order arrival)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT * FROM matching.adjustments WHERE tenant_id = $1 AND account_key = $2
-               AND unmatched_amount > 0 AND reason_code = 'WO' AND match_keys && $3::text[]
+               AND (unmatched_amount > 0 OR awaiting_refund > 0) AND reason_code = 'WO' AND match_keys && $3::text[]
            ORDER BY payment_date, segment_ordinal, pair_index FOR UPDATE""",
         tenant_id,
         account,
@@ -677,3 +681,129 @@ async def open_totals(
 def row_dict(row: asyncpg.Record) -> dict[str, Any]:
     """A record as a plain dict."""
     return dict(row.items())
+
+
+async def merge_into(
+    conn: asyncpg.Connection, tenant_id: str, absorbed: UUID, survivor: UUID, on: date
+) -> None:
+    """Move an absorbed receivable's recoveries (offsets, refunds, nettings), identifiers and write-offs to the
+    survivor and close it as ``merged``. Its interest charges stay where they were posted: the interest stage
+    reverses them there, once it reads the absorbed receivable's zero principal, and charges the survivor's
+    own closed form — so the pair ends exactly as one receivable from the start would."""
+    await conn.execute(
+        "UPDATE matching.allocations SET receivable_id = $3 WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        absorbed,
+        survivor,
+    )
+    await conn.execute(
+        """INSERT INTO matching.receivable_keys (tenant_id, account_key, kind, key, receivable_id)
+           SELECT tenant_id, account_key, kind, key, $3 FROM matching.receivable_keys
+           WHERE tenant_id = $1 AND receivable_id = $2 ON CONFLICT DO NOTHING""",
+        tenant_id,
+        absorbed,
+        survivor,
+    )
+    await conn.execute(
+        "DELETE FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2",
+        tenant_id,
+        absorbed,
+    )
+    await conn.execute(
+        """UPDATE matching.receivables s SET written_off = s.written_off + a.written_off,
+               paused = s.paused OR a.paused,
+               duplicate = s.duplicate OR a.duplicate,
+               original_payment_date = LEAST(s.original_payment_date, a.original_payment_date),
+               identified_on = LEAST(s.identified_on, a.identified_on)
+           FROM matching.receivables a
+           WHERE s.tenant_id = $1 AND s.receivable_id = $3 AND a.tenant_id = $1 AND a.receivable_id = $2""",
+        tenant_id,
+        absorbed,
+        survivor,
+    )
+    await conn.execute(
+        """UPDATE matching.receivables SET merged_into = $3, merged_on = $4, principal = 0, written_off = 0,
+               principal_recovered = 0, interest_recovered = 0, refunded = 0, paused = false, status = 'merged'
+           WHERE tenant_id = $1 AND receivable_id = $2""",
+        tenant_id,
+        absorbed,
+        survivor,
+        on,
+    )
+
+
+async def live_receivable(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> asyncpg.Record | None:
+    """A receivable for update, following merges to the one that absorbed it (a staff action or a lookup may
+    name a receivable by a reference that now lives in another)."""
+    for _ in range(32):
+        row = await lock_receivable(conn, tenant_id, rid)
+        if row is None or row["merged_into"] is None:
+            return row
+        rid = row["merged_into"]
+    return None
+
+
+async def find_by_key(conn: asyncpg.Connection, tenant_id: str, payer_id: str, key: str) -> list[UUID]:
+    """Live receivables of a payer known by this identifier (reference or payer claim number), any account."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT k.receivable_id FROM matching.receivable_keys k
+           JOIN matching.receivables r USING (tenant_id, receivable_id)
+           WHERE k.tenant_id = $1 AND r.payer_id = $2 AND k.key = $3 AND k.kind IN ('reference', 'icn')
+             AND r.merged_into IS NULL""",
+        tenant_id,
+        payer_id,
+        key,
+    )
+    return [r["receivable_id"] for r in rows]
+
+
+async def netting_remittances(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[UUID]:
+    """Remittances whose claim amounts still count as recovering this receivable (live netting allocations)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT remittance_id FROM matching.allocations
+           WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'netting' AND to_interest + to_principal > 0""",
+        tenant_id,
+        rid,
+    )
+    return [r["remittance_id"] for r in rows]
+
+
+async def latest_business_date(conn: asyncpg.Connection, tenant_id: str, rids: Sequence[UUID]) -> date | None:
+    """The latest business date any change of these receivables carried (how far their ledgers have run)."""
+    found: date | None = await conn.fetchval(
+        """SELECT max(effective_date) FROM matching.receivable_history
+           WHERE tenant_id = $1 AND receivable_id = ANY($2::uuid[])""",
+        tenant_id,
+        list(rids),
+    )
+    return found
+
+
+async def await_refund(
+    conn: asyncpg.Connection, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str
+) -> None:
+    """A WO of a 72 + WO refund pair whose receivable is not known: its money is a refund acknowledged for an
+    unknown receivable, kept apart from the work queue until the receivable appears."""
+    await conn.execute(
+        """UPDATE matching.adjustments SET awaiting_refund = awaiting_refund + $3::numeric,
+               unmatched_amount = unmatched_amount - $3::numeric, bucket = 'refund_acknowledged', reason = $4
+           WHERE tenant_id = $1 AND adjustment_id = $2""",
+        tenant_id,
+        adjustment_id,
+        amount,
+        reason,
+    )
+
+
+async def reduce_awaiting(
+    conn: asyncpg.Connection, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
+) -> None:
+    """A refund that waited for its receivable was (partly) applied to it."""
+    await conn.execute(
+        """UPDATE matching.adjustments SET awaiting_refund = $3::numeric, reason = $4, match_method = 'rematch'
+           WHERE tenant_id = $1 AND adjustment_id = $2""",
+        tenant_id,
+        adjustment_id,
+        remaining,
+        reason,
+    )

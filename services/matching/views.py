@@ -35,16 +35,30 @@ async def receivables(
 
 
 async def receivable(conn: asyncpg.Connection, tenant: str, reference: str) -> dict[str, Any] | None:
-    """A receivable with its history (every change and the line behind it) and its allocations."""
+    """A receivable with its history (every change and the line behind it) and its allocations, found by its
+    reference or any identifier it is known by; a merged receivable names the one it lives in now
+    (``merged_into_reference``) and a survivor lists what it absorbed (``merged_from``)."""
     head = await conn.fetchrow(
-        f"""SELECT r.*, {BALANCE} AS balance FROM matching.receivables r
-            WHERE r.tenant_id = $1 AND r.reference = $2 ORDER BY r.determination_date LIMIT 1""",  # noqa: S608
+        f"""SELECT r.*, {BALANCE} AS balance, m.reference AS merged_into_reference
+            FROM matching.receivables r
+            LEFT JOIN matching.receivables m ON m.tenant_id = r.tenant_id AND m.receivable_id = r.merged_into
+            WHERE r.tenant_id = $1 AND (r.reference = $2 OR EXISTS (
+                SELECT 1 FROM matching.receivable_keys k
+                WHERE k.tenant_id = r.tenant_id AND k.receivable_id = r.receivable_id AND k.key = $2
+                  AND k.kind IN ('reference', 'icn')))
+            ORDER BY r.reference = $2 DESC, r.determination_date LIMIT 1""",  # noqa: S608
         tenant,
         reference.strip(),
     )
     if head is None:
         return None
     rid = head["receivable_id"]
+    merged_from = await conn.fetch(
+        """SELECT reference, merged_on FROM matching.receivables
+           WHERE tenant_id = $1 AND merged_into = $2 ORDER BY reference""",
+        tenant,
+        rid,
+    )
     history = await conn.fetch(
         """SELECT effective_date, change, amount, status, balance, source FROM matching.receivable_history
            WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY seq""",
@@ -71,6 +85,7 @@ async def receivable(conn: asyncpg.Connection, tenant: str, reference: str) -> d
         "history": _rows(history),
         "allocations": _rows(allocations),
         "keys": _rows(keys),
+        "merged_from": _rows(merged_from),
     }
 
 

@@ -165,9 +165,9 @@ async def test_a_provider_identified_overpayment_must_be_returned_within_60_days
     [row] = await ledger.fetch(
         "SELECT identified_on, determination_date FROM matching.receivables WHERE tenant_id = $1", tenant
     )
-    # Day 0 is the first evidence's date: the identification, or the demand letter when it came first.
-    determined = date(2026, 9, 1) if identified_first else date(2026, 9, 20)
-    assert (row["identified_on"], row["determination_date"]) == (date(2026, 9, 1), determined)
+    # Day 0 is the demand letter's date (the payer's final determination) in either order: the ledger
+    # depends on the inputs, not on their arrival; the identification date travels separately.
+    assert (row["identified_on"], row["determination_date"]) == (date(2026, 9, 1), date(2026, 9, 20))
     [row] = await ledger.fetch(
         "SELECT identified_on, principal FROM interest.receivables WHERE tenant_id = $1", tenant
     )
