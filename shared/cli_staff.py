@@ -120,17 +120,20 @@ async def _receivable(args: argparse.Namespace) -> int:
             return 1
         from services.interest import commands
 
-        interest = await commands.receivable_timeline(get_settings(), args.tenant, args.reference)
-        if args.json:
-            print(_json({**detail, "interest": interest}))
-            return 0
+        settings = get_settings()
+        interest = await commands.receivable_timeline(settings, args.tenant, args.reference)
         head = detail["receivable"]
+        policy = _policy_of(settings, head, interest)
+        if args.json:
+            print(_json({**detail, "policy": policy, "interest": interest}))
+            return 0
         print(
             f"{head['reference']}  payer {head['payer_id']}  {head['status']}  balance {head['balance']}  "
             f"(principal {head['principal']}, interest {head['interest_accrued']}, "
             f"recovered {head['principal_recovered'] + head['interest_recovered']}, "
             f"written off {head['written_off']})"
         )
+        print(commands.policy_line(policy))
         for title, rows in (
             ("History", detail["history"]),
             ("Allocations", detail["allocations"]),
@@ -141,6 +144,19 @@ async def _receivable(args: argparse.Namespace) -> int:
         return 0
 
     return await _with_conn(work)
+
+
+def _policy_of(settings: Settings, head: dict[str, Any], interest: dict[str, Any]) -> dict[str, Any]:
+    """Which payer policy applied to the receivable and why (configured / table / default): what interest
+    recorded for it, or, before interest has seen it, what the policy configuration resolves now."""
+    from services.interest import commands
+
+    rid = str(head["receivable_id"])
+    for entry in interest["receivables"]:
+        if entry["receivable_id"] == rid:
+            keys = ("policy", "policy_reason", "policy_source", "policy_recorded")
+            return {key: entry[key] for key in keys}
+    return commands.applied_policy(settings, head)
 
 
 async def _unmatched(args: argparse.Namespace) -> int:

@@ -60,13 +60,15 @@ class Settings(BaseSettings):
     )
     default_tenant: str = Field(default="default", description="Tenant used when a command names none.")
     payer_policies: dict[str, str] = Field(
-        default_factory=dict, description='Payer id → payer policy plugin name (e.g. {"01312": "medicare"}).'
+        default_factory=dict,
+        description='Payer id → payer policy plugin name (e.g. {"87726": "ny"}), for every tenant; the policy '
+        "configuration's payer entries win over it, it wins over the Medicare contractor table.",
     )
-    default_policy: str = Field(default="medicare", description="Policy for payers not in payer_policies.")
     policy_config: Path | None = Field(
         default=None,
         description="JSON file choosing payer policies (and their options) per tenant and payer; see "
-        "shared.policy_config. Without it payer_policies and default_policy decide.",
+        "shared.policy_config. Without it payer_policies, then the Medicare contractor table "
+        "(shared/data/medicare_contractors.csv) decide, and a payer neither names gets the commercial default.",
     )
     payee_directory: Path | None = Field(
         default=None,
@@ -147,10 +149,6 @@ class Settings(BaseSettings):
     notification_email_from: str = Field(
         default="offsetstream@localhost", description="From address of notification e-mails."
     )
-
-    def policy_for(self, payer_id: str) -> str:
-        """The payer policy plugin governing a payer's receivables."""
-        return self.payer_policies.get(payer_id, self.default_policy)
 
     def web_port(self, service: str) -> int:
         """The /metrics port of this process: ``web_port`` when set, else the service's port + 10 × worker id."""

@@ -1,20 +1,24 @@
 """Read-only staff commands over the interest schema (wired by the CLI: ``offsetstream receivable FCN``)."""
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from contracts.money import ZERO
 from services.interest import domain, store
-from shared import clock, db
+from shared import clock, db, policy_config
 from shared.settings import Settings
 
 
 async def receivable_timeline(settings: Settings, tenant: str, reference: str) -> dict[str, Any]:
     """Everything staff ask about a receivable's dates and interest, for every payer using this reference.
 
-    Returns ``{"tenant", "reference", "as_of", "receivables": [...]}``; each receivable has its policy,
-    principal figures, ``timeline`` (label, date, passed), net ``interest`` per period, ``alerts`` and ``ers``
+    Returns ``{"tenant", "reference", "as_of", "receivables": [...]}``; each receivable has its policy and why
+    it applied (``policy_reason``: configured / table / default, ``policy_source``: which entry;
+    ``policy_recorded``: False when interest has recorded no reason yet and this command resolved it with its
+    own configuration), principal figures, ``timeline`` (label, date, passed), net ``interest`` per period,
+    ``alerts`` and ``ers``
     (its extended repayment schedule with each installment's status and the plan's standing, or None).
     """
     as_of = clock.today(settings)
@@ -23,6 +27,7 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
         found = []
         for row in await store.receivables_by_reference(conn, tenant, reference):
             rid = row["receivable_id"]
+            policy = applied_policy(settings, row)
             periods = await store.interest_by_period(conn, tenant, rid)
             plan = await store.repayment_plan(conn, tenant, rid)
             ers = None
@@ -35,7 +40,7 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
                 {
                     "receivable_id": str(rid),
                     "payer_id": row["payer_id"],
-                    "policy": row["policy_applied"] or row["policy"],
+                    **policy,
                     "status": row["status"],
                     "determination_date": row["determination_date"],
                     "principal": row["principal"],
@@ -79,6 +84,38 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
     return {"tenant": tenant, "reference": reference, "as_of": as_of, "receivables": found}
 
 
+def applied_policy(settings: Settings, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy interest applied to a receivable row and why, as the stage recorded it; a row with no reason
+    recorded (interest has not recomputed it yet) is resolved now, with this command's configuration, and says
+    so."""
+    if row.get("policy_applied") and row.get("policy_reason"):
+        return {
+            "policy": row["policy_applied"],
+            "policy_reason": row["policy_reason"],
+            "policy_source": row["policy_source"],
+            "policy_recorded": True,
+        }
+    why = policy_config.PolicyConfig.from_settings(settings).resolution(
+        str(row["tenant_id"]), str(row["payer_id"]), settings
+    )
+    return {
+        "policy": why.policy,
+        "policy_reason": why.reason,
+        "policy_source": why.source,
+        "policy_recorded": False,
+    }
+
+
+def policy_line(entry: Mapping[str, Any]) -> str:
+    """``Policy medicare (table: Medicare contractor table: 01312 Noridian JE Part B (Nevada))``."""
+    note = (
+        ""
+        if entry.get("policy_recorded", True)
+        else "; not recorded by interest yet, resolved by this command"
+    )
+    return f"Policy {entry['policy']} ({entry['policy_reason']}: {entry['policy_source']}{note})"
+
+
 def _ers_view(plan: domain.ErsPlan, history: domain.History, as_of: date) -> dict[str, Any]:
     """An extended repayment schedule as staff read it: its standing as of today and each installment."""
     payments = [m for m in history.movements if m.total > 0]
@@ -110,6 +147,7 @@ def render_timeline(view: dict[str, Any]) -> str:
     for r in view["receivables"]:
         lines += [
             f"Receivable {view['reference']} (payer {r['payer_id']}, policy {r['policy']}, {r['status']})",
+            f"  {policy_line(r)}",
             f"  principal {_cell(r['principal'])}, recovered {_cell(r['principal_recovered'])}, "
             f"outstanding {_cell(r['outstanding_principal'])}; interest {_cell(r['interest_total'])} "
             f"accrued through {_cell(r['accrued_through'])}, next due {_cell(r['next_due']) or '-'}",

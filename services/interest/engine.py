@@ -127,7 +127,8 @@ class Engine:
         row = await store.lock_receivable(conn, tenant, rid)
         if row is None:
             return []
-        policy = self.resolver.resolve(tenant, row["payer_id"], row["policy"])
+        policy = self.resolver.resolve(tenant, row["payer_id"])
+        why = self.resolver.resolution(tenant, row["payer_id"])
         determination: date = row["determination_date"]
         history = domain.history_from_changes(
             row["principal"], await store.changes(conn, tenant, rid), store.schedule_of(row)
@@ -150,7 +151,9 @@ class Engine:
                 )
         emitted += await self._alerts(conn, row, policy, facts, cause)
         await store.save_timeline(conn, tenant, rid, timeline(policy, facts))
-        await store.save_progress(conn, tenant, rid, policy.name, horizon, next_look(facts, terms, horizon))
+        await store.save_progress(
+            conn, tenant, rid, policy.name, horizon, next_look(facts, terms, horizon), why.reason, why.source
+        )
         return emitted
 
     @staticmethod

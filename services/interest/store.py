@@ -184,16 +184,22 @@ async def save_progress(
     policy_applied: str,
     accrued_through: date,
     next_due: date | None,
+    policy_reason: str | None = None,
+    policy_source: str | None = None,
 ) -> None:
-    """Remember how far the receivable is accrued and when the tick must look at it again."""
+    """Remember how far the receivable is accrued, when the tick must look at it again, and which policy
+    applied and why (``configured``/``table``/``default`` and the entry: ``shared.policy_config``)."""
     await conn.execute(
-        """UPDATE interest.receivables SET policy_applied = $3, accrued_through = $4, next_due = $5
+        """UPDATE interest.receivables SET policy_applied = $3, accrued_through = $4, next_due = $5,
+               policy_reason = $6, policy_source = $7
            WHERE tenant_id = $1 AND receivable_id = $2""",
         tenant_id,
         rid,
         policy_applied,
         accrued_through,
         next_due,
+        policy_reason,
+        policy_source,
     )
 
 

@@ -6,6 +6,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from shared.policy_config import medicare_contractors
+
 PAYERS = (
     ("01312", "MEDICARE PART B JE"),
     ("04412", "MEDICARE PART B JH"),
@@ -14,6 +16,26 @@ PAYERS = (
     ("05102", "MEDICARE PART B J5"),
     ("06102", "MEDICARE PART B J6"),
 )
+"""The first payers of a feed. Every payer is a Medicare contractor of ``shared/data/medicare_contractors.csv``:
+the feeds use Medicare references and timelines, and a payer that table does not list is commercial."""
+
+
+def payer_at(index: int) -> tuple[str, str]:
+    """The ``index``-th payer of a feed (id, N1*PR name): :data:`PAYERS`, then the table's other Part B
+    contractors in id order. A feed never has two payers with one id."""
+    if index < len(PAYERS):
+        return PAYERS[index]
+    taken = {payer_id for payer_id, _ in PAYERS}
+    more = sorted(
+        (c.payer_id, f"MEDICARE PART B {c.jurisdiction}")
+        for c in medicare_contractors().values()
+        if c.workload == "part_b" and c.payer_id not in taken
+    )
+    if index - len(PAYERS) >= len(more):
+        raise ValueError(f"a feed has at most {len(PAYERS) + len(more)} payers (Medicare Part B contractors)")
+    return more[index - len(PAYERS)]
+
+
 PROCEDURES = (("99213", 145_00), ("99214", 210_00), ("99212", 95_00), ("85025", 38_00), ("93000", 62_00))
 NAMES = ("RIVERA", "OKAFOR", "LINDQVIST", "NAKAMURA", "DUBOIS", "PETROV", "MENSAH", "ALVAREZ", "KOWALSKI")
 GIVEN = ("ALEX", "SAM", "JORDAN", "TAYLOR", "RILEY", "CASEY", "MORGAN", "JAMIE")

@@ -10,7 +10,6 @@ from shared.generate.model import (
     CADENCE,
     GIVEN,
     NAMES,
-    PAYERS,
     PROCEDURES,
     RECOVERY_WINDOW,
     ClaimPlan,
@@ -23,6 +22,7 @@ from shared.generate.model import (
     _Tenant,
     dollars,
     npi,
+    payer_at,
 )
 from shared.generate.x12 import transaction_segments, write_interchange
 
@@ -39,14 +39,14 @@ class Generator:
         serial = 0
         for t, tenant in enumerate(self.tenants):
             for p in range(spec.payers):
-                payer_id, payer_name = PAYERS[p % len(PAYERS)]
+                payer_id, payer_name = payer_at(p)
                 row = []
                 for k in range(spec.providers):
                     serial += 1
                     row.append(
                         _Account(
                             tenant.tenant_id,
-                            payer_id if p < len(PAYERS) else f"{payer_id}{p}",
+                            payer_id,
                             payer_name,
                             npi(serial * 7919 + t),
                             f"56{serial:07d}",

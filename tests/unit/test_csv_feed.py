@@ -113,13 +113,13 @@ def assert_phi_free(error: FeedError, *secrets: str) -> None:
 def test_the_documented_example_parses_into_exact_contract_values() -> None:
     parsed = only_parsed(parse(SAMPLE.read_bytes(), "sample.csv"))
     rem = parsed.remittance
-    rid = stable_id("remittance", TENANT, "01102", "EFT20240315001", None, None, "EFT20240315001")
+    rid = stable_id("remittance", TENANT, "01112", "EFT20240315001", None, None, "EFT20240315001")
     assert rem.remittance_id == rid
     assert (rem.feed, rem.file_name, rem.file_sha256) == ("csv", "sample.csv", "ab" * 32)
     assert (rem.interchange_control_number, rem.group_control_number) == (None, None)
     assert (rem.transaction_control_number, rem.transaction_index) == ("EFT20240315001", 1)
     assert (rem.payer_id, rem.payer_name, rem.payee_id, rem.payee_name) == (
-        "01102",
+        "01112",
         "MEDICARE PART B",
         "1234567893",
         "RIVERSIDE CLINIC",

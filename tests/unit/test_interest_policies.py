@@ -163,16 +163,18 @@ def test_configuration_resolution_order(tmp_path: Path, monkeypatch: pytest.Monk
     path = tmp_path / "policies.json"
     path.write_text(json.dumps(doc))
     monkeypatch.setenv("OFFSETSTREAM_POLICY_CONFIG", str(path))
-    settings = Settings(payer_policies={"01312": "medicare"}, default_policy="medicare")
+    settings = Settings(payer_policies={"60054": "ny"})
     resolver = PolicyResolver(plugins.load_plugins(plugins.PAYER_POLICIES), settings, PolicyConfig.from_env())
-    ca = resolver.resolve("clinic-a", "00431", "medicare")
+    ca = resolver.resolve("clinic-a", "00431")
     assert ca.name == "ca" and isinstance(ca, CaliforniaPolicy) and ca.offset_allowed
-    assert resolver.resolve("clinic-a", "87726", "medicare").name == "tx"  # tenant entry beats "*"
-    assert resolver.resolve("clinic-b", "87726", "medicare").name == "ny"
-    assert resolver.resolve("clinic-a", "01312", "medicare").name == "medicare"  # Settings.payer_policies
-    default = resolver.resolve("clinic-a", "99999", "medicare")
+    assert resolver.resolve("clinic-a", "87726").name == "tx"  # tenant entry beats "*"
+    assert resolver.resolve("clinic-b", "87726").name == "ny"
+    assert resolver.resolve("clinic-b", "60054").name == "ny"  # Settings.payer_policies
+    assert resolver.resolve("clinic-a", "01312").name == "medicare"  # the Medicare table beats the default
+    default = resolver.resolve("clinic-a", "99999")
     assert isinstance(default, CommercialPolicy) and default.annual_rate == D("0.12")
-    assert resolver.resolve("clinic-b", "99999", "medicare").name == "medicare"  # the event's own choice
+    fallback = resolver.resolve("clinic-b", "99999")  # named nowhere: the commercial default, never Medicare
+    assert isinstance(fallback, CommercialPolicy) and fallback.annual_rate is None
 
 
 def test_configuration_errors_stop_start_up() -> None:
@@ -182,9 +184,9 @@ def test_configuration_errors_stop_start_up() -> None:
         PolicyResolver(installed, Settings(), bad)
     with pytest.raises(PolicyConfigError, match="not a valid policy configuration"):
         PolicyConfig.from_json('{"tenants": {"t": {"payers": {"1": {"options": {}}}}}}')
-    resolver = PolicyResolver(installed, Settings(), PolicyConfig())
+    resolver = PolicyResolver(installed, Settings(payer_policies={"1": "no-such-policy"}), PolicyConfig())
     with pytest.raises(PolicyConfigError):
-        resolver.resolve("t", "1", "no-such-policy")
+        resolver.resolve("t", "1")
 
 
 def test_reference_layouts() -> None:
@@ -197,7 +199,10 @@ def test_reference_layouts() -> None:
 
     assert split(medicare, "FCN26080300017".ljust(19) + "PCN-0042") == ("FCN26080300017", "PCN-0042")
     assert split(medicare, "FCN26080300017") == ("FCN26080300017", None)
-    assert split(medicare, "A" * 25) == ("A" * 25, None)  # not space padded: one reference
+    # Not padded: the FCN field is 19 positions, so the rest is the patient control number (never a key).
+    assert split(medicare, "A" * 19 + "PCN0042") == ("A" * 19, "PCN0042")
+    assert split(medicare, "FCN26080300017 PCN-0042") == ("FCN26080300017", "PCN-0042")
+    assert split(medicare, "A" * 19) == ("A" * 19, None)
     # DME contractors fill positions 1–14, so a DME reference is split by position, padded or not.
     assert split(dme, "12345678901234ADJ0000000000001") == ("12345678901234", "ADJ000000000000")
     assert split(dme, "1234567890".ljust(14) + "ADJ99") == ("1234567890", "ADJ99")
@@ -216,4 +221,4 @@ def test_the_example_configuration_is_valid() -> None:
     )
     config = PolicyConfig.from_json(example.read_text())
     resolver = PolicyResolver(plugins.load_plugins(plugins.PAYER_POLICIES), Settings(), config)
-    assert resolver.resolve("clinic-a", "16013", "medicare").reference_layout == "dme"
+    assert resolver.resolve("clinic-a", "16013").reference_layout == "dme"

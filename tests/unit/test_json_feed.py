@@ -98,7 +98,7 @@ def assert_phi_free(error: FeedError, *secrets: str) -> None:
 def test_the_documented_example_parses_into_exact_contract_values() -> None:
     parsed = only_parsed(parse(SAMPLE.read_bytes(), "sample.json"))
     rem = parsed.remittance
-    rid = stable_id("remittance", TENANT, "01102", "EFT20240315001", None, None, "EFT20240315001")
+    rid = stable_id("remittance", TENANT, "01112", "EFT20240315001", None, None, "EFT20240315001")
     assert rem.remittance_id == rid
     assert (rem.feed, rem.file_name, rem.transaction_control_number, rem.transaction_index) == (
         "json",

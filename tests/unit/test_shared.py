@@ -56,8 +56,7 @@ def test_settings_come_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = Settings()
     assert settings.kafka_bootstrap == "127.0.0.1:1"
     assert settings.web_port("intake") == 7001
-    assert settings.policy_for("87726") == "commercial"
-    assert settings.policy_for("01312") == "medicare"
+    assert settings.payer_policies == {"87726": "commercial"}
 
 
 def test_webhook_signature_round_trip_and_tamper() -> None:
