@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -279,6 +280,11 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
     if netted is not None and not await store.deferral_in(conn, tenant, netted, keys):
         fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
         assert fresh is not None
+        shortfall = op.evidence_amount - store.balance_of(fresh).open
+        if shortfall > 0:
+            outputs += await displace_later_offsets(conn, env, fresh, shortfall)
+            fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
+            assert fresh is not None
         if store.balance_of(fresh).open > 0:
             _, _, events = await apply_money(
                 conn,
@@ -294,6 +300,36 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             outputs += events
     reason = f"re-matched to {op.reference} after the receivable appeared"
     outputs += await rematch_parked(conn, env, op.receivable_id, keys, reason)
+    return outputs
+
+
+async def displace_later_offsets(
+    conn: asyncpg.Connection, env: Envelope[OverpaymentDetected], row: asyncpg.Record, amount: Decimal
+) -> list[Outgoing]:
+    """The claims of an earlier remittance netted this overpayment, but a later-dated recoupment, seen first,
+    already took the balance: the netting comes first by business date, so that recoupment's excess goes back
+    to the work queue (re-explained, so staff hear of it) and the ledger ends as it would have in order."""
+    op = env.payload
+    reason = f"exceeds the open balance of {row['reference']} once the netting in {op.source} is counted"
+    touched = await store.displace_offsets_after(
+        conn, env.tenant_id, row["receivable_id"], op.determination_date, amount, reason
+    )
+    outputs: list[Outgoing] = []
+    for pair in touched:
+        outputs.append(
+            offset_event(
+                env,
+                parked_pair(pair),
+                stable_id(pair["adjustment_id"], "displaced", env.event_id),
+                "unmatched",
+                reason,
+                (),
+                pair["displaced"],
+                rematch_of=pair["adjustment_id"],
+            )
+        )
+    if touched:
+        await resplit(conn, env.tenant_id, row)
     return outputs
 
 

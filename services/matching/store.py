@@ -807,3 +807,50 @@ async def reduce_awaiting(
         remaining,
         reason,
     )
+
+
+async def displace_offsets_after(
+    conn: asyncpg.Connection, tenant_id: str, rid: UUID, after: date, amount: Decimal, reason: str
+) -> list[asyncpg.Record]:
+    """Take up to ``amount`` back from the receivable's offsets dated after ``after``, latest first, into their
+    PLB pairs' unmatched amounts; return the pairs touched (with ``displaced``).
+
+    Money is applied in business-date order: a recovery the payer dated earlier (claim netting in the
+    reversal's own remittance) arriving after a later-dated recoupment already consumed the balance still
+    comes first, and the later recoupment is what exceeds the open balance — as it would have in order."""
+    rows = await conn.fetch(
+        """SELECT allocation_id, adjustment_id, to_interest + to_principal AS total FROM matching.allocations
+           WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'offset' AND effective_date > $3
+             AND to_interest + to_principal > 0
+           ORDER BY effective_date DESC, allocation_id DESC FOR UPDATE""",
+        tenant_id,
+        rid,
+        after,
+    )
+    touched: list[asyncpg.Record] = []
+    left = amount
+    for row in rows:
+        if left <= 0:
+            break
+        take = min(left, row["total"])
+        left -= take
+        await conn.execute(
+            """UPDATE matching.allocations SET to_interest = LEAST(to_interest, $3::numeric),
+                   to_principal = $3::numeric - LEAST(to_interest, $3::numeric)
+               WHERE tenant_id = $1 AND allocation_id = $2""",
+            tenant_id,
+            row["allocation_id"],
+            row["total"] - take,
+        )
+        pair = await conn.fetchrow(
+            """UPDATE matching.adjustments SET unmatched_amount = unmatched_amount + $3::numeric, reason = $4,
+                   bucket = CASE WHEN unmatched_amount + $3::numeric = amount THEN 'unmatched' ELSE bucket END
+               WHERE tenant_id = $1 AND adjustment_id = $2 RETURNING *, $3::numeric AS displaced""",
+            tenant_id,
+            row["adjustment_id"],
+            take,
+            reason,
+        )
+        if pair is not None:
+            touched.append(pair)
+    return touched

@@ -232,3 +232,36 @@ async def test_a_refund_pair_without_a_known_receivable_is_acknowledged_not_queu
     early.feed(refund)
     await early.run()
     assert await ledger_of(ledger, first) == await ledger_of(ledger, tenant)
+
+
+async def test_a_netting_seen_late_comes_before_a_later_dated_recoupment(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Found by the differential oracle: the reversal's 835 of 3 August nets the 100.00 in its claim amounts;
+    a 10.00 WO of 10 August on the same claim exceeds what is then owed and belongs in the work queue. When
+    the letter and the August 10 WO reach matching before the reversal's 835, the WO took 10.00 of the balance
+    first and the netting only 90.00: by business date the netting comes first, whatever the arrival order."""
+    netted = remit("EFTN0001", "20260803", reversal_and_correction())
+    later = remit("EFTN0002", "20260810", [other("N2")], ("WO", ORIGINAL, "10.00"))
+    entry = letters.LetterEntry(
+        payer_id=PAYER,
+        payee_id="1234567893",
+        fcn="FCN26080300099",
+        amount=D("100.00"),
+        letter_date=date(2026, 8, 3),
+        claims=(ORIGINAL,),
+    )
+    results = []
+    for name, order in (("in-order", ["netted", "letter", "later"]), ("late", ["letter", "later", "netted"])):
+        who = f"{tenant}-{name}"
+        pipeline = InProcessPipeline(ledger, who)
+        for step in order:
+            if step == "letter":
+                pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, who, "staff-7")))
+            else:
+                pipeline.feed(netted if step == "netted" else later)
+            await pipeline.run()
+        assert await ledger_check.check(ledger, who) == []
+        results.append(await ledger_of(ledger, who))
+    assert results[0] == results[1]
+    assert results[0][-1] == ("unmatched", D("10.00"))
