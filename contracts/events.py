@@ -115,7 +115,7 @@ class ClaimAdjustment(Contract):
     """One CAS reason/amount triple, at claim (2100) or service (2110) level."""
 
     level: Literal["claim", "service"] = Field(description="Loop the CAS came from.")
-    group_code: str = Field(description="CAS01: CO, OA, PI or PR.")
+    group_code: str = Field(description="CAS01: CO, OA, PI or PR (and CR in a 004010X091A1 transaction).")
     reason_code: str = Field(description="CARC, e.g. 45, 18, B13.")
     amount: Money = Field(description="Adjustment amount; negative on reversals.")
     quantity: Decimal | None = Field(default=None, description="Adjusted units, when given.")
