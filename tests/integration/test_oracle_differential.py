@@ -178,7 +178,8 @@ def medicare(payer: tuple[str, str]) -> bool:
 @st.composite
 def payers(draw: st.DrawFn) -> tuple[str, str]:
     choices = MEDICARES + COMMERCIALS if on("commercial") else MEDICARES
-    return draw(st.sampled_from(choices))
+    chosen: tuple[str, str] = draw(st.sampled_from(choices))
+    return chosen
 
 
 @st.composite
