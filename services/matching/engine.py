@@ -12,14 +12,14 @@ The money moves they share are in ``ledger``, pure rules in ``domain``, SQL in `
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
     InterestAccrued,
     OverpaymentDetected,
@@ -91,9 +91,11 @@ async def recover(
         locked = [await store.lock_receivable(conn, tenant, rid) for rid in chosen_ids]
         rows = [r for r in locked if r is not None]
     left = adj.amount
-    for row in rows:
+    named = len(rows) == 1 and out.method != "oldest_first"
+    for found in rows:
         if left <= 0:
             break
+        row = await make_room(conn, env, found, left, cause, out) if named else found
         if store.balance_of(row).open <= 0:
             continue
         applied, allocation, events = await apply_money(
@@ -282,7 +284,8 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
         assert fresh is not None
         shortfall = op.evidence_amount - store.balance_of(fresh).open
         if shortfall > 0:
-            outputs += await displace_later_offsets(conn, env, fresh, shortfall)
+            why = f"the netting in {op.source}"
+            outputs += await displace_later_offsets(conn, env, fresh, op.determination_date, shortfall, why)
             fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
             assert fresh is not None
         if store.balance_of(fresh).open > 0:
@@ -300,19 +303,41 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
             outputs += events
     reason = f"re-matched to {op.reference} after the receivable appeared"
     outputs += await rematch_parked(conn, env, op.receivable_id, keys, reason)
+    for waiting in await store.take_pending_actions(conn, tenant, op.payer_id, keys):
+        outputs += await on_staff_action(conn, parse_envelope(waiting, StaffActionRecorded))
     return outputs
 
 
+async def make_room(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    row: asyncpg.Record,
+    amount: Decimal,
+    cause: str,
+    out: Explanation,
+) -> asyncpg.Record:
+    """A recoupment naming one receivable that owes less than it brings: if later-dated recoupments took the
+    balance first (their files arrived earlier), this one comes first by business date and they give way."""
+    shortfall = amount - store.balance_of(row).open
+    if shortfall <= 0:
+        return row
+    day = env.payload.payment_date
+    out.outputs += await displace_later_offsets(conn, env, row, day, shortfall, f"{cause} of {day}")
+    fresh = await store.lock_receivable(conn, env.tenant_id, row["receivable_id"])
+    assert fresh is not None
+    return fresh
+
+
 async def displace_later_offsets(
-    conn: asyncpg.Connection, env: Envelope[OverpaymentDetected], row: asyncpg.Record, amount: Decimal
+    conn: asyncpg.Connection, env: Envelope[Any], row: asyncpg.Record, after: date, amount: Decimal, why: str
 ) -> list[Outgoing]:
-    """The claims of an earlier remittance netted this overpayment, but a later-dated recoupment, seen first,
-    already took the balance: the netting comes first by business date, so that recoupment's excess goes back
-    to the work queue (re-explained, so staff hear of it) and the ledger ends as it would have in order."""
-    op = env.payload
-    reason = f"exceeds the open balance of {row['reference']} once the netting in {op.source} is counted"
+    """Money dated ``after`` arrived late, but recoupments dated later, seen first, already took the balance:
+    by business date the earlier money comes first, so up to ``amount`` of those later recoupments (latest
+    first) goes back to the work queue as excess, re-explained so staff hear of it, and the ledger ends as it
+    would have in order."""
+    reason = f"exceeds the open balance of {row['reference']} once {why} is counted"
     touched = await store.displace_offsets_after(
-        conn, env.tenant_id, row["receivable_id"], op.determination_date, amount, reason
+        conn, env.tenant_id, row["receivable_id"], after, amount, reason
     )
     outputs: list[Outgoing] = []
     for pair in touched:
@@ -456,11 +481,48 @@ async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) 
     after, _ = await resplit(conn, tenant, row)
     version = f" v{accrual.version}" if accrual.version > 1 else ""
     cause = f"interest period {accrual.period_number}{version} ({accrual.period_start}..{accrual.period_end})"
+    closed_on = row["written_off_in_full"]
+    if closed_on is not None and due <= closed_on and after.open != 0:
+        # Written off in full on a date this charge was already due by: the write-off covers it too.
+        after = _with(after, written_off=max(after.written_off + after.open, ZERO))
+        await store.save_balance(conn, tenant, row["receivable_id"], after, domain.status_of(after))
+        cause += f", written off with the balance on {closed_on}"
     outputs = [await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
+    if after.open > 0 and accrual.amount > 0:
+        outputs += await use_refund_credits(conn, env, accrual.receivable_id, due)
     if after.open > 0 and accrual.amount > 0:
         keys = await store.receivable_keys(conn, tenant, accrual.receivable_id)
         reason = f"re-matched to {row['reference']} after interest due before it was charged"
         outputs += await rematch_parked(conn, env, accrual.receivable_id, keys, reason)
+    return outputs
+
+
+async def use_refund_credits(
+    conn: asyncpg.Connection, env: Envelope[InterestAccrued], rid: UUID, due: date
+) -> list[Outgoing]:
+    """Interest due by a refund check's date was charged after the check was applied: the check's excess pays
+    it, as it would have if the charge had been known on that date."""
+    outputs: list[Outgoing] = []
+    for credit in await store.refund_credits(conn, env.tenant_id, rid, due):
+        row = await store.lock_receivable(conn, env.tenant_id, rid)
+        assert row is not None
+        if store.balance_of(row).open <= 0:
+            break
+        applied, _, events = await apply_money(
+            conn,
+            env,
+            credit["action_id"],
+            row,
+            credit["amount"],
+            credit["effective_date"],
+            f"refund check of {credit['effective_date']}: the part above the balance then known",
+            kind="refund",
+            rematch=stable_id(credit["action_id"], "credit", env.event_id),
+        )
+        await store.keep_refund_credit(
+            conn, env.tenant_id, credit["action_id"], rid, credit["effective_date"], applied.remainder
+        )
+        outputs += events
     return outputs
 
 
@@ -475,29 +537,40 @@ async def on_staff_action(conn: asyncpg.Connection, env: Envelope[StaffActionRec
         return []
     row = await staff_target(conn, tenant, action.payer_id, action.reference.strip())
     if row is None:
-        raise Rejected(
-            "unknown_receivable",
-            f"no receivable {action.reference.strip()} for payer {action.payer_id}",
-            {"reference": action.reference.strip()},
+        # The overpayment may still be on its way (another topic): wait for it rather than dead-letter.
+        await store.park_action(
+            conn,
+            tenant,
+            action.action_id,
+            env.account_key,
+            action.payer_id,
+            action.reference.strip(),
+            action.effective_date,
+            env.model_dump_json().encode(),
         )
+        log.info("staff action %s waits for receivable %s", action.kind, action.reference.strip())
+        return []
     before = store.balance_of(row)
     cause = f"staff {action.entered_by}: {action.kind.replace('_', ' ')}"
     if action.kind == "refund_sent":
         amount = action.amount if action.amount is not None else before.open
-        _, _, outputs = await apply_money(
+        applied, _, outputs = await apply_money(
             conn, env, action.action_id, row, amount, action.effective_date, cause, kind="refund"
         )
+        if action.amount is not None and applied.remainder > 0:
+            await store.keep_refund_credit(
+                conn, tenant, action.action_id, row["receivable_id"], action.effective_date, applied.remainder
+            )
         return outputs
     if action.kind == "appeal_filed":
         after, change = _with(before, paused=True), "ReceivablePaused"
     elif action.kind == "appeal_decided" and action.outcome == "upheld":
         after, change = _with(before, paused=False), "ReceivableResumed"
     else:
-        write = (
-            before.open
-            if action.kind == "appeal_decided" or action.amount is None
-            else min(action.amount, before.open)
-        )
+        in_full = action.kind == "appeal_decided" or action.amount is None
+        write = before.open if in_full else min(action.amount or ZERO, before.open)
+        if in_full:
+            await store.mark_written_off_in_full(conn, tenant, row["receivable_id"], action.effective_date)
         after, change = (
             _with(before, paused=False, written_off=before.written_off + max(write, ZERO)),
             "ReceivableWrittenOff",

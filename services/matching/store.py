@@ -351,11 +351,12 @@ async def reduce_unmatched(
     reason: str,
     bucket: str = "allocated",
 ) -> None:
-    """A parked recovery was (partly) re-matched; fully explained, it moves to ``bucket`` (applied to a
-    receivable, or the acknowledgement of a refund staff had recorded)."""
+    """A parked recovery was (partly) re-matched: it moves to ``bucket`` (applied to a receivable, or the
+    acknowledgement of a refund staff had recorded) with what is left still unmatched — the same bucket it
+    would have had if its receivable had been known when it arrived."""
     await conn.execute(
         """UPDATE matching.adjustments SET unmatched_amount = $3::numeric, reason = $4, match_method = 'rematch',
-               bucket = CASE WHEN $3::numeric = 0 THEN $5 ELSE bucket END
+               bucket = CASE WHEN $3::numeric < amount THEN $5 ELSE bucket END
            WHERE tenant_id = $1 AND adjustment_id = $2""",
         tenant_id,
         adjustment_id,
@@ -854,3 +855,82 @@ async def displace_offsets_after(
         if pair is not None:
             touched.append(pair)
     return touched
+
+
+async def park_action(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    action_id: UUID,
+    account: str,
+    payer_id: str,
+    reference: str,
+    effective: date,
+    envelope: bytes,
+) -> None:
+    """Keep a staff action whose receivable is not known yet (see migration 0014)."""
+    await conn.execute(
+        """INSERT INTO matching.pending_actions (tenant_id, action_id, account_key, payer_id, reference,
+               effective_date, envelope) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING""",
+        tenant_id,
+        action_id,
+        account,
+        payer_id,
+        reference,
+        effective,
+        envelope,
+    )
+
+
+async def take_pending_actions(
+    conn: asyncpg.Connection, tenant_id: str, payer_id: str, keys: Sequence[str]
+) -> list[bytes]:
+    """Remove and return the waiting staff actions that name one of these identifiers, in business-date order."""
+    rows = await conn.fetch(
+        """DELETE FROM matching.pending_actions WHERE tenant_id = $1 AND payer_id = $2 AND reference = ANY($3::text[])
+           RETURNING envelope, effective_date, received_at, action_id""",
+        tenant_id,
+        payer_id,
+        list(keys),
+    )
+    ordered = sorted(rows, key=lambda r: (r["effective_date"], r["received_at"], str(r["action_id"])))
+    return [bytes(r["envelope"]) for r in ordered]
+
+
+async def mark_written_off_in_full(conn: asyncpg.Connection, tenant_id: str, rid: UUID, on: date) -> None:
+    """Remember that the whole open balance was written off on ``on`` (see migration 0014)."""
+    await conn.execute(
+        """UPDATE matching.receivables SET written_off_in_full = GREATEST(written_off_in_full, $3::date)
+           WHERE tenant_id = $1 AND receivable_id = $2""",
+        tenant_id,
+        rid,
+        on,
+    )
+
+
+async def keep_refund_credit(
+    conn: asyncpg.Connection, tenant_id: str, action_id: UUID, rid: UUID, effective: date, amount: Decimal
+) -> None:
+    """Keep the part of a refund check that exceeded the balance known on its date (migration 0014)."""
+    await conn.execute(
+        """INSERT INTO matching.refund_credits (tenant_id, action_id, receivable_id, effective_date, amount)
+           VALUES ($1,$2,$3,$4,$5) ON CONFLICT (tenant_id, action_id) DO UPDATE SET amount = EXCLUDED.amount""",
+        tenant_id,
+        action_id,
+        rid,
+        effective,
+        amount,
+    )
+
+
+async def refund_credits(
+    conn: asyncpg.Connection, tenant_id: str, rid: UUID, due_by: date
+) -> list[asyncpg.Record]:
+    """Credits of refund checks dated on or after ``due_by`` (they can pay a charge due by then)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT * FROM matching.refund_credits WHERE tenant_id = $1 AND receivable_id = $2 AND amount > 0
+             AND effective_date >= $3 ORDER BY effective_date, action_id FOR UPDATE""",
+        tenant_id,
+        rid,
+        due_by,
+    )
+    return rows

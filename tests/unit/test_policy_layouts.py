@@ -61,10 +61,10 @@ def test_same_payer_different_tenants_different_layouts_in_detection(
     policies: PolicyResolver[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(detection, "POLICY", policies)
-    # Step: clinic-a's contract reads the payer as DME, clinic-b's as Medicare (no padding, so one key).
+    # Step: clinic-a's contract reads the payer as DME (FCN 1–14), clinic-b's as Medicare (FCN 1–19).
     [dme] = detection.adjustment_evidence("clinic-a", deferral(DME_REFERENCE))
     [medicare] = detection.adjustment_evidence("clinic-b", deferral(DME_REFERENCE))
-    assert (dme.reference, medicare.reference) == ("12345678901234", DME_REFERENCE)
+    assert (dme.reference, medicare.reference) == ("12345678901234", DME_REFERENCE[:19])
     # Step: the policy named on the receivable follows the same choice; clinic-c has no entry, so
     # OFFSETSTREAM_PAYER_POLICIES decides.
     assert [detection.POLICY.policy_name(t, PAYER) for t in ("clinic-a", "clinic-b", "clinic-c")] == [
@@ -81,7 +81,7 @@ def test_same_payer_different_tenants_different_layouts_in_matching(
     a = read_reference(matching.POLICY, "clinic-a", PAYER, DME_REFERENCE)
     b = read_reference(matching.POLICY, "clinic-b", PAYER, DME_REFERENCE)
     assert (a.receivable, a.secondary) == ("12345678901234", "ADJ000000000000")
-    assert (b.receivable, b.secondary) == (DME_REFERENCE, None)
+    assert (b.receivable, b.secondary) == (DME_REFERENCE[:19], DME_REFERENCE[19:])
     # The recoupment is looked up first by the key detection opened the receivable under.
     assert a.candidates(DME_REFERENCE)[0] == ("reference", "12345678901234")
     # Fallback: a tenant without an entry uses OFFSETSTREAM_PAYER_POLICIES (commercial: plain layout).

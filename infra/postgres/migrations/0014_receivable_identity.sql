@@ -29,3 +29,35 @@ ALTER TABLE matching.receivables ADD COLUMN merged_on date;
 -- receivable appears.
 ALTER TABLE matching.adjustments ADD COLUMN awaiting_refund numeric(14,2) NOT NULL DEFAULT 0
     CHECK (awaiting_refund >= 0);
+
+-- A staff action (refund check, appeal, write-off) can reach matching before the receivable it names does:
+-- staff actions and overpayments travel on different topics. It waits here and is applied, in business-date
+-- order, when a receivable known by its reference appears, instead of being dead-lettered.
+CREATE TABLE matching.pending_actions (
+    tenant_id    text        NOT NULL,
+    action_id    uuid        NOT NULL,
+    account_key  text        NOT NULL,
+    payer_id     text        NOT NULL,
+    reference    text        NOT NULL,
+    effective_date date      NOT NULL,
+    envelope     bytea       NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, action_id)
+);
+CREATE INDEX pending_actions_by_reference ON matching.pending_actions (tenant_id, payer_id, reference);
+
+-- A receivable closed by writing off its whole open balance (staff, or an appeal the provider won) stays closed:
+-- interest charged later for periods due by that date is written off with it (the tick may post it after the
+-- write-off was entered).
+ALTER TABLE matching.receivables ADD COLUMN written_off_in_full date;
+
+-- A refund check larger than what matching knew was owed on its date (interest due by then not charged yet):
+-- the rest is kept as the check's credit and pays that interest when it is charged, as it would in order.
+CREATE TABLE matching.refund_credits (
+    tenant_id      text          NOT NULL,
+    action_id      uuid          NOT NULL,
+    receivable_id  uuid          NOT NULL,
+    effective_date date          NOT NULL,
+    amount         numeric(14,2) NOT NULL CHECK (amount >= 0),
+    PRIMARY KEY (tenant_id, action_id)
+);
