@@ -14,6 +14,7 @@ All take ``--tenant``; views take ``--json`` for machines.
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
@@ -21,11 +22,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 from pydantic import ValidationError
 
 from contracts.events import RepaymentSchedule, StaffActionKind
 from shared.report import table
 from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 ACTIONS: dict[str, tuple[StaffActionKind, Literal["upheld", "overturned"] | None]] = {
     "appeal-filed": ("appeal_filed", None),
@@ -121,8 +125,8 @@ async def _receivable(args: argparse.Namespace) -> int:
         from services.interest import commands
 
         settings = get_settings()
-        interest = await commands.receivable_timeline(settings, args.tenant, args.reference)
         head = detail["receivable"]
+        interest = await commands.receivable_timeline(settings, args.tenant, head["reference"])
         policy = _policy_of(settings, head, interest)
         if args.json:
             print(_json({**detail, "policy": policy, "interest": interest}))
@@ -134,6 +138,13 @@ async def _receivable(args: argparse.Namespace) -> int:
             f"written off {head['written_off']})"
         )
         print(commands.policy_line(policy))
+        if head.get("merged_into_reference"):
+            print(
+                f"Merged into {head['merged_into_reference']} on {head['merged_on']}: the same overpayment, "
+                f"shown there (offsetstream receivable {head['merged_into_reference']})"
+            )
+        for merged in detail.get("merged_from", []):
+            print(f"Absorbed {merged['reference']} on {merged['merged_on']}: the same overpayment")
         for title, rows in (
             ("History", detail["history"]),
             ("Allocations", detail["allocations"]),
@@ -205,6 +216,34 @@ async def _letter(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _live_reference(tenant: str, typed: str) -> str:
+    """The reference of the live receivable staff mean: the one typed, or, when it names a receivable merged
+    into another or is one of its other identifiers (a claim number), that receivable's own. Every stage then
+    finds the same receivable (interest keys an ERS plan by it). Without a reachable ledger, the typed one."""
+    from services.matching import views
+
+    try:
+        conn = await db_connect()
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        log.debug("ledger not reachable to resolve %s: %s", typed.strip(), type(exc).__name__)
+        return typed.strip()
+    try:
+        detail = await views.receivable(conn, tenant, typed)
+    finally:
+        await conn.close()
+    if detail is None:
+        return typed.strip()
+    head = detail["receivable"]
+    return str(head["merged_into_reference"] or head["reference"])
+
+
+async def db_connect() -> Any:
+    """A ledger connection with the configured settings."""
+    from shared import db
+
+    return await db.connect(get_settings())
+
+
 async def _action(args: argparse.Namespace) -> int:
     from shared import letters
 
@@ -214,12 +253,13 @@ async def _action(args: argparse.Namespace) -> int:
     except ActionArgumentError as exc:
         print(f"offsetstream action: {exc}", file=sys.stderr)
         return 2
+    reference = await _live_reference(args.tenant, args.reference)
     message = letters.action_event(
         kind,
         tenant_id=args.tenant,
         payer_id=args.payer,
         payee_id=args.payee,
-        reference=args.reference,
+        reference=reference,
         effective=args.date,
         entered_by=args.entered_by,
         amount=args.amount,
@@ -227,7 +267,8 @@ async def _action(args: argparse.Namespace) -> int:
         schedule=schedule,
     )
     await letters.publish_events(get_settings(), "remit.staff-actions.v1", [message])
-    print(f"recorded {args.kind} for {args.reference} (tenant {args.tenant})")
+    named = "" if reference == args.reference.strip() else f" (known as {args.reference.strip()})"
+    print(f"recorded {args.kind} for {reference}{named} (tenant {args.tenant})")
     return 0
 
 

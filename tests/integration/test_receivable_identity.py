@@ -8,6 +8,7 @@ order must end in one settled receivable; and two receivables opened before the 
 known are merged into one, leaving the ledger as if they had been one from the start.
 """
 
+import argparse
 import zlib
 from datetime import date
 from decimal import Decimal
@@ -18,7 +19,8 @@ from harness import InProcessPipeline
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
 from services.matching import views
-from shared import ledger_check, letters
+from shared import cli_staff, ledger_check, letters
+from shared.settings import Settings
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
@@ -121,7 +123,14 @@ async def ledger_of(ledger: asyncpg.Connection, tenant: str) -> list[tuple[objec
     ids=["settled before interest", "partly recovered after interest came due"],
 )
 async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
-    ledger: asyncpg.Connection, tenant: str, paid_on: str, amount: str, settled: bool
+    ledger: asyncpg.Connection,
+    tenant: str,
+    paid_on: str,
+    amount: str,
+    settled: bool,
+    stack_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The contractor deferred the reversal's 100.00 under its own FCN (not a claim number), so detection saw
     two debts: the reversal's (keyed by the ICN, netted in the claim amounts) and the deferral's (keyed by the
@@ -189,6 +198,14 @@ async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
     assert survivor_detail is not None
     assert survivor_detail["receivable"]["merged_into_reference"] is not None
     assert any(h["change"] == "ReceivableMerged" for h in survivor_detail["history"])
+
+    # `offsetstream receivable REF` says so, from either side.
+    monkeypatch.setattr(cli_staff, "get_settings", lambda: stack_settings)
+    survivor_reference = survivor_detail["receivable"]["merged_into_reference"]
+    for name, says in ((absorbed["reference"], "Merged into"), (survivor_reference, "Absorbed")):
+        capsys.readouterr()
+        assert await cli_staff._receivable(argparse.Namespace(tenant=tenant, reference=name, json=False)) == 0
+        assert says in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("legs", ["72 then WO", "WO then 72"])
