@@ -471,14 +471,20 @@ def _dead_letter_message() -> dict[str, Any]:
         "name": DEAD_LETTER_MESSAGE,
         "title": "Dead letter",
         "summary": "A message its consumer could not process: the original bytes plus why and where.",
-        "description": "Replay after a fix by producing the value, unchanged, to `source_topic` with the "
-        "same key.",
+        "description": "Replay after a fix with `offsetstream dlt replay`, which produces the original "
+        "message to `source_topic` with the same key. The value is usually the original message unchanged. "
+        "Two kinds of record carry a small JSON body instead (`offsetstream_dead_letter_body`, see "
+        "shared/dlt_refs.py), so a record is always small: intake's records name the payer file kept once "
+        "in PostgreSQL `intake.raw_files` (`raw_file_reference`: tenant, SHA-256, file name, transaction, byte "
+        "range), and a record whose original would not fit the broker's message cap names its source "
+        "position (`omitted`). Dead-letter topics keep records OFFSETSTREAM_DLT_RETENTION_DAYS days (30).",
         "contentType": "application/octet-stream",
         "headers": {"$ref": "#/components/schemas/DeadLetterHeaders"},
         "payload": {
             "type": "string",
             "format": "binary",
-            "description": "The original message value, byte for byte.",
+            "description": "The original message value, byte for byte; or a JSON body naming where it is "
+            "kept (`raw_file_reference`, `omitted`).",
         },
         "bindings": _kafka_key("The original message's key, unchanged: partitioned like the source topic."),
         "examples": [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names
@@ -21,8 +22,21 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INTAKE = "remit.intake.v1"
 
 
+def topic_configs(name: str, settings: Settings) -> dict[str, str]:
+    """Kafka configs a topic is created with: the message cap on every topic, and on dead-letter topics a
+    retention (``settings.dlt_retention_days``, 30 by default). A dead letter is for staff to look at and
+    replay within weeks, not a second archive: intake's records name the payer file kept in
+    ``intake.raw_files`` and no longer grow with it, and other stages' hold one small event each."""
+    configs = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    if name.endswith(".dlt"):
+        days = settings.dlt_retention_days
+        configs["retention.ms"] = "-1" if days < 0 else str(int(days * 24 * 3600 * 1000))
+    return configs
+
+
 async def create_topics(settings: Settings) -> list[str]:
-    """Create every topic that is missing, with explicit partition counts; return the ones created."""
+    """Create every topic that is missing, with explicit partition counts; return the ones created. Existing
+    dead-letter topics get their retention set to the configured one (see :func:`topic_configs`)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -35,13 +49,21 @@ async def create_topics(settings: Settings) -> list[str]:
                 name,
                 num_partitions=partitions.get(name, settings.topic_partitions),
                 replication_factor=1,
-                topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+                topic_configs=topic_configs(name, settings),
             )
             for name in all_topic_names()
             if name not in existing
         ]
         if wanted:
             await admin.create_topics(wanted)
+        # AlterConfigs replaces a topic's whole dynamic config, so the cap is sent again with the retention.
+        altered = [
+            ConfigResource(ConfigResourceType.TOPIC, name, configs=topic_configs(name, settings))
+            for name in all_topic_names()
+            if name in existing and name.endswith(".dlt")
+        ]
+        if altered:
+            await admin.alter_configs(altered)
         return [t.name for t in wanted]
     finally:
         await admin.close()

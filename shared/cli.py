@@ -322,18 +322,27 @@ async def _dlt_show(topic: str, position: str, content: bool, raw: bool) -> int:
     if record is None:
         print(f"{topic}: no record at {position}", file=sys.stderr)
         return 1
-    if raw:
-        sys.stdout.buffer.write(record.value)
+    if raw:  # a stored payer file or an omitted original is read back from where it is kept
+        sys.stdout.buffer.write(await dlt.load_original(get_settings(), record))
         sys.stdout.buffer.flush()
         return 0
     print(f"record     {topic} {record.position} ({_when(record.timestamp_ms)} UTC)")
     print(f"key        {(record.key or b'').decode('utf-8', errors='replace') or '-'}")
     print(f"tenant     {record.tenant_id or '-'}")
     print(f"size       {len(record.value)} bytes")
+    summary = record.summary()
+    print(f"body       {summary['body']}")
+    if kept := summary["raw_file"]:
+        span = kept["byte_range"]
+        print(
+            f"file       {kept['file_name']} ({kept['size_bytes']} bytes, sha256 {kept['sha256']}) in "
+            f"{kept['stored_in']}" + (f"; transaction at bytes {span[0]}-{span[1]}" if span else "")
+        )
     for name, value in record.headers.items():
         print(f"{name:<10} {value}")
     if content:
-        print("\n" + record.readable_body())
+        original = await dlt.load_original(get_settings(), record) if record.reference else None
+        print("\n" + record.readable_body(original))
     else:
         print(
             "\n(body not shown: it may contain patient data; add --content to print it, --raw for the bytes)"
@@ -407,7 +416,10 @@ def _add_dlt_parser(sub: Any) -> None:
         "--content", action="store_true", help="also print the body (the payer file as text; MAY CONTAIN PHI)"
     )
     body.add_argument(
-        "--raw", action="store_true", help="write only the exact record bytes to stdout (for > file)"
+        "--raw",
+        action="store_true",
+        help="write only the original bytes to stdout (for > file): the payer file as received for intake's "
+        "records (read back from intake.raw_files), else the record's bytes",
     )
     rep = actions.add_parser(
         "replay",
@@ -580,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_dlt(args: argparse.Namespace) -> int:
+    from shared.dlt import OriginalMissing
+
     try:
         if args.dlt_command == "list":
             return asyncio.run(_dlt_list(args.topic, args.limit, args.tenant, args.reason, args.json))
@@ -591,6 +605,9 @@ def _run_dlt(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a malformed PARTITION:OFFSET or no selection: say so, no traceback
         print(f"offsetstream dlt: {exc}", file=sys.stderr)
         return 2
+    except OriginalMissing as exc:  # the stored file or source message is gone: say which, no traceback
+        print(f"offsetstream dlt: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

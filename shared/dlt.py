@@ -7,16 +7,23 @@ at a DLT must never move anybody's committed offsets, and every look starts from
 records to the topic named in their headers. Replaying is safe to repeat: the intake dedupes remittances by
 identity and every stage dedupes input event ids (``ops.processed_events``), so a second replay changes nothing.
 
+Intake's records do not copy the payer file: the file is kept once in PostgreSQL (``intake.raw_files``) and the
+record's body names it (SHA-256, transaction, byte range; ``shared.dlt_refs``). A record whose original would not
+fit the broker's cap names its source position instead. ``show --content/--raw`` and ``replay`` read the bytes
+back from where they are kept, so staff see and re-drive exactly what arrived. DLT topics are created with a
+retention (``OFFSETSTREAM_DLT_RETENTION_DAYS``, 30 by default): resolve or replay a record within it.
+
 Bodies are not shown unless asked for: an 835 carries patient names and member ids (NM1*QC, NM1*IL), and what
 a command prints ends up in terminal scroll-back, screen shares and support tickets. Headers are PHI-free by
 construction, so listing and ``show`` without ``--content`` are always safe to paste.
 """
 
+import hashlib
 import json
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,7 +33,9 @@ from pydantic import ValidationError
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names, dlt_name
-from shared.admin import MAX_MESSAGE_BYTES, topic_partitions
+from shared import db
+from shared.admin import MAX_MESSAGE_BYTES, raw_file_message, topic_partitions
+from shared.dlt_refs import OmittedBody, RawFileRef, read_body
 from shared.settings import Settings
 
 DEFAULT_DLT = "remit.intake.dlt"
@@ -94,6 +103,15 @@ class DeadLetter:
         return {k.removeprefix("location."): v for k, v in self.headers.items() if k.startswith("location.")}
 
     @property
+    def reference(self) -> RawFileRef | OmittedBody | None:
+        """What the body points at instead of holding the original (``shared.dlt_refs``), or None. A stored
+        file is honoured only on intake's DLT, where only intake writes."""
+        found = read_body(self.value)
+        if isinstance(found, RawFileRef) and self.topic != DEFAULT_DLT:
+            return None
+        return found
+
+    @property
     def tenant_id(self) -> str | None:
         """The tenant of an envelope record (not PHI); None when the bytes are not an envelope at all."""
         try:
@@ -122,10 +140,27 @@ class DeadLetter:
             "location": self.location,
             "replayed_from": self.headers.get(REPLAYED_FROM),
             "size_bytes": len(self.value),
+            **_body_summary(self.reference),
         }
 
-    def readable_body(self) -> str:
-        """The body for a human: the payer file inside an intake envelope, else the bytes as text or hex."""
+    def readable_body(self, original: bytes | None = None) -> str:
+        """The body for a human: the payer file inside an intake envelope, else the bytes as text or hex.
+        For a record naming a stored file, ``original`` is that file (see :func:`load_original`): the
+        transaction's bytes are shown when its range is known, else the whole file."""
+        ref = self.reference
+        if isinstance(ref, RawFileRef) and original is not None:
+            where = (
+                f"payer file {ref.file_name!r} ({ref.size_bytes} bytes, sha256 {ref.sha256}, {ref.stored_in})"
+            )
+            if ref.byte_range is not None:
+                start, end = ref.byte_range
+                return (
+                    f"# {where}, transaction #{ref.transaction_index} at bytes {start}-{end}:\n"
+                    + _text_or_hex(original[start:end])
+                )
+            return f"# {where}:\n{_text_or_hex(original)}"
+        if isinstance(ref, OmittedBody) and original is not None:
+            return f"# original at the source position ({ref.size_bytes} bytes):\n{_text_or_hex(original)}"
         try:
             raw = parse_envelope(self.value, RawFileReceived).payload
         except (ValidationError, ValueError):
@@ -134,6 +169,90 @@ class DeadLetter:
             f"# payer file {raw.file_name!r} ({len(raw.content)} bytes, source {raw.source}) "
             f"inside a RawFileReceived envelope:\n{_text_or_hex(raw.content)}"
         )
+
+
+def _body_summary(ref: RawFileRef | OmittedBody | None) -> dict[str, Any]:
+    if isinstance(ref, RawFileRef):
+        kept = {
+            "sha256": ref.sha256,
+            "file_name": ref.file_name,
+            "size_bytes": ref.size_bytes,
+            "stored_in": ref.stored_in,
+            "transaction_index": ref.transaction_index,
+            "byte_range": list(ref.byte_range) if ref.byte_range else None,
+        }
+        return {"body": "raw_file_reference", "raw_file": kept}
+    if isinstance(ref, OmittedBody):
+        return {"body": f"omitted ({ref.kept_at})", "raw_file": None}
+    return {"body": "original", "raw_file": None}
+
+
+class OriginalMissing(LookupError):
+    """The bytes a record names are no longer where it says (file row deleted, source topic past retention)."""
+
+
+async def load_raw_file(settings: Settings, ref: RawFileRef) -> bytes:
+    """The exact bytes of a stored payer file, checked against its SHA-256."""
+    conn = await db.connect(settings)
+    try:
+        content = await conn.fetchval(
+            "SELECT content FROM intake.raw_files WHERE tenant_id = $1 AND sha256 = $2",
+            ref.tenant_id,
+            ref.sha256,
+        )
+    finally:
+        await conn.close()
+    if content is None or hashlib.sha256(content).hexdigest() != ref.sha256:
+        raise OriginalMissing(
+            f"payer file sha256 {ref.sha256} of tenant {ref.tenant_id} is not in {ref.stored_in}"
+        )
+    return bytes(content)
+
+
+async def _source_record(settings: Settings, record: DeadLetter) -> bytes:
+    """The original message at the record's source position (for a body omitted as too large)."""
+    try:
+        partition, offset = int(record.headers["source_partition"]), int(record.headers["source_offset"])
+    except (KeyError, ValueError):
+        raise OriginalMissing(f"{record.position}: no source position to read the original from") from None
+    tp = TopicPartition(record.source_topic, partition)
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        ends: dict[TopicPartition, int] = await consumer.end_offsets([tp])
+        beginnings: dict[TopicPartition, int] = await consumer.beginning_offsets([tp])
+        if not beginnings[tp] <= offset < ends[tp]:
+            raise OriginalMissing(f"{record.source_topic}[{partition}]@{offset} is no longer on the broker")
+        consumer.seek(tp, offset)
+        found = [r for r in await _drain(consumer, ends, {tp: offset + 1}) if r.offset == offset]
+    finally:
+        await consumer.stop()
+    if not found:
+        raise OriginalMissing(f"{record.source_topic}[{partition}]@{offset} holds no record")
+    return found[0].value
+
+
+async def load_original(settings: Settings, record: DeadLetter) -> bytes:
+    """The original bytes a record is about: the stored payer file for intake's records, the message at the
+    source position for a body omitted as too large, else the record's own value."""
+    ref = record.reference
+    if isinstance(ref, RawFileRef):
+        return await load_raw_file(settings, ref)
+    if isinstance(ref, OmittedBody):
+        return await _source_record(settings, record)
+    return record.value
+
+
+async def replay_value(settings: Settings, record: DeadLetter) -> bytes:
+    """The message a replay sends to the source topic: the original message, rebuilt from the stored file
+    (same event id and key as the first time) for a record naming one."""
+    ref = record.reference
+    if isinstance(ref, RawFileRef):
+        content = await load_raw_file(settings, ref)
+        _key, value = raw_file_message(content, ref.file_name, ref.tenant_id, ref.source, ref.format_hint)
+        return value
+    return await load_original(settings, record)
 
 
 def _text_or_hex(data: bytes) -> str:
@@ -304,6 +423,9 @@ async def replay(
 ) -> list[ReplayOutcome]:
     """Re-publish DLT records' original key and bytes to their source topic, tagged ``replayed_from``.
 
+    The bytes are read back from where the record says they are kept (``load_original``): a stored payer file
+    is sent once per replay however many of its transactions' records are selected.
+
     Selection: the given positions, else every record matching ``reason``/``tenant_id``; with no selector at all
     ``replay_all`` must be set, so a bare command never floods a stage with a whole DLT. Records are sent in DLT
     order with the original key, so they land on the same partition as the first time (per-account order).
@@ -332,26 +454,43 @@ async def replay(
     )
     if not dry_run:
         await producer.start()
+    # Records naming one stored file (its bad transactions) replay it once: the file is parsed whole anyway.
+    files_sent: dict[tuple[str, str], ReplayOutcome] = {}
     try:
         for record in records:
-            target = replay_target(record)
-            if target is None:
-                status = f"skipped: source_topic {record.source_topic!r} is not a topic feeding {topic}"
-                outcomes.append(ReplayOutcome(record.position, record.reason, record.source_topic, status))
+            ref = record.reference
+            same_file = (ref.tenant_id, ref.sha256) if isinstance(ref, RawFileRef) else None
+            if same_file is not None and same_file in files_sent:
+                sent = files_sent[same_file]
+                outcomes.append(replace(sent, position=record.position, reason=record.reason))
                 continue
-            if dry_run:
-                outcomes.append(ReplayOutcome(record.position, record.reason, target, "would replay"))
-                continue
-            meta = await producer.send_and_wait(
-                target,
-                value=record.value,
-                key=record.key or None,
-                headers=[(REPLAYED_FROM, f"{topic}:{record.position}".encode())],
-            )
-            outcomes.append(
-                ReplayOutcome(record.position, record.reason, target, "replayed", meta.partition, meta.offset)
-            )
+            outcome = await _replay_one(settings, producer, topic, record, dry_run)
+            outcomes.append(outcome)
+            if same_file is not None and outcome.status == "replayed":
+                files_sent[same_file] = outcome
     finally:
         if not dry_run:
             await producer.stop()
     return outcomes
+
+
+async def _replay_one(
+    settings: Settings, producer: AIOKafkaProducer, topic: str, record: DeadLetter, dry_run: bool
+) -> ReplayOutcome:
+    target = replay_target(record)
+    if target is None:
+        status = f"skipped: source_topic {record.source_topic!r} is not a topic feeding {topic}"
+        return ReplayOutcome(record.position, record.reason, record.source_topic, status)
+    if dry_run:
+        return ReplayOutcome(record.position, record.reason, target, "would replay")
+    try:
+        value = await replay_value(settings, record)
+    except OriginalMissing as missing:
+        return ReplayOutcome(record.position, record.reason, target, f"skipped: {missing}")
+    meta = await producer.send_and_wait(
+        target,
+        value=value,
+        key=record.key or None,
+        headers=[(REPLAYED_FROM, f"{topic}:{record.position}".encode())],
+    )
+    return ReplayOutcome(record.position, record.reason, target, "replayed", meta.partition, meta.offset)

@@ -22,6 +22,9 @@ class FeedErrorReason(StrEnum):
     INVALID_ELEMENT = "invalid_element"
     UNBALANCED = "unbalanced"
     UNSUPPORTED = "unsupported"
+    TOO_LARGE = "too_large"
+    """A transaction whose events cannot fit the broker's message cap (one claim with hundreds of thousands of
+    adjustments): refused whole, never retried, see ``services.intake.app``."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class FeedError(Exception):
     segment_id: str | None = None
     element: str | None = None
     expected: str | None = None
+    claim_ordinal: int | None = None
 
     def __str__(self) -> str:
         where = [f"file {self.file_name}"]
@@ -68,6 +72,7 @@ class FeedError(Exception):
             "segment_ordinal": self.segment_ordinal,
             "segment_id": self.segment_id,
             "element": self.element,
+            "claim_ordinal": self.claim_ordinal,
         }
         return {k: str(v) for k, v in fields.items() if v is not None}
 

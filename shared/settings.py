@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     notification_email_from: str = Field(
         default="offsetstream@localhost", description="From address of notification e-mails."
     )
+    # dead-letter topics: how long they keep a record (issue 16, appended block)
+    dlt_retention_days: float = Field(
+        default=30.0,
+        description="Days a dead-letter topic keeps a record (Kafka retention.ms, set by `offsetstream topics "
+        "create` on every *.dlt topic, existing ones included); -1 keeps them forever. Intake's records name the "
+        "payer file kept in intake.raw_files, so the retention bounds the records, not the stored files.",
+    )
 
     def web_port(self, service: str) -> int:
         """The /metrics port of this process: ``web_port`` when set, else the service's port + 10 × worker id."""

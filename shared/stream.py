@@ -11,6 +11,10 @@ stops the stream: each message runs in a savepoint, the bad one is rolled back t
 ``<topic>.dlt`` with the original bytes and a bounded reason, while the rest of the batch commits. Transient
 failures (database or broker down, a deadlock between workers) roll the whole batch back and retry it with
 backoff, because dead-lettering a valid remittance during a PostgreSQL restart would lose money from the ledger.
+Which failures are transient is one table, ``shared.failures``; everything else is permanent for its input and
+goes to the DLT at once, so one input can never stall its partition. An output larger than the broker's message
+cap is such a failure: it is found before the transaction commits (the input is rolled back and dead-lettered
+as ``too_large``), and a dead-letter record that would not fit keeps a small body naming where the original is.
 
 Why batches: one message per transaction and per ack wait costs ~6 ms of round trips and fsyncs, which capped
 every agent near 150 messages/s (bench/README.md); a batch pays those once.
@@ -18,6 +22,7 @@ every agent near 150 messages/s (bench/README.md); a batch pays those once.
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import time
@@ -29,31 +34,20 @@ from typing import Any, TypeVar
 
 import asyncpg
 import faust
-from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope
-from contracts.topics import dlt_name
+from contracts.topics import all_topic_names, dlt_name
 from shared import db, lag, telemetry
+from shared.admin import MAX_MESSAGE_BYTES
+from shared.dlt_refs import OmittedBody
+from shared.failures import TooLarge, is_transient, permanent_reason, record_size
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash, cannot-connect-now: the server restarts
-    asyncpg.exceptions.DeadlockDetectedError,  # two workers' batches locked rows in opposite orders
-    asyncpg.exceptions.SerializationError,
-)
 
 
 class Rejected(Exception):
@@ -86,6 +80,10 @@ class Outgoing:
     key: str
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+    def size(self) -> int:
+        """Bytes of this message as the producer and the broker count them (see ``shared.failures``)."""
+        return record_size(self.key.encode(), self.value, list(self.headers))
 
     @classmethod
     def event(cls, topic: str, envelope: Envelope[Any]) -> "Outgoing":
@@ -124,6 +122,9 @@ Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]
 Replay = Handler
 """Rebuilds the outputs of an input already applied, from the input and the ledger, without writing anything."""
 IdOf = Callable[[Incoming], str]
+DeadLetterHook = Callable[[asyncpg.Connection, Incoming, Outgoing], Awaitable[Outgoing]]
+"""Turns the generic dead-letter record of an input into the stage's own, inside the batch transaction (after
+the input's savepoint was rolled back): intake keeps the payer file once and writes a record naming it."""
 
 
 def envelope_event_id(incoming: Incoming) -> str:
@@ -196,13 +197,15 @@ class Stage:
         *,
         batch: int | None = None,
         replay: Replay | None = None,
+        dead_letter: DeadLetterHook | None = None,
     ) -> None:
         """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`.
 
         ``batch`` caps the messages per transaction below the setting: a stage whose handler has effects
         outside the database (a webhook call) keeps it small, since a crash repeats the whole batch's effects.
         ``replay``, for a stage whose outputs are large and can be rebuilt (intake: every claim of a file),
-        stores no outputs with the claim and rebuilds them on redelivery instead."""
+        stores no outputs with the claim and rebuilds them on redelivery instead. ``dead_letter`` rewrites the
+        dead-letter record of a rejected input (see :data:`DeadLetterHook`)."""
         channel = self.app.topic(*topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
         size = min(batch or self.settings.batch_max_messages, self.settings.batch_max_messages)
         within = self.settings.batch_max_wait_seconds
@@ -211,7 +214,9 @@ class Stage:
             async for events in stream.take_events(size, within=within):
                 batch = [incoming_of(event.message) for event in events]
                 try:
-                    await self.until_done(partial(self.process_batch, batch, handler, id_of, replay))
+                    await self.until_done(
+                        partial(self.process_batch, batch, handler, id_of, replay, dead_letter)
+                    )
                 except BaseException:
                     withhold_acks(events)
                     raise
@@ -234,7 +239,12 @@ class Stage:
         self.app.timer(interval=seconds)(tick)
 
     async def process_batch(
-        self, batch: Sequence[Incoming], handler: Handler, id_of: IdOf, replay: Replay | None = None
+        self,
+        batch: Sequence[Incoming],
+        handler: Handler,
+        id_of: IdOf,
+        replay: Replay | None = None,
+        dead_letter: DeadLetterHook | None = None,
     ) -> list[str]:
         """Apply a batch exactly once in effect, publish what it owes, and return each message's outcome."""
         service = self.service
@@ -244,14 +254,18 @@ class Stage:
         telemetry.BATCH_SIZE.labels(service).observe(len(batch))
         started = time.perf_counter()
         try:
-            results = await self.retrying(lambda: self._apply(handler, batch, id_of, replay))
+            results = await self.retrying(lambda: self._apply(handler, batch, id_of, replay, dead_letter))
             for incoming, result in zip(batch, results, strict=True):
                 if result.outcome == "dead_lettered":
                     self._count_dead_letter(incoming, result.outputs[0])
             outputs = [out for result in results for out in result.outputs]
+            sources = [
+                incoming for incoming, result in zip(batch, results, strict=True) for _ in result.outputs
+            ]
             # Once the effects are committed (or inputs judged bad), their messages are owed to the broker.
-            # Publishing retries until acknowledged and never dead-letters a committed effect.
-            await self.retrying(lambda: self.publish(outputs), broker_errors=True)
+            # Publishing retries transient failures until acknowledged; a message the broker can never take
+            # (too large) is replaced by a small dead-letter record instead of stalling the partition.
+            await self.retrying(lambda: self.publish(outputs, sources), broker_errors=True)
         finally:
             telemetry.IN_PROGRESS.labels(service).dec(len(batch))
         per_message = (time.perf_counter() - started) / len(batch)
@@ -264,10 +278,11 @@ class Stage:
         return [result.outcome for result in results]
 
     async def until_done(self, work: Callable[[], Awaitable[object]]) -> None:
-        """Run a batch until it completes. Handler failures are dead letters and transient ones are retried
-        inside; anything still escaping is a fault of the stage itself (a bug, a schema out of date), and
-        moving past the batch would skip its messages, so it is retried every few seconds, loudly, and the
-        consumer lag shows the stall."""
+        """Run a batch until it completes. Failures of one input are dead letters (see ``shared.failures``:
+        invalid input, outputs too large for the broker) and transient ones are retried inside; anything
+        still escaping is a fault of the stage itself, not of an input (a schema out of date, a bug outside
+        the handlers), and moving past the batch would skip its messages, so it is retried every few seconds,
+        loudly, and the consumer lag shows the stall."""
         while True:
             try:
                 await work()
@@ -278,21 +293,30 @@ class Stage:
                 await asyncio.sleep(5.0)
 
     async def _apply(
-        self, handler: Handler, batch: Sequence[Incoming], id_of: IdOf, replay: Replay | None
+        self,
+        handler: Handler,
+        batch: Sequence[Incoming],
+        id_of: IdOf,
+        replay: Replay | None,
+        dead_letter: DeadLetterHook | None,
     ) -> list[Result]:
         pool = await self.pool()
         async with pool.acquire() as conn:
-            return await apply_batch(conn, self.service, handler, batch, id_of, replay=replay)
+            return await apply_batch(
+                conn, self.service, handler, batch, id_of, replay=replay, dead_letter=dead_letter
+            )
 
     async def retrying(self, action: Callable[[], Awaitable[T]], *, broker_errors: bool = False) -> T:
         """Run ``action`` until it succeeds through transient failures (database or network down; with
-        ``broker_errors`` also any Kafka error, for publishing what is already owed)."""
+        ``broker_errors`` also any Kafka error but a size error, for publishing what is already owed); see
+        ``shared.failures.is_transient``. Anything else propagates at once."""
         delay = 0.2
-        transient = (*TRANSIENT_ERRORS, KafkaError) if broker_errors else TRANSIENT_ERRORS
         while True:
             try:
                 return await action()
-            except transient as exc:
+            except Exception as exc:
+                if not is_transient(exc, broker=broker_errors):
+                    raise
                 telemetry.TRANSIENT_RETRIES.labels(self.service).inc()
                 log.warning("%s: transient %s, retrying in %.1fs", self.service, type(exc).__name__, delay)
                 if isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | OSError):
@@ -306,21 +330,72 @@ class Stage:
                 self._pool.terminate()
                 self._pool = None
 
-    async def publish(self, outputs: Sequence[Outgoing]) -> None:
+    async def publish(
+        self,
+        outputs: Sequence[Outgoing],
+        sources: Sequence[Incoming | None] = (),
+        *,
+        replace_refused: bool = True,
+    ) -> None:
         """Send every message, then wait until the broker has acknowledged all of them.
 
         Straight to the app's Kafka producer: the messages are bytes already, and Faust's channel layer
-        (schemas, codecs, a future per message) cost more CPU than the rest of a typical handler."""
+        (schemas, codecs, a future per message) cost more CPU than the rest of a typical handler.
+
+        A message the producer or the broker refuses as too large (permanent: the stages check sizes before
+        committing, so this means the broker's cap is below ``MAX_MESSAGE_BYTES``) is not retried: it is
+        replaced by :func:`refused_record` (``sources[i]`` is the input that produced ``outputs[i]``, when
+        known) and that small record is sent instead. Any other failure propagates for the caller to retry
+        the whole publish (a message sent twice is deduplicated downstream by its id)."""
         if not outputs:
             return
         producer = await self.app.maybe_start_producer()
-        pending = [
-            await producer.send(out.topic, out.key.encode(), out.value, None, None, list(out.headers) or None)
-            for out in outputs
-        ]
-        await asyncio.gather(*pending)
+        origin = [*sources, *[None] * (len(outputs) - len(sources))]
+        refused: list[Outgoing] = []
+        sent: list[tuple[Outgoing, Incoming | None, Any]] = []
+        for out, source in zip(outputs, origin, strict=True):
+            headers = list(out.headers) or None
+            try:
+                sent.append(
+                    (
+                        out,
+                        source,
+                        await producer.send(out.topic, out.key.encode(), out.value, None, None, headers),
+                    )
+                )
+            except Exception as exc:
+                if permanent_reason(exc) != "too_large" or not replace_refused:
+                    raise
+                refused.append(self._refused(out, source, exc))
+        acks = await asyncio.gather(*(future for _, _, future in sent), return_exceptions=True)
+        for (out, source, _), ack in zip(sent, acks, strict=True):
+            if isinstance(ack, BaseException) and permanent_reason(ack) == "too_large" and replace_refused:
+                refused.append(self._refused(out, source, ack))
+        for ack in acks:
+            if isinstance(ack, BaseException) and (
+                permanent_reason(ack) != "too_large" or not replace_refused
+            ):
+                raise ack
+        if refused:
+            await self.publish(
+                refused, replace_refused=False
+            )  # a few hundred bytes each: never refused again
         for topic, count in Counter(out.topic for out in outputs).items():
             telemetry.MESSAGES_PRODUCED.labels(self.service, topic).inc(count)
+
+    def _refused(self, out: Outgoing, source: Incoming | None, exc: BaseException) -> Outgoing:
+        record = refused_record(self.service, out, source)
+        telemetry.DEAD_LETTERS.labels(self.service, "too_large").inc()
+        log.error(
+            "%s: the broker refused a %d-byte message for %s as too large (%s); sent %s to %s instead",
+            self.service,
+            len(out.value),
+            out.topic,
+            type(exc).__name__,
+            "a shortened dead letter" if out.topic.endswith(".dlt") else "a dead letter naming it",
+            record.topic,
+        )
+        return record
 
     def _count_dead_letter(self, incoming: Incoming, record: Outgoing) -> None:
         headers = dict(record.headers)
@@ -369,15 +444,17 @@ async def apply_batch(
     id_of: IdOf,
     *,
     replay: Replay | None = None,
+    dead_letter: DeadLetterHook | None = None,
 ) -> list[Result]:
     """Apply each input of ``batch`` in order, in one transaction.
 
     A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
     with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
-    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects is rolled
-    back to its savepoint, unclaimed (so a DLT replay can re-drive it) and turned into its dead-letter record,
-    while the rest of the batch commits. Transient errors propagate and roll back the whole batch, to be
-    retried by the caller.
+    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects, or whose
+    outputs would not fit the broker's message cap, is rolled back to its savepoint, unclaimed (so a DLT replay
+    can re-drive it) and turned into its dead-letter record (rewritten by ``dead_letter`` when given), while
+    the rest of the batch commits. Transient errors propagate and roll back the whole batch, to be retried by
+    the caller; see ``shared.failures`` for which are which.
 
     Why a savepoint for every handler: running the batch without them and re-running it isolated only after
     a failure saves two round trips a message, but runs the handlers before the bad message twice, and their
@@ -396,11 +473,7 @@ async def apply_batch(
         dropped: list[str] = []
         for i, message_id in ids.items():
             if message_id in recorded:
-                if replay is None:
-                    outputs = [Outgoing.from_record(r) for r in recorded[message_id]]
-                else:
-                    outputs = list(await replay(conn, batch[i]))
-                results[i] = Result(outputs, "duplicate")
+                results[i] = await _replayed(conn, service, batch[i], recorded[message_id], replay)
                 continue
             results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
             if result.outcome == "applied":
@@ -409,7 +482,98 @@ async def apply_batch(
             else:
                 dropped.append(message_id)
         await db.record_outputs(conn, service, fresh, dropped)
+        if dead_letter is not None:
+            for i, letter in enumerate(results):
+                if letter is not None and letter.outcome == "dead_lettered":
+                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter)
     return [r for r in results if r is not None]
+
+
+async def _replayed(
+    conn: asyncpg.Connection,
+    service: str,
+    incoming: Incoming,
+    recorded: list[dict[str, Any]],
+    replay: Replay | None,
+) -> Result:
+    """The outputs owed for an input already applied. Rebuilding them can fail for the same permanent reasons
+    as applying (an output now too large): then the input is dead-lettered instead of retried forever."""
+    if replay is None:
+        return Result([Outgoing.from_record(r) for r in recorded], "duplicate")
+    try:
+        async with conn.transaction():
+            outputs = list(await replay(conn, incoming))
+            _check_sizes(outputs)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        reason, message, location = _why(service, incoming, exc)
+        return _rejected(service, incoming, reason, message, location)
+    return Result(outputs, "duplicate")
+
+
+async def _rewritten(
+    conn: asyncpg.Connection, service: str, incoming: Incoming, result: Result, hook: DeadLetterHook
+) -> Result:
+    """``result``'s dead-letter records as the stage's hook writes them; the generic ones if the hook fails for
+    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting)."""
+    rewritten: list[Outgoing] = []
+    for record in result.outputs:
+        try:
+            async with conn.transaction():
+                rewritten.append(await hook(conn, incoming, record))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "%s: dead-letter hook failed (%s); the generic record is kept", service, type(exc).__name__
+            )
+            rewritten.append(record)
+    return Result(rewritten, result.outcome)
+
+
+def _check_sizes(outputs: Sequence[Outgoing]) -> None:
+    """:class:`TooLarge` naming the first output the broker would refuse (our check before anything is sent)."""
+    for position, out in enumerate(outputs, start=1):
+        if (size := out.size()) > MAX_MESSAGE_BYTES:
+            event_type = _event_type(out.value)
+            raise TooLarge(
+                f"output #{position} ({event_type} for {out.topic}) would be a {size}-byte message; the broker "
+                f"takes at most {MAX_MESSAGE_BYTES} bytes a message, so it can never be published"
+            )
+
+
+def _event_type(value: bytes) -> str:
+    """The envelope's event type from the start of its JSON, without parsing megabytes (no PHI: a type name)."""
+    head = value[:4096].decode("utf-8", errors="replace")
+    marker = '"event_type":"'
+    at = head.find(marker)
+    if at < 0:
+        return "a message"
+    name = head[at + len(marker) : head.find('"', at + len(marker))]
+    return name if name.isidentifier() else "a message"
+
+
+def _why(service: str, incoming: Incoming, exc: BaseException) -> tuple[str, str, dict[str, str]]:
+    """(reason, PHI-free message, location) of a permanent failure of one input."""
+    if isinstance(exc, Rejected):
+        return exc.reason, exc.message, exc.location
+    if isinstance(exc, ValidationError):
+        return "invalid_message", safe_validation_message(exc), {}
+    if isinstance(exc, TooLarge):
+        return "too_large", exc.message, {}
+    reason = permanent_reason(exc)
+    if reason is not None:
+        return reason, type(exc).__name__, {}
+    log.exception(
+        "%s: unexpected %s at %s[%d]@%d",
+        service,
+        type(exc).__name__,
+        incoming.topic,
+        incoming.partition,
+        incoming.offset,
+    )
+    return "processing_error", type(exc).__name__, {}
 
 
 async def _apply_isolated(
@@ -417,23 +581,14 @@ async def _apply_isolated(
 ) -> Result:
     try:
         async with conn.transaction():
-            return Result(list(await handler(conn, incoming)), "applied")
-    except TRANSIENT_ERRORS:
-        raise
-    except Rejected as rejected:
-        return _rejected(service, incoming, rejected.reason, rejected.message, rejected.location)
-    except ValidationError as exc:
-        return _rejected(service, incoming, "invalid_message", safe_validation_message(exc), {})
+            outputs = list(await handler(conn, incoming))
+            _check_sizes(outputs)  # inside the savepoint: an input whose output can never be sent is undone
+            return Result(outputs, "applied")
     except Exception as exc:
-        log.exception(
-            "%s: unexpected %s at %s[%d]@%d",
-            service,
-            type(exc).__name__,
-            incoming.topic,
-            incoming.partition,
-            incoming.offset,
-        )
-        return _rejected(service, incoming, "processing_error", type(exc).__name__, {})
+        if is_transient(exc):
+            raise
+        reason, message, location = _why(service, incoming, exc)
+        return _rejected(service, incoming, reason, message, location)
 
 
 def _rejected(
@@ -443,9 +598,19 @@ def _rejected(
 
 
 def dead_letter_message(
-    service: str, incoming: Incoming, reason: str, message: str, location: dict[str, str]
+    service: str,
+    incoming: Incoming,
+    reason: str,
+    message: str,
+    location: dict[str, str],
+    body: bytes | None = None,
 ) -> Outgoing:
-    """The DLT record of an input: its original key and bytes, and PHI-free headers saying why and where."""
+    """The DLT record of an input: its original key and bytes (or ``body``, a reference to them, see
+    ``shared.dlt_refs``), and PHI-free headers saying why and where.
+
+    A record that would not fit the broker's message cap (an input close to the cap plus these headers)
+    carries an :class:`~shared.dlt_refs.OmittedBody` instead: the original is where the headers say it was
+    consumed from. So a dead letter is always publishable and never stalls its partition."""
     headers = [
         ("reason", reason),
         ("error", message[:1000]),
@@ -455,9 +620,43 @@ def dead_letter_message(
         ("source_offset", str(incoming.offset)),
     ]
     headers += [(f"location.{k}", v) for k, v in sorted(location.items())]
-    return Outgoing(
+    record = Outgoing(
         topic=dlt_name(incoming.topic),
         key=(incoming.key or b"").decode(errors="replace"),
-        value=incoming.value,
+        value=incoming.value if body is None else body,
         headers=tuple((k, v.encode()) for k, v in headers),
     )
+    if record.size() <= MAX_MESSAGE_BYTES:
+        return record
+    omitted = OmittedBody(len(record.value), hashlib.sha256(record.value).hexdigest(), "source_position")
+    return Outgoing(record.topic, record.key, omitted.to_bytes(), record.headers)
+
+
+def refused_record(service: str, out: Outgoing, source: Incoming | None) -> Outgoing:
+    """What is sent instead of a message the broker refused as too large.
+
+    A dead-letter record keeps its headers and an :class:`~shared.dlt_refs.OmittedBody` (the original input is
+    at its source position). An event whose effects are already committed cannot be taken back: a dead letter
+    to the DLT of the input that produced it (else of its own topic) says so, so staff see it, raise the
+    broker's cap and replay; its body names the event's size and SHA-256."""
+    digest = hashlib.sha256(out.value).hexdigest()
+    if out.topic.endswith(".dlt"):
+        omitted = OmittedBody(len(out.value), digest, "source_position")
+        return Outgoing(out.topic, out.key, omitted.to_bytes(), out.headers)
+    topic = dlt_name(source.topic) if source is not None else dlt_name(out.topic)
+    if topic not in all_topic_names():
+        topic = dlt_name(out.topic) if dlt_name(out.topic) in all_topic_names() else "remit.intake.dlt"
+    headers = [
+        ("reason", "too_large"),
+        (
+            "error",
+            f"the broker refused a {len(out.value)}-byte {_event_type(out.value)} for {out.topic} as too large "
+            "after its effects were committed; raise the topic's max.message.bytes, then replay this input",
+        ),
+        ("service", service),
+        ("source_topic", source.topic if source else out.topic),
+        ("source_partition", str(source.partition) if source else ""),
+        ("source_offset", str(source.offset) if source else ""),
+    ]
+    omitted = OmittedBody(len(out.value), digest, "nowhere", topic=out.topic)
+    return Outgoing(topic, out.key, omitted.to_bytes(), tuple((k, v.encode()) for k, v in headers))

@@ -1,4 +1,11 @@
-"""The intake stage: raw payer files in, remittances, claim payments and PLB pairs out."""
+"""The intake stage: raw payer files in, remittances, claim payments and PLB pairs out.
+
+Dead letters of intake never copy the payer file: a file with anything rejected is kept once in
+``intake.raw_files`` (same transaction as the rejection), and each record names it by SHA-256, with the
+transaction and its byte range (``shared.dlt_refs.RawFileRef``), so a record stays a few hundred bytes whatever
+the file and however many of its transactions are bad. A transaction whose events cannot fit the broker's
+message cap is refused (``too_large``: file, transaction, claim ordinal) while the rest of the file posts.
+"""
 
 import hashlib
 import logging
@@ -6,13 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import asyncpg
+from pydantic import ValidationError
 
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from services.intake import domain, metrics, store, x12
 from shared import plugins, telemetry
 from shared.admin import MAX_MESSAGE_BYTES
-from shared.feeds import FeedError, FeedParser, ParsedRemittance
+from shared.dlt_refs import RawFileRef
+from shared.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message, envelope_event_id
 
 stage = Stage("intake", fetch_bytes=MAX_MESSAGE_BYTES)
@@ -29,6 +38,7 @@ class _File:
 
     raw: RawFileReceived
     tenant: str
+    event_id: str
     parser: FeedParser
     results: list[ParsedRemittance | FeedError]
 
@@ -46,7 +56,7 @@ def _read(incoming: Incoming) -> _File:
     results = list(
         parser.parse(raw.content, file_name=raw.file_name, file_sha256=raw.sha256, tenant_id=tenant)
     )
-    return _File(raw, tenant, parser, results)
+    return _File(raw, tenant, str(envelope.event_id), parser, results)
 
 
 async def _note_receipt(conn: asyncpg.Connection, incoming: Incoming, file: _File, kind: str) -> bool:
@@ -63,11 +73,107 @@ def _conflict_warning(parsed: ParsedRemittance) -> str:
     )
 
 
-def _dead_letters(incoming: Incoming, bad: list[tuple[int, FeedError]]) -> list[Outgoing]:
-    return [
-        dead_letter_message(stage.service, incoming, error.reason.value, str(error), error.location())
-        for _, error in bad
-    ]
+def _reference(
+    raw: RawFileReceived, tenant: str, event_id: str, index: int | None, spans: dict[int, tuple[int, int]]
+) -> RawFileRef:
+    return RawFileRef(
+        tenant_id=tenant,
+        sha256=raw.sha256,
+        file_name=raw.file_name,
+        size_bytes=len(raw.content),
+        source=raw.source,
+        format_hint=raw.format_hint,
+        event_id=event_id,
+        transaction_index=index,
+        byte_range=spans.get(index) if index is not None else None,
+    )
+
+
+async def _dead_letters(
+    conn: asyncpg.Connection, incoming: Incoming, file: _File, bad: list[tuple[int, FeedError]]
+) -> list[Outgoing]:
+    """One small record per bad transaction, naming the file kept once in ``intake.raw_files``."""
+    if not bad:
+        return []
+    raw = file.raw
+    await store.keep_raw_file(
+        conn, file.tenant, raw.sha256, raw.file_name, raw.source, raw.format_hint, raw.content
+    )
+    spans = domain.transaction_spans(raw.content) if file.parser.name == "x12_835" else {}
+    records = []
+    for _, error in bad:
+        ref = _reference(raw, file.tenant, file.event_id, error.transaction_index, spans)
+        # The record is about one transaction: whatever inspects the input a dead letter describes (a header
+        # scrubber) looks at that transaction's bytes, not at the whole file once per bad transaction.
+        start, end = ref.byte_range or (0, 0)
+        about = replace(incoming, value=raw.content[start:end]) if ref.byte_range else incoming
+        body = ref.to_bytes()
+        records.append(
+            dead_letter_message(
+                stage.service, about, error.reason.value, str(error), error.location(), body=body
+            )
+        )
+    return records
+
+
+async def dead_letter_file(conn: asyncpg.Connection, incoming: Incoming, record: Outgoing) -> Outgoing:
+    """A whole file rejected (no parser for it, an envelope the stage refuses): keep it once and let the
+    record name it, like a bad transaction's. A message that is no RawFileReceived, or whose content does not
+    match its SHA-256, keeps the generic record (its original bytes, or where they are when too large)."""
+    try:
+        envelope = parse_envelope(incoming.value, RawFileReceived)
+    except (ValidationError, ValueError):
+        return record
+    raw = envelope.payload
+    if hashlib.sha256(raw.content).hexdigest() != raw.sha256:
+        return record
+    await store.keep_raw_file(
+        conn, envelope.tenant_id, raw.sha256, raw.file_name, raw.source, raw.format_hint, raw.content
+    )
+    body = _reference(raw, envelope.tenant_id, str(envelope.event_id), None, {}).to_bytes()
+    return replace(record, value=body)
+
+
+def _too_large(file: _File, parsed: ParsedRemittance, events: list[Outgoing]) -> FeedError | None:
+    """Why a transaction cannot be posted because one of its events exceeds the broker's message cap, or None.
+
+    Checked before anything is written, so the transaction is refused whole (its claims are one remittance's
+    money) and the rest of the file posts; nothing is retried, since no retry makes a message smaller."""
+    for position, out in enumerate(events):
+        size = out.size()
+        if size <= MAX_MESSAGE_BYTES:
+            continue
+        r = parsed.remittance
+        # remittance_events: the remittance, then its claims in order, then its PLB pairs
+        claim = parsed.claims[position - 1] if 1 <= position <= len(parsed.claims) else None
+        what = (
+            f"claim #{claim.claim_ordinal} ({len(claim.adjustments)} adjustments, {len(claim.services)} service "
+            "lines) becomes"
+            if claim is not None
+            else "an event of the transaction becomes"
+        )
+        return FeedError(
+            FeedErrorReason.TOO_LARGE,
+            f"{what} a {size}-byte message; the broker takes at most {MAX_MESSAGE_BYTES} bytes a message, so "
+            "the transaction was not posted (the payer must split the claim, or the cap be raised)",
+            file.raw.file_name,
+            interchange_control_number=r.interchange_control_number,
+            transaction_control_number=r.transaction_control_number,
+            transaction_index=r.transaction_index,
+            segment_ordinal=claim.segment_ordinal if claim is not None else None,
+            segment_id="CLP" if claim is not None else None,
+            claim_ordinal=claim.claim_ordinal if claim is not None else None,
+        )
+    return None
+
+
+def _positions(results: list[ParsedRemittance | FeedError]) -> dict[object, int]:
+    """Each remittance's first position among the file's results (the key of its rejection row)."""
+    found: dict[object, int] = {}
+    for position, result in enumerate(results, start=1):
+        if isinstance(result, ParsedRemittance):
+            found.setdefault(result.remittance.remittance_id, position)
+    return found
 
 
 async def replay_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
@@ -88,13 +194,16 @@ async def replay_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
     good, bad = domain.split_results(file.results)
     good, _ = domain.collapse_repeats(good)
     posted = await store.remittances_posted_by(conn, file.tenant, file.raw.sha256)
-    outputs = [
-        Outgoing.event(topic, env)
-        for parsed in good
-        if parsed.remittance.remittance_id in posted
-        for topic, env in domain.remittance_events(file.tenant, parsed)
-    ]
-    return outputs + _dead_letters(incoming, bad)
+    positions = _positions(file.results)
+    outputs: list[Outgoing] = []
+    for parsed in good:
+        events = [Outgoing.event(topic, env) for topic, env in domain.remittance_events(file.tenant, parsed)]
+        if parsed.remittance.remittance_id in posted:
+            outputs += events
+        elif refused := _too_large(file, parsed, events):
+            bad.append((positions[parsed.remittance.remittance_id], refused))
+    bad.sort(key=lambda item: item[0])
+    return outputs + await _dead_letters(conn, incoming, file, bad)
 
 
 async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
@@ -105,6 +214,7 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
         conn, incoming, file, "replayed" if "replayed_from" in incoming.headers else "received"
     )
     good, bad = domain.split_results(results)
+    positions = _positions(results)
     good, duplicates = domain.collapse_repeats(good)  # the file's own copies: a warning on the first
     if duplicates:
         metrics.DUPLICATES.labels(parser.name).inc(duplicates)
@@ -118,13 +228,17 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
             continue
         if before == "conflict":
             parsed = replace(parsed, warnings=(*parsed.warnings, _conflict_warning(parsed)))
+        events = [Outgoing.event(topic, env) for topic, env in domain.remittance_events(tenant, parsed)]
+        if refused := _too_large(file, parsed, events):
+            bad.append((positions[parsed.remittance.remittance_id], refused))
+            continue
         await store.record_remittance(conn, tenant, domain.account_of(tenant, parsed), parsed)
         for warning in parsed.warnings:  # segment ids, ordinals and codes: never element values (PHI)
             log.warning(
                 "file %s ST02 %s: %s", raw.file_name, parsed.remittance.transaction_control_number, warning
             )
         metrics.WARNINGS.labels(parser.name).inc(len(parsed.warnings))
-        outputs += [Outgoing.event(topic, env) for topic, env in domain.remittance_events(tenant, parsed)]
+        outputs += events
         metrics.REMITTANCES.labels(parser.name).inc()
         metrics.CLAIM_PAYMENTS.labels(parser.name).inc(len(parsed.claims))
         metrics.PROVIDER_ADJUSTMENTS.labels(parser.name).inc(len(parsed.adjustments))
@@ -132,11 +246,12 @@ async def handle_file(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[
         for adjustment in parsed.adjustments:
             kind = "withheld" if adjustment.amount > 0 else "added"
             metrics.DOLLARS.labels(kind).inc(float(abs(adjustment.amount)))
-    for index, error in bad:
-        await store.record_rejection(conn, tenant, raw.sha256, index, error)
+    bad.sort(key=lambda item: item[0])
+    await store.record_rejections(conn, tenant, raw.sha256, bad)
+    for _, error in bad:
         metrics.REJECTED.labels(error.reason.value).inc()
         telemetry.DEAD_LETTERS.labels(stage.service, error.reason.value).inc()
-    outputs += _dead_letters(incoming, bad)
+    outputs += await _dead_letters(conn, incoming, file, bad)
     await store.record_file(
         conn,
         tenant,
@@ -164,4 +279,11 @@ def file_message_id(incoming: Incoming) -> str:
 
 # A file can carry tens of thousands of claims; a few files per transaction already pay off the round trips,
 # and more would hold all their parsed claims and outputs in memory at once.
-stage.consume(["remit.intake.v1"], handle_file, id_of=file_message_id, batch=4, replay=replay_file)
+stage.consume(
+    ["remit.intake.v1"],
+    handle_file,
+    id_of=file_message_id,
+    batch=4,
+    replay=replay_file,
+    dead_letter=dead_letter_file,
+)

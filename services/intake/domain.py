@@ -4,6 +4,7 @@ Event ids derive from the remittance identity (payer, TRN02, ISA13/GS06/ST02, te
 each claim or PLB pair, so a file fed twice, or reissued with other bytes, maps onto the same ids.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -177,3 +178,41 @@ def same_content(a: ParsedRemittance, b: ParsedRemittance) -> bool:
         and a.claims == b.claims
         and a.adjustments == b.adjustments
     )
+
+
+def transaction_spans(content: bytes) -> dict[int, tuple[int, int]]:
+    """``{transaction index: (start, end)}`` byte ranges of an X12 file's ``ST..SE`` transactions, numbered
+    1, 2, … in file order as the reader numbers them (``FeedError.transaction_index``).
+
+    Best effort, for dead-letter records that name the part of a stored file a rejection is about: the
+    delimiters are those of the first ISA, and a transaction whose ``SE`` cannot be found gets no range
+    (its record still names the file and the transaction). Empty for anything that is not X12."""
+    start = content.find(b"ISA")
+    if start < 0 or start > _PREAMBLE_LIMIT or len(content) < start + 106:
+        return {}
+    element = content[start + 3 : start + 4]
+    at = start + 3
+    for _ in range(15):
+        at = content.find(element, at + 1)
+        if at < 0:
+            return {}
+    terminator = content[at + 2 : at + 3]
+    if not terminator or terminator.isalnum() or terminator == element:
+        return {}
+    boundary = re.compile(re.escape(terminator) + rb"[\s\x00]*(ST|SE)" + re.escape(element))
+    spans: dict[int, tuple[int, int]] = {}
+    index = 0
+    opened: int | None = None
+    for match in boundary.finditer(content):
+        if match.group(1) == b"ST":
+            index += 1
+            opened = match.start(1)
+        elif opened is not None:
+            end = content.find(terminator, match.end())
+            spans[index] = (opened, len(content) if end < 0 else end + 1)
+            opened = None
+    return spans
+
+
+_PREAMBLE_LIMIT = 1 << 16
+"""How far into a file its first ISA may start (after a byte-order mark and blank lines)."""

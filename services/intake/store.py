@@ -86,19 +86,20 @@ async def record_remittance(
     )
 
 
-async def record_rejection(
-    conn: asyncpg.Connection, tenant_id: str, sha256: str, index: int, error: FeedError
+async def record_rejections(
+    conn: asyncpg.Connection, tenant_id: str, sha256: str, rejected: list[tuple[int, FeedError]]
 ) -> None:
-    """Keep the precise error of a rejected transaction for staff (``offsetstream dlt``)."""
-    await conn.execute(
+    """Keep the precise error of each rejected transaction (position among the file's results, error) for
+    staff (``offsetstream dlt``); one round trip for a file of thousands of bad transactions."""
+    if not rejected:
+        return
+    await conn.executemany(
         """INSERT INTO intake.rejections (tenant_id, file_sha256, transaction_index, reason, message, location)
            VALUES ($1,$2,$3,$4,$5,$6::jsonb) ON CONFLICT DO NOTHING""",
-        tenant_id,
-        sha256,
-        index,
-        error.reason.value,
-        str(error),
-        json.dumps(error.location()),
+        [
+            (tenant_id, sha256, index, error.reason.value, str(error), json.dumps(error.location()))
+            for index, error in rejected
+        ],
     )
 
 
@@ -154,3 +155,31 @@ async def record_receipt(
         offset,
     )
     return row is not None
+
+
+async def keep_raw_file(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    sha256: str,
+    file_name: str,
+    source: str,
+    format_hint: str | None,
+    content: bytes,
+) -> None:
+    """Keep a file's exact bytes once (``intake.raw_files``) for the dead-letter records that name it. The
+    bytes are only sent when the row is missing: a redelivered or re-fed file costs one look-up."""
+    if await conn.fetchval(
+        "SELECT 1 FROM intake.raw_files WHERE tenant_id = $1 AND sha256 = $2", tenant_id, sha256
+    ):
+        return
+    await conn.execute(
+        """INSERT INTO intake.raw_files (tenant_id, sha256, file_name, source, format_hint, size_bytes, content)
+           VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING""",
+        tenant_id,
+        sha256,
+        file_name,
+        source,
+        format_hint,
+        len(content),
+        content,
+    )

@@ -21,6 +21,7 @@ from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from shared import dlt
 from shared.cli import fetch_files
+from shared.dlt_refs import RawFileRef
 from shared.dropfolder import DropFolder
 from shared.local_infra import Stack
 from shared.runner import Pipeline
@@ -141,7 +142,16 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         assert rejected.source_topic == "remit.intake.v1"
         assert rejected.headers["service"] == "intake"
         assert rejected.location["segment_id"] == "BPR"
-        original = parse_envelope(rejected.value, RawFileReceived).payload
+        # The record names the file kept once in intake.raw_files (no copy of it), and reads it back.
+        kept = rejected.reference
+        assert isinstance(kept, RawFileRef) and (kept.file_name, kept.tenant_id) == ("broken.835", tenant)
+        assert kept.byte_range is not None and len(rejected.value) < 1000
+        assert await dlt.load_original(stack_settings, rejected) == BROKEN_835
+        start, end = kept.byte_range
+        assert BROKEN_835[start:end].startswith(b"ST*835*0001~") and BROKEN_835[start:end].endswith(
+            b"SE*12*0001~"
+        )
+        original = parse_envelope(await dlt.replay_value(stack_settings, rejected), RawFileReceived).payload
         assert (original.file_name, original.content) == ("broken.835", BROKEN_835)
         assert "PCN1001" not in json.dumps(rejected.summary(error_width=None))  # no claim data in the row
 
@@ -149,7 +159,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         [junk] = [
             r
             for r in await dlt.read_dead_letters(stack_settings, "remit.claim-payments.dlt")
-            if r.key == garbage_key
+            if r.key == garbage_key and r.headers["service"] == "detection"
         ]
         assert (junk.reason, junk.value, junk.headers["service"]) == (
             "invalid_message",
@@ -205,7 +215,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
     junk_dlt = [
         r
         for r in await dlt.read_dead_letters(stack_settings, "remit.claim-payments.dlt")
-        if r.key == garbage_key
+        if r.key == garbage_key and r.headers["service"] == "detection"
     ]
     assert len(junk_dlt) == 2
     assert junk_dlt[1].headers["source_offset"] == str(
