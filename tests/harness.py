@@ -111,6 +111,22 @@ def remit(
     return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}", created=paid_on).encode()
 
 
+def remit_claims(trace: str, paid_on: str, claims: list[Claim], *pairs: tuple[str, str, str]) -> bytes:
+    """One Medicare remittance with the given claims (reversals, corrections…) and PLB pairs."""
+    txn = Transaction(
+        claims=claims,
+        plbs=[Plb([PlbPair(c, r, Decimal(a)) for c, r, a in pairs])] if pairs else [],
+        trace=trace,
+        payment_date=paid_on,
+    )
+    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}").encode()
+
+
+def other_claim(pcn: str) -> Claim:
+    """An ordinary 400.00 claim, so a remittance pays something besides the story under test."""
+    return Claim(pcn, [Service(Decimal("400.00"))], icn=f"7{zlib.crc32(pcn.encode()) % 10**9:09d}")
+
+
 async def run_files(
     ledger: asyncpg.Connection,
     tenant: str,

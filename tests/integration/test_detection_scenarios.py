@@ -5,14 +5,15 @@ deferring it, and the demand letter — must be one receivable of 100.00, not th
 changes nothing.
 """
 
-import zlib
 from datetime import date
 from decimal import Decimal
 
 import asyncpg
 import pytest
 from harness import InProcessPipeline
-from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_835
+from harness import other_claim as other
+from harness import remit_claims as remit
+from x12_builder import Adj, Claim, Service
 
 from shared import letters
 from shared.stream import Outgoing
@@ -20,20 +21,6 @@ from shared.stream import Outgoing
 pytestmark = pytest.mark.integration
 D = Decimal
 ICN = "2226183201000"
-
-
-def remit(trace: str, paid_on: str, claims: list[Claim], *pairs: tuple[str, str, str]) -> bytes:
-    txn = Transaction(
-        claims=claims,
-        plbs=[Plb([PlbPair(c, r, D(a)) for c, r, a in pairs])] if pairs else [],
-        trace=trace,
-        payment_date=paid_on,
-    )
-    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}").encode()
-
-
-def other(pcn: str) -> Claim:
-    return Claim(pcn, [Service(D("400.00"))], icn=f"7{zlib.crc32(pcn.encode()) % 10**9:09d}")
 
 
 async def evidence(ledger: asyncpg.Connection, tenant: str) -> list[tuple[str, str, Decimal]]:

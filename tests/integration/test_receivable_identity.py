@@ -9,14 +9,15 @@ known are merged into one, leaving the ledger as if they had been one from the s
 """
 
 import argparse
-import zlib
 from datetime import date
 from decimal import Decimal
 
 import asyncpg
 import pytest
 from harness import InProcessPipeline
-from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
+from harness import other_claim as other
+from harness import remit_claims as remit
+from x12_builder import Claim, Service
 
 from services.matching import views
 from shared import cli_staff, ledger_check, letters
@@ -27,20 +28,6 @@ pytestmark = pytest.mark.integration
 D = Decimal
 PAYER = "01312"  # a Medicare contractor (Noridian JE Part B)
 ORIGINAL, CORRECTED, PCN = "2226183201000", "2226183201001", "PCN1001"
-
-
-def remit(trace: str, paid_on: str, claims: list[Claim], *pairs: tuple[str, str, str]) -> bytes:
-    txn = Transaction(
-        claims=claims,
-        plbs=[Plb([PlbPair(c, r, D(a)) for c, r, a in pairs])] if pairs else [],
-        trace=trace,
-        payment_date=paid_on,
-    )
-    return build_835(txn, isa13=f"{zlib.crc32(trace.encode()) % 999_999_999:09d}").encode()
-
-
-def other(pcn: str) -> Claim:
-    return Claim(pcn, [Service(D("400.00"))], icn=f"7{zlib.crc32(pcn.encode()) % 10**9:09d}")
 
 
 def reversal_and_correction() -> list[Claim]:
