@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import secrets
 import time
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +17,6 @@ from shared.receiver import WebhookReceiver
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 MAX_RESTARTS = 5
-WEBHOOK_SECRET = "local-demo-secret"  # noqa: S105 - signs demo deliveries to our own local receiver
 
 
 async def prepare(settings: Settings) -> None:
@@ -43,14 +43,17 @@ class Pipeline:
         self.stack = stack
         self.workers = workers or {}
         self.restarts: dict[str, int] = {}
-        self.receiver = WebhookReceiver(secret=WEBHOOK_SECRET, fail_first=fail_first)
+        # A random master key for this stack only (never a default): the services refuse to start without one,
+        # and the local receiver verifies each tenant's derived key with it.
+        self.webhook_secret = secrets.token_hex(32)
+        self.receiver = WebhookReceiver(secret=self.webhook_secret, fail_first=fail_first)
         self.extra_env = dict(env or {})
         self.settings = Settings(kafka_bootstrap=stack.kafka.bootstrap, database_url=stack.postgres.dsn)
 
     async def __aenter__(self) -> "Pipeline":
         await prepare(self.settings)
         url = await self.receiver.start()
-        self.extra_env.update(OFFSETSTREAM_WEBHOOK_URL=url, OFFSETSTREAM_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        self.extra_env.update(OFFSETSTREAM_WEBHOOK_URL=url, OFFSETSTREAM_WEBHOOK_SECRET=self.webhook_secret)
         self.extra_env.setdefault("OFFSETSTREAM_INTEREST_TICK_SECONDS", "2")
         for service in SERVICES:
             for worker in range(self.workers.get(service, 1)):

@@ -5,7 +5,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,19 @@ class Settings(BaseSettings):
         default=3600.0, description="How often interest re-checks due periods."
     )
     webhook_url: str | None = Field(default=None, description="Webhook endpoint for notifications, if any.")
-    webhook_secret: str = Field(default="change-me", description="HMAC-SHA256 key for webhook signatures.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Master key of webhook signatures (docs/webhooks.md): each tenant signs with its own key, "
+        "derived from this one unless webhook_secrets lists the tenant (`python -m shared.webhook key TENANT` "
+        "prints it for that tenant's receiver). No default: notification refuses to start when webhooks are "
+        "routed without a key, or with an empty, placeholder or short (< 32 characters) one; `make run` "
+        "generates a random one for its own stack.",
+    )
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Tenant → that tenant's own webhook signing key (JSON object), instead of the derived one; "
+        "same rules as webhook_secret.",
+    )
     webhook_max_attempts: int = Field(
         default=5, description="Attempts before a notification is dead-lettered."
     )
@@ -133,19 +145,43 @@ class Settings(BaseSettings):
         default=5.0, description="Longest delay between two delivery attempts."
     )
     notification_timeout_seconds: float = Field(
-        default=10.0, description="Timeout of one delivery attempt (HTTP request or SMTP session)."
+        default=10.0,
+        gt=0,
+        description="Read timeout of one delivery attempt: longest wait for a receiver's answer (HTTP) or for "
+        "each step of an SMTP session.",
+    )
+    notification_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect timeout of one delivery attempt (TCP and TLS handshake)."
+    )
+    notification_delivery_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="Destinations a notification worker delivers to at the same time; each destination's "
+        "queue is sent one notification at a time, in order, so a slow receiver delays only its own queue.",
+    )
+    notification_dispatch_seconds: float = Field(
+        default=0.1, gt=0, description="How often the delivery dispatcher looks for newly queued deliveries."
     )
     notification_smtp_host: str = Field(
         default="127.0.0.1", description="SMTP relay for e-mail notifications."
     )
     notification_smtp_port: int = Field(default=25, description="Port of the SMTP relay.")
     notification_smtp_starttls: bool = Field(
-        default=False, description="Upgrade the SMTP session with STARTTLS."
+        default=True,
+        description="Upgrade every SMTP session with STARTTLS (certificate verified) before anything is sent; "
+        "a relay that does not offer it fails the attempt. Turn off only for a local test relay: a login is "
+        "then refused at start-up, since credentials are only ever sent over TLS.",
+    )
+    notification_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that verifies the SMTP relay's certificate (default: the system's).",
     )
     notification_smtp_username: str | None = Field(
-        default=None, description="SMTP login, if the relay needs one."
+        default=None, description="SMTP login, if the relay needs one (sent only after STARTTLS)."
     )
-    notification_smtp_password: str | None = Field(default=None, description="SMTP password for that login.")
+    notification_smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password for that login."
+    )
     notification_email_from: str = Field(
         default="offsetstream@localhost", description="From address of notification e-mails."
     )

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from mode.types.signals import BaseSignalT
 
-from services.notification import metrics
+from services.notification import delivery, metrics
 from services.notification.channels import NotificationChannel
 from services.notification.engine import NOTIFICATIONS, SOURCES, Notifier, load_routes
 from services.notification.timelines import policy_timelines
@@ -68,6 +68,8 @@ async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], *
 app.on_before_shutdown.connect(close_channels)
 stage.every(stage.settings.notification_tick_seconds, tick, "notification tick")
 stage.consume(list(SOURCES), notify)
-# Delivery calls webhooks and SMTP relays inside the transaction: small batches, so a crash repeats at most 20
-# deliveries (receivers dedupe them by delivery id) while most notifications, which no route sends, stay cheap.
 stage.consume([NOTIFICATIONS], deliver, batch=20)
+# --- delivery hook (issue 16 §3, services/notification/delivery.py) --------------------------------------------
+# ``deliver`` only queues; the dispatcher sends each destination's queue concurrently with the others.
+dispatcher = delivery.dispatcher_for(stage, CHANNELS, notifier.retry_policy)
+stage.every(stage.settings.notification_dispatch_seconds, dispatcher.poll, "notification dispatch")

@@ -27,11 +27,11 @@ from contracts.events import (
 )
 from services.notification import domain, metrics, store
 from services.notification.channels import NotificationChannel, Outbound
-from services.notification.delivery import RetryPolicy, deliver_once
-from shared import envelopes, outbox, telemetry
+from services.notification.delivery import RetryPolicy, queue_delivery
+from shared import envelopes, outbox
 from shared.ids import account_key, stable_id
 from shared.settings import Settings
-from shared.stream import Incoming, Outgoing, dead_letter_message
+from shared.stream import Incoming, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +167,13 @@ class Notifier:
     # --- notifications → channels -------------------------------------------------------------------------
 
     async def deliver(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Send one notification to each immediate destination (once per id), queue it for digests, and
-        dead-letter it per destination that gave up."""
+        """Queue one notification for each immediate destination (the dispatcher in ``delivery`` sends it once
+        per id and dead-letters what gives up) and for digests."""
         env = parse_envelope(incoming.value, NotificationEmitted)
         n, tenant = env.payload, env.tenant_id
         destinations = self.routes.resolve(tenant, n.kind)
         outputs: list[Outgoing] = []
         statuses: list[str] = []
-        pool = await self.pool_of()
         for dest in destinations:
             if dest.mode == "digest":
                 await store.add_digest_item(conn, tenant, self.today(), n)
@@ -188,22 +187,11 @@ class Notifier:
                 subject=domain.subject_line(n.kind, n.severity, n.facts),
                 text=domain.render_text(n.kind, n.severity, n.summary, n.facts, str(n.notification_id)),
             )
-            async with pool.acquire() as log_conn:
-                result = await deliver_once(
-                    log_conn, self.channels[dest.channel], outbound, self.retry_policy
-                )
-            statuses.append("failed" if result == "gave_up" else "delivered")
-            if result == "gave_up":
-                telemetry.DEAD_LETTERS.labels(SERVICE, "delivery_gave_up").inc()
-                outputs.append(
-                    dead_letter_message(
-                        SERVICE,
-                        incoming,
-                        "delivery_gave_up",
-                        f"{dest.channel} gave up after {self.settings.webhook_max_attempts} attempts",
-                        {"notification_id": str(n.notification_id), "channel": dest.channel},
-                    )
-                )
+            # --- delivery hook (issue 16 §3, services/notification/delivery.py) ---------------------------
+            # Queued with this transaction, not sent here: the dispatcher drains each destination on its own,
+            # dead-letters what gives up and sets the status, so a slow receiver never holds this consumer.
+            await queue_delivery(conn, dest.channel, outbound, incoming)
+            statuses.append("queued")
         await store.set_status(conn, tenant, n.notification_id, _overall(statuses))
         return outputs
 
@@ -277,6 +265,8 @@ def _applied(done: domain.OffsetApplication) -> tuple[UUID, domain.Message]:
 def _overall(statuses: list[str]) -> str:
     if not statuses:
         return "no_route"
+    if "queued" in statuses:  # delivery hook: the dispatcher sets delivered/failed when the queue is done
+        return "queued"
     if "failed" in statuses:
         return "failed"
     return "delivered" if "delivered" in statuses else "digest"

@@ -6,7 +6,10 @@ import asyncio
 import base64
 import email
 import json
-from collections.abc import AsyncIterator, Iterator
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from email.message import Message
@@ -16,12 +19,14 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from contracts.events import NotificationEmitted, ReceivableChanged
+from examples import webhook_receiver as example
 from services.notification import store
-from services.notification.channels import EmailChannel, Outbound, WebhookChannel
-from services.notification.delivery import RetryPolicy, deliver_once
+from services.notification.channels import EmailChannel, Outbound, SmtpSecurityError, WebhookChannel
+from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_delivery
 from services.notification.domain import Routes
 from services.notification.engine import Notifier
 from services.notification.timelines import policy_timelines
@@ -30,10 +35,11 @@ from shared.ids import account_key, receivable_id, stable_id
 from shared.local_infra import Stack, free_port
 from shared.receiver import WebhookReceiver
 from shared.settings import Settings
-from shared.stream import Incoming
+from shared.stream import Incoming, Outgoing
+from shared.webhook import tenant_key
 
 pytestmark = pytest.mark.integration
-SECRET = "test-secret"
+SECRET = "integration-test-webhook-master-key-0001"
 
 
 async def no_sleep(_: float) -> None:
@@ -123,7 +129,7 @@ async def test_webhook_gives_up_after_the_limit_and_a_wrong_secret_is_not_retrie
     url = await receiver.start()
     good, bad = WebhookChannel(), WebhookChannel()
     good.configure(Settings(webhook_secret=SECRET))
-    bad.configure(Settings(webhook_secret="wrong"))
+    bad.configure(Settings(webhook_secret="a-different-master-key-than-the-receiver-has"))
     try:
         assert await deliver_once(ledger, good, outbound(tenant, url), RetryPolicy(3), no_sleep) == "gave_up"
         assert await deliver_once(ledger, bad, outbound(tenant, url), RetryPolicy(3), no_sleep) == "gave_up"
@@ -141,7 +147,13 @@ async def test_email_through_a_real_smtp_server_once_per_notification(
 ) -> None:
     inbox, port = smtp
     channel = EmailChannel()
-    channel.configure(Settings(notification_smtp_port=port, notification_email_from="ar-bot@billing.example"))
+    channel.configure(
+        Settings(
+            notification_smtp_port=port,
+            notification_email_from="ar-bot@billing.example",
+            notification_smtp_starttls=False,  # aiosmtpd without TLS: the local-test opt-out
+        )
+    )
     out = outbound(tenant, "ar@clinic.example")
     assert await deliver_once(ledger, channel, out, RetryPolicy(3), no_sleep) == "delivered"
     assert await deliver_once(ledger, channel, out, RetryPolicy(3), no_sleep) == "already_delivered"
@@ -264,3 +276,290 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
         "UPDATE ops.outbox SET published = true WHERE service = 'notification' AND message_id = ANY($1::text[])",
         ids,
     )
+
+
+# --- issue 16: webhooks a security team would accept ----------------------------------------------------------
+
+
+async def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    elsewhere = WebhookReceiver(secret=SECRET)
+    other_host = await elsewhere.start()
+    redirecting = WebhookReceiver(secret=SECRET, redirect_to=other_host)
+    url = await redirecting.start()
+    channel = WebhookChannel()
+    channel.configure(Settings(webhook_secret=SECRET))
+    try:
+        result = await deliver_once(ledger, channel, outbound(tenant, url), RetryPolicy(2), no_sleep)
+    finally:
+        await channel.close()
+        await redirecting.stop()
+        await elsewhere.stop()
+    assert result == "gave_up"  # retried like any failure, then dead-lettered by the dispatcher
+    assert elsewhere.calls == 0, "the signed body went to the host the redirect named"
+    assert await attempts(ledger, tenant) == [(1, "failed", 307), (2, "failed", 307)]
+    [error, _] = [r["error"] for r in await store.delivery_log(ledger, tenant)]
+    assert error == f"HTTP 307 redirect to 127.0.0.1:{elsewhere.port} not followed"
+
+
+async def test_each_tenant_signs_with_its_own_key(ledger: asyncpg.Connection, tenant: str) -> None:
+    # Clinic A's receiver knows only clinic A's key (derived from the master key, as handed to it).
+    clinic_a, clinic_b, own = tenant, f"{tenant}-b", f"{tenant}-own"
+    receiver = WebhookReceiver(secrets={clinic_a: tenant_key(SECRET, clinic_a)})
+    url = await receiver.start()
+    own_key = "clinic-supplied-key-for-its-own-receiver-0001"
+    channel = WebhookChannel()
+    channel.configure(Settings(webhook_secret=SECRET, webhook_secrets={own: own_key}))
+    try:
+        assert await deliver_once(ledger, channel, outbound(clinic_a, url), RetryPolicy(1), no_sleep) == (
+            "delivered"
+        )
+        # Clinic B's delivery, signed with B's key, does not verify with A's: A cannot forge B's either.
+        assert await deliver_once(ledger, channel, outbound(clinic_b, url), RetryPolicy(1), no_sleep) == (
+            "gave_up"
+        )
+        # A tenant listed in webhook_secrets signs with its own key, not the derived one.
+        receiver.secrets = {own: own_key}
+        assert await deliver_once(ledger, channel, outbound(own, url), RetryPolicy(1), no_sleep) == (
+            "delivered"
+        )
+    finally:
+        await channel.close()
+        await receiver.stop()
+    assert tenant_key(SECRET, clinic_a) != tenant_key(SECRET, clinic_b)
+    assert [h for _, _, h in await attempts(ledger, clinic_b)] == [401]
+    assert receiver.bad_signatures == 1
+
+
+async def test_the_signature_verifies_with_the_documented_example_receiver(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """What the sender puts on the wire verifies with examples/webhook_receiver.py, the code docs/webhooks.md
+    shows: same key, signed content, headers and replay window."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        seen.append((dict(request.headers), await request.read()))
+        status = example.handle(
+            tenant_key(SECRET, tenant), tenant, example.SeenDeliveries(), dict(request.headers), seen[-1][1]
+        )
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/hook", capture)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    channel = WebhookChannel()
+    channel.configure(Settings(webhook_secret=SECRET))
+    out = outbound(tenant, f"http://127.0.0.1:{port}/hook")
+    out = Outbound(
+        out.notification_id, tenant, out.target, json.dumps({"tenant_id": tenant}).encode(), "", ""
+    )
+    try:
+        assert await deliver_once(ledger, channel, out, RetryPolicy(1), no_sleep) == "delivered"
+    finally:
+        await channel.close()
+        await runner.cleanup()
+    [(headers, body)] = seen
+    assert headers["X-Offsetstream-Delivery"] == out.notification_id
+    assert headers["X-Offsetstream-Tenant"] == tenant
+    key, signature = tenant_key(SECRET, tenant), headers["X-Offsetstream-Signature"]
+    assert example.verify(key, signature, out.notification_id, body)
+    sent_at = int(signature.split(",")[0].removeprefix("t="))
+    assert not example.verify(key, signature, out.notification_id, body, now=sent_at + 301)  # replayed later
+    assert not example.verify(key, signature, str(uuid4()), body)  # the delivery id is signed
+
+
+def queued_job(tenant: str, target: str, n: int) -> tuple[Outbound, Incoming]:
+    out = outbound(tenant, target)
+    return out, Incoming("remit.notifications.v1", 0, n, tenant.encode(), out.body)
+
+
+async def test_a_slow_receiver_delays_only_its_own_tenant(
+    ledger: asyncpg.Connection, pool: asyncpg.Pool, tenant: str
+) -> None:
+    slow_tenant, fast_tenant = tenant, f"{tenant}-fast"
+    slow, fast = WebhookReceiver(secret=SECRET, delay=12.0), WebhookReceiver(secret=SECRET)
+    slow_url, fast_url = await slow.start(), await fast.start()
+    channel = WebhookChannel()
+    channel.configure(Settings(webhook_secret=SECRET))
+    letters: list[Outgoing] = []
+
+    async def publish(records: Sequence[Outgoing]) -> None:
+        letters.extend(records)
+
+    dispatcher = Dispatcher(
+        lambda: asyncio.sleep(0, pool),
+        {"webhook": channel},
+        RetryPolicy(5),
+        publish,
+        owner="test",
+        tenants=frozenset({slow_tenant, fast_tenant}),
+    )
+    # The slow clinic's three notifications are queued first, as the consumer would, then the fast one's.
+    async with ledger.transaction():
+        for n in range(3):
+            await queue_delivery(ledger, "webhook", *queued_job(slow_tenant, slow_url, n))
+        fast_out, fast_source = queued_job(fast_tenant, fast_url, 3)
+        await queue_delivery(ledger, "webhook", fast_out, fast_source)
+    try:
+        started = time.monotonic()
+        assert await dispatcher.poll() == 2  # one drain task per destination
+        for _ in range(250):
+            if fast.deliveries:
+                break
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - started
+        assert fast.deliveries == {fast_out.notification_id: 1}
+        assert took < 2.0, f"the fast receiver waited {took:.1f}s behind the slow one"
+        await asyncio.sleep(0.2)
+        assert slow.calls == 1, "one request in flight per destination, in order"
+        rows = await ledger.fetch(
+            "SELECT tenant_id FROM notification.delivery_queue WHERE tenant_id = ANY($1::text[])",
+            [slow_tenant, fast_tenant],
+        )
+        assert [r["tenant_id"] for r in rows] == [slow_tenant] * 3  # the fast row is done and gone
+    finally:
+        await dispatcher.stop()
+        await channel.close()
+        await slow.stop()
+        await fast.stop()
+    assert letters == []
+
+
+async def test_the_dispatcher_dead_letters_what_gives_up_and_sets_the_status(
+    ledger: asyncpg.Connection, pool: asyncpg.Pool, tenant: str
+) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/hook"
+    channel = WebhookChannel()
+    channel.configure(Settings(webhook_secret=SECRET))
+    letters: list[Outgoing] = []
+
+    async def publish(records: Sequence[Outgoing]) -> None:
+        letters.extend(records)
+
+    out, source = queued_job(tenant, dead_url, 7)
+    await ledger.execute(
+        """INSERT INTO notification.notifications (tenant_id, notification_id, kind, severity, summary, facts,
+               related_event_id, status) VALUES ($1, $2, 'offset_applied', 'info', 's', '{}', $2, 'queued')""",
+        tenant,
+        UUID(out.notification_id),
+    )
+    await queue_delivery(ledger, "webhook", out, source)
+    dispatcher = Dispatcher(
+        lambda: asyncio.sleep(0, pool),
+        {"webhook": channel},
+        RetryPolicy(2),
+        publish,
+        owner="test",
+        sleep=no_sleep,
+        tenants=frozenset({tenant}),
+    )
+    try:
+        assert await dispatcher.poll() == 1
+        await dispatcher.idle()
+    finally:
+        await channel.close()
+    [letter] = letters
+    headers = dict(letter.headers)
+    assert letter.topic == "remit.notifications.dlt"
+    assert (headers["reason"], headers["source_offset"]) == (b"delivery_gave_up", b"7")
+    assert [s for _, s, _ in await attempts(ledger, tenant)] == ["failed", "failed"]
+    status = await ledger.fetchval(
+        "SELECT status FROM notification.notifications WHERE tenant_id = $1", tenant
+    )
+    assert status == "failed"
+    assert not await ledger.fetch("SELECT 1 FROM notification.delivery_queue WHERE tenant_id = $1", tenant)
+
+
+# --- SMTP: STARTTLS by default, credentials only over TLS --------------------------------------------------
+
+
+def test_a_login_without_starttls_is_refused_at_start_up() -> None:
+    channel = EmailChannel()
+    with pytest.raises(SmtpSecurityError, match="only sent over TLS"):
+        channel.configure(
+            Settings(
+                notification_smtp_username="relay-user",
+                notification_smtp_password="relay-password",
+                notification_smtp_starttls=False,
+            )
+        )
+
+
+async def test_starttls_is_on_by_default_and_a_plain_relay_gets_nothing(
+    ledger: asyncpg.Connection, tenant: str, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    channel = EmailChannel()
+    channel.configure(Settings(notification_smtp_port=port))
+    assert channel.starttls
+    out = outbound(tenant, "ar@clinic.example")
+    assert await deliver_once(ledger, channel, out, RetryPolicy(3), no_sleep) == "gave_up"
+    assert inbox.messages == []
+    [row] = await store.delivery_log(ledger, tenant)  # not retried: the relay will not grow TLS
+    assert row["error"] == "relay does not offer STARTTLS"
+
+
+class Logins:
+    """aiosmtpd authenticator recording the logins it saw and whether TLS was up."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool]] = []
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        self.seen.append((data.login.decode(), session.ssl is not None))
+        return AuthResult(success=data.password == b"relay-password")
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (the relay's), and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_email_over_starttls_with_a_login(
+    ledger: asyncpg.Connection, tenant: str, tls_cert: tuple[Path, Path]
+) -> None:
+    cert, key = tls_cert
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox, logins, port = Inbox(), Logins(), free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=logins,
+        auth_require_tls=True,
+    )
+    controller.start()
+    channel = EmailChannel()
+    channel.configure(
+        Settings(
+            notification_smtp_port=port,
+            notification_smtp_ca_file=cert,
+            notification_smtp_username="relay-user",
+            notification_smtp_password="relay-password",
+        )
+    )
+    try:
+        out = outbound(tenant, "ar@clinic.example")
+        assert await deliver_once(ledger, channel, out, RetryPolicy(1), no_sleep) == "delivered"
+    finally:
+        controller.stop()
+    assert logins.seen == [("relay-user", True)]  # the login went over TLS
+    assert [m["X-Offsetstream-Delivery"] for m in inbox.messages] == [out.notification_id]

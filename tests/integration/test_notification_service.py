@@ -33,7 +33,7 @@ from shared.settings import SERVICES
 
 pytestmark = pytest.mark.integration
 D = Decimal
-SECRET = "service-test-secret"
+SECRET = "service-test-webhook-master-key-000001"
 PAYER, PAYEE = "01312", "1234567893"
 
 
@@ -214,6 +214,7 @@ async def test_routes_rules_channels_timer_and_dead_letter(
         url,
         OFFSETSTREAM_NOTIFICATION_ROUTES=str(path),
         OFFSETSTREAM_NOTIFICATION_SMTP_PORT=str(smtp_port),
+        OFFSETSTREAM_NOTIFICATION_SMTP_STARTTLS="false",  # aiosmtpd without TLS: the local-test opt-out
         OFFSETSTREAM_NOTIFICATION_TICK_SECONDS="1",
         OFFSETSTREAM_NOTIFICATION_LEAD_DAYS="5",
         OFFSETSTREAM_TODAY="2026-08-15",
@@ -340,3 +341,41 @@ async def test_sigkill_mid_burst_then_restart_delivers_every_notification_once(
         f"\nkilled after {at_kill}/{BURST + 1} deliveries; in-doubt {len(in_doubt)}, receiver duplicates "
         f"{receiver.duplicates}; {time.monotonic() - started:.1f}s"
     )
+
+
+async def test_a_receiver_answering_in_12_seconds_delays_only_its_own_tenant(
+    stack: Stack, tenant: str, tmp_path: Path
+) -> None:
+    slow_tenant, fast_tenant = tenant, f"{tenant}-fast"
+    slow, fast = WebhookReceiver(secret=SECRET, delay=12.0), WebhookReceiver(secret=SECRET)
+    slow_url, fast_url = await slow.start(), await fast.start()
+    routes = {
+        "tenants": {
+            slow_tenant: {"*": [{"channel": "webhook", "target": slow_url}]},
+            fast_tenant: {"*": [{"channel": "webhook", "target": fast_url}]},
+        }
+    }
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(routes))
+    stack.start_service(
+        "notification", worker_id=0, extra_env=base_env(fast_url, OFFSETSTREAM_NOTIFICATION_ROUTES=str(path))
+    )
+    try:
+        await publish(stack.kafka.bootstrap, [("remit.alerts.v1", alert(fast_tenant, 0))])
+        await until(lambda: tenant_ids(fast, fast_tenant), 60, "the fast tenant's first delivery", 0.1)
+        # The slow clinic's receiver is holding a request; then the fast clinic gets a notification.
+        await publish(
+            stack.kafka.bootstrap, [("remit.alerts.v1", alert(slow_tenant, n)) for n in range(1, 4)]
+        )
+        await until(lambda: slow.calls >= 1, 20, "the slow receiver's first request", 0.02)
+        sent = time.monotonic()
+        await publish(stack.kafka.bootstrap, [("remit.alerts.v1", alert(fast_tenant, 4))])
+        await until(lambda: len(tenant_ids(fast, fast_tenant)) >= 2, 2.0, "the fast tenant within 2 s", 0.02)
+        took = time.monotonic() - sent
+    finally:
+        await asyncio.to_thread(stack.stop_service, "notification-0")
+        await slow.stop()
+        await fast.stop()
+    assert slow.deliveries == {}, "the slow receiver never answered within the read timeout"
+    assert fast.bad_signatures == 0
+    print(f"\nfast tenant delivered {took:.2f}s after publishing, behind a receiver answering in 12 s")

@@ -304,3 +304,13 @@ def test_money_dashboard_uses_metrics_the_stages_export() -> None:
     used = _metric_names_in(_dashboard("money.json"))
     exported = _exported_metric_names(STAGE_METRIC_MODULES)
     assert not used - exported, f"metrics no stage defines: {sorted(used - exported)}"
+
+
+def test_secrets_come_from_the_environment_without_defaults(services: dict[str, Any]) -> None:
+    env = _environment(services["notification"])
+    # Required: `${VAR:?message}` makes compose refuse to start without it; never a value in the file.
+    assert env["OFFSETSTREAM_WEBHOOK_SECRET"].startswith("${OFFSETSTREAM_WEBHOOK_SECRET:?")
+    for name, service in services.items():
+        for var, value in _environment(service).items():
+            if var.startswith(ENV_PREFIX) and ("SECRET" in var or "PASSWORD" in var):
+                assert re.fullmatch(rf"\$\{{{var}(:\?[^}}]*)?\}}", value), f"{name}: {var} has a default"

@@ -60,12 +60,13 @@ def test_settings_come_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_webhook_signature_round_trip_and_tamper() -> None:
-    header = sign("k", "1700000000", b'{"a":1}')
-    assert verify("k", header, b'{"a":1}', now=1700000100)
-    assert not verify("k", header, b'{"a":2}', now=1700000100)
-    assert not verify("other", header, b'{"a":1}', now=1700000100)
-    assert not verify("k", header, b'{"a":1}', now=1700009999)  # too old: replay
-    assert not verify("k", "garbage", b"")
+    header = sign("k", "1700000000", "d1", b'{"a":1}')
+    assert verify("k", header, "d1", b'{"a":1}', now=1700000100)
+    assert not verify("k", header, "d1", b'{"a":2}', now=1700000100)
+    assert not verify("k", header, "d2", b'{"a":1}', now=1700000100)  # the delivery id is signed too
+    assert not verify("other", header, "d1", b'{"a":1}', now=1700000100)
+    assert not verify("k", header, "d1", b'{"a":1}', now=1700009999)  # too old: replay
+    assert not verify("k", "garbage", "d1", b"")
 
 
 def test_dead_letter_keeps_original_bytes_and_names_the_source() -> None:
