@@ -60,7 +60,7 @@ TOPICS: tuple[Topic, ...] = (
         key=ACCOUNT_KEY,
         description="One event per claim (CLP loop) with its CAS adjustments.",
         producers=("intake",),
-        consumers=("detection",),
+        consumers=("detection", "notification"),
     ),
     Topic(
         name="remit.provider-adjustments.v1",
@@ -78,7 +78,7 @@ TOPICS: tuple[Topic, ...] = (
         key=ACCOUNT_KEY,
         description="Evidence of an overpayment, merged per (tenant, payer, reference) into one receivable.",
         producers=("detection",),
-        consumers=("matching",),
+        consumers=("matching", "notification"),
     ),
     Topic(
         name="remit.letters.v1",

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names, dlt_name
-from shared import db
+from shared import db, phi
 from shared.admin import MAX_MESSAGE_BYTES, raw_file_message, topic_partitions
 from shared.dlt_refs import OmittedBody, RawFileRef, read_body
 from shared.settings import Settings
@@ -270,7 +270,14 @@ def _to_dead_letter(record: Any) -> DeadLetter:
         timestamp_ms=record.timestamp,
         key=record.key,
         value=record.value or b"",
-        headers={k: bytes(v or b"").decode("utf-8", errors="replace") for k, v in (record.headers or ())},
+        # Scrubbed again as they are read (shared.phi): a record dead-lettered before the scrubber existed
+        # must not show its patients' names or numbers in a listing either.
+        headers=dict(
+            phi.dead_letter_headers(
+                [(k, bytes(v or b"").decode("utf-8", errors="replace")) for k, v in (record.headers or ())],
+                record.value or b"",
+            )
+        ),
     )
 
 

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.topics import all_topic_names, dlt_name
-from shared import db, lag, telemetry
+from shared import db, lag, phi, telemetry
 from shared.admin import MAX_MESSAGE_BYTES
 from shared.dlt_refs import OmittedBody
 from shared.failures import TooLarge, is_transient, permanent_reason, record_size
@@ -620,6 +620,7 @@ def dead_letter_message(
         ("source_offset", str(incoming.offset)),
     ]
     headers += [(f"location.{k}", v) for k, v in sorted(location.items())]
+    headers = phi.dead_letter_headers(headers, incoming.value)  # the outbound scrubber: no names, no numbers
     record = Outgoing(
         topic=dlt_name(incoming.topic),
         key=(incoming.key or b"").decode(errors="replace"),

@@ -21,9 +21,10 @@ from contracts.envelope import Envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged, StaffActionRecorded
 from services.interest import domain, metrics, store
 from services.interest.policies import PayerPolicy, ReceivableFacts, timeline
-from shared import envelopes, outbox
+from shared import envelopes, outbox, phi
 from shared.ids import receivable_id, stable_id
 from shared.policy_config import PolicyConfigError, PolicyResolver
+from shared.references import layout
 from shared.stream import Outgoing
 
 log = logging.getLogger(__name__)
@@ -216,14 +217,17 @@ class Engine:
                 ):
                     continue
                 metrics.ALERTS.labels(kind).inc()
-                payload = AlertRaised(
-                    alert_id=alert_id,
-                    kind=kind,
-                    payer_id=row["payer_id"],
-                    reference=row["reference"],
-                    amount=recoupment.total,
-                    observed_on=recoupment.effective,
-                    detail=detail,
+                payload = phi.safe_alert(  # the outbound scrubber: references by the payer's layout
+                    AlertRaised(
+                        alert_id=alert_id,
+                        kind=kind,
+                        payer_id=row["payer_id"],
+                        reference=row["reference"],
+                        amount=recoupment.total,
+                        observed_on=recoupment.effective,
+                        detail=detail,
+                    ),
+                    layout(policy.reference_layout),
                 )
                 envelope = envelopes.build(
                     payload,

@@ -19,8 +19,8 @@ from contracts.events import (
 )
 from services.matching import metrics, store
 from services.matching.engine import on_adjustment, on_interest, on_overpayment, on_staff_action
-from services.matching.ledger import ALERTS, POLICIES, POLICY
-from shared import envelopes, outbox
+from services.matching.ledger import ALERTS, POLICIES, POLICY, reference_layout
+from shared import envelopes, outbox, phi
 from shared.clock import today
 from shared.ids import stable_id
 from shared.stream import Incoming, Outgoing, Stage
@@ -51,22 +51,24 @@ async def check_forwarding_balances() -> None:
     async with pool.acquire() as conn, conn.transaction():
         for row in await store.stale_forwarding_balances(conn, cutoff):
             open_amount = row["opened_amount"] - row["applied_amount"]
+            alert = AlertRaised(
+                alert_id=stable_id("fb", row["tenant_id"], row["account_key"], row["reference"]),
+                kind="forwarding_balance_not_closed",
+                payer_id=row["payer_id"] or "",
+                reference=row["reference"],
+                amount=open_amount,
+                observed_on=day,
+                detail=f"forwarding balance {row['reference']} opened {row['opened_on']} still has "
+                f"{open_amount} open after {stage.settings.forwarding_balance_days} days",
+            )
+            # The balance's key is the FB's raw reference: it leaves only through the scrubber.
             source = envelopes.build(
-                AlertRaised(
-                    alert_id=stable_id("fb", row["tenant_id"], row["account_key"], row["reference"]),
-                    kind="forwarding_balance_not_closed",
-                    payer_id=row["payer_id"] or "",
-                    reference=row["reference"],
-                    amount=open_amount,
-                    observed_on=day,
-                    detail=f"forwarding balance {row['reference']} opened {row['opened_on']} still has "
-                    f"{open_amount} open after {stage.settings.forwarding_balance_days} days",
-                ),
+                phi.safe_alert(alert, reference_layout(row["tenant_id"], row["payer_id"] or "")),
                 event_id=stable_id("fb", row["tenant_id"], row["account_key"], row["reference"]),
                 event_type="AlertRaised",
                 tenant_id=row["tenant_id"],
                 account_key=row["account_key"],
-                causation_id=f"forwarding balance {row['reference']}",
+                causation_id=f"forwarding balance {alert.alert_id}",
             )
             await outbox.add(conn, stage.service, str(source.event_id), Outgoing.event(ALERTS, source))
     await outbox.flush(stage)

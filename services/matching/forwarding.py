@@ -1,6 +1,10 @@
 """Forwarding balances (``FB``): a negative FB carries money the payer could not take from this remittance to a
 later one; the positive FB that takes it closes the balance its reference names, else the account's oldest open
 one that can take it.
+
+A balance's key is the FB's raw reference, which can carry a patient control number after the FCN; the reasons
+written here (an offset's ``reason``, the receivable history staff read) quote it through ``shared.phi`` by the
+payer's layout.
 """
 
 import asyncpg
@@ -11,7 +15,13 @@ from contracts.events import (
 )
 from contracts.money import ZERO
 from services.matching import domain, store
-from services.matching.ledger import Explanation
+from services.matching.ledger import Explanation, reference_layout
+from shared import phi
+
+
+def _quoted(env: Envelope[ProviderAdjustmentReceived], key: str) -> str:
+    """A balance's key as an explanation may quote it: never the patient part of the reference."""
+    return phi.reference_text(key, reference_layout(env.tenant_id, env.payload.payer_id))
 
 
 async def open_forwarding(
@@ -36,7 +46,7 @@ async def open_forwarding(
             early["amount"],
             early["match_reference"],
             key,
-            f"earlier forwarding balance {key} applied (it arrived after this payment)",
+            f"earlier forwarding balance {_quoted(env, key)} applied (it arrived after this payment)",
         )
     return key
 
@@ -65,8 +75,8 @@ async def apply_forwarding(
         )
         if key is not None:
             out.reason = (
-                f"earlier forwarding balance {key} applied (oldest open balance that takes it; the FB "
-                f"{'names ' + named if named else 'has no reference'})"
+                f"earlier forwarding balance {_quoted(env, key)} applied (oldest open balance that takes it; "
+                f"the FB {'names ' + _quoted(env, named) if named else 'has no reference'})"
             )
         else:
             key = named or adj.trace_number.strip()

@@ -22,9 +22,10 @@ from contracts.events import (
 )
 from contracts.money import ZERO
 from services.matching import domain, metrics, store
-from shared import envelopes, plugins
+from shared import envelopes, phi, plugins
 from shared.ids import stable_id
 from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
+from shared.references import ReferenceLayout
 from shared.settings import get_settings
 from shared.stream import Outgoing
 
@@ -140,6 +141,15 @@ async def announce(
     )
 
 
+def reference_layout(tenant: str, payer: str) -> ReferenceLayout | None:
+    """The payer's reference layout for quoting a reference outside (``shared.phi``); None — quote
+    conservatively — when its policy cannot be resolved."""
+    try:
+        return POLICY.reference_layout(tenant, payer)
+    except PolicyConfigError:
+        return None
+
+
 def alert(
     source: Envelope[Any],
     subject: object,
@@ -150,7 +160,7 @@ def alert(
     observed: date,
     detail: str,
 ) -> Outgoing:
-    """An AlertRaised event, once per (subject, kind)."""
+    """An AlertRaised event, once per (subject, kind), through the outbound scrubber (``shared.phi``)."""
     payload = AlertRaised(
         alert_id=stable_id(subject, kind),
         kind=kind,
@@ -160,6 +170,7 @@ def alert(
         observed_on=observed,
         detail=detail,
     )
+    payload = phi.safe_alert(payload, reference_layout(source.tenant_id, payer))
     return Outgoing.event(
         ALERTS,
         envelopes.build(

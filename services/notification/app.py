@@ -3,8 +3,10 @@
 Agent ``notify`` consumes offsets, receivable changes, interest and alerts and publishes each notification once
 on ``remit.notifications.v1`` — the backbone downstream systems subscribe to. Agent ``deliver`` consumes that
 topic and sends each notification to the destinations its tenant's routes name (channel plugins), logging every
-attempt. The timer queues deadline reminders and daily digests through the outbox. Logic: ``engine``,
-``domain`` (pure), ``store`` (SQL), ``delivery`` (attempt loop).
+attempt. The timer queues deadline reminders and daily digests through the outbox. Agent ``learn`` records the
+digests of the patient control numbers of each account (claims, overpayments) so the outbound scrubber
+(``shared.phi``) can mask them. Logic: ``engine``, ``domain`` (pure), ``store`` (SQL), ``delivery`` (attempt
+loop).
 """
 
 import logging
@@ -17,9 +19,10 @@ from mode.types.signals import BaseSignalT
 
 from services.notification import delivery, metrics
 from services.notification.channels import NotificationChannel
-from services.notification.engine import NOTIFICATIONS, SOURCES, Notifier, load_routes
+from services.notification.engine import NOTIFICATIONS, SOURCES, TOKEN_SOURCES, Notifier, load_routes
 from services.notification.timelines import policy_timelines
-from shared import clock, outbox, plugins
+from shared import clock, outbox, plugins, policy_config
+from shared.references import ReferenceLayout
 from shared.stream import Incoming, Outgoing, Stage
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,18 @@ app = stage.app
 CHANNELS: dict[str, NotificationChannel] = plugins.load_plugins(plugins.NOTIFICATION_CHANNELS)
 for _channel in CHANNELS.values():
     _channel.configure(stage.settings)
+POLICY = policy_config.resolver(stage.settings)
+
+
+def layout_of(tenant: str, payer: str) -> ReferenceLayout | None:
+    """The payer's reference layout, as detection and matching read it; None (quote conservatively) when its
+    policy cannot be resolved."""
+    try:
+        return POLICY.reference_layout(tenant, payer)
+    except policy_config.PolicyConfigError:
+        return None
+
+
 notifier = Notifier(
     settings=stage.settings,
     routes=load_routes(stage.settings, list(CHANNELS)),
@@ -36,12 +51,18 @@ notifier = Notifier(
     timeline_of=policy_timelines(plugins.load_plugins(plugins.PAYER_POLICIES)),
     pool_of=stage.pool,
     today=lambda: clock.today(stage.settings),
+    layout_of=layout_of,
 )
 
 
 async def notify(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
     """Upstream event → notifications on the backbone."""
     return await notifier.notify(conn, incoming)
+
+
+async def learn(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+    """Claims and overpayments → digests of the patient control numbers notifications must never carry."""
+    return await notifier.learn(conn, incoming)
 
 
 async def deliver(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
@@ -68,6 +89,7 @@ async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], *
 app.on_before_shutdown.connect(close_channels)
 stage.every(stage.settings.notification_tick_seconds, tick, "notification tick")
 stage.consume(list(SOURCES), notify)
+stage.consume(list(TOKEN_SOURCES), learn)
 stage.consume([NOTIFICATIONS], deliver, batch=20)
 # --- delivery hook (issue 16 §3, services/notification/delivery.py) --------------------------------------------
 # ``deliver`` only queues; the dispatcher sends each destination's queue concurrently with the others.

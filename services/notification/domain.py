@@ -2,8 +2,11 @@
 
 Messages carry identifiers (reference/FCN, trace number, receivable id) and amounts only — never patient
 names, member ids or patient control numbers — because they leave the system by webhook and e-mail. A PLB
-reference can hold a patient control number after its FCN (Medicare layout, DOMAIN.md §2), so only its first
-token is ever quoted (:func:`receivable_key`).
+reference can hold a patient control number after its FCN, padded or not (DOMAIN.md §2), so every reference is
+quoted through ``quote``: the engine passes the payer's layout (:func:`quoter`), and without one the quote is
+conservative (``shared.phi.quotable_reference``). Free text from upstream (an offset's ``reason``) is never
+quoted. The engine then runs every message through the outbound scrubber (``shared.phi``) before it is stored,
+published or sent.
 """
 
 import json
@@ -15,6 +18,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from contracts.events import AlertRaised, InterestAccrued, OffsetRecorded, ReceivableChanged
+from shared.phi import NO_TOKENS, Scrubber, Tokens
+from shared.references import ReferenceLayout
 
 Severity = Literal["info", "warning", "action"]
 Mode = Literal["immediate", "digest"]
@@ -83,12 +88,22 @@ def money(amount: Decimal) -> str:
     return f"{amount:.2f}"
 
 
-def receivable_key(raw: str | None) -> str | None:
-    """The part of a PLB reference safe to quote: its first token (the FCN), never the padded tail."""
-    if raw is None:
-        return None
-    parts = raw.split()
-    return parts[0] if parts else None
+Quote = Callable[[str | None], str | None]
+"""A reference → the part of it that may be quoted outside (its receivable key), or None."""
+
+
+def quoter(layout: ReferenceLayout | None, tokens: Tokens = NO_TOKENS) -> Quote:
+    """Quote references by the payer's layout (None: the layout is not known, quote conservatively), cut
+    before any known token of the account (``shared.phi.Scrubber.reference``)."""
+    return Scrubber(layout, tokens).reference
+
+
+CONSERVATIVE = quoter(None)
+
+
+def receivable_key(raw: str | None, quote: Quote = CONSERVATIVE) -> str | None:
+    """The part of a PLB reference safe to quote: its receivable key, never the patient part behind it."""
+    return quote(raw)
 
 
 # --- timeline ------------------------------------------------------------------------------------------------
@@ -120,11 +135,15 @@ def watched(milestones: Iterable[Milestone]) -> list[Milestone]:
 
 
 def for_receivable(
-    event_type: str, change: ReceivableChanged, timeline: Sequence[Milestone]
+    event_type: str,
+    change: ReceivableChanged,
+    timeline: Sequence[Milestone],
+    quote: Quote = CONSERVATIVE,
 ) -> list[Message]:
     """Receivable opened (with the dates that matter) or settled."""
+    reference = quote(change.reference) or ""
     facts = {
-        "reference": change.reference,
+        "reference": reference,
         "payer_id": change.payer_id,
         "receivable_id": str(change.receivable_id),
         "balance": money(change.balance),
@@ -137,7 +156,7 @@ def for_receivable(
             Message(
                 RECEIVABLE_OPENED,
                 "action",
-                f"Overpayment {change.reference}: {money(change.principal)} owed to payer {change.payer_id}, "
+                f"Overpayment {reference}: {money(change.principal)} owed to payer {change.payer_id}, "
                 f"determined {change.determination_date.isoformat()}" + (f"; {upcoming}" if upcoming else ""),
                 {
                     **facts,
@@ -149,11 +168,11 @@ def for_receivable(
             )
         ]
     if event_type == "ReceivableSettled":
-        return [Message(RECEIVABLE_SETTLED, "info", f"Overpayment {change.reference} settled", facts)]
+        return [Message(RECEIVABLE_SETTLED, "info", f"Overpayment {reference} settled", facts)]
     return []
 
 
-def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
+def for_offset(event_type: str, offset: OffsetRecorded, quote: Quote = CONSERVATIVE) -> list[Message]:
     """A recovery that matched nothing, or a forwarding balance carried to a later remittance. (An applied
     offset is announced by :func:`offset_applied` once the balance left is known.)
 
@@ -168,13 +187,13 @@ def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
         "amount": money(offset.amount),
         "payment_date": offset.payment_date.isoformat(),
     }
-    reference = receivable_key(offset.reference)
+    reference = quote(offset.reference)
     if reference:
         facts["reference"] = reference
     if offset.rematch_of is not None:
         facts["rematch_of"] = str(offset.rematch_of)
     if offset.rematch_of is not None and offset.unmatched_amount <= 0:
-        return [_resolved(offset, reference, facts)]
+        return [_resolved(offset, reference, facts, quote)]
     if event_type == "OffsetUnmatched" or (offset.bucket == "allocated" and offset.unmatched_amount > 0):
         return [
             Message(
@@ -198,11 +217,12 @@ def for_offset(event_type: str, offset: OffsetRecorded) -> list[Message]:
     return []
 
 
-def _resolved(offset: OffsetRecorded, reference: str | None, facts: dict[str, str]) -> Message:
-    """The parked recovery is fully explained now: which receivable(s) took it."""
+def _resolved(offset: OffsetRecorded, reference: str | None, facts: dict[str, str], quote: Quote) -> Message:
+    """The parked recovery is fully explained now: which receivable(s) took it. (Matching's ``reason`` is
+    free text that may quote a raw reference, so it is never repeated.)"""
     applied = sum((a.to_interest + a.to_principal for a in offset.allocations), Decimal("0.00"))
-    targets = ", ".join(sorted({a.reference for a in offset.allocations}))
-    explained = f"re-matched to {targets}" if targets else offset.reason
+    targets = ", ".join(sorted({q for a in offset.allocations if (q := quote(a.reference))}))
+    explained = f"re-matched to {targets}" if targets else "explained by matching"
     return Message(
         UNMATCHED_RECOVERY_RESOLVED,
         "info",
@@ -234,15 +254,16 @@ class OffsetApplication:
     status_after: str
 
 
-def offset_applied(app: OffsetApplication) -> Message:
+def offset_applied(app: OffsetApplication, quote: Quote = CONSERVATIVE) -> Message:
     """Which receivable, how much, what is left."""
     left = "settled" if app.balance_after == 0 else f"{money(app.balance_after)} left"
+    reference = quote(app.reference) or ""
     return Message(
         OFFSET_APPLIED,
         "info",
-        f"Payer withheld {money(app.applied)} on {app.trace_number} against {app.reference}: {left}",
+        f"Payer withheld {money(app.applied)} on {app.trace_number} against {reference}: {left}",
         {
-            "reference": app.reference,
+            "reference": reference,
             "receivable_id": app.receivable_id,
             "trace_number": app.trace_number,
             "payment_date": app.payment_date.isoformat(),
@@ -256,17 +277,18 @@ def offset_applied(app: OffsetApplication) -> Message:
     )
 
 
-def for_interest(accrual: InterestAccrued, threshold: Decimal) -> list[Message]:
+def for_interest(accrual: InterestAccrued, threshold: Decimal, quote: Quote = CONSERVATIVE) -> list[Message]:
     """Interest charged for a period, when it exceeds the configured threshold (reversals never notify)."""
     if accrual.amount <= 0 or accrual.amount <= threshold:
         return []
+    reference = quote(accrual.reference) or ""
     return [
         Message(
             INTEREST_ACCRUED,
             "warning",
-            f"Interest {money(accrual.amount)} accrued on {accrual.reference} for period {accrual.period_number}",
+            f"Interest {money(accrual.amount)} accrued on {reference} for period {accrual.period_number}",
             {
-                "reference": accrual.reference,
+                "reference": reference,
                 "receivable_id": str(accrual.receivable_id),
                 "payer_id": accrual.payer_id,
                 "amount": money(accrual.amount),
@@ -278,15 +300,16 @@ def for_interest(accrual: InterestAccrued, threshold: Decimal) -> list[Message]:
     ]
 
 
-def for_alert(alert: AlertRaised) -> list[Message]:
+def for_alert(alert: AlertRaised, quote: Quote = CONSERVATIVE) -> list[Message]:
     """A flag raised upstream (recoupment during an appeal pause, forwarding balance not closed, reversal
-    without correction, …) becomes an action for staff under the alert's own kind."""
+    without correction, …) becomes an action for staff under the alert's own kind. The detail is the
+    producer's text: its references were quoted by layout there, and it goes through the scrubber here."""
     facts = {
         "alert_id": str(alert.alert_id),
         "payer_id": alert.payer_id,
         "observed_on": str(alert.observed_on),
     }
-    reference = receivable_key(alert.reference)
+    reference = quote(alert.reference)
     if reference:
         facts["reference"] = reference
     if alert.amount is not None:
@@ -313,18 +336,18 @@ def deadline_due(deadline: Deadline, today: date, lead_days: int) -> bool:
     return deadline.due_on - timedelta(days=lead_days) <= today <= deadline.due_on
 
 
-def deadline_approaching(deadline: Deadline, today: date) -> Message:
+def deadline_approaching(deadline: Deadline, today: date, quote: Quote = CONSERVATIVE) -> Message:
     """The reminder for one receivable and one deadline."""
     days = (deadline.due_on - today).days
     when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
     label = deadline.milestone.replace("_", " ")
+    reference = quote(deadline.reference) or ""
     return Message(
         DEADLINE_APPROACHING,
         "action" if deadline.milestone in ACTION_MILESTONES else "warning",
-        f"{deadline.reference}: {label} {when} ({deadline.due_on.isoformat()}), "
-        f"{money(deadline.balance)} open",
+        f"{reference}: {label} {when} ({deadline.due_on.isoformat()}), {money(deadline.balance)} open",
         {
-            "reference": deadline.reference,
+            "reference": reference,
             "receivable_id": deadline.receivable_id,
             "payer_id": deadline.payer_id,
             "milestone": deadline.milestone,

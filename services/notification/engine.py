@@ -4,6 +4,12 @@
 ``app.py`` wires these to Faust; the decisions are in ``domain`` (pure), the SQL in ``store``, the attempt loop
 in ``delivery``. Notification ids are deterministic, so a replayed input or a re-run timer never creates a
 second notification, and the delivery log never lets one destination receive an id twice from us.
+
+PHI never leaves (``shared.phi``): references are quoted by the payer's layout when messages are made, and every
+message passes the outbound scrubber twice — in :meth:`Notifier.emit`, before it is stored and published on the
+backbone, and in :func:`outbound`, before a channel sends it (which also covers notifications published before
+a token was known). The scrubber masks the account's patient control numbers, which ``learn`` records as
+digests from the claim and overpayment events.
 """
 
 import json
@@ -20,16 +26,19 @@ import asyncpg
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
     AlertRaised,
+    ClaimPaymentReceived,
     InterestAccrued,
     NotificationEmitted,
     OffsetRecorded,
+    OverpaymentDetected,
     ReceivableChanged,
 )
 from services.notification import domain, metrics, store
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_delivery
-from shared import envelopes, outbox
+from shared import envelopes, outbox, phi
 from shared.ids import account_key, stable_id
+from shared.references import ReferenceLayout
 from shared.settings import Settings
 from shared.stream import Incoming, Outgoing
 
@@ -38,9 +47,18 @@ log = logging.getLogger(__name__)
 SERVICE = "notification"
 NOTIFICATIONS = "remit.notifications.v1"
 SOURCES = ("remit.offsets.v1", "remit.receivables.v1", "remit.interest.v1", "remit.alerts.v1")
+TOKEN_SOURCES = ("remit.claim-payments.v1", "remit.overpayments.v1")
+"""Where notification learns the patient control numbers it must never send (as digests, ``learn``)."""
 OFFSET_REDUCTIONS = ("ReceivableReduced", "ReceivableSettled")
 
 PoolOf = Callable[[], Awaitable[asyncpg.Pool]]
+LayoutOf = Callable[[str, str], ReferenceLayout | None]
+"""(tenant, payer) → the payer's reference layout (``shared.policy_config``), None when it cannot be resolved."""
+
+
+def no_layout(tenant: str, payer: str) -> ReferenceLayout | None:
+    """Without a policy resolver every reference is quoted conservatively (``shared.phi``)."""
+    return None
 
 
 def load_routes(settings: Settings, channels: Sequence[str]) -> domain.Routes:
@@ -53,8 +71,37 @@ def load_routes(settings: Settings, channels: Sequence[str]) -> domain.Routes:
     return domain.Routes.parse(doc, channels, settings.webhook_url)
 
 
+def scrubbed(message: domain.Message, scrubber: phi.Scrubber) -> domain.Message:
+    """A message through the outbound scrubber: summary and facts with every known token masked."""
+    return domain.Message(
+        message.kind, message.severity, scrubber.text(message.summary), scrubber.facts(message.facts)
+    )
+
+
+def texts_of(n: NotificationEmitted | domain.Message) -> list[str]:
+    """The free text of a notification, where the scrubber looks for tokens."""
+    return [n.summary, *n.facts.values()]
+
+
+def outbound(
+    n: NotificationEmitted, tenant: str, target: str, body: bytes, scrubber: phi.Scrubber
+) -> Outbound:
+    """What a channel sends for one notification and destination, through the scrubber: the webhook body (the
+    backbone envelope, re-masked), the e-mail subject and text."""
+    summary, facts = scrubber.text(n.summary), scrubber.facts(n.facts)
+    return Outbound(
+        notification_id=str(n.notification_id),
+        tenant_id=tenant,
+        target=target,
+        body=scrubber.body(body),
+        subject=scrubber.text(domain.subject_line(n.kind, n.severity, facts)),
+        text=scrubber.text(domain.render_text(n.kind, n.severity, summary, facts, str(n.notification_id))),
+    )
+
+
 def emitted(cause: UUID, nid: UUID, message: domain.Message, tenant: str, key: str) -> Outgoing:
-    """The NotificationEmitted envelope of a message, on the backbone topic."""
+    """The NotificationEmitted envelope of a message, on the backbone topic (callers scrub it first:
+    :meth:`Notifier.emit`)."""
     payload = NotificationEmitted(
         notification_id=nid,
         kind=message.kind,
@@ -86,6 +133,59 @@ class Notifier:
     timeline_of: domain.TimelineOf
     pool_of: PoolOf
     today: Callable[[], date]
+    layout_of: LayoutOf = no_layout
+
+    async def quote(
+        self, conn: asyncpg.Connection, tenant: str, key: str, payer: str, texts: Sequence[str]
+    ) -> domain.Quote:
+        """How references of this tenant's payer are quoted: by its layout (else conservatively), cut before
+        any token of the account that ``texts`` (the event's references) contain."""
+        try:
+            layout = self.layout_of(tenant, payer)
+        except ValueError as exc:  # a policy that cannot be resolved: quote conservatively, keep notifying
+            log.warning("reference layout of payer %s unresolved (%s)", payer, type(exc).__name__)
+            layout = None
+        return domain.quoter(layout, await store.tokens_in(conn, tenant, key, texts))
+
+    async def _quote(self, conn: asyncpg.Connection, source: Envelope[Any], payer: str) -> domain.Quote:
+        return await self.quote(
+            conn, source.tenant_id, source.account_key, payer, phi.quoted_texts(source.payload)
+        )
+
+    async def emit(
+        self,
+        conn: asyncpg.Connection,
+        cause: UUID,
+        nid: UUID,
+        message: domain.Message,
+        tenant: str,
+        key: str,
+        scope: str | None,
+    ) -> Outgoing:
+        """THE way out for a new notification: scrubbed with the tokens of account ``scope`` (None: every
+        account of the tenant, for a digest), then enveloped for the backbone and the notification row."""
+        tokens = await store.tokens_in(conn, tenant, scope, texts_of(message))
+        return emitted(cause, nid, scrubbed(message, phi.Scrubber(None, tokens)), tenant, key)
+
+    # --- what must never leave -----------------------------------------------------------------------------
+
+    async def learn(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Record the digests of the patient control numbers a claim or an overpayment names, per account.
+        Input that does not parse is left to its own consumers' dead-letter topics (detection, matching own
+        these topics' meaning); notification only learns from what it can read."""
+        try:
+            if incoming.topic == "remit.claim-payments.v1":
+                claim = parse_envelope(incoming.value, ClaimPaymentReceived)
+                tenant, key, ids = claim.tenant_id, claim.account_key, [claim.payload.patient_control_number]
+            else:
+                found = parse_envelope(incoming.value, OverpaymentDetected)
+                tenant, key = found.tenant_id, found.account_key
+                ids = list(found.payload.patient_control_numbers)
+        except ValueError as exc:  # pydantic's ValidationError is one
+            log.warning("not learning from %s: %s", incoming.topic, type(exc).__name__)
+            return []
+        await store.add_tokens(conn, tenant, key, phi.token_rows("id", ids))
+        return []
 
     # --- upstream events → notifications ----------------------------------------------------------------
 
@@ -102,17 +202,23 @@ class Notifier:
             found = await self._on_offset(conn, source, event_type)
         elif incoming.topic == "remit.interest.v1":
             source = parse_envelope(incoming.value, InterestAccrued)
-            messages = domain.for_interest(source.payload, self.settings.notification_interest_threshold)
+            messages = domain.for_interest(
+                source.payload,
+                self.settings.notification_interest_threshold,
+                await self._quote(conn, source, source.payload.payer_id),
+            )
             found = [(stable_id(source.event_id, "notification", m.kind), m) for m in messages]
         else:
             source = parse_envelope(incoming.value, AlertRaised)
+            quote = await self._quote(conn, source, source.payload.payer_id)
             found = [
                 (stable_id(source.event_id, "notification", m.kind), m)
-                for m in domain.for_alert(source.payload)
+                for m in domain.for_alert(source.payload, quote)
             ]
         outputs = []
         for nid, message in found:
-            out = emitted(source.event_id, nid, message, source.tenant_id, source.account_key)
+            tenant, key = source.tenant_id, source.account_key
+            out = await self.emit(conn, source.event_id, nid, message, tenant, key, key)
             if await store.add_notification(conn, source.tenant_id, _payload(out)):
                 metrics.NOTIFICATIONS.labels(message.kind).inc()
                 outputs.append(out)
@@ -122,27 +228,29 @@ class Notifier:
         self, conn: asyncpg.Connection, source: Envelope[ReceivableChanged], event_type: str
     ) -> list[tuple[UUID, domain.Message]]:
         change, tenant = source.payload, source.tenant_id
+        quote = await self._quote(conn, source, change.payer_id)
         await store.upsert_receivable(conn, tenant, source.account_key, change)
         timeline = self._timeline(change.policy, change.determination_date, change.identified_on)
         await store.set_deadlines(conn, tenant, change.receivable_id, domain.watched(timeline))
         found = [
             (stable_id(source.event_id, "notification", m.kind), m)
-            for m in domain.for_receivable(event_type, change, timeline)
+            for m in domain.for_receivable(event_type, change, timeline, quote)
         ]
         offset_id = _uuid(source.causation_id)
         if event_type in OFFSET_REDUCTIONS and offset_id is not None:
             done = await store.record_balance(conn, tenant, offset_id, change)
             if done is not None:
-                found.append(_applied(done))
+                found.append(_applied(done, quote))
         return found
 
     async def _on_offset(
         self, conn: asyncpg.Connection, source: Envelope[OffsetRecorded], event_type: str
     ) -> list[tuple[UUID, domain.Message]]:
         offset = source.payload
+        quote = await self._quote(conn, source, offset.payer_id)
         found = [
             (stable_id(source.event_id, "notification", m.kind), m)
-            for m in domain.for_offset(event_type, offset)
+            for m in domain.for_offset(event_type, offset, quote)
         ]
         if offset.bucket == "allocated":
             for index in range(len(offset.allocations)):
@@ -150,7 +258,7 @@ class Notifier:
                     conn, source.tenant_id, source.account_key, offset, index
                 )
                 if done is not None:
-                    found.append(_applied(done))
+                    found.append(_applied(done, quote))
         return found
 
     def _timeline(
@@ -168,29 +276,25 @@ class Notifier:
 
     async def deliver(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
         """Queue one notification for each immediate destination (the dispatcher in ``delivery`` sends it once
-        per id and dead-letters what gives up) and for digests."""
+        per id and dead-letters what gives up) and for digests. What is sent passes the scrubber again
+        (:func:`outbound`)."""
         env = parse_envelope(incoming.value, NotificationEmitted)
         n, tenant = env.payload, env.tenant_id
         destinations = self.routes.resolve(tenant, n.kind)
         outputs: list[Outgoing] = []
         statuses: list[str] = []
+        scope = None if n.kind == domain.DAILY_DIGEST else env.account_key
+        scrubber = phi.Scrubber(None, await store.tokens_in(conn, tenant, scope, texts_of(n)))
         for dest in destinations:
             if dest.mode == "digest":
                 await store.add_digest_item(conn, tenant, self.today(), n)
                 statuses.append("digest")
                 continue
-            outbound = Outbound(
-                notification_id=str(n.notification_id),
-                tenant_id=tenant,
-                target=dest.target,
-                body=incoming.value,
-                subject=domain.subject_line(n.kind, n.severity, n.facts),
-                text=domain.render_text(n.kind, n.severity, n.summary, n.facts, str(n.notification_id)),
-            )
+            message = outbound(n, tenant, dest.target, incoming.value, scrubber)
             # --- delivery hook (issue 16 §3, services/notification/delivery.py) ---------------------------
             # Queued with this transaction, not sent here: the dispatcher drains each destination on its own,
             # dead-letters what gives up and sets the status, so a slow receiver never holds this consumer.
-            await queue_delivery(conn, dest.channel, outbound, incoming)
+            await queue_delivery(conn, dest.channel, message, incoming)
             statuses.append("queued")
         await store.set_status(conn, tenant, n.notification_id, _overall(statuses))
         return outputs
@@ -217,8 +321,9 @@ class Notifier:
                 nid = stable_id(
                     tenant, deadline.receivable_id, deadline.milestone, deadline.due_on, "deadline"
                 )
-                message = domain.deadline_approaching(deadline, today)
-                queued += await self._queue(conn, tenant, key, nid, message)
+                quote = await self.quote(conn, tenant, key, deadline.payer_id, [deadline.reference])
+                message = domain.deadline_approaching(deadline, today, quote)
+                queued += await self._queue(conn, tenant, key, nid, message, key)
                 await store.mark_deadline(conn, tenant, deadline, nid)
         for tenant, day in await store.days_to_digest(conn, today):
             async with conn.transaction():
@@ -226,14 +331,21 @@ class Notifier:
                 items = await store.claim_digest(conn, tenant, day, nid)
                 if items:
                     message = domain.compose_digest(day, items)
-                    queued += await self._queue(conn, tenant, account_key(tenant, "digest", ""), nid, message)
+                    digest_key = account_key(tenant, "digest", "")
+                    queued += await self._queue(conn, tenant, digest_key, nid, message, None)
                     metrics.DIGESTS.inc()
         return queued
 
     async def _queue(
-        self, conn: asyncpg.Connection, tenant: str, key: str, nid: UUID, message: domain.Message
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        key: str,
+        nid: UUID,
+        message: domain.Message,
+        scope: str | None,
     ) -> int:
-        out = emitted(nid, nid, message, tenant, key)
+        out = await self.emit(conn, nid, nid, message, tenant, key, scope)
         if not await store.add_notification(conn, tenant, _payload(out)):
             return 0
         metrics.NOTIFICATIONS.labels(message.kind).inc()
@@ -258,8 +370,11 @@ def _uuid(text: str) -> UUID | None:
         return None
 
 
-def _applied(done: domain.OffsetApplication) -> tuple[UUID, domain.Message]:
-    return stable_id(done.offset_id, "offset_applied", done.receivable_id), domain.offset_applied(done)
+def _applied(done: domain.OffsetApplication, quote: domain.Quote) -> tuple[UUID, domain.Message]:
+    return (
+        stable_id(done.offset_id, "offset_applied", done.receivable_id),
+        domain.offset_applied(done, quote),
+    )
 
 
 def _overall(statuses: list[str]) -> str:

@@ -2,6 +2,7 @@
 its deadlines, the offset/receivable join, and digests. SQL only; callers own the transactions."""
 
 import json
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -10,6 +11,8 @@ import asyncpg
 
 from contracts.events import NotificationEmitted, OffsetRecorded, ReceivableChanged
 from services.notification.domain import Deadline, DigestItem, Milestone, OffsetApplication
+from shared import phi
+from shared.phi import TokenKind, Tokens
 
 # --- notifications ---------------------------------------------------------------------------------------------
 
@@ -333,3 +336,49 @@ async def delivery_log(conn: asyncpg.Connection, tenant_id: str) -> list[dict[st
         tenant_id,
     )
     return [dict(r) for r in rows]
+
+
+# --- what must never leave: digests of the account's patient control numbers (shared.phi) ----------------------
+
+
+async def add_tokens(
+    conn: asyncpg.Connection, tenant_id: str, account_key: str, rows: list[tuple[TokenKind, int, str]]
+) -> None:
+    """Remember (kind, length, digest) rows of an account (once each) and the lengths they have."""
+    if not rows:
+        return
+    await conn.executemany(
+        """INSERT INTO notification.sensitive_tokens (tenant_id, account_key, digest, kind, length)
+           VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING""",
+        [(tenant_id, account_key, digest, kind, length) for kind, length, digest in rows],
+    )
+    await conn.executemany(
+        """INSERT INTO notification.sensitive_token_lengths (tenant_id, account_key, kind, length)
+           VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING""",
+        sorted({(tenant_id, account_key, kind, length) for kind, length, _ in rows}),
+    )
+
+
+async def tokens_in(
+    conn: asyncpg.Connection, tenant_id: str, account_key: str | None, texts: Iterable[str]
+) -> Tokens:
+    """The known tokens of one account (None: any account of the tenant, for a digest) that occur in
+    ``texts``: the windows of the texts are hashed for the lengths the account has and looked up, so an
+    account with a million claims costs one indexed lookup, not a million rows."""
+    lengths = await conn.fetch(
+        """SELECT DISTINCT kind, length FROM notification.sensitive_token_lengths
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR account_key = $2)""",
+        tenant_id,
+        account_key,
+    )
+    candidates = phi.candidates(list(texts), [(r["kind"], r["length"]) for r in lengths])
+    if not candidates:
+        return phi.NO_TOKENS
+    rows = await conn.fetch(
+        """SELECT DISTINCT kind, length, digest FROM notification.sensitive_tokens
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR account_key = $2) AND digest = ANY($3::text[])""",
+        tenant_id,
+        account_key,
+        sorted({d for _, _, d in candidates}),
+    )
+    return Tokens.from_rows((r["kind"], r["length"], r["digest"]) for r in rows)

@@ -1,18 +1,34 @@
 """No PHI leaves by notification: the example 835s run through every stage's real handler on the real ledger,
 and every notification produced — its JSON (webhook body, Kafka outbound) and its e-mail text — is scanned for
-the patient names and member ids in those files' NM1 segments."""
+the patient names and member ids in those files' NM1 segments and, with references carrying patient control
+numbers padded or not (issue 16), for the patient control numbers; then the scrubber's second line: a
+reference no layout can split, masked because notification learnt the account's patient control numbers."""
 
+import asyncio
 import json
 import re
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import pytest
 from harness import InProcessPipeline
 
 from contracts.envelope import parse_envelope
-from contracts.events import NotificationEmitted
+from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
 from services.notification import domain
-from shared.settings import REPO_ROOT
+from services.notification.channels import Outbound, Outcome
+from services.notification.delivery import drain
+from services.notification.domain import Routes
+from services.notification.engine import NOTIFICATIONS, Notifier
+from shared import envelopes, phi
+from shared.ids import account_key
+from shared.local_infra import Stack
+from shared.references import LAYOUTS
+from shared.settings import REPO_ROOT, Settings
+from shared.stream import Incoming
 
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO_ROOT / "examples" / "835"
@@ -57,3 +73,174 @@ async def test_notifications_from_the_example_feed_carry_no_names_or_member_ids(
     )
     assert len(stored) == len(bodies)
     assert not any(pattern.search(r["summary"] + r["facts"]) for r in stored)
+
+
+def patient_control_numbers() -> set[str]:
+    """CLP01 of every claim in the examples."""
+    found: set[str] = set()
+    for path in sorted(EXAMPLES.glob("*.835")):
+        text = path.read_text()
+        element, terminator = text[3], text[105]
+        for segment in text.split(terminator):
+            fields = segment.strip().split(element)
+            if fields[0] == "CLP":
+                found.add(fields[1])
+    return found
+
+
+FCN19 = "FCN2608030001700042"
+"""A 19-character FCN: the whole Medicare FCN field, so a patient control number can follow it directly."""
+PROBE = {
+    # the deferral opens the receivable under a full-width FCN ...
+    "2026-08-03_medicare_deferred.835": [("WO:FCN26080300017*", f"WO:{FCN19}*")],
+    # ... the recoupment cites it with the patient control number straight after it (the probe), and the
+    # forwarding balance carries an FCN and a patient control number as its reference
+    "2026-09-14_medicare_forwarding.835": [
+        ("WO:FCN26080300017*", f"WO:{FCN19}ACCT10001*"),
+        ("FB:EFT260914001*", f"FB:{FCN19}ACCT10002*"),
+    ],
+    # a deferral whose FCN field is padded before the patient control number
+    "2026-10-05_medicare_fb_applied.835": [("WO:FCN26100500042*", "WO:FCN26100500042     ACCT20417*")],
+}
+
+
+async def test_references_carrying_patient_control_numbers_padded_or_not_never_reach_a_notification(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The probe of issue 16: a Medicare reference with the 19-character FCN followed directly by the patient
+    control number. Every notification (backbone JSON, e-mail text and subject, the stored row) quotes the FCN
+    and never the patient control number, padded or not."""
+    pcns = patient_control_numbers()
+    assert {"ACCT10001", "ACCT10002", "ACCT20417"} <= pcns
+    secret = re.compile(r"(" + "|".join(re.escape(p) for p in sorted(pcns | phi_strings())) + r")", re.I)
+    pipeline = InProcessPipeline(ledger, tenant)
+    for path in sorted(EXAMPLES.glob("*.835")):
+        text = path.read_text()
+        for old, new in PROBE.get(path.name, []):
+            assert old in text
+            text = text.replace(old, new)
+        pipeline.feed(text.encode(), path.name)
+        await pipeline.run()
+
+    bodies = [m.value for m in pipeline.published if m.topic == "remit.notifications.v1"]
+    kinds = {json.loads(b)["payload"]["kind"] for b in bodies}
+    assert {"receivable_opened", "offset_applied", "forwarding_balance_opened"} <= kinds
+    quoted = [b for b in bodies if FCN19.encode() in b]
+    assert quoted, "the FCN itself is still quoted"
+    for body in bodies:
+        n = parse_envelope(body, NotificationEmitted).payload
+        text = domain.render_text(n.kind, n.severity, n.summary, n.facts, str(n.notification_id))
+        subject = domain.subject_line(n.kind, n.severity, n.facts)
+        for produced in (body.decode(), text, subject):
+            assert not secret.search(produced), f"PHI in a {n.kind} notification: {produced}"
+    stored = await ledger.fetch(
+        "SELECT summary, facts::text AS facts FROM notification.notifications WHERE tenant_id = $1", tenant
+    )
+    assert not any(secret.search(r["summary"] + r["facts"]) for r in stored)
+    # notification learnt the account's patient control numbers, as digests only
+    tokens = await ledger.fetch(
+        "SELECT digest FROM notification.sensitive_tokens WHERE tenant_id = $1", tenant
+    )
+    assert {phi.digest(p) for p in pcns} <= {r["digest"] for r in tokens}
+    assert not any(secret.search(r["digest"]) for r in tokens)
+
+
+class Capture:
+    """A channel plugin that keeps what it was given to send."""
+
+    name = "webhook"
+
+    def __init__(self) -> None:
+        self.sent: list[Outbound] = []
+
+    def configure(self, settings: Settings) -> None:
+        """Nothing to configure."""
+
+    async def send(self, outbound: Outbound) -> Outcome:
+        self.sent.append(outbound)
+        return Outcome("delivered", 200)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def envelope(topic: str, payload: Any, event_type: str, tenant: str, key: str) -> Incoming:
+    env = envelopes.build(
+        payload,
+        event_id=uuid4(),
+        event_type=event_type,
+        tenant_id=tenant,
+        account_key=key,
+        causation_id="phi test",
+    )
+    return Incoming(topic, 0, 0, key.encode(), env.to_bytes())
+
+
+async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_control_number(
+    ledger: asyncpg.Connection, tenant: str, stack: Stack
+) -> None:
+    """A commercial payer (``plain`` layout: the whole reference is the key) writes the patient control number
+    straight after a short FCN. No layout can split that, so the second line acts: notification learnt the
+    account's patient control number from the claim event (as a digest), cuts the quote before it, and the
+    webhook it sends carries neither the number nor any part of the reference after the FCN."""
+    payer, key = "99999", account_key(tenant, "99999", "1234567893")
+    capture = Capture()
+    pool = await asyncpg.create_pool(stack.postgres.dsn, min_size=1, max_size=2)
+    notifier = Notifier(
+        settings=Settings(),
+        routes=Routes.webhook_only("http://receiver.invalid/hook"),
+        channels={"webhook": capture},
+        timeline_of=lambda policy, day, identified: [],
+        pool_of=lambda: asyncio.sleep(0, pool),
+        today=lambda: date(2026, 9, 14),
+        layout_of=lambda tenant, payer: LAYOUTS["plain"],
+    )
+    claim = ClaimPaymentReceived(
+        remittance_id=uuid4(),
+        payer_id=payer,
+        trace_number="EFT1",
+        payment_date=date(2026, 9, 1),
+        claim_ordinal=1,
+        segment_ordinal=3,
+        patient_control_number="PT55120X",
+        status_code="1",
+        charge=Decimal("100.00"),
+        paid=Decimal("80.00"),
+        service_line_count=0,
+    )
+    recovery = OffsetRecorded(
+        offset_id=uuid4(),
+        remittance_id=uuid4(),
+        payer_id=payer,
+        trace_number="EFT260914001",
+        payment_date=date(2026, 9, 14),
+        segment_ordinal=1,
+        pair_index=1,
+        reason_code="WO",
+        reference="AR2026PT55120X",
+        amount=Decimal("80.00"),
+        bucket="unmatched",
+        unmatched_amount=Decimal("80.00"),
+        reason="no receivable under AR2026PT55120X",
+    )
+    try:
+        async with ledger.transaction():
+            assert (
+                await notifier.learn(
+                    ledger, envelope("remit.claim-payments.v1", claim, "ClaimPaymentReceived", tenant, key)
+                )
+                == []
+            )
+            [out] = await notifier.notify(
+                ledger, envelope("remit.offsets.v1", recovery, "OffsetUnmatched", tenant, key)
+            )
+        n = parse_envelope(out.value, NotificationEmitted).payload
+        assert n.kind == "unmatched_recovery" and n.facts["reference"] == "AR2026"
+        async with ledger.transaction():
+            await notifier.deliver(ledger, Incoming(NOTIFICATIONS, 0, 0, None, out.value))
+        await drain(pool, {"webhook": capture}, frozenset({tenant}))  # deliver only queues (issue 16)
+    finally:
+        await pool.close()
+    [sent] = capture.sent
+    for produced in (out.value.decode(), sent.body.decode(), sent.subject, sent.text):
+        assert "PT55120X" not in produced.upper() and "AR2026PT" not in produced.upper(), produced

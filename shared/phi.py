@@ -1,0 +1,391 @@
+"""The one outbound PHI scrubber: nothing that leaves offsetstream carries a patient's control number, member id or
+name — webhooks, e-mail, ``remit.notifications.v1``, ``remit.alerts.v1``, DLT headers, ``offsetstream dlt``.
+
+Two layers, both here so every outbound surface applies the same rules:
+
+1. **References by layout** (:func:`quotable_reference`). A PLB reference can carry a patient control number
+   after its FCN, padded or not (``shared.references``). Only the part the payer's layout calls the receivable
+   key is ever quoted. When the layout is not known the quote is conservative: the first token, cut to the
+   narrowest FCN field of any layout (14 positions) and marked ``…`` — a prefix no layout puts a patient number
+   in.
+2. **Known tokens** (:class:`Tokens`, :class:`Scrubber`). Whatever the layout missed — an FCN shorter than its
+   field with the patient control number glued to it, a payer writing a member id into a free-text field, an
+   error message quoting a segment — is masked by value: the account's patient control numbers and member ids
+   anywhere in the text (case-insensitive, also inside a longer identifier), patient names as whole words or
+   inside an identifier (a run of letters and digits). Tokens are held as keyed digests (BLAKE2b) so the table
+   that feeds them is not itself a readable list of PHI; the scrubber hashes each window of the outgoing text.
+
+Tokens come from the record itself where it is at hand (a dead-lettered 835 names its patients:
+:func:`tokens_in_record`) and, for notifications, from the patient control numbers notification learns per
+account from the claim and overpayment events (``services.notification.store``). Patient names and member ids
+never cross a topic (``contracts.events``): they exist only in the payer file, where intake and the DLT tools
+read them from.
+
+What the scrubber cannot do: mask a value it was never told about that also hides inside a reference's FCN
+field. That is why layer 1 exists and why every stage quotes references through it.
+"""
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from contracts.events import AlertRaised
+from shared.references import LAYOUTS, ReferenceLayout
+
+TokenKind = Literal["id", "name"]
+REDACTED = "[redacted]"
+CUT = "…"
+SAFE_PREFIX = min(w for w in (lay.fcn_width for lay in LAYOUTS.values()) if w is not None)
+"""Positions of a reference that are the FCN in every fixed-width layout (DME's 14): quoted when the layout is
+not known."""
+MIN_ID = 2
+"""Shorter ids and names (a middle initial, a one-digit account) identify nobody and would mask every digit."""
+MIN_ID_ANYWHERE = 4
+"""Ids this long are masked inside longer text too (an FCN with the patient control number glued to it);
+shorter ones only as a whole run of letters and digits."""
+NAME_PARTS = ("QC", "IL", "74", "QD")
+"""NM101 entity codes of an 835 that name a patient or insured (patient, insured, corrected patient/insured)."""
+_PERSON = b"offsetstream-phi"
+_RUN = re.compile(r"[A-Za-z0-9]+")
+_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_EXEMPT = re.compile(
+    r"^(?:-?\d+\.\d{2}|\d{4}-\d{2}-\d{2}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+"""Fact values that are an amount, an ISO date or a UUID: system-made, never PHI, never rewritten."""
+HEADER_LIMIT = 1000
+"""DLT headers are cut at this many characters (``shared.stream.dead_letter_message``)."""
+FIXED_HEADERS = frozenset(
+    {"reason", "service", "source_topic", "source_partition", "source_offset", "replayed_from"}
+)
+"""DLT headers with bounded, system-made values (replay reads them): never rewritten."""
+
+
+# --- layer 1: references by layout ------------------------------------------------------------------------------
+
+
+def quotable_reference(raw: str | None, layout: ReferenceLayout | None) -> str | None:
+    """The part of a PLB reference (or receivable key) that may be quoted outside: the receivable key of the
+    payer's layout, padded or not, up to its first blank in a fixed-width layout; with no layout, the first
+    token cut to :data:`SAFE_PREFIX` positions."""
+    if raw is None or not raw.strip():
+        return None
+    if layout is not None:
+        key = layout.parse(raw).receivable
+        if key is None or layout.fcn_width is None:
+            return key
+        return key.split()[0]  # an FCN has no blanks: what follows one (DME reads by position) is not the FCN
+    first = raw.split()[0]
+    return first if len(first) <= SAFE_PREFIX else first[:SAFE_PREFIX] + CUT
+
+
+def patient_parts(raw: str | None, layout: ReferenceLayout | None = None) -> set[str]:
+    """What the layout (None: any layout) reads as the patient part of a reference, to mask as ids wherever
+    they appear."""
+    found: set[str] = set()
+    for lay in LAYOUTS.values() if layout is None else (layout,):
+        secondary = lay.parse(raw).secondary
+        if secondary:
+            found.add(secondary)
+    return found
+
+
+# --- layer 2: known tokens ------------------------------------------------------------------------------------
+
+
+def normalise(token: str) -> str:
+    """Case and surrounding blanks never make a token different."""
+    return token.strip().upper()
+
+
+def digest(token: str) -> str:
+    """Keyed digest of one normalised token (what notification stores per account)."""
+    return hashlib.blake2b(normalise(token).encode(), digest_size=16, person=_PERSON).hexdigest()
+
+
+def token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str]]:
+    """(kind, length, digest) of every value worth masking; names are split into their words."""
+    rows: set[tuple[TokenKind, int, str]] = set()
+    for value in values:
+        if kind == "name":
+            parts = [p for p in _SPLIT.split(value) if p]
+        else:  # the id as written, and its alphanumeric pieces when it has separators (1234-5678)
+            parts = [value, *(p for p in _SPLIT.split(value) if len(p) >= MIN_ID_ANYWHERE)]
+        rows |= {(kind, len(normalise(p)), digest(p)) for p in parts if len(normalise(p)) >= MIN_ID}
+    return sorted(rows)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Digests of the sensitive values of one account (or tenant), by kind and length."""
+
+    ids: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    names: Mapping[int, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, int, str]]) -> "Tokens":
+        """From stored (kind, length, digest) rows."""
+        ids: dict[int, set[str]] = {}
+        names: dict[int, set[str]] = {}
+        for kind, length, value in rows:
+            (names if kind == "name" else ids).setdefault(int(length), set()).add(value)
+        return cls({k: frozenset(v) for k, v in ids.items()}, {k: frozenset(v) for k, v in names.items()})
+
+    @classmethod
+    def of(cls, ids: Iterable[str] = (), names: Iterable[str] = ()) -> "Tokens":
+        """From clear values (a record at hand, tests)."""
+        return cls.from_rows([*token_rows("id", ids), *token_rows("name", names)])
+
+    def __or__(self, other: "Tokens") -> "Tokens":
+        ids = {
+            k: self.ids.get(k, frozenset()) | other.ids.get(k, frozenset()) for k in {*self.ids, *other.ids}
+        }
+        names = {
+            k: self.names.get(k, frozenset()) | other.names.get(k, frozenset())
+            for k in {*self.names, *other.names}
+        }
+        return Tokens(ids, names)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.names)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where known tokens sit in ``text`` (overlapping spans allowed)."""
+        known = {"id": self.ids, "name": self.names}
+        return [
+            (begin, end)
+            for kind, length, begin, end, value in _windows(text, self.ids, self.names)
+            if value in known[kind].get(length, ())
+        ]
+
+    def mask(self, text: str) -> str:
+        """``text`` with every known token replaced by :data:`REDACTED`, again until nothing changes: masking an
+        id glued to a name makes the name a word of its own (``SMITH[redacted]``)."""
+        for _ in range(4):
+            masked = self._mask_once(text)
+            if masked == text:
+                break
+            text = masked
+        return text
+
+    def _mask_once(self, text: str) -> str:
+        if not self or not text:
+            return text
+        spans = sorted(self.spans(text))
+        if not spans:
+            return text
+        out, at = [], 0
+        for start, end in spans:
+            if end <= at:
+                continue
+            if start >= at:
+                out.append(text[at:start])
+                out.append(REDACTED)
+            at = max(at, end)
+        out.append(text[at:])
+        return "".join(out)
+
+
+NO_TOKENS = Tokens()
+
+
+def _windows(
+    text: str, id_lengths: Iterable[int], name_lengths: Iterable[int]
+) -> Iterable[tuple[TokenKind, int, int, int, str]]:
+    """(kind, length, start, end, digest) of every place a token of those lengths could sit: ids of
+    :data:`MIN_ID_ANYWHERE` or more anywhere, shorter ids and names as a whole run of letters and digits, and
+    names of that length inside a run that has digits (an identifier a name was glued to)."""
+    upper = text.upper()
+    ids, names = sorted(set(id_lengths)), sorted(set(name_lengths))
+    for length in ids:
+        if length >= MIN_ID_ANYWHERE:
+            for begin in range(len(upper) - length + 1):
+                yield "id", length, begin, begin + length, digest(upper[begin : begin + length])
+    for run in _RUN.finditer(upper):
+        word, begin = run.group(), run.start()
+        if len(word) < MIN_ID_ANYWHERE and len(word) in ids:
+            yield "id", len(word), begin, run.end(), digest(word)
+        if any(c.isdigit() for c in word):
+            for length in (n for n in names if n >= MIN_ID_ANYWHERE):
+                for offset in range(len(word) - length + 1):
+                    at = begin + offset
+                    yield "name", length, at, at + length, digest(word[offset : offset + length])
+        elif len(word) in names:
+            yield "name", len(word), begin, run.end(), digest(word)
+
+
+def candidates(texts: Sequence[str], lengths: Iterable[tuple[str, int]]) -> set[tuple[TokenKind, int, str]]:
+    """(kind, length, digest) of every window of ``texts`` a token of those (kind, length)s could fill: what
+    to look up in a table of digests (``services.notification.store.tokens_in``)."""
+    pairs = list(lengths)
+    id_lengths = [n for k, n in pairs if k == "id"]
+    name_lengths = [n for k, n in pairs if k == "name"]
+    return {
+        (kind, length, value)
+        for text in texts
+        for kind, length, _, _, value in _windows(text, id_lengths, name_lengths)
+    }
+
+
+@dataclass(frozen=True)
+class Scrubber:
+    """Both layers for one outbound message: the payer's reference layout (None: not known) and the tokens of
+    the account it is about."""
+
+    layout: ReferenceLayout | None = None
+    tokens: Tokens = NO_TOKENS
+
+    def reference(self, raw: str | None) -> str | None:
+        """A reference as it may be quoted: cut before the first known token (a patient control number glued
+        to an FCN shorter than its field leaves nothing of itself, not even the part the layout would keep),
+        then its receivable key by layout, then known tokens masked."""
+        if raw is None or not raw.strip():
+            return None
+        text = raw.strip()
+        spans = self.tokens.spans(text)
+        if spans:
+            text = text[: min(begin for begin, _ in spans)].strip()
+            if not text:
+                return REDACTED
+        quoted = quotable_reference(text, self.layout)
+        return None if quoted is None else self.tokens.mask(quoted)
+
+    def text(self, text: str) -> str:
+        """Free text with known tokens masked."""
+        return self.tokens.mask(text)
+
+    def facts(self, facts: Mapping[str, str]) -> dict[str, str]:
+        """Fact values with known tokens masked (amounts, dates and ids as they are)."""
+        return {k: v if _EXEMPT.match(v) else self.tokens.mask(v) for k, v in facts.items()}
+
+    def json_text(self, value: Any) -> Any:
+        """Every string inside a decoded JSON document, masked."""
+        if isinstance(value, str):
+            return value if _EXEMPT.match(value) else self.tokens.mask(value)
+        if isinstance(value, list):
+            return [self.json_text(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.json_text(v) for k, v in value.items()}
+        return value
+
+    def body(self, body: bytes) -> bytes:
+        """A JSON body (the notification envelope a webhook posts) with known tokens masked; the same bytes
+        when nothing needed masking, so a signature over them stays what the receiver expects."""
+        if not self.tokens:
+            return body
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return self.tokens.mask(body.decode("utf-8", errors="replace")).encode()
+        scrubbed = self.json_text(doc)
+        return body if scrubbed == doc else json.dumps(scrubbed, separators=(",", ":")).encode()
+
+
+def reference_text(raw: str | None, layout: ReferenceLayout | None) -> str:
+    """A reference for a sentence an outbound message is built from (an alert's detail, a matching reason):
+    its quotable part with whatever any layout reads as the patient part masked, or ``(no reference)``."""
+    quoted = Scrubber(layout).reference(raw)
+    return Tokens.of(patient_parts(raw, layout)).mask(quoted) if quoted else "(no reference)"
+
+
+def safe_alert(alert: AlertRaised, layout: ReferenceLayout | None, tokens: Tokens = NO_TOKENS) -> AlertRaised:
+    """An alert as ``remit.alerts.v1`` may carry it: its reference quoted by the payer's layout, and its detail
+    with the raw reference replaced by that quote and the patient part of the reference (by the layout, by any
+    layout when it is not known) and every known token masked. Every alert producer builds its payload through this."""
+    detail = alert.detail
+    raw = (alert.reference or "").strip()
+    quoted = Scrubber(layout, tokens).reference(alert.reference)
+    if raw and quoted is not None and raw != quoted:
+        detail = detail.replace(raw, quoted)
+    masked = (tokens | Tokens.of(patient_parts(alert.reference, layout))).mask(detail)
+    return alert.model_copy(update={"reference": quoted, "detail": masked})
+
+
+def quoted_texts(payload: Any) -> list[str]:
+    """The references (and alert details) an event carries, where a notification's quotes come from: the
+    texts whose known tokens must be looked up before quoting (``services.notification.engine``)."""
+    doc = payload.model_dump(mode="json") if hasattr(payload, "model_dump") else payload
+    return [v for k, v in _walk(doc) if k in ("reference", "detail") and isinstance(v, str) and v]
+
+
+# --- where tokens come from ------------------------------------------------------------------------------------
+
+
+def tokens_in_x12(text: str) -> tuple[set[str], set[str]]:
+    """(ids, names) an 835 names: CLP01 patient control numbers, NM109 member ids and NM103–105 names of
+    patients and insureds, and what any layout reads as the patient part of a PLB reference."""
+    ids: set[str] = set()
+    names: set[str] = set()
+    start = text.find("ISA")
+    if start < 0 or len(text) < start + 106:
+        return ids, names
+    element, component, terminator = text[start + 3], text[start + 104], text[start + 105]
+    for segment in text[start:].split(terminator):
+        fields = segment.strip().split(element)
+        tag = fields[0]
+        if tag == "CLP" and len(fields) > 1:
+            ids.add(fields[1])
+        elif tag == "NM1" and len(fields) > 1 and fields[1] in NAME_PARTS:
+            names |= {fields[i] for i in (3, 4, 5) if i < len(fields) and fields[i]}
+            if len(fields) > 9 and fields[9]:
+                ids.add(fields[9])
+        elif tag == "PLB":
+            for item in fields[3::2]:
+                ids |= patient_parts(item.partition(component)[2])
+    return {i for i in ids if i.strip()}, {n for n in names if n.strip()}
+
+
+def tokens_in_record(value: bytes) -> Tokens:
+    """The sensitive values a Kafka record carries itself: an intake envelope's payer file (names, member ids,
+    patient control numbers), an event's patient control number(s), the patient part of its reference."""
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return Tokens.of(*tokens_in_x12(value.decode("utf-8", errors="replace")))
+    ids: set[str] = set()
+    names: set[str] = set()
+    for key, found in _walk(doc):
+        if key == "patient_control_number" and isinstance(found, str):
+            ids.add(found)
+        elif key == "patient_control_numbers" and isinstance(found, list):
+            ids |= {v for v in found if isinstance(v, str)}
+        elif key == "reference" and isinstance(found, str):
+            ids |= patient_parts(found)
+        elif key == "content" and isinstance(found, str):
+            try:
+                raw = base64.urlsafe_b64decode(found + "=" * (-len(found) % 4))
+            except ValueError:
+                continue
+            more_ids, more_names = tokens_in_x12(raw.decode("utf-8", errors="replace"))
+            ids |= more_ids
+            names |= more_names
+    return Tokens.of(ids, names)
+
+
+def _walk(doc: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield key, value
+            yield from _walk(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _walk(value)
+
+
+def dead_letter_headers(headers: Sequence[tuple[str, str]], record: bytes) -> list[tuple[str, str]]:
+    """DLT headers with whatever the dead-lettered record names of its patients masked in every free-text
+    header (error, location.*); the bounded ones replay reads are left as they are."""
+    tokens = tokens_in_record(record)
+    scrub = Scrubber(None, tokens)
+    return [(k, v if k in FIXED_HEADERS else _cut_tail(scrub.text(v))) for k, v in headers]
+
+
+def _cut_tail(value: str) -> str:
+    """A header cut at :data:`HEADER_LIMIT` may end in the first half of a token the scrubber cannot
+    recognise any more: its last run of letters and digits goes too."""
+    if len(value) < HEADER_LIMIT:
+        return value
+    return re.sub(r"[A-Za-z0-9]+$", REDACTED, value)
