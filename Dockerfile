@@ -7,12 +7,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# The hash-pinned development lock brings the same mypy (mypyc) and setuptools `make setup` compiles with.
+COPY requirements-dev.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements-dev.lock
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
 COPY shared ./shared
 COPY services ./services
 COPY infra ./infra
-RUN pip install --no-cache-dir . "mypy>=2.4,<3" "setuptools>=65" && python -m infra.build_native
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . && python -m infra.build_native
 
 # Stage 2: the runtime image.
 FROM python:3.11-slim
@@ -24,6 +27,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Dependencies first, exactly as pinned and hashed in requirements.lock (`make lock`), so this layer is reused
+# while the lock is unchanged; nothing unpinned is resolved later (`--no-deps`, the locked setuptools builds).
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+
 # Explicit copies instead of `COPY .`: never the developer's .venv, .local (Kafka/PostgreSQL data) or .git.
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
@@ -31,11 +39,11 @@ COPY shared ./shared
 COPY services ./services
 COPY infra ./infra
 
-# `pip install .` brings the dependencies, the `offsetstream` command and the plugin entry points.
+# `pip install .` brings the `offsetstream` command and the plugin entry points.
 # The compiled reader: used only while its manifest matches the sources copied above (else the source runs).
 COPY --from=native /app/.local/native ./.local/native
 
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
     && useradd --system --uid 10001 --home-dir /var/lib/offsetstream --create-home offsetstream
 
 # Code is imported from /app, not site-packages, so that REPO_ROOT (migrations under infra/) resolves to /app

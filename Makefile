@@ -3,14 +3,27 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run run-keep test test-unit test-integration lint contracts bench bench-parse clean
+.PHONY: setup run run-keep test test-unit test-integration lint lock contracts bench bench-parse clean
 
 setup: $(STAMP)
 	@$(PY) -m infra.build_native
 
-$(STAMP): pyproject.toml infra/bootstrap.sh
+$(STAMP): pyproject.toml requirements-dev.lock infra/bootstrap.sh
 	bash infra/bootstrap.sh
 	touch $(STAMP)
+
+## re-pin requirements.lock (runtime, the image) and requirements-dev.lock (+ dev extras, CI) from pyproject.toml
+## with hashes, for Python 3.11 on Linux; existing pins are kept unless LOCK_FLAGS=--upgrade
+LOCK_TOOLS := .local/lock-tools
+LOCK_PYTHON ?= python3.11
+PIP_COMPILE = $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --all-build-deps \
+	--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS)
+lock:
+	[ -x $(LOCK_TOOLS)/bin/pip-compile ] || { $(LOCK_PYTHON) -m venv $(LOCK_TOOLS) \
+		&& $(LOCK_TOOLS)/bin/pip install -q "pip-tools>=7.4,<8"; }
+	$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
+	cp requirements-dev.lock requirements.lock  # seeds the runtime pins: they stay those of the dev lock
+	$(PIP_COMPILE) -o requirements.lock pyproject.toml
 
 ## the embedded default: local Kafka + PostgreSQL, five services, example files, reconciliation, stop
 run: setup

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what offsetstream needs on a bare Debian machine: Java 17 + Maven (to assemble the Kafka broker from
 # Maven Central), PostgreSQL server binaries, Prometheus (its `promtool` checks and unit-tests the alert rules, its
-# server answers the dashboard queries in the observability test), and the Python packages in .venv.
+# server answers the dashboard queries in the observability test), and the Python packages in .venv from the
+# hash-pinned requirements-dev.lock.
 # Idempotent and quick when done. OFFSETSTREAM_BOOTSTRAP_SYSTEM_ONLY=1 stops after the system packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +29,7 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+# Exactly the pinned, hash-checked packages of requirements-dev.lock (`make lock` writes it from pyproject.toml);
+# then the project itself, editable, without resolving anything more and built with the locked setuptools.
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -13,6 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names
 from shared import envelopes
+from shared.failures import record_size
 from shared.ids import account_key, stable_id
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
@@ -131,7 +132,10 @@ class FileRefused(ValueError):
 
 
 def too_large(content_size: int, message_size: int) -> str | None:
-    """Why a raw file cannot travel as one intake message (the bytes ride base64 in the envelope), or None."""
+    """Why a raw file cannot travel as one intake message (the bytes ride base64 in the envelope), or None.
+    ``message_size`` is the record's size as the producer and the broker count it (``record_size``: key,
+    value and batch overhead), not the value's alone: a file whose value fits with less than that overhead to
+    spare would pass here and then be refused by the producer (``MessageSizeTooLargeError``)."""
     if message_size <= MAX_MESSAGE_BYTES:
         return None
     return (
@@ -161,7 +165,7 @@ def raw_file_messages(
     tenant then gets only its own transactions. Raises :class:`FileRefused` when the file must be cut and
     cannot be. A tenant's parts share its key for the sender, so they stay in order."""
     message = raw_file_message(content, file_name, tenant_id, source, format_hint)
-    problem = too_large(len(content), len(message[1]))
+    problem = too_large(len(content), record_size(message[0], message[1], []))
     routing = bool(payees) and format_hint in (None, "x12_835")
     if problem is None and not routing:
         return [message]
@@ -188,7 +192,8 @@ def raw_file_messages(
         seen[tenant] += 1
         name = file_name if counts[tenant] == 1 else part_name(file_name, seen[tenant], counts[tenant])
         key, value = raw_file_message(part, name, tenant, source, format_hint)
-        if refused_part := too_large(len(part), len(value)):  # the room left for the envelope was too small
+        # the room left for the envelope was too small
+        if refused_part := too_large(len(part), record_size(key, value, [])):
             raise FileRefused(f"a part of {file_name} is still too large: {refused_part}")
         messages.append((key, value))
     return messages

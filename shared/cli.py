@@ -20,13 +20,14 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared import cli_staff
+from shared import cli_args, cli_staff
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 
@@ -397,10 +398,19 @@ def _add_dlt_parser(sub: Any) -> None:
     )
     lst.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
     lst.add_argument(
-        "--limit", type=int, default=None, metavar="N", help="show only the N most recent records"
+        "--limit",
+        type=cli_args.positive_int,
+        default=None,
+        metavar="N",
+        help="show only the N most recent records",
     )
-    lst.add_argument("--tenant", default=None, help="only records of this tenant")
-    lst.add_argument("--reason", default=None, help="only records with this reason, e.g. unbalanced")
+    lst.add_argument("--tenant", type=cli_args.tenant_id, default=None, help="only records of this tenant")
+    lst.add_argument(
+        "--reason",
+        type=cli_args.identifier,
+        default=None,
+        help="only records with this reason, e.g. unbalanced",
+    )
     lst.add_argument("--json", action="store_true", help="one JSON object per line (full error text)")
     show = actions.add_parser(
         "show",
@@ -409,7 +419,12 @@ def _add_dlt_parser(sub: Any) -> None:
         "printed by default because payer files contain patient names and member ids, and terminal output "
         "ends up in scroll-back, screen shares and tickets.",
     )
-    show.add_argument("position", metavar="PARTITION:OFFSET", help="as printed by `offsetstream dlt list`")
+    show.add_argument(
+        "position",
+        type=cli_args.position,
+        metavar="PARTITION:OFFSET",
+        help="as printed by `offsetstream dlt list`",
+    )
     show.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
     body = show.add_mutually_exclusive_group()
     body.add_argument(
@@ -430,10 +445,16 @@ def _add_dlt_parser(sub: Any) -> None:
         "recognised and skipped, and a record that is still wrong lands on the dead-letter topic again. A payer "
         "file whose content is wrong must be corrected and fed again with `offsetstream ingest` instead.",
     )
-    rep.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="records to replay")
+    rep.add_argument(
+        "positions", nargs="*", type=cli_args.position, metavar="PARTITION:OFFSET", help="records to replay"
+    )
     rep.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
-    rep.add_argument("--reason", default=None, help="replay every record with this reason")
-    rep.add_argument("--tenant", default=None, help="replay only records of this tenant")
+    rep.add_argument(
+        "--reason", type=cli_args.identifier, default=None, help="replay every record with this reason"
+    )
+    rep.add_argument(
+        "--tenant", type=cli_args.tenant_id, default=None, help="replay only records of this tenant"
+    )
     rep.add_argument("--all", dest="replay_all", action="store_true", help="replay every record of the topic")
     rep.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
 
@@ -447,15 +468,25 @@ def _add_generate_parser(sub: Any) -> None:
         "DIR/manifest.json order with OFFSETSTREAM_TODAY set to expected.json's 'today'.",
     )
     mode = gen.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--out", type=Path, help="folder to write the feed into")
-    mode.add_argument("--check", type=Path, metavar="DIR", help="compare DIR/expected.json with the ledger")
-    gen.add_argument("--tenant", default=None, help="with --check: only this tenant")
-    gen.add_argument("--tenants", type=int, default=2)
-    gen.add_argument("--payers", type=int, default=2)
-    gen.add_argument("--providers", type=int, default=3)
-    gen.add_argument("--days", type=int, default=30)
-    gen.add_argument("--seed", type=int, default=1)
-    gen.add_argument("--claims-per-remit", type=int, default=10, help="ordinary claims per transaction")
+    mode.add_argument("--out", type=cli_args.output_folder, help="folder to write the feed into")
+    mode.add_argument(
+        "--check",
+        type=cli_args.generated_feed,
+        metavar="DIR",
+        help="compare DIR/expected.json with the ledger",
+    )
+    gen.add_argument("--tenant", type=cli_args.tenant_id, default=None, help="with --check: only this tenant")
+    gen.add_argument("--tenants", type=cli_args.bounded_int(1, 1000), default=2)
+    gen.add_argument("--payers", type=cli_args.bounded_int(1, 100), default=2)
+    gen.add_argument("--providers", type=cli_args.bounded_int(1, 1000), default=3)
+    gen.add_argument("--days", type=cli_args.bounded_int(1, 3660), default=30)
+    gen.add_argument("--seed", type=cli_args.bounded_int(0, 2**32 - 1), default=1)
+    gen.add_argument(
+        "--claims-per-remit",
+        type=cli_args.bounded_int(1, 100_000),
+        default=10,
+        help="ordinary claims per transaction",
+    )
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -507,26 +538,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start everything locally, feed the examples, print the reconciliation")
     run.add_argument("--keep", action="store_true", help="keep the stack running after the report")
-    run.add_argument("--examples", type=Path, default=REPO_ROOT / "examples" / "835")
-    run.add_argument("--tenant", default="demo-clinic")
+    run.add_argument("--examples", type=cli_args.input_folder, default=REPO_ROOT / "examples" / "835")
+    run.add_argument("--tenant", type=cli_args.tenant_id, default="demo-clinic")
+    tenant: dict[str, Any] = {"type": cli_args.tenant_id, "default": settings.default_tenant}
+    feed_format: dict[str, Any] = {"dest": "format_hint", "type": cli_args.feed_format, "default": None}
     ingest = sub.add_parser("ingest", help="publish payer files (or folders of them) to the intake topic")
-    ingest.add_argument("paths", nargs="+", type=Path)
-    ingest.add_argument("--tenant", default=settings.default_tenant)
-    ingest.add_argument("--format", dest="format_hint", default=None, help="feed parser name, e.g. x12_835")
+    ingest.add_argument("paths", nargs="+", type=cli_args.file_or_folder)
+    ingest.add_argument("--tenant", **tenant)
+    ingest.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     parse = sub.add_parser("parse", help="print as JSON lines the events a file would produce (no Kafka)")
-    parse.add_argument("file", type=Path)
-    parse.add_argument("--tenant", default=settings.default_tenant)
-    parse.add_argument("--format", dest="format_hint", default=None)
+    parse.add_argument("file", type=cli_args.input_file)
+    parse.add_argument("--tenant", **tenant)
+    parse.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     reconcile = sub.add_parser("reconcile", help="print the reconciliation of a tenant from the ledger")
-    reconcile.add_argument("--tenant", default=settings.default_tenant)
+    reconcile.add_argument("--tenant", **tenant)
     files = sub.add_parser(
         "files",
         help="payer files received: transactions posted, rejected, and already posted before (duplicates)",
         description="List the files the intake stage recorded, newest first. A file fed again shows "
         "DUPLICATES = TRANSACTIONS and POSTED = 0: it changed nothing in the ledger.",
     )
-    files.add_argument("--tenant", default=settings.default_tenant)
-    files.add_argument("--limit", type=int, default=100, metavar="N", help="at most N files (default 100)")
+    files.add_argument("--tenant", **tenant)
+    files.add_argument(
+        "--limit", type=cli_args.positive_int, default=100, metavar="N", help="at most N files (default 100)"
+    )
     files.add_argument("--json", action="store_true", help="one JSON object per line")
     files.add_argument(
         "--warnings",
@@ -542,10 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
         "cannot be sent goes to FOLDER/failed/ with an .error.txt note; move it back to retry. Names "
         "starting with '.' or ending in .part/.tmp/.filepart are in-progress uploads and are left alone.",
     )
-    watch.add_argument("folder", type=Path)
-    watch.add_argument("--tenant", default=settings.default_tenant)
-    watch.add_argument("--interval", type=float, default=2.0, help="seconds between looks (default 2)")
-    watch.add_argument("--format", dest="format_hint", default=None, help="feed parser name, e.g. x12_835")
+    watch.add_argument("folder", type=cli_args.input_folder)
+    watch.add_argument("--tenant", **tenant)
+    watch.add_argument(
+        "--interval", type=cli_args.seconds, default=2.0, help="seconds between looks (default 2)"
+    )
+    watch.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     _add_dlt_parser(sub)
     _add_generate_parser(sub)
     cli_staff.add_parsers(sub, settings)
@@ -557,8 +594,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``offsetstream`` command."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``offsetstream`` command. A malformed option ends with argparse's one-line error and
+    status 2 (every option has a checking type, see :mod:`shared.cli_args`); Kafka or PostgreSQL out of reach
+    ends with one line naming it and status 1, never a traceback."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the error (2), or the help (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return _dispatch(args)
+    except Exception as exc:
+        why = _unreachable(exc)
+        if why is None:
+            raise
+        print(f"offsetstream {args.command}: {why}", file=sys.stderr)
+        return 1
+
+
+def _unreachable(exc: Exception) -> str | None:
+    """One line for a failure of the surroundings rather than of the command (a broker or database not
+    reachable, not migrated, refusing the credentials), or None for anything else."""
+    import asyncpg
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    settings = get_settings()
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+        return f"Kafka at {settings.kafka_bootstrap} is not reachable ({exc}); check OFFSETSTREAM_KAFKA_BOOTSTRAP"
+    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.InvalidSchemaNameError):
+        return f"the database is not prepared ({exc}); run: offsetstream db migrate"
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"PostgreSQL refused the request ({type(exc).__name__}: {exc})"
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return f"cannot connect ({exc}); check OFFSETSTREAM_DATABASE_URL and OFFSETSTREAM_KAFKA_BOOTSTRAP"
+    if isinstance(exc, OSError) and exc.filename:  # a file that vanished or became unreadable meanwhile
+        return f"{exc.filename}: {exc.strerror}"
+    return None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     staff = cli_staff.dispatch(args)
     if staff is not None:
         return staff

@@ -17,15 +17,13 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import date
-from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
 from pydantic import ValidationError
 
 from contracts.events import RepaymentSchedule, StaffActionKind
+from shared import cli_args
 from shared.report import table
 from shared.settings import Settings, get_settings
 
@@ -198,7 +196,11 @@ async def _letter(args: argparse.Namespace) -> int:
     from shared import letters
 
     if args.letter_action == "import":
-        entries = letters.read_import(args.file)
+        try:
+            entries = letters.read_import(args.file)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+            print(f"offsetstream letter import: {args.file}: {_import_error(exc)}", file=sys.stderr)
+            return 2
     else:
         entries = [
             letters.LetterEntry(
@@ -214,6 +216,20 @@ async def _letter(args: argparse.Namespace) -> int:
     count = await letters.publish(get_settings(), entries, args.tenant, args.entered_by)
     print(f"published {count} letter(s) to remit.letters.v1 for tenant {args.tenant}")
     return 0
+
+
+def _import_error(exc: Exception) -> str:
+    """One line for a letter file that cannot be read: where and why, never the values (they may be PHI)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "entry"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"not a letter: {where}: {first['msg']}{more}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc)
 
 
 async def _live_reference(tenant: str, typed: str) -> str:
@@ -303,66 +319,74 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 
 def add_parsers(sub: Any, settings: Settings) -> None:
     """Register the staff subcommands on the main parser."""
-    tenant = {"default": settings.default_tenant, "help": "clinic (tenant) id"}
+    tenant = {"type": cli_args.tenant_id, "default": settings.default_tenant, "help": "clinic (tenant) id"}
     p = sub.add_parser("receivables", help="every receivable with its balance")
     p.add_argument("--open", action="store_true", help="only receivables with money still owed")
-    p.add_argument("--payer", help="only this payer id")
+    p.add_argument("--payer", type=cli_args.identifier, help="only this payer id")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("receivable", help="one receivable: every change, allocation and deadline")
-    p.add_argument("reference", help="FCN / reference of the receivable")
+    p.add_argument("reference", type=cli_args.identifier, help="FCN / reference of the receivable")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("unmatched", help="withheld money that no receivable explains yet (work queue)")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("remittance", help="how each withheld dollar of one remittance was explained")
-    p.add_argument("trace", help="TRN02 check/EFT trace number")
+    p.add_argument("trace", type=cli_args.identifier, help="TRN02 check/EFT trace number")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     letter = sub.add_parser("letter", help="enter demand letters or provider-identified overpayments")
     acts = letter.add_subparsers(dest="letter_action", required=True)
     add = acts.add_parser("add", help="one letter")
-    add.add_argument("--payer", required=True)
-    add.add_argument("--payee", required=True, help="NPI or TIN the letter is addressed to")
-    add.add_argument("--fcn", required=True, help="FCN / AR number on the letter")
-    add.add_argument("--amount", required=True, type=Decimal)
-    add.add_argument("--date", required=True, type=date.fromisoformat, help="letter date YYYY-MM-DD")
-    add.add_argument("--claim", action="append", help="claim number (ICN) listed in the letter; repeatable")
+    add.add_argument("--payer", required=True, type=cli_args.identifier)
+    add.add_argument(
+        "--payee", required=True, type=cli_args.identifier, help="NPI or TIN the letter is addressed to"
+    )
+    add.add_argument("--fcn", required=True, type=cli_args.identifier, help="FCN / AR number on the letter")
+    add.add_argument("--amount", required=True, type=cli_args.money, help="amount demanded, e.g. 125.00")
+    add.add_argument("--date", required=True, type=cli_args.iso_date, help="letter date YYYY-MM-DD")
+    add.add_argument(
+        "--claim",
+        action="append",
+        type=cli_args.identifier,
+        help="claim number (ICN) listed in the letter; repeatable",
+    )
     add.add_argument("--kind", choices=["demand_letter", "provider_identified"], default="demand_letter")
     imp = acts.add_parser(
         "import", help="a JSON list of letters (fields as for add; fcn, letter_date, claims)"
     )
-    imp.add_argument("file", type=Path)
+    imp.add_argument("file", type=cli_args.input_file)
     for parser in (add, imp):
         parser.add_argument("--tenant", **tenant)
-        parser.add_argument("--entered-by", default="staff")
+        parser.add_argument("--entered-by", type=cli_args.identifier, default="staff")
     act = sub.add_parser(
         "action",
         help="record a step on a receivable: appeal, decision, write-off, refund, repayment schedule (ERS)",
     )
     act.add_argument("kind", choices=sorted(ACTIONS))
-    act.add_argument("reference", help="FCN / reference of the receivable")
-    act.add_argument("--payer", required=True)
-    act.add_argument("--payee", required=True)
+    act.add_argument("reference", type=cli_args.identifier, help="FCN / reference of the receivable")
+    act.add_argument("--payer", required=True, type=cli_args.identifier)
+    act.add_argument("--payee", required=True, type=cli_args.identifier)
     act.add_argument(
-        "--date",
-        required=True,
-        type=date.fromisoformat,
-        help="date of the step (ers-granted: the grant date)",
+        "--date", required=True, type=cli_args.iso_date, help="date of the step (ers-granted: the grant date)"
     )
-    act.add_argument("--amount", type=Decimal, help="write-off or refund amount (default: the open balance)")
+    act.add_argument(
+        "--amount", type=cli_args.money, help="write-off or refund amount (default: the open balance)"
+    )
     ers = act.add_argument_group("ers-granted (extended repayment schedule)")
-    ers.add_argument("--installment", type=Decimal, help="amount of each installment")
-    ers.add_argument("--installments", type=int, help="number of installments")
-    ers.add_argument("--first-due", type=date.fromisoformat, help="due date of the first installment")
+    ers.add_argument("--installment", type=cli_args.money, help="amount of each installment")
+    ers.add_argument("--installments", type=cli_args.bounded_int(1, 600), help="number of installments")
+    ers.add_argument("--first-due", type=cli_args.iso_date, help="due date of the first installment")
     ers.add_argument("--frequency", choices=["monthly", "biweekly", "weekly"], help="default: monthly")
-    ers.add_argument("--final-installment", type=Decimal, help="last installment when it differs")
+    ers.add_argument("--final-installment", type=cli_args.money, help="last installment when it differs")
     act.add_argument("--tenant", **tenant)
-    act.add_argument("--entered-by", default="staff")
+    act.add_argument("--entered-by", type=cli_args.identifier, default="staff")
     led = sub.add_parser("ledger", help="ledger audit")
     led.add_argument("ledger_action", choices=["check"])
-    led.add_argument("--tenant", default=None, help="only this tenant (default: every tenant)")
+    led.add_argument(
+        "--tenant", type=cli_args.tenant_id, default=None, help="only this tenant (default: every tenant)"
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int | None:

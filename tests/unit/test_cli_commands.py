@@ -7,8 +7,10 @@ import pytest
 from shared import cli
 
 
-def test_new_subcommands_parse_with_their_defaults() -> None:
+def test_new_subcommands_parse_with_their_defaults(tmp_path: Path) -> None:
     parser = cli.build_parser()
+    (inbox := tmp_path / "inbox").mkdir()
+    (era := tmp_path / "a.835").write_text("ISA~")
     args = parser.parse_args(["dlt", "list"])
     assert (args.topic, args.limit, args.json) == ("remit.intake.dlt", None, False)
     args = parser.parse_args(["dlt", "show", "0:3", "--topic", "remit.claim-payments.dlt", "--content"])
@@ -20,12 +22,12 @@ def test_new_subcommands_parse_with_their_defaults() -> None:
     )
     args = parser.parse_args(["dlt", "replay", "--reason", "unbalanced", "1:2", "0:9"])
     assert (args.reason, args.positions, args.replay_all) == ("unbalanced", ["1:2", "0:9"], False)
-    args = parser.parse_args(["watch", "/tmp/inbox", "--tenant", "t9", "--interval", "5"])
-    assert (args.folder, args.tenant, args.interval) == (Path("/tmp/inbox"), "t9", 5.0)
+    args = parser.parse_args(["watch", str(inbox), "--tenant", "t9", "--interval", "5"])
+    assert (args.folder, args.tenant, args.interval) == (inbox, "t9", 5.0)
     args = parser.parse_args(["files", "--tenant", "t9", "--json"])
     assert (args.tenant, args.json) == ("t9", True)
     # The existing commands still parse.
-    assert parser.parse_args(["ingest", "a.835"]).paths == [Path("a.835")]
+    assert parser.parse_args(["ingest", str(era)]).paths == [era]
     assert parser.parse_args(["db", "migrate"]).action == "migrate"
 
 
