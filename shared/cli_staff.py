@@ -81,12 +81,18 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, indent=2)
 
 
-async def _with_conn(work: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_conn(work: Callable[[Any], Awaitable[int]], tenant: str | None) -> int:
+    """Run a view on a connection scoped to one tenant by the database (role offsetstream_staff, row-level
+    security: ``db.staff_scope``); with no tenant (``ledger check`` of every tenant, an operator's audit) the
+    configured login's own rights apply."""
     from shared import db
 
     conn = await db.connect(get_settings())
     try:
-        return await work(conn)
+        if tenant is None:
+            return await work(conn)
+        async with db.staff_scope(conn, tenant):
+            return await work(conn)
     finally:
         await conn.close()
 
@@ -101,7 +107,7 @@ async def _print_rows(
         print(_json(rows) if args.json else table(rows))
         return 0
 
-    return await _with_conn(work)
+    return await _with_conn(work, args.tenant)
 
 
 async def _receivables(args: argparse.Namespace) -> int:
@@ -152,7 +158,7 @@ async def _receivable(args: argparse.Namespace) -> int:
         print(f"\nTimeline and interest\n{commands.render_timeline(interest)}")
         return 0
 
-    return await _with_conn(work)
+    return await _with_conn(work, args.tenant)
 
 
 def _policy_of(settings: Settings, head: dict[str, Any], interest: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +195,7 @@ async def _remittance(args: argparse.Namespace) -> int:
             print(f"\nPLB pairs\n{table(found['pairs'])}")
         return 0
 
-    return await _with_conn(work)
+    return await _with_conn(work, args.tenant)
 
 
 async def _letter(args: argparse.Namespace) -> int:
@@ -243,8 +249,11 @@ async def _live_reference(tenant: str, typed: str) -> str:
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         log.debug("ledger not reachable to resolve %s: %s", typed.strip(), type(exc).__name__)
         return typed.strip()
+    from shared import db
+
     try:
-        detail = await views.receivable(conn, tenant, typed)
+        async with db.staff_scope(conn, tenant):
+            detail = await views.receivable(conn, tenant, typed)
     finally:
         await conn.close()
     if detail is None:
@@ -303,7 +312,7 @@ async def _ledger(args: argparse.Namespace) -> int:
             print(f"BREACH: {breach.rule} ({len(breach.rows)} row(s))\n{table(breach.rows[:20])}")
         return 1
 
-    return await _with_conn(work)
+    return await _with_conn(work, args.tenant)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {

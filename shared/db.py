@@ -1,15 +1,16 @@
 """PostgreSQL plumbing: pool, numbered migrations, and the processed-event record behind idempotence."""
 
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import REPO_ROOT, SERVICES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,64 @@ async def connect(settings: Settings) -> asyncpg.Connection:
     return await asyncpg.connect(settings.database_url)
 
 
-async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
-    """The service's pool; small because each worker processes one message per partition at a time."""
-    return await asyncpg.create_pool(settings.database_url, min_size=min_size, max_size=max_size)
+STAFF_ROLE = "offsetstream_staff"
+TENANT_SETTING = "offsetstream.tenant"
+
+
+def service_role(service: str) -> str:
+    """The database role a service's handlers run as (created by migration 0019)."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    return f"offsetstream_{service}"
+
+
+async def create_pool(
+    settings: Settings, service: str | None = None, *, min_size: int = 1, max_size: int = 4
+) -> asyncpg.Pool:
+    """The service's pool; small because each worker processes one message per partition at a time.
+
+    Every connection runs as the service's role (``SET ROLE`` when it is opened): the role, not the login, is
+    what the grants and policies of migration 0019 name, so the same code is confined the same way whatever
+    login the DSN carries. In production each service logs in as its own user, a member of its role only
+    (docker-compose.yml), so it could not leave the role even if it tried. The local stack and the tests use
+    the cluster's one trusted login with ``SET ROLE`` instead of generating five passwords: the handlers still
+    run with exactly the production rights, which is what the tests prove. ``RESET ALL`` (asyncpg's reset on
+    release) leaves the role in place, so it is in force for every handler, on every connection of the pool.
+    """
+
+    role = service_role(service) if service is not None else None
+
+    async def as_service(conn: asyncpg.Connection) -> None:
+        await conn.execute(f'SET ROLE "{role}"')  # a name built from SERVICES, quoted
+
+    return await asyncpg.create_pool(
+        settings.database_url,
+        min_size=min_size,
+        max_size=max_size,
+        init=as_service if role is not None else None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def staff_scope(conn: asyncpg.Connection, tenant: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which ``conn`` reads as staff of one tenant: role ``offsetstream_staff`` (read-only)
+    and ``offsetstream.tenant`` set, so row-level security returns that tenant's rows only, whatever the SQL
+    says. Both settings end with the transaction."""
+    async with conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL ROLE {STAFF_ROLE}")
+        await conn.execute("SELECT set_config($1, $2, true)", TENANT_SETTING, tenant)
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def staff_connection(settings: Settings, tenant: str) -> AsyncIterator[asyncpg.Connection]:
+    """A new connection inside :func:`staff_scope` for one tenant, closed on exit."""
+    conn = await connect(settings)
+    try:
+        async with staff_scope(conn, tenant):
+            yield conn
+    finally:
+        await conn.close()
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
@@ -64,6 +120,9 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 )
             applied.append(path.name)
             log.info("applied migration %s", path.name)
+        # Grants and row-level security for every table, those of the migrations just applied included.
+        if applied and await conn.fetchval("SELECT to_regprocedure('ops.enforce_tenancy()') IS NOT NULL"):
+            await conn.execute("SELECT ops.enforce_tenancy()")
     finally:
         await conn.execute("SELECT pg_advisory_unlock(727001)")
     return applied

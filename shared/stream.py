@@ -186,7 +186,7 @@ class Stage:
         """The service's connection pool, created on first use (after the worker has started)."""
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await db.create_pool(self.settings)
+                self._pool = await db.create_pool(self.settings, self.service)
             return self._pool
 
     def consume(

@@ -16,7 +16,7 @@ from decimal import Decimal
 import asyncpg
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
-from shared import admin
+from shared import admin, db
 from shared.stream import Incoming, Outgoing, apply_batch, envelope_event_id
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
@@ -86,7 +86,12 @@ class InProcessPipeline:
 
     async def _deliver(self, service: str, handler: Handler, message: Outgoing) -> None:
         incoming = Incoming(message.topic, 0, 0, message.key.encode(), message.value, dict(message.headers))
-        (result,) = await apply_batch(self.conn, service, handler, [incoming], envelope_event_id)
+        # Each stage's handler runs as that stage's database role, as in its own process (shared.db.create_pool).
+        await self.conn.execute(f'SET ROLE "{db.service_role(service)}"')
+        try:
+            (result,) = await apply_batch(self.conn, service, handler, [incoming], envelope_event_id)
+        finally:
+            await self.conn.execute("RESET ROLE")
         outputs = result.outputs
         for out in outputs:
             self.published.append(out)

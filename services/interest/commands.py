@@ -22,9 +22,8 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
     (its extended repayment schedule with each installment's status and the plan's standing, or None).
     """
     as_of = clock.today(settings)
-    conn = await db.connect(settings)
-    try:
-        found = []
+    found = []
+    async with db.staff_connection(settings, tenant) as conn:
         for row in await store.receivables_by_reference(conn, tenant, reference):
             rid = row["receivable_id"]
             policy = applied_policy(settings, row)
@@ -79,8 +78,6 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
                     ],
                 }
             )
-    finally:
-        await conn.close()
     return {"tenant": tenant, "reference": reference, "as_of": as_of, "receivables": found}
 
 

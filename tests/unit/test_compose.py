@@ -85,9 +85,12 @@ def test_service_starts_after_its_dependencies(services: dict[str, Any], name: s
 def test_service_environment_points_at_the_compose_network(services: dict[str, Any], name: str) -> None:
     env = _environment(services[name])
     assert env["OFFSETSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    password = f"{name.upper()}_DB_PASSWORD"
+    # Its own login (a member of its group role only), with a password compose requires from the environment.
     assert env["OFFSETSTREAM_DATABASE_URL"].startswith(
-        "postgresql://offsetstream:offsetstream@postgres:5432/"
+        f"postgresql://offsetstream_{name}_login:${{{password}:?"
     )
+    assert env["OFFSETSTREAM_DATABASE_URL"].endswith("}@postgres:5432/offsetstream")
     assert env["OFFSETSTREAM_WEB_HOST"] == "0.0.0.0", "containers must listen beyond loopback"
     ports = json.loads(env["OFFSETSTREAM_WEB_PORTS"])
     assert ports.keys() == DEFAULT_WEB_PORTS.keys()
@@ -159,11 +162,22 @@ def test_postgres_is_healthchecked_with_pg_isready(services: dict[str, Any]) -> 
     assert postgres["image"] == "postgres:15"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     env = _environment(postgres)
-    url = _environment(services["intake"])["OFFSETSTREAM_DATABASE_URL"]
+    url = _environment(services["migrate"])["OFFSETSTREAM_DATABASE_URL"]  # the owner runs the migrations
     expected = (
         f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/{env['POSTGRES_DB']}"
     )
     assert url == expected
+
+
+def test_postgres_creates_one_login_per_service_and_for_staff(services: dict[str, Any]) -> None:
+    postgres = services["postgres"]
+    assert "./infra/postgres/init:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
+    env = _environment(postgres)
+    script = (REPO_ROOT / "infra" / "postgres" / "init" / "10-service-logins.sh").read_text()
+    for role in (*SERVICES, "staff"):
+        var = f"{role.upper()}_DB_PASSWORD"
+        assert env[var] == f"${{{var}:?set {var}, see docs/security.md}}", var
+        assert role in script.split("for role in ", 1)[1].split(";", 1)[0], role
 
 
 def test_monitoring_mounts_the_infra_folders(services: dict[str, Any]) -> None:
