@@ -10,6 +10,7 @@ delivered exactly once in the log, and the receiver saw no duplicate outside the
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -379,3 +380,25 @@ async def test_a_receiver_answering_in_12_seconds_delays_only_its_own_tenant(
     assert slow.deliveries == {}, "the slow receiver never answered within the read timeout"
     assert fast.bad_signatures == 0
     print(f"\nfast tenant delivered {took:.2f}s after publishing, behind a receiver answering in 12 s")
+
+
+@pytest.mark.parametrize("secret", ["change-me", ""])
+async def test_the_service_refuses_to_start_with_a_default_or_empty_webhook_secret(
+    stack: Stack, secret: str
+) -> None:
+    env = base_env("https://clinic.example/hook", OFFSETSTREAM_WEBHOOK_SECRET=secret)
+    pid = stack.start_service("notification", worker_id=9, extra_env=env)
+    exited: int | None = None
+    try:
+        for _ in range(600):
+            done, status = await asyncio.to_thread(os.waitpid, pid, os.WNOHANG)
+            if done:
+                exited = os.waitstatus_to_exitcode(status)
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(stack.stop_service, "notification-9")
+    assert exited is not None and exited != 0, "the service started with a default webhook secret"
+    log = (Path(stack.root) / "logs" / "notification-9.log").read_text(errors="replace")
+    assert "OFFSETSTREAM_WEBHOOK_SECRET cannot sign webhooks" in log
+    assert not secret or secret not in log, "the refused value is never written out"
