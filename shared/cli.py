@@ -94,11 +94,8 @@ def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
 async def _reconcile(tenant: str) -> int:
     from shared import db, report
 
-    conn = await db.connect(get_settings())
-    try:
+    async with db.staff_connection(get_settings(), tenant) as conn:  # this tenant's rows only (RLS)
         print(report.render(await report.reconciliation(conn, tenant)))
-    finally:
-        await conn.close()
     return 0
 
 
@@ -173,11 +170,8 @@ async def fetch_files(settings: Settings, tenant: str, limit: int = 100) -> list
     """
     from shared import db
 
-    conn = await db.connect(settings)
-    try:
+    async with db.staff_connection(settings, tenant) as conn:  # this tenant's rows only (RLS)
         records = await conn.fetch(FILES_SQL, tenant, limit)
-    finally:
-        await conn.close()
     rows = []
     for r in records:
         row = dict(r)

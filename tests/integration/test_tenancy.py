@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -173,9 +172,9 @@ async def test_staff_commands_show_only_the_tenant_asked_for(
     a, b = await two_tenants(ledger)
     env = stack.env(OFFSETSTREAM_DEFAULT_TENANT=b)
 
-    def cli(*args: str) -> Any:
+    def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args, "--tenant", a, "--json"],
+            [sys.executable, "-m", "shared.cli", *args, "--tenant", a],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
@@ -183,12 +182,17 @@ async def test_staff_commands_show_only_the_tenant_asked_for(
             check=True,
             timeout=60,
         )
-        return json.loads(done.stdout)
+        return done.stdout
 
-    assert [r["reference"] for r in cli("receivables")] == ["FCN910"]
-    shown = cli("receivable", "FCN910")
+    assert [r["reference"] for r in json.loads(cli("receivables", "--json"))] == ["FCN910"]
+    shown = json.loads(cli("receivable", "FCN910", "--json"))
     assert shown["receivable"]["tenant_id"] == a
     assert {r["payer_id"] for r in shown["interest"]["receivables"]} == {shown["receivable"]["payer_id"]}
+    files = [json.loads(line) for line in cli("files", "--json").splitlines()]
+    assert len(files) == 1
+    reconciliation = cli("reconcile")
+    assert "EFT910001" in reconciliation
+    assert "EFT920001" not in reconciliation
 
 
 async def test_a_service_login_cannot_leave_its_role(ledger: asyncpg.Connection, stack: Stack) -> None:
