@@ -28,8 +28,10 @@ field. That is why layer 1 exists and why every stage quotes references through 
 import base64
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -389,3 +391,32 @@ def _cut_tail(value: str) -> str:
     if len(value) < HEADER_LIMIT:
         return value
     return re.sub(r"[A-Za-z0-9]+$", REDACTED, value)
+
+
+# --- logs ---------------------------------------------------------------------------------------------------
+
+
+CURRENT_RECORD: ContextVar[bytes | None] = ContextVar("offsetstream_phi_record", default=None)
+"""The input a stage's handler is working on (``shared.stream`` sets it around each handler call), so a log
+line written meanwhile — a traceback quoting a database error's key values, say — can be scrubbed of what that
+input names."""
+
+
+class LogScrubber(logging.Filter):
+    """A handler filter: a log line written while an input is being handled has that input's patient names,
+    member ids and patient control numbers (and the patient part of its references) masked, in the message and
+    in the traceback. The tokens are read from the input only when a line is actually written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        value = CURRENT_RECORD.get()
+        if value is None:
+            return True
+        tokens = tokens_in_record(value)
+        if not tokens:
+            return True
+        record.msg, record.args = tokens.mask(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = tokens.mask(record.exc_text)
+        return True

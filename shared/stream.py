@@ -579,6 +579,7 @@ def _why(service: str, incoming: Incoming, exc: BaseException) -> tuple[str, str
 async def _apply_isolated(
     conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming
 ) -> Result:
+    current = phi.CURRENT_RECORD.set(incoming.value)  # what a log line written meanwhile must not show
     try:
         async with conn.transaction():
             outputs = list(await handler(conn, incoming))
@@ -589,6 +590,8 @@ async def _apply_isolated(
             raise
         reason, message, location = _why(service, incoming, exc)
         return _rejected(service, incoming, reason, message, location)
+    finally:
+        phi.CURRENT_RECORD.reset(current)
 
 
 def _rejected(

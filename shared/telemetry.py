@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared import phi
+
 OUTCOMES = ("applied", "duplicate", "dead_lettered")
 STAGE_REASONS = ("invalid_message", "processing_error")
 
@@ -115,9 +117,14 @@ class RepeatFilter(logging.Filter):
 
 
 def setup_logging(level: str) -> None:
-    """Plain, PHI-free log lines: we log ids, counts and amounts, never document text. The Kafka client's
-    retry lines are thinned out (:class:`RepeatFilter`) so a broker outage does not flood the log."""
+    """Plain, PHI-free log lines: we log ids, counts and amounts, never document text, and every handler
+    masks what the input being handled names of its patients (``shared.phi.LogScrubber``: a traceback can quote
+    a database error's key values). The Kafka client's retry lines are thinned out (:class:`RepeatFilter`) so a
+    broker outage does not flood the log."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:  # the outbound scrubber, for what handlers let slip
+        if not any(isinstance(f, phi.LogScrubber) for f in handler.filters):
+            handler.addFilter(phi.LogScrubber())
     repeats = RepeatFilter()
     for name in KAFKA_CLIENT_LOGGERS:
         logger = logging.getLogger(name)

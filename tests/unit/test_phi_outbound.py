@@ -1,10 +1,12 @@
 """PHI never leaves: generated PLB references of every layout (padded, unpadded, one blank, odd lengths, the
 patient control number or member id straight after the FCN) and generated patients go through the real
 outbound builders — notification rules and the scrubber at emission, the backbone envelope, the webhook body,
-the e-mail subject/text/message, alert payloads (matching's builder and ``shared.phi.safe_alert``), DLT headers
-and the ``offsetstream dlt list`` row — and no patient control number, member id or name comes out."""
+the e-mail subject/text/message, alert payloads (matching's builder and ``shared.phi.safe_alert``), DLT headers,
+the ``offsetstream dlt list`` row and log lines — and no patient control number, member id or name comes out."""
 
+import io
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -385,6 +387,23 @@ def test_dead_letter_headers_and_the_listing_never_show_the_patient(
         + [(f"location.{k}", v.encode()) for k, v in location.items()],
     )
     listed = _to_dead_letter(old)
+    # and a log line written while the record is handled (a traceback quoting the failing values)
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.addFilter(phi.LogScrubber())
+    logger = logging.getLogger("test.phi.outbound")
+    logger.addHandler(handler)
+    current = phi.CURRENT_RECORD.set(value)
+    try:
+        try:
+            raise KeyError(error)
+        except KeyError:
+            logger.error("handler failed on %s for %s", raw, patient.pcn, exc_info=True)
+    finally:
+        phi.CURRENT_RECORD.reset(current)
+        logger.removeHandler(handler)
+    assert "Traceback" in lines.getvalue()
+    assert not leaks(lines.getvalue(), patient), lines.getvalue()
     row = listed.summary(error_width=None)  # the listing row: its texts (its field names are ours)
     texts = [v for v in row.values() if isinstance(v, str)] + list(row["location"].values())
     for text in [*listed.headers.values(), *texts]:
