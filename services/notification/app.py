@@ -9,6 +9,7 @@ digests of the patient control numbers of each account (claims, overpayments) so
 loop).
 """
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from services.notification.engine import NOTIFICATIONS, SOURCES, TOKEN_SOURCES, 
 from services.notification.timelines import policy_timelines
 from shared import clock, outbox, plugins, policy_config
 from shared.references import ReferenceLayout
-from shared.stream import Incoming, Outgoing, Stage
+from shared.stream import Incoming, Outgoing, Rejected, Stage, envelope_event_id
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,16 @@ async def learn(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoi
     return await notifier.learn(conn, incoming)
 
 
+def learn_id(incoming: Incoming) -> str:
+    """``learn``'s own idempotency ids: it reads other stages' topics, so an event id it records must never
+    make this stage's other agents take their own input with the same id for done. Input without an event id
+    is not this agent's to dead-letter (its consumers do): it gets the digest of its bytes."""
+    try:
+        return f"learn:{envelope_event_id(incoming)}"
+    except Rejected:
+        return f"learn:sha256:{hashlib.sha256(incoming.value).hexdigest()}"
+
+
 async def deliver(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
     """Notification → channels."""
     return await notifier.deliver(conn, incoming)
@@ -89,7 +100,7 @@ async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], *
 app.on_before_shutdown.connect(close_channels)
 stage.every(stage.settings.notification_tick_seconds, tick, "notification tick")
 stage.consume(list(SOURCES), notify)
-stage.consume(list(TOKEN_SOURCES), learn)
+stage.consume(list(TOKEN_SOURCES), learn, learn_id)
 stage.consume([NOTIFICATIONS], deliver, batch=20)
 # --- delivery hook (issue 16 §3, services/notification/delivery.py) --------------------------------------------
 # ``deliver`` only queues; the dispatcher sends each destination's queue concurrently with the others.
