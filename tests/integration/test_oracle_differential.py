@@ -11,7 +11,8 @@ runs on the business date. The ledger read back must equal what the oracle compu
 receivables (matched by their identifiers, never by ids), allocations per PLB pair, the work queue, forwarding
 balances and every PLB pair's bucket. The first difference fails the test with the feed that caused it.
 
-``OFFSETSTREAM_ORACLE_EXAMPLES`` sets the number of examples (default 200; nightly: 5000). Dimensions are
+``OFFSETSTREAM_ORACLE_EXAMPLES`` sets the number of examples (default 200, always the same ones; nightly:
+5000 with ``OFFSETSTREAM_ORACLE_RANDOM=1``, new ones every night). Dimensions are
 switched by the flags in :data:`DIMENSIONS` (``OFFSETSTREAM_ORACLE_OFF=name,...`` turns some off for a
 local investigation; CI runs them all unless a flag below says otherwise).
 """
@@ -49,10 +50,13 @@ MEDICARES = (MEDICARE, ("04412", "NOVITAS JH PART B"), ("12502", "NOVITAS JL PAR
 COMMERCIAL = ("60054", "AETNA COMMERCIAL")
 COMMERCIALS = (COMMERCIAL, ("62308", "CIGNA"))
 EXAMPLES = int(os.environ.get("OFFSETSTREAM_ORACLE_EXAMPLES", "200"))
+RANDOM = os.environ.get("OFFSETSTREAM_ORACLE_RANDOM") == "1"
+"""CI runs one fixed set of examples (derandomized: the same feeds every run, so a red run is a regression);
+``OFFSETSTREAM_ORACLE_RANDOM=1`` (the nightly run) draws new ones and keeps failures in .hypothesis/."""
 
 DIMENSIONS: dict[str, bool] = {
     "commercial": True,  # a commercial payer next to Medicare (no interest, plain references)
-    "medicare_reference": True,  # FCN field of 19 + patient control number, padded or not
+    "medicare_reference": True,  # FCN field of 19 + patient control number, padded or not; 15-digit FCN
     "letter_links": True,  # letters naming an FCN and the claim, merging what was opened under either
     "cite_corrected": True,  # recoveries/deferrals citing the corrected claim's CLP07
     "forwarding": True,  # recoupment larger than the payment: BPR02 = 0, FB carried forward, FB applied
@@ -71,9 +75,11 @@ AWAITING_FIX: dict[str, str] = {
     "to the WO that arrives last instead of the latest-dated one; while on, only a debt's single recovery exceeds",
     "LENIENT_REMATCHED_BUCKET": "finding 4: a WO parked before its receivable and re-matched in part keeps "
     "bucket unmatched (in order it is allocated); while on, either bucket is accepted for such a pair",
-    "SKIP_STAFF_MONEY_BEYOND_PRINCIPAL": "finding 5: staff write-offs and refund checks are measured against the "
-    "balance held when processed, not the balance on their date (interest due by then is left open); while on, "
-    "write-offs are generated for commercial payers only and refund checks never exceed the unpaid principal",
+    "SKIP_MEDICARE_STAFF_MONEY": "findings 5 and 7: staff write-offs and refund checks on a Medicare receivable are "
+    "measured against the balance held when processed, not on their date (interest due by then stays open), and "
+    "an interest correction after one can dead-letter (CheckViolation); while on, staff money only for commercial",
+    "SKIP_LETTER_ABOVE_NETTED_CLAIM": "finding 8: a letter raising the principal of a netted (settled) reversal leaves "
+    "status settled with money owed; while on, letters demanding more are generated for deferred reversals only",
     "SKIP_UNNAMED_FB_BESIDE_OTHER_BALANCES": "finding 6: a positive FB without a reference applied to the oldest "
     "open balance is not moved when a named FB arriving later applies that balance (applied twice, the other "
     "never); while on, an FB without a reference is generated only where its payer has one forwarding balance",
@@ -195,7 +201,7 @@ def citation(draw: st.DrawFn, debt: Debt) -> str:
     ident = draw(st.sampled_from(ids))
     if not (medicare(debt.payer) and on("medicare_reference")):
         return ident
-    style = draw(st.sampled_from(["plain", "plain", "padded", "padded_short", "unpadded"]))
+    style = draw(st.sampled_from(["plain", "plain", "padded", "padded_short", "unpadded", "fcn15"]))
     event(f"medicare reference: {style}")
     if style == "padded":
         return ident.ljust(19) + debt.pcn.ljust(20)
@@ -203,6 +209,8 @@ def citation(draw: st.DrawFn, debt: Debt) -> str:
         return ident.ljust(19) + debt.pcn
     if style == "unpadded" and len(ident) == 19:
         return ident + debt.pcn
+    if style == "fcn15" and len(ident) == 13 and ident.isdigit():
+        return "10" + ident  # a contractor's 15-digit FCN whose last 13 digits are the ICN
     return ident
 
 
@@ -253,9 +261,8 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         if with_letter:
             letter_day = day0 + timedelta(days=draw(st.integers(-10, 5)))
             names = draw(st.sampled_from([rev, corr] if on("cite_corrected") else [rev]))
-            demanded = amount + (
-                draw(st.sampled_from([D("0"), D("0"), D("12.34")])) if on("letter_amount") else 0
-            )
+            more = on("letter_amount") and (deferred or not awaiting_fix("SKIP_LETTER_ABOVE_NETTED_CLAIM"))
+            demanded = amount + (draw(st.sampled_from([D("0"), D("0"), D("12.34")])) if more else 0)
             world.letters.append(Letter(payer[0], PAYEE, fcn, demanded, letter_day, (names,)))
             world.story.append(f"{ymd(letter_day)} letter {fcn} {demanded} (debt {index}) lists {names}")
     elif kind == "letter":
@@ -338,15 +345,8 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         day += timedelta(days=draw(st.integers(1, 60)))
         reference = draw(st.sampled_from(debt.ids))
         kind = draw(st.sampled_from(["write_off", "refund_sent"]))
-        narrow = awaiting_fix("SKIP_STAFF_MONEY_BEYOND_PRINCIPAL")
-        if kind == "write_off" and medicare(payer) and narrow:
-            kind = "refund_sent"
         money = None if kind == "write_off" else min(draw(cents), amount)
-        if money is not None and narrow:
-            money = min(money, remaining)
-        if money is not None and money <= 0:
-            kind, money = "write_off", None
-        if kind == "write_off" and medicare(payer) and narrow:
+        if medicare(payer) and awaiting_fix("SKIP_MEDICARE_STAFF_MONEY"):
             return
         world.actions.append(StaffAction(kind, payer[0], PAYEE, reference, day, money))
         world.story.append(
@@ -656,6 +656,7 @@ def differences(expected: Result, found: dict[str, Any]) -> list[str]:  # noqa: 
 
 @settings(
     max_examples=EXAMPLES,
+    derandomize=not RANDOM,
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,

@@ -257,6 +257,14 @@ def receivable_key(reference: str | None, policy: str) -> str | None:
     return text.strip()
 
 
+def identifiers_of(key: str, policy: str) -> tuple[str, ...]:
+    """The identifiers one cited key stands for: itself, and for Medicare a 15-digit FCN also the 13-digit ICN
+    it ends with (DOMAIN §2: some contractors use a 15-digit FCN whose last 13 digits are the ICN)."""
+    if policy == "medicare" and len(key) == 15 and key.isdigit():
+        return (key, key[-13:])
+    return (key,)
+
+
 class _Links:
     """Union–find over (payer, identifier)."""
 
@@ -330,7 +338,7 @@ def reconcile(  # noqa: PLR0912
                         f"plb:{remit.trace}:{pair.ordinal}",
                         -pair.amount,
                         remit.payment_date,
-                        (key,),
+                        identifiers_of(key, policy),
                         remit.trace,
                     )
                 )
@@ -376,10 +384,12 @@ def reconcile(  # noqa: PLR0912
         )
 
     def debt_of(payer_id: str, identifier: str | None) -> tuple[str, str] | None:
-        if identifier is None or (payer_id, identifier) not in links.parent:
+        if identifier is None:
             return None
-        root = links.find((payer_id, identifier))
-        return root if root in debts else None
+        for candidate in identifiers_of(identifier, policy_of(payer_id, medicare_payers)):
+            if (payer_id, candidate) in links.parent and links.find((payer_id, candidate)) in debts:
+                return links.find((payer_id, candidate))
+        return None
 
     money: dict[tuple[str, str], list[_Money]] = defaultdict(list)
     order = 0

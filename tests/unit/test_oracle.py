@@ -226,3 +226,21 @@ def test_write_off_ends_interest_and_staff_refund_counts_as_refunded() -> None:
         D("0"),
         "written_off",
     )
+
+
+def test_a_15_digit_medicare_fcn_names_the_icn_it_ends_with() -> None:
+    claims = reversal_pair("ACCT3", "2200000000030", "90.00", "30.00")
+    files = (
+        file("T1", "20260301", ("WO", "102200000000030", "-60"), claims=claims),
+        # unknown as such, but it ends with the correction's ICN
+        file("T2", "20260320", ("WO", "102200000000031", "20")),
+        file("T3", "20260325", ("WO", "2200000000031", "25")),
+    )
+    result = reconcile(Feed(files), date(2026, 3, 31))
+    (debt,) = result.receivables
+    assert debt.identifiers == {"102200000000030", "2200000000030", "2200000000031"}
+    assert (debt.principal, debt.principal_recovered) == (D("60"), D("45"))
+    commercial = reconcile(
+        Feed((file("C1", "20260301", ("WO", "102200000000030", "-60"), payer=COMMERCIAL),)), date(2026, 3, 1)
+    )
+    assert commercial.receivables[0].identifiers == {"102200000000030"}
