@@ -62,6 +62,8 @@ async def apply_forwarding(
     named = (adj.reference or "").strip() or None
     rows = await store.forwarding_balances(conn, tenant, account)
     key = named if named in {r["reference"] for r in rows} else None
+    if key is not None:
+        await reclaim(conn, env, key, rows)
     if key is None:
         key = domain.forwarding_for(
             adj.amount,
@@ -83,3 +85,41 @@ async def apply_forwarding(
             out.reason = "forwarding balance applied before any open balance could take it"
     await store.forwarding(conn, tenant, account, key, ZERO, adj.amount, None)
     return key
+
+
+async def reclaim(
+    conn: asyncpg.Connection,
+    env: Envelope[ProviderAdjustmentReceived],
+    key: str,
+    rows: list[asyncpg.Record],
+) -> None:
+    """An FB naming balance ``key`` finds it taken by FBs that did not name it (applied to the oldest open
+    balance before this one arrived): they move to another open balance that can take them, so the named FB
+    applies its own balance, as it would have had it arrived first. One that fits nowhere else stays."""
+    adj, tenant, account = env.payload, env.tenant_id, env.account_key
+    left = {r["reference"]: r["opened_amount"] - r["applied_amount"] for r in rows}
+    opened_on = {r["reference"]: r["opened_on"] for r in rows}
+    for taken in await store.unnamed_applications(conn, tenant, account, key):
+        if left[key] >= adj.amount:
+            return
+        others = [
+            domain.OpenForwarding(ref, room, opened_on[ref])
+            for ref, room in left.items()
+            if ref != key and room > 0
+        ]
+        dest = domain.forwarding_for(taken["amount"], others)
+        if dest is None:
+            continue
+        await store.move_forwarding_application(
+            conn,
+            tenant,
+            account,
+            taken["adjustment_id"],
+            taken["amount"],
+            key,
+            dest,
+            f"earlier forwarding balance {_quoted(env, dest)} applied (oldest open balance that takes it; "
+            f"{_quoted(env, key)} was named by a later FB)",
+        )
+        left[key] += taken["amount"]
+        left[dest] -= taken["amount"]

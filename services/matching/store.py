@@ -934,3 +934,20 @@ async def refund_credits(
         due_by,
     )
     return rows
+
+
+async def unnamed_applications(
+    conn: asyncpg.Connection, tenant_id: str, account: str, reference: str
+) -> list[asyncpg.Record]:
+    """Positive FB pairs applied to the balance ``reference`` that do not name it (no reference, or another
+    key), latest first: what an FB naming that balance may ask to move elsewhere."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT adjustment_id, amount, match_reference FROM matching.adjustments
+           WHERE tenant_id = $1 AND account_key = $2 AND reason_code = 'FB' AND amount > 0
+             AND match_reference = $3 AND NULLIF(btrim(reference), '') IS DISTINCT FROM $3
+           ORDER BY payment_date DESC, segment_ordinal DESC, pair_index DESC FOR UPDATE""",
+        tenant_id,
+        account,
+        reference,
+    )
+    return rows
