@@ -5,11 +5,13 @@ CLP07, the corrected claim's CLP07, a demand letter's FCN, a Medicare reference 
 patient control number, padded or not), Medicare and commercial payers, reversal + lower correction netted or
 deferred by a negative WO and recovered later, letters then WO, recoupments larger than the payment (BPR02 = 0,
 negative FB carried forward, positive FB in a later file), 72 + WO refunds with and without a known receivable,
-WOs of unknown references, L6 — and feeds every file and letter in a random order to the in-process pipeline
-(real handlers, real PostgreSQL; its seed interleaves topics like separate partitions). The interest tick then
-runs on the business date. The ledger read back must equal what the oracle computes from the same feed:
+WOs of unknown references, L6, files received twice, a 15-digit Medicare FCN, staff write-offs and refund checks
+— and feeds every file and letter in a random order to the in-process pipeline (real handlers, real PostgreSQL;
+its seed interleaves topics like separate partitions), then the staff actions (staff act on what they see), then
+runs the interest tick on the business date (chosen so that Medicare interest comes due in many examples). The ledger read back must equal what the oracle computes from the same feed:
 receivables (matched by their identifiers, never by ids), allocations per PLB pair, the work queue, forwarding
-balances and every PLB pair's bucket. The first difference fails the test with the feed that caused it.
+balances, every PLB pair's bucket, each receivable's identifiers and interest periods; no input may be
+dead-lettered and the ledger check must hold. The first difference fails the test with the feed that caused it.
 
 ``OFFSETSTREAM_ORACLE_EXAMPLES`` sets the number of examples (default 200, always the same ones; nightly:
 5000 with ``OFFSETSTREAM_ORACLE_RANDOM=1``, new ones every night). Dimensions are
@@ -83,6 +85,9 @@ AWAITING_FIX: dict[str, str] = {
     "SKIP_UNNAMED_FB_BESIDE_OTHER_BALANCES": "finding 6: a positive FB without a reference applied to the oldest "
     "open balance is not moved when a named FB arriving later applies that balance (applied twice, the other "
     "never); while on, an FB without a reference is generated only where its payer has one forwarding balance",
+    "DISTINCT_IDENTIFIER_SUFFIXES": "finding 9: a WO citing an FCN whose letter has not arrived is applied by the "
+    "scored search to another receivable whose FCN shares a long suffix, and is not moved back when its own "
+    "receivable opens; while on, the identifiers of different debts differ in their last 6 characters",
     "SKIP_WO_AFTER_NETTING": "finding 2: a WO recovering a reversal already netted in its own 835 is allocated "
     "and the netting shrinks when the WO file arrives first (the excess should be queued)",
 }
@@ -221,15 +226,22 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
     amount = draw(cents)
     day0 = BASE + timedelta(days=draw(st.integers(0, 200)))
     kind = draw(st.sampled_from(["reversal", "reversal", "letter", "deferral"]))
-    rev = f"22{index:02d}{draw(st.integers(0, 10**8 - 1)):08d}0"
+    digits8, digits3, digits14 = (
+        f"{draw(st.integers(0, 10**8 - 1)):08d}",
+        f"{draw(st.integers(0, 999)):03d}",
+        f"{draw(st.integers(0, 10**14 - 1)):014d}",
+    )
+    long_fcn = draw(st.booleans())
+    if awaiting_fix(
+        "DISTINCT_IDENTIFIER_SUFFIXES"
+    ):  # the debt's number last: no two debts share a long suffix
+        rev = f"22{digits8}{index:02d}0"
+        fcn = f"FCN{digits14}{index:02d}" if long_fcn else f"FCN{day0:%y%m%d}{digits3}{index:02d}"
+    else:
+        rev = f"22{index:02d}{digits8}0"
+        fcn = f"FCN{index:02d}{digits14}" if long_fcn else f"FCN{index:02d}{day0:%y%m%d}{digits3}"
     corr = rev[:-1] + "1"
     pcn = f"ACCT{index:02d}{draw(st.integers(0, 999)):03d}"
-    long_fcn = draw(st.booleans())
-    fcn = (
-        f"FCN{index:02d}{draw(st.integers(0, 10**14 - 1)):014d}"
-        if long_fcn
-        else f"FCN{index:02d}{day0:%y%m%d}{draw(st.integers(0, 999)):03d}"
-    )
     debt = Debt(payer, amount, [], pcn)
     event(f"debt: {kind} ({payer[1]})")
     letter_day: date | None = None
