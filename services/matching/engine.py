@@ -257,6 +257,8 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
     """Open or grow the receivable, then re-match recoveries that arrived before it."""
     op, tenant, account = env.payload, env.tenant_id, env.account_key
     change, row = await store.open_or_grow(conn, tenant, account, op)
+    if change == "ReceivableIncreased":  # a settled receivable owes again when the principal grows
+        await store.save_balance(conn, tenant, op.receivable_id, store.balance_of(row), status_now(row))
     outputs: list[Outgoing] = []
     for absorbed in op.merged_receivables:
         outputs += await merge(conn, env, absorbed)
@@ -478,6 +480,12 @@ async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) 
         conn, tenant, env.event_id, accrual.receivable_id, accrual.amount, due
     ):
         return []
+    displaced: list[Outgoing] = []
+    if accrual.amount < 0:
+        excess = await store.over_recovered(conn, tenant, accrual.receivable_id)
+        if excess > 0:  # recoveries had paid interest this correction takes back: the latest give way
+            why = f"the interest correction of period {accrual.period_number}"
+            displaced = await displace_later_offsets(conn, env, row, date.min, excess, why)
     after, _ = await resplit(conn, tenant, row)
     version = f" v{accrual.version}" if accrual.version > 1 else ""
     cause = f"interest period {accrual.period_number}{version} ({accrual.period_start}..{accrual.period_end})"
@@ -487,7 +495,7 @@ async def on_interest(conn: asyncpg.Connection, env: Envelope[InterestAccrued]) 
         after = _with(after, written_off=max(after.written_off + after.open, ZERO))
         await store.save_balance(conn, tenant, row["receivable_id"], after, domain.status_of(after))
         cause += f", written off with the balance on {closed_on}"
-    outputs = [await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
+    outputs = [*displaced, await announce(conn, env, row, after, "InterestAdded", accrual.amount, due, cause)]
     if after.open > 0 and accrual.amount > 0:
         outputs += await use_refund_credits(conn, env, accrual.receivable_id, due)
     if after.open > 0 and accrual.amount > 0:
@@ -590,6 +598,11 @@ async def staff_target(
         return row
     found = await store.find_by_key(conn, tenant, payer_id, reference)
     return await store.lock_receivable(conn, tenant, found[0]) if len(found) == 1 else None
+
+
+def status_now(row: asyncpg.Record) -> str:
+    """The status a receivable's stored figures call for."""
+    return domain.status_of(store.balance_of(row))
 
 
 def _with(balance: domain.Balance, **changes: Any) -> domain.Balance:

@@ -951,3 +951,19 @@ async def unnamed_applications(
         reference,
     )
     return rows
+
+
+async def over_recovered(conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> Decimal:
+    """How much more the receivable's allocations hold than it owes in all (principal not written off plus
+    the interest charged): positive only after a correction lowered interest that recoveries had paid."""
+    excess = await conn.fetchval(
+        """SELECT COALESCE((SELECT sum(to_interest + to_principal) FROM matching.allocations
+                            WHERE tenant_id = $1 AND receivable_id = $2), 0)
+                  - r.principal + r.written_off
+                  - COALESCE((SELECT sum(amount) FROM matching.interest_charges
+                              WHERE tenant_id = $1 AND receivable_id = $2), 0)
+           FROM matching.receivables r WHERE r.tenant_id = $1 AND r.receivable_id = $2""",
+        tenant_id,
+        rid,
+    )
+    return Decimal(excess or 0)
