@@ -73,26 +73,18 @@ DIMENSIONS: dict[str, bool] = {
     "staff": True,  # staff write-offs and refund checks, entered after the files are in
 }
 AWAITING_FIX: dict[str, str] = {
-    "SKIP_OVER_RECOVERY": "finding 3: when several WOs of one debt recover more than is owed, the excess goes "
-    "to the WO that arrives last instead of the latest-dated one; while on, only a debt's single recovery exceeds",
-    "LENIENT_REMATCHED_BUCKET": "finding 4: a WO parked before its receivable and re-matched in part keeps "
-    "bucket unmatched (in order it is allocated); while on, either bucket is accepted for such a pair",
-    "SKIP_MEDICARE_STAFF_MONEY": "findings 5 and 7: staff write-offs and refund checks on a Medicare receivable are "
-    "measured against the balance held when processed, not on their date (interest due by then stays open), and "
-    "an interest correction after one can dead-letter (CheckViolation); while on, staff money only for commercial",
-    "SKIP_LETTER_ABOVE_NETTED_CLAIM": "finding 8: a letter raising the principal of a netted (settled) reversal leaves "
-    "status settled with money owed; while on, letters demanding more are generated for deferred reversals only",
-    "SKIP_UNNAMED_FB_BESIDE_OTHER_BALANCES": "finding 6: a positive FB without a reference applied to the oldest "
-    "open balance is not moved when a named FB arriving later applies that balance (applied twice, the other "
-    "never); while on, an FB without a reference is generated only where its payer has one forwarding balance",
+    "SKIP_OVER_RECOVERY": "finding 3: when several recoveries of one debt recover more than is owed and one of "
+    "them is a refund pair (72 + WO) or was applied before an earlier-dated one arrived, the excess can land on "
+    "the wrong one; while on, only a debt's single recovery exceeds",
     "DISTINCT_IDENTIFIER_SUFFIXES": "finding 9: a WO citing an FCN whose letter has not arrived is applied by the "
     "scored search to another receivable whose FCN shares a long suffix, and is not moved back when its own "
     "receivable opens; while on, the identifiers of different debts differ in their last 6 characters",
-    "SKIP_WO_AFTER_NETTING": "finding 2: a WO recovering a reversal already netted in its own 835 is allocated "
-    "and the netting shrinks when the WO file arrives first (the excess should be queued)",
 }
 """Narrowings of the generator that stand in for a known pipeline bug, ON by default so CI stays green;
-``OFFSETSTREAM_ORACLE_<NAME>=0`` switches one off to see the bug (see tests/oracle/README.md)."""
+``OFFSETSTREAM_ORACLE_<NAME>=0`` switches one off to see the bug (see tests/oracle/README.md). Fixed and removed
+(session 6): findings 2 (a WO after a netted reversal), 4 (bucket of a partly re-matched WO), 5/7 (staff money
+measured on its date; interest corrections after over-recovery), 6 (an unnamed FB beside a named one), 8 (a
+letter raising a netted receivable)."""
 
 
 def awaiting_fix(name: str) -> bool:
