@@ -197,7 +197,9 @@ async def resplit(
     charges, recoveries = await store.dated_money(conn, tenant, rid)
     # A write-off of the whole open balance covers interest too, so it cannot cap the principal recoveries
     # dated before it paid; a partial write-off (an amount staff chose) lowers the principal still to recover.
-    cap = row["principal"] if row["written_off_in_full"] is not None else row["principal"] - row["written_off"]
+    cap = (
+        row["principal"] if row["written_off_in_full"] is not None else row["principal"] - row["written_off"]
+    )
     splits = domain.split_in_date_order(
         charges,
         recoveries,
