@@ -95,7 +95,11 @@ async def recover(
     for found in rows:
         if left <= 0:
             break
-        row = await make_room(conn, env, found, left, cause, out) if named else found
+        day = adj.payment_date
+        row, moved = (
+            await make_room(conn, env, found, left, day, f"{cause} of {day}") if named else (found, [])
+        )
+        out.outputs += moved
         if store.balance_of(row).open <= 0:
             continue
         applied, allocation, events = await apply_money(
@@ -284,12 +288,9 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
     if netted is not None and not await store.deferral_in(conn, tenant, netted, keys):
         fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
         assert fresh is not None
-        shortfall = op.evidence_amount - store.balance_of(fresh).open
-        if shortfall > 0:
-            why = f"the netting in {op.source}"
-            outputs += await displace_later_offsets(conn, env, fresh, op.determination_date, shortfall, why)
-            fresh = await store.lock_receivable(conn, tenant, op.receivable_id)
-            assert fresh is not None
+        why = f"the netting in {op.source}"
+        fresh, moved = await make_room(conn, env, fresh, op.evidence_amount, op.determination_date, why)
+        outputs += moved
         if store.balance_of(fresh).open > 0:
             _, _, events = await apply_money(
                 conn,
@@ -311,23 +312,18 @@ async def on_overpayment(conn: asyncpg.Connection, env: Envelope[OverpaymentDete
 
 
 async def make_room(
-    conn: asyncpg.Connection,
-    env: Envelope[ProviderAdjustmentReceived],
-    row: asyncpg.Record,
-    amount: Decimal,
-    cause: str,
-    out: Explanation,
-) -> asyncpg.Record:
-    """A recoupment naming one receivable that owes less than it brings: if later-dated recoupments took the
-    balance first (their files arrived earlier), this one comes first by business date and they give way."""
+    conn: asyncpg.Connection, env: Envelope[Any], row: asyncpg.Record, amount: Decimal, day: date, why: str
+) -> tuple[asyncpg.Record, list[Outgoing]]:
+    """Money dated ``day`` that one receivable owes less than: if later-dated recoupments took the balance
+    first (their files arrived earlier), this money comes first by business date and they give way. Returns
+    the receivable as it stands then, and the re-explained recoupments."""
     shortfall = amount - store.balance_of(row).open
     if shortfall <= 0:
-        return row
-    day = env.payload.payment_date
-    out.outputs += await displace_later_offsets(conn, env, row, day, shortfall, f"{cause} of {day}")
+        return row, []
+    moved = await displace_later_offsets(conn, env, row, day, shortfall, why)
     fresh = await store.lock_receivable(conn, env.tenant_id, row["receivable_id"])
     assert fresh is not None
-    return fresh
+    return fresh, moved
 
 
 async def displace_later_offsets(
