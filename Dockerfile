@@ -13,7 +13,10 @@ RUN pip install --no-cache-dir --require-hashes -r requirements-dev.lock
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
 COPY shared ./shared
+COPY policies ./policies
 COPY services ./services
+COPY console ./console
+COPY devtools ./devtools
 COPY infra ./infra
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . && python -m infra.build_native
 
@@ -36,7 +39,10 @@ RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
 COPY shared ./shared
+COPY policies ./policies
 COPY services ./services
+COPY console ./console
+COPY devtools ./devtools
 COPY infra ./infra
 
 # `pip install .` brings the `offsetstream` command and the plugin entry points.

@@ -27,11 +27,11 @@ lock:
 
 ## the embedded default: local Kafka + PostgreSQL, five services, example files, reconciliation, stop
 run: setup
-	$(PY) -m shared.cli run
+	$(PY) -m console.cli run
 
 ## same, but leave everything running afterwards (Ctrl-C stops it)
 run-keep: setup
-	$(PY) -m shared.cli run --keep
+	$(PY) -m console.cli run --keep
 
 ## the whole test suite; starts and stops its own Kafka and PostgreSQL
 test: setup
@@ -54,11 +54,11 @@ contracts: setup
 
 ## end-to-end: generated feed (BENCH_CLAIMS, default 200000) through the five services, 1 then 2 workers
 bench: setup
-	$(PY) -m bench.e2e_bench
+	$(PY) -m devtools.bench.e2e_bench
 
 ## parser speed and memory on a generated 100k-claim 835, against linuxforhealth-x12 in its own venv
 bench-parse: setup
-	$(PY) -m bench.parse_bench
+	$(PY) -m devtools.bench.parse_bench
 
 clean:
 	rm -rf .local/run .local/test-* .local/dev

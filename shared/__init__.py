@@ -1,4 +1,6 @@
-"""Common library of the offsetstream services: settings, ids, plugins, Kafka and PostgreSQL plumbing.
+"""The runtime every stage stands on: the stream stage, settings, PostgreSQL pool and roles, deterministic ids,
+the plugin loader, telemetry, broker administration, failure classification and the outbound PHI scrubber.
 
-Domain logic never lives here; each stage keeps its own under ``services/<stage>/domain.py``.
+No domain decisions and no operator commands live here; it imports only ``contracts`` (never ``policies``,
+``services`` or ``console``).
 """

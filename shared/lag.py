@@ -18,16 +18,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from shared import telemetry
-
-if TYPE_CHECKING:
-    from shared.stream import Stage
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +104,3 @@ class LagMonitor:
                 await consumer.stop()
                 await admin.close()
             await asyncio.sleep(self.interval)
-
-
-def watch(stage: "Stage") -> LagMonitor:
-    """Attach a lag monitor to a stage's faust app; it starts with the worker and reads the topics the stage
-    subscribes to at that time (``Stage.consume`` runs after the stage is built)."""
-    monitor = LagMonitor(
-        stage.service,
-        stage.app.conf.id,
-        stage.settings.kafka_bootstrap,
-        lambda: [topic for topics, _ in stage.subscriptions for topic in topics],
-    )
-    stage.app.task(monitor.run)
-    return monitor

@@ -4,7 +4,7 @@ name — webhooks, e-mail, ``remit.notifications.v1``, ``remit.alerts.v1``, DLT 
 Two layers, both here so every outbound surface applies the same rules:
 
 1. **References by layout** (:func:`quotable_reference`). A PLB reference can carry a patient control number
-   after its FCN, padded or not (``shared.references``). Only the part the payer's layout calls the receivable
+   after its FCN, padded or not (``contracts.references``). Only the part the payer's layout calls the receivable
    key is ever quoted. When the layout is not known the quote is conservative: the first token, cut to the
    narrowest FCN field of any layout (14 positions) and marked ``…`` — a prefix no layout puts a patient number
    in.
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from contracts.events import AlertRaised
-from shared.references import LAYOUTS, ReferenceLayout
+from contracts.references import LAYOUTS, ReferenceLayout
 
 TokenKind = Literal["id", "name"]
 REDACTED = "[redacted]"

@@ -1,4 +1,4 @@
-"""The one plugin mechanism for all four plugin kinds: ``importlib.metadata`` entry-point groups.
+"""The one plugin mechanism for all five plugin kinds: ``importlib.metadata`` entry-point groups.
 
 Built-ins are registered in ``pyproject.toml`` under the same groups as third-party packages, so a plugin
 installed with ``pip`` is found without touching this project. ``OFFSETSTREAM_PLUGINS_DISABLE`` (comma
@@ -16,8 +16,9 @@ FEED_PARSERS = "offsetstream.feed_parsers"
 DETECTION_RULES = "offsetstream.detection_rules"
 PAYER_POLICIES = "offsetstream.payer_policies"
 NOTIFICATION_CHANNELS = "offsetstream.notification_channels"
+CLI_COMMANDS = "offsetstream.cli_commands"
 
-GROUPS = (FEED_PARSERS, DETECTION_RULES, PAYER_POLICIES, NOTIFICATION_CHANNELS)
+GROUPS = (FEED_PARSERS, DETECTION_RULES, PAYER_POLICIES, NOTIFICATION_CHANNELS, CLI_COMMANDS)
 
 
 class PluginLoadError(RuntimeError):

@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     policy_config: Path | None = Field(
         default=None,
         description="JSON file choosing payer policies (and their options) per tenant and payer; see "
-        "shared.policy_config. Without it payer_policies, then the Medicare contractor table "
-        "(shared/data/medicare_contractors.csv) decide, and a payer neither names gets the commercial default.",
+        "policies.config. Without it payer_policies, then the Medicare contractor table "
+        "(policies/data/medicare_contractors.csv) decide, and a payer neither names gets the commercial default.",
     )
     payee_directory: Path | None = Field(
         default=None,

@@ -17,7 +17,7 @@ cap is such a failure: it is found before the transaction commits (the input is 
 as ``too_large``), and a dead-letter record that would not fit keeps a small body naming where the original is.
 
 Why batches: one message per transaction and per ack wait costs ~6 ms of round trips and fsyncs, which capped
-every agent near 150 messages/s (bench/README.md); a batch pays those once.
+every agent near 150 messages/s (devtools/bench/README.md); a batch pays those once.
 """
 
 import asyncio
@@ -40,9 +40,9 @@ from pydantic import ValidationError
 from contracts.envelope import Envelope
 from contracts.topics import all_topic_names, dlt_name
 from shared import db, lag, phi, telemetry
-from shared.admin import MAX_MESSAGE_BYTES
 from shared.dlt_refs import OmittedBody
 from shared.failures import TooLarge, is_transient, permanent_reason, record_size
+from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -177,10 +177,22 @@ class Stage:
         )
         setup_prometheus_sensors(self.app, name_prefix=f"faust_{service}")
         telemetry.declare_service(service)
-        lag.watch(self)
+        self.lag_monitor = self._watch_lag()
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self.subscriptions: list[tuple[tuple[str, ...], Handler]] = []
+
+    def _watch_lag(self) -> lag.LagMonitor:
+        """Attach a lag monitor to the faust app; it starts with the worker and reads the topics the stage
+        subscribes to at that time (``consume`` runs after the stage is built)."""
+        monitor = lag.LagMonitor(
+            self.service,
+            self.app.conf.id,
+            self.settings.kafka_bootstrap,
+            lambda: [topic for topics, _ in self.subscriptions for topic in topics],
+        )
+        self.app.task(monitor.run)
+        return monitor
 
     async def pool(self) -> asyncpg.Pool:
         """The service's connection pool, created on first use (after the worker has started)."""

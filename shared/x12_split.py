@@ -1,6 +1,6 @@
 """Cut an X12 file too large for one intake message into smaller, self-contained X12 files.
 
-A raw file travels to intake as one Kafka message (``shared.admin.MAX_MESSAGE_BYTES``), yet a large
+A raw file travels to intake as one Kafka message (``shared.kafka.MAX_MESSAGE_BYTES``), yet a large
 hospital's weekly Medicare 835 can be several times that. The payer's transactions (``ST..SE``) are the unit
 everything downstream identifies a remittance by (tenant, payer, ``TRN02``, ``ISA13``/``GS06``/``ST02``),
 so a file can be cut between transactions without changing a single id: each part repeats the

@@ -14,8 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.local_infra import Stack, start_stack
-from shared.runner import prepare
+from console.local_infra import Stack, start_stack
+from console.runner import prepare
 from shared.settings import REPO_ROOT, Settings
 
 

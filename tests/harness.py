@@ -16,7 +16,8 @@ from decimal import Decimal
 import asyncpg
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
-from shared import admin, db
+from services.intake import publish
+from shared import db
 from shared.stream import Incoming, Outgoing, apply_batch, envelope_event_id
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
@@ -57,7 +58,7 @@ class InProcessPipeline:
 
     def feed(self, content: bytes, file_name: str = "remit.835") -> None:
         """Queue a payer file on the intake topic, as ``offsetstream ingest`` does."""
-        key, value = admin.raw_file_message(content, file_name, self.tenant, "cli")
+        key, value = publish.raw_file_message(content, file_name, self.tenant, "cli")
         self.send(Outgoing("remit.intake.v1", key.decode(), value))
 
     def send(self, message: Outgoing) -> None:

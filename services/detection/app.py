@@ -20,8 +20,9 @@ from contracts.events import (
     ProviderAdjustmentReceived,
 )
 from contracts.money import to_money
+from policies import config as policy_config
 from services.detection import domain, metrics, store
-from shared import envelopes, outbox, plugins, policy_config
+from shared import envelopes, outbox, plugins
 from shared.clock import today
 from shared.ids import receivable_id, stable_id
 from shared.stream import Incoming, Outgoing, Rejected, Stage

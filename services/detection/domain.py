@@ -16,7 +16,7 @@ from uuid import UUID
 
 from contracts.events import ClaimPaymentReceived, EvidenceChannel, LetterReceived, ProviderAdjustmentReceived
 from contracts.money import ZERO
-from shared.references import DEFAULT_LAYOUT, ReferenceLayout
+from contracts.references import DEFAULT_LAYOUT, ReferenceLayout
 
 REVERSAL_STATUS = "22"
 

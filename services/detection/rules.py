@@ -15,6 +15,7 @@ from contracts.events import (
     ServicePayment,
 )
 from contracts.money import ZERO, to_money
+from contracts.references import DEFAULT_LAYOUT, ReferenceLayout, receivable_reference
 from services.detection.domain import (
     REVERSAL_STATUS,
     DetectionRule,
@@ -23,7 +24,6 @@ from services.detection.domain import (
     pending_reversal,
 )
 from shared.ids import stable_id
-from shared.references import DEFAULT_LAYOUT, ReferenceLayout, receivable_reference
 from shared.settings import get_settings
 
 DUPLICATE_CARCS = {"18", "B13"}

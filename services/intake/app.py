@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from services.intake import domain, metrics, store, x12
+from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import plugins, telemetry
-from shared.admin import MAX_MESSAGE_BYTES
 from shared.dlt_refs import RawFileRef
-from shared.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
+from shared.kafka import MAX_MESSAGE_BYTES
 from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message, envelope_event_id
 
 stage = Stage("intake", fetch_bytes=MAX_MESSAGE_BYTES)

@@ -28,8 +28,8 @@ from contracts.events import (
     RemittanceReceived,
 )
 from contracts.money import ZERO, to_money
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12 import codes
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from shared.ids import stable_id
 
 FEED = "csv"

@@ -11,8 +11,8 @@ from typing import Any
 from uuid import UUID
 
 from contracts.envelope import Envelope
+from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import envelopes
-from shared.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared.ids import account_key, stable_id
 
 REMITTANCES = "remit.remittances.v1"

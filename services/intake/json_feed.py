@@ -42,8 +42,8 @@ from services.intake.csv_feed import (
     parse_quantity,
     safe_name,
 )
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12 import codes
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 
 FEED = "json"
 FORMAT = "offsetstream-remittance"

@@ -5,7 +5,7 @@ from uuid import UUID
 
 import asyncpg
 
-from shared.feeds import FeedError, ParsedRemittance
+from services.intake.feeds import FeedError, ParsedRemittance
 
 
 async def posted_before(conn: asyncpg.Connection, tenant_id: str, parsed: ParsedRemittance) -> str | None:

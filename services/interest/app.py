@@ -13,10 +13,10 @@ import asyncpg
 
 from contracts.envelope import parse_envelope
 from contracts.events import ReceivableChanged, StaffActionRecorded
+from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
 from services.interest import metrics
 from services.interest.engine import Engine
 from shared import clock, outbox, plugins
-from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
 from shared.stream import Incoming, Outgoing, Rejected, Stage
 
 log = logging.getLogger(__name__)

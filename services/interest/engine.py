@@ -19,12 +19,13 @@ import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged, StaffActionRecorded
+from contracts.references import layout
+from policies import facts
+from policies.config import PolicyConfigError, PolicyResolver
+from policies.payers import PayerPolicy, ReceivableFacts, timeline
 from services.interest import domain, metrics, store
-from services.interest.policies import PayerPolicy, ReceivableFacts, timeline
 from shared import envelopes, outbox, phi
 from shared.ids import receivable_id, stable_id
-from shared.policy_config import PolicyConfigError, PolicyResolver
-from shared.references import layout
 from shared.stream import Outgoing
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Emitted:
     message: Outgoing
 
 
-def next_look(facts: ReceivableFacts, terms: domain.InterestTerms | None, horizon: date) -> date | None:
+def next_look(facts: ReceivableFacts, terms: facts.InterestTerms | None, horizon: date) -> date | None:
     """When the tick must recompute again: the next period due, or earlier the day an ERS installment can
     turn out missed (so a default shows, and re-rates, the day it happens)."""
     due = domain.next_due(facts.determination, facts.history, terms, horizon)

@@ -10,8 +10,9 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events import ReceivableChanged
-from services.interest.domain import Change, ErsPlan, Posted, Posting
-from services.interest.policies import Milestone
+from policies.facts import ErsPlan
+from policies.payers import Milestone
+from services.interest.domain import Change, Posted, Posting
 
 
 async def record_change(
@@ -188,7 +189,7 @@ async def save_progress(
     policy_source: str | None = None,
 ) -> None:
     """Remember how far the receivable is accrued, when the tick must look at it again, and which policy
-    applied and why (``configured``/``table``/``default`` and the entry: ``shared.policy_config``)."""
+    applied and why (``configured``/``table``/``default`` and the entry: ``policies.config``)."""
     await conn.execute(
         """UPDATE interest.receivables SET policy_applied = $3, accrued_through = $4, next_due = $5,
                policy_reason = $6, policy_source = $7

@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from contracts.money import ZERO
-from shared.policy_config import PolicyResolver
-from shared.references import ParsedReference, parse_reference
+from contracts.references import ParsedReference, parse_reference
+from policies.config import PolicyResolver
 
 Action = Literal[
     "recover", "deferral", "forwarding_open", "forwarding_apply", "refund", "review", "non_offset"

@@ -27,6 +27,7 @@ from contracts.events import (
     StaffActionRecorded,
 )
 from contracts.money import ZERO
+from policies.config import PolicyConfigError
 from services.matching import domain, store
 from services.matching.forwarding import apply_forwarding, open_forwarding
 from services.matching.ledger import (
@@ -48,7 +49,6 @@ from services.matching.refunds import (
     unknown_receivable_refund,
 )
 from shared.ids import receivable_id, stable_id
-from shared.policy_config import PolicyConfigError
 from shared.stream import Outgoing, Rejected
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from contracts.events import (
     ReceivableChanged,
 )
 from contracts.money import ZERO
+from contracts.references import ReferenceLayout
+from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
 from services.matching import domain, metrics, store
 from shared import envelopes, phi, plugins
 from shared.ids import stable_id
-from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
-from shared.references import ReferenceLayout
 from shared.settings import get_settings
 from shared.stream import Outgoing
 

@@ -18,12 +18,13 @@ from typing import Any
 import asyncpg
 from mode.types.signals import BaseSignalT
 
+from contracts.references import ReferenceLayout
+from policies import config as policy_config
 from services.notification import delivery, metrics
 from services.notification.channels import NotificationChannel
 from services.notification.engine import NOTIFICATIONS, SOURCES, TOKEN_SOURCES, Notifier, load_routes
 from services.notification.timelines import policy_timelines
-from shared import clock, outbox, plugins, policy_config
-from shared.references import ReferenceLayout
+from shared import clock, outbox, plugins
 from shared.stream import Incoming, Outgoing, Rejected, Stage, envelope_event_id
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from contracts.events import AlertRaised, InterestAccrued, OffsetRecorded, ReceivableChanged
+from contracts.references import ReferenceLayout
 from shared.phi import NO_TOKENS, Scrubber, Tokens
-from shared.references import ReferenceLayout
 
 Severity = Literal["info", "warning", "action"]
 Mode = Literal["immediate", "digest"]

@@ -33,12 +33,12 @@ from contracts.events import (
     OverpaymentDetected,
     ReceivableChanged,
 )
+from contracts.references import ReferenceLayout
 from services.notification import domain, metrics, store
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_delivery
 from shared import envelopes, outbox, phi
 from shared.ids import account_key, stable_id
-from shared.references import ReferenceLayout
 from shared.settings import Settings
 from shared.stream import Incoming, Outgoing
 
@@ -53,7 +53,7 @@ OFFSET_REDUCTIONS = ("ReceivableReduced", "ReceivableSettled")
 
 PoolOf = Callable[[], Awaitable[asyncpg.Pool]]
 LayoutOf = Callable[[str, str], ReferenceLayout | None]
-"""(tenant, payer) → the payer's reference layout (``shared.policy_config``), None when it cannot be resolved."""
+"""(tenant, payer) → the payer's reference layout (``policies.config``), None when it cannot be resolved."""
 
 
 def no_layout(tenant: str, payer: str) -> ReferenceLayout | None:

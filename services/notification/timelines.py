@@ -16,7 +16,7 @@ from services.notification import domain
 def policy_timelines(policies: Mapping[str, Any]) -> domain.TimelineOf:
     """A ``(policy name, determination date, identification date) → milestones`` function over the
     installed policies."""
-    from services.interest.policies import ReceivableFacts  # the payer-policy interface's value type
+    from policies.payers import ReceivableFacts  # the payer-policy interface's value type
 
     def timeline_of(policy: str, determination: date, identified_on: date | None) -> list[domain.Milestone]:
         plugin = policies.get(policy)

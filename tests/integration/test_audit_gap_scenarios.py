@@ -17,11 +17,10 @@ from harness import InProcessPipeline, remit
 from harness import run_files as run
 from x12_builder import Adj, Claim, Service
 
+from console import ledger_check, letters, matching_views
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised
 from services.matching import store as matching_store
-from services.matching import views
-from shared import ledger_check, letters
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
@@ -143,7 +142,7 @@ async def test_a_deferral_without_a_reference_is_raised_to_staff_and_queued(
     assert (flag.reference, flag.amount, flag.observed_on) == ("EFTW00001", D("75.00"), date(2026, 8, 3))
     assert "PCN" not in flag.detail
     # Staff see it in the work queue, with what they must do, and as an action notification.
-    [item] = await views.unmatched(ledger, tenant)
+    [item] = await matching_views.unmatched(ledger, tenant)
     assert (item["reason_code"], item["amount"], item["unmatched_amount"]) == ("WO", D("-75.00"), D("0.00"))
     assert item["to_identify"] == D("75.00")
     assert "identify" in item["reason"]
@@ -155,7 +154,7 @@ async def test_a_deferral_without_a_reference_is_raised_to_staff_and_queued(
     assert [n["severity"] for n in notified] == ["action"]
     # A deferral with a reference opens its receivable and is not in the queue.
     await run(ledger, tenant, remit("EFTW00002", "20260804", ("WO", "FCNW", "-50.00")))
-    assert len(await views.unmatched(ledger, tenant)) == 1
+    assert len(await matching_views.unmatched(ledger, tenant)) == 1
     await assert_ledger_consistent(ledger, tenant)
 
 
@@ -259,7 +258,7 @@ async def test_wo_and_72_after_the_refund_was_recorded_is_that_refund_counted_on
         D("300.00"),
         D("300.00"),
     )
-    assert await views.unmatched(ledger, tenant) == []
+    assert await matching_views.unmatched(ledger, tenant) == []
     buckets = await ledger.fetch(
         """SELECT reason_code, bucket, unmatched_amount FROM matching.adjustments
            WHERE tenant_id = $1 AND trace_number = 'EFTR00002' ORDER BY reason_code""",

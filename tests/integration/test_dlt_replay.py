@@ -17,14 +17,14 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from console import dlt
+from console.cli import fetch_files
+from console.dropfolder import DropFolder
+from console.local_infra import Stack
+from console.runner import Pipeline
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
-from shared import dlt
-from shared.cli import fetch_files
 from shared.dlt_refs import RawFileRef
-from shared.dropfolder import DropFolder
-from shared.local_infra import Stack
-from shared.runner import Pipeline
 from shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ async def _cli(stack: Stack, *args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "console.cli",
         *args,
         cwd=REPO_ROOT,
         env=stack.env(),

@@ -20,10 +20,10 @@ from harness import run_files as run
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, OffsetRecorded, ReceivableChanged
+from policies.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine
 from shared import envelopes, plugins
 from shared.ids import receivable_id, stable_id
-from shared.policy_config import PolicyConfig, PolicyResolver
 from shared.settings import Settings
 from shared.stream import Outgoing
 

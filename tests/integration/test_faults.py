@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from feeds import snapshot, write_feed
 
+from console import dlt, ledger_check
+from console.local_infra import Stack
+from console.runner import Pipeline
 from contracts.topics import TOPICS, dlt_name
-from shared import dlt, ledger_check
-from shared.local_infra import Stack
-from shared.runner import Pipeline
 from shared.settings import SERVICES, Settings
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 from harness import InProcessPipeline
 
-from shared import ledger_check, letters
-from shared.generate import Spec, compare, feed_order, generate
-from shared.local_infra import Stack
+from console import ledger_check, letters
+from console.local_infra import Stack
+from devtools.generate import Spec, compare, feed_order, generate
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ carrying an unknown segment posts with the warning stored, never the segment's c
 import asyncpg
 import pytest
 
+from services.intake import publish
 from services.intake.app import file_message_id, handle_file, replay_file
-from shared import admin
 from shared.settings import REPO_ROOT
 from shared.stream import Incoming, apply_batch
 
@@ -30,7 +30,7 @@ class Feed:
         self.ledger, self.tenant, self.offset = ledger, tenant, 0
 
     async def send(self, content: bytes, name: str, *, offset: int | None = None) -> str:
-        return await self.send_message(admin.raw_file_message(content, name, self.tenant, "cli"), offset)
+        return await self.send_message(publish.raw_file_message(content, name, self.tenant, "cli"), offset)
 
     async def send_message(self, message: tuple[bytes, bytes], offset: int | None = None) -> str:
         key, value = message
@@ -54,7 +54,7 @@ async def remittances(ledger: asyncpg.Connection, tenant: str) -> list[asyncpg.R
 async def test_an_identical_copy_is_a_receipt_that_posts_nothing_and_says_so(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
-    from shared.cli import _file_note
+    from console.cli import _file_note
 
     feed = Feed(ledger, tenant)
     assert await feed.send(ORIGINAL, "era.835") == "applied"
@@ -120,7 +120,7 @@ async def test_a_file_with_a_broken_transaction_posts_the_good_one_and_records_e
     # Group 1: a good transaction under a GE01 that says 2; group 2: an unbalanced transaction.
     mixed = ORIGINAL[:ge] + b"GE*2*8011~\n" + group + b"GE*1*8012~\nIEA*2*000000801~\n"
     assert iea > ge
-    key, value = admin.raw_file_message(mixed, "mixed.835", tenant, "cli")
+    key, value = publish.raw_file_message(mixed, "mixed.835", tenant, "cli")
     [result] = await apply_batch(
         ledger,
         "intake",
@@ -156,9 +156,9 @@ async def test_a_file_too_large_for_one_message_goes_as_parts_that_post_what_the
         for n in (b"2", b"3")
     ]
     large = ORIGINAL[:ge] + b"".join(copies) + b"GE*3*8011~\n" + ORIGINAL[ORIGINAL.index(b"IEA*") :]
-    monkeypatch.setattr(admin, "MAX_MESSAGE_BYTES", 1_000 + (2 * len(transaction) + 600) * 4 // 3)
-    monkeypatch.setattr(admin, "_ENVELOPE_ROOM", 1_000)
-    messages = admin.raw_file_messages(large, "weekly.835", tenant, "cli")
+    monkeypatch.setattr(publish, "MAX_MESSAGE_BYTES", 1_000 + (2 * len(transaction) + 600) * 4 // 3)
+    monkeypatch.setattr(publish, "_ENVELOPE_ROOM", 1_000)
+    messages = publish.raw_file_messages(large, "weekly.835", tenant, "cli")
     assert len(messages) == 2
     feed = Feed(ledger, tenant)
     assert [await feed.send_message(m) for m in messages] == ["applied", "applied"]
@@ -171,7 +171,7 @@ async def test_a_file_too_large_for_one_message_goes_as_parts_that_post_what_the
     ]
     files = await ledger.fetch("SELECT file_name FROM intake.files WHERE tenant_id = $1 ORDER BY 1", tenant)
     assert [f["file_name"] for f in files] == ["weekly.part1of2.835", "weekly.part2of2.835"]
-    again = admin.raw_file_messages(large, "weekly.835", tenant, "drop_folder")
+    again = publish.raw_file_messages(large, "weekly.835", tenant, "drop_folder")
     assert [await feed.send_message(m) for m in again] == ["duplicate", "duplicate"]
     assert len(await remittances(ledger, tenant)) == 3
 
@@ -191,7 +191,7 @@ async def test_a_clearinghouse_batch_posts_each_clinics_remittance_under_that_cl
     )
     assert b"*XX*1999999984" in second
     batch = ORIGINAL[:ge] + second + b"GE*2*8011~\n" + ORIGINAL[ORIGINAL.index(b"IEA*") :]
-    messages = admin.raw_file_messages(
+    messages = publish.raw_file_messages(
         batch, "batch.835", tenant, "drop_folder", payees={"1999999984": other_clinic}
     )
     feed = Feed(ledger, tenant)

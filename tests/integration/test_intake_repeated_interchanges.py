@@ -5,8 +5,8 @@ silently collapsing into it; a redelivery of that file re-publishes each event o
 import asyncpg
 import pytest
 
+from services.intake import publish
 from services.intake.app import file_message_id, handle_file, replay_file
-from shared import admin
 from shared.settings import REPO_ROOT
 from shared.stream import Incoming, apply_batch
 
@@ -19,7 +19,7 @@ COPIES = 25
 async def test_an_interchange_repeated_in_one_file_posts_once_with_a_stored_warning(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
-    key, value = admin.raw_file_message(ORIGINAL * COPIES, "era-repeated.835", tenant, "cli")
+    key, value = publish.raw_file_message(ORIGINAL * COPIES, "era-repeated.835", tenant, "cli")
     incoming = Incoming("remit.intake.v1", 0, 0, key, value)
     [first] = await apply_batch(
         ledger, "intake", handle_file, [incoming], file_message_id, replay=replay_file

@@ -21,14 +21,14 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from console import interest_views
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged
-from services.interest import commands
+from policies.config import PolicyConfig, PolicyResolver
+from policies.payers import MedicarePolicy
 from services.interest.engine import Engine
-from services.interest.policies import MedicarePolicy
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
-from shared.policy_config import PolicyConfig, PolicyResolver
 from shared.settings import Settings
 from shared.stream import Outgoing
 
@@ -290,14 +290,14 @@ async def test_400_days_of_ticks_equal_the_closed_form_across_a_restart(
         await conn.close()
 
     # The staff view of the appealed receivable.
-    view = await commands.receivable_timeline(stack_settings, tenant, receivables[1].reference)
+    view = await interest_views.receivable_timeline(stack_settings, tenant, receivables[1].reference)
     [only] = view["receivables"]
     labels = [t["label"] for t in only["timeline"]]
     assert {"rebuttal_deadline", "interest_start", "recoupment_start", "appeal_deadline"} <= set(labels)
     assert {"recoupment_paused", "recoupment_resumed"} <= set(labels)
     assert only["interest_total"] == sum(p["amount"] for p in only["interest"])
-    text = commands.render_timeline(view)
+    text = interest_views.render_timeline(view)
     assert "recoupment paused" in text and "recoupment_during_pause" in text
-    assert "no receivable" in commands.render_timeline(
-        await commands.receivable_timeline(stack_settings, tenant, "NO-SUCH-FCN")
+    assert "no receivable" in interest_views.render_timeline(
+        await interest_views.receivable_timeline(stack_settings, tenant, "NO-SUCH-FCN")
     )

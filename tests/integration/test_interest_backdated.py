@@ -15,10 +15,10 @@ import pytest
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import InterestAccrued, ReceivableChanged
+from policies.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine, accrual_id
 from shared import envelopes, plugins
 from shared.ids import receivable_id, stable_id
-from shared.policy_config import PolicyConfig, PolicyResolver
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration

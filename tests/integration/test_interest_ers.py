@@ -31,11 +31,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from integration.test_interest_service import read_all, wait_for
 
+from console import interest_views, letters
+from console.local_infra import Stack, free_port
 from contracts.events import DatedRecovery, ReceivableChanged, RepaymentSchedule
-from services.interest import commands
-from shared import envelopes, letters
+from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
-from shared.local_infra import Stack, free_port
 from shared.settings import SERVICES, Settings
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
 
     # `offsetstream receivable FCN-ERS` shows the schedule, its standing and the timeline it changed.
     settings = Settings(database_url=stack.postgres.dsn, today=TODAY)
-    view = await commands.receivable_timeline(settings, tenant, REF)
+    view = await interest_views.receivable_timeline(settings, tenant, REF)
     [r] = view["receivables"]
     ers = r["ers"]
     assert (ers["granted_on"], ers["standing"], ers["default_since"]) == (
@@ -187,6 +187,6 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
     milestones = {t["label"]: t["date"] for t in r["timeline"]}
     assert milestones["ers_granted"] == date(2023, 6, 1)
     assert milestones["ers_defaulted"] == milestones["recoupment_start"] == date(2023, 9, 2)
-    text = commands.render_timeline(view)
+    text = interest_views.render_timeline(view)
     assert "Extended repayment schedule granted 2023-06-01: 10 installments, 1 paid, 3 missed" in text
     assert "in default since 2023-09-02" in text

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from console.local_infra import Stack, free_port
 from contracts import topics
 from contracts.events import ReceivableChanged
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
-from shared.local_infra import Stack, free_port
 from shared.settings import SERVICES
 
 pytestmark = pytest.mark.integration

@@ -23,13 +23,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from x12_builder import Adj, Claim, Transaction, build_835, parse_all, remittances
 
+from console import dlt
+from console.local_infra import Stack
+from console.runner import Pipeline
 from services.intake import domain
-from shared import dlt
-from shared.admin import INTAKE, MAX_MESSAGE_BYTES, raw_file_message
+from services.intake.publish import INTAKE, raw_file_message
 from shared.dlt_refs import OmittedBody, RawFileRef
 from shared.failures import record_size
-from shared.local_infra import Stack
-from shared.runner import Pipeline
+from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
@@ -94,7 +95,7 @@ async def _cli_bytes(stack: Stack, *args: str) -> bytes:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "console.cli",
         *args,
         cwd=REPO_ROOT,
         env=stack.env(),

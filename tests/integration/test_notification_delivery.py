@@ -22,6 +22,8 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from console.local_infra import Stack, free_port
+from console.receiver import WebhookReceiver
 from contracts.events import NotificationEmitted, ReceivableChanged
 from examples import webhook_receiver as example
 from services.notification import store
@@ -32,8 +34,6 @@ from services.notification.engine import Notifier
 from services.notification.timelines import policy_timelines
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
-from shared.local_infra import Stack, free_port
-from shared.receiver import WebhookReceiver
 from shared.settings import Settings
 from shared.stream import Incoming, Outgoing
 from shared.webhook import tenant_key

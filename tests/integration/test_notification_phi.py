@@ -16,8 +16,10 @@ import asyncpg
 import pytest
 from harness import InProcessPipeline
 
+from console.local_infra import Stack
 from contracts.envelope import parse_envelope
 from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
+from contracts.references import LAYOUTS
 from services.notification import domain
 from services.notification.channels import Outbound, Outcome
 from services.notification.delivery import drain
@@ -25,8 +27,6 @@ from services.notification.domain import Routes
 from services.notification.engine import NOTIFICATIONS, Notifier
 from shared import envelopes, phi
 from shared.ids import account_key
-from shared.local_infra import Stack
-from shared.references import LAYOUTS
 from shared.settings import REPO_ROOT, Settings
 from shared.stream import Incoming
 

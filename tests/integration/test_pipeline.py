@@ -10,8 +10,8 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from shared.local_infra import Stack
-from shared.runner import Pipeline
+from console.local_infra import Stack
+from console.runner import Pipeline
 from shared.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration

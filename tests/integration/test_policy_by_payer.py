@@ -19,11 +19,10 @@ from harness import InProcessPipeline, remit
 from harness import run_files as run
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
+from console import cli_staff, interest_views, ledger_check
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, NotificationEmitted
 from services.interest import app as interest_app
-from services.interest import commands
-from shared import cli_staff, ledger_check
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -144,10 +143,10 @@ async def test_a_commercial_deferral_gets_commercial_rules_and_a_medicare_one_me
 
     # `offsetstream receivable FCN` says which policy applied and why.
     for reference, policy, reason in (("FCN-MCR-1", "medicare", "table"), ("CPL-1", "commercial", "default")):
-        view = await commands.receivable_timeline(stack_settings, tenant, reference)
+        view = await interest_views.receivable_timeline(stack_settings, tenant, reference)
         [entry] = view["receivables"]
         assert (entry["policy"], entry["policy_reason"], entry["policy_recorded"]) == (policy, reason, True)
-        assert f"Policy {policy} ({reason}: " in commands.render_timeline(view)
+        assert f"Policy {policy} ({reason}: " in interest_views.render_timeline(view)
     # The command itself, for people and with --json.
     monkeypatch.setattr(cli_staff, "get_settings", lambda: stack_settings)
     for as_json in (False, True):

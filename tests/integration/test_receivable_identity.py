@@ -19,8 +19,7 @@ from harness import other_claim as other
 from harness import remit_claims as remit
 from x12_builder import Claim, Service
 
-from services.matching import views
-from shared import cli_staff, ledger_check, letters
+from console import cli_staff, ledger_check, letters, matching_views
 from shared.settings import Settings
 from shared.stream import Outgoing
 
@@ -165,7 +164,7 @@ async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
 
     # `offsetstream receivable` shows the merge from either side, and finds the debt by any identifier.
     for name in (fcn, ORIGINAL, CORRECTED):
-        detail = await views.receivable(ledger, tenant, name)
+        detail = await matching_views.receivable(ledger, tenant, name)
         assert detail is not None, name
         head = detail["receivable"]
         survivor = head["merged_into_reference"] or head["reference"]
@@ -181,7 +180,7 @@ async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
         absorbed["receivable_id"],
     )
     assert posted == D("0.00")  # whatever interest it was charged was reversed
-    survivor_detail = await views.receivable(ledger, tenant, absorbed["reference"])
+    survivor_detail = await matching_views.receivable(ledger, tenant, absorbed["reference"])
     assert survivor_detail is not None
     assert survivor_detail["receivable"]["merged_into_reference"] is not None
     assert any(h["change"] == "ReceivableMerged" for h in survivor_detail["history"])
@@ -215,9 +214,9 @@ async def test_a_refund_pair_without_a_known_receivable_is_acknowledged_not_queu
     pipeline = InProcessPipeline(ledger, tenant)
     pipeline.feed(refund)
     await pipeline.run()
-    assert await views.unmatched(ledger, tenant) == []
+    assert await matching_views.unmatched(ledger, tenant) == []
     assert await unmatched(ledger, tenant) == D("0.00")
-    story = await views.remittance(ledger, tenant, "EFTR0001")
+    story = await matching_views.remittance(ledger, tenant, "EFTR0001")
     assert story is not None
     assert {p["bucket"] for p in story["pairs"]} == {"refund_acknowledged"}
     assert any("unknown receivable" in p["reason"] for p in story["pairs"])

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from shared import admin
-from shared.local_infra import Stack
+from console.local_infra import Stack
+from services.intake import publish
 from shared.settings import REPO_ROOT
 from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, envelope_event_id
 
@@ -168,7 +168,7 @@ async def test_intake_rebuilds_a_redelivered_file_s_messages_instead_of_storing_
     files = sorted((REPO_ROOT / "examples" / "835").glob("*.835"))
     batch: list[Incoming] = []
     for path in files:
-        key, value = admin.raw_file_message(path.read_bytes(), path.name, tenant, "cli")
+        key, value = publish.raw_file_message(path.read_bytes(), path.name, tenant, "cli")
         batch.append(Incoming("remit.intake.v1", 0, len(batch), key, value))
 
     first = await apply_batch(ledger, "intake", handle_file, batch, file_message_id, replay=replay_file)

@@ -13,10 +13,9 @@ import asyncpg
 import pytest
 from harness import remit, run_files
 
-from services.interest import commands
-from services.matching import views
-from shared import db, ledger_check
-from shared.local_infra import Stack, pg_bindir
+from console import interest_views, ledger_check, matching_views
+from console.local_infra import Stack, pg_bindir
+from shared import db
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 pytestmark = pytest.mark.integration
@@ -53,9 +52,9 @@ async def test_staff_scope_returns_only_its_tenant_even_without_a_tenant_filter(
             seen = await ledger.fetch(f"SELECT DISTINCT tenant_id FROM {table}")  # a name from the catalog
             assert {r["tenant_id"] for r in seen} <= {a}, table
         # The views, asked for B inside A's scope, find nothing: the filter in the SQL is not what protects B.
-        assert [r["reference"] for r in await views.receivables(ledger, a)] == ["FCN910"]
-        assert await views.receivables(ledger, b) == []
-        assert await views.receivable(ledger, b, "FCN910") is None
+        assert [r["reference"] for r in await matching_views.receivables(ledger, a)] == ["FCN910"]
+        assert await matching_views.receivables(ledger, b) == []
+        assert await matching_views.receivable(ledger, b, "FCN910") is None
         assert await ledger_check.check(ledger, b) == []
         # Staff read; they never write, not even their own tenant's rows.
         with pytest.raises(asyncpg.PostgresError):
@@ -68,9 +67,9 @@ async def test_staff_scope_returns_only_its_tenant_even_without_a_tenant_filter(
         await ledger.execute(f"SET LOCAL ROLE {db.STAFF_ROLE}")
         assert await ledger.fetchval("SELECT count(*) FROM matching.receivables") == 0
     # The interest timeline (its own connection) is scoped the same way.
-    timeline = await commands.receivable_timeline(stack_settings, a, "FCN910")
+    timeline = await interest_views.receivable_timeline(stack_settings, a, "FCN910")
     assert timeline["receivables"]
-    assert (await commands.receivable_timeline(stack_settings, b, "FCN910"))["receivables"]
+    assert (await interest_views.receivable_timeline(stack_settings, b, "FCN910"))["receivables"]
     async with db.staff_scope(ledger, a):
         assert await ledger.fetchval("SELECT count(*) FROM interest.receivables WHERE tenant_id = $1", b) == 0
 
@@ -174,7 +173,7 @@ async def test_staff_commands_show_only_the_tenant_asked_for(
 
     def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args, "--tenant", a],
+            [sys.executable, "-m", "console.cli", *args, "--tenant", a],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from feeds import snapshot, write_feed
 
-from shared.local_infra import Stack
-from shared.runner import Pipeline
+from console.local_infra import Stack
+from console.runner import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ The rules it applies, each with where it comes from:
 - **Interest**: Medicare (payer ids of the contractor table) — for each full 30-day period after the
   determination date, period *n* (days 30(n−1)+1 … 30n) is charged on day 30n+1 on the principal outstanding
   at the end of day 30n: ``principal × annual rate × 30/360`` rounded half-up to the cent, at the rate in
-  force on the determination date (``services/interest/data/medicare_interest_rates.csv``), nothing once
+  force on the determination date (``policies/data/medicare_interest_rates.csv``), nothing once
   principal is 0. Commercial default (README / the commercial policy's documented default): no interest.
 - **Staff actions**: a refund check recorded by staff is a refund on its date; a write-off closes what is
   owed on its date (the open balance when no amount is given), interest first, and ends accrual.
@@ -49,9 +49,7 @@ from .x12 import Remittance, read_835
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 PERIOD_DAYS = 30
-RATES_CSV = (
-    Path(__file__).resolve().parents[2] / "services" / "interest" / "data" / "medicare_interest_rates.csv"
-)
+RATES_CSV = Path(__file__).resolve().parents[2] / "policies" / "data" / "medicare_interest_rates.csv"
 
 MEDICARE_PAYERS = frozenset(
     {

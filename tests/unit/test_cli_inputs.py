@@ -1,8 +1,8 @@
 """Every option of ``offsetstream`` refuses a bad value with one clear line and status 2, never a traceback.
 
-The table drives the real entry point (``shared.cli.main``) in process with a bad value for each option of each
+The table drives the real entry point (``console.cli.main``) in process with a bad value for each option of each
 subcommand; nothing reaches Kafka or PostgreSQL, because every value is checked while the command line is
-parsed (``shared.cli_args``). A few cases run as a subprocess too, as staff would type them.
+parsed (``console.cli_args``). A few cases run as a subprocess too, as staff would type them.
 """
 
 import os
@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from shared import admin, cli, cli_args
+from console import cli, cli_args
+from services.intake import publish
+from shared import kafka
 from shared.failures import record_size
 from shared.settings import REPO_ROOT, get_settings
 
@@ -274,17 +276,17 @@ def test_unreachable_kafka_or_postgres_is_one_line_and_status_1(capsys: pytest.C
 def test_a_file_just_under_the_cap_is_refused_before_the_producer_would_refuse_it() -> None:
     """The value alone fits in MAX_MESSAGE_BYTES, the record (key, batch overhead) does not: the file is
     refused with the reason, where it used to pass the check and end in aiokafka's MessageSizeTooLargeError."""
-    overhead = len(admin.raw_file_message(b"", "near.csv", "t1", "cli")[1])
-    size = (admin.MAX_MESSAGE_BYTES - overhead) * 3 // 4 - 3
+    overhead = len(publish.raw_file_message(b"", "near.csv", "t1", "cli")[1])
+    size = (kafka.MAX_MESSAGE_BYTES - overhead) * 3 // 4 - 3
     content = b"a" * size
-    key, value = admin.raw_file_message(content, "near.csv", "t1", "cli")
-    assert admin.MAX_MESSAGE_BYTES - 100 < len(value) <= admin.MAX_MESSAGE_BYTES
-    assert record_size(key, value, []) > admin.MAX_MESSAGE_BYTES
-    with pytest.raises(admin.FileRefused, match="file too large"):
-        admin.raw_file_messages(content, "near.csv", "t1", "cli")
+    key, value = publish.raw_file_message(content, "near.csv", "t1", "cli")
+    assert kafka.MAX_MESSAGE_BYTES - 100 < len(value) <= kafka.MAX_MESSAGE_BYTES
+    assert record_size(key, value, []) > kafka.MAX_MESSAGE_BYTES
+    with pytest.raises(publish.FileRefused, match="file too large"):
+        publish.raw_file_messages(content, "near.csv", "t1", "cli")
     smaller = b"a" * (size - 1024)
-    [(key, value)] = admin.raw_file_messages(smaller, "near.csv", "t1", "cli")
-    assert record_size(key, value, []) <= admin.MAX_MESSAGE_BYTES
+    [(key, value)] = publish.raw_file_messages(smaller, "near.csv", "t1", "cli")
+    assert record_size(key, value, []) <= kafka.MAX_MESSAGE_BYTES
 
 
 def test_ingest_of_a_file_just_under_the_cap_says_why_and_sends_nothing(
@@ -302,10 +304,10 @@ def test_ingest_of_a_file_just_under_the_cap_says_why_and_sends_nothing(
         async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
             sent.append(value)
 
-    monkeypatch.setattr(admin, "AIOKafkaProducer", Producer)
-    overhead = len(admin.raw_file_message(b"", "near.csv", "t1", "cli")[1])
+    monkeypatch.setattr(publish, "AIOKafkaProducer", Producer)
+    overhead = len(publish.raw_file_message(b"", "near.csv", "t1", "cli")[1])
     near = tmp_path / "near.csv"
-    near.write_bytes(b"a" * ((admin.MAX_MESSAGE_BYTES - overhead) * 3 // 4 - 3))
+    near.write_bytes(b"a" * ((kafka.MAX_MESSAGE_BYTES - overhead) * 3 // 4 - 3))
     code, err = _run(["ingest", str(near), "--tenant", "t1"], capsys)
     assert (code, sent) == (1, [])
     assert "Traceback" not in err and "file too large" in err and str(near) in err
@@ -322,7 +324,7 @@ def test_ingest_of_a_file_just_under_the_cap_says_why_and_sends_nothing(
 def test_as_typed_in_a_shell(argv: list[str], fragment: str) -> None:
     env = {**os.environ, "OFFSETSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *argv],
+        [sys.executable, "-m", "console.cli", *argv],
         check=False,
         cwd=REPO_ROOT,
         env=env,

@@ -207,7 +207,16 @@ def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
     assert users, "the image must switch to a non-root user"
     assert users[-1] not in {"root", "0"}
     assert instructions[-1] == 'CMD ["offsetstream", "--help"]'
-    for copied in ("pyproject.toml", "contracts", "shared", "services", "infra"):
+    for copied in (
+        "pyproject.toml",
+        "contracts",
+        "shared",
+        "policies",
+        "services",
+        "console",
+        "devtools",
+        "infra",
+    ):
         assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", text, re.MULTILINE), copied
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from services.intake.csv_feed import HEADER_REQUIRED, OPTIONAL, RECORD_TYPES, CsvParser
 from services.intake.domain import choose_parser
+from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import plugins
-from shared.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared.ids import stable_id
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "csv" / "sample.csv"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from shared.admin import INTAKE
-from shared.dropfolder import DropFolder, PermanentPublishError
+from console.dropfolder import DropFolder, PermanentPublishError
+from services.intake.publish import INTAKE
 
 X12 = b"ISA*00*          *00*          *ZZ*01312~ST*835*0001~SE*2*0001~"
 
@@ -136,7 +136,7 @@ async def test_a_reused_file_name_never_overwrites_a_processed_file(tmp_path: Pa
 async def test_a_file_too_large_for_one_message_fails_without_publishing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("shared.admin.MAX_MESSAGE_BYTES", 100)
+    monkeypatch.setattr("services.intake.publish.MAX_MESSAGE_BYTES", 100)
     fake = FakePublisher()
     folder = DropFolder(tmp_path, "t1", publisher=fake)
     (tmp_path / "big.835").write_bytes(X12 * 5)

@@ -8,23 +8,14 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from console import cli, cli_staff, letters
 from contracts.envelope import parse_envelope
 from contracts.events import RepaymentSchedule, StaffActionRecorded
 from contracts.money import ZERO
-from services.interest.domain import (
-    ErsPlan,
-    History,
-    Movement,
-    ers_default_date,
-    ers_installments,
-    ers_plan,
-    ers_review_day,
-    ers_standing,
-    schedule,
-)
+from policies.facts import ErsPlan, History, Movement, ers_default_date, ers_installments
+from policies.payers import MedicarePolicy, ReceivableFacts, timeline
+from services.interest.domain import ers_plan, ers_review_day, ers_standing, schedule
 from services.interest.engine import next_look
-from services.interest.policies import MedicarePolicy, ReceivableFacts, timeline
-from shared import cli, cli_staff, letters
 from shared.ids import stable_id
 
 D = Decimal

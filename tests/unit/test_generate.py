@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 from x12_builder import parse_all, remittances
 
-from services.intake.x12 import X12Parser
-from shared import letters
-from shared.feeds import FeedError, ParsedRemittance
-from shared.generate import (
+from console import letters
+from devtools.generate import (
     Spec,
     differences,
     feed_order,
@@ -26,6 +24,8 @@ from shared.generate import (
     npi,
     write_interchange,
 )
+from services.intake.feeds import FeedError, ParsedRemittance
+from services.intake.x12 import X12Parser
 
 SPEC = Spec(tenants=2, payers=2, providers=3, days=45, seed=11, claims_per_remit=6)
 

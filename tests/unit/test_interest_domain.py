@@ -5,19 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.interest.domain import (
-    Change,
-    History,
-    InterestTerms,
-    Movement,
-    Pause,
-    RateTable,
-    history_from_changes,
-    next_due,
-    period_interest,
-    schedule,
-)
-from services.interest.policies import MedicarePolicy
+from policies.facts import History, InterestTerms, Movement, Pause, RateTable
+from policies.payers import MedicarePolicy
+from services.interest.domain import Change, history_from_changes, next_due, period_interest, schedule
 
 D = Decimal
 

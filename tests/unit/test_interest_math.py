@@ -13,18 +13,9 @@ from typing import Any
 import pytest
 
 from contracts.money import ZERO
-from services.interest.domain import (
-    ErsPlan,
-    History,
-    InterestTerms,
-    Movement,
-    Pause,
-    Posted,
-    ers_default_date,
-    reconcile,
-    schedule,
-)
-from services.interest.policies import MedicarePolicy, ReceivableFacts
+from policies.facts import ErsPlan, History, InterestTerms, Movement, Pause, ers_default_date
+from policies.payers import MedicarePolicy, ReceivableFacts
+from services.interest.domain import Posted, reconcile, schedule
 
 D = Decimal
 J1 = date(2026, 1, 1)

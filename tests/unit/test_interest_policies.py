@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from contracts.money import ZERO
-from services.interest.domain import History, Movement, Pause, add_months
-from services.interest.policies import (
+from contracts.references import LAYOUTS, ReferenceLayout
+from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
+from policies.facts import History, Movement, Pause, add_months
+from policies.payers import (
     CaliforniaPolicy,
     CommercialPolicy,
     MedicarePolicy,
@@ -22,8 +24,6 @@ from services.interest.policies import (
     timeline,
 )
 from shared import plugins
-from shared.policy_config import PolicyConfig, PolicyConfigError, PolicyResolver
-from shared.references import LAYOUTS, ReferenceLayout
 from shared.settings import Settings
 
 D = Decimal
@@ -190,7 +190,7 @@ def test_configuration_errors_stop_start_up() -> None:
 
 
 def test_reference_layouts() -> None:
-    # One table of layouts in shared.references serves detection, matching and the policies.
+    # One table of layouts in contracts.references serves detection, matching and the policies.
     medicare, dme, plain = LAYOUTS["medicare"], LAYOUTS["dme"], LAYOUTS["plain"]
 
     def split(layout: ReferenceLayout, raw: str | None) -> tuple[str | None, str | None]:
@@ -216,9 +216,7 @@ def test_add_months_clamps_to_month_end() -> None:
 
 
 def test_the_example_configuration_is_valid() -> None:
-    example = (
-        Path(__file__).resolve().parents[2] / "services" / "interest" / "data" / "policy_config.example.json"
-    )
+    example = Path(__file__).resolve().parents[2] / "policies" / "data" / "policy_config.example.json"
     config = PolicyConfig.from_json(example.read_text())
     resolver = PolicyResolver(plugins.load_plugins(plugins.PAYER_POLICIES), Settings(), config)
     assert resolver.resolve("clinic-a", "16013").reference_layout == "dme"

@@ -8,7 +8,8 @@ stay put); a write-off must stop accrual exactly as a recovery of the same amoun
 from datetime import date, timedelta
 from decimal import Decimal
 
-from services.interest.domain import Change, InterestTerms, history_from_changes, next_due, schedule
+from policies.facts import InterestTerms
+from services.interest.domain import Change, history_from_changes, next_due, schedule
 
 D = Decimal
 DET = date(2026, 1, 1)

@@ -11,9 +11,9 @@ import pytest
 
 from services.intake.csv_feed import CsvParser
 from services.intake.domain import choose_parser
+from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from services.intake.json_feed import JsonParser, item_ordinal, json_path
 from shared import plugins
-from shared.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared.ids import stable_id
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from console.dlt import _to_dead_letter
 from contracts.envelope import parse_envelope
 from contracts.events import (
     AlertRaised,
@@ -29,12 +30,11 @@ from contracts.events import (
     RawFileReceived,
     ReceivableChanged,
 )
+from contracts.references import LAYOUTS, ReferenceLayout
 from services.notification import domain, engine
 from services.notification.channels import EmailChannel
 from shared import envelopes, phi
-from shared.dlt import _to_dead_letter
 from shared.ids import account_key
-from shared.references import LAYOUTS, ReferenceLayout
 from shared.stream import Incoming, dead_letter_message
 
 D = Decimal

@@ -13,11 +13,11 @@ from uuid import uuid4
 import pytest
 
 from contracts.events import ProviderAdjustmentReceived
+from policies import config as policy_config
+from policies.config import PolicyConfigError, PolicyResolver
 from services.detection import app as detection
 from services.matching import app as matching
 from services.matching.domain import read_reference
-from shared import policy_config
-from shared.policy_config import PolicyConfigError, PolicyResolver
 from shared.settings import Settings
 
 PAYER = "16013"

@@ -1,6 +1,6 @@
 """Payer policy by payer: the resolution order, the reason each step gives, and the Medicare contractor table.
 
-Order (``shared.policy_config``): tenant payer entry, ``"*"`` payer entry, ``OFFSETSTREAM_PAYER_POLICIES``
+Order (``policies.config``): tenant payer entry, ``"*"`` payer entry, ``OFFSETSTREAM_PAYER_POLICIES``
 (reason ``configured``), the Medicare contractor table (``table``), tenant default, ``"*"`` default, the
 commercial default (``default``). A payer nothing names is never Medicare.
 """
@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from services.interest import commands
-from services.interest.policies import CommercialPolicy, MedicarePolicy
-from shared import plugins
-from shared.generate.model import PAYERS, payer_at
-from shared.policy_config import (
+from console import interest_views
+from devtools.generate.model import PAYERS, payer_at
+from policies.config import (
     MEDICARE_CONTRACTORS,
     MedicareContractor,
     PolicyChoice,
@@ -27,6 +25,8 @@ from shared.policy_config import (
     medicare_contractors,
     read_medicare_contractors,
 )
+from policies.payers import CommercialPolicy, MedicarePolicy
+from shared import plugins
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,15 +174,19 @@ def test_the_receivable_view_says_why_a_policy_applied() -> None:
         "policy_reason": "default",
         "policy_source": "payer 60054 is in no configuration and not in the Medicare contractor table",
     }
-    entry = commands.applied_policy(Settings(), recorded)
+    entry = interest_views.applied_policy(Settings(), recorded)
     assert entry == {
         "policy": "commercial",
         "policy_reason": "default",
         "policy_source": recorded["policy_source"],
         "policy_recorded": True,
     }
-    assert commands.policy_line(entry) == f"Policy commercial (default: {recorded['policy_source']})"
+    assert interest_views.policy_line(entry) == f"Policy commercial (default: {recorded['policy_source']})"
     # Before interest has applied a policy, the command resolves it itself and says so.
-    fresh = commands.applied_policy(Settings(), {"tenant_id": "clinic-a", "payer_id": "01312", "policy": "x"})
+    fresh = interest_views.applied_policy(
+        Settings(), {"tenant_id": "clinic-a", "payer_id": "01312", "policy": "x"}
+    )
     assert (fresh["policy"], fresh["policy_reason"], fresh["policy_recorded"]) == ("medicare", "table", False)
-    assert commands.policy_line(fresh).endswith("; not recorded by interest yet, resolved by this command)")
+    assert interest_views.policy_line(fresh).endswith(
+        "; not recorded by interest yet, resolved by this command)"
+    )

@@ -4,10 +4,11 @@ from typing import Any
 
 import pytest
 
+from contracts.references import receivable_reference
 from contracts.topics import all_topic_names, dlt_name
-from shared import admin, plugins
+from services.intake import publish
+from shared import plugins
 from shared.ids import account_key, receivable_id, stable_id
-from shared.references import receivable_reference
 from shared.settings import Settings
 from shared.stream import Incoming, dead_letter_message
 from shared.webhook import sign, verify
@@ -95,27 +96,27 @@ def test_files_of_one_x12_sender_share_a_key_so_they_stay_in_order() -> None:
     first = (ISA.format(sender="01312") + "GS*HP~").encode()
     later = (ISA.format(sender="01312") + "GS*HP*other~").encode()
     other = (ISA.format(sender="00431") + "GS*HP~").encode()
-    assert admin.interchange_sender(first) == "01312"
-    key_first, value_first = admin.raw_file_message(first, "a.835", "t1", "cli")
-    key_later, value_later = admin.raw_file_message(later, "b.835", "t1", "cli")
+    assert publish.interchange_sender(first) == "01312"
+    key_first, value_first = publish.raw_file_message(first, "a.835", "t1", "cli")
+    key_later, value_later = publish.raw_file_message(later, "b.835", "t1", "cli")
     assert key_first == key_later and value_first != value_later
-    assert admin.raw_file_message(other, "c.835", "t1", "cli")[0] != key_first
-    assert admin.raw_file_message(first, "a.835", "t2", "cli")[0] != key_first  # tenants never share a key
+    assert publish.raw_file_message(other, "c.835", "t1", "cli")[0] != key_first
+    assert publish.raw_file_message(first, "a.835", "t2", "cli")[0] != key_first  # tenants never share a key
 
 
 def test_a_file_without_an_isa_header_is_keyed_by_its_content() -> None:
     csv_a, csv_b = b"payer_id,trace\n01312,T1\n", b"payer_id,trace\n01312,T2\n"
-    assert admin.interchange_sender(csv_a) is None
-    assert admin.interchange_sender(b"ISA*00*short~") is None
+    assert publish.interchange_sender(csv_a) is None
+    assert publish.interchange_sender(b"ISA*00*short~") is None
     assert (
-        admin.raw_file_message(csv_a, "a.csv", "t1", "cli")[0]
-        != admin.raw_file_message(csv_b, "b.csv", "t1", "cli")[0]
+        publish.raw_file_message(csv_a, "a.csv", "t1", "cli")[0]
+        != publish.raw_file_message(csv_b, "b.csv", "t1", "cli")[0]
     )
 
 
 def test_the_sender_is_read_with_the_file_s_own_element_separator() -> None:
     content = ("\ufeff" + ISA.format(sender="SENDER9").replace("*", "|") + "GS|HP~").encode()
-    assert admin.interchange_sender(content) == "SENDER9"
+    assert publish.interchange_sender(content) == "SENDER9"
 
 
 # --- batches and faust acknowledgements -----------------------------------------------------------------

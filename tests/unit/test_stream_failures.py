@@ -14,12 +14,13 @@ from faust.exceptions import ProducerSendError
 from pydantic import ValidationError
 from x12_builder import Adj, Claim, Transaction, build_835, parse_all, remittances
 
+from console.dlt import DeadLetter
 from contracts.events import RawFileReceived
 from services.intake import domain
-from shared.admin import MAX_MESSAGE_BYTES, raw_file_message, topic_configs
-from shared.dlt import DeadLetter
+from services.intake.publish import raw_file_message
 from shared.dlt_refs import OmittedBody, RawFileRef, read_body
 from shared.failures import TooLarge, is_transient, permanent_reason, record_size
+from shared.kafka import MAX_MESSAGE_BYTES, topic_configs
 from shared.settings import Settings
 from shared.stream import Incoming, Outgoing, _check_sizes, dead_letter_message, refused_record
 

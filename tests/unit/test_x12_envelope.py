@@ -6,8 +6,8 @@ from test_plb_codes import ALL_CODES
 from test_x12_parser import MEDICARE
 from x12_builder import errors, parse_all, remittances, swap
 
+from services.intake.feeds import FeedErrorReason, ParsedRemittance
 from services.intake.x12.codes import PLB_REASON_CODES
-from shared.feeds import FeedErrorReason, ParsedRemittance
 
 
 def test_exactly_the_41_plb_reason_codes_of_domain_md() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from x12_builder import parse_all, remittances
 
+from devtools.generate import iter_transactions, write_interchange
 from services.intake import x12
 from services.intake.x12 import native
 from services.intake.x12 import parser as parser_module
-from shared.generate import iter_transactions, write_interchange
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "835").glob("*.835"))
 

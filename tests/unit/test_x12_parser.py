@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from x12_builder import errors, parse_all, remittances, swap
 
+from services.intake.feeds import FeedErrorReason, FeedParser, ParsedRemittance
 from services.intake.x12 import X12Parser, codes
-from shared.feeds import FeedErrorReason, FeedParser, ParsedRemittance
 
 # A Medicare Part B 835: an ordinary claim, a reversal (CLP02=22, every amount negated) and its correction,
 # then two PLB segments: a deferred recovery whose reference is Medicare-padded (19-character ICN + patient

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from x12_builder import Delims, Transaction, files, parse_all, remittances
 
-from shared.feeds import FeedError, ParsedRemittance
+from services.intake.feeds import FeedError, ParsedRemittance
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,7 +22,7 @@ from x12_builder import (
     transactions,
 )
 
-from shared.feeds import ParsedRemittance
+from services.intake.feeds import ParsedRemittance
 from shared.x12_split import SplitRefused, cut_x12, split_x12
 
 
@@ -154,7 +154,7 @@ def test_a_batch_is_cut_per_clinic_by_payee_npi_or_tax_id() -> None:
 def test_messages_route_by_payee_and_a_file_all_of_one_tenant_goes_as_it_came() -> None:
     from contracts.envelope import parse_envelope
     from contracts.events import RawFileReceived
-    from shared.admin import raw_file_messages
+    from services.intake.publish import raw_file_messages
 
     batch = _batch_of_three_clinics().encode()
     routed = raw_file_messages(batch, "era.835", "inbox", "cli", payees={"1999999984": "clinic-b"})
@@ -177,7 +177,7 @@ def test_whatever_the_reader_skips_before_the_isa_does_not_stop_routing(preamble
     another clinic's transaction would go, unrouted, to the receiving tenant."""
     from contracts.envelope import parse_envelope
     from contracts.events import RawFileReceived
-    from shared.admin import raw_file_messages
+    from services.intake.publish import raw_file_messages
 
     batch = preamble + _batch_of_three_clinics().encode()
     routed = raw_file_messages(batch, "era.835", "inbox", "cli", payees={"1999999984": "clinic-b"})

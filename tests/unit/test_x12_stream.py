@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from test_x12_parser import MEDICARE
 from x12_builder import Delims, Transaction, errors, files, parse_all, remittances, swap
 
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12 import X12Parser, values
 from services.intake.x12.source import decode_blocks, whole_file_encoding
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 
 
 def stream(chunks: list[bytes], encoding: str | None = None) -> list[ParsedRemittance | FeedError]:

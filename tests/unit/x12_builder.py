@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from shared.feeds import FeedError, ParsedRemittance
+from services.intake.feeds import FeedError, ParsedRemittance
 
 Element = str | tuple[str, ...]
 """A simple element, or a composite given as its components."""

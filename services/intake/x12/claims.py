@@ -17,6 +17,7 @@ from contracts.events import (
     ServicePayment,
 )
 from contracts.money import ZERO
+from services.intake.feeds import FeedErrorReason, ParsedRemittance
 from services.intake.x12 import codes
 from services.intake.x12.header import (
     CLAIM,
@@ -30,7 +31,6 @@ from services.intake.x12.header import (
     TransactionError,
 )
 from services.intake.x12.values import TrustedBuilder
-from shared.feeds import FeedErrorReason, ParsedRemittance
 
 _CAS_LAST: Final = 19
 _PLB_LAST: Final = 14

@@ -8,9 +8,9 @@ only itself: envelope errors are yielded as :class:`FeedError` alongside the tra
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
+from services.intake.feeds import FeedError, FeedErrorReason
 from services.intake.x12.codes import ENVELOPE_SEGMENTS
 from services.intake.x12.source import TextWindow
-from shared.feeds import FeedError, FeedErrorReason
 
 ISA_LENGTH = 106
 """ISA is fixed-length: 105 characters plus the segment terminator."""

@@ -21,10 +21,10 @@ from contracts.events import (
     ServicePayment,
 )
 from contracts.money import ZERO
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12 import codes
 from services.intake.x12.envelope import RawTransaction, safe_id
 from services.intake.x12.values import FileContext
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from shared.ids import stable_id
 
 FEED = "x12_835"

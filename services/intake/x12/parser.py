@@ -4,6 +4,7 @@ transaction out."""
 import gc
 from collections.abc import Iterable, Iterator
 
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12.claims import TransactionReader
 from services.intake.x12.envelope import (
     ISA_LENGTH,
@@ -14,7 +15,6 @@ from services.intake.x12.envelope import (
 )
 from services.intake.x12.source import TextWindow, byte_blocks, decode_blocks, unbroken, whole_file_encoding
 from services.intake.x12.values import FileContext
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 
 _SNIFF_SKIP = b" \t\r\n\x0b\x0c"
 _BOM = b"\xef\xbb\xbf"

@@ -15,14 +15,14 @@ from datetime import date
 from decimal import Decimal
 
 from contracts.events import ClaimPaymentReceived, ProviderAdjustmentReceived, RemittanceReceived
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from shared.ids import stable_id
 
 MAGIC = b"FIXTURE-PIPE|1"
 
 
 class PipeParser:
-    """The ``fixture_pipe`` feed parser: satisfies :class:`shared.feeds.FeedParser` structurally."""
+    """The ``fixture_pipe`` feed parser: satisfies :class:`services.intake.feeds.FeedParser` structurally."""
 
     name = "fixture_pipe"
 

@@ -9,7 +9,7 @@ broke the payer's rules (:meth:`PayerPolicy.check_recoupment`), how its PLB refe
 The built-ins are one generic rule engine (:class:`BasePolicy`, a frozen dataclass whose fields are the knobs)
 with different defaults: DOMAIN.md §3 for Medicare, §4 for the NY/CA/TX packs, and a commercial default that
 charges no interest unless its contract says so. Per tenant and payer, fields are overridden by configuration
-(``shared.policy_config``, which every stage resolves through) via :meth:`PayerPolicy.configured`, so "this
+(``policies.config``, which every stage resolves through) via :meth:`PayerPolicy.configured`, so "this
 payer's contract allows offset" or "this contract charges 12 %" is data, not code. Everything here is pure.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from contracts.money import ZERO
-from services.interest.domain import (
+from policies.facts import (
     ErsPlan,
     History,
     InterestTerms,
@@ -103,7 +103,7 @@ class PayerPolicy(Protocol):
 
     @property
     def reference_layout(self) -> str:
-        """Name of the :data:`shared.references.LAYOUTS` entry detection and matching read this payer's PLB
+        """Name of the :data:`contracts.references.LAYOUTS` entry detection and matching read this payer's PLB
         references with."""
 
     @property

@@ -3,7 +3,7 @@
 from datetime import date, timedelta
 from typing import TextIO
 
-from shared.generate.model import MAX_PAIRS, ClaimPlan, Pair, _Account, money
+from devtools.generate.model import MAX_PAIRS, ClaimPlan, Pair, _Account, money
 
 
 def _seg(*elements: str) -> str:

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.generate.model import (
+from devtools.generate.model import (
     CADENCE,
     GIVEN,
     NAMES,
@@ -24,7 +24,7 @@ from shared.generate.model import (
     npi,
     payer_at,
 )
-from shared.generate.x12 import transaction_segments, write_interchange
+from devtools.generate.x12 import transaction_segments, write_interchange
 
 
 class Generator:

@@ -2,7 +2,7 @@
 
 Detection, matching and the payer policies must read a reference the same way or one overpayment would become
 two receivables, hence one module and one table of layouts. Which layout a payer uses is a policy field
-(``reference_layout``), chosen per tenant and payer by ``shared.policy_config``. Layouts (payer-specific):
+(``reference_layout``), chosen per tenant and payer by ``policies.config``. Layouts (payer-specific):
 
 - ``medicare``: FCN in positions 1–19, patient control number in 20–39. Contractors space-pad the FCN field, but
   not all do: a reference whose FCN is followed by blanks is split at the blanks, and one longer than 19

@@ -12,7 +12,7 @@ offsetstream dlt replay [--reason R | P:O ... | --all]     send rejected input b
 offsetstream db migrate | topics create                    prepare PostgreSQL / Kafka
 offsetstream generate --out DIR [--tenants N ...]         synthetic payer feeds + expected.json (load tests)
 offsetstream generate --check DIR [--tenant T]             compare a generated feed's expected.json with the DB
-(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see shared/cli_staff.py)
+(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see console/cli_staff.py)
 """
 
 import argparse
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared import cli_args, cli_staff
+from console import cli_args, cli_staff
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 
@@ -47,8 +47,8 @@ def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
     from collections.abc import Iterator
 
     from services.intake import domain
+    from services.intake.feeds import FeedError, ParsedRemittance
     from shared import plugins
-    from shared.feeds import FeedError, ParsedRemittance
 
     def blocks() -> Iterator[bytes]:
         with path.open("rb") as handle:
@@ -92,7 +92,8 @@ def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
 
 
 async def _reconcile(tenant: str) -> int:
-    from shared import db, report
+    from console import report
+    from shared import db
 
     async with db.staff_connection(get_settings(), tenant) as conn:  # this tenant's rows only (RLS)
         print(report.render(await report.reconciliation(conn, tenant)))
@@ -112,21 +113,21 @@ async def _migrate() -> int:
 
 
 async def _topics() -> int:
-    from shared import admin
+    from shared import kafka
 
-    created = await admin.create_topics(get_settings())
+    created = await kafka.create_topics(get_settings())
     print(f"created {len(created)} topic(s): {', '.join(created) or 'all present'}")
     return 0
 
 
 async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> int:
-    from shared import admin
+    from services.intake import publish
 
-    files = admin.files_under(paths)
+    files = publish.files_under(paths)
     settings = get_settings()
     try:
-        count = await admin.publish_files(settings, files, tenant, format_hint=format_hint)
-    except admin.FileRefused as refused:
+        count = await publish.publish_files(settings, files, tenant, format_hint=format_hint)
+    except publish.FileRefused as refused:
         print(refused, file=sys.stderr)
         return 1
     routed = (
@@ -242,7 +243,7 @@ async def _files(tenant: str, as_json: bool, limit: int, show_warnings: bool) ->
 
 
 async def _watch(folder: Path, tenant: str, interval: float, format_hint: str | None) -> int:
-    from shared.dropfolder import DropFolder, PollReport
+    from console.dropfolder import DropFolder, PollReport
 
     def show(report: PollReport) -> None:
         for name in report.published:
@@ -264,7 +265,7 @@ def _location_text(location: dict[str, str]) -> str:
 async def _dlt_list(
     topic: str, limit: int | None, tenant: str | None, reason: str | None, as_json: bool
 ) -> int:
-    from shared import dlt
+    from console import dlt
 
     records = dlt.select(await dlt.read_dead_letters(get_settings(), topic), reason=reason, tenant_id=tenant)
     if limit is not None:
@@ -310,7 +311,7 @@ async def _dlt_list(
 
 
 async def _dlt_show(topic: str, position: str, content: bool, raw: bool) -> int:
-    from shared import dlt
+    from console import dlt
 
     where = dlt.parse_position(position)
     record = (await dlt.fetch_dead_letters(get_settings(), topic, [where]))[where]
@@ -348,7 +349,7 @@ async def _dlt_show(topic: str, position: str, content: bool, raw: bool) -> int:
 async def _dlt_replay(
     topic: str, positions: list[str], reason: str | None, tenant: str | None, replay_all: bool, dry_run: bool
 ) -> int:
-    from shared import dlt
+    from console import dlt
 
     outcomes = await dlt.replay(
         get_settings(),
@@ -371,7 +372,7 @@ async def _dlt_replay(
 
 
 def _add_dlt_parser(sub: Any) -> None:
-    from shared.dlt import DEFAULT_DLT, dlt_topics
+    from console.dlt import DEFAULT_DLT, dlt_topics
 
     topic_help = (
         f"dead-letter topic (default {DEFAULT_DLT}, rejected payer files); one of: {', '.join(dlt_topics())}"
@@ -453,74 +454,12 @@ def _add_dlt_parser(sub: Any) -> None:
     rep.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
 
 
-def _add_generate_parser(sub: Any) -> None:
-    gen = sub.add_parser(
-        "generate",
-        help="write synthetic payer feeds (835 + letters) and the ledger they must produce (expected.json)",
-        description="--out DIR writes N tenants × M payers × K providers over D days; --check DIR compares "
-        "DIR/expected.json with the ledger (read-only) and exits 1 on any difference. Feed the files in "
-        "DIR/manifest.json order with OFFSETSTREAM_TODAY set to expected.json's 'today'.",
-    )
-    mode = gen.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--out", type=cli_args.output_folder, help="folder to write the feed into")
-    mode.add_argument(
-        "--check",
-        type=cli_args.generated_feed,
-        metavar="DIR",
-        help="compare DIR/expected.json with the ledger",
-    )
-    gen.add_argument("--tenant", type=cli_args.tenant_id, default=None, help="with --check: only this tenant")
-    gen.add_argument("--tenants", type=cli_args.bounded_int(1, 1000), default=2)
-    gen.add_argument("--payers", type=cli_args.bounded_int(1, 100), default=2)
-    gen.add_argument("--providers", type=cli_args.bounded_int(1, 1000), default=3)
-    gen.add_argument("--days", type=cli_args.bounded_int(1, 3660), default=30)
-    gen.add_argument("--seed", type=cli_args.bounded_int(0, 2**32 - 1), default=1)
-    gen.add_argument(
-        "--claims-per-remit",
-        type=cli_args.bounded_int(1, 100_000),
-        default=10,
-        help="ordinary claims per transaction",
-    )
+def _commands() -> dict[str, Any]:
+    """Commands contributed by plugins (entry-point group ``offsetstream.cli_commands``), such as the feed
+    generator of ``devtools``: the CLI lists them without importing the layer above it."""
+    from shared import plugins
 
-
-def _generate(args: argparse.Namespace) -> int:
-    from shared import generate
-
-    if args.check is not None:
-        return asyncio.run(_generate_check(args.check, args.tenant))
-    spec = generate.Spec(
-        tenants=args.tenants,
-        payers=args.payers,
-        providers=args.providers,
-        days=args.days,
-        seed=args.seed,
-        claims_per_remit=args.claims_per_remit,
-    )
-    feed = generate.generate(spec, args.out)
-    expected = json.loads((args.out / "expected.json").read_text())
-    for tenant, figures in expected["tenants"].items():
-        print(
-            f"{tenant}: {figures['remittances']} remittances, {figures['claim_payments']} claim payments, "
-            f"{sum(figures['plb_pairs_by_bucket'].values())} PLB pairs, {len(figures['receivables'])} receivables"
-        )
-    print(
-        f"{len(feed)} files to feed in {args.out / 'manifest.json'} order; OFFSETSTREAM_TODAY={expected['today']}"
-    )
-    return 0
-
-
-async def _generate_check(folder: Path, tenant: str | None) -> int:
-    from shared import db, generate
-
-    conn = await db.connect(get_settings())
-    try:
-        problems = await generate.compare(conn, folder, tenant)
-    finally:
-        await conn.close()
-    for line in problems:
-        print(line)
-    print("ledger equals expected.json" if not problems else f"{len(problems)} difference(s)")
-    return 1 if problems else 0
+    return plugins.load_plugins(plugins.CLI_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -578,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     _add_dlt_parser(sub)
-    _add_generate_parser(sub)
+    for command in _commands().values():
+        command.add_parser(sub)
     cli_staff.add_parsers(sub, settings)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
@@ -589,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offsetstream`` command. A malformed option ends with argparse's one-line error and
-    status 2 (every option has a checking type, see :mod:`shared.cli_args`); Kafka or PostgreSQL out of reach
+    status 2 (every option has a checking type, see :mod:`console.cli_args`); Kafka or PostgreSQL out of reach
     ends with one line naming it and status 1, never a traceback."""
     try:
         args = build_parser().parse_args(argv)
@@ -630,7 +570,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if staff is not None:
         return staff
     if args.command == "run":
-        from shared.runner import run_demo
+        from console.runner import run_demo
 
         try:
             return asyncio.run(run_demo(args.examples, args.tenant, args.keep))
@@ -651,15 +591,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_watch(args.folder, args.tenant, args.interval, args.format_hint))
     if args.command == "dlt":
         return _run_dlt(args)
-    if args.command == "generate":
-        return _generate(args)
+    if args.command in _commands():
+        return int(_commands()[args.command].run(args))
     if args.command == "db":
         return asyncio.run(_migrate())
     return asyncio.run(_topics())
 
 
 def _run_dlt(args: argparse.Namespace) -> int:
-    from shared.dlt import OriginalMissing
+    from console.dlt import OriginalMissing
 
     try:
         if args.dlt_command == "list":

@@ -28,7 +28,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from shared.generate import iter_transactions, write_interchange
+from devtools.generate import iter_transactions, write_interchange
 from shared.settings import REPO_ROOT
 
 ROOT = REPO_ROOT / ".local" / "bench"
@@ -39,7 +39,7 @@ OURS = """
 import hashlib, json, resource, sys, time
 from pathlib import Path
 from services.intake.x12 import NATIVE, X12Parser
-from shared.feeds import ParsedRemittance
+from services.intake.feeds import ParsedRemittance
 path = Path(sys.argv[1])
 def blocks():
     with path.open("rb") as handle:

@@ -6,8 +6,10 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.money import ZERO
+from policies import config as policy_config
+from policies import facts
 from services.interest import domain, store
-from shared import clock, db, policy_config
+from shared import clock, db
 from shared.settings import Settings
 
 
@@ -113,7 +115,7 @@ def policy_line(entry: Mapping[str, Any]) -> str:
     return f"Policy {entry['policy']} ({entry['policy_reason']}: {entry['policy_source']}{note})"
 
 
-def _ers_view(plan: domain.ErsPlan, history: domain.History, as_of: date) -> dict[str, Any]:
+def _ers_view(plan: facts.ErsPlan, history: facts.History, as_of: date) -> dict[str, Any]:
     """An extended repayment schedule as staff read it: its standing as of today and each installment."""
     payments = [m for m in history.movements if m.total > 0]
     standing, since = domain.ers_standing(plan, payments, as_of)
@@ -123,7 +125,7 @@ def _ers_view(plan: domain.ErsPlan, history: domain.History, as_of: date) -> dic
         "default_since": since,
         "installments": [
             {"due": s.due, "amount": s.amount, "paid": s.paid, "status": s.status}
-            for s in domain.ers_installments(plan, payments, as_of)
+            for s in facts.ers_installments(plan, payments, as_of)
         ],
     }
 

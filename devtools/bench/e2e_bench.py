@@ -8,7 +8,7 @@ once with two.
 Size: ``BENCH_CLAIMS`` (default 200 000 claim payments; the issue's figure), ``BENCH_WORKERS`` (``1,2``).
 
 Load shape: a payer-cycle burst. Every 835 file is published at once, in generator order. Raw files are keyed
-by tenant and X12 sender (``shared.admin.interchange_sender``), so each payer's files reach intake in publish
+by tenant and X12 sender (``services.intake.publish.interchange_sender``), so each payer's files reach intake in publish
 order on one partition; detection compares a claim only with earlier-dated claims already seen, so a duplicate
 payment must not overtake its original. Letters are imported (and settled) before the 835 feed.
 
@@ -34,10 +34,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared import admin, ledger_check, letters
-from shared.generate import FeedFile, Spec, compare, feed_order, generate
-from shared.local_infra import Stack, start_stack
-from shared.runner import Pipeline
+from console import ledger_check, letters
+from console.local_infra import Stack, start_stack
+from console.runner import Pipeline
+from devtools.generate import FeedFile, Spec, compare, feed_order, generate
+from services.intake import publish
+from shared import kafka
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 ROOT = REPO_ROOT / ".local" / "bench"
@@ -94,7 +96,7 @@ async def collect_stamps(
     client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await client.start()
     try:
-        parts = await admin.topic_partitions(client, topics)
+        parts = await kafka.topic_partitions(client, topics)
     finally:
         await client.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
@@ -119,16 +121,16 @@ async def publish_burst(settings: Settings, out: Path, feed: list[FeedFile]) -> 
     publish time (ms since the epoch)."""
     sent: dict[str, int] = {}
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, max_request_size=admin.MAX_MESSAGE_BYTES, acks="all"
+        bootstrap_servers=settings.kafka_bootstrap, max_request_size=kafka.MAX_MESSAGE_BYTES, acks="all"
     )
     await producer.start()
     try:
         pending = []
         for item in (f for f in feed if f.kind == "835"):
             content = (out / item.path).read_bytes()
-            key, value = admin.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
+            key, value = publish.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
             now = int(time.time() * 1000)
-            pending.append(await producer.send(admin.INTAKE, value=value, key=key))
+            pending.append(await producer.send(publish.INTAKE, value=value, key=key))
             for trace in TRACE.findall(content):
                 sent.setdefault(trace.decode(), now)
         await asyncio.gather(*pending)

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from shared.policy_config import medicare_contractors
+from policies.config import medicare_contractors
 
 PAYERS = (
     ("01312", "MEDICARE PART B JE"),
@@ -16,7 +16,7 @@ PAYERS = (
     ("05102", "MEDICARE PART B J5"),
     ("06102", "MEDICARE PART B J6"),
 )
-"""The first payers of a feed. Every payer is a Medicare contractor of ``shared/data/medicare_contractors.csv``:
+"""The first payers of a feed. Every payer is a Medicare contractor of ``policies/data/medicare_contractors.csv``:
 the feeds use Medicare references and timelines, and a payer that table does not list is commercial."""
 
 

@@ -22,9 +22,9 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
+from console import cli_args
+from console.report import table
 from contracts.events import RepaymentSchedule, StaffActionKind
-from shared import cli_args
-from shared.report import table
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -111,26 +111,27 @@ async def _print_rows(
 
 
 async def _receivables(args: argparse.Namespace) -> int:
-    from services.matching import views
+    from console import matching_views
 
     return await _print_rows(
-        args, lambda conn: views.receivables(conn, args.tenant, open_only=args.open, payer=args.payer)
+        args,
+        lambda conn: matching_views.receivables(conn, args.tenant, open_only=args.open, payer=args.payer),
     )
 
 
 async def _receivable(args: argparse.Namespace) -> int:
-    from services.matching import views
+    from console import matching_views
 
     async def work(conn: Any) -> int:
-        detail = await views.receivable(conn, args.tenant, args.reference)
+        detail = await matching_views.receivable(conn, args.tenant, args.reference)
         if detail is None:
             print(f"no receivable {args.reference!r} for tenant {args.tenant}")
             return 1
-        from services.interest import commands
+        from console import interest_views
 
         settings = get_settings()
         head = detail["receivable"]
-        interest = await commands.receivable_timeline(settings, args.tenant, head["reference"])
+        interest = await interest_views.receivable_timeline(settings, args.tenant, head["reference"])
         policy = _policy_of(settings, head, interest)
         if args.json:
             print(_json({**detail, "policy": policy, "interest": interest}))
@@ -141,7 +142,7 @@ async def _receivable(args: argparse.Namespace) -> int:
             f"recovered {head['principal_recovered'] + head['interest_recovered']}, "
             f"written off {head['written_off']})"
         )
-        print(commands.policy_line(policy))
+        print(interest_views.policy_line(policy))
         if head.get("merged_into_reference"):
             print(
                 f"Merged into {head['merged_into_reference']} on {head['merged_on']}: the same overpayment, "
@@ -155,7 +156,7 @@ async def _receivable(args: argparse.Namespace) -> int:
             ("Keys", detail["keys"]),
         ):
             print(f"\n{title}\n{table(rows)}")
-        print(f"\nTimeline and interest\n{commands.render_timeline(interest)}")
+        print(f"\nTimeline and interest\n{interest_views.render_timeline(interest)}")
         return 0
 
     return await _with_conn(work, args.tenant)
@@ -164,27 +165,27 @@ async def _receivable(args: argparse.Namespace) -> int:
 def _policy_of(settings: Settings, head: dict[str, Any], interest: dict[str, Any]) -> dict[str, Any]:
     """Which payer policy applied to the receivable and why (configured / table / default): what interest
     recorded for it, or, before interest has seen it, what the policy configuration resolves now."""
-    from services.interest import commands
+    from console import interest_views
 
     rid = str(head["receivable_id"])
     for entry in interest["receivables"]:
         if entry["receivable_id"] == rid:
             keys = ("policy", "policy_reason", "policy_source", "policy_recorded")
             return {key: entry[key] for key in keys}
-    return commands.applied_policy(settings, head)
+    return interest_views.applied_policy(settings, head)
 
 
 async def _unmatched(args: argparse.Namespace) -> int:
-    from services.matching import views
+    from console import matching_views
 
-    return await _print_rows(args, lambda conn: views.unmatched(conn, args.tenant))
+    return await _print_rows(args, lambda conn: matching_views.unmatched(conn, args.tenant))
 
 
 async def _remittance(args: argparse.Namespace) -> int:
-    from services.matching import views
+    from console import matching_views
 
     async def work(conn: Any) -> int:
-        found = await views.remittance(conn, args.tenant, args.trace)
+        found = await matching_views.remittance(conn, args.tenant, args.trace)
         if found is None:
             print(f"no remittance with TRN02 {args.trace!r} for tenant {args.tenant}")
             return 1
@@ -199,7 +200,7 @@ async def _remittance(args: argparse.Namespace) -> int:
 
 
 async def _letter(args: argparse.Namespace) -> int:
-    from shared import letters
+    from console import letters
 
     if args.letter_action == "import":
         try:
@@ -242,7 +243,7 @@ async def _live_reference(tenant: str, typed: str) -> str:
     """The reference of the live receivable staff mean: the one typed, or, when it names a receivable merged
     into another or is one of its other identifiers (a claim number), that receivable's own. Every stage then
     finds the same receivable (interest keys an ERS plan by it). Without a reachable ledger, the typed one."""
-    from services.matching import views
+    from console import matching_views
 
     try:
         conn = await db_connect()
@@ -253,7 +254,7 @@ async def _live_reference(tenant: str, typed: str) -> str:
 
     try:
         async with db.staff_scope(conn, tenant):
-            detail = await views.receivable(conn, tenant, typed)
+            detail = await matching_views.receivable(conn, tenant, typed)
     finally:
         await conn.close()
     if detail is None:
@@ -270,7 +271,7 @@ async def db_connect() -> Any:
 
 
 async def _action(args: argparse.Namespace) -> int:
-    from shared import letters
+    from console import letters
 
     kind, outcome = ACTIONS[args.kind]
     try:
@@ -298,7 +299,7 @@ async def _action(args: argparse.Namespace) -> int:
 
 
 async def _ledger(args: argparse.Namespace) -> int:
-    from shared import ledger_check
+    from console import ledger_check
 
     async def work(conn: Any) -> int:
         breaches = await ledger_check.check(conn, args.tenant)

@@ -1,4 +1,6 @@
-"""Operations against the broker: create topics, publish payer files, measure consumer lag."""
+"""Publishing payer files to intake: one Kafka message per file (or per self-contained part of a file too large
+for one message), keyed so that files of one X12 sender stay in order. Used by the CLI, the drop folder and the
+tests; intake owns the raw-file message format, so the code that writes it lives beside the code that reads it."""
 
 import hashlib
 import json
@@ -6,68 +8,17 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka import AIOKafkaProducer
 
 from contracts.events import RawFileReceived
-from contracts.topics import TOPICS, all_topic_names
 from shared import envelopes
 from shared.failures import record_size
 from shared.ids import account_key, stable_id
-from shared.lag import partition_lag
-from shared.settings import SERVICES, Settings
+from shared.kafka import MAX_MESSAGE_BYTES
+from shared.settings import Settings
 from shared.x12_split import NotX12, SplitRefused, cut_x12
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INTAKE = "remit.intake.v1"
-
-
-def topic_configs(name: str, settings: Settings) -> dict[str, str]:
-    """Kafka configs a topic is created with: the message cap on every topic, and on dead-letter topics a
-    retention (``settings.dlt_retention_days``, 30 by default). A dead letter is for staff to look at and
-    replay within weeks, not a second archive: intake's records name the payer file kept in
-    ``intake.raw_files`` and no longer grow with it, and other stages' hold one small event each."""
-    configs = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
-    if name.endswith(".dlt"):
-        days = settings.dlt_retention_days
-        configs["retention.ms"] = "-1" if days < 0 else str(int(days * 24 * 3600 * 1000))
-    return configs
-
-
-async def create_topics(settings: Settings) -> list[str]:
-    """Create every topic that is missing, with explicit partition counts; return the ones created. Existing
-    dead-letter topics get their retention set to the configured one (see :func:`topic_configs`)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        partitions = {
-            t.name: settings.topic_partitions if t.partitions == 3 else t.partitions for t in TOPICS
-        }
-        wanted = [
-            NewTopic(
-                name,
-                num_partitions=partitions.get(name, settings.topic_partitions),
-                replication_factor=1,
-                topic_configs=topic_configs(name, settings),
-            )
-            for name in all_topic_names()
-            if name not in existing
-        ]
-        if wanted:
-            await admin.create_topics(wanted)
-        # AlterConfigs replaces a topic's whole dynamic config, so the cap is sent again with the retention.
-        altered = [
-            ConfigResource(ConfigResourceType.TOPIC, name, configs=topic_configs(name, settings))
-            for name in all_topic_names()
-            if name in existing and name.endswith(".dlt")
-        ]
-        if altered:
-            await admin.alter_configs(altered)
-        return [t.name for t in wanted]
-    finally:
-        await admin.close()
 
 
 def files_under(paths: Iterable[Path]) -> list[Path]:
@@ -255,35 +206,3 @@ async def publish_files(
     if refused:
         raise FileRefused(f"published {count} file(s); not sent:\n" + "\n".join(refused))
     return count
-
-
-async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, list[int]]:
-    """Partition ids per topic, asked of the admin client (a consumer without a group or subscription never
-    loads topic metadata, so its ``partitions_for_topic`` stays empty)."""
-    described = await admin.describe_topics(topics)
-    return {
-        t["topic"]: sorted(int(p["partition"]) for p in t["partitions"])
-        for t in described
-        if t.get("error_code") == 0
-    }
-
-
-async def consumer_lag(settings: Settings) -> dict[str, int]:
-    """Messages not yet committed by each stage's consumer group, over the topics it consumes (the same
-    measure the services export as ``remit_consumer_lag_messages``)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        lag: dict[str, int] = {}
-        for service in SERVICES:
-            topics = [t.name for t in TOPICS if service in t.consumers]
-            if service == "notification":
-                topics.append("remit.notifications.v1")
-            per_partition = await partition_lag(admin, consumer, f"offsetstream-{service}", topics)
-            lag[service] = sum(per_partition.values())
-        return lag
-    finally:
-        await consumer.stop()
-        await admin.close()

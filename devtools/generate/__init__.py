@@ -30,10 +30,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from shared.generate.check import actual, compare, differences
-from shared.generate.model import FeedFile, Pair, Spec, npi
-from shared.generate.plan import Generator
-from shared.generate.x12 import transaction_segments, write_interchange
+from devtools.generate.check import actual, compare, differences
+from devtools.generate.model import FeedFile, Pair, Spec, npi
+from devtools.generate.plan import Generator
+from devtools.generate.x12 import transaction_segments, write_interchange
 
 __all__ = [
     "FeedFile",

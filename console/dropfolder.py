@@ -26,7 +26,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from shared.admin import INTAKE, MAX_MESSAGE_BYTES, FileRefused, load_payee_directory, raw_file_messages
+from services.intake.publish import INTAKE, FileRefused, load_payee_directory, raw_file_messages
+from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ tenant whose payer reads DME references would have its deferrals opened under on
 looked up under another. So the choice lives here and every stage resolves through :class:`PolicyResolver`.
 
 ``OFFSETSTREAM_POLICY_CONFIG`` (``Settings.policy_config``) names a JSON file, optional. Example
-(``services/interest/data/policy_config.example.json``)::
+(``policies/data/policy_config.example.json``)::
 
     {
       "tenants": {
@@ -19,11 +19,11 @@ looked up under another. So the choice lives here and every stage resolves throu
     }
 
 An entry is a policy name or ``{"policy": name, "options": {...}}``; options are fields of the policy (see
-``services.interest.policies.BasePolicy``), rates as strings. For (tenant, payer) the first match wins:
+``policies.payers.BasePolicy``), rates as strings. For (tenant, payer) the first match wins:
 
 1. the tenant's payer entry, 2. the ``"*"`` payer entry, 3. ``Settings.payer_policies``
    (``OFFSETSTREAM_PAYER_POLICIES``) — reason ``configured``;
-4. the Medicare contractor table (``shared/data/medicare_contractors.csv``: MAC Part A/B, DME MAC and RRB
+4. the Medicare contractor table (``policies/data/medicare_contractors.csv``: MAC Part A/B, DME MAC and RRB
    contractor numbers; DME rows read references with the ``dme`` layout) — reason ``table``;
 5. the tenant's default, 6. the ``"*"`` default, 7. the commercial default — reason ``default``.
 
@@ -42,8 +42,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
+from contracts.references import LAYOUTS, ReferenceLayout, layout
 from shared import plugins
-from shared.references import LAYOUTS, ReferenceLayout, layout
 from shared.settings import Settings
 
 ENV_VAR = "OFFSETSTREAM_POLICY_CONFIG"
@@ -71,7 +71,7 @@ class PolicyPlugin(Protocol):
 
     @property
     def reference_layout(self) -> str:
-        """Name of the :data:`shared.references.LAYOUTS` entry this payer's PLB references use."""
+        """Name of the :data:`contracts.references.LAYOUTS` entry this payer's PLB references use."""
 
     def configured(self, options: Mapping[str, Any]) -> Self:
         """A copy with per-tenant/payer options applied; unknown options are an error."""
@@ -113,7 +113,7 @@ class Resolution:
 
 @dataclass(frozen=True)
 class MedicareContractor:
-    """One row of ``shared/data/medicare_contractors.csv`` (its README says what each column means)."""
+    """One row of ``policies/data/medicare_contractors.csv`` (its README says what each column means)."""
 
     payer_id: str
     jurisdiction: str

@@ -11,9 +11,11 @@ from types import TracebackType
 
 from aiokafka.errors import KafkaError
 
-from shared import admin, db, report
-from shared.local_infra import Stack, start_stack
-from shared.receiver import WebhookReceiver
+from console import report
+from console.local_infra import Stack, start_stack
+from console.receiver import WebhookReceiver
+from services.intake import publish
+from shared import db, kafka
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 MAX_RESTARTS = 5
@@ -26,7 +28,7 @@ async def prepare(settings: Settings) -> None:
         await db.migrate(conn)
     finally:
         await conn.close()
-    await admin.create_topics(settings)
+    await kafka.create_topics(settings)
 
 
 class Pipeline:
@@ -69,7 +71,7 @@ class Pipeline:
 
     async def ingest(self, paths: list[Path], tenant_id: str) -> int:
         """Publish files to the intake topic, as ``offsetstream ingest`` does."""
-        return await admin.publish_files(self.settings, admin.files_under(paths), tenant_id)
+        return await publish.publish_files(self.settings, publish.files_under(paths), tenant_id)
 
     async def settle(self, timeout: float = 120.0, quiet: float = 4.0) -> float:  # noqa: ASYNC109 - also in the error
         """Wait until every stage's consumer lag is 0 and no new event was processed for ``quiet`` seconds."""
@@ -80,7 +82,7 @@ class Pipeline:
             while time.monotonic() - started < timeout:
                 self._check_services()
                 try:
-                    lag = await admin.consumer_lag(self.settings)
+                    lag = await kafka.consumer_lag(self.settings)
                 except KafkaError:  # coordinator still starting: not settled yet
                     lag = {"unknown": 1}
                 count = await conn.fetchval("SELECT count(*) FROM ops.processed_events")
@@ -96,7 +98,7 @@ class Pipeline:
     def _check_services(self) -> None:
         """Restart a service process that exited, as the deployment's restart policy would (a worker that
         cannot reach the broker at start-up exits); give up after ``MAX_RESTARTS`` for one process."""
-        from shared.local_infra import pid_alive
+        from console.local_infra import pid_alive
 
         for label, pid in list(self.stack.services.items()):
             if pid_alive(pid):
