@@ -109,21 +109,6 @@ def receivable_key(raw: str | None, quote: Quote = CONSERVATIVE) -> str | None:
 # --- timeline ------------------------------------------------------------------------------------------------
 
 
-def medicare_timeline(determination: date, identified_on: date | None = None) -> list[Milestone]:
-    """DOMAIN.md §3, for when no payer policy plugin answers: rebuttal to day 15, interest from day 31,
-    recoupment from day 41; an overpayment the provider identified is due back 60 days after that."""
-    returned = (
-        [] if identified_on is None else [("report_and_return_deadline", identified_on + timedelta(days=60))]
-    )
-    return [
-        ("determination", determination),
-        *returned,
-        ("rebuttal_deadline", determination + timedelta(days=15)),
-        ("interest_start", determination + timedelta(days=31)),
-        ("recoupment_start", determination + timedelta(days=41)),
-    ]
-
-
 def watched(milestones: Iterable[Milestone]) -> list[Milestone]:
     """The milestones a deadline reminder is due for, in date order, one per label and date."""
     return sorted(

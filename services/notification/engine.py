@@ -37,6 +37,7 @@ from contracts.references import ReferenceLayout
 from services.notification import domain, metrics, store
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_delivery
+from services.notification.timelines import medicare_fallback
 from shared import envelopes, outbox, phi
 from shared.ids import account_key, stable_id
 from shared.settings import Settings
@@ -266,11 +267,13 @@ class Notifier:
     ) -> list[domain.Milestone]:
         try:
             return self.timeline_of(policy, determination, identified_on)
-        except Exception as exc:  # a broken policy plugin must not stop notifications; fall back to §3
+        except (
+            Exception
+        ) as exc:  # a broken policy plugin must not stop notifications; fall back to Medicare's
             log.warning(
                 "payer policy %r timeline failed (%s); using DOMAIN.md §3 dates", policy, type(exc).__name__
             )
-            return domain.medicare_timeline(determination, identified_on)
+            return medicare_fallback(determination, identified_on)
 
     # --- notifications → channels -------------------------------------------------------------------------
 

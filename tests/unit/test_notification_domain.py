@@ -9,7 +9,7 @@ import pytest
 
 from contracts.events import AlertRaised, Allocation, InterestAccrued, OffsetRecorded, ReceivableChanged
 from services.notification import domain
-from services.notification.timelines import policy_timelines
+from services.notification.timelines import medicare_fallback, policy_timelines
 from shared import plugins
 
 D = Decimal
@@ -79,20 +79,20 @@ def test_receivable_opened_carries_the_medicare_timeline_from_the_policy_plugin(
 
 def test_unknown_policy_falls_back_to_domain_section_3() -> None:
     timeline_of = policy_timelines({})
-    assert dict(timeline_of("no-such-policy", DET, None)) == dict(domain.medicare_timeline(DET))
-    assert dict(domain.medicare_timeline(DET))["recoupment_start"] == date(2026, 9, 13)
+    assert dict(timeline_of("no-such-policy", DET, None)) == dict(medicare_fallback(DET))
+    assert dict(medicare_fallback(DET))["recoupment_start"] == date(2026, 9, 13)
 
 
 def test_watched_milestones_skip_the_determination_itself() -> None:
-    labels = [label for label, _ in domain.watched(domain.medicare_timeline(DET))]
-    assert labels == ["rebuttal_deadline", "interest_start", "recoupment_start"]
+    labels = [label for label, _ in domain.watched(medicare_fallback(DET))]
+    assert labels == ["rebuttal_deadline", "interest_start", "recoupment_start", "appeal_deadline"]
 
 
 def test_a_provider_identified_overpayment_is_reminded_of_its_return_deadline_as_an_action() -> None:
     found = date(2026, 9, 1)
     for timeline in (
         policy_timelines(plugins.load_plugins(plugins.PAYER_POLICIES))("medicare", found, found),
-        domain.medicare_timeline(found, found),
+        medicare_fallback(found, found),
     ):
         assert ("report_and_return_deadline", date(2026, 10, 31)) in domain.watched(timeline)
     deadline = domain.Deadline(
