@@ -4,6 +4,7 @@ Read-only queries across the services' schemas: an operations view, not a servic
 """
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -67,3 +68,17 @@ def render(report: dict[str, list[dict[str, Any]]], extra: dict[str, str] | None
     for key, value in (extra or {}).items():
         parts.append(f"\n{key}: {value}")
     return "\n".join(parts)
+
+
+def columns(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    """Plain left-aligned columns (no dependency, pastes well into tickets)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def when(timestamp_ms: int) -> str:
+    """A Kafka record's time stamp (ms) as UTC wall time for a table."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
