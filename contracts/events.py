@@ -4,6 +4,9 @@ Conventions: amounts are :data:`~contracts.money.Money` (string on the wire); da
 keeps the 835's sign (positive = withheld from this payment, negative = added to it). No model carries patient
 names, member ids or addresses: the patient control number (CLP01) is the provider's own account number and is
 the only claim-level identifier that crosses a topic, because matching needs it.
+
+One module of a little over 500 lines on purpose: it is the whole vocabulary between the stages, read by
+downstream teams top to bottom, one section per topic; splitting it would scatter that one read.
 """
 
 from datetime import date

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from contracts import generate
+from contracts import examples
 from contracts.envelope import parse_envelope
 from contracts.topics import TOPICS, Topic
 
@@ -48,7 +48,7 @@ def test_random_bytes_never_escape_validation(topic: Topic, data: bytes) -> None
 @given(data=st.data())
 def test_mutated_valid_envelopes_never_escape_validation(topic: Topic, data: st.DataObject) -> None:
     """Start from the topic's documented example and replace, drop or add fields at any depth."""
-    document: Any = json.loads(generate.example_envelope(topic).to_bytes())
+    document: Any = json.loads(examples.example_envelope(topic).to_bytes())
     target = document if data.draw(st.booleans()) else document["payload"]
     keys = sorted(target)
     action = data.draw(st.sampled_from(["replace", "drop", "add"]))
@@ -63,7 +63,7 @@ def test_mutated_valid_envelopes_never_escape_validation(topic: Topic, data: st.
 
 @pytest.mark.parametrize("topic", TOPICS_WITH_PAYLOAD, ids=lambda t: t.name)
 def test_money_floats_and_wrong_scales_are_refused_with_a_location(topic: Topic) -> None:
-    document: Any = json.loads(generate.example_envelope(topic).to_bytes())
+    document: Any = json.loads(examples.example_envelope(topic).to_bytes())
     money = [
         k
         for k, v in document["payload"].items()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from contracts import Envelope, generate, parse_envelope, to_money
+from contracts import Envelope, examples, generate, parse_envelope, to_money
 from contracts.events import ClaimAdjustment, RawFileReceived
 from contracts.topics import TOPICS, Topic, all_topic_names
 
@@ -152,7 +152,7 @@ def _undescribed(model: type[BaseModel], seen: set[type[BaseModel]]) -> Iterator
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
 def test_every_field_of_envelope_and_payload_has_a_description(topic: Topic) -> None:
-    missing = list(_undescribed(generate.envelope_model(topic), set()))
+    missing = list(_undescribed(examples.envelope_model(topic), set()))
     assert not missing, f"fields without description (they become the published docs): {missing}"
 
 
@@ -214,7 +214,7 @@ def test_money_schema_says_string_with_two_decimals() -> None:
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
 def test_example_envelope_round_trips_through_bytes(topic: Topic) -> None:
-    envelope = generate.example_envelope(topic)
+    envelope = examples.example_envelope(topic)
     assert envelope.event_type in topic.event_types
     raw = envelope.to_bytes()
     assert parse_envelope(raw, _payload(topic)) == envelope
@@ -223,7 +223,7 @@ def test_example_envelope_round_trips_through_bytes(topic: Topic) -> None:
 
 def test_raw_file_with_non_utf8_bytes_round_trips() -> None:
     topic = TOPICS[0]
-    original = generate.example_envelope(topic)
+    original = examples.example_envelope(topic)
     latin1 = original.payload.model_copy(update={"content": "ISA*00*CAFÉ~".encode("latin-1")})
     envelope = original.model_copy(update={"payload": latin1})
     assert parse_envelope(envelope.to_bytes(), RawFileReceived) == envelope
@@ -241,14 +241,14 @@ def _with_unknown_fields(envelope: Envelope[Any]) -> str:
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
 def test_consumers_ignore_unknown_fields(topic: Topic) -> None:
-    envelope = generate.example_envelope(topic)
+    envelope = examples.example_envelope(topic)
     assert parse_envelope(_with_unknown_fields(envelope), _payload(topic)) == envelope
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
 def test_producers_are_strict_about_unknown_fields(topic: Topic) -> None:
-    envelope = generate.example_envelope(topic)
-    model = generate.envelope_model(topic)
+    envelope = examples.example_envelope(topic)
+    model = examples.envelope_model(topic)
     with pytest.raises(ValidationError, match="extra"):
         model.model_validate_json(_with_unknown_fields(envelope))
     fields: dict[str, Any] = {**dict(envelope), "routing_hint": "x"}
@@ -259,7 +259,7 @@ def test_producers_are_strict_about_unknown_fields(topic: Topic) -> None:
 
 
 def test_contracts_are_immutable() -> None:
-    envelope = generate.example_envelope(TOPICS[0])
+    envelope = examples.example_envelope(TOPICS[0])
     with pytest.raises(ValidationError):
         envelope.tenant_id = "another-tenant"  # type: ignore[misc]
 
