@@ -15,7 +15,7 @@ COPY contracts ./contracts
 COPY shared ./shared
 COPY policies ./policies
 COPY services ./services
-COPY console ./console
+COPY cli ./cli
 COPY devtools ./devtools
 COPY infra ./infra
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . && python -m infra.build_native
@@ -41,7 +41,7 @@ COPY contracts ./contracts
 COPY shared ./shared
 COPY policies ./policies
 COPY services ./services
-COPY console ./console
+COPY cli ./cli
 COPY devtools ./devtools
 COPY infra ./infra
 

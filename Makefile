@@ -27,11 +27,11 @@ lock:
 
 ## the embedded default: local Kafka + PostgreSQL, five services, example files, reconciliation, stop
 run: setup
-	$(PY) -m console.cli run
+	$(PY) -m cli run
 
 ## same, but leave everything running afterwards (Ctrl-C stops it)
 run-keep: setup
-	$(PY) -m console.cli run --keep
+	$(PY) -m cli run --keep
 
 ## the whole test suite; starts and stops its own Kafka and PostgreSQL
 test: setup

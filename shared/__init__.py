@@ -2,5 +2,5 @@
 the plugin loader, telemetry, broker administration, failure classification and the outbound PHI scrubber.
 
 No domain decisions and no operator commands live here; it imports only ``contracts`` (never ``policies``,
-``services`` or ``console``).
+``services`` or ``cli``).
 """

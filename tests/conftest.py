@@ -14,8 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from console.local_infra import Stack, start_stack
-from console.runner import prepare
+from cli.local_infra import Stack, start_stack
+from cli.runner import prepare
 from shared.settings import REPO_ROOT, Settings
 
 

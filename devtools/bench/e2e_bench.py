@@ -34,9 +34,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from console import ledger_check, letters
-from console.local_infra import Stack, start_stack
-from console.runner import Pipeline
+from cli import ledger_check, letters
+from cli.local_infra import Stack, start_stack
+from cli.runner import Pipeline
 from devtools.generate import FeedFile, Spec, compare, feed_order, generate
 from services.intake import publish
 from shared import kafka

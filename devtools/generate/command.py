@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from console import cli_args
+from cli import options
 from shared.settings import get_settings
 
 
@@ -32,22 +32,22 @@ def _add_parser(sub: Any) -> None:
         "DIR/manifest.json order with OFFSETSTREAM_TODAY set to expected.json's 'today'.",
     )
     mode = gen.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--out", type=cli_args.output_folder, help="folder to write the feed into")
+    mode.add_argument("--out", type=options.output_folder, help="folder to write the feed into")
     mode.add_argument(
         "--check",
-        type=cli_args.generated_feed,
+        type=options.generated_feed,
         metavar="DIR",
         help="compare DIR/expected.json with the ledger",
     )
-    gen.add_argument("--tenant", type=cli_args.tenant_id, default=None, help="with --check: only this tenant")
-    gen.add_argument("--tenants", type=cli_args.bounded_int(1, 1000), default=2)
-    gen.add_argument("--payers", type=cli_args.bounded_int(1, 100), default=2)
-    gen.add_argument("--providers", type=cli_args.bounded_int(1, 1000), default=3)
-    gen.add_argument("--days", type=cli_args.bounded_int(1, 3660), default=30)
-    gen.add_argument("--seed", type=cli_args.bounded_int(0, 2**32 - 1), default=1)
+    gen.add_argument("--tenant", type=options.tenant_id, default=None, help="with --check: only this tenant")
+    gen.add_argument("--tenants", type=options.bounded_int(1, 1000), default=2)
+    gen.add_argument("--payers", type=options.bounded_int(1, 100), default=2)
+    gen.add_argument("--providers", type=options.bounded_int(1, 1000), default=3)
+    gen.add_argument("--days", type=options.bounded_int(1, 3660), default=30)
+    gen.add_argument("--seed", type=options.bounded_int(0, 2**32 - 1), default=1)
     gen.add_argument(
         "--claims-per-remit",
-        type=cli_args.bounded_int(1, 100_000),
+        type=options.bounded_int(1, 100_000),
         default=10,
         help="ordinary claims per transaction",
     )

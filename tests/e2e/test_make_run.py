@@ -86,7 +86,7 @@ def test_make_run_prints_the_reconciliation_of_the_readme_example() -> None:
     business_date, receivables, forwarding, _ = readme_example()
     env = {**os.environ, "OFFSETSTREAM_TODAY": business_date}
     done = subprocess.run(
-        [sys.executable, "-m", "console.cli", "run"],
+        [sys.executable, "-m", "cli.main", "run"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -17,7 +17,7 @@ from harness import InProcessPipeline, remit
 from harness import run_files as run
 from x12_builder import Adj, Claim, Service
 
-from console import ledger_check, letters, matching_views
+from cli import ledger_check, letters, matching_views
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised
 from services.matching import store as matching_store

@@ -15,7 +15,7 @@ from harness import other_claim as other
 from harness import remit_claims as remit
 from x12_builder import Adj, Claim, Service
 
-from console import letters
+from cli import letters
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from console import dlt
-from console.cli import fetch_files
-from console.dropfolder import DropFolder
-from console.local_infra import Stack
-from console.runner import Pipeline
+from cli import dlt
+from cli.dropfolder import DropFolder
+from cli.local_infra import Stack
+from cli.main import fetch_files
+from cli.runner import Pipeline
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from shared.dlt_refs import RawFileRef
@@ -84,7 +84,7 @@ async def _cli(stack: Stack, *args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "console.cli",
+        "cli.main",
         *args,
         cwd=REPO_ROOT,
         env=stack.env(),

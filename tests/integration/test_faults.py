@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from feeds import snapshot, write_feed
 
-from console import dlt, ledger_check
-from console.local_infra import Stack
-from console.runner import Pipeline
+from cli import dlt, ledger_check
+from cli.local_infra import Stack
+from cli.runner import Pipeline
 from contracts.topics import TOPICS, dlt_name
 from shared.settings import SERVICES, Settings
 

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from harness import InProcessPipeline
 
-from console import ledger_check, letters
-from console.local_infra import Stack
+from cli import ledger_check, letters
+from cli.local_infra import Stack
 from devtools.generate import Spec, compare, feed_order, generate
 from shared.stream import Outgoing
 

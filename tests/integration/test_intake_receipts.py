@@ -54,7 +54,7 @@ async def remittances(ledger: asyncpg.Connection, tenant: str) -> list[asyncpg.R
 async def test_an_identical_copy_is_a_receipt_that_posts_nothing_and_says_so(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
-    from console.cli import _file_note
+    from cli.main import _file_note
 
     feed = Feed(ledger, tenant)
     assert await feed.send(ORIGINAL, "era.835") == "applied"

@@ -21,7 +21,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from console import interest_views
+from cli import interest_views
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged
 from policies.config import PolicyConfig, PolicyResolver

@@ -31,8 +31,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from integration.test_interest_service import read_all, wait_for
 
-from console import interest_views, letters
-from console.local_infra import Stack, free_port
+from cli import interest_views, letters
+from cli.local_infra import Stack, free_port
 from contracts.events import DatedRecovery, ReceivableChanged, RepaymentSchedule
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from console.local_infra import Stack, free_port
+from cli.local_infra import Stack, free_port
 from contracts import topics
 from contracts.events import ReceivableChanged
 from shared import envelopes

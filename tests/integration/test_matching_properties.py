@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
-from console import ledger_check
+from cli import ledger_check
 
 pytestmark = pytest.mark.integration
 D = Decimal

@@ -13,7 +13,7 @@ import pytest
 from harness import InProcessPipeline, remit, run_files
 from x12_builder import Claim, Service
 
-from console import ledger_check, letters
+from cli import ledger_check, letters
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration

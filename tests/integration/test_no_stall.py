@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from x12_builder import Adj, Claim, Transaction, build_835, parse_all, remittances
 
-from console import dlt
-from console.local_infra import Stack
-from console.runner import Pipeline
+from cli import dlt
+from cli.local_infra import Stack
+from cli.runner import Pipeline
 from services.intake import domain
 from services.intake.publish import INTAKE, raw_file_message
 from shared.dlt_refs import OmittedBody, RawFileRef
@@ -95,7 +95,7 @@ async def _cli_bytes(stack: Stack, *args: str) -> bytes:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "console.cli",
+        "cli.main",
         *args,
         cwd=REPO_ROOT,
         env=stack.env(),

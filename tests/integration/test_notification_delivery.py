@@ -22,8 +22,8 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from console.local_infra import Stack, free_port
-from console.receiver import WebhookReceiver
+from cli.local_infra import Stack, free_port
+from cli.receiver import WebhookReceiver
 from contracts.events import NotificationEmitted, ReceivableChanged
 from examples import webhook_receiver as example
 from services.notification import store

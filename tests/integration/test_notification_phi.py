@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from harness import InProcessPipeline
 
-from console.local_infra import Stack
+from cli.local_infra import Stack
 from contracts.envelope import parse_envelope
 from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
 from contracts.references import LAYOUTS

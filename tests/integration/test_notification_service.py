@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiosmtpd.controller import Controller
 from integration.test_notification_delivery import Inbox
 
-from console.local_infra import Stack, free_port
-from console.receiver import WebhookReceiver
+from cli.local_infra import Stack, free_port
+from cli.receiver import WebhookReceiver
 from contracts.events import AlertRaised, Allocation, OffsetRecorded, ReceivableChanged
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from console.local_infra import Stack
-from console.runner import Pipeline
+from cli.local_infra import Stack
+from cli.runner import Pipeline
 from shared.settings import REPO_ROOT, SERVICES
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from test_observability_rules import require_tool
 
-from console.local_infra import Stack, free_port, stop_pid, wait_for_port
-from console.runner import Pipeline
+from cli.local_infra import Stack, free_port, stop_pid, wait_for_port
+from cli.runner import Pipeline
 from shared.settings import REPO_ROOT, SERVICES
 
 pytestmark = pytest.mark.integration

@@ -38,8 +38,8 @@ from hypothesis import strategies as st
 from oracle.reconciler import Feed, Letter, Result, StaffAction, reconcile
 from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_835
 
-from console import ledger_check
-from console import letters as staff_letters
+from cli import ledger_check
+from cli import letters as staff_letters
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from console.local_infra import Stack
-from console.runner import Pipeline
+from cli.local_infra import Stack
+from cli.runner import Pipeline
 from shared.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration

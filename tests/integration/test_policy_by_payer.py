@@ -19,7 +19,7 @@ from harness import InProcessPipeline, remit
 from harness import run_files as run
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
-from console import cli_staff, interest_views, ledger_check
+from cli import interest_views, ledger_check, staff
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, NotificationEmitted
 from services.interest import app as interest_app
@@ -148,10 +148,10 @@ async def test_a_commercial_deferral_gets_commercial_rules_and_a_medicare_one_me
         assert (entry["policy"], entry["policy_reason"], entry["policy_recorded"]) == (policy, reason, True)
         assert f"Policy {policy} ({reason}: " in interest_views.render_timeline(view)
     # The command itself, for people and with --json.
-    monkeypatch.setattr(cli_staff, "get_settings", lambda: stack_settings)
+    monkeypatch.setattr(staff, "get_settings", lambda: stack_settings)
     for as_json in (False, True):
         args = argparse.Namespace(tenant=tenant, reference="CPL-1", json=as_json)
-        assert await cli_staff._receivable(args) == 0
+        assert await staff._receivable(args) == 0
         out = capsys.readouterr().out
         if as_json:
             shown = json.loads(out)

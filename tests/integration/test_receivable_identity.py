@@ -19,7 +19,7 @@ from harness import other_claim as other
 from harness import remit_claims as remit
 from x12_builder import Claim, Service
 
-from console import cli_staff, ledger_check, letters, matching_views
+from cli import ledger_check, letters, matching_views, staff
 from shared.settings import Settings
 from shared.stream import Outgoing
 
@@ -186,11 +186,11 @@ async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
     assert any(h["change"] == "ReceivableMerged" for h in survivor_detail["history"])
 
     # `offsetstream receivable REF` says so, from either side.
-    monkeypatch.setattr(cli_staff, "get_settings", lambda: stack_settings)
+    monkeypatch.setattr(staff, "get_settings", lambda: stack_settings)
     survivor_reference = survivor_detail["receivable"]["merged_into_reference"]
     for name, says in ((absorbed["reference"], "Merged into"), (survivor_reference, "Absorbed")):
         capsys.readouterr()
-        assert await cli_staff._receivable(argparse.Namespace(tenant=tenant, reference=name, json=False)) == 0
+        assert await staff._receivable(argparse.Namespace(tenant=tenant, reference=name, json=False)) == 0
         assert says in capsys.readouterr().out
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from console.local_infra import Stack
+from cli.local_infra import Stack
 from services.intake import publish
 from shared.settings import REPO_ROOT
 from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, envelope_event_id

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from harness import remit, run_files
 
-from console import interest_views, ledger_check, matching_views
-from console.local_infra import Stack, pg_bindir
+from cli import interest_views, ledger_check, matching_views
+from cli.local_infra import Stack, pg_bindir
 from shared import db
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
@@ -173,7 +173,7 @@ async def test_staff_commands_show_only_the_tenant_asked_for(
 
     def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "console.cli", *args, "--tenant", a],
+            [sys.executable, "-m", "cli.main", *args, "--tenant", a],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from feeds import snapshot, write_feed
 
-from console.local_infra import Stack
-from console.runner import Pipeline
+from cli.local_infra import Stack
+from cli.runner import Pipeline
 
 pytestmark = pytest.mark.integration
 

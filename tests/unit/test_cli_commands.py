@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from console import cli
+from cli import main as cli
 
 
 def test_new_subcommands_parse_with_their_defaults(tmp_path: Path) -> None:

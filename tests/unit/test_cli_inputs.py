@@ -1,8 +1,8 @@
 """Every option of ``offsetstream`` refuses a bad value with one clear line and status 2, never a traceback.
 
-The table drives the real entry point (``console.cli.main``) in process with a bad value for each option of each
+The table drives the real entry point (``cli.main.main``) in process with a bad value for each option of each
 subcommand; nothing reaches Kafka or PostgreSQL, because every value is checked while the command line is
-parsed (``console.cli_args``). A few cases run as a subprocess too, as staff would type them.
+parsed (``cli.options``). A few cases run as a subprocess too, as staff would type them.
 """
 
 import os
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from console import cli, cli_args
+from cli import main as cli
+from cli import options
 from services.intake import publish
 from shared import kafka
 from shared.failures import record_size
@@ -243,10 +244,10 @@ def test_every_option_of_every_subcommand_is_in_the_table() -> None:
                 found[(*path, action.option_strings[0] if action.option_strings else action.dest)] = action
         return found
 
-    options = walk(cli.build_parser(), ())
+    found_options = walk(cli.build_parser(), ())
     tried = {" ".join(argv) for argv, _ in BAD}
     untried = []
-    for (*command, option), action in options.items():
+    for (*command, option), action in found_options.items():
         value_checked = action.type is not None or action.choices is not None
         assert value_checked, f"offsetstream {' '.join(command)} {option} takes any text"
         if option.startswith("--") and not any(
@@ -324,7 +325,7 @@ def test_ingest_of_a_file_just_under_the_cap_says_why_and_sends_nothing(
 def test_as_typed_in_a_shell(argv: list[str], fragment: str) -> None:
     env = {**os.environ, "OFFSETSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
     done = subprocess.run(
-        [sys.executable, "-m", "console.cli", *argv],
+        [sys.executable, "-m", "cli.main", *argv],
         check=False,
         cwd=REPO_ROOT,
         env=env,
@@ -337,5 +338,5 @@ def test_as_typed_in_a_shell(argv: list[str], fragment: str) -> None:
 
 
 def test_money_keeps_two_places() -> None:
-    assert cli_args.money("7") == Decimal("7.00")
-    assert cli_args.money("999999999.99") == Decimal("999999999.99")
+    assert options.money("7") == Decimal("7.00")
+    assert options.money("999999999.99") == Decimal("999999999.99")

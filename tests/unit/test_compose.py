@@ -213,7 +213,7 @@ def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
         "shared",
         "policies",
         "services",
-        "console",
+        "cli",
         "devtools",
         "infra",
     ):

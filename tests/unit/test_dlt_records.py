@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from console.dlt import DeadLetter, check_dlt_topic, dlt_topics, parse_position, replay_target, select
+from cli.dlt import DeadLetter, check_dlt_topic, dlt_topics, parse_position, replay_target, select
 from services.intake.publish import raw_file_message
 from shared.stream import Incoming, dead_letter_message
 

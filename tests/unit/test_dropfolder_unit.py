@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from console.dropfolder import DropFolder, PermanentPublishError
+from cli.dropfolder import DropFolder, PermanentPublishError
 from services.intake.publish import INTAKE
 
 X12 = b"ISA*00*          *00*          *ZZ*01312~ST*835*0001~SE*2*0001~"

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from console import cli, cli_staff, letters
+from cli import letters, staff
+from cli import main as cli
 from contracts.envelope import parse_envelope
 from contracts.events import RepaymentSchedule, StaffActionRecorded
 from contracts.money import ZERO
@@ -95,7 +96,7 @@ def test_ers_granted_parses_into_the_schedule_it_describes() -> None:
         date(2026, 11, 15),
         "clinic-a",
     )
-    assert cli_staff.repayment_schedule(args) == RepaymentSchedule(
+    assert staff.repayment_schedule(args) == RepaymentSchedule(
         installment_amount=D("250.00"),
         installments=36,
         first_due_date=date(2026, 12, 1),
@@ -104,7 +105,7 @@ def test_ers_granted_parses_into_the_schedule_it_describes() -> None:
     )
     # Other actions carry no schedule.
     other = cli.build_parser().parse_args([*GRANT[:1], "appeal-filed", *GRANT[2:], "--date", "2026-11-15"])
-    assert cli_staff.repayment_schedule(other) is None
+    assert staff.repayment_schedule(other) is None
 
 
 @pytest.mark.parametrize(

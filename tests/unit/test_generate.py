@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from x12_builder import parse_all, remittances
 
-from console import letters
+from cli import letters
 from devtools.generate import (
     Spec,
     differences,

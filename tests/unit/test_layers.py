@@ -1,7 +1,7 @@
 """The layers a reader sees in the tree, checked: every import (module level or inside a function) points down
 or sideways within its own package, never up, and the runtime has no import cycle.
 
-contracts → shared (runtime) → policies → services/<stage> → console (operator and staff app) → devtools.
+contracts → shared (runtime) → policies → services/<stage> → cli (operator and staff application) → devtools.
 A stage never imports another stage: they talk only through Kafka topics.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from shared.settings import REPO_ROOT
 
-RANK = {"contracts": 0, "shared": 1, "policies": 2, "services": 3, "console": 4, "devtools": 5}
+RANK = {"contracts": 0, "shared": 1, "policies": 2, "services": 3, "cli": 4, "devtools": 5}
 
 
 def _package(module: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from console.dlt import _to_dead_letter
+from cli.dlt import _to_dead_letter
 from contracts.envelope import parse_envelope
 from contracts.events import (
     AlertRaised,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from console import interest_views
+from cli import interest_views
 from devtools.generate.model import PAYERS, payer_at
 from policies.config import (
     MEDICARE_CONTRACTORS,

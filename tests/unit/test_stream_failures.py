@@ -14,7 +14,7 @@ from faust.exceptions import ProducerSendError
 from pydantic import ValidationError
 from x12_builder import Adj, Claim, Transaction, build_835, parse_all, remittances
 
-from console.dlt import DeadLetter
+from cli.dlt import DeadLetter
 from contracts.events import RawFileReceived
 from services.intake import domain
 from services.intake.publish import raw_file_message

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
-from console import cli_args
-from console.report import table
+from cli import options
+from cli.report import table
 from contracts.events import RepaymentSchedule, StaffActionKind
 from shared.settings import Settings, get_settings
 
@@ -111,7 +111,7 @@ async def _print_rows(
 
 
 async def _receivables(args: argparse.Namespace) -> int:
-    from console import matching_views
+    from cli import matching_views
 
     return await _print_rows(
         args,
@@ -120,14 +120,14 @@ async def _receivables(args: argparse.Namespace) -> int:
 
 
 async def _receivable(args: argparse.Namespace) -> int:
-    from console import matching_views
+    from cli import matching_views
 
     async def work(conn: Any) -> int:
         detail = await matching_views.receivable(conn, args.tenant, args.reference)
         if detail is None:
             print(f"no receivable {args.reference!r} for tenant {args.tenant}")
             return 1
-        from console import interest_views
+        from cli import interest_views
 
         settings = get_settings()
         head = detail["receivable"]
@@ -165,7 +165,7 @@ async def _receivable(args: argparse.Namespace) -> int:
 def _policy_of(settings: Settings, head: dict[str, Any], interest: dict[str, Any]) -> dict[str, Any]:
     """Which payer policy applied to the receivable and why (configured / table / default): what interest
     recorded for it, or, before interest has seen it, what the policy configuration resolves now."""
-    from console import interest_views
+    from cli import interest_views
 
     rid = str(head["receivable_id"])
     for entry in interest["receivables"]:
@@ -176,13 +176,13 @@ def _policy_of(settings: Settings, head: dict[str, Any], interest: dict[str, Any
 
 
 async def _unmatched(args: argparse.Namespace) -> int:
-    from console import matching_views
+    from cli import matching_views
 
     return await _print_rows(args, lambda conn: matching_views.unmatched(conn, args.tenant))
 
 
 async def _remittance(args: argparse.Namespace) -> int:
-    from console import matching_views
+    from cli import matching_views
 
     async def work(conn: Any) -> int:
         found = await matching_views.remittance(conn, args.tenant, args.trace)
@@ -200,7 +200,7 @@ async def _remittance(args: argparse.Namespace) -> int:
 
 
 async def _letter(args: argparse.Namespace) -> int:
-    from console import letters
+    from cli import letters
 
     if args.letter_action == "import":
         try:
@@ -243,7 +243,7 @@ async def _live_reference(tenant: str, typed: str) -> str:
     """The reference of the live receivable staff mean: the one typed, or, when it names a receivable merged
     into another or is one of its other identifiers (a claim number), that receivable's own. Every stage then
     finds the same receivable (interest keys an ERS plan by it). Without a reachable ledger, the typed one."""
-    from console import matching_views
+    from cli import matching_views
 
     try:
         conn = await db_connect()
@@ -271,7 +271,7 @@ async def db_connect() -> Any:
 
 
 async def _action(args: argparse.Namespace) -> int:
-    from console import letters
+    from cli import letters
 
     kind, outcome = ACTIONS[args.kind]
     try:
@@ -299,7 +299,7 @@ async def _action(args: argparse.Namespace) -> int:
 
 
 async def _ledger(args: argparse.Namespace) -> int:
-    from console import ledger_check
+    from cli import ledger_check
 
     async def work(conn: Any) -> int:
         breaches = await ledger_check.check(conn, args.tenant)
@@ -329,73 +329,73 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 
 def add_parsers(sub: Any, settings: Settings) -> None:
     """Register the staff subcommands on the main parser."""
-    tenant = {"type": cli_args.tenant_id, "default": settings.default_tenant, "help": "clinic (tenant) id"}
+    tenant = {"type": options.tenant_id, "default": settings.default_tenant, "help": "clinic (tenant) id"}
     p = sub.add_parser("receivables", help="every receivable with its balance")
     p.add_argument("--open", action="store_true", help="only receivables with money still owed")
-    p.add_argument("--payer", type=cli_args.identifier, help="only this payer id")
+    p.add_argument("--payer", type=options.identifier, help="only this payer id")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("receivable", help="one receivable: every change, allocation and deadline")
-    p.add_argument("reference", type=cli_args.identifier, help="FCN / reference of the receivable")
+    p.add_argument("reference", type=options.identifier, help="FCN / reference of the receivable")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("unmatched", help="withheld money that no receivable explains yet (work queue)")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("remittance", help="how each withheld dollar of one remittance was explained")
-    p.add_argument("trace", type=cli_args.identifier, help="TRN02 check/EFT trace number")
+    p.add_argument("trace", type=options.identifier, help="TRN02 check/EFT trace number")
     p.add_argument("--tenant", **tenant)
     p.add_argument("--json", action="store_true")
     letter = sub.add_parser("letter", help="enter demand letters or provider-identified overpayments")
     acts = letter.add_subparsers(dest="letter_action", required=True)
     add = acts.add_parser("add", help="one letter")
-    add.add_argument("--payer", required=True, type=cli_args.identifier)
+    add.add_argument("--payer", required=True, type=options.identifier)
     add.add_argument(
-        "--payee", required=True, type=cli_args.identifier, help="NPI or TIN the letter is addressed to"
+        "--payee", required=True, type=options.identifier, help="NPI or TIN the letter is addressed to"
     )
-    add.add_argument("--fcn", required=True, type=cli_args.identifier, help="FCN / AR number on the letter")
-    add.add_argument("--amount", required=True, type=cli_args.money, help="amount demanded, e.g. 125.00")
-    add.add_argument("--date", required=True, type=cli_args.iso_date, help="letter date YYYY-MM-DD")
+    add.add_argument("--fcn", required=True, type=options.identifier, help="FCN / AR number on the letter")
+    add.add_argument("--amount", required=True, type=options.money, help="amount demanded, e.g. 125.00")
+    add.add_argument("--date", required=True, type=options.iso_date, help="letter date YYYY-MM-DD")
     add.add_argument(
         "--claim",
         action="append",
-        type=cli_args.identifier,
+        type=options.identifier,
         help="claim number (ICN) listed in the letter; repeatable",
     )
     add.add_argument("--kind", choices=["demand_letter", "provider_identified"], default="demand_letter")
     imp = acts.add_parser(
         "import", help="a JSON list of letters (fields as for add; fcn, letter_date, claims)"
     )
-    imp.add_argument("file", type=cli_args.input_file)
+    imp.add_argument("file", type=options.input_file)
     for parser in (add, imp):
         parser.add_argument("--tenant", **tenant)
-        parser.add_argument("--entered-by", type=cli_args.identifier, default="staff")
+        parser.add_argument("--entered-by", type=options.identifier, default="staff")
     act = sub.add_parser(
         "action",
         help="record a step on a receivable: appeal, decision, write-off, refund, repayment schedule (ERS)",
     )
     act.add_argument("kind", choices=sorted(ACTIONS))
-    act.add_argument("reference", type=cli_args.identifier, help="FCN / reference of the receivable")
-    act.add_argument("--payer", required=True, type=cli_args.identifier)
-    act.add_argument("--payee", required=True, type=cli_args.identifier)
+    act.add_argument("reference", type=options.identifier, help="FCN / reference of the receivable")
+    act.add_argument("--payer", required=True, type=options.identifier)
+    act.add_argument("--payee", required=True, type=options.identifier)
     act.add_argument(
-        "--date", required=True, type=cli_args.iso_date, help="date of the step (ers-granted: the grant date)"
+        "--date", required=True, type=options.iso_date, help="date of the step (ers-granted: the grant date)"
     )
     act.add_argument(
-        "--amount", type=cli_args.money, help="write-off or refund amount (default: the open balance)"
+        "--amount", type=options.money, help="write-off or refund amount (default: the open balance)"
     )
     ers = act.add_argument_group("ers-granted (extended repayment schedule)")
-    ers.add_argument("--installment", type=cli_args.money, help="amount of each installment")
-    ers.add_argument("--installments", type=cli_args.bounded_int(1, 600), help="number of installments")
-    ers.add_argument("--first-due", type=cli_args.iso_date, help="due date of the first installment")
+    ers.add_argument("--installment", type=options.money, help="amount of each installment")
+    ers.add_argument("--installments", type=options.bounded_int(1, 600), help="number of installments")
+    ers.add_argument("--first-due", type=options.iso_date, help="due date of the first installment")
     ers.add_argument("--frequency", choices=["monthly", "biweekly", "weekly"], help="default: monthly")
-    ers.add_argument("--final-installment", type=cli_args.money, help="last installment when it differs")
+    ers.add_argument("--final-installment", type=options.money, help="last installment when it differs")
     act.add_argument("--tenant", **tenant)
-    act.add_argument("--entered-by", type=cli_args.identifier, default="staff")
+    act.add_argument("--entered-by", type=options.identifier, default="staff")
     led = sub.add_parser("ledger", help="ledger audit")
     led.add_argument("ledger_action", choices=["check"])
     led.add_argument(
-        "--tenant", type=cli_args.tenant_id, default=None, help="only this tenant (default: every tenant)"
+        "--tenant", type=options.tenant_id, default=None, help="only this tenant (default: every tenant)"
     )
 
 

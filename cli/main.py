@@ -12,7 +12,7 @@ offsetstream dlt replay [--reason R | P:O ... | --all]     send rejected input b
 offsetstream db migrate | topics create                    prepare PostgreSQL / Kafka
 offsetstream generate --out DIR [--tenants N ...]         synthetic payer feeds + expected.json (load tests)
 offsetstream generate --check DIR [--tenant T]             compare a generated feed's expected.json with the DB
-(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see console/cli_staff.py)
+(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see cli/staff.py)
 """
 
 import argparse
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console import cli_args, cli_dlt, cli_staff, report
+from cli import dlt_commands, options, report, staff
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 
@@ -90,7 +90,7 @@ def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
 
 
 async def _reconcile(tenant: str) -> int:
-    from console import report
+    from cli import report
     from shared import db
 
     async with db.staff_connection(get_settings(), tenant) as conn:  # this tenant's rows only (RLS)
@@ -228,7 +228,7 @@ async def _files(tenant: str, as_json: bool, limit: int, show_warnings: bool) ->
 
 
 async def _watch(folder: Path, tenant: str, interval: float, format_hint: str | None) -> int:
-    from console.dropfolder import DropFolder, PollReport
+    from cli.dropfolder import DropFolder, PollReport
 
     def show(report: PollReport) -> None:
         for name in report.published:
@@ -260,16 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start everything locally, feed the examples, print the reconciliation")
     run.add_argument("--keep", action="store_true", help="keep the stack running after the report")
-    run.add_argument("--examples", type=cli_args.input_folder, default=REPO_ROOT / "examples" / "835")
-    run.add_argument("--tenant", type=cli_args.tenant_id, default="demo-clinic")
-    tenant: dict[str, Any] = {"type": cli_args.tenant_id, "default": settings.default_tenant}
-    feed_format: dict[str, Any] = {"dest": "format_hint", "type": cli_args.feed_format, "default": None}
+    run.add_argument("--examples", type=options.input_folder, default=REPO_ROOT / "examples" / "835")
+    run.add_argument("--tenant", type=options.tenant_id, default="demo-clinic")
+    tenant: dict[str, Any] = {"type": options.tenant_id, "default": settings.default_tenant}
+    feed_format: dict[str, Any] = {"dest": "format_hint", "type": options.feed_format, "default": None}
     ingest = sub.add_parser("ingest", help="publish payer files (or folders of them) to the intake topic")
-    ingest.add_argument("paths", nargs="+", type=cli_args.file_or_folder)
+    ingest.add_argument("paths", nargs="+", type=options.file_or_folder)
     ingest.add_argument("--tenant", **tenant)
     ingest.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     parse = sub.add_parser("parse", help="print as JSON lines the events a file would produce (no Kafka)")
-    parse.add_argument("file", type=cli_args.input_file)
+    parse.add_argument("file", type=options.input_file)
     parse.add_argument("--tenant", **tenant)
     parse.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     reconcile = sub.add_parser("reconcile", help="print the reconciliation of a tenant from the ledger")
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     files.add_argument("--tenant", **tenant)
     files.add_argument(
-        "--limit", type=cli_args.positive_int, default=100, metavar="N", help="at most N files (default 100)"
+        "--limit", type=options.positive_int, default=100, metavar="N", help="at most N files (default 100)"
     )
     files.add_argument("--json", action="store_true", help="one JSON object per line")
     files.add_argument(
@@ -299,16 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
         "cannot be sent goes to FOLDER/failed/ with an .error.txt note; move it back to retry. Names "
         "starting with '.' or ending in .part/.tmp/.filepart are in-progress uploads and are left alone.",
     )
-    watch.add_argument("folder", type=cli_args.input_folder)
+    watch.add_argument("folder", type=options.input_folder)
     watch.add_argument("--tenant", **tenant)
     watch.add_argument(
-        "--interval", type=cli_args.seconds, default=2.0, help="seconds between looks (default 2)"
+        "--interval", type=options.seconds, default=2.0, help="seconds between looks (default 2)"
     )
     watch.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
-    cli_dlt.add_parser(sub)
+    dlt_commands.add_parser(sub)
     for command in _commands().values():
         command.add_parser(sub)
-    cli_staff.add_parsers(sub, settings)
+    staff.add_parsers(sub, settings)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
     topics = sub.add_parser("topics", help="Kafka topic administration")
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offsetstream`` command. A malformed option ends with argparse's one-line error and
-    status 2 (every option has a checking type, see :mod:`console.cli_args`); Kafka or PostgreSQL out of reach
+    status 2 (every option has a checking type, see :mod:`cli.options`); Kafka or PostgreSQL out of reach
     ends with one line naming it and status 1, never a traceback."""
     try:
         args = build_parser().parse_args(argv)
@@ -355,11 +355,11 @@ def _unreachable(exc: Exception) -> str | None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    staff = cli_staff.dispatch(args)
-    if staff is not None:
-        return staff
+    handled = staff.dispatch(args)
+    if handled is not None:
+        return handled
     if args.command == "run":
-        from console.runner import run_demo
+        from cli.runner import run_demo
 
         try:
             return asyncio.run(run_demo(args.examples, args.tenant, args.keep))
@@ -379,7 +379,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 2
         return asyncio.run(_watch(args.folder, args.tenant, args.interval, args.format_hint))
     if args.command == "dlt":
-        return cli_dlt.run(args)
+        return dlt_commands.run(args)
     if args.command in _commands():
         return int(_commands()[args.command].run(args))
     if args.command == "db":

@@ -11,9 +11,9 @@ from types import TracebackType
 
 from aiokafka.errors import KafkaError
 
-from console import report
-from console.local_infra import Stack, start_stack
-from console.receiver import WebhookReceiver
+from cli import report
+from cli.local_infra import Stack, start_stack
+from cli.receiver import WebhookReceiver
 from services.intake import publish
 from shared import db, kafka
 from shared.settings import REPO_ROOT, SERVICES, Settings
@@ -98,7 +98,7 @@ class Pipeline:
     def _check_services(self) -> None:
         """Restart a service process that exited, as the deployment's restart policy would (a worker that
         cannot reach the broker at start-up exits); give up after ``MAX_RESTARTS`` for one process."""
-        from console.local_infra import pid_alive
+        from cli.local_infra import pid_alive
 
         for label, pid in list(self.stack.services.items()):
             if pid_alive(pid):

@@ -191,7 +191,7 @@ def generated_feed(text: str) -> Path:
 
 def position(text: str) -> str:
     """A dead-letter record's ``PARTITION:OFFSET`` as ``dlt list`` prints it (kept as typed)."""
-    from console.dlt import parse_position
+    from cli.dlt import parse_position
 
     try:
         parse_position(text)

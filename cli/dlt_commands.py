@@ -1,5 +1,5 @@
 """``offsetstream dlt list|show|replay``: staff's view of dead letters and the way back (the records themselves are
-read and replayed by :mod:`console.dlt`)."""
+read and replayed by :mod:`cli.dlt`)."""
 
 import argparse
 import asyncio
@@ -7,12 +7,12 @@ import json
 import sys
 from typing import Any
 
-from console import cli_args, report
+from cli import options, report
 from shared.settings import get_settings
 
 
 def run(args: argparse.Namespace) -> int:
-    from console.dlt import OriginalMissing
+    from cli.dlt import OriginalMissing
 
     try:
         if args.dlt_command == "list":
@@ -37,7 +37,7 @@ def _location_text(location: dict[str, str]) -> str:
 async def _dlt_list(
     topic: str, limit: int | None, tenant: str | None, reason: str | None, as_json: bool
 ) -> int:
-    from console import dlt
+    from cli import dlt
 
     records = dlt.select(await dlt.read_dead_letters(get_settings(), topic), reason=reason, tenant_id=tenant)
     if limit is not None:
@@ -83,7 +83,7 @@ async def _dlt_list(
 
 
 async def _dlt_show(topic: str, position: str, content: bool, raw: bool) -> int:
-    from console import dlt
+    from cli import dlt
 
     where = dlt.parse_position(position)
     record = (await dlt.fetch_dead_letters(get_settings(), topic, [where]))[where]
@@ -121,7 +121,7 @@ async def _dlt_show(topic: str, position: str, content: bool, raw: bool) -> int:
 async def _dlt_replay(
     topic: str, positions: list[str], reason: str | None, tenant: str | None, replay_all: bool, dry_run: bool
 ) -> int:
-    from console import dlt
+    from cli import dlt
 
     outcomes = await dlt.replay(
         get_settings(),
@@ -144,7 +144,7 @@ async def _dlt_replay(
 
 
 def add_parser(sub: Any) -> None:
-    from console.dlt import DEFAULT_DLT, dlt_topics
+    from cli.dlt import DEFAULT_DLT, dlt_topics
 
     topic_help = (
         f"dead-letter topic (default {DEFAULT_DLT}, rejected payer files); one of: {', '.join(dlt_topics())}"
@@ -166,15 +166,15 @@ def add_parser(sub: Any) -> None:
     lst.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
     lst.add_argument(
         "--limit",
-        type=cli_args.positive_int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="show only the N most recent records",
     )
-    lst.add_argument("--tenant", type=cli_args.tenant_id, default=None, help="only records of this tenant")
+    lst.add_argument("--tenant", type=options.tenant_id, default=None, help="only records of this tenant")
     lst.add_argument(
         "--reason",
-        type=cli_args.identifier,
+        type=options.identifier,
         default=None,
         help="only records with this reason, e.g. unbalanced",
     )
@@ -188,7 +188,7 @@ def add_parser(sub: Any) -> None:
     )
     show.add_argument(
         "position",
-        type=cli_args.position,
+        type=options.position,
         metavar="PARTITION:OFFSET",
         help="as printed by `offsetstream dlt list`",
     )
@@ -213,14 +213,14 @@ def add_parser(sub: Any) -> None:
         "file whose content is wrong must be corrected and fed again with `offsetstream ingest` instead.",
     )
     rep.add_argument(
-        "positions", nargs="*", type=cli_args.position, metavar="PARTITION:OFFSET", help="records to replay"
+        "positions", nargs="*", type=options.position, metavar="PARTITION:OFFSET", help="records to replay"
     )
     rep.add_argument("--topic", default=DEFAULT_DLT, choices=dlt_topics(), metavar="TOPIC", help=topic_help)
     rep.add_argument(
-        "--reason", type=cli_args.identifier, default=None, help="replay every record with this reason"
+        "--reason", type=options.identifier, default=None, help="replay every record with this reason"
     )
     rep.add_argument(
-        "--tenant", type=cli_args.tenant_id, default=None, help="replay only records of this tenant"
+        "--tenant", type=options.tenant_id, default=None, help="replay only records of this tenant"
     )
     rep.add_argument("--all", dest="replay_all", action="store_true", help="replay every record of the topic")
     rep.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
