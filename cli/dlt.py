@@ -34,7 +34,7 @@ from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from contracts.topics import TOPICS, all_topic_names, dlt_name
 from services.intake.publish import raw_file_message
-from shared import db, phi
+from shared import db, kafka_security, phi
 from shared.dlt_refs import OmittedBody, RawFileRef, read_body
 from shared.kafka import MAX_MESSAGE_BYTES, topic_partitions
 from shared.settings import Settings
@@ -285,7 +285,7 @@ def _to_dead_letter(record: Any) -> DeadLetter:
 def _consumer(settings: Settings) -> AIOKafkaConsumer:
     # No group_id: nothing is committed, no rebalance, and other readers of the DLT are not disturbed.
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_security.client_kwargs(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -345,7 +345,7 @@ async def read_dead_letters(
 
 async def _partitions(settings: Settings, topic: str) -> set[int]:
     """Partition ids of a topic (empty if it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_security.client_kwargs(settings))
     await admin.start()
     try:
         return set((await topic_partitions(admin, [topic])).get(topic, []))
@@ -455,7 +455,7 @@ async def replay(
     if not records:
         return outcomes
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_security.client_kwargs(settings),
         max_request_size=MAX_MESSAGE_BYTES,
         acks="all",
         enable_idempotence=True,

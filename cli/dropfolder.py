@@ -27,6 +27,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from services.intake.publish import INTAKE, FileRefused, load_payee_directory, raw_file_messages
+from shared import kafka_security
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings
 
@@ -83,7 +84,7 @@ class KafkaPublisher:
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
+                **kafka_security.client_kwargs(self.settings),
                 max_request_size=MAX_MESSAGE_BYTES,
                 acks="all",
                 enable_idempotence=True,

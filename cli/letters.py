@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import LetterReceived, RepaymentSchedule, StaffActionKind, StaffActionRecorded
 from contracts.money import Money
-from shared import envelopes
+from shared import envelopes, kafka_security
 from shared.ids import account_key, stable_id
 from shared.settings import Settings
 
@@ -127,9 +127,7 @@ def action_event(
 
 async def publish_events(settings: Settings, topic: str, messages: Iterable[tuple[str, bytes]]) -> int:
     """Publish (key, value) messages and wait for the broker's acknowledgement of each."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**kafka_security.client_kwargs(settings), acks="all", enable_idempotence=True)
     await producer.start()
     count = 0
     try:

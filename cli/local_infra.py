@@ -3,6 +3,12 @@
 Both bind 127.0.0.1 on free ports, keep their data under ``<data_dir>/<stack>/`` (ignored by git), write logs to
 files and are stopped by the PID they were started with. ``make run``, the test harness and the benchmark all use
 this module, so what the tests prove is what the README's command runs.
+
+The broker is secured as in docker-compose.yml (docs/security.md "Kafka"): clients log in with SASL/SCRAM-SHA-512,
+one principal per service plus ``operator`` (the command line) and ``admin`` (the super user, topics and ACLs), with
+passwords generated for each start; KRaft's StandardAuthorizer denies whatever ``shared.kafka_security``'s ACLs do
+not allow. The controller listener takes SASL/PLAIN for ``admin`` only (SCRAM cannot serve it: its credentials
+live in the metadata the controller serves).
 """
 
 import base64
@@ -10,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +28,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from shared.settings import REPO_ROOT, SERVICES
+from shared.kafka_security import ADMIN, PRINCIPALS, create_acls
+from shared.settings import REPO_ROOT, SERVICES, Settings
 
 KAFKA_POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
 
@@ -127,11 +135,42 @@ class KafkaInfo:
     controller_port: int
     pid: int
     home: str
+    users: dict[str, str] = field(default_factory=dict)
+    """principal → SCRAM password, generated for this broker (never a default)."""
 
     @property
     def bootstrap(self) -> str:
         """bootstrap.servers for clients."""
         return f"127.0.0.1:{self.port}"
+
+    def login_env(self, principal: str) -> dict[str, str]:
+        """The ``OFFSETSTREAM_KAFKA_*`` variables of a process logging in as ``principal``."""
+        return {
+            "OFFSETSTREAM_KAFKA_BOOTSTRAP": self.bootstrap,
+            "OFFSETSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "OFFSETSTREAM_KAFKA_SASL_MECHANISM": SCRAM,
+            "OFFSETSTREAM_KAFKA_USERNAME": principal,
+            "OFFSETSTREAM_KAFKA_PASSWORD": self.users[principal],
+        }
+
+    def settings(self, principal: str = ADMIN, **overrides: object) -> Settings:
+        """Settings of an in-process client of this broker logging in as ``principal``."""
+        login: dict[str, object] = {
+            "kafka_bootstrap": self.bootstrap,
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": SCRAM,
+            "kafka_username": principal,
+            "kafka_password": self.users[principal],
+        }
+        return Settings(**{**login, **overrides})  # type: ignore[arg-type]
+
+
+SCRAM = "SCRAM-SHA-512"
+
+
+def _jaas(module: str, user: str, password: str, **extra: str) -> str:
+    options = " ".join(f'{k}="{v}"' for k, v in {"username": user, "password": password, **extra}.items())
+    return f"org.apache.kafka.common.security.{module} required {options};"
 
 
 def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 90.0) -> KafkaInfo:
@@ -141,15 +180,30 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
         shutil.rmtree(home)
     (home / "logs").mkdir(parents=True)
     port, cport = free_port(), free_port()
+    users = {principal: secrets.token_hex(24) for principal in PRINCIPALS}
+    admin_password = users[ADMIN]
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{cport}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "advertised.listeners": f"CLIENT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "CLIENT",
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.mechanism.inter.broker.protocol": SCRAM,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.client.sasl.enabled.mechanisms": SCRAM,
+        f"listener.name.client.{SCRAM.lower()}.sasl.jaas.config": _jaas(
+            "scram.ScramLoginModule", ADMIN, admin_password
+        ),
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": _jaas(
+            "plain.PlainLoginModule", ADMIN, admin_password, **{f"user_{ADMIN}": admin_password}
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN}",
+        "allow.everyone.if.no.acl.found": "false",
         "log.dirs": str(home / "data"),
         "num.partitions": "3",
         "auto.create.topics.enable": "false",
@@ -163,6 +217,7 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
         "log.retention.hours": "-1",
     }
     config = home / "server.properties"
+    config.touch(mode=0o600)  # it holds the admin password
     config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     log4j = home / "log4j.properties"
     log4j.write_text(
@@ -176,7 +231,15 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
     java = _kafka_java(home, libs, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
     fmt = subprocess.run(
-        [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
+        [
+            *java,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(config),
+            *(f"--add-scram={SCRAM}=[name={user},password={password}]" for user, password in users.items()),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -184,7 +247,30 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
     if fmt.returncode != 0:
         raise InfraError(f"Kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
     pid = _launch_kafka(home, libs, heap, port, timeout)
-    return KafkaInfo(port=port, controller_port=cport, pid=pid, home=str(home))
+    info = KafkaInfo(port=port, controller_port=cport, pid=pid, home=str(home), users=users)
+    try:
+        _create_acls(info, timeout)
+    except BaseException:
+        stop_pid(pid)
+        raise
+    return info
+
+
+def _create_acls(info: KafkaInfo, timeout: float) -> None:
+    """Give every principal its ACLs (shared.kafka_security), retrying while the broker finishes starting."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            asyncio.run(create_acls(info.settings(ADMIN)))
+            return
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise InfraError(f"could not create the Kafka ACLs ({exc!r}); see {info.home}/logs") from exc
+            time.sleep(0.5)
 
 
 def _kafka_java(home: Path, libs: Path, heap: str) -> list[str]:
@@ -221,7 +307,9 @@ def restart_kafka(info: KafkaInfo, *, heap: str = "512m", timeout: float = 90.0)
     stop_pid(info.pid, timeout=60.0)
     libs = kafka_libs(REPO_ROOT / ".local")
     pid = _launch_kafka(Path(info.home), libs, heap, info.port, timeout)
-    return KafkaInfo(port=info.port, controller_port=info.controller_port, pid=pid, home=info.home)
+    return KafkaInfo(
+        port=info.port, controller_port=info.controller_port, pid=pid, home=info.home, users=info.users
+    )
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
@@ -397,19 +485,29 @@ class Stack:
         """Where the stack records its PIDs and ports."""
         return Path(self.root) / "state.json"
 
-    def env(self, **extra: str) -> dict[str, str]:
-        """Environment for a process that talks to this stack."""
+    def env(self, principal: str = "operator", **extra: str) -> dict[str, str]:
+        """Environment for a process that talks to this stack, logged in to Kafka as ``principal`` (a service
+        name, ``operator`` for the command line, or ``admin``)."""
         env = dict(os.environ)
+        env.update(self.kafka.login_env(principal))
         env.update(
-            OFFSETSTREAM_KAFKA_BOOTSTRAP=self.kafka.bootstrap,
             OFFSETSTREAM_DATABASE_URL=self.postgres.dsn,
             OFFSETSTREAM_DATA_DIR=str(Path(self.root) / "data"),
         )
         env.update(extra)
         return env
 
+    def settings(self, principal: str = "admin", **overrides: object) -> Settings:
+        """Settings of an in-process client of this stack (broker login as ``principal``, the database)."""
+        defaults: dict[str, object] = {
+            "database_url": self.postgres.dsn,
+            "data_dir": Path(self.root) / "data",
+        }
+        return self.kafka.settings(principal, **{**defaults, **overrides})
+
     def save(self) -> None:
-        """Persist the PIDs and ports."""
+        """Persist the PIDs, ports and the broker's generated passwords (readable by the owner only)."""
+        self.state_file.touch(mode=0o600)
         self.state_file.write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
@@ -436,7 +534,10 @@ class Stack:
         label = f"{service}-{worker_id}"
         port = free_port()
         env = self.env(
-            OFFSETSTREAM_WORKER_ID=str(worker_id), OFFSETSTREAM_WEB_PORT=str(port), **(extra_env or {})
+            service,
+            OFFSETSTREAM_WORKER_ID=str(worker_id),
+            OFFSETSTREAM_WEB_PORT=str(port),
+            **(extra_env or {}),
         )
         out = (logs / f"{label}.log").open("ab")
         proc = subprocess.Popen(

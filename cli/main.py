@@ -340,7 +340,11 @@ def _unreachable(exc: Exception) -> str | None:
     import asyncpg
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+    from shared.kafka_security import KafkaCredentialsMissing
+
     settings = get_settings()
+    if isinstance(exc, KafkaCredentialsMissing):
+        return str(exc)
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
         return f"Kafka at {settings.kafka_bootstrap} is not reachable ({exc}); check OFFSETSTREAM_KAFKA_BOOTSTRAP"
     if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.InvalidSchemaNameError):

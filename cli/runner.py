@@ -50,10 +50,11 @@ class Pipeline:
         self.webhook_secret = secrets.token_hex(32)
         self.receiver = WebhookReceiver(secret=self.webhook_secret, fail_first=fail_first)
         self.extra_env = dict(env or {})
-        self.settings = Settings(kafka_bootstrap=stack.kafka.bootstrap, database_url=stack.postgres.dsn)
+        # The command line's Kafka login (ingest, consumer lag); topics are created as the broker's admin.
+        self.settings = stack.settings("operator")
 
     async def __aenter__(self) -> "Pipeline":
-        await prepare(self.settings)
+        await prepare(self.stack.settings("admin"))
         url = await self.receiver.start()
         self.extra_env.update(OFFSETSTREAM_WEBHOOK_URL=url, OFFSETSTREAM_WEBHOOK_SECRET=self.webhook_secret)
         self.extra_env.setdefault("OFFSETSTREAM_INTEREST_TICK_SECONDS", "2")

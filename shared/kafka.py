@@ -6,6 +6,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.topics import TOPICS, all_topic_names
+from shared import kafka_security
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
 
@@ -27,7 +28,7 @@ def topic_configs(name: str, settings: Settings) -> dict[str, str]:
 async def create_topics(settings: Settings) -> list[str]:
     """Create every topic that is missing, with explicit partition counts; return the ones created. Existing
     dead-letter topics get their retention set to the configured one (see :func:`topic_configs`)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_security.client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -73,8 +74,8 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
 async def consumer_lag(settings: Settings) -> dict[str, int]:
     """Messages not yet committed by each stage's consumer group, over the topics it consumes (the same
     measure the services export as ``remit_consumer_lag_messages``)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**kafka_security.client_kwargs(settings))
+    consumer = AIOKafkaConsumer(**kafka_security.client_kwargs(settings), enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

@@ -17,7 +17,8 @@ stage's input topics; dashboards and alerts aggregate with ``max by (service, to
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -65,10 +66,14 @@ class LagMonitor:
         bootstrap: str,
         topics: Callable[[], Sequence[str]],
         interval: float = INTERVAL_SECONDS,
+        security: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
+        """``security`` gives the clients' security options (``shared.kafka_security.security_kwargs``); it is
+        called when the monitor connects, so a missing login stops the worker's consumer first, by name."""
         self.service = service
         self.group_id = group_id
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = topics
         self.interval = interval
         self._reported: set[tuple[str, str]] = set()
@@ -86,9 +91,14 @@ class LagMonitor:
     async def run(self) -> None:
         """Measure forever (a faust app task); broker errors skip a round, the clients are rebuilt."""
         while True:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            admin: AIOKafkaAdminClient | None = None
+            consumer: AIOKafkaConsumer | None = None
             try:
+                security = dict(self.security())
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **security)
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, enable_auto_commit=False, **security
+                )
                 await admin.start()
                 await consumer.start()
                 while True:
@@ -101,6 +111,8 @@ class LagMonitor:
             except Exception:
                 log.exception("%s: consumer lag monitor failed; restarting it", self.service)
             finally:
-                await consumer.stop()
-                await admin.close()
+                if consumer is not None:
+                    await consumer.stop()
+                if admin is not None:
+                    await admin.close()
             await asyncio.sleep(self.interval)

@@ -4,6 +4,7 @@ from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OFFSETSTREAM_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port of the Kafka broker.")
+    # Kafka login of this process (issue 16; shared/kafka_security.py, docs/security.md "Kafka")
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = Field(
+        default="SASL_PLAINTEXT",
+        description="How clients talk to the broker: SASL (SCRAM) over plain TCP or TLS. PLAINTEXT (no "
+        "authentication at all) only when set explicitly, for a developer's own broker.",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism of the Kafka login."
+    )
+    kafka_username: str | None = Field(
+        default=None,
+        description="Kafka principal of this process: the service's own (intake, detection, matching, interest, "
+        "notification), operator for the command line, admin for topic and ACL administration. No default.",
+    )
+    kafka_password: SecretStr | None = Field(
+        default=None, description="Password of that principal; no default (a SASL client refuses to start)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="CA bundle that verifies the broker's certificate with SASL_SSL (default: system's).",
+    )
     database_url: str = Field(
         default="postgresql://offsetstream@127.0.0.1:5432/offsetstream",
         description="asyncpg DSN of the ledger.",

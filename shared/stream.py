@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.topics import all_topic_names, dlt_name
-from shared import db, lag, phi, telemetry
+from shared import db, kafka_security, lag, phi, telemetry
 from shared.dlt_refs import OmittedBody
 from shared.failures import TooLarge, is_transient, permanent_reason, record_size
 from shared.kafka import MAX_MESSAGE_BYTES
@@ -161,6 +161,7 @@ class Stage:
         self.app = faust.App(
             f"offsetstream-{service}",
             broker=f"kafka://{s.kafka_bootstrap}",
+            broker_credentials=kafka_security.faust_credentials(s),
             store="memory://",
             value_serializer="raw",
             key_serializer="raw",
@@ -190,6 +191,7 @@ class Stage:
             self.app.conf.id,
             self.settings.kafka_bootstrap,
             lambda: [topic for topics, _ in self.subscriptions for topic in topics],
+            security=lambda: kafka_security.security_kwargs(self.settings),
         )
         self.app.task(monitor.run)
         return monitor

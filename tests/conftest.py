@@ -25,9 +25,7 @@ def stack() -> Iterator[Stack]:
     root = REPO_ROOT / ".local" / f"test-{os.getpid()}"
     started = start_stack(root, "test", durable=False)
     try:
-        asyncio.run(
-            prepare(Settings(kafka_bootstrap=started.kafka.bootstrap, database_url=started.postgres.dsn))
-        )
+        asyncio.run(prepare(started.settings("admin")))
         yield started
     finally:
         started.stop()
@@ -39,12 +37,9 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture
 def stack_settings(stack: Stack) -> Settings:
-    """Settings pointing at the session's broker and database."""
-    return Settings(
-        kafka_bootstrap=stack.kafka.bootstrap,
-        database_url=stack.postgres.dsn,
-        data_dir=Path(stack.root) / "data",
-    )
+    """Settings pointing at the session's broker and database; Kafka login as the broker's admin (the tests
+    drive topics no single principal may touch; tests/integration/test_kafka_acl.py checks the principals)."""
+    return stack.settings("admin")
 
 
 @pytest.fixture

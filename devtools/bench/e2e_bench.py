@@ -39,7 +39,7 @@ from cli.local_infra import Stack, start_stack
 from cli.runner import Pipeline
 from devtools.generate import FeedFile, Spec, compare, feed_order, generate
 from services.intake import publish
-from shared import kafka
+from shared import kafka, kafka_security
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 ROOT = REPO_ROOT / ".local" / "bench"
@@ -93,13 +93,13 @@ async def collect_stamps(
 ) -> None:
     """topic → trace number → Kafka timestamps (ms) of its events, from now on (assigned, no group)."""
     topics = list(sinks)
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    client = AIOKafkaAdminClient(**kafka_security.client_kwargs(settings))
     await client.start()
     try:
         parts = await kafka.topic_partitions(client, topics)
     finally:
         await client.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_security.client_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for topic in topics for p in parts[topic]]
@@ -121,7 +121,7 @@ async def publish_burst(settings: Settings, out: Path, feed: list[FeedFile]) -> 
     publish time (ms since the epoch)."""
     sent: dict[str, int] = {}
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, max_request_size=kafka.MAX_MESSAGE_BYTES, acks="all"
+        **kafka_security.client_kwargs(settings), max_request_size=kafka.MAX_MESSAGE_BYTES, acks="all"
     )
     await producer.start()
     try:
@@ -185,7 +185,8 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
         await quiet_ledger(stack, expected, letters_only=True)
         stamps: dict[str, dict[str, list[int]]] = {OFFSETS: {}, REMITTANCES: {}}
         stop = asyncio.Event()
-        collector = asyncio.create_task(collect_stamps(settings, stamps, stop))
+        # The probe reads output topics no operator reads: it logs in as the broker's admin.
+        collector = asyncio.create_task(collect_stamps(stack.settings("admin"), stamps, stop))
         await asyncio.sleep(2)
         started = time.monotonic()
         sent = await publish_burst(settings, out, feed)

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from contracts.events import RawFileReceived
-from shared import envelopes
+from shared import envelopes, kafka_security
 from shared.failures import record_size
 from shared.ids import account_key, stable_id
 from shared.kafka import MAX_MESSAGE_BYTES
@@ -180,7 +180,7 @@ async def publish_files(
     is not sent, the rest are, then :class:`FileRefused` names the ones left out. Returns the number of
     files sent (a file sent as parts counts once)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_security.client_kwargs(settings),
         max_request_size=MAX_MESSAGE_BYTES,
         acks="all",
         enable_idempotence=True,

@@ -25,6 +25,7 @@ from cli.runner import Pipeline
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
 from shared.dlt_refs import RawFileRef
+from shared.kafka_security import client_kwargs
 from shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
@@ -119,7 +120,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         assert not (inbox / "good.835").exists()
 
         assert await pipeline.ingest([tmp_path / "broken.835"], tenant) == 1
-        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap)
+        producer = AIOKafkaProducer(**client_kwargs(stack_settings))
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -187,7 +188,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         )
         assert again.status == "replayed"
         # The replayed copy on the source topic says where it came from.
-        reader = AIOKafkaConsumer(bootstrap_servers=stack.kafka.bootstrap, enable_auto_commit=False)
+        reader = AIOKafkaConsumer(**client_kwargs(stack_settings), enable_auto_commit=False)
         await reader.start()
         try:
             source = TopicPartition("remit.claim-payments.v1", again.target_partition or 0)

@@ -19,7 +19,8 @@ from cli import dlt, ledger_check
 from cli.local_infra import Stack
 from cli.runner import Pipeline
 from contracts.topics import TOPICS, dlt_name
-from shared.settings import SERVICES, Settings
+from shared.kafka_security import client_kwargs
+from shared.settings import SERVICES
 
 pytestmark = pytest.mark.integration
 ACCOUNTS = 12
@@ -127,13 +128,13 @@ async def test_poison_on_every_input_topic_goes_to_its_dlt_and_the_stream_goes_o
     stack: Stack, feed: list[Path]
 ) -> None:
     expected = await _clean(stack, feed)
-    settings = Settings(kafka_bootstrap=stack.kafka.bootstrap, database_url=stack.postgres.dsn)
+    settings = stack.settings()
     consumed = sorted({t.name for t in TOPICS if t.consumers})
     before = {t: len(await dlt.read_dead_letters(settings, dlt_name(t))) for t in consumed}
     tenant = f"poison-{uuid.uuid4().hex[:8]}"
     marker = uuid.uuid4().hex.encode()
     async with Pipeline(stack) as pipeline:
-        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap)
+        producer = AIOKafkaProducer(**client_kwargs(stack.settings()))
         await producer.start()
         try:
             for topic in consumed:

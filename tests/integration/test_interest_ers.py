@@ -36,6 +36,7 @@ from cli.local_infra import Stack, free_port
 from contracts.events import DatedRecovery, ReceivableChanged, RepaymentSchedule
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
+from shared.kafka_security import client_kwargs
 from shared.settings import SERVICES, Settings
 
 pytestmark = pytest.mark.integration
@@ -103,14 +104,14 @@ def net_by_period(found: list[dict[str, Any]]) -> dict[int, tuple[Decimal, Decim
 async def test_an_ers_in_default_is_re_rated_from_the_default_date(
     stack: Stack, tenant: str, ledger: asyncpg.Connection
 ) -> None:
-    bootstrap = stack.kafka.bootstrap
+    kafka = client_kwargs(stack.settings())
     env = {
         "OFFSETSTREAM_TODAY": TODAY.isoformat(),
         "OFFSETSTREAM_INTEREST_TICK_SECONDS": "1",
         "OFFSETSTREAM_WEB_PORTS": json.dumps({s: free_port() for s in SERVICES}),
     }
     stack.start_service("interest", worker_id=8, extra_env=env)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka, acks="all")
     await producer.start()
     try:
         # Step: the receivable opens (matching's first ReceivableChanged).
@@ -154,7 +155,7 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
         await producer.send_and_wait("remit.receivables.v1", key=key, value=value)
         # Step: August and September go unpaid; the tick (today 2023-10-20) accrues and re-rates.
         found = await wait_for(
-            bootstrap, "remit.interest.v1", tenant, lambda f: net_by_period(f) == EXPECTED, within=120.0
+            kafka, "remit.interest.v1", tenant, lambda f: net_by_period(f) == EXPECTED, within=120.0
         )
     finally:
         await producer.stop()
@@ -171,7 +172,7 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
     assert {r["period_number"]: r["net"] for r in rows} == {n: a for n, (a, _) in EXPECTED.items()}
     # The installment was paid by check, so nothing was recouped during the schedule: no alert.
     assert await ledger.fetchval("SELECT count(*) FROM interest.alerts WHERE tenant_id = $1", tenant) == 0
-    assert await read_all(bootstrap, "remit.alerts.v1", tenant) == []
+    assert await read_all(kafka, "remit.alerts.v1", tenant) == []
 
     # `offsetstream receivable FCN-ERS` shows the schedule, its standing and the timeline it changed.
     settings = Settings(database_url=stack.postgres.dsn, today=TODAY)

@@ -22,6 +22,7 @@ from contracts import topics
 from contracts.events import ReceivableChanged
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
+from shared.kafka_security import client_kwargs
 from shared.settings import SERVICES
 
 pytestmark = pytest.mark.integration
@@ -61,9 +62,9 @@ def change(
     return key.encode(), env.to_bytes()
 
 
-async def read_all(bootstrap: str, topic: str, tenant: str) -> list[dict[str, Any]]:
+async def read_all(kafka: dict[str, Any], topic: str, tenant: str) -> list[dict[str, Any]]:
     """Every message of ``tenant`` on ``topic`` so far."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in range(topics.topic(topic).partitions)]
@@ -87,7 +88,7 @@ async def read_all(bootstrap: str, topic: str, tenant: str) -> list[dict[str, An
 
 
 async def wait_for(
-    bootstrap: str,
+    kafka: dict[str, Any],
     topic: str,
     tenant: str,
     done: Callable[[list[dict[str, Any]]], bool],
@@ -95,7 +96,7 @@ async def wait_for(
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + within
     while True:
-        found = await read_all(bootstrap, topic, tenant)
+        found = await read_all(kafka, topic, tenant)
         if done(found):
             return found
         if time.monotonic() > deadline:
@@ -108,7 +109,7 @@ def interest_of(found: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
 
 
 async def test_interest_service_publishes_ticks_and_corrections(stack: Stack, tenant: str) -> None:
-    bootstrap = stack.kafka.bootstrap
+    kafka = client_kwargs(stack.settings())
     ports = json.dumps({s: free_port() for s in SERVICES})
     env = {
         "OFFSETSTREAM_TODAY": "2026-11-23",
@@ -116,7 +117,7 @@ async def test_interest_service_publishes_ticks_and_corrections(stack: Stack, te
         "OFFSETSTREAM_WEB_PORTS": ports,
     }
     stack.start_service("interest", worker_id=7, extra_env=env)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka, acks="all")
     await producer.start()
     try:
         for msg in (
@@ -126,13 +127,13 @@ async def test_interest_service_publishes_ticks_and_corrections(stack: Stack, te
         ):
             await producer.send_and_wait("remit.receivables.v1", key=msg[0], value=msg[1])
         # The timer charges FCN-A's three periods through the outbox.
-        await wait_for(bootstrap, "remit.interest.v1", tenant, lambda f: len(interest_of(f, "FCN-A")) >= 3)
+        await wait_for(kafka, "remit.interest.v1", tenant, lambda f: len(interest_of(f, "FCN-A")) >= 3)
         key, value = change(tenant, "FCN-A", "ReceivableSettled", date(2026, 9, 17), "300.00", "settled")
         await producer.send_and_wait("remit.receivables.v1", key=key, value=value)
         found = await wait_for(
-            bootstrap, "remit.interest.v1", tenant, lambda f: len(interest_of(f, "FCN-A")) >= 5
+            kafka, "remit.interest.v1", tenant, lambda f: len(interest_of(f, "FCN-A")) >= 5
         )
-        alerts = await wait_for(bootstrap, "remit.alerts.v1", tenant, lambda f: len(f) >= 1)
+        alerts = await wait_for(kafka, "remit.alerts.v1", tenant, lambda f: len(f) >= 1)
     finally:
         await producer.stop()
         await asyncio.to_thread(stack.stop_service, "interest-7")

@@ -31,6 +31,7 @@ from services.intake.publish import INTAKE, raw_file_message
 from shared.dlt_refs import OmittedBody, RawFileRef
 from shared.failures import record_size
 from shared.kafka import MAX_MESSAGE_BYTES
+from shared.kafka_security import client_kwargs
 from shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
@@ -76,9 +77,7 @@ async def _posts_within(dsn: str, tenant: str, trace: str, started: float, withi
 
 
 async def _send(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, max_request_size=MAX_MESSAGE_BYTES, acks="all"
-    )
+    producer = AIOKafkaProducer(**client_kwargs(settings), max_request_size=MAX_MESSAGE_BYTES, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=value, key=key)

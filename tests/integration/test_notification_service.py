@@ -30,6 +30,7 @@ from cli.receiver import WebhookReceiver
 from contracts.events import AlertRaised, Allocation, OffsetRecorded, ReceivableChanged
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
+from shared.kafka_security import client_kwargs
 from shared.settings import SERVICES
 
 pytestmark = pytest.mark.integration
@@ -136,8 +137,8 @@ def applied_offset(tenant: str, offset_id: UUID) -> tuple[bytes, bytes]:
     return envelope(tenant, payload, stable_id(tenant, "offset-event"), "OffsetApplied")
 
 
-async def publish(bootstrap: str, messages: list[tuple[str, tuple[bytes, bytes]]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def publish(kafka: dict[str, Any], messages: list[tuple[str, tuple[bytes, bytes]]]) -> None:
+    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(topic, key=k, value=v) for topic, (k, v) in messages]
@@ -166,8 +167,8 @@ async def rows(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def dead_letters(bootstrap: str, tenant: str) -> list[dict[str, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def dead_letters(kafka: dict[str, Any], tenant: str) -> list[dict[str, bytes]]:
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition("remit.notifications.dlt", p) for p in range(3)]
@@ -225,7 +226,7 @@ async def test_routes_rules_channels_timer_and_dead_letter(
     stack.start_service("notification", worker_id=0, extra_env=env)
     try:
         await publish(
-            stack.kafka.bootstrap,
+            client_kwargs(stack.settings()),
             [
                 ("remit.receivables.v1", receivable(tenant, "ReceivableOpened", "300.00", "letter")),
                 # The balance half arrives before the allocation half: the join waits for both.
@@ -238,7 +239,7 @@ async def test_routes_rules_channels_timer_and_dead_letter(
         dsn = stack.postgres.dsn
         await until(lambda: len(tenant_ids(receiver, tenant)) >= 4, 75, "four webhook deliveries", 0.5)
         await until(lambda: len(inbox.messages) >= 1, 10, "the e-mail")
-        await until(lambda: dead_letters(stack.kafka.bootstrap, tenant), 20, "the dead letter", 0.5)
+        await until(lambda: dead_letters(client_kwargs(stack.settings()), tenant), 20, "the dead letter", 0.5)
         await asyncio.sleep(2.5)  # two more timer ticks: the reminder must not repeat
     finally:
         await asyncio.to_thread(stack.stop_service, "notification-0")
@@ -274,7 +275,7 @@ async def test_routes_rules_channels_timer_and_dead_letter(
     assert [r["http_status"] for r in every_tenant[:2]] == [503, 503]
     dead = [r for r in log if r["target"] == dead_url]
     assert [r["status"] for r in dead] == ["failed"] * 3
-    [headers] = await dead_letters(stack.kafka.bootstrap, tenant)
+    [headers] = await dead_letters(client_kwargs(stack.settings()), tenant)
     assert headers["reason"] == b"delivery_gave_up"
     statuses = {
         r["kind"]: r["status"]
@@ -299,10 +300,11 @@ async def test_sigkill_mid_burst_then_restart_delivers_every_notification_once(
     stack.start_service("notification", worker_id=0, extra_env=env)
     try:
         # Warm up: the worker has joined its group and delivers.
-        await publish(stack.kafka.bootstrap, [("remit.alerts.v1", alert(tenant, 0))])
+        await publish(client_kwargs(stack.settings()), [("remit.alerts.v1", alert(tenant, 0))])
         await until(lambda: len(tenant_ids(receiver, tenant)) >= 1, 60, "the first delivery", 0.2)
         await publish(
-            stack.kafka.bootstrap, [("remit.alerts.v1", alert(tenant, n)) for n in range(1, BURST + 1)]
+            client_kwargs(stack.settings()),
+            [("remit.alerts.v1", alert(tenant, n)) for n in range(1, BURST + 1)],
         )
         await until(lambda: len(tenant_ids(receiver, tenant)) >= 60, 30, "60 deliveries", 0.001)
         await asyncio.to_thread(stack.stop_service, "notification-0", kill=True)  # SIGKILL mid-burst
@@ -362,15 +364,15 @@ async def test_a_receiver_answering_in_12_seconds_delays_only_its_own_tenant(
         "notification", worker_id=0, extra_env=base_env(fast_url, OFFSETSTREAM_NOTIFICATION_ROUTES=str(path))
     )
     try:
-        await publish(stack.kafka.bootstrap, [("remit.alerts.v1", alert(fast_tenant, 0))])
+        await publish(client_kwargs(stack.settings()), [("remit.alerts.v1", alert(fast_tenant, 0))])
         await until(lambda: tenant_ids(fast, fast_tenant), 60, "the fast tenant's first delivery", 0.1)
         # The slow clinic's receiver is holding a request; then the fast clinic gets a notification.
         await publish(
-            stack.kafka.bootstrap, [("remit.alerts.v1", alert(slow_tenant, n)) for n in range(1, 4)]
+            client_kwargs(stack.settings()), [("remit.alerts.v1", alert(slow_tenant, n)) for n in range(1, 4)]
         )
         await until(lambda: slow.calls >= 1, 20, "the slow receiver's first request", 0.02)
         sent = time.monotonic()
-        await publish(stack.kafka.bootstrap, [("remit.alerts.v1", alert(fast_tenant, 4))])
+        await publish(client_kwargs(stack.settings()), [("remit.alerts.v1", alert(fast_tenant, 4))])
         await until(lambda: len(tenant_ids(fast, fast_tenant)) >= 2, 2.0, "the fast tenant within 2 s", 0.02)
         took = time.monotonic() - sent
     finally:

@@ -204,6 +204,8 @@ def nothing_reachable(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Kafka and PostgreSQL on a port where nothing listens: a case that got past its checks would fail
     loudly instead of touching a developer's running stack."""
     monkeypatch.setenv("OFFSETSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("OFFSETSTREAM_KAFKA_USERNAME", "operator")
+    monkeypatch.setenv("OFFSETSTREAM_KAFKA_PASSWORD", "nobody-listens-there")
     monkeypatch.setenv("OFFSETSTREAM_DATABASE_URL", "postgresql://nobody:x@127.0.0.1:9/none")
     get_settings.cache_clear()
     yield

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared import kafka_security
 from shared.settings import DEFAULT_WEB_PORTS, REPO_ROOT, SERVICES, Settings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -59,9 +60,13 @@ def test_service_runs_its_faust_worker(services: dict[str, Any], name: str) -> N
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_exposes_its_metrics_port(services: dict[str, Any], name: str) -> None:
+def test_service_metrics_port_stays_on_the_internal_network(services: dict[str, Any], name: str) -> None:
     port = DEFAULT_WEB_PORTS[name]
-    assert services[name]["ports"] == [f"{port}:{port}"]
+    assert "ports" not in services[name], "metrics are scraped on the compose network, never published"
+    assert services[name]["expose"] == [str(port)]
+    assert "backend" in services[name]["networks"]
+    egress = ["egress"] if name == "notification" else []  # webhooks and e-mail leave; nothing else does
+    assert services[name]["networks"] == ["backend", *egress]
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -79,6 +84,7 @@ def test_service_starts_after_its_dependencies(services: dict[str, Any], name: s
     assert depends_on["postgres"]["condition"] == "service_healthy"
     assert depends_on["migrate"]["condition"] == "service_completed_successfully"
     assert depends_on["topics"]["condition"] == "service_completed_successfully"
+    assert depends_on["kafka-acls"]["condition"] == "service_completed_successfully"
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -95,6 +101,12 @@ def test_service_environment_points_at_the_compose_network(services: dict[str, A
     ports = json.loads(env["OFFSETSTREAM_WEB_PORTS"])
     assert ports.keys() == DEFAULT_WEB_PORTS.keys()
     assert ports == DEFAULT_WEB_PORTS
+    # Its own Kafka principal, with its own required password.
+    assert env["OFFSETSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert env["OFFSETSTREAM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["OFFSETSTREAM_KAFKA_USERNAME"] == name
+    var = f"KAFKA_{name.upper()}_PASSWORD"
+    assert env["OFFSETSTREAM_KAFKA_PASSWORD"] == f"${{{var}:?set {var}, see docs/security.md}}"
 
 
 def test_every_offsetstream_variable_is_a_settings_field(services: dict[str, Any]) -> None:
@@ -113,9 +125,12 @@ def test_service_environment_parses_into_settings(
     for var, value in _environment(services["intake"]).items():
         if var.startswith(ENV_PREFIX):
             monkeypatch.setenv(var, value)
+    monkeypatch.setenv("OFFSETSTREAM_KAFKA_PASSWORD", "from-the-environment")
     settings = Settings()
-    # Step: the values arrive typed, and each stage finds its own port.
+    # Step: the values arrive typed, and each stage finds its own port and login.
     assert settings.kafka_bootstrap == "kafka:9092"
+    assert settings.kafka_username == "intake"
+    assert kafka_security.client_kwargs(settings)["sasl_mechanism"] == "SCRAM-SHA-512"
     assert {name: settings.web_port(name) for name in SERVICES} == DEFAULT_WEB_PORTS
 
 
@@ -135,6 +150,41 @@ def test_one_shot_commands(services: dict[str, Any], name: str, command: list[st
     assert service["build"] == "."
     assert service["depends_on"][needs]["condition"] == "service_healthy"
     assert service.get("restart", "no") == "no"
+    assert service["networks"] == ["backend"]
+
+
+@pytest.mark.parametrize(
+    ("name", "principal"), [("topics", "admin"), ("kafka-acls", "admin"), ("operator", "operator")]
+)
+def test_kafka_commands_log_in_as_their_principal(
+    services: dict[str, Any], name: str, principal: str
+) -> None:
+    env = _environment(services[name])
+    assert env["OFFSETSTREAM_KAFKA_USERNAME"] == principal
+    var = f"KAFKA_{principal.upper()}_PASSWORD"
+    assert env["OFFSETSTREAM_KAFKA_PASSWORD"] == f"${{{var}:?set {var}, see docs/security.md}}"
+
+
+def test_kafka_acls_are_created_from_the_topic_registry(services: dict[str, Any]) -> None:
+    acls = services["kafka-acls"]
+    assert acls["command"] == ["python", "-m", "shared.kafka_security", "acls"]
+    assert acls["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert "tools" in services["operator"]["profiles"], "the operator's CLI container runs only when asked"
+
+
+def test_kafka_format_writes_a_scram_login_per_principal(services: dict[str, Any]) -> None:
+    fmt = services["kafka-format"]
+    assert fmt["image"] == services["kafka"]["image"]
+    assert services["kafka"]["depends_on"]["kafka-format"]["condition"] == "service_completed_successfully"
+    assert _environment(fmt)["CLUSTER_ID"] == _environment(services["kafka"])["CLUSTER_ID"]
+    script = " ".join(fmt["command"])
+    assert "kafka-storage.sh format" in script
+    env = _environment(fmt)
+    for principal in kafka_security.PRINCIPALS:
+        var = f"SCRAM_{principal.upper()}_PASSWORD"
+        assert f'"SCRAM-SHA-512=[name={principal},password=$${var}]"' in script, principal
+        host_var = f"KAFKA_{principal.upper()}_PASSWORD"
+        assert env[var] == f"${{{host_var}:?set {host_var}, see docs/security.md}}", principal
 
 
 def test_kafka_is_the_official_image_in_single_node_kraft(services: dict[str, Any]) -> None:
@@ -143,7 +193,7 @@ def test_kafka_is_the_official_image_in_single_node_kraft(services: dict[str, An
     env = _environment(kafka)
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "INTERNAL://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
     for var in (
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
@@ -152,9 +202,59 @@ def test_kafka_is_the_official_image_in_single_node_kraft(services: dict[str, An
         assert env[var] == "1", var
     assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
     assert env["KAFKA_MESSAGE_MAX_BYTES"] == str(16 * 1024 * 1024)
-    assert "/opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --list" in " ".join(
-        kafka["healthcheck"]["test"]
-    )
+    health = " ".join(kafka["healthcheck"]["test"])
+    assert "/opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092" in health
+    assert "--command-config /tmp/health.properties --list" in health
+    assert "sasl.mechanism=SCRAM-SHA-512" in health
+
+
+def test_kafka_takes_only_sasl_logins_and_denies_by_default(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    env = _environment(kafka)
+    listeners = dict(item.split(":", 1) for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    names = {item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")}
+    assert names == listeners.keys()
+    assert set(listeners.values()) == {"SASL_PLAINTEXT"}, "no listener without a login"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+    assert env["KAFKA_LISTENER_NAME_CONTROLLER_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_SUPER_USERS"] == f"User:{kafka_security.ADMIN}"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for var, value in env.items():
+        if var.endswith("_JAAS_CONFIG"):
+            assert 'password="${KAFKA_ADMIN_PASSWORD:?' in value, var
+            assert "user_" not in value or 'user_admin="${KAFKA_ADMIN_PASSWORD:?' in value, var
+
+
+def test_nothing_internal_is_published_on_the_host(services: dict[str, Any], compose: dict[str, Any]) -> None:
+    for name in ("kafka", "kafka-format", "postgres", "prometheus", *SERVICES):
+        assert "ports" not in services[name], f"{name} publishes a host port"
+    assert compose["networks"]["backend"]["internal"] is True
+    for name in ("kafka", "kafka-format", "postgres", "prometheus"):
+        assert services[name]["networks"] == ["backend"], name
+    # Grafana, the one published port, only on the host's loopback.
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
+
+
+def test_publishing_kafka_and_prometheus_is_opt_in_and_loopback_only() -> None:
+    publish = _yaml(REPO_ROOT / "docker-compose.publish.yml")["services"]
+    assert set(publish) == {"kafka", "prometheus"}
+    assert publish["kafka"]["ports"] == ["127.0.0.1:29092:29092"]
+    assert publish["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+
+
+def test_prometheus_has_no_lifecycle_api(services: dict[str, Any]) -> None:
+    command = services["prometheus"]["command"]
+    assert not any("lifecycle" in flag or "admin-api" in flag for flag in command)
+
+
+def test_grafana_asks_for_a_login_with_a_required_admin_password(services: dict[str, Any]) -> None:
+    env = _environment(services["grafana"])
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
 
 
 def test_postgres_is_healthchecked_with_pg_isready(services: dict[str, Any]) -> None:
@@ -335,5 +435,6 @@ def test_secrets_come_from_the_environment_without_defaults(services: dict[str, 
     assert env["OFFSETSTREAM_WEBHOOK_SECRET"].startswith("${OFFSETSTREAM_WEBHOOK_SECRET:?")
     for name, service in services.items():
         for var, value in _environment(service).items():
-            if var.startswith(ENV_PREFIX) and ("SECRET" in var or "PASSWORD" in var):
-                assert re.fullmatch(rf"\$\{{{var}(:\?[^}}]*)?\}}", value), f"{name}: {var} has a default"
+            if "SECRET" in var or "PASSWORD" in var:
+                # One variable of the environment, required (`:?`): never a value or a default in the file.
+                assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}", value), f"{name}: {var} has a default"
