@@ -11,12 +11,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from contracts.events import RawFileReceived
+from services.intake.x12.split import NotX12, SplitRefused, cut_x12
 from shared import envelopes
 from shared.failures import record_size
 from shared.ids import account_key, stable_id
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings
-from shared.x12_split import NotX12, SplitRefused, cut_x12
 
 INTAKE = "remit.intake.v1"
 

@@ -1,4 +1,5 @@
-"""Cutting a file too large for one intake message into self-contained X12 files (shared/x12_split.py).
+"""Cutting a file too large for one intake message into self-contained X12 files
+(services/intake/x12/split.py).
 
 The promise: the parts, read one by one, give exactly the remittances the whole file gives (same ids, same
 claims and PLB pairs, same totals), each part within the size asked for; and a file whose envelope is not
@@ -23,7 +24,7 @@ from x12_builder import (
 )
 
 from services.intake.feeds import ParsedRemittance
-from shared.x12_split import SplitRefused, cut_x12, split_x12
+from services.intake.x12.split import SplitRefused, cut_x12, split_x12
 
 
 def _essence(parsed: list[ParsedRemittance]) -> list[tuple[object, ...]]:

@@ -23,8 +23,8 @@ from contracts.events import (
 from contracts.money import ZERO
 from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12 import codes
-from services.intake.x12.envelope import RawTransaction, safe_id
 from services.intake.x12.values import FileContext
+from services.intake.x12.walker import RawTransaction, safe_id
 from shared.ids import stable_id
 
 FEED = "x12_835"
