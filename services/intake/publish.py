@@ -110,8 +110,8 @@ def raw_file_messages(
     payees: Mapping[str, str] | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) of each intake message a file travels as. Usually one. An X12 file is cut between its
-    transactions (``shared.x12_split``: the parts post exactly the remittances, under the same ids, the whole
-    file would) when it is too large for one message, and when ``payees`` (payee id → tenant, see
+    transactions (``services.intake.x12.split``: the parts post exactly the remittances, under the same ids,
+    the whole file would) when it is too large for one message, and when ``payees`` (payee id → tenant, see
     :func:`load_payee_directory`) sends some of its transactions to other tenants than ``tenant_id``: each
     tenant then gets only its own transactions. Raises :class:`FileRefused` when the file must be cut and
     cannot be. A tenant's parts share its key for the sender, so they stay in order."""

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from x12_builder import DELIMITER_SETS, Delims, Transaction, interchange, parse_all, transactions
 
+from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12.split import SplitRefused, split_x12
-from shared.feeds import FeedError, FeedErrorReason, ParsedRemittance
 
 SOUND = ("none", "se01", "se02", "padding", "wrap", "preamble")
 """Damage that leaves the envelope sound: the transaction with a wrong SE01/SE02 fails alone, in the parts as
