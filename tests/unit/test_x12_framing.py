@@ -13,7 +13,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from x12_builder import DELIMITER_SETS, Delims, Transaction, interchange, parse_all, transactions
+from x12_builder import DELIMITER_SETS, Delims, Transaction, groups, interchange, parse_all
 
 from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12.split import SplitRefused, split_x12
@@ -135,11 +135,8 @@ def framed_files(draw: st.DrawFn) -> str:
     d = draw(st.sampled_from(DELIMITER_SETS))
     text = ""
     for _ in range(draw(st.integers(1, 3))):
-        groups: list[list[Transaction]] = [
-            [draw(transactions(f"{g + 1}{t + 1:03d}")) for t in range(draw(st.integers(1, 2)))]
-            for g in range(draw(st.integers(1, 3)))
-        ]
-        text += interchange(groups, d, isa13=draw(st.sampled_from(["000000101", "000000102"])))
+        isa13 = draw(st.sampled_from(["000000101", "000000102"]))
+        text += interchange(draw(groups(most_per_group=2)), d, isa13=isa13)
     return damaged(segments_of(text, d), d, draw(st.sampled_from(DAMAGE)), draw(st.integers(0, 20)))
 
 
@@ -154,7 +151,7 @@ def test_the_reader_and_the_splitter_frame_every_file_alike(text: str, fraction:
 def test_each_kind_of_damage_with_each_terminator(damage: str, d: Delims) -> None:
     """Every damage with every terminator, each with a repeated interchange and two groups: the examples
     the generated files above may or may not reach."""
-    groups = [[Transaction(st02="1001"), Transaction(st02="1002")], [Transaction(st02="2001")]]
-    text = interchange(groups, d, isa13="000000101") * 2
+    layout = [[Transaction(st02="1001"), Transaction(st02="1002")], [Transaction(st02="2001")]]
+    text = interchange(layout, d, isa13="000000101") * 2
     for limit in (1 << 20, 2_000):
         assert assert_agree(damaged(segments_of(text, d), d, damage, 1), limit) == (damage in SOUND)

@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from test_x12_parser import MEDICARE
 from x12_builder import (
     DELIMITER_SETS,
-    Transaction,
     errors,
+    groups,
     interchange,
     parse_all,
     remittances,
     swap,
-    transactions,
 )
 
 from services.intake.feeds import ParsedRemittance
@@ -50,11 +49,7 @@ def large_files(draw: st.DrawFn) -> str:
     d = draw(st.sampled_from(DELIMITER_SETS))
     text = ""
     for n in range(draw(st.integers(2, 3))):
-        groups: list[list[Transaction]] = [
-            [draw(transactions(f"{g + 1}{t + 1:03d}")) for t in range(draw(st.integers(1, 3)))]
-            for g in range(draw(st.integers(1, 3)))
-        ]
-        text += interchange(groups, d, isa13=f"{101 + n:09d}") + d.newline
+        text += interchange(draw(groups()), d, isa13=f"{101 + n:09d}") + d.newline
     return text
 
 
