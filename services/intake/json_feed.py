@@ -8,7 +8,7 @@ Validation is strict (unknown keys are errors, so a misspelt key cannot drop an 
 bad remittance never hides a good one). Amounts are JSON *strings*: a JSON number is read as a binary float by
 most tools and may lose cents, so it is refused with an error that says so. Error messages name the JSON path
 (``remittances[0].claims[2].paid``) and never echo a value. Balancing and the contract payloads come from the
-same :func:`~services.intake.csv_feed.assemble` as the CSV feed.
+same :func:`~services.intake.drafts.assemble` as the CSV feed.
 """
 
 import json
@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from contracts.events import ClaimAdjustment
-from services.intake.csv_feed import (
+from services.intake.drafts import (
     ClaimDraft,
     DraftError,
     HeaderDraft,

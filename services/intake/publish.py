@@ -11,12 +11,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from contracts.events import RawFileReceived
+from services.intake.x12.split import NotX12, SplitRefused, cut_x12
 from shared import envelopes, kafka_security
 from shared.failures import record_size
 from shared.ids import account_key, stable_id
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings
-from shared.x12_split import NotX12, SplitRefused, cut_x12
 
 INTAKE = "remit.intake.v1"
 
@@ -110,8 +110,8 @@ def raw_file_messages(
     payees: Mapping[str, str] | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) of each intake message a file travels as. Usually one. An X12 file is cut between its
-    transactions (``shared.x12_split``: the parts post exactly the remittances, under the same ids, the whole
-    file would) when it is too large for one message, and when ``payees`` (payee id → tenant, see
+    transactions (``services.intake.x12.split``: the parts post exactly the remittances, under the same ids,
+    the whole file would) when it is too large for one message, and when ``payees`` (payee id → tenant, see
     :func:`load_payee_directory`) sends some of its transactions to other tenants than ``tenant_id``: each
     tenant then gets only its own transactions. Raises :class:`FileRefused` when the file must be cut and
     cannot be. A tenant's parts share its key for the sender, so they stay in order."""

@@ -7,18 +7,23 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from feed_results import (
+    SAMPLE_REMITTANCE_ID,
+    SECRET_PCN,
+    assert_phi_free,
+    only_error,
+    only_parsed,
+    read_all,
+)
 
-from services.intake.csv_feed import HEADER_REQUIRED, OPTIONAL, RECORD_TYPES, CsvParser
+from services.intake.csv_columns import HEADER_REQUIRED, OPTIONAL, RECORD_TYPES
+from services.intake.csv_feed import CsvParser
 from services.intake.domain import choose_parser
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import plugins
-from shared.ids import stable_id
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "csv" / "sample.csv"
-TENANT = "tenant-a"
 COLUMNS = [*HEADER_REQUIRED, *(c for r in RECORD_TYPES for c in OPTIONAL[r])]
-SECRET_PCN = "PCN-SECRET-4711"
-"""A patient control number that must never appear in an error message."""
 
 
 def remittance(trace: str = "T1", total: str = "100.00", **extra: str) -> dict[str, str]:
@@ -88,23 +93,7 @@ def to_csv(rows: list[dict[str, str]], columns: list[str] | None = None) -> byte
 
 
 def parse(content: bytes, file_name: str = "remit.csv") -> list[ParsedRemittance | FeedError]:
-    return list(CsvParser().parse(content, file_name=file_name, file_sha256="ab" * 32, tenant_id=TENANT))
-
-
-def only_error(results: list[ParsedRemittance | FeedError]) -> FeedError:
-    assert len(results) == 1 and isinstance(results[0], FeedError), results
-    return results[0]
-
-
-def only_parsed(results: list[ParsedRemittance | FeedError]) -> ParsedRemittance:
-    assert len(results) == 1 and isinstance(results[0], ParsedRemittance), results
-    return results[0]
-
-
-def assert_phi_free(error: FeedError, *secrets: str) -> None:
-    text = " ".join([str(error), *error.location().values(), error.expected or ""])
-    for secret in (SECRET_PCN, *secrets):
-        assert secret not in text
+    return read_all(CsvParser(), content, file_name, "ab" * 32)
 
 
 # --- valid files ------------------------------------------------------------------------------------------------
@@ -113,8 +102,7 @@ def assert_phi_free(error: FeedError, *secrets: str) -> None:
 def test_the_documented_example_parses_into_exact_contract_values() -> None:
     parsed = only_parsed(parse(SAMPLE.read_bytes(), "sample.csv"))
     rem = parsed.remittance
-    rid = stable_id("remittance", TENANT, "01112", "EFT20240315001", None, None, "EFT20240315001")
-    assert rem.remittance_id == rid
+    assert rem.remittance_id == SAMPLE_REMITTANCE_ID
     assert (rem.feed, rem.file_name, rem.file_sha256) == ("csv", "sample.csv", "ab" * 32)
     assert (rem.interchange_control_number, rem.group_control_number) == (None, None)
     assert (rem.transaction_control_number, rem.transaction_index) == ("EFT20240315001", 1)
@@ -133,7 +121,9 @@ def test_the_documented_example_parses_into_exact_contract_values() -> None:
     reversal, correction, other = parsed.claims
     assert [c.claim_ordinal for c in parsed.claims] == [1, 2, 3]
     assert [c.segment_ordinal for c in parsed.claims] == [3, 5, 7]  # CSV line numbers (header = line 1)
-    assert all(c.remittance_id == rid and c.trace_number == "EFT20240315001" for c in parsed.claims)
+    assert all(
+        c.remittance_id == SAMPLE_REMITTANCE_ID and c.trace_number == "EFT20240315001" for c in parsed.claims
+    )
     assert (reversal.status_code, reversal.charge, reversal.paid) == (
         "22",
         Decimal("-500.00"),

@@ -8,19 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from feed_results import (
+    SAMPLE_REMITTANCE_ID,
+    SECRET_PCN,
+    TENANT,
+    assert_phi_free,
+    only_error,
+    only_parsed,
+    read_all,
+)
 
 from services.intake.csv_feed import CsvParser
 from services.intake.domain import choose_parser
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from services.intake.json_feed import JsonParser, item_ordinal, json_path
 from shared import plugins
-from shared.ids import stable_id
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SAMPLE = EXAMPLES / "json" / "sample.json"
-TENANT = "tenant-a"
-SECRET_PCN = "PCN-SECRET-4711"
-"""A patient control number that must never appear in an error message."""
 
 
 def remittance(trace: str = "T1", total: str = "100.00", **extra: Any) -> dict[str, Any]:
@@ -73,23 +78,7 @@ def document(*remittances: dict[str, Any]) -> bytes:
 
 
 def parse(content: bytes, file_name: str = "remit.json") -> list[ParsedRemittance | FeedError]:
-    return list(JsonParser().parse(content, file_name=file_name, file_sha256="cd" * 32, tenant_id=TENANT))
-
-
-def only_error(results: list[ParsedRemittance | FeedError]) -> FeedError:
-    assert len(results) == 1 and isinstance(results[0], FeedError), results
-    return results[0]
-
-
-def only_parsed(results: list[ParsedRemittance | FeedError]) -> ParsedRemittance:
-    assert len(results) == 1 and isinstance(results[0], ParsedRemittance), results
-    return results[0]
-
-
-def assert_phi_free(error: FeedError, *secrets: str) -> None:
-    text = " ".join([str(error), *error.location().values(), error.expected or ""])
-    for secret in (SECRET_PCN, *secrets):
-        assert secret not in text
+    return read_all(JsonParser(), content, file_name, "cd" * 32)
 
 
 # --- valid documents --------------------------------------------------------------------------------------------
@@ -98,8 +87,7 @@ def assert_phi_free(error: FeedError, *secrets: str) -> None:
 def test_the_documented_example_parses_into_exact_contract_values() -> None:
     parsed = only_parsed(parse(SAMPLE.read_bytes(), "sample.json"))
     rem = parsed.remittance
-    rid = stable_id("remittance", TENANT, "01112", "EFT20240315001", None, None, "EFT20240315001")
-    assert rem.remittance_id == rid
+    assert rem.remittance_id == SAMPLE_REMITTANCE_ID
     assert (rem.feed, rem.file_name, rem.transaction_control_number, rem.transaction_index) == (
         "json",
         "sample.json",

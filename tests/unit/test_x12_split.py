@@ -1,4 +1,5 @@
-"""Cutting a file too large for one intake message into self-contained X12 files (shared/x12_split.py).
+"""Cutting a file too large for one intake message into self-contained X12 files
+(services/intake/x12/split.py).
 
 The promise: the parts, read one by one, give exactly the remittances the whole file gives (same ids, same
 claims and PLB pairs, same totals), each part within the size asked for; and a file whose envelope is not
@@ -13,17 +14,16 @@ from hypothesis import strategies as st
 from test_x12_parser import MEDICARE
 from x12_builder import (
     DELIMITER_SETS,
-    Transaction,
     errors,
+    groups,
     interchange,
     parse_all,
     remittances,
     swap,
-    transactions,
 )
 
 from services.intake.feeds import ParsedRemittance
-from shared.x12_split import SplitRefused, cut_x12, split_x12
+from services.intake.x12.split import SplitRefused, cut_x12, split_x12
 
 
 def _essence(parsed: list[ParsedRemittance]) -> list[tuple[object, ...]]:
@@ -49,11 +49,7 @@ def large_files(draw: st.DrawFn) -> str:
     d = draw(st.sampled_from(DELIMITER_SETS))
     text = ""
     for n in range(draw(st.integers(2, 3))):
-        groups: list[list[Transaction]] = [
-            [draw(transactions(f"{g + 1}{t + 1:03d}")) for t in range(draw(st.integers(1, 3)))]
-            for g in range(draw(st.integers(1, 3)))
-        ]
-        text += interchange(groups, d, isa13=f"{101 + n:09d}") + d.newline
+        text += interchange(draw(groups()), d, isa13=f"{101 + n:09d}") + d.newline
     return text
 
 

@@ -388,6 +388,15 @@ def transactions(draw: st.DrawFn, st02: str = "0001") -> Transaction:
 
 
 @st.composite
+def groups(draw: st.DrawFn, most_per_group: int = 3) -> list[list[Transaction]]:
+    """One to three functional groups of one to ``most_per_group`` transactions (ST02 ``<group><nnn>``)."""
+    return [
+        [draw(transactions(f"{g + 1}{t + 1:03d}")) for t in range(draw(st.integers(1, most_per_group)))]
+        for g in range(draw(st.integers(1, 3)))
+    ]
+
+
+@st.composite
 def files(draw: st.DrawFn) -> tuple[str, list[Transaction], Delims]:
     """A random valid file: 1-3 transactions in one interchange, random delimiters and line breaks."""
     count = draw(st.integers(1, 3))

@@ -21,7 +21,7 @@ NATIVE_DIR = Path(
     or PACKAGE_DIR.parents[2] / ".local" / "native" / "services" / "intake" / "x12"
 )
 """Where ``infra/build_native.py`` puts the extensions (``OFFSETSTREAM_X12_NATIVE_DIR`` moves it)."""
-COMPILED_MODULES = ("codes", "values", "source", "envelope", "header", "claims", "parser")
+COMPILED_MODULES = ("codes", "values", "source", "delimiters", "walker", "header", "claims", "parser")
 """The submodules compiled, each ``<name>.py`` in this package."""
 GROUP = "services.intake.x12.compiled"
 """mypyc's name for the shared library holding all compiled modules (``compiled__mypyc``)."""

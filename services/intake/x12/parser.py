@@ -6,15 +6,9 @@ from collections.abc import Iterable, Iterator
 
 from services.intake.feeds import FeedError, FeedErrorReason, ParsedRemittance
 from services.intake.x12.claims import TransactionReader
-from services.intake.x12.envelope import (
-    ISA_LENGTH,
-    EnvelopeWalker,
-    RawTransaction,
-    read_delimiters,
-    starts_interchange,
-)
-from services.intake.x12.source import TextWindow, byte_blocks, decode_blocks, unbroken, whole_file_encoding
+from services.intake.x12.source import TextWindow, byte_blocks, decode_blocks, whole_file_encoding
 from services.intake.x12.values import FileContext
+from services.intake.x12.walker import EnvelopeWalker, RawTransaction
 
 _SNIFF_SKIP = b" \t\r\n\x0b\x0c"
 _BOM = b"\xef\xbb\xbf"
@@ -69,26 +63,15 @@ class X12Parser:
         Segments found outside any transaction are attached as a warning to the next good transaction; if
         none follows they are reported as one ``unsupported`` FeedError, so nothing is dropped silently.
         """
-        window = TextWindow(decode_blocks(chunks, encoding))
-        start = window.skip_preamble()
-        window.fill(start + 4)
-        if not starts_interchange(window.text, start):
-            yield FeedError(
-                FeedErrorReason.UNKNOWN_FORMAT,
-                "the file does not start with an ISA segment",
-                file_name,
-                segment_ordinal=1,
-                expected="an X12 interchange starting with ISA",
-            )
-            return
-        if _wrapped(window, start):
-            window.unwrap()
-            start = window.skip_preamble()
         ctx = FileContext(file_name, file_sha256, tenant_id)
-        walker = EnvelopeWalker(window, file_name)
+        walker = EnvelopeWalker(TextWindow(decode_blocks(chunks, encoding)), file_name)
         reported = 0
         for item in walker.walk():
-            if isinstance(item, RawTransaction):
+            if isinstance(item, FeedError):
+                yield item
+            elif item.problem is not None:
+                yield item.problem
+            else:
                 stray = walker.stray_segments()
                 if len(stray) > reported:
                     item.warnings.append(_stray_warning(stray[reported:]))
@@ -96,8 +79,6 @@ class X12Parser:
                 if isinstance(result, ParsedRemittance):
                     reported = len(stray)
                 yield result
-            else:
-                yield item
         stray = walker.stray_segments()
         if len(stray) > reported:
             yield FeedError(
@@ -106,38 +87,6 @@ class X12Parser:
                 file_name,
                 expected="only ISA/GS/GE/IEA outside ST..SE",
             )
-
-
-def _wrapped(window: TextWindow, start: int) -> bool:
-    """True for a file wrapped at a fixed width: its first interchange's terminator (read with line breaks
-    ignored) is not a line break, yet a line break in that interchange's first lines follows something other
-    than a terminator or another line break, i.e. falls inside a segment (even inside the ISA). Its line breaks are
-    layout and all go. A file with line breaks only between segments is left as it is, so a later
-    interchange that ends its segments with line breaks still reads."""
-    window.fill(start + 2 * ISA_LENGTH)
-    found = read_delimiters(unbroken(window.text[start : start + 2 * ISA_LENGTH]), 0)
-    if isinstance(found, str) or found[0].segment in "\r\n":
-        return False
-    terminator, element = found[0].segment, found[0].element
-    first_end = window.text.find("IEA" + element, start, start + _WRAP_PROBE)  # the first interchange only
-    text = window.text[: first_end if first_end > 0 else start + _WRAP_PROBE]
-    at = _next_break(text, start)
-    while at >= 0:
-        before = text[at - 1] if at > start else terminator
-        if before != terminator and before not in "\r\n":
-            return True
-        at = _next_break(text, at + 1)
-    return False
-
-
-_WRAP_PROBE = 1 << 16
-"""Characters looked at for a wrap: a wrapped file breaks a segment every line, so its first lines tell."""
-
-
-def _next_break(text: str, start: int) -> int:
-    """Index of the next CR or LF at or after ``start``; -1 when there is none."""
-    cr, lf = text.find("\r", start), text.find("\n", start)
-    return lf if cr < 0 else cr if lf < 0 else min(cr, lf)
 
 
 LARGE_TRANSACTION = 2_000

@@ -1,8 +1,15 @@
-"""The interchange envelope: delimiters from the ISA header, then ISA/GS/ST…SE/GE/IEA bookkeeping.
+"""The one X12 envelope walker: ISA/GS/ST..SE/GE/IEA framing, counts and control numbers.
 
-The walker cuts a file into transactions (ST..SE, as segment texts) and checks every count and control
-number of the envelope. It never interprets a transaction's content, so one broken transaction costs
-only itself: envelope errors are yielded as :class:`FeedError` alongside the transactions that are fine.
+A file is cut into its transactions (ST..SE, as segment texts) exactly once, here, for both users of that
+cut: the reader (:mod:`.parser`, which reads each transaction) and the splitter/router (:mod:`.split`,
+which cuts a large or mixed-clinic file into parts between transactions). One walker means the two can
+never disagree on where a transaction starts and ends, which terminator a file uses, what a line break
+is, or which envelope is broken; they differ only in what they do with a broken one (the reader reports
+it and reads on, the splitter refuses the file).
+
+The walker checks every count and control number of the envelope but never interprets a transaction's
+content, so one broken transaction costs only itself: envelope errors are yielded as :class:`FeedError`
+alongside the transactions that are fine.
 """
 
 from collections.abc import Generator, Iterator
@@ -10,28 +17,22 @@ from dataclasses import dataclass, field
 
 from services.intake.feeds import FeedError, FeedErrorReason
 from services.intake.x12.codes import ENVELOPE_SEGMENTS
+from services.intake.x12.delimiters import (
+    CUT_SHORT,
+    ISA_LENGTH,
+    Delimiters,
+    read_delimiters,
+    starts_interchange,
+    wrapped,
+)
 from services.intake.x12.source import TextWindow
 
-ISA_LENGTH = 106
-"""ISA is fixed-length: 105 characters plus the segment terminator."""
-_ISA16_OFFSET = 104
 _ISA_ELEMENTS = 17
-_ISA_SEPARATORS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Delimiters:
-    """The four delimiters an interchange declares in its ISA header."""
-
-    element: str
-    component: str
-    repetition: str | None
-    segment: str
 
 
 @dataclass(slots=True)
 class RawTransaction:
-    """One ST..SE transaction, split into elements, with its place in the envelope."""
+    """One ST..SE transaction, as segment texts, with its place in the envelope."""
 
     index: int
     interchange_control_number: str | None
@@ -43,40 +44,17 @@ class RawTransaction:
     warnings: list[str] = field(default_factory=list)
     group_version: str = ""
     """GS08 of the transaction's functional group: the guide version when ST03 does not name one."""
-
-
-_CUT_SHORT = "the ISA segment is cut short: it needs 16 elements and a segment terminator"
-
-
-def read_delimiters(text: str, pos: int) -> tuple[Delimiters, bool] | str:
-    """Delimiters of the ISA starting at ``pos`` and whether the ISA has its fixed length; else a problem.
-
-    The element separator is the character after ``ISA``; ISA16 (after the 16th separator) is the component
-    separator and the character after it terminates the segment. Counting separators instead of trusting the
-    fixed offsets lets a slightly mis-padded ISA still be read (the caller warns about it).
-    """
-    element = text[pos + 3] if text.startswith("ISA", pos) and len(text) > pos + 3 else ""
-    if not element or element.isalnum() or element.isspace():
-        return "the interchange does not start with ISA followed by a special-character element separator"
-    idx = pos + 3
-    for _ in range(_ISA_SEPARATORS - 1):
-        idx = text.find(element, idx + 1)
-        if idx < 0 or idx + 2 >= len(text):
-            return _CUT_SHORT
-    component, segment = text[idx + 1], text[idx + 2]
-    if component.isalnum() or component.isspace() or component == element:
-        return "ISA16 (component separator) must be a special character distinct from the element separator"
-    if segment.isalnum() or segment in (element, component):
-        return "the segment terminator after ISA16 must be a special character distinct from the separators"
-    isa11 = text[pos : idx + 1].split(element)[11]
-    special = len(isa11) == 1 and not isa11.isalnum() and isa11 not in (element, component, segment)
-    delimiters = Delimiters(element, component, isa11 if special else None, segment)
-    return delimiters, idx + 1 - pos == _ISA16_OFFSET
-
-
-def starts_interchange(text: str, pos: int) -> bool:
-    """True when ``ISA`` and a special character (the element separator) start at ``pos``."""
-    return text.startswith("ISA", pos) and len(text) > pos + 3 and not text[pos + 3].isalnum()
+    problem: FeedError | None = None
+    """Set when SE01 or SE02 disagrees with the transaction: the reader reports this instead of reading it;
+    the splitter carries the transaction unchanged, so each part fails exactly as the whole file does."""
+    interchange: int = 0
+    """File segment number of the transaction's ISA: tells apart interchanges that repeat a control number."""
+    group: int = 0
+    """File segment number of the transaction's GS (0 outside any group)."""
+    isa: str = ""
+    """The ISA segment heading the transaction's interchange, as sent (stripped)."""
+    gs: str = ""
+    """The GS segment heading the transaction's functional group, as sent ("" outside any group)."""
 
 
 _PADDING = "\x00\x1a \t\r\n\x0b\x0c"
@@ -103,8 +81,11 @@ class EnvelopeWalker:
         self._isa_ordinal = 0
         self._groups = 0
         self._in_interchange = False
+        self._isa_text = ""
         self._gs06: str | None = None
         self._gs08 = ""
+        self._gs_text = ""
+        self._gs_ordinal = 0
         self._in_group = False
         self._transactions_in_group = 0
         self._txn: list[str] | None = None
@@ -112,16 +93,36 @@ class EnvelopeWalker:
         self._st02 = ""
         self._interchange_warnings: list[str] = []
         self._stray: list[str] = []
+        self._first_stray = 0
+        self._at_end = False
         self._element = "*"
 
     def walk(self) -> Iterator[RawTransaction | FeedError]:
-        """Yield transactions and envelope errors in file order; never raises for bad input."""
+        """Yield transactions and envelope errors in file order; never raises for bad input.
+
+        A file that does not start (after byte-order marks and whitespace) with ISA and a special character
+        yields one ``unknown_format`` error and nothing else. A file wrapped at a fixed width loses all its
+        line breaks first (see :func:`~services.intake.x12.delimiters.wrapped`).
+        """
         window = self._window
+        start = window.skip_preamble()
+        window.fill(start + 4)
+        if not starts_interchange(window.text, start):
+            yield FeedError(
+                FeedErrorReason.UNKNOWN_FORMAT,
+                "the file does not start with an ISA segment",
+                self._file,
+                segment_ordinal=1,
+                expected="an X12 interchange starting with ISA",
+            )
+            return
+        if wrapped(window, start):
+            window.unwrap()
         pos: int | None = window.skip_preamble()
         while pos is not None:
             window.fill(pos + ISA_LENGTH)
             found = read_delimiters(window.text, pos)
-            while found == _CUT_SHORT and window.more():
+            while found == CUT_SHORT and window.more():
                 found = read_delimiters(window.text, pos)
             if isinstance(found, str):
                 self._ordinal += 1
@@ -134,11 +135,37 @@ class EnvelopeWalker:
                 [] if fixed else ["ISA is not the fixed 106 characters; delimiters found"]
             )
             pos = yield from self._interchange(pos, delimiters)
+        self._at_end = True
         yield from self._close_all("end of file")
 
     def stray_segments(self) -> list[str]:
         """Ids (with file ordinals) of segments found outside any transaction, for a warning."""
         return self._stray
+
+    @property
+    def first_stray(self) -> int:
+        """File segment number of the first segment found outside any transaction; 0 while there is none."""
+        return self._first_stray
+
+    @property
+    def ordinal(self) -> int:
+        """File segment number of the segment last walked (the one an envelope error is about)."""
+        return self._ordinal
+
+    @property
+    def at_end(self) -> bool:
+        """True once the end of the file is reached: errors from now on are about what it leaves open."""
+        return self._at_end
+
+    @property
+    def transactions_in_group(self) -> int:
+        """Transactions (ST segments) in the functional group walked last: what its GE01 must say."""
+        return self._transactions_in_group
+
+    @property
+    def groups_in_interchange(self) -> int:
+        """Functional groups (GS segments) in the interchange walked last: what its IEA01 must say."""
+        return self._groups
 
     def _interchange(
         self, pos: int, delims: Delimiters
@@ -225,6 +252,8 @@ class EnvelopeWalker:
             if not seg.strip(_PADDING):
                 continue
             self._ordinal += 1
+            if not self._stray:
+                self._first_stray = self._ordinal
             self._stray.append(f"{safe_id(seg.split(delims.element, 1)[0])} (file segment #{self._ordinal})")
 
     def _isa(self, els: list[str]) -> Iterator[FeedError]:
@@ -232,6 +261,7 @@ class EnvelopeWalker:
             yield from self._close_all("a new ISA")
         self._in_interchange = True
         self._isa_ordinal = self._ordinal
+        self._isa_text = self._element.join(els)
         self._groups = 0
         self._isa13 = els[13].strip() if len(els) > 13 else None
         if len(els) != _ISA_ELEMENTS:
@@ -251,6 +281,8 @@ class EnvelopeWalker:
         self._groups += 1
         self._gs06 = els[6].strip() if len(els) > 6 else None
         self._gs08 = els[8].strip() if len(els) > 8 else ""
+        self._gs_text = self._element.join(els)
+        self._gs_ordinal = self._ordinal
         self._transactions_in_group = 0
 
     def _st(self, els: list[str]) -> Iterator[FeedError]:
@@ -273,8 +305,9 @@ class EnvelopeWalker:
         self._txn = None
         count = els[1].strip() if len(els) > 1 else ""
         control = els[2].strip() if len(els) > 2 else ""
+        problem = None
         if count != str(len(txn)):
-            yield self._txn_error(
+            problem = self._txn_error(
                 f"SE01 says {shown_value(count, 'nothing')} segments but the transaction has {len(txn)}",
                 len(txn),
                 "SE",
@@ -282,24 +315,29 @@ class EnvelopeWalker:
                 f"{len(txn)} (segments from ST to SE inclusive)",
             )
         elif control != self._st02:
-            yield self._txn_error(
+            problem = self._txn_error(
                 f"SE02 {shown_value(control)} does not match ST02 {self._st02}",
                 len(txn),
                 "SE",
                 "SE02",
                 "SE02 = ST02",
             )
-        else:
-            yield RawTransaction(
-                self._txn_index,
-                self._isa13,
-                self._gs06 if self._in_group else None,
-                self._st02,
-                txn,
-                delims,
-                list(self._interchange_warnings),
-                self._gs08 if self._in_group else "",
-            )
+        in_group = self._in_group
+        yield RawTransaction(
+            self._txn_index,
+            self._isa13,
+            self._gs06 if in_group else None,
+            self._st02,
+            txn,
+            delims,
+            list(self._interchange_warnings),
+            self._gs08 if in_group else "",
+            problem,
+            self._isa_ordinal,
+            self._gs_ordinal if in_group else 0,
+            self._isa_text,
+            self._gs_text if in_group else "",
+        )
 
     def _ge(self, els: list[str]) -> Iterator[FeedError]:
         yield from self._close_transaction("GE")
