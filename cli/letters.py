@@ -18,11 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import LetterReceived, RepaymentSchedule, StaffActionKind, StaffActionRecorded
 from contracts.money import Money
+from contracts.topics import LETTERS, Topic
 from shared import envelopes
 from shared.ids import account_key, stable_id
 from shared.settings import Settings
-
-LETTERS = "remit.letters.v1"
 
 
 class LetterEntry(BaseModel):
@@ -125,7 +124,7 @@ def action_event(
     return key, env.to_bytes()
 
 
-async def publish_events(settings: Settings, topic: str, messages: Iterable[tuple[str, bytes]]) -> int:
+async def publish_events(settings: Settings, topic: Topic[Any], messages: Iterable[tuple[str, bytes]]) -> int:
     """Publish (key, value) messages and wait for the broker's acknowledgement of each."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
@@ -134,7 +133,7 @@ async def publish_events(settings: Settings, topic: str, messages: Iterable[tupl
     count = 0
     try:
         for key, value in messages:
-            await producer.send_and_wait(topic, key=key.encode(), value=value)
+            await producer.send_and_wait(topic.name, key=key.encode(), value=value)
             count += 1
     finally:
         await producer.stop()

@@ -30,11 +30,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope
@@ -121,8 +120,16 @@ class Result:
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
 """Handles one consumed record as it came (bytes, position, headers)."""
-EventHandler = Callable[[asyncpg.Connection, Envelope[P]], Awaitable[Sequence[Outgoing]]]
-"""Handles one envelope of a typed topic, parsed by the runtime as the topic's payload model."""
+
+
+class EventHandler(Protocol[P]):
+    """Handles one envelope of a typed topic, parsed by the runtime as the topic's payload model."""
+
+    def __call__(self, conn: asyncpg.Connection, envelope: Envelope[P], /) -> Awaitable[Sequence[Outgoing]]:
+        """The messages owed for this envelope (written in the caller's transaction)."""
+        ...
+
+
 Replay = Handler
 """Rebuilds the outputs of an input already applied, from the input and the ledger, without writing anything."""
 IdOf = Callable[[Incoming], str]
@@ -179,7 +186,7 @@ class Stage:
             broker_commit_every=100,
             broker_commit_interval=s.commit_interval_seconds,
         )
-        setup_prometheus_sensors(self.app, name_prefix=f"faust_{service}")
+        telemetry.serve_metrics(self.app, service)
         telemetry.declare_service(service)
         self.lag_monitor = self._watch_lag()
         self._pool: asyncpg.Pool | None = None

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from feed_results import SECRET_PCN, TENANT, assert_phi_free, only_error, only_parsed, parse_with
 
 from services.intake.csv_feed import HEADER_REQUIRED, OPTIONAL, RECORD_TYPES, CsvParser
 from services.intake.domain import choose_parser
@@ -15,10 +16,7 @@ from shared import plugins
 from shared.ids import stable_id
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "csv" / "sample.csv"
-TENANT = "tenant-a"
 COLUMNS = [*HEADER_REQUIRED, *(c for r in RECORD_TYPES for c in OPTIONAL[r])]
-SECRET_PCN = "PCN-SECRET-4711"
-"""A patient control number that must never appear in an error message."""
 
 
 def remittance(trace: str = "T1", total: str = "100.00", **extra: str) -> dict[str, str]:
@@ -88,23 +86,7 @@ def to_csv(rows: list[dict[str, str]], columns: list[str] | None = None) -> byte
 
 
 def parse(content: bytes, file_name: str = "remit.csv") -> list[ParsedRemittance | FeedError]:
-    return list(CsvParser().parse(content, file_name=file_name, file_sha256="ab" * 32, tenant_id=TENANT))
-
-
-def only_error(results: list[ParsedRemittance | FeedError]) -> FeedError:
-    assert len(results) == 1 and isinstance(results[0], FeedError), results
-    return results[0]
-
-
-def only_parsed(results: list[ParsedRemittance | FeedError]) -> ParsedRemittance:
-    assert len(results) == 1 and isinstance(results[0], ParsedRemittance), results
-    return results[0]
-
-
-def assert_phi_free(error: FeedError, *secrets: str) -> None:
-    text = " ".join([str(error), *error.location().values(), error.expected or ""])
-    for secret in (SECRET_PCN, *secrets):
-        assert secret not in text
+    return parse_with(CsvParser(), content, file_name, "ab" * 32)
 
 
 # --- valid files ------------------------------------------------------------------------------------------------

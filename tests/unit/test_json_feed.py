@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from feed_results import SECRET_PCN, TENANT, assert_phi_free, only_error, only_parsed, parse_with
 
 from services.intake.csv_feed import CsvParser
 from services.intake.domain import choose_parser
@@ -18,9 +19,6 @@ from shared.ids import stable_id
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SAMPLE = EXAMPLES / "json" / "sample.json"
-TENANT = "tenant-a"
-SECRET_PCN = "PCN-SECRET-4711"
-"""A patient control number that must never appear in an error message."""
 
 
 def remittance(trace: str = "T1", total: str = "100.00", **extra: Any) -> dict[str, Any]:
@@ -73,23 +71,7 @@ def document(*remittances: dict[str, Any]) -> bytes:
 
 
 def parse(content: bytes, file_name: str = "remit.json") -> list[ParsedRemittance | FeedError]:
-    return list(JsonParser().parse(content, file_name=file_name, file_sha256="cd" * 32, tenant_id=TENANT))
-
-
-def only_error(results: list[ParsedRemittance | FeedError]) -> FeedError:
-    assert len(results) == 1 and isinstance(results[0], FeedError), results
-    return results[0]
-
-
-def only_parsed(results: list[ParsedRemittance | FeedError]) -> ParsedRemittance:
-    assert len(results) == 1 and isinstance(results[0], ParsedRemittance), results
-    return results[0]
-
-
-def assert_phi_free(error: FeedError, *secrets: str) -> None:
-    text = " ".join([str(error), *error.location().values(), error.expected or ""])
-    for secret in (SECRET_PCN, *secrets):
-        assert secret not in text
+    return parse_with(JsonParser(), content, file_name, "cd" * 32)
 
 
 # --- valid documents --------------------------------------------------------------------------------------------
