@@ -32,14 +32,14 @@ from pydantic import ValidationError
 
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
-from contracts.topics import TOPICS, all_topic_names, dlt_name
+from contracts.topics import INTAKE, TOPICS, all_topic_names, dlt_name
 from services.intake.publish import raw_file_message
 from shared import db, kafka_security, phi
 from shared.dlt_refs import OmittedBody, RawFileRef, read_body
 from shared.kafka import MAX_MESSAGE_BYTES, topic_partitions
 from shared.settings import Settings
 
-DEFAULT_DLT = "remit.intake.dlt"
+DEFAULT_DLT = INTAKE.dlt
 REPLAYED_FROM = "replayed_from"
 _POSITION = re.compile(r"^(\d+):(\d+)$")
 _FETCH_TIMEOUT_MS = 1000

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from services.intake.publish import INTAKE, FileRefused, load_payee_directory, raw_file_messages
+from contracts.topics import INTAKE
+from services.intake.publish import FileRefused, load_payee_directory, raw_file_messages
 from shared import kafka_security
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings
@@ -197,7 +198,7 @@ class DropFolder:
             except FileRefused as problem:
                 raise PermanentPublishError(str(problem)) from None
             for key, value in messages:  # a retry after a failure sends every part again: same ids
-                await self._publish(INTAKE, key, value)
+                await self._publish(INTAKE.name, key, value)
         except FileNotFoundError:
             return "waiting"  # renamed or removed by the uploader between scan and read
         except Exception as exc:

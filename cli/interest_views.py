@@ -8,7 +8,8 @@ from typing import Any
 from contracts.money import ZERO
 from policies import config as policy_config
 from policies import facts
-from services.interest import domain, store
+from services.interest import domain
+from services.interest.store import InterestStore, schedule_of
 from shared import clock, db
 from shared.settings import Settings
 
@@ -24,6 +25,7 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
     (its extended repayment schedule with each installment's status and the plan's standing, or None).
     """
     as_of = clock.today(settings)
+    store = InterestStore()
     found = []
     async with db.staff_connection(settings, tenant) as conn:
         for row in await store.receivables_by_reference(conn, tenant, reference):
@@ -34,7 +36,7 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
             ers = None
             if plan is not None:
                 history = domain.history_from_changes(
-                    row["principal"], await store.changes(conn, tenant, rid), store.schedule_of(row)
+                    row["principal"], await store.changes(conn, tenant, rid), schedule_of(row)
                 )
                 ers = _ers_view(plan, history, as_of)
             found.append(

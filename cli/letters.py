@@ -18,11 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import LetterReceived, RepaymentSchedule, StaffActionKind, StaffActionRecorded
 from contracts.money import Money
+from contracts.topics import LETTERS, Topic
 from shared import envelopes, kafka_security
 from shared.ids import account_key, stable_id
 from shared.settings import Settings
-
-LETTERS = "remit.letters.v1"
 
 
 class LetterEntry(BaseModel):
@@ -125,14 +124,14 @@ def action_event(
     return key, env.to_bytes()
 
 
-async def publish_events(settings: Settings, topic: str, messages: Iterable[tuple[str, bytes]]) -> int:
+async def publish_events(settings: Settings, topic: Topic[Any], messages: Iterable[tuple[str, bytes]]) -> int:
     """Publish (key, value) messages and wait for the broker's acknowledgement of each."""
     producer = AIOKafkaProducer(**kafka_security.client_kwargs(settings), acks="all", enable_idempotence=True)
     await producer.start()
     count = 0
     try:
         for key, value in messages:
-            await producer.send_and_wait(topic, key=key.encode(), value=value)
+            await producer.send_and_wait(topic.name, key=key.encode(), value=value)
             count += 1
     finally:
         await producer.stop()

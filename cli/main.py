@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import dlt_commands, options, report, staff
+from contracts.topics import INTAKE
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 
@@ -85,7 +86,7 @@ def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
         for warning in result.warnings:
             print(json.dumps({"warning": warning, "transaction_index": index, "st02": st02}))
         for topic, env in domain.remittance_events(tenant, result):
-            print(json.dumps({"topic": topic, "event": json.loads(env.model_dump_json())}))
+            print(json.dumps({"topic": topic.name, "event": json.loads(env.model_dump_json())}))
     return 1 if failed else 0
 
 
@@ -131,7 +132,7 @@ async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> in
     routed = (
         f" (X12 transactions routed by payee: {settings.payee_directory})" if settings.payee_directory else ""
     )
-    print(f"published {count} file(s) to remit.intake.v1 for tenant {tenant}{routed}")
+    print(f"published {count} file(s) to {INTAKE.name} for tenant {tenant}{routed}")
     return 0
 
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from cli import options
 from cli.report import table
 from contracts.events import RepaymentSchedule, StaffActionKind
+from contracts.topics import LETTERS, STAFF_ACTIONS
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ async def _letter(args: argparse.Namespace) -> int:
             )
         ]
     count = await letters.publish(get_settings(), entries, args.tenant, args.entered_by)
-    print(f"published {count} letter(s) to remit.letters.v1 for tenant {args.tenant}")
+    print(f"published {count} letter(s) to {LETTERS.name} for tenant {args.tenant}")
     return 0
 
 
@@ -292,7 +293,7 @@ async def _action(args: argparse.Namespace) -> int:
         outcome=outcome,
         schedule=schedule,
     )
-    await letters.publish_events(get_settings(), "remit.staff-actions.v1", [message])
+    await letters.publish_events(get_settings(), STAFF_ACTIONS, [message])
     named = "" if reference == args.reference.strip() else f" (known as {args.reference.strip()})"
     print(f"recorded {args.kind} for {reference}{named} (tenant {args.tenant})")
     return 0

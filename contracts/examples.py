@@ -15,10 +15,8 @@ from contracts.envelope import Envelope
 from contracts.topics import Topic
 
 
-def envelope_model(topic: Topic) -> type[Envelope[Any]]:
-    """``Envelope[<payload>]`` of a topic; every topic generated here carries a JSON payload model."""
-    if topic.payload is None:
-        raise ValueError(f"topic {topic.name} has no payload model; only JSON topics have a generated schema")
+def envelope_model(topic: Topic[Any]) -> type[Envelope[Any]]:
+    """``Envelope[<payload>]`` of a topic (every topic carries a JSON payload model)."""
     return Envelope[topic.payload]  # type: ignore[name-defined]
 
 
@@ -247,7 +245,7 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
     }
 
 
-def example_envelope(topic: Topic) -> Envelope[Any]:
+def example_envelope(topic: Topic[Any]) -> Envelope[Any]:
     """A complete example message of a topic (its first event type), as a producer would send it."""
     payloads = example_payloads()
     if topic.payload not in payloads:
@@ -277,7 +275,7 @@ _RECEIVABLE_STATUS = {
 }
 
 
-def examples_per_event_type(topic: Topic, example: Envelope[Any]) -> list[Envelope[Any]]:
+def examples_per_event_type(topic: Topic[Any], example: Envelope[Any]) -> list[Envelope[Any]]:
     """One example per event type of the topic, its payload shaped like that fact (bucket, sign, status)."""
     found = []
     for event_type in topic.event_types:

@@ -52,7 +52,7 @@ DEAD_LETTER_LOCATION_HEADER = r"^location\.[a-z0-9_]+$"
 # --- JSON Schema per topic ----------------------------------------------------------------------------------
 
 
-def envelope_schema(topic: Topic) -> dict[str, Any]:
+def envelope_schema(topic: Topic[Any]) -> dict[str, Any]:
     """Serialization-mode JSON Schema of a topic's envelope: what producers put on the wire.
 
     The title is the topic name and ``event_type`` is narrowed to the topic's event types, which the generic
@@ -65,7 +65,7 @@ def envelope_schema(topic: Topic) -> dict[str, Any]:
     return schema
 
 
-def schema_file(topic: Topic) -> Path:
+def schema_file(topic: Topic[Any]) -> Path:
     """Where a topic's JSON Schema is committed."""
     return SCHEMAS_DIR / f"{topic.name}.json"
 
@@ -148,14 +148,12 @@ def _kafka_key(description: str) -> dict[str, Any]:
     return {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}}
 
 
-def _message_id(topic: Topic) -> str:
-    if topic.payload is None:
-        raise ValueError(f"topic {topic.name} has no payload model")
+def _message_id(topic: Topic[Any]) -> str:
     return topic.payload.__name__
 
 
-def _topic_message(topic: Topic) -> dict[str, Any]:
-    payload_doc = (topic.payload.__doc__ or "").strip().splitlines() if topic.payload else []
+def _topic_message(topic: Topic[Any]) -> dict[str, Any]:
+    payload_doc = (topic.payload.__doc__ or "").strip().splitlines()
     example = example_envelope(topic)
     return {
         "name": _message_id(topic),
@@ -220,14 +218,14 @@ def _dead_letter_message() -> dict[str, Any]:
     }
 
 
-def dead_letter_topics() -> list[tuple[str, tuple[Topic, ...], tuple[str, ...]]]:
+def dead_letter_topics() -> list[tuple[str, tuple[Topic[Any], ...], tuple[str, ...]]]:
     """Every dead-letter topic with the topics it serves and the services that send to it.
 
     A dead-letter topic (``Topic.dlt``) receives what the consumers of its topics could not process; for a
     topic nobody inside offsetstream consumes (notifications), it receives what the producer could not
     deliver onward after its retries.
     """
-    result: list[tuple[str, tuple[Topic, ...], tuple[str, ...]]] = []
+    result: list[tuple[str, tuple[Topic[Any], ...], tuple[str, ...]]] = []
     names = {t.name for t in TOPICS}
     for name in all_topic_names():
         if name in names:

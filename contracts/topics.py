@@ -1,18 +1,30 @@
-"""Every Kafka topic of offsetstream: name, key, payload and event types (the AsyncAPI source of truth)."""
+"""Every Kafka topic of offsetstream: name, key, payload and event types (the AsyncAPI source of truth).
+
+This module is the only place a topic name is spelled. Code names a topic by its typed handle
+(``CLAIM_PAYMENTS``: a ``Topic[ClaimPaymentReceived]``), so a consumer registered for it receives that
+payload type and a producer can only put an envelope of that type on it (``shared.stream``).
+"""
 
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from contracts import events as ev
+from contracts.envelope import Envelope, parse_envelope
+
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True)
-class Topic:
-    """A topic and what travels on it. ``partitions`` is created explicitly: Faust does not create sources."""
+class Topic(Generic[P]):
+    """A topic and what travels on it. ``partitions`` is created explicitly: Faust does not create sources.
+
+    Key rule: every message is keyed by its envelope's ``account_key`` (:meth:`key_of`); ``key`` says what
+    that key is on this topic, for the AsyncAPI document."""
 
     name: str
-    payload: type[BaseModel] | None
+    payload: type[P]
     event_types: tuple[str, ...]
     key: str
     description: str
@@ -25,6 +37,14 @@ class Topic:
         """Dead-letter topic of this topic: original bytes plus reason headers."""
         return dlt_name(self.name)
 
+    def parse(self, raw: bytes | str) -> Envelope[P]:
+        """A message of this topic, parsed tolerantly (``contracts.envelope.parse_envelope``)."""
+        return parse_envelope(raw, self.payload)
+
+    def key_of(self, envelope: Envelope[P]) -> str:
+        """The partition key of a message of this topic: its account, so one account stays ordered."""
+        return envelope.account_key
+
 
 def dlt_name(topic_name: str) -> str:
     """``remit.<noun>.v1`` → ``remit.<noun>.dlt``: one dead-letter topic per noun, across major versions,
@@ -35,146 +55,170 @@ def dlt_name(topic_name: str) -> str:
 
 ACCOUNT_KEY = "account_key: hex SHA-256 of (tenant, payer id, payee id) — orders one provider–payer account"
 
-TOPICS: tuple[Topic, ...] = (
-    Topic(
-        name="remit.intake.v1",
-        payload=ev.RawFileReceived,
-        event_types=("RawFileReceived",),
-        key="tenant id + file SHA-256 (a file's retries land on one partition)",
-        description="Raw payer files published by `offsetstream ingest` and the drop folder.",
-        producers=("cli",),
-        consumers=("intake",),
-    ),
-    Topic(
-        name="remit.remittances.v1",
-        payload=ev.RemittanceReceived,
-        event_types=("RemittanceReceived",),
-        key=ACCOUNT_KEY,
-        description="One event per 835 transaction: payment, payer, payee, totals (for downstream posting/GL).",
-        producers=("intake",),
-    ),
-    Topic(
-        name="remit.claim-payments.v1",
-        payload=ev.ClaimPaymentReceived,
-        event_types=("ClaimPaymentReceived",),
-        key=ACCOUNT_KEY,
-        description="One event per claim (CLP loop) with its CAS adjustments.",
-        producers=("intake",),
-        consumers=("detection", "notification"),
-    ),
-    Topic(
-        name="remit.provider-adjustments.v1",
-        payload=ev.ProviderAdjustmentReceived,
-        event_types=("ProviderAdjustmentReceived",),
-        key=ACCOUNT_KEY,
-        description="One event per PLB reason/amount pair (positive = withheld).",
-        producers=("intake",),
-        consumers=("detection", "matching"),
-    ),
-    Topic(
-        name="remit.overpayments.v1",
-        payload=ev.OverpaymentDetected,
-        event_types=("OverpaymentDetected",),
-        key=ACCOUNT_KEY,
-        description="Evidence of an overpayment, merged per (tenant, payer, reference) into one receivable.",
-        producers=("detection",),
-        consumers=("matching", "notification"),
-    ),
-    Topic(
-        name="remit.letters.v1",
-        payload=ev.LetterReceived,
-        event_types=("DemandLetterReceived", "ProviderIdentifiedOverpayment"),
-        key=ACCOUNT_KEY,
-        description="Demand letters and provider-identified overpayments entered by staff.",
-        producers=("cli",),
-        consumers=("detection",),
-    ),
-    Topic(
-        name="remit.staff-actions.v1",
-        payload=ev.StaffActionRecorded,
-        event_types=(
-            "AppealFiled",
-            "AppealDecided",
-            "WriteOffRecorded",
-            "RefundSent",
-            "RepaymentScheduleGranted",
-        ),
-        key=ACCOUNT_KEY,
-        description="Appeals, decisions, write-offs, refund checks and extended repayment schedules entered by "
-        "staff for a receivable.",
-        producers=("cli",),
-        consumers=("matching", "interest"),
-    ),
-    Topic(
-        name="remit.alerts.v1",
-        payload=ev.AlertRaised,
-        event_types=("AlertRaised",),
-        key=ACCOUNT_KEY,
-        description="Flags for staff: reversal without correction, forwarding balance not closed, violations.",
-        producers=("detection", "matching", "interest"),
-        consumers=("notification",),
-    ),
-    Topic(
-        name="remit.offsets.v1",
-        payload=ev.OffsetRecorded,
-        event_types=(
-            "OffsetApplied",
-            "OffsetUnmatched",
-            "RecoveryDeferred",
-            "ForwardingBalanceOpened",
-            "ForwardingBalanceApplied",
-            "RefundAcknowledged",
-            "NonOffsetRecorded",
-        ),
-        key=ACCOUNT_KEY,
-        description="How each PLB pair was explained: allocated, unmatched, forwarding balance, non-offset.",
-        producers=("matching",),
-        consumers=("notification",),
-    ),
-    Topic(
-        name="remit.receivables.v1",
-        payload=ev.ReceivableChanged,
-        event_types=(
-            "ReceivableOpened",
-            "ReceivableIncreased",
-            "ReceivableUpdated",
-            "ReceivableReduced",
-            "ReceivableSettled",
-            "ReceivableRefunded",
-            "ReceivableWrittenOff",
-            "ReceivablePaused",
-            "ReceivableResumed",
-            "ReceivableMerged",
-            "InterestAdded",
-        ),
-        key=ACCOUNT_KEY,
-        description="State of a receivable after each change.",
-        producers=("matching",),
-        consumers=("interest", "notification"),
-    ),
-    Topic(
-        name="remit.interest.v1",
-        payload=ev.InterestAccrued,
-        event_types=("InterestAccrued",),
-        key=ACCOUNT_KEY,
-        description="One event per accrued interest period of a receivable.",
-        producers=("interest",),
-        consumers=("matching", "notification"),
-    ),
-    Topic(
-        name="remit.notifications.v1",
-        payload=ev.NotificationEmitted,
-        event_types=("NotificationEmitted",),
-        key=ACCOUNT_KEY,
-        description="Outbound notifications for downstream systems (practice management, GL).",
-        producers=("notification",),
-    ),
+INTAKE: Topic[ev.RawFileReceived] = Topic(
+    name="remit.intake.v1",
+    payload=ev.RawFileReceived,
+    event_types=("RawFileReceived",),
+    key="tenant id + file SHA-256 (a file's retries land on one partition)",
+    description="Raw payer files published by `offsetstream ingest` and the drop folder.",
+    producers=("cli",),
+    consumers=("intake",),
 )
 
-_BY_NAME = {t.name: t for t in TOPICS}
+REMITTANCES: Topic[ev.RemittanceReceived] = Topic(
+    name="remit.remittances.v1",
+    payload=ev.RemittanceReceived,
+    event_types=("RemittanceReceived",),
+    key=ACCOUNT_KEY,
+    description="One event per 835 transaction: payment, payer, payee, totals (for downstream posting/GL).",
+    producers=("intake",),
+)
+
+CLAIM_PAYMENTS: Topic[ev.ClaimPaymentReceived] = Topic(
+    name="remit.claim-payments.v1",
+    payload=ev.ClaimPaymentReceived,
+    event_types=("ClaimPaymentReceived",),
+    key=ACCOUNT_KEY,
+    description="One event per claim (CLP loop) with its CAS adjustments.",
+    producers=("intake",),
+    consumers=("detection", "notification"),
+)
+
+PROVIDER_ADJUSTMENTS: Topic[ev.ProviderAdjustmentReceived] = Topic(
+    name="remit.provider-adjustments.v1",
+    payload=ev.ProviderAdjustmentReceived,
+    event_types=("ProviderAdjustmentReceived",),
+    key=ACCOUNT_KEY,
+    description="One event per PLB reason/amount pair (positive = withheld).",
+    producers=("intake",),
+    consumers=("detection", "matching"),
+)
+
+OVERPAYMENTS: Topic[ev.OverpaymentDetected] = Topic(
+    name="remit.overpayments.v1",
+    payload=ev.OverpaymentDetected,
+    event_types=("OverpaymentDetected",),
+    key=ACCOUNT_KEY,
+    description="Evidence of an overpayment, merged per (tenant, payer, reference) into one receivable.",
+    producers=("detection",),
+    consumers=("matching", "notification"),
+)
+
+LETTERS: Topic[ev.LetterReceived] = Topic(
+    name="remit.letters.v1",
+    payload=ev.LetterReceived,
+    event_types=("DemandLetterReceived", "ProviderIdentifiedOverpayment"),
+    key=ACCOUNT_KEY,
+    description="Demand letters and provider-identified overpayments entered by staff.",
+    producers=("cli",),
+    consumers=("detection",),
+)
+
+STAFF_ACTIONS: Topic[ev.StaffActionRecorded] = Topic(
+    name="remit.staff-actions.v1",
+    payload=ev.StaffActionRecorded,
+    event_types=(
+        "AppealFiled",
+        "AppealDecided",
+        "WriteOffRecorded",
+        "RefundSent",
+        "RepaymentScheduleGranted",
+    ),
+    key=ACCOUNT_KEY,
+    description="Appeals, decisions, write-offs, refund checks and extended repayment schedules entered by "
+    "staff for a receivable.",
+    producers=("cli",),
+    consumers=("matching", "interest"),
+)
+
+ALERTS: Topic[ev.AlertRaised] = Topic(
+    name="remit.alerts.v1",
+    payload=ev.AlertRaised,
+    event_types=("AlertRaised",),
+    key=ACCOUNT_KEY,
+    description="Flags for staff: reversal without correction, forwarding balance not closed, violations.",
+    producers=("detection", "matching", "interest"),
+    consumers=("notification",),
+)
+
+OFFSETS: Topic[ev.OffsetRecorded] = Topic(
+    name="remit.offsets.v1",
+    payload=ev.OffsetRecorded,
+    event_types=(
+        "OffsetApplied",
+        "OffsetUnmatched",
+        "RecoveryDeferred",
+        "ForwardingBalanceOpened",
+        "ForwardingBalanceApplied",
+        "RefundAcknowledged",
+        "NonOffsetRecorded",
+    ),
+    key=ACCOUNT_KEY,
+    description="How each PLB pair was explained: allocated, unmatched, forwarding balance, non-offset.",
+    producers=("matching",),
+    consumers=("notification",),
+)
+
+RECEIVABLES: Topic[ev.ReceivableChanged] = Topic(
+    name="remit.receivables.v1",
+    payload=ev.ReceivableChanged,
+    event_types=(
+        "ReceivableOpened",
+        "ReceivableIncreased",
+        "ReceivableUpdated",
+        "ReceivableReduced",
+        "ReceivableSettled",
+        "ReceivableRefunded",
+        "ReceivableWrittenOff",
+        "ReceivablePaused",
+        "ReceivableResumed",
+        "ReceivableMerged",
+        "InterestAdded",
+    ),
+    key=ACCOUNT_KEY,
+    description="State of a receivable after each change.",
+    producers=("matching",),
+    consumers=("interest", "notification"),
+)
+
+INTEREST: Topic[ev.InterestAccrued] = Topic(
+    name="remit.interest.v1",
+    payload=ev.InterestAccrued,
+    event_types=("InterestAccrued",),
+    key=ACCOUNT_KEY,
+    description="One event per accrued interest period of a receivable.",
+    producers=("interest",),
+    consumers=("matching", "notification"),
+)
+
+NOTIFICATIONS: Topic[ev.NotificationEmitted] = Topic(
+    name="remit.notifications.v1",
+    payload=ev.NotificationEmitted,
+    event_types=("NotificationEmitted",),
+    key=ACCOUNT_KEY,
+    description="Outbound notifications for downstream systems (practice management, GL).",
+    producers=("notification",),
+)
+
+TOPICS: tuple[Topic[Any], ...] = (
+    INTAKE,
+    REMITTANCES,
+    CLAIM_PAYMENTS,
+    PROVIDER_ADJUSTMENTS,
+    OVERPAYMENTS,
+    LETTERS,
+    STAFF_ACTIONS,
+    ALERTS,
+    OFFSETS,
+    RECEIVABLES,
+    INTEREST,
+    NOTIFICATIONS,
+)
+
+_BY_NAME: dict[str, Topic[Any]] = {t.name: t for t in TOPICS}
 
 
-def topic(name: str) -> Topic:
+def topic(name: str) -> Topic[Any]:
     """Look a topic up by name; a typo fails loudly at start-up rather than producing to a stray topic."""
     return _BY_NAME[name]
 
@@ -183,5 +227,5 @@ def all_topic_names() -> list[str]:
     """Every topic to create at start-up: the topics and a dead-letter topic for each consumed one."""
     names = [t.name for t in TOPICS]
     names += [t.dlt for t in TOPICS if t.consumers]
-    names.append(dlt_name("remit.notifications.v1"))
+    names.append(NOTIFICATIONS.dlt)
     return names

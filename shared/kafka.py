@@ -5,7 +5,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from contracts.topics import TOPICS, all_topic_names
+from contracts.topics import NOTIFICATIONS, TOPICS, all_topic_names
 from shared import kafka_security
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
@@ -83,7 +83,7 @@ async def consumer_lag(settings: Settings) -> dict[str, int]:
         for service in SERVICES:
             topics = [t.name for t in TOPICS if service in t.consumers]
             if service == "notification":
-                topics.append("remit.notifications.v1")
+                topics.append(NOTIFICATIONS.name)
             per_partition = await partition_lag(admin, consumer, f"offsetstream-{service}", topics)
             lag[service] = sum(per_partition.values())
         return lag

@@ -6,10 +6,18 @@ flush; message ids are deterministic, so a message published twice is dropped do
 """
 
 import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date
 
 import asyncpg
+from prometheus_client import Counter, Gauge
 
+from shared import clock
 from shared.stream import Outgoing, Stage
+
+Work = Callable[[asyncpg.Connection, date], Awaitable[object]]
+"""A timer's work for one business day: writes its rows and queues its messages (:func:`add`)."""
 
 
 async def add(conn: asyncpg.Connection, service: str, message_id: str, message: Outgoing) -> bool:
@@ -51,3 +59,30 @@ async def flush_all(stage: Stage) -> int:
     while flushed := await flush(stage):
         published += flushed
     return published
+
+
+def every(
+    stage: Stage,
+    seconds: float,
+    work: Work,
+    name: str,
+    *,
+    ticks: Counter | None = None,
+    last_tick: Gauge | None = None,
+) -> None:
+    """Run a timer's ``work`` for today's business date every ``seconds`` (``Stage.every``: transient failures
+    retried, others logged until the next tick), then publish whatever the outbox holds; count each completed
+    run in ``ticks`` and stamp ``last_tick`` with its time."""
+
+    async def tick() -> int:
+        pool = await stage.pool()
+        async with pool.acquire() as conn:
+            await work(conn, clock.today(stage.settings))
+        published = await flush_all(stage)
+        if ticks is not None:
+            ticks.inc()
+        if last_tick is not None:
+            last_tick.set(time.time())
+        return published
+
+    stage.every(seconds, tick, name)

@@ -30,15 +30,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope
-from contracts.topics import all_topic_names, dlt_name
+from contracts.topics import INTAKE, P, Topic, all_topic_names, dlt_name
 from shared import db, kafka_security, lag, phi, telemetry
 from shared.dlt_refs import OmittedBody
 from shared.failures import TooLarge, is_transient, permanent_reason, record_size
@@ -86,9 +85,10 @@ class Outgoing:
         return record_size(self.key.encode(), self.value, list(self.headers))
 
     @classmethod
-    def event(cls, topic: str, envelope: Envelope[Any]) -> "Outgoing":
-        """An envelope keyed by its account, so one account's events stay ordered on one partition."""
-        return cls(topic=topic, key=envelope.account_key, value=envelope.to_bytes())
+    def event(cls, topic: Topic[P], envelope: Envelope[P]) -> "Outgoing":
+        """An envelope on its typed topic, keyed by the topic's key rule (the account, so one account's events
+        stay ordered on one partition)."""
+        return cls(topic=topic.name, key=topic.key_of(envelope), value=envelope.to_bytes())
 
     def to_record(self) -> dict[str, Any]:
         """JSON-safe form kept in ``ops.processed_events`` for re-publishing after a crash."""
@@ -119,6 +119,17 @@ class Result:
 
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
+"""Handles one consumed record as it came (bytes, position, headers)."""
+
+
+class EventHandler(Protocol[P]):
+    """Handles one envelope of a typed topic, parsed by the runtime as the topic's payload model."""
+
+    def __call__(self, conn: asyncpg.Connection, envelope: Envelope[P], /) -> Awaitable[Sequence[Outgoing]]:
+        """The messages owed for this envelope (written in the caller's transaction)."""
+        ...
+
+
 Replay = Handler
 """Rebuilds the outputs of an input already applied, from the input and the ledger, without writing anything."""
 IdOf = Callable[[Incoming], str]
@@ -176,12 +187,15 @@ class Stage:
             broker_commit_every=100,
             broker_commit_interval=s.commit_interval_seconds,
         )
-        setup_prometheus_sensors(self.app, name_prefix=f"faust_{service}")
+        telemetry.serve_metrics(self.app, service)
         telemetry.declare_service(service)
         self.lag_monitor = self._watch_lag()
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self.routes: dict[str, Handler] = {}
+        """topic name → the handler registered for it (:meth:`handle`, :meth:`handle_records`)."""
         self.subscriptions: list[tuple[tuple[str, ...], Handler]] = []
+        """(topics, dispatcher) of each agent (:meth:`consume`)."""
 
     def _watch_lag(self) -> lag.LagMonitor:
         """Attach a lag monitor to the faust app; it starts with the worker and reads the topics the stage
@@ -203,24 +217,45 @@ class Stage:
                 self._pool = await db.create_pool(self.settings, self.service)
             return self._pool
 
+    def handle(self, topic: Topic[P], handler: EventHandler[P]) -> None:
+        """Route every record of ``topic`` to ``handler`` as an envelope of the topic's payload model. A record
+        that does not parse as one is dead-lettered (``invalid_message``) without reaching the handler."""
+
+        async def parsed(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+            return await handler(conn, topic.parse(incoming.value))
+
+        self.handle_records(topic, parsed)
+
+    def handle_records(self, topic: Topic[Any], handler: Handler) -> None:
+        """Route every record of ``topic`` to ``handler`` as it was consumed, for a stage that needs more than
+        the envelope (intake: the record's position and headers; a handler that tolerates what it cannot
+        parse). One handler per topic: a second registration is a wiring mistake and fails at start-up."""
+        if topic.name in self.routes:
+            raise ValueError(f"{self.service}: topic {topic.name} already has a handler")
+        self.routes[topic.name] = handler
+
     def consume(
         self,
-        topics: Sequence[str],
-        handler: Handler,
+        *topics: Topic[Any],
         id_of: IdOf = envelope_event_id,
-        *,
         batch: int | None = None,
         replay: Replay | None = None,
         dead_letter: DeadLetterHook | None = None,
     ) -> None:
-        """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`.
+        """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`, each to the
+        handler registered for its topic (:meth:`handle`); a record of any other topic is an error of its
+        own (see :func:`dispatcher`), never another topic's handler.
 
         ``batch`` caps the messages per transaction below the setting: a stage whose handler has effects
         outside the database (a webhook call) keeps it small, since a crash repeats the whole batch's effects.
         ``replay``, for a stage whose outputs are large and can be rebuilt (intake: every claim of a file),
         stores no outputs with the claim and rebuilds them on redelivery instead. ``dead_letter`` rewrites the
         dead-letter record of a rejected input (see :data:`DeadLetterHook`)."""
-        channel = self.app.topic(*topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
+        names = tuple(t.name for t in topics)
+        if missing := [name for name in names if name not in self.routes]:
+            raise ValueError(f"{self.service}: no handler registered for {', '.join(missing)}")
+        handler = dispatcher(self.service, {name: self.routes[name] for name in names})
+        channel = self.app.topic(*names, key_serializer="raw", value_serializer="raw", allow_empty=True)
         size = min(batch or self.settings.batch_max_messages, self.settings.batch_max_messages)
         within = self.settings.batch_max_wait_seconds
 
@@ -235,8 +270,8 @@ class Stage:
                     withhold_acks(events)
                     raise
 
-        self.subscriptions.append((tuple(topics), handler))
-        agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in topics)}".replace("-", "_")
+        self.subscriptions.append((names, handler))
+        agent.__name__ = f"{self.service}_{'_'.join(t.split('.')[1] for t in names)}".replace("-", "_")
         self.app.agent(channel, name=agent.__name__)(agent)
 
     def every(self, seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
@@ -424,6 +459,25 @@ class Stage:
             reason,
             headers.get("error", b"").decode(),
         )
+
+
+def dispatcher(service: str, handlers: dict[str, Handler]) -> Handler:
+    """One handler over several topics: each record goes to its topic's handler. A record of a topic nothing
+    was registered for (a subscription and its routes out of step) is rejected as ``unknown_topic``: it is
+    dead-lettered with that reason and counted like any other dead letter, never handled as another topic's
+    message."""
+
+    async def dispatch(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        handler = handlers.get(incoming.topic)
+        if handler is None:
+            raise Rejected(
+                "unknown_topic",
+                f"{service} consumed a message from {incoming.topic!r}, a topic it has no handler for "
+                f"(it handles {', '.join(sorted(handlers))})",
+            )
+        return await handler(conn, incoming)
+
+    return dispatch
 
 
 def withhold_acks(events: Sequence[Any]) -> None:
@@ -663,7 +717,7 @@ def refused_record(service: str, out: Outgoing, source: Incoming | None) -> Outg
         return Outgoing(out.topic, out.key, omitted.to_bytes(), out.headers)
     topic = dlt_name(source.topic) if source is not None else dlt_name(out.topic)
     if topic not in all_topic_names():
-        topic = dlt_name(out.topic) if dlt_name(out.topic) in all_topic_names() else "remit.intake.dlt"
+        topic = dlt_name(out.topic) if dlt_name(out.topic) in all_topic_names() else INTAKE.dlt
     headers = [
         ("reason", "too_large"),
         (

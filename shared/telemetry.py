@@ -5,16 +5,22 @@ Names follow Prometheus conventions (base units, ``_total`` on counters); no lab
 payer's patient, a member id or a document value, so a scrape can be shared with anyone who runs the pipeline.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
-from prometheus_client import Counter, Gauge, Histogram
+import faust
+from aiohttp.web import Response
+from faust import web
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from shared import phi
 
 OUTCOMES = ("applied", "duplicate", "dead_lettered")
-STAGE_REASONS = ("invalid_message", "processing_error")
+STAGE_REASONS = ("invalid_message", "processing_error", "unknown_topic")
 
 MESSAGES_CONSUMED = Counter(
     "remit_messages_consumed_total", "Messages read from an input topic.", ["service", "topic"]
@@ -61,6 +67,26 @@ def preset(counter: Counter, *label_sets: Iterable[str] | str) -> None:
     that appears already at its value, and "nothing happened" reads as 0 rather than as no data."""
     for labels in label_sets:
         counter.labels(*((labels,) if isinstance(labels, str) else tuple(labels)))
+
+
+@functools.cache
+def _faust_metrics(service: str) -> FaustMetrics:
+    return FaustMetrics.create(REGISTRY, f"faust_{service}")
+
+
+def serve_metrics(app: faust.App, service: str) -> None:
+    """Faust's own sensors on a stage's app and ``/metrics`` serving every metric of the process, as
+    ``faust.sensors.prometheus.setup_prometheus_sensors`` does, except that Faust's metrics of a service are
+    registered once per process: Prometheus' registry refuses a second registration, and a stage may be built
+    more than once in one process (the in-process test pipeline builds every stage)."""
+    app.monitor = PrometheusMonitor(metrics=_faust_metrics(service))
+
+    @app.page("/metrics")
+    async def metrics_handler(self: web.View, request: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return cast(
+            web.Response, Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST}, status=200)
+        )
 
 
 def declare_service(service: str) -> None:

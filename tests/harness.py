@@ -6,6 +6,7 @@ It does not replace the integration tests that run the five services as processe
 hundreds of hand-written and generated 835 sequences run in seconds.
 """
 
+import functools
 import random
 import zlib
 from collections import deque
@@ -16,28 +17,45 @@ from decimal import Decimal
 import asyncpg
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
+from contracts.topics import INTAKE, NOTIFICATIONS
+from policies import config as policy_config
 from services.intake import publish
-from shared import db
-from shared.stream import Incoming, Outgoing, apply_batch, envelope_event_id
+from services.intake.engine import FileIntake
+from services.intake.store import IntakeStore
+from services.interest.engine import Engine
+from services.interest.store import InterestStore
+from shared import db, plugins
+from shared.settings import get_settings
+from shared.stream import Incoming, Outgoing, Stage, apply_batch, envelope_event_id
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
 
 
-def routes() -> dict[str, list[tuple[str, Handler]]]:
-    """topic → [(service, handler)], exactly as each service's ``stage.consume`` subscribes."""
+@functools.cache
+def stages() -> tuple[Stage, ...]:
+    """Every stage, built once per test process as its worker builds it."""
     from services.detection import app as detection
     from services.intake import app as intake
     from services.interest import app as interest
     from services.matching import app as matching
     from services.notification import app as notification
 
+    return (
+        intake.from_environment(),
+        detection.from_environment(),
+        matching.stage,
+        interest.from_environment(),
+        notification.from_environment(),
+    )
+
+
+def routes() -> dict[str, list[tuple[str, Handler]]]:
+    """topic → [(service, handler)], exactly as each service's ``stage.consume`` subscribes."""
     table: dict[str, list[tuple[str, Handler]]] = {}
-    for stage in (intake.stage, detection.stage, matching.stage, interest.stage, notification.stage):
+    for stage in stages():
         for topics, handler in stage.subscriptions:
             for topic in topics:
-                if (
-                    topic != "remit.notifications.v1"
-                ):  # delivery needs a webhook; covered by integration tests
+                if topic != NOTIFICATIONS.name:  # delivery needs a webhook; covered by integration tests
                     table.setdefault(topic, []).append((stage.service, handler))
     return table
 
@@ -59,7 +77,7 @@ class InProcessPipeline:
     def feed(self, content: bytes, file_name: str = "remit.835") -> None:
         """Queue a payer file on the intake topic, as ``offsetstream ingest`` does."""
         key, value = publish.raw_file_message(content, file_name, self.tenant, "cli")
-        self.send(Outgoing("remit.intake.v1", key.decode(), value))
+        self.send(Outgoing(INTAKE.name, key.decode(), value))
 
     def send(self, message: Outgoing) -> None:
         """Queue any message on its topic."""
@@ -146,3 +164,13 @@ async def run_files(
         pipeline.feed(content, f"file{number}.835")
         await pipeline.run()
     return pipeline
+
+
+def intake_files() -> FileIntake:
+    """Intake's handlers as its worker builds them: the installed feed parsers over its repository."""
+    return FileIntake(plugins.load_plugins(plugins.FEED_PARSERS), IntakeStore())
+
+
+def interest_engine() -> Engine:
+    """Interest's engine as its worker builds it: the installed payer policies, the configured choice."""
+    return Engine(policy_config.resolver(get_settings()), InterestStore())

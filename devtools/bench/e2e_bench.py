@@ -37,6 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cli import ledger_check, letters
 from cli.local_infra import Stack, start_stack
 from cli.runner import Pipeline
+from contracts import topics
 from devtools.generate import FeedFile, Spec, compare, feed_order, generate
 from services.intake import publish
 from shared import kafka, kafka_security
@@ -45,8 +46,8 @@ from shared.settings import REPO_ROOT, SERVICES, Settings
 ROOT = REPO_ROOT / ".local" / "bench"
 TRACE = re.compile(rb"\nTRN\*1\*([^*~]+)")
 QUIET = 4.0
-OFFSETS = "remit.offsets.v1"
-REMITTANCES = "remit.remittances.v1"
+OFFSETS = topics.OFFSETS.name
+REMITTANCES = topics.REMITTANCES.name
 
 
 def spec_for(claims: int, prefix: str) -> Spec:
@@ -130,7 +131,7 @@ async def publish_burst(settings: Settings, out: Path, feed: list[FeedFile]) -> 
             content = (out / item.path).read_bytes()
             key, value = publish.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
             now = int(time.time() * 1000)
-            pending.append(await producer.send(publish.INTAKE, value=value, key=key))
+            pending.append(await producer.send(topics.INTAKE.name, value=value, key=key))
             for trace in TRACE.findall(content):
                 sent.setdefault(trace.decode(), now)
         await asyncio.gather(*pending)

@@ -1,6 +1,6 @@
 """Run the detection stage: `python -m services.detection worker` (Faust's CLI)."""
 
-from services.detection.app import app
+from services.detection.app import from_environment
 
 if __name__ == "__main__":
-    app.main()
+    from_environment().app.main()

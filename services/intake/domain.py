@@ -11,13 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from contracts.envelope import Envelope
+from contracts.topics import CLAIM_PAYMENTS, PROVIDER_ADJUSTMENTS, REMITTANCES, Topic
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import envelopes
 from shared.ids import account_key, stable_id
-
-REMITTANCES = "remit.remittances.v1"
-CLAIM_PAYMENTS = "remit.claim-payments.v1"
-PROVIDER_ADJUSTMENTS = "remit.provider-adjustments.v1"
 
 
 def choose_parser(
@@ -50,13 +47,13 @@ def account_of(tenant_id: str, parsed: ParsedRemittance) -> str:
     return account_key(tenant_id, parsed.remittance.payer_id, parsed.remittance.payee_id)
 
 
-def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[str, Envelope[Any]]]:
+def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:
     """Every event of one transaction in document order: remittance, its claims, its PLB pairs."""
     rem = parsed.remittance
     key = account_of(tenant_id, parsed)
     rid = rem.remittance_id
     common = {"tenant_id": tenant_id, "account_key": key}
-    out: list[tuple[str, Envelope[Any]]] = [
+    out: list[tuple[Topic[Any], Envelope[Any]]] = [
         (
             REMITTANCES,
             envelopes.build(

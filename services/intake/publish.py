@@ -11,14 +11,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from contracts.events import RawFileReceived
+from contracts.topics import INTAKE
 from services.intake.x12.split import NotX12, SplitRefused, cut_x12
 from shared import envelopes, kafka_security
 from shared.failures import record_size
 from shared.ids import account_key, stable_id
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.settings import Settings
-
-INTAKE = "remit.intake.v1"
 
 
 def files_under(paths: Iterable[Path]) -> list[Path]:
@@ -199,7 +198,7 @@ async def publish_files(
                 refused.append(f"{path}: {problem}")
                 continue
             for key, value in messages:
-                await producer.send_and_wait(INTAKE, value=value, key=key)
+                await producer.send_and_wait(INTAKE.name, value=value, key=key)
             count += 1
     finally:
         await producer.stop()

@@ -1,58 +1,63 @@
 """The interest stage (wiring only): consume receivable changes and repayment schedules, tick daily, publish on
-remit.interest.v1.
+the interest topic.
 
 Logic lives in ``engine`` (orchestration), ``domain`` and ``policies`` (pure) and ``store`` (SQL). The tick's
 events go through the transactional outbox; the handler's outputs are exactly-once through the Stage.
 """
 
-import logging
-import time
 from collections.abc import Sequence
 
 import asyncpg
 
-from contracts.envelope import parse_envelope
-from contracts.events import ReceivableChanged, StaffActionRecorded
-from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
+from contracts.envelope import Envelope
+from contracts.topics import RECEIVABLES, STAFF_ACTIONS, P
+from policies import config as policy_config
+from policies.config import PolicyConfigError, PolicyResolver
+from policies.payers import PayerPolicy
 from services.interest import metrics
 from services.interest.engine import Engine
-from shared import clock, outbox, plugins
-from shared.stream import Incoming, Outgoing, Rejected, Stage
+from services.interest.store import InterestStore
+from shared import outbox
+from shared.settings import Settings, get_settings
+from shared.stream import EventHandler, Outgoing, Rejected, Stage
 
-log = logging.getLogger(__name__)
 
-stage = Stage("interest")
-app = stage.app
-engine = Engine(
-    PolicyResolver(
-        plugins.load_plugins(plugins.PAYER_POLICIES),
-        stage.settings,
-        PolicyConfig.from_settings(stage.settings),
+def build(settings: Settings, policies: PolicyResolver[PayerPolicy], store: InterestStore) -> Stage:
+    """The interest stage over these settings, payer policies and repository. A receivable change accrues
+    what was due by the change's business date; a repayment schedule staff recorded is stored and the
+    receivable recomputed."""
+    stage = Stage("interest", settings)
+    engine = Engine(policies, store)
+    stage.handle(RECEIVABLES, policy_errors_rejected(engine.on_change))
+    stage.handle(STAFF_ACTIONS, policy_errors_rejected(engine.on_staff_action))
+    stage.consume(RECEIVABLES, STAFF_ACTIONS)
+    outbox.every(
+        stage,
+        settings.interest_tick_seconds,
+        engine.tick,
+        "interest tick",
+        ticks=metrics.TICKS,
+        last_tick=metrics.LAST_TICK,
     )
-)
+    return stage
 
 
-async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-    """A receivable changed (accrue what was due by the change's business date), or staff recorded an
-    extended repayment schedule (store it and recompute)."""
-    try:
-        if incoming.topic == "remit.staff-actions.v1":
-            return await engine.on_staff_action(conn, parse_envelope(incoming.value, StaffActionRecorded))
-        return await engine.on_change(conn, parse_envelope(incoming.value, ReceivableChanged))
-    except PolicyConfigError as exc:
-        raise Rejected("unknown_policy", str(exc)) from exc
+def policy_errors_rejected(
+    handler: EventHandler[P],
+) -> EventHandler[P]:
+    """``handler``, with a payer policy that is not installed rejecting the message (``unknown_policy``)."""
+
+    async def handle(conn: asyncpg.Connection, env: Envelope[P]) -> Sequence[Outgoing]:
+        try:
+            return await handler(conn, env)
+        except PolicyConfigError as exc:
+            raise Rejected("unknown_policy", str(exc)) from exc
+
+    return handle
 
 
-async def tick() -> int:
-    """Accrue periods that came due by today, then publish whatever the outbox holds."""
-    pool = await stage.pool()
-    async with pool.acquire() as conn:
-        await engine.tick(conn, clock.today(stage.settings))
-    published = await outbox.flush_all(stage)
-    metrics.TICKS.inc()
-    metrics.LAST_TICK.set(time.time())
-    return published
-
-
-stage.every(stage.settings.interest_tick_seconds, tick, "interest tick")
-stage.consume(["remit.receivables.v1", "remit.staff-actions.v1"], handle)
+def from_environment(settings: Settings | None = None) -> Stage:
+    """The stage as a worker runs it: settings from the environment, installed payer policies, the policy
+    configuration file."""
+    settings = settings or get_settings()
+    return build(settings, policy_config.resolver(settings), InterestStore())

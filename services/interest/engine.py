@@ -20,19 +20,20 @@ import asyncpg
 from contracts.envelope import Envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged, StaffActionRecorded
 from contracts.references import layout
+from contracts.topics import INTEREST
 from policies import facts
 from policies.config import PolicyConfigError, PolicyResolver
 from policies.payers import PayerPolicy, ReceivableFacts, timeline
-from services.interest import domain, metrics, store
+from services.interest import domain, metrics
+from services.interest.store import InterestStore, schedule_of
 from shared import envelopes, outbox, phi
+from shared.alerts import alert_message
 from shared.ids import receivable_id, stable_id
 from shared.stream import Outgoing
 
 log = logging.getLogger(__name__)
 
 SERVICE = "interest"
-INTEREST = "remit.interest.v1"
-ALERTS = "remit.alerts.v1"
 
 
 def accrual_id(rid: UUID, period: int, version: int) -> UUID:
@@ -63,13 +64,16 @@ def next_look(facts: ReceivableFacts, terms: facts.InterestTerms | None, horizon
 class Engine:
     """Stateless apart from the resolved policies: dropping it and building a new one changes nothing."""
 
-    def __init__(self, resolver: PolicyResolver[PayerPolicy]) -> None:
+    def __init__(self, resolver: PolicyResolver[PayerPolicy], store: InterestStore) -> None:
         self.resolver = resolver
+        self.store = store
 
     async def on_change(self, conn: asyncpg.Connection, env: Envelope[ReceivableChanged]) -> list[Outgoing]:
         """Record a receivable change and recompute up to its business date (inside the caller's transaction)."""
         change = env.payload
-        await store.record_change(conn, env.tenant_id, env.account_key, env.event_id, env.event_type, change)
+        await self.store.record_change(
+            conn, env.tenant_id, env.account_key, env.event_id, env.event_type, change
+        )
         emitted = await self.recompute(
             conn, env.tenant_id, change.receivable_id, change.effective_date, str(env.event_id)
         )
@@ -97,7 +101,7 @@ class Engine:
             terms.final_installment_amount,
         )
         rid = receivable_id(env.tenant_id, action.payer_id, action.reference.strip())
-        if not await store.save_repayment_plan(conn, env.tenant_id, rid, plan):
+        if not await self.store.save_repayment_plan(conn, env.tenant_id, rid, plan):
             return []
         emitted = await self.recompute(conn, env.tenant_id, rid, action.effective_date, str(env.event_id))
         return [e.message for e in emitted]
@@ -109,7 +113,7 @@ class Engine:
         configuration entry cannot stop interest for every other receivable.
         """
         queued = 0
-        for tenant, rid in await store.due_receivables(conn, day, tenants):
+        for tenant, rid in await self.store.due_receivables(conn, day, tenants):
             try:
                 async with conn.transaction():
                     emitted = await self.recompute(conn, tenant, rid, day, f"interest tick {day.isoformat()}")
@@ -126,34 +130,34 @@ class Engine:
         self, conn: asyncpg.Connection, tenant: str, rid: UUID, through: date, cause: str
     ) -> list[Emitted]:
         """Post whatever makes the ledger equal the closed form up to ``through``; refresh timeline and alerts."""
-        row = await store.lock_receivable(conn, tenant, rid)
+        row = await self.store.lock_receivable(conn, tenant, rid)
         if row is None:
             return []
         policy = self.resolver.resolve(tenant, row["payer_id"])
         why = self.resolver.resolution(tenant, row["payer_id"])
         determination: date = row["determination_date"]
         history = domain.history_from_changes(
-            row["principal"], await store.changes(conn, tenant, rid), store.schedule_of(row)
+            row["principal"], await self.store.changes(conn, tenant, rid), schedule_of(row)
         )
         horizon = max(through, row["accrued_through"] or through)
-        plan = await store.repayment_plan(conn, tenant, rid)
+        plan = await self.store.repayment_plan(conn, tenant, rid)
         facts = ReceivableFacts(
             determination, history, row["paid_on"], row["duplicate"], plan, horizon, row["identified_on"]
         )
         terms = policy.interest_terms(facts)
         desired = domain.schedule(determination, history, terms, horizon) if terms is not None else []
-        postings = domain.reconcile(determination, desired, await store.posted(conn, tenant, rid))
+        postings = domain.reconcile(determination, desired, await self.store.posted(conn, tenant, rid))
         emitted: list[Emitted] = []
         for posting in postings:
             event_id = accrual_id(rid, posting.period.number, posting.version)
-            if await store.add_posting(conn, tenant, rid, event_id, posting, cause):
+            if await self.store.add_posting(conn, tenant, rid, event_id, posting, cause):
                 metrics.count_posting(policy.name, posting.version, posting.amount)
                 emitted.append(
                     Emitted(str(event_id), self._interest_event(row, policy, posting, event_id, cause))
                 )
         emitted += await self._alerts(conn, row, policy, facts, cause)
-        await store.save_timeline(conn, tenant, rid, timeline(policy, facts))
-        await store.save_progress(
+        await self.store.save_timeline(conn, tenant, rid, timeline(policy, facts))
+        await self.store.save_progress(
             conn, tenant, rid, policy.name, horizon, next_look(facts, terms, horizon), why.reason, why.source
         )
         return emitted
@@ -187,9 +191,13 @@ class Engine:
             ),
         )
 
-    @staticmethod
     async def _alerts(
-        conn: asyncpg.Connection, row: asyncpg.Record, policy: PayerPolicy, facts: ReceivableFacts, cause: str
+        self,
+        conn: asyncpg.Connection,
+        row: asyncpg.Record,
+        policy: PayerPolicy,
+        facts: ReceivableFacts,
+        cause: str,
     ) -> list[Emitted]:
         """Check every recoupment again (a back-dated pause can make an old one a violation); raise new ones."""
         tenant, rid = row["tenant_id"], row["receivable_id"]
@@ -204,7 +212,7 @@ class Engine:
                     f"{recoupment.effective.isoformat()}: " + "; ".join(v.detail for v in found)
                 )
                 rules = [v.rule for v in found]
-                if not await store.add_alert(
+                if not await self.store.add_alert(
                     conn,
                     tenant,
                     alert_id,
@@ -230,13 +238,8 @@ class Engine:
                     ),
                     layout(policy.reference_layout),
                 )
-                envelope = envelopes.build(
-                    payload,
-                    event_id=alert_id,
-                    event_type="AlertRaised",
-                    tenant_id=tenant,
-                    account_key=row["account_key"],
-                    causation_id=cause,
+                message = alert_message(
+                    payload, tenant_id=tenant, account_key=row["account_key"], causation_id=cause
                 )
-                emitted.append(Emitted(str(alert_id), Outgoing.event(ALERTS, envelope)))
+                emitted.append(Emitted(str(alert_id), message))
         return emitted

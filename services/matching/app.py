@@ -4,43 +4,23 @@ does to the ledger is ``engine``; pure rules ``domain``; SQL ``store``.
 """
 
 import logging
-from collections.abc import Sequence
 from datetime import timedelta
 
-import asyncpg
-
-from contracts.envelope import parse_envelope
-from contracts.events import (
-    AlertRaised,
-    InterestAccrued,
-    OverpaymentDetected,
-    ProviderAdjustmentReceived,
-    StaffActionRecorded,
-)
+from contracts.events import AlertRaised
+from contracts.topics import ALERTS, INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS
 from services.matching import metrics, store
 from services.matching.engine import on_adjustment, on_interest, on_overpayment, on_staff_action
-from services.matching.ledger import ALERTS, POLICIES, POLICY, reference_layout
+from services.matching.ledger import POLICIES, POLICY, reference_layout
 from shared import envelopes, outbox, phi
 from shared.clock import today
 from shared.ids import stable_id
-from shared.stream import Incoming, Outgoing, Stage
+from shared.stream import Outgoing, Stage
 
 log = logging.getLogger(__name__)
 
 stage = Stage("matching")
 app = stage.app
-__all__ = ["POLICY", "app", "handle", "stage"]
-
-
-async def handle(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-    """Dispatch by topic."""
-    if incoming.topic == "remit.provider-adjustments.v1":
-        return await on_adjustment(conn, parse_envelope(incoming.value, ProviderAdjustmentReceived))
-    if incoming.topic == "remit.overpayments.v1":
-        return await on_overpayment(conn, parse_envelope(incoming.value, OverpaymentDetected))
-    if incoming.topic == "remit.staff-actions.v1":
-        return await on_staff_action(conn, parse_envelope(incoming.value, StaffActionRecorded))
-    return await on_interest(conn, parse_envelope(incoming.value, InterestAccrued))
+__all__ = ["POLICY", "app", "stage"]
 
 
 async def check_forwarding_balances() -> None:
@@ -85,7 +65,8 @@ async def refresh_gauges() -> None:
 
 stage.every(stage.settings.interest_tick_seconds, check_forwarding_balances, "forwarding-balance check")
 stage.every(10.0, refresh_gauges, "ledger gauges")  # dashboards and the unmatched-age alert need them fresh
-stage.consume(
-    ["remit.provider-adjustments.v1", "remit.overpayments.v1", "remit.interest.v1", "remit.staff-actions.v1"],
-    handle,
-)
+stage.handle(PROVIDER_ADJUSTMENTS, on_adjustment)
+stage.handle(OVERPAYMENTS, on_overpayment)
+stage.handle(STAFF_ACTIONS, on_staff_action)
+stage.handle(INTEREST, on_interest)
+stage.consume(PROVIDER_ADJUSTMENTS, OVERPAYMENTS, INTEREST, STAFF_ACTIONS)

@@ -22,6 +22,7 @@ from contracts.events import (
 )
 from contracts.money import ZERO
 from contracts.references import ReferenceLayout
+from contracts.topics import ALERTS, OFFSETS, RECEIVABLES
 from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
 from services.matching import domain, metrics, store
 from shared import envelopes, phi, plugins
@@ -34,9 +35,6 @@ log = logging.getLogger(__name__)
 SETTINGS = get_settings()
 POLICIES: dict[str, Any] = plugins.load_plugins(plugins.PAYER_POLICIES)
 POLICY = PolicyResolver(POLICIES, SETTINGS, PolicyConfig.from_settings(SETTINGS))
-OFFSETS = "remit.offsets.v1"
-RECEIVABLES = "remit.receivables.v1"
-ALERTS = "remit.alerts.v1"
 
 EVENT_TYPES = {
     "allocated": "OffsetApplied",

@@ -39,8 +39,9 @@ from uuid import UUID
 
 import asyncpg
 
-from services.notification import domain, metrics, store
+from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound, Outcome
+from services.notification.store import NotificationStore
 from shared import telemetry
 from shared.stream import Incoming, Outgoing, Stage, dead_letter_message
 
@@ -57,6 +58,7 @@ class RetryPolicy:
 
 
 async def deliver_once(
+    store: NotificationStore,
     conn: asyncpg.Connection | asyncpg.Pool,
     channel: NotificationChannel,
     outbound: Outbound,
@@ -169,6 +171,7 @@ class Dispatcher:
     policy: RetryPolicy
     publish: Publish
     owner: str
+    store: NotificationStore
     concurrency: int = 64
     lease_seconds: float = 300.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -263,10 +266,10 @@ class Dispatcher:
         if plugin is None:
             result, why = "gave_up", f"channel {job.channel!r} is not installed"
         else:
-            result = await deliver_once(pool, plugin, out, self.policy, self.sleep)
+            result = await deliver_once(self.store, pool, plugin, out, self.policy, self.sleep)
             why = f"{job.channel} gave up after {self.policy.max_attempts} attempts"
         if result == "gave_up":
-            await store.set_status(pool, out.tenant_id, nid, "failed")
+            await self.store.set_status(pool, out.tenant_id, nid, "failed")
             telemetry.DEAD_LETTERS.labels(SERVICE, "delivery_gave_up").inc()
             extra = {"notification_id": out.notification_id, "channel": job.channel}
             await self.publish([dead_letter_message(SERVICE, job.source, "delivery_gave_up", why, extra)])
@@ -304,6 +307,7 @@ async def drain(
         policy or RetryPolicy(),
         keep,
         owner=f"drain-{socket.gethostname()}",
+        store=NotificationStore(),
         tenants=tenants,
     )
     await dispatcher.poll()
@@ -318,7 +322,7 @@ def lease_seconds(policy: RetryPolicy, connect_timeout: float, read_timeout: flo
 
 
 def dispatcher_for(
-    stage: Stage, channels: Mapping[str, NotificationChannel], policy: RetryPolicy
+    stage: Stage, channels: Mapping[str, NotificationChannel], policy: RetryPolicy, store: NotificationStore
 ) -> Dispatcher:
     """The service's dispatcher: the stage's pool, its producer for dead letters (retried through broker
     outages), this worker's leases, and the settings' bound and timeouts."""
@@ -333,6 +337,7 @@ def dispatcher_for(
         policy,
         publish,
         owner=f"{socket.gethostname()}:{s.worker_id}",
+        store=store,
         concurrency=s.notification_delivery_concurrency,
         lease_seconds=lease_seconds(
             policy, s.notification_connect_timeout_seconds, s.notification_timeout_seconds

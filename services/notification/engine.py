@@ -12,7 +12,6 @@ a token was known). The scrubber masks the account's patient control numbers, wh
 digests from the claim and overpayment events.
 """
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,17 +25,17 @@ import asyncpg
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import (
     AlertRaised,
-    ClaimPaymentReceived,
     InterestAccrued,
     NotificationEmitted,
     OffsetRecorded,
-    OverpaymentDetected,
     ReceivableChanged,
 )
 from contracts.references import ReferenceLayout
-from services.notification import domain, metrics, store
+from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OVERPAYMENTS, P, Topic
+from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_delivery
+from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
 from shared import envelopes, outbox, phi
 from shared.ids import account_key, stable_id
@@ -46,10 +45,6 @@ from shared.stream import Incoming, Outgoing
 log = logging.getLogger(__name__)
 
 SERVICE = "notification"
-NOTIFICATIONS = "remit.notifications.v1"
-SOURCES = ("remit.offsets.v1", "remit.receivables.v1", "remit.interest.v1", "remit.alerts.v1")
-TOKEN_SOURCES = ("remit.claim-payments.v1", "remit.overpayments.v1")
-"""Where notification learns the patient control numbers it must never send (as digests, ``learn``)."""
 OFFSET_REDUCTIONS = ("ReceivableReduced", "ReceivableSettled")
 
 PoolOf = Callable[[], Awaitable[asyncpg.Pool]]
@@ -134,6 +129,7 @@ class Notifier:
     timeline_of: domain.TimelineOf
     pool_of: PoolOf
     today: Callable[[], date]
+    store: NotificationStore
     layout_of: LayoutOf = no_layout
 
     async def quote(
@@ -146,7 +142,7 @@ class Notifier:
         except ValueError as exc:  # a policy that cannot be resolved: quote conservatively, keep notifying
             log.warning("reference layout of payer %s unresolved (%s)", payer, type(exc).__name__)
             layout = None
-        return domain.quoter(layout, await store.tokens_in(conn, tenant, key, texts))
+        return domain.quoter(layout, await self.store.tokens_in(conn, tenant, key, texts))
 
     async def _quote(self, conn: asyncpg.Connection, source: Envelope[Any], payer: str) -> domain.Quote:
         return await self.quote(
@@ -165,62 +161,81 @@ class Notifier:
     ) -> Outgoing:
         """THE way out for a new notification: scrubbed with the tokens of account ``scope`` (None: every
         account of the tenant, for a digest), then enveloped for the backbone and the notification row."""
-        tokens = await store.tokens_in(conn, tenant, scope, texts_of(message))
+        tokens = await self.store.tokens_in(conn, tenant, scope, texts_of(message))
         return emitted(cause, nid, scrubbed(message, phi.Scrubber(None, tokens)), tenant, key)
 
     # --- what must never leave -----------------------------------------------------------------------------
 
-    async def learn(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Record the digests of the patient control numbers a claim or an overpayment names, per account.
-        Input that does not parse is left to its own consumers' dead-letter topics (detection, matching own
+    async def learn_claim(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Record the digest of the patient control number a claim names, for its account."""
+        return await self._learn(conn, incoming, CLAIM_PAYMENTS, lambda c: [c.patient_control_number])
+
+    async def learn_overpayment(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Record the digests of the patient control numbers an overpayment names, for its account."""
+        return await self._learn(conn, incoming, OVERPAYMENTS, lambda o: list(o.patient_control_numbers))
+
+    async def _learn(
+        self,
+        conn: asyncpg.Connection,
+        incoming: Incoming,
+        topic: Topic[P],
+        ids_of: Callable[[P], list[str]],
+    ) -> Sequence[Outgoing]:
+        """Input that does not parse is left to its own consumers' dead-letter topics (detection, matching own
         these topics' meaning); notification only learns from what it can read."""
         try:
-            if incoming.topic == "remit.claim-payments.v1":
-                claim = parse_envelope(incoming.value, ClaimPaymentReceived)
-                tenant, key, ids = claim.tenant_id, claim.account_key, [claim.payload.patient_control_number]
-            else:
-                found = parse_envelope(incoming.value, OverpaymentDetected)
-                tenant, key = found.tenant_id, found.account_key
-                ids = list(found.payload.patient_control_numbers)
+            env = topic.parse(incoming.value)
         except ValueError as exc:  # pydantic's ValidationError is one
             log.warning("not learning from %s: %s", incoming.topic, type(exc).__name__)
             return []
-        await store.add_tokens(conn, tenant, key, phi.token_rows("id", ids))
+        rows = phi.token_rows("id", ids_of(env.payload))
+        await self.store.add_tokens(conn, env.tenant_id, env.account_key, rows)
         return []
 
     # --- upstream events → notifications ----------------------------------------------------------------
 
-    async def notify(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+    async def on_receivable(
+        self, conn: asyncpg.Connection, source: Envelope[ReceivableChanged]
+    ) -> Sequence[Outgoing]:
+        """A receivable changed: keep its copy and deadlines, notify what the change calls for."""
+        return await self._notify(conn, source, await self._on_receivable(conn, source, source.event_type))
+
+    async def on_offset(
+        self, conn: asyncpg.Connection, source: Envelope[OffsetRecorded]
+    ) -> Sequence[Outgoing]:
+        """A PLB pair was explained (applied, unmatched, forwarding balance…)."""
+        return await self._notify(conn, source, await self._on_offset(conn, source, source.event_type))
+
+    async def on_interest(
+        self, conn: asyncpg.Connection, source: Envelope[InterestAccrued]
+    ) -> Sequence[Outgoing]:
+        """Interest accrued on a receivable (notified above the configured threshold)."""
+        messages = domain.for_interest(
+            source.payload,
+            self.settings.notification_interest_threshold,
+            await self._quote(conn, source, source.payload.payer_id),
+        )
+        found = [(stable_id(source.event_id, "notification", m.kind), m) for m in messages]
+        return await self._notify(conn, source, found)
+
+    async def on_alert(self, conn: asyncpg.Connection, source: Envelope[AlertRaised]) -> Sequence[Outgoing]:
+        """An alert for staff."""
+        quote = await self._quote(conn, source, source.payload.payer_id)
+        found = [
+            (stable_id(source.event_id, "notification", m.kind), m)
+            for m in domain.for_alert(source.payload, quote)
+        ]
+        return await self._notify(conn, source, found)
+
+    async def _notify(
+        self, conn: asyncpg.Connection, source: Envelope[Any], found: list[tuple[UUID, domain.Message]]
+    ) -> list[Outgoing]:
         """Record the notifications an upstream event calls for and publish each once on the backbone."""
-        event_type = json.loads(incoming.value).get("event_type", "")
-        found: list[tuple[UUID, domain.Message]] = []
-        source: Envelope[Any]
-        if incoming.topic == "remit.receivables.v1":
-            source = parse_envelope(incoming.value, ReceivableChanged)
-            found = await self._on_receivable(conn, source, event_type)
-        elif incoming.topic == "remit.offsets.v1":
-            source = parse_envelope(incoming.value, OffsetRecorded)
-            found = await self._on_offset(conn, source, event_type)
-        elif incoming.topic == "remit.interest.v1":
-            source = parse_envelope(incoming.value, InterestAccrued)
-            messages = domain.for_interest(
-                source.payload,
-                self.settings.notification_interest_threshold,
-                await self._quote(conn, source, source.payload.payer_id),
-            )
-            found = [(stable_id(source.event_id, "notification", m.kind), m) for m in messages]
-        else:
-            source = parse_envelope(incoming.value, AlertRaised)
-            quote = await self._quote(conn, source, source.payload.payer_id)
-            found = [
-                (stable_id(source.event_id, "notification", m.kind), m)
-                for m in domain.for_alert(source.payload, quote)
-            ]
         outputs = []
         for nid, message in found:
             tenant, key = source.tenant_id, source.account_key
             out = await self.emit(conn, source.event_id, nid, message, tenant, key, key)
-            if await store.add_notification(conn, source.tenant_id, _payload(out)):
+            if await self.store.add_notification(conn, source.tenant_id, _payload(out)):
                 metrics.NOTIFICATIONS.labels(message.kind).inc()
                 outputs.append(out)
         return outputs
@@ -230,16 +245,16 @@ class Notifier:
     ) -> list[tuple[UUID, domain.Message]]:
         change, tenant = source.payload, source.tenant_id
         quote = await self._quote(conn, source, change.payer_id)
-        await store.upsert_receivable(conn, tenant, source.account_key, change)
+        await self.store.upsert_receivable(conn, tenant, source.account_key, change)
         timeline = self._timeline(change.policy, change.determination_date, change.identified_on)
-        await store.set_deadlines(conn, tenant, change.receivable_id, domain.watched(timeline))
+        await self.store.set_deadlines(conn, tenant, change.receivable_id, domain.watched(timeline))
         found = [
             (stable_id(source.event_id, "notification", m.kind), m)
             for m in domain.for_receivable(event_type, change, timeline, quote)
         ]
         offset_id = _uuid(source.causation_id)
         if event_type in OFFSET_REDUCTIONS and offset_id is not None:
-            done = await store.record_balance(conn, tenant, offset_id, change)
+            done = await self.store.record_balance(conn, tenant, offset_id, change)
             if done is not None:
                 found.append(_applied(done, quote))
         return found
@@ -255,7 +270,7 @@ class Notifier:
         ]
         if offset.bucket == "allocated":
             for index in range(len(offset.allocations)):
-                done = await store.record_allocation(
+                done = await self.store.record_allocation(
                     conn, source.tenant_id, source.account_key, offset, index
                 )
                 if done is not None:
@@ -281,16 +296,16 @@ class Notifier:
         """Queue one notification for each immediate destination (the dispatcher in ``delivery`` sends it once
         per id and dead-letters what gives up) and for digests. What is sent passes the scrubber again
         (:func:`outbound`)."""
-        env = parse_envelope(incoming.value, NotificationEmitted)
+        env = NOTIFICATIONS.parse(incoming.value)
         n, tenant = env.payload, env.tenant_id
         destinations = self.routes.resolve(tenant, n.kind)
         outputs: list[Outgoing] = []
         statuses: list[str] = []
         scope = None if n.kind == domain.DAILY_DIGEST else env.account_key
-        scrubber = phi.Scrubber(None, await store.tokens_in(conn, tenant, scope, texts_of(n)))
+        scrubber = phi.Scrubber(None, await self.store.tokens_in(conn, tenant, scope, texts_of(n)))
         for dest in destinations:
             if dest.mode == "digest":
-                await store.add_digest_item(conn, tenant, self.today(), n)
+                await self.store.add_digest_item(conn, tenant, self.today(), n)
                 statuses.append("digest")
                 continue
             message = outbound(n, tenant, dest.target, incoming.value, scrubber)
@@ -299,7 +314,7 @@ class Notifier:
             # dead-letters what gives up and sets the status, so a slow receiver never holds this consumer.
             await queue_delivery(conn, dest.channel, message, incoming)
             statuses.append("queued")
-        await store.set_status(conn, tenant, n.notification_id, _overall(statuses))
+        await self.store.set_status(conn, tenant, n.notification_id, _overall(statuses))
         return outputs
 
     @property
@@ -316,7 +331,7 @@ class Notifier:
         """Queue deadline reminders and closed days' digests in the outbox; returns how many were queued."""
         queued = 0
         async with conn.transaction():
-            for tenant, key, deadline in await store.due_deadlines(
+            for tenant, key, deadline in await self.store.due_deadlines(
                 conn, today, self.settings.notification_lead_days
             ):
                 if not domain.deadline_due(deadline, today, self.settings.notification_lead_days):
@@ -327,11 +342,11 @@ class Notifier:
                 quote = await self.quote(conn, tenant, key, deadline.payer_id, [deadline.reference])
                 message = domain.deadline_approaching(deadline, today, quote)
                 queued += await self._queue(conn, tenant, key, nid, message, key)
-                await store.mark_deadline(conn, tenant, deadline, nid)
-        for tenant, day in await store.days_to_digest(conn, today):
+                await self.store.mark_deadline(conn, tenant, deadline, nid)
+        for tenant, day in await self.store.days_to_digest(conn, today):
             async with conn.transaction():
                 nid = stable_id("digest", tenant, day.isoformat())
-                items = await store.claim_digest(conn, tenant, day, nid)
+                items = await self.store.claim_digest(conn, tenant, day, nid)
                 if items:
                     message = domain.compose_digest(day, items)
                     digest_key = account_key(tenant, "digest", "")
@@ -349,7 +364,7 @@ class Notifier:
         scope: str | None,
     ) -> int:
         out = await self.emit(conn, nid, nid, message, tenant, key, scope)
-        if not await store.add_notification(conn, tenant, _payload(out)):
+        if not await self.store.add_notification(conn, tenant, _payload(out)):
             return 0
         metrics.NOTIFICATIONS.labels(message.kind).inc()
         await outbox.add(conn, SERVICE, str(nid), out)

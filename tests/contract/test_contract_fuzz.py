@@ -26,12 +26,12 @@ json_values = st.recursive(
 TOPICS_WITH_PAYLOAD = [t for t in TOPICS if t.payload is not None]
 
 
-def _payload(topic: Topic) -> type[BaseModel]:
+def _payload(topic: Topic[Any]) -> type[BaseModel]:
     assert topic.payload is not None
     return topic.payload
 
 
-def _parse(raw: bytes | str, topic: Topic) -> None:
+def _parse(raw: bytes | str, topic: Topic[Any]) -> None:
     with contextlib.suppress(ValidationError):
         parse_envelope(raw, _payload(topic))
 
@@ -39,14 +39,14 @@ def _parse(raw: bytes | str, topic: Topic) -> None:
 @pytest.mark.parametrize("topic", TOPICS_WITH_PAYLOAD, ids=lambda t: t.name)
 @FUZZ
 @given(data=st.binary(max_size=400))
-def test_random_bytes_never_escape_validation(topic: Topic, data: bytes) -> None:
+def test_random_bytes_never_escape_validation(topic: Topic[Any], data: bytes) -> None:
     _parse(data, topic)
 
 
 @pytest.mark.parametrize("topic", TOPICS_WITH_PAYLOAD, ids=lambda t: t.name)
 @FUZZ
 @given(data=st.data())
-def test_mutated_valid_envelopes_never_escape_validation(topic: Topic, data: st.DataObject) -> None:
+def test_mutated_valid_envelopes_never_escape_validation(topic: Topic[Any], data: st.DataObject) -> None:
     """Start from the topic's documented example and replace, drop or add fields at any depth."""
     document: Any = json.loads(examples.example_envelope(topic).to_bytes())
     target = document if data.draw(st.booleans()) else document["payload"]
@@ -62,7 +62,7 @@ def test_mutated_valid_envelopes_never_escape_validation(topic: Topic, data: st.
 
 
 @pytest.mark.parametrize("topic", TOPICS_WITH_PAYLOAD, ids=lambda t: t.name)
-def test_money_floats_and_wrong_scales_are_refused_with_a_location(topic: Topic) -> None:
+def test_money_floats_and_wrong_scales_are_refused_with_a_location(topic: Topic[Any]) -> None:
     document: Any = json.loads(examples.example_envelope(topic).to_bytes())
     money = [
         k

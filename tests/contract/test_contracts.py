@@ -17,17 +17,17 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import Envelope, examples, generate, parse_envelope, to_money
 from contracts.events import ClaimAdjustment, RawFileReceived
-from contracts.topics import TOPICS, Topic, all_topic_names
+from contracts.topics import INTAKE, TOPICS, Topic, all_topic_names
 
 TOPIC_NAME = re.compile(r"^remit\.[a-z-]+\.v\d+$")
 
 
-def _payload(topic: Topic) -> type[BaseModel]:
+def _payload(topic: Topic[Any]) -> type[BaseModel]:
     assert topic.payload is not None, f"{topic.name} has no payload model"
     return topic.payload
 
 
-def _by_name(topic: Topic) -> str:
+def _by_name(topic: Topic[Any]) -> str:
     return topic.name
 
 
@@ -51,7 +51,7 @@ def test_check_mode_exits_zero_when_current(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
-def test_schema_file_is_titled_by_topic_and_lists_its_event_types(topic: Topic) -> None:
+def test_schema_file_is_titled_by_topic_and_lists_its_event_types(topic: Topic[Any]) -> None:
     schema = json.loads(generate.schema_file(topic).read_text(encoding="utf-8"))
     assert schema["title"] == topic.name
     assert schema["properties"]["event_type"]["enum"] == list(topic.event_types)
@@ -112,7 +112,7 @@ def test_dead_letter_headers_match_what_the_stage_runtime_writes() -> None:
     from shared.stream import Incoming, dead_letter_message
 
     # Step: dead-letter a message the way every stage does, with a location inside the document.
-    incoming = Incoming(topic="remit.intake.v1", partition=2, offset=7, key=b"k", value=b"not json")
+    incoming = Incoming(topic=INTAKE.name, partition=2, offset=7, key=b"k", value=b"not json")
     letter = dead_letter_message("intake", incoming, "syntax", "bad ISA", {"st02": "0001", "file": "a.835"})
     written = {name for name, _ in letter.headers}
     # Step: every header written is documented, and every documented required header is written.
@@ -151,7 +151,7 @@ def _undescribed(model: type[BaseModel], seen: set[type[BaseModel]]) -> Iterator
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
-def test_every_field_of_envelope_and_payload_has_a_description(topic: Topic) -> None:
+def test_every_field_of_envelope_and_payload_has_a_description(topic: Topic[Any]) -> None:
     missing = list(_undescribed(examples.envelope_model(topic), set()))
     assert not missing, f"fields without description (they become the published docs): {missing}"
 
@@ -213,7 +213,7 @@ def test_money_schema_says_string_with_two_decimals() -> None:
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
-def test_example_envelope_round_trips_through_bytes(topic: Topic) -> None:
+def test_example_envelope_round_trips_through_bytes(topic: Topic[Any]) -> None:
     envelope = examples.example_envelope(topic)
     assert envelope.event_type in topic.event_types
     raw = envelope.to_bytes()
@@ -240,13 +240,13 @@ def _with_unknown_fields(envelope: Envelope[Any]) -> str:
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
-def test_consumers_ignore_unknown_fields(topic: Topic) -> None:
+def test_consumers_ignore_unknown_fields(topic: Topic[Any]) -> None:
     envelope = examples.example_envelope(topic)
     assert parse_envelope(_with_unknown_fields(envelope), _payload(topic)) == envelope
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
-def test_producers_are_strict_about_unknown_fields(topic: Topic) -> None:
+def test_producers_are_strict_about_unknown_fields(topic: Topic[Any]) -> None:
     envelope = examples.example_envelope(topic)
     model = examples.envelope_model(topic)
     with pytest.raises(ValidationError, match="extra"):
@@ -268,7 +268,7 @@ def test_contracts_are_immutable() -> None:
 
 
 @pytest.mark.parametrize("topic", TOPICS, ids=_by_name)
-def test_topic_name_follows_the_convention(topic: Topic) -> None:
+def test_topic_name_follows_the_convention(topic: Topic[Any]) -> None:
     assert TOPIC_NAME.fullmatch(topic.name), f"{topic.name} must look like remit.<noun>.v<major>"
 
 
@@ -278,6 +278,6 @@ def test_topic_names_are_unique() -> None:
 
 
 @pytest.mark.parametrize("topic", [t for t in TOPICS if t.consumers], ids=_by_name)
-def test_every_consumed_topic_has_a_dead_letter_topic(topic: Topic) -> None:
+def test_every_consumed_topic_has_a_dead_letter_topic(topic: Topic[Any]) -> None:
     assert topic.dlt.endswith(".dlt")
     assert topic.dlt in all_topic_names()

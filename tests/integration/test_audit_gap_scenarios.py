@@ -20,6 +20,7 @@ from x12_builder import Adj, Claim, Service
 from cli import ledger_check, letters, matching_views
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised
+from contracts.topics import ALERTS, STAFF_ACTIONS
 from services.matching import store as matching_store
 from shared.stream import Outgoing
 
@@ -40,16 +41,14 @@ def staff(tenant: str, kind: str, reference: str, on: date, amount: str | None =
         entered_by="staff-1",
         amount=D(amount) if amount is not None else None,
     )
-    return Outgoing("remit.staff-actions.v1", key, value)
+    return Outgoing(STAFF_ACTIONS.name, key, value)
 
 
 def alerts(pipeline: InProcessPipeline, kind: str) -> list[AlertRaised]:
     return [
         alert
         for alert in (
-            parse_envelope(o.value, AlertRaised).payload
-            for o in pipeline.published
-            if o.topic == "remit.alerts.v1"
+            parse_envelope(o.value, AlertRaised).payload for o in pipeline.published if o.topic == ALERTS.name
         )
         if alert.kind == kind
     ]

@@ -16,6 +16,7 @@ from harness import remit_claims as remit
 from x12_builder import Adj, Claim, Service
 
 from cli import letters
+from contracts.topics import LETTERS
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ async def test_one_overpayment_seen_three_ways_is_one_receivable(
     async def feed_all(pipeline: InProcessPipeline) -> None:
         pipeline.feed(first)
         await pipeline.run()
-        pipeline.send(Outgoing("remit.letters.v1", key, value))
+        pipeline.send(Outgoing(LETTERS.name, key, value))
         await pipeline.run()
 
     await feed_all(InProcessPipeline(ledger, tenant))
@@ -147,7 +148,7 @@ async def test_a_provider_identified_overpayment_must_be_returned_within_60_days
     demand = found.model_copy(update={"kind": "demand_letter", "letter_date": date(2026, 9, 20)})
     pipeline = InProcessPipeline(ledger, tenant)
     for entry in (found, demand) if identified_first else (demand, found):
-        pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, tenant, "staff-7")))
+        pipeline.send(Outgoing(LETTERS.name, *letters.to_event(entry, tenant, "staff-7")))
         await pipeline.run()
     [row] = await ledger.fetch(
         "SELECT identified_on, determination_date FROM matching.receivables WHERE tenant_id = $1", tenant

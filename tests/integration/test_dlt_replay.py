@@ -24,6 +24,7 @@ from cli.main import fetch_files
 from cli.runner import Pipeline
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
+from contracts.topics import CLAIM_PAYMENTS, INTAKE
 from shared.dlt_refs import RawFileRef
 from shared.kafka_security import client_kwargs
 from shared.settings import REPO_ROOT, Settings
@@ -123,9 +124,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         producer = AIOKafkaProducer(**client_kwargs(stack_settings))
         await producer.start()
         try:
-            await producer.send_and_wait(
-                "remit.claim-payments.v1", value=b"{not an envelope", key=garbage_key
-            )
+            await producer.send_and_wait(CLAIM_PAYMENTS.name, value=b"{not an envelope", key=garbage_key)
         finally:
             await producer.stop()
         await pipeline.settle(timeout=90, quiet=3)
@@ -136,9 +135,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         assert claims_before == 1
 
         # `dlt list` logic: exactly one intake record of this tenant, `unbalanced`, with the original bytes.
-        [rejected] = dlt.select(
-            await dlt.read_dead_letters(stack_settings, "remit.intake.dlt"), tenant_id=tenant
-        )
+        [rejected] = dlt.select(await dlt.read_dead_letters(stack_settings, INTAKE.dlt), tenant_id=tenant)
         assert rejected.reason == "unbalanced"
         assert rejected.source_topic == "remit.intake.v1"
         assert rejected.headers["service"] == "intake"
@@ -159,7 +156,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         # ... and the claim-payments DLT holds the garbage with its source headers.
         [junk] = [
             r
-            for r in await dlt.read_dead_letters(stack_settings, "remit.claim-payments.dlt")
+            for r in await dlt.read_dead_letters(stack_settings, CLAIM_PAYMENTS.dlt)
             if r.key == garbage_key and r.headers["service"] == "detection"
         ]
         assert (junk.reason, junk.value, junk.headers["service"]) == (
@@ -180,18 +177,18 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         # Replay the rejected file twice and the garbage once; re-feed the good file, identical and re-sent.
         for _ in range(2):
             [outcome] = await dlt.replay(
-                stack_settings, "remit.intake.dlt", positions=[(rejected.partition, rejected.offset)]
+                stack_settings, INTAKE.dlt, positions=[(rejected.partition, rejected.offset)]
             )
             assert (outcome.status, outcome.target_topic) == ("replayed", "remit.intake.v1")
         [again] = await dlt.replay(
-            stack_settings, "remit.claim-payments.dlt", positions=[(junk.partition, junk.offset)]
+            stack_settings, CLAIM_PAYMENTS.dlt, positions=[(junk.partition, junk.offset)]
         )
         assert again.status == "replayed"
         # The replayed copy on the source topic says where it came from.
         reader = AIOKafkaConsumer(**client_kwargs(stack_settings), enable_auto_commit=False)
         await reader.start()
         try:
-            source = TopicPartition("remit.claim-payments.v1", again.target_partition or 0)
+            source = TopicPartition(CLAIM_PAYMENTS.name, again.target_partition or 0)
             reader.assign([source])
             reader.seek(source, again.target_offset or 0)
             copy = await asyncio.wait_for(reader.getone(source), 10)
@@ -203,19 +200,19 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         (tmp_path / "good-resent.835").write_bytes(GOOD_835 + b"\n")  # same remittance, different bytes
         assert await pipeline.ingest([tmp_path / "good-resent.835"], tenant) == 1
         # Replays are duplicates (ops.processed_events does not grow), so wait for their visible effects first.
-        await _eventually(lambda: _dlt_count(stack_settings, "remit.intake.dlt", tenant=tenant), 3)
-        await _eventually(lambda: _dlt_count(stack_settings, "remit.claim-payments.dlt", key=garbage_key), 2)
+        await _eventually(lambda: _dlt_count(stack_settings, INTAKE.dlt, tenant=tenant), 3)
+        await _eventually(lambda: _dlt_count(stack_settings, CLAIM_PAYMENTS.dlt, key=garbage_key), 2)
         await pipeline.settle(timeout=90, quiet=3)
 
     # Idempotence: nothing new in the ledger; the still-broken file is on the DLT again, once per replay.
     assert await _count(dsn, remittances, tenant) == 1
     assert await _count(dsn, claims, tenant) == claims_before
     assert await _count(dsn, "SELECT count(*) FROM intake.rejections WHERE tenant_id = $1", tenant) == 1
-    intake_dlt = dlt.select(await dlt.read_dead_letters(stack_settings, "remit.intake.dlt"), tenant_id=tenant)
+    intake_dlt = dlt.select(await dlt.read_dead_letters(stack_settings, INTAKE.dlt), tenant_id=tenant)
     assert [r.reason for r in intake_dlt] == ["unbalanced"] * 3
     junk_dlt = [
         r
-        for r in await dlt.read_dead_letters(stack_settings, "remit.claim-payments.dlt")
+        for r in await dlt.read_dead_letters(stack_settings, CLAIM_PAYMENTS.dlt)
         if r.key == garbage_key and r.headers["service"] == "detection"
     ]
     assert len(junk_dlt) == 2

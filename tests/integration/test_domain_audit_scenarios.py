@@ -20,8 +20,10 @@ from harness import run_files as run
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, OffsetRecorded, ReceivableChanged
+from contracts.topics import ALERTS, OFFSETS, RECEIVABLES
 from policies.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine
+from services.interest.store import InterestStore
 from shared import envelopes, plugins
 from shared.ids import receivable_id, stable_id
 from shared.settings import Settings
@@ -40,9 +42,7 @@ async def notifications(ledger: asyncpg.Connection, tenant: str) -> list[tuple[s
 
 
 def offsets(published: Sequence[Outgoing]) -> list[OffsetRecorded]:
-    return [
-        parse_envelope(o.value, OffsetRecorded).payload for o in published if o.topic == "remit.offsets.v1"
-    ]
+    return [parse_envelope(o.value, OffsetRecorded).payload for o in published if o.topic == OFFSETS.name]
 
 
 async def test_a_parked_recovery_rematched_in_full_is_announced_as_resolved(
@@ -97,7 +97,7 @@ async def test_parked_recoveries_rematched_by_one_deferral_reach_interest_as_sep
         remit("EFT420004", "20260907", ("WO", "FCN420", "30.00")),
     )
     pipeline = await run(ledger, tenant, remit("EFT420001", "20260803", ("WO", "FCN420", "-80.00")))
-    changes = [o for o in pipeline.published if o.topic == "remit.receivables.v1"]
+    changes = [o for o in pipeline.published if o.topic == RECEIVABLES.name]
     seen_changes = [parse_envelope(o.value, ReceivableChanged) for o in changes]
     ids = [c.event_id for c in seen_changes if c.event_type != "InterestAdded"]
     assert len(ids) == len(set(ids)) == 4  # opened, reduced by 30, reduced by 20, settled by 30
@@ -178,7 +178,7 @@ def change(
 
 def engine(settings: Settings) -> Engine:
     installed = plugins.load_plugins(plugins.PAYER_POLICIES)
-    return Engine(PolicyResolver(installed, settings, PolicyConfig.from_json(CONFIG)))
+    return Engine(PolicyResolver(installed, settings, PolicyConfig.from_json(CONFIG)), InterestStore())
 
 
 async def test_ny_recovery_begun_more_than_24_months_after_payment_is_flagged(
@@ -209,9 +209,7 @@ async def test_ny_recovery_begun_more_than_24_months_after_payment_is_flagged(
                     paid_on=paid_on,
                 ),
             )
-        alerts = [
-            parse_envelope(o.value, AlertRaised).payload for o in outputs if o.topic == "remit.alerts.v1"
-        ]
+        alerts = [parse_envelope(o.value, AlertRaised).payload for o in outputs if o.topic == ALERTS.name]
         assert [(a.kind, a.observed_on) for a in alerts] == [("recoupment_rule_violation", recouped)]
         assert "recovery begun after 2026-01-10" in alerts[0].detail
         milestones = await conn.fetch(

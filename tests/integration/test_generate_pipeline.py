@@ -14,6 +14,7 @@ from harness import InProcessPipeline
 
 from cli import ledger_check, letters
 from cli.local_infra import Stack
+from contracts.topics import LETTERS
 from devtools.generate import Spec, compare, feed_order, generate
 from shared.stream import Outgoing
 
@@ -31,7 +32,7 @@ async def test_generated_feed_ends_as_planned(stack: Stack, tmp_path: Path) -> N
             if item.kind == "letters":
                 for entry in letters.read_import(tmp_path / item.path):
                     key, value = letters.to_event(entry, item.tenant, "generator")
-                    pipeline.send(Outgoing("remit.letters.v1", key, value))
+                    pipeline.send(Outgoing(LETTERS.name, key, value))
             else:
                 pipeline.feed((tmp_path / item.path).read_bytes(), Path(item.path).name)
             await pipeline.run()

@@ -9,9 +9,11 @@ carrying an unknown segment posts with the warning stored, never the segment's c
 
 import asyncpg
 import pytest
+from harness import intake_files
 
+from contracts.topics import INTAKE
 from services.intake import publish
-from services.intake.app import file_message_id, handle_file, replay_file
+from services.intake.engine import file_message_id
 from shared.settings import REPO_ROOT
 from shared.stream import Incoming, apply_batch
 
@@ -21,6 +23,8 @@ REISSUED = (
     .replace(b"*8011*", b"*9551*")
     .replace(b"GE*1*8011", b"GE*1*9551")
 )
+
+FILES = intake_files()
 
 
 class Feed:
@@ -36,9 +40,9 @@ class Feed:
         key, value = message
         if offset is None:
             offset, self.offset = self.offset, self.offset + 1
-        incoming = Incoming("remit.intake.v1", 0, offset, key, value)
+        incoming = Incoming(INTAKE.name, 0, offset, key, value)
         [result] = await apply_batch(
-            self.ledger, "intake", handle_file, [incoming], file_message_id, replay=replay_file
+            self.ledger, "intake", FILES.handle_file, [incoming], file_message_id, replay=FILES.replay_file
         )
         return result.outcome
 
@@ -124,14 +128,14 @@ async def test_a_file_with_a_broken_transaction_posts_the_good_one_and_records_e
     [result] = await apply_batch(
         ledger,
         "intake",
-        handle_file,
-        [Incoming("remit.intake.v1", 0, 0, key, value)],
+        FILES.handle_file,
+        [Incoming(INTAKE.name, 0, 0, key, value)],
         file_message_id,
-        replay=replay_file,
+        replay=FILES.replay_file,
     )
     [posted] = await remittances(ledger, tenant)
     assert posted["isa13"] == "000000801"
-    dead = [o for o in result.outputs if o.topic == "remit.intake.dlt"]
+    dead = [o for o in result.outputs if o.topic == INTAKE.dlt]
     headers = [dict(o.headers) for o in dead]
     assert sorted(h["reason"] for h in headers) == [b"envelope", b"unbalanced"]
     assert any(h.get("location.element") == b"BPR02" for h in headers)

@@ -4,9 +4,11 @@ silently collapsing into it; a redelivery of that file re-publishes each event o
 
 import asyncpg
 import pytest
+from harness import intake_files
 
+from contracts.topics import INTAKE
 from services.intake import publish
-from services.intake.app import file_message_id, handle_file, replay_file
+from services.intake.engine import file_message_id
 from shared.settings import REPO_ROOT
 from shared.stream import Incoming, apply_batch
 
@@ -15,14 +17,16 @@ pytestmark = pytest.mark.integration
 ORIGINAL = (REPO_ROOT / "examples" / "835" / "2026-08-03_medicare_deferred.835").read_bytes()
 COPIES = 25
 
+FILES = intake_files()
+
 
 async def test_an_interchange_repeated_in_one_file_posts_once_with_a_stored_warning(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     key, value = publish.raw_file_message(ORIGINAL * COPIES, "era-repeated.835", tenant, "cli")
-    incoming = Incoming("remit.intake.v1", 0, 0, key, value)
+    incoming = Incoming(INTAKE.name, 0, 0, key, value)
     [first] = await apply_batch(
-        ledger, "intake", handle_file, [incoming], file_message_id, replay=replay_file
+        ledger, "intake", FILES.handle_file, [incoming], file_message_id, replay=FILES.replay_file
     )
     assert first.outcome == "applied"
     [posted] = await ledger.fetch(
@@ -43,7 +47,7 @@ async def test_an_interchange_repeated_in_one_file_posts_once_with_a_stored_warn
 
     # A broker redelivery rebuilds the same messages, each once (not once per copy in the file).
     [again] = await apply_batch(
-        ledger, "intake", handle_file, [incoming], file_message_id, replay=replay_file
+        ledger, "intake", FILES.handle_file, [incoming], file_message_id, replay=FILES.replay_file
     )
     assert again.outcome == "duplicate"
     assert sorted(o.topic for o in again.outputs) == sorted(o.topic for o in first.outputs)

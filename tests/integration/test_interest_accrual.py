@@ -24,9 +24,11 @@ import pytest
 from cli import interest_views
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged
+from contracts.topics import ALERTS, INTEREST
 from policies.config import PolicyConfig, PolicyResolver
 from policies.payers import MedicarePolicy
 from services.interest.engine import Engine
+from services.interest.store import InterestStore
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
 from shared.settings import Settings
@@ -59,7 +61,7 @@ CONFIG = json.dumps(
 def make_engine(settings: Settings) -> Engine:
     """What the service builds at start-up: plugins, configuration, resolver."""
     installed = plugins.load_plugins(plugins.PAYER_POLICIES)
-    return Engine(PolicyResolver(installed, settings, PolicyConfig.from_json(CONFIG)))
+    return Engine(PolicyResolver(installed, settings, PolicyConfig.from_json(CONFIG)), InterestStore())
 
 
 @dataclass
@@ -201,7 +203,7 @@ def closed_form(r: Receivable, rate: Decimal, through: date, partial_as_full: bo
 
 def interest_amounts(messages: list[Outgoing]) -> Iterator[tuple[str, UUID, Decimal]]:
     for m in messages:
-        if m.topic == "remit.interest.v1":
+        if m.topic == INTEREST.name:
             env = parse_envelope(m.value, InterestAccrued)
             yield str(env.event_id), env.payload.receivable_id, env.payload.amount
 
@@ -278,9 +280,7 @@ async def test_400_days_of_ticks_equal_the_closed_form_across_a_restart(
 
         # The recoupment during the appeal was flagged, once.
         alerts = [
-            parse_envelope(m.value, AlertRaised).payload
-            for m in handler_outputs
-            if m.topic == "remit.alerts.v1"
+            parse_envelope(m.value, AlertRaised).payload for m in handler_outputs if m.topic == ALERTS.name
         ]
         assert [(a.kind, a.reference, a.amount) for a in alerts] == [
             ("recoupment_during_pause", receivables[1].reference, D("10.00"))

@@ -17,6 +17,7 @@ from contracts.envelope import Envelope, parse_envelope
 from contracts.events import InterestAccrued, ReceivableChanged
 from policies.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine, accrual_id
+from services.interest.store import InterestStore
 from shared import envelopes, plugins
 from shared.ids import receivable_id, stable_id
 from shared.settings import Settings
@@ -59,7 +60,7 @@ def change(
 
 async def test_back_dated_payoff_reverses_accrued_periods(stack_settings: Settings, tenant: str) -> None:
     installed = plugins.load_plugins(plugins.PAYER_POLICIES)
-    engine = Engine(PolicyResolver(installed, stack_settings, PolicyConfig()))
+    engine = Engine(PolicyResolver(installed, stack_settings, PolicyConfig()), InterestStore())
     rid: UUID = receivable_id(tenant, "01312", "FCN-STORY")
     conn = await asyncpg.connect(stack_settings.database_url)
     try:

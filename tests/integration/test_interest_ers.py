@@ -34,6 +34,7 @@ from integration.test_interest_service import read_all, wait_for
 from cli import interest_views, letters
 from cli.local_infra import Stack, free_port
 from contracts.events import DatedRecovery, ReceivableChanged, RepaymentSchedule
+from contracts.topics import ALERTS, INTEREST, RECEIVABLES, STAFF_ACTIONS
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
 from shared.kafka_security import client_kwargs
@@ -116,7 +117,7 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
     try:
         # Step: the receivable opens (matching's first ReceivableChanged).
         key, value = receivable_change(tenant, "ReceivableOpened", DET)
-        await producer.send_and_wait("remit.receivables.v1", key=key, value=value)
+        await producer.send_and_wait(RECEIVABLES.name, key=key, value=value)
         # Step: staff record the ERS exactly as `offsetstream action ers-granted` does.
         key_s, grant = letters.action_event(
             "repayment_schedule_granted",
@@ -130,7 +131,7 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
                 installment_amount=D("100.00"), installments=10, first_due_date=date(2023, 7, 1)
             ),
         )
-        await producer.send_and_wait("remit.staff-actions.v1", key=key_s.encode(), value=grant)
+        await producer.send_and_wait(STAFF_ACTIONS.name, key=key_s.encode(), value=grant)
         # Step: July's installment arrives by check on 06-28; matching splits it interest first.
         key, value = receivable_change(
             tenant,
@@ -152,10 +153,10 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
             ),
             balance=D("908.33"),
         )
-        await producer.send_and_wait("remit.receivables.v1", key=key, value=value)
+        await producer.send_and_wait(RECEIVABLES.name, key=key, value=value)
         # Step: August and September go unpaid; the tick (today 2023-10-20) accrues and re-rates.
         found = await wait_for(
-            kafka, "remit.interest.v1", tenant, lambda f: net_by_period(f) == EXPECTED, within=120.0
+            kafka, INTEREST.name, tenant, lambda f: net_by_period(f) == EXPECTED, within=120.0
         )
     finally:
         await producer.stop()
@@ -172,7 +173,7 @@ async def test_an_ers_in_default_is_re_rated_from_the_default_date(
     assert {r["period_number"]: r["net"] for r in rows} == {n: a for n, (a, _) in EXPECTED.items()}
     # The installment was paid by check, so nothing was recouped during the schedule: no alert.
     assert await ledger.fetchval("SELECT count(*) FROM interest.alerts WHERE tenant_id = $1", tenant) == 0
-    assert await read_all(kafka, "remit.alerts.v1", tenant) == []
+    assert await read_all(kafka, ALERTS.name, tenant) == []
 
     # `offsetstream receivable FCN-ERS` shows the schedule, its standing and the timeline it changed.
     settings = Settings(database_url=stack.postgres.dsn, today=TODAY)

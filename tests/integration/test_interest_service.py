@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cli.local_infra import Stack, free_port
 from contracts import topics
 from contracts.events import ReceivableChanged
+from contracts.topics import ALERTS, INTEREST, RECEIVABLES
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
 from shared.kafka_security import client_kwargs
@@ -125,15 +126,13 @@ async def test_interest_service_publishes_ticks_and_corrections(stack: Stack, te
             change(tenant, "FCN-B", "ReceivableOpened", DET, "0.00", "open"),
             change(tenant, "FCN-B", "ReceivableSettled", date(2026, 8, 23), "300.00", "settled"),
         ):
-            await producer.send_and_wait("remit.receivables.v1", key=msg[0], value=msg[1])
+            await producer.send_and_wait(RECEIVABLES.name, key=msg[0], value=msg[1])
         # The timer charges FCN-A's three periods through the outbox.
-        await wait_for(kafka, "remit.interest.v1", tenant, lambda f: len(interest_of(f, "FCN-A")) >= 3)
+        await wait_for(kafka, INTEREST.name, tenant, lambda f: len(interest_of(f, "FCN-A")) >= 3)
         key, value = change(tenant, "FCN-A", "ReceivableSettled", date(2026, 9, 17), "300.00", "settled")
-        await producer.send_and_wait("remit.receivables.v1", key=key, value=value)
-        found = await wait_for(
-            kafka, "remit.interest.v1", tenant, lambda f: len(interest_of(f, "FCN-A")) >= 5
-        )
-        alerts = await wait_for(kafka, "remit.alerts.v1", tenant, lambda f: len(f) >= 1)
+        await producer.send_and_wait(RECEIVABLES.name, key=key, value=value)
+        found = await wait_for(kafka, INTEREST.name, tenant, lambda f: len(interest_of(f, "FCN-A")) >= 5)
+        alerts = await wait_for(kafka, ALERTS.name, tenant, lambda f: len(f) >= 1)
     finally:
         await producer.stop()
         await asyncio.to_thread(stack.stop_service, "interest-7")

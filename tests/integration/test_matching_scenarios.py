@@ -14,6 +14,7 @@ from harness import InProcessPipeline, remit, run_files
 from x12_builder import Claim, Service
 
 from cli import ledger_check, letters
+from contracts.topics import ALERTS, LETTERS, STAFF_ACTIONS
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,7 @@ async def test_letter_first_then_wo_without_any_claim(ledger: asyncpg.Connection
     )
     key, value = letters.to_event(entry, tenant, "staff-1")
     pipeline = InProcessPipeline(ledger, tenant)
-    pipeline.send(Outgoing("remit.letters.v1", key, value))
+    pipeline.send(Outgoing(LETTERS.name, key, value))
     pipeline.feed(remit("EFT200001", "20260815", ("WO", "FCN200", "120.00")))
     await pipeline.run()
     row = await receivable(ledger, tenant, "FCN200")
@@ -302,13 +303,13 @@ async def test_a_recoupment_during_an_appeal_pause_is_flagged(
         account_key=account_key(tenant, "01312", "1234567893"),
         causation_id="staff",
     )
-    pipeline.send(Outgoing.event("remit.staff-actions.v1", env))
+    pipeline.send(Outgoing.event(STAFF_ACTIONS, env))
     pipeline.feed(remit("EFTB00002", "20260715", ("WO", "FCNB", "100.00")))
     await pipeline.run()
     row = await receivable(ledger, tenant, "FCNB")
     recovered = row["principal_recovered"] + row["interest_recovered"]  # interest first (day 31 came)
     assert (row["status"], row["paused"], recovered) == ("paused", True, D("100.00"))
-    alerts = [o for o in pipeline.published if o.topic == "remit.alerts.v1"]
+    alerts = [o for o in pipeline.published if o.topic == ALERTS.name]
     assert len(alerts) == 1 and b"recoupment_during_pause" in alerts[0].value
     await assert_ledger_consistent(ledger, tenant)
 

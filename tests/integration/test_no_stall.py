@@ -26,8 +26,9 @@ from x12_builder import Adj, Claim, Transaction, build_835, parse_all, remittanc
 from cli import dlt
 from cli.local_infra import Stack
 from cli.runner import Pipeline
+from contracts.topics import CLAIM_PAYMENTS, INTAKE
 from services.intake import domain
-from services.intake.publish import INTAKE, raw_file_message
+from services.intake.publish import raw_file_message
 from shared.dlt_refs import OmittedBody, RawFileRef
 from shared.failures import record_size
 from shared.kafka import MAX_MESSAGE_BYTES
@@ -86,7 +87,7 @@ async def _send(settings: Settings, topic: str, key: bytes, value: bytes) -> Non
 
 
 async def _intake_letters(settings: Settings, tenant: str, file_name: str) -> list[dlt.DeadLetter]:
-    records = dlt.select(await dlt.read_dead_letters(settings, "remit.intake.dlt"), tenant_id=tenant)
+    records = dlt.select(await dlt.read_dead_letters(settings, INTAKE.dlt), tenant_id=tenant)
     return [r for r in records if r.location.get("file") == file_name]
 
 
@@ -196,7 +197,7 @@ async def test_many_bad_transactions_write_small_dead_letters_naming_the_file_on
         assert [r["size_bytes"] for r in stored] == [len(content)]
 
         # Replaying every record sends the file once (it is parsed whole anyway); still unbalanced: again DLT.
-        outcomes = await dlt.replay(stack_settings, "remit.intake.dlt", tenant_id=tenant, reason="unbalanced")
+        outcomes = await dlt.replay(stack_settings, INTAKE.dlt, tenant_id=tenant, reason="unbalanced")
         assert len(outcomes) == count and {o.status for o in outcomes} == {"replayed"}
         assert len({(o.target_partition, o.target_offset) for o in outcomes}) == 1
         deadline = time.monotonic() + 60
@@ -230,8 +231,8 @@ async def test_dead_letters_that_would_exceed_the_cap_stay_small_and_the_next_fi
     assert same_sender_key != file_key  # not X12: keyed by the file; send it on the normal file's key
     async with Pipeline(stack) as pipeline:
         await _warm_up(pipeline, tmp_path, tenant, "000000500")
-        await _send(stack_settings, INTAKE, same_sender_key, file_value)
-        await _send(stack_settings, "remit.claim-payments.v1", account, junk)
+        await _send(stack_settings, INTAKE.name, same_sender_key, file_value)
+        await _send(stack_settings, CLAIM_PAYMENTS.name, account, junk)
         started = time.monotonic()
         await pipeline.ingest([tmp_path / "after.835"], tenant)
         await _posts_within(stack.postgres.dsn, tenant, "EFTAFTER3", started)
@@ -242,7 +243,7 @@ async def test_dead_letters_that_would_exceed_the_cap_stay_small_and_the_next_fi
     assert await dlt.load_original(stack_settings, file_letter) == filler
     [junk_letter] = [
         r
-        for r in await dlt.read_dead_letters(stack_settings, "remit.claim-payments.dlt")
+        for r in await dlt.read_dead_letters(stack_settings, CLAIM_PAYMENTS.dlt)
         if r.key == account and r.headers["service"] == "detection"
     ]
     assert junk_letter.reason == "invalid_message"
@@ -251,6 +252,6 @@ async def test_dead_letters_that_would_exceed_the_cap_stay_small_and_the_next_fi
     assert omitted.size_bytes == len(junk) and len(junk_letter.value) < 1000
     assert await dlt.load_original(stack_settings, junk_letter) == junk  # read back from the source position
     [outcome] = await dlt.replay(
-        stack_settings, "remit.claim-payments.dlt", positions=[(junk_letter.partition, junk_letter.offset)]
+        stack_settings, CLAIM_PAYMENTS.dlt, positions=[(junk_letter.partition, junk_letter.offset)]
     )
     assert outcome.status == "replayed"  # the original bytes, re-sent from where they are

@@ -24,13 +24,15 @@ from aiosmtpd.controller import Controller
 
 from cli.local_infra import Stack, free_port
 from cli.receiver import WebhookReceiver
+from contracts.envelope import Envelope
 from contracts.events import NotificationEmitted, ReceivableChanged
+from contracts.topics import NOTIFICATIONS, RECEIVABLES
 from examples import webhook_receiver as example
-from services.notification import store
 from services.notification.channels import EmailChannel, Outbound, SmtpSecurityError, WebhookChannel
 from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_delivery
 from services.notification.domain import Routes
 from services.notification.engine import Notifier
+from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
@@ -39,6 +41,7 @@ from shared.stream import Incoming, Outgoing
 from shared.webhook import tenant_key
 
 pytestmark = pytest.mark.integration
+STORE = NotificationStore()
 SECRET = "integration-test-webhook-master-key-0001"
 
 
@@ -89,7 +92,7 @@ def outbound(tenant: str, target: str, nid: UUID | None = None) -> Outbound:
 
 
 async def attempts(conn: asyncpg.Connection, tenant: str) -> list[tuple[int, str, int | None]]:
-    return [(r["attempt"], r["status"], r["http_status"]) for r in await store.delivery_log(conn, tenant)]
+    return [(r["attempt"], r["status"], r["http_status"]) for r in await STORE.delivery_log(conn, tenant)]
 
 
 async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_attempt(
@@ -107,9 +110,9 @@ async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_at
     try:
         out = outbound(tenant, url)
         policy = RetryPolicy(max_attempts=5, base_delay=0.2, max_delay=5.0)
-        assert await deliver_once(ledger, channel, out, policy, record) == "delivered"
+        assert await deliver_once(STORE, ledger, channel, out, policy, record) == "delivered"
         # A replay of the same notification (redelivery, restart) checks the log and sends nothing.
-        assert await deliver_once(ledger, channel, out, policy, record) == "already_delivered"
+        assert await deliver_once(STORE, ledger, channel, out, policy, record) == "already_delivered"
     finally:
         await channel.close()
         await receiver.stop()
@@ -118,7 +121,7 @@ async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_at
     assert receiver.deliveries == {out.notification_id: 1}
     assert await attempts(ledger, tenant) == [(1, "failed", 503), (2, "failed", 503), (3, "delivered", 204)]
     assert 0.1 <= delays[0] <= 0.2 and 0.2 <= delays[1] <= 0.4
-    latencies = [r["latency_ms"] for r in await store.delivery_log(ledger, tenant)]
+    latencies = [r["latency_ms"] for r in await STORE.delivery_log(ledger, tenant)]
     assert all(ms is not None and ms >= 0 for ms in latencies)
 
 
@@ -131,8 +134,14 @@ async def test_webhook_gives_up_after_the_limit_and_a_wrong_secret_is_not_retrie
     good.configure(Settings(webhook_secret=SECRET))
     bad.configure(Settings(webhook_secret="a-different-master-key-than-the-receiver-has"))
     try:
-        assert await deliver_once(ledger, good, outbound(tenant, url), RetryPolicy(3), no_sleep) == "gave_up"
-        assert await deliver_once(ledger, bad, outbound(tenant, url), RetryPolicy(3), no_sleep) == "gave_up"
+        assert (
+            await deliver_once(STORE, ledger, good, outbound(tenant, url), RetryPolicy(3), no_sleep)
+            == "gave_up"
+        )
+        assert (
+            await deliver_once(STORE, ledger, bad, outbound(tenant, url), RetryPolicy(3), no_sleep)
+            == "gave_up"
+        )
     finally:
         await good.close()
         await bad.close()
@@ -155,8 +164,8 @@ async def test_email_through_a_real_smtp_server_once_per_notification(
         )
     )
     out = outbound(tenant, "ar@clinic.example")
-    assert await deliver_once(ledger, channel, out, RetryPolicy(3), no_sleep) == "delivered"
-    assert await deliver_once(ledger, channel, out, RetryPolicy(3), no_sleep) == "already_delivered"
+    assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(3), no_sleep) == "delivered"
+    assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(3), no_sleep) == "already_delivered"
 
     [message] = inbox.messages
     assert inbox.recipients == [["ar@clinic.example"]]
@@ -173,7 +182,7 @@ async def test_email_to_an_unreachable_relay_is_retried_then_given_up(
     channel = EmailChannel()
     channel.configure(Settings(notification_smtp_port=free_port(), notification_timeout_seconds=2.0))
     assert (
-        await deliver_once(ledger, channel, outbound(tenant, "ar@x.example"), RetryPolicy(2), no_sleep)
+        await deliver_once(STORE, ledger, channel, outbound(tenant, "ar@x.example"), RetryPolicy(2), no_sleep)
         == "gave_up"
     )
     assert [s for _, s, _ in await attempts(ledger, tenant)] == ["failed", "failed"]
@@ -182,7 +191,7 @@ async def test_email_to_an_unreachable_relay_is_retried_then_given_up(
 # --- the timer ------------------------------------------------------------------------------------------------
 
 
-def opened(tenant: str, ref: str, determined: date) -> Incoming:
+def opened(tenant: str, ref: str, determined: date) -> Envelope[ReceivableChanged]:
     payload = ReceivableChanged(
         receivable_id=receivable_id(tenant, "01312", ref),
         payer_id="01312",
@@ -207,7 +216,7 @@ def opened(tenant: str, ref: str, determined: date) -> Incoming:
         account_key=account_key(tenant, "01312", "1234567893"),
         causation_id="timer test",
     )
-    return Incoming("remit.receivables.v1", 0, 0, None, env.to_bytes())
+    return RECEIVABLES.parse(env.to_bytes())
 
 
 async def queued(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
@@ -234,10 +243,11 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
         timeline_of=policy_timelines(plugins.load_plugins(plugins.PAYER_POLICIES)),
         pool_of=lambda: asyncio.sleep(0, pool),
         today=lambda: date(2026, 8, 15),
+        store=STORE,
     )
     # FCN-T determined 2026-08-03: rebuttal deadline 2026-08-18 is 3 days after 2026-08-15.
     async with ledger.transaction():
-        [announced] = await notifier.notify(ledger, opened(tenant, "FCN-T", date(2026, 8, 3)))
+        [announced] = await notifier.on_receivable(ledger, opened(tenant, "FCN-T", date(2026, 8, 3)))
     facts = json.loads(announced.value)["payload"]["facts"]
     assert (facts["rebuttal_deadline"], facts["recoupment_start"]) == ("2026-08-18", "2026-09-13")
 
@@ -262,7 +272,7 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
             summary=f"Interest {n}.00 accrued on FCN-T",
             related_event_id=uuid4(),
         )
-        await store.add_digest_item(ledger, tenant, date(2026, 8, 16), note)
+        await STORE.add_digest_item(ledger, tenant, date(2026, 8, 16), note)
     await notifier.tick(ledger, date(2026, 8, 16))  # day not closed yet
     assert [e["payload"]["kind"] for e in await queued(ledger, tenant)] == ["deadline_approaching"]
     await notifier.tick(ledger, date(2026, 8, 17))
@@ -291,7 +301,7 @@ async def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
     channel = WebhookChannel()
     channel.configure(Settings(webhook_secret=SECRET))
     try:
-        result = await deliver_once(ledger, channel, outbound(tenant, url), RetryPolicy(2), no_sleep)
+        result = await deliver_once(STORE, ledger, channel, outbound(tenant, url), RetryPolicy(2), no_sleep)
     finally:
         await channel.close()
         await redirecting.stop()
@@ -299,7 +309,7 @@ async def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
     assert result == "gave_up"  # retried like any failure, then dead-lettered by the dispatcher
     assert elsewhere.calls == 0, "the signed body went to the host the redirect named"
     assert await attempts(ledger, tenant) == [(1, "failed", 307), (2, "failed", 307)]
-    [error, _] = [r["error"] for r in await store.delivery_log(ledger, tenant)]
+    [error, _] = [r["error"] for r in await STORE.delivery_log(ledger, tenant)]
     assert error == f"HTTP 307 redirect to 127.0.0.1:{elsewhere.port} not followed"
 
 
@@ -312,16 +322,16 @@ async def test_each_tenant_signs_with_its_own_key(ledger: asyncpg.Connection, te
     channel = WebhookChannel()
     channel.configure(Settings(webhook_secret=SECRET, webhook_secrets={own: own_key}))
     try:
-        assert await deliver_once(ledger, channel, outbound(clinic_a, url), RetryPolicy(1), no_sleep) == (
-            "delivered"
-        )
+        assert await deliver_once(
+            STORE, ledger, channel, outbound(clinic_a, url), RetryPolicy(1), no_sleep
+        ) == ("delivered")
         # Clinic B's delivery, signed with B's key, does not verify with A's: A cannot forge B's either.
-        assert await deliver_once(ledger, channel, outbound(clinic_b, url), RetryPolicy(1), no_sleep) == (
-            "gave_up"
-        )
+        assert await deliver_once(
+            STORE, ledger, channel, outbound(clinic_b, url), RetryPolicy(1), no_sleep
+        ) == ("gave_up")
         # A tenant listed in webhook_secrets signs with its own key, not the derived one.
         receiver.secrets = {own: own_key}
-        assert await deliver_once(ledger, channel, outbound(own, url), RetryPolicy(1), no_sleep) == (
+        assert await deliver_once(STORE, ledger, channel, outbound(own, url), RetryPolicy(1), no_sleep) == (
             "delivered"
         )
     finally:
@@ -359,7 +369,7 @@ async def test_the_signature_verifies_with_the_documented_example_receiver(
         out.notification_id, tenant, out.target, json.dumps({"tenant_id": tenant}).encode(), "", ""
     )
     try:
-        assert await deliver_once(ledger, channel, out, RetryPolicy(1), no_sleep) == "delivered"
+        assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(1), no_sleep) == "delivered"
     finally:
         await channel.close()
         await runner.cleanup()
@@ -375,7 +385,7 @@ async def test_the_signature_verifies_with_the_documented_example_receiver(
 
 def queued_job(tenant: str, target: str, n: int) -> tuple[Outbound, Incoming]:
     out = outbound(tenant, target)
-    return out, Incoming("remit.notifications.v1", 0, n, tenant.encode(), out.body)
+    return out, Incoming(NOTIFICATIONS.name, 0, n, tenant.encode(), out.body)
 
 
 async def test_a_slow_receiver_delays_only_its_own_tenant(
@@ -397,6 +407,7 @@ async def test_a_slow_receiver_delays_only_its_own_tenant(
         RetryPolicy(5),
         publish,
         owner="test",
+        store=STORE,
         tenants=frozenset({slow_tenant, fast_tenant}),
     )
     # The slow clinic's three notifications are queued first, as the consumer would, then the fast one's.
@@ -455,6 +466,7 @@ async def test_the_dispatcher_dead_letters_what_gives_up_and_sets_the_status(
         RetryPolicy(2),
         publish,
         owner="test",
+        store=STORE,
         sleep=no_sleep,
         tenants=frozenset({tenant}),
     )
@@ -498,9 +510,9 @@ async def test_starttls_is_on_by_default_and_a_plain_relay_gets_nothing(
     channel.configure(Settings(notification_smtp_port=port))
     assert channel.starttls
     out = outbound(tenant, "ar@clinic.example")
-    assert await deliver_once(ledger, channel, out, RetryPolicy(3), no_sleep) == "gave_up"
+    assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(3), no_sleep) == "gave_up"
     assert inbox.messages == []
-    [row] = await store.delivery_log(ledger, tenant)  # not retried: the relay will not grow TLS
+    [row] = await STORE.delivery_log(ledger, tenant)  # not retried: the relay will not grow TLS
     assert row["error"] == "relay does not offer STARTTLS"
 
 
@@ -558,7 +570,7 @@ async def test_email_over_starttls_with_a_login(
     )
     try:
         out = outbound(tenant, "ar@clinic.example")
-        assert await deliver_once(ledger, channel, out, RetryPolicy(1), no_sleep) == "delivered"
+        assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(1), no_sleep) == "delivered"
     finally:
         controller.stop()
     assert logins.seen == [("relay-user", True)]  # the login went over TLS

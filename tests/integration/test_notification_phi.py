@@ -20,11 +20,13 @@ from cli.local_infra import Stack
 from contracts.envelope import parse_envelope
 from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
 from contracts.references import LAYOUTS
+from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OFFSETS, Topic
 from services.notification import domain
 from services.notification.channels import Outbound, Outcome
 from services.notification.delivery import drain
 from services.notification.domain import Routes
-from services.notification.engine import NOTIFICATIONS, Notifier
+from services.notification.engine import Notifier
+from services.notification.store import NotificationStore
 from shared import envelopes, phi
 from shared.ids import account_key
 from shared.settings import REPO_ROOT, Settings
@@ -57,7 +59,7 @@ async def test_notifications_from_the_example_feed_carry_no_names_or_member_ids(
         pipeline.feed(path.read_bytes(), path.name)
         await pipeline.run()
 
-    bodies = [m.value for m in pipeline.published if m.topic == "remit.notifications.v1"]
+    bodies = [m.value for m in pipeline.published if m.topic == NOTIFICATIONS.name]
     kinds = {json.loads(b)["payload"]["kind"] for b in bodies}
     assert len(bodies) >= 8
     assert {"receivable_opened", "offset_applied", "forwarding_balance_opened"} <= kinds
@@ -122,7 +124,7 @@ async def test_references_carrying_patient_control_numbers_padded_or_not_never_r
         pipeline.feed(text.encode(), path.name)
         await pipeline.run()
 
-    bodies = [m.value for m in pipeline.published if m.topic == "remit.notifications.v1"]
+    bodies = [m.value for m in pipeline.published if m.topic == NOTIFICATIONS.name]
     kinds = {json.loads(b)["payload"]["kind"] for b in bodies}
     assert {"receivable_opened", "offset_applied", "forwarding_balance_opened"} <= kinds
     quoted = [b for b in bodies if FCN19.encode() in b]
@@ -164,7 +166,7 @@ class Capture:
         """Nothing to release."""
 
 
-def envelope(topic: str, payload: Any, event_type: str, tenant: str, key: str) -> Incoming:
+def envelope(topic: Topic[Any], payload: Any, event_type: str, tenant: str, key: str) -> Incoming:
     env = envelopes.build(
         payload,
         event_id=uuid4(),
@@ -173,7 +175,7 @@ def envelope(topic: str, payload: Any, event_type: str, tenant: str, key: str) -
         account_key=key,
         causation_id="phi test",
     )
-    return Incoming(topic, 0, 0, key.encode(), env.to_bytes())
+    return Incoming(topic.name, 0, 0, key.encode(), env.to_bytes())
 
 
 async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_control_number(
@@ -193,6 +195,7 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
         timeline_of=lambda policy, day, identified: [],
         pool_of=lambda: asyncio.sleep(0, pool),
         today=lambda: date(2026, 9, 14),
+        store=NotificationStore(),
         layout_of=lambda tenant, payer: LAYOUTS["plain"],
     )
     claim = ClaimPaymentReceived(
@@ -226,18 +229,17 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
     try:
         async with ledger.transaction():
             assert (
-                await notifier.learn(
-                    ledger, envelope("remit.claim-payments.v1", claim, "ClaimPaymentReceived", tenant, key)
+                await notifier.learn_claim(
+                    ledger, envelope(CLAIM_PAYMENTS, claim, "ClaimPaymentReceived", tenant, key)
                 )
                 == []
             )
-            [out] = await notifier.notify(
-                ledger, envelope("remit.offsets.v1", recovery, "OffsetUnmatched", tenant, key)
-            )
+            offset = envelope(OFFSETS, recovery, "OffsetUnmatched", tenant, key)
+            [out] = await notifier.on_offset(ledger, OFFSETS.parse(offset.value))
         n = parse_envelope(out.value, NotificationEmitted).payload
         assert n.kind == "unmatched_recovery" and n.facts["reference"] == "AR2026"
         async with ledger.transaction():
-            await notifier.deliver(ledger, Incoming(NOTIFICATIONS, 0, 0, None, out.value))
+            await notifier.deliver(ledger, Incoming(NOTIFICATIONS.name, 0, 0, None, out.value))
         await drain(pool, {"webhook": capture}, frozenset({tenant}))  # deliver only queues (issue 16)
     finally:
         await pool.close()

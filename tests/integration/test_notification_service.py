@@ -28,6 +28,7 @@ from integration.test_notification_delivery import Inbox
 from cli.local_infra import Stack, free_port
 from cli.receiver import WebhookReceiver
 from contracts.events import AlertRaised, Allocation, OffsetRecorded, ReceivableChanged
+from contracts.topics import ALERTS, NOTIFICATIONS, OFFSETS, RECEIVABLES
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
 from shared.kafka_security import client_kwargs
@@ -171,7 +172,7 @@ async def dead_letters(kafka: dict[str, Any], tenant: str) -> list[dict[str, byt
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition("remit.notifications.dlt", p) for p in range(3)]
+        parts = [TopicPartition(NOTIFICATIONS.dlt, p) for p in range(3)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -228,12 +229,12 @@ async def test_routes_rules_channels_timer_and_dead_letter(
         await publish(
             client_kwargs(stack.settings()),
             [
-                ("remit.receivables.v1", receivable(tenant, "ReceivableOpened", "300.00", "letter")),
+                (RECEIVABLES.name, receivable(tenant, "ReceivableOpened", "300.00", "letter")),
                 # The balance half arrives before the allocation half: the join waits for both.
-                ("remit.receivables.v1", receivable(tenant, "ReceivableReduced", "200.00", str(offset_id))),
-                ("remit.offsets.v1", applied_offset(tenant, offset_id)),
-                ("remit.alerts.v1", alert(tenant, 1)),
-                ("remit.alerts.v1", alert(tenant, 2, "unmatched_recovery_aging")),
+                (RECEIVABLES.name, receivable(tenant, "ReceivableReduced", "200.00", str(offset_id))),
+                (OFFSETS.name, applied_offset(tenant, offset_id)),
+                (ALERTS.name, alert(tenant, 1)),
+                (ALERTS.name, alert(tenant, 2, "unmatched_recovery_aging")),
             ],
         )
         dsn = stack.postgres.dsn
@@ -300,11 +301,11 @@ async def test_sigkill_mid_burst_then_restart_delivers_every_notification_once(
     stack.start_service("notification", worker_id=0, extra_env=env)
     try:
         # Warm up: the worker has joined its group and delivers.
-        await publish(client_kwargs(stack.settings()), [("remit.alerts.v1", alert(tenant, 0))])
+        await publish(client_kwargs(stack.settings()), [(ALERTS.name, alert(tenant, 0))])
         await until(lambda: len(tenant_ids(receiver, tenant)) >= 1, 60, "the first delivery", 0.2)
         await publish(
             client_kwargs(stack.settings()),
-            [("remit.alerts.v1", alert(tenant, n)) for n in range(1, BURST + 1)],
+            [(ALERTS.name, alert(tenant, n)) for n in range(1, BURST + 1)],
         )
         await until(lambda: len(tenant_ids(receiver, tenant)) >= 60, 30, "60 deliveries", 0.001)
         await asyncio.to_thread(stack.stop_service, "notification-0", kill=True)  # SIGKILL mid-burst
@@ -364,15 +365,15 @@ async def test_a_receiver_answering_in_12_seconds_delays_only_its_own_tenant(
         "notification", worker_id=0, extra_env=base_env(fast_url, OFFSETSTREAM_NOTIFICATION_ROUTES=str(path))
     )
     try:
-        await publish(client_kwargs(stack.settings()), [("remit.alerts.v1", alert(fast_tenant, 0))])
+        await publish(client_kwargs(stack.settings()), [(ALERTS.name, alert(fast_tenant, 0))])
         await until(lambda: tenant_ids(fast, fast_tenant), 60, "the fast tenant's first delivery", 0.1)
         # The slow clinic's receiver is holding a request; then the fast clinic gets a notification.
         await publish(
-            client_kwargs(stack.settings()), [("remit.alerts.v1", alert(slow_tenant, n)) for n in range(1, 4)]
+            client_kwargs(stack.settings()), [(ALERTS.name, alert(slow_tenant, n)) for n in range(1, 4)]
         )
         await until(lambda: slow.calls >= 1, 20, "the slow receiver's first request", 0.02)
         sent = time.monotonic()
-        await publish(client_kwargs(stack.settings()), [("remit.alerts.v1", alert(fast_tenant, 4))])
+        await publish(client_kwargs(stack.settings()), [(ALERTS.name, alert(fast_tenant, 4))])
         await until(lambda: len(tenant_ids(fast, fast_tenant)) >= 2, 2.0, "the fast tenant within 2 s", 0.02)
         took = time.monotonic() - sent
     finally:

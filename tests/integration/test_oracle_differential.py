@@ -40,6 +40,7 @@ from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_83
 
 from cli import ledger_check
 from cli import letters as staff_letters
+from contracts.topics import LETTERS, STAFF_ACTIONS
 from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
@@ -406,7 +407,9 @@ async def run_pipeline(
 ) -> None:
     """Every file and letter in a random order, topics interleaved; then the interest tick on the business
     date, its outbox drained into the pipeline until nothing more comes due."""
-    from services.interest.app import engine
+    from harness import interest_engine
+
+    engine = interest_engine()
 
     rng = random.Random(seed)
     items: list[tuple[str, Any]] = [("file", f) for f in world.files] + [("letter", x) for x in world.letters]
@@ -425,7 +428,7 @@ async def run_pipeline(
                 claims=item.claims,
             )
             key, value = staff_letters.to_event(entry, tenant, "oracle")
-            pipeline.send(Outgoing("remit.letters.v1", key, value))
+            pipeline.send(Outgoing(LETTERS.name, key, value))
     await pipeline.run()
     assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
     # staff act on what they see: their actions come once the files are in
@@ -440,7 +443,7 @@ async def run_pipeline(
             entered_by="oracle",
             amount=action.amount,
         )
-        pipeline.send(Outgoing("remit.staff-actions.v1", key, value))
+        pipeline.send(Outgoing(STAFF_ACTIONS.name, key, value))
     await pipeline.run()
     assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
     for _ in range(10):

@@ -15,14 +15,14 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from harness import InProcessPipeline, remit
+from harness import InProcessPipeline, interest_engine, remit
 from harness import run_files as run
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
 from cli import interest_views, ledger_check, staff
 from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised, InterestAccrued, NotificationEmitted
-from services.interest import app as interest_app
+from contracts.topics import ALERTS, INTEREST, NOTIFICATIONS
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,7 @@ async def test_a_commercial_deferral_gets_commercial_rules_and_a_medicare_one_me
     # The day-35 recoupment breaks Medicare's day-41 rule only.
     flagged = {
         (a.reference, a.kind)
-        for a in (parse_envelope(v, AlertRaised).payload for v in published(pipeline, "remit.alerts.v1"))
+        for a in (parse_envelope(v, AlertRaised).payload for v in published(pipeline, ALERTS.name))
     }
     assert ("FCN-MCR-1", "recoupment_rule_violation") in flagged
     assert not any(reference == "CPL-1" for reference, _ in flagged)
@@ -112,8 +112,7 @@ async def test_a_commercial_deferral_gets_commercial_rules_and_a_medicare_one_me
     opened = {
         n.facts["reference"]: n.facts
         for n in (
-            parse_envelope(v, NotificationEmitted).payload
-            for v in published(pipeline, "remit.notifications.v1")
+            parse_envelope(v, NotificationEmitted).payload for v in published(pipeline, NOTIFICATIONS.name)
         )
         if n.kind == "receivable_opened"
     }
@@ -127,14 +126,14 @@ async def test_a_commercial_deferral_gets_commercial_rules_and_a_medicare_one_me
     accrued: dict[str, Decimal] = {}
     for reference, row in rows.items():
         async with ledger.transaction():
-            emitted = await interest_app.engine.recompute(
+            emitted = await interest_engine().recompute(
                 ledger, tenant, row["receivable_id"], later, "test: the daily tick"
             )
         accrued[reference] = sum(
             (
                 parse_envelope(e.message.value, InterestAccrued).payload.amount
                 for e in emitted
-                if e.message.topic == "remit.interest.v1"
+                if e.message.topic == INTEREST.name
             ),
             D("0"),
         )

@@ -20,6 +20,7 @@ from harness import remit_claims as remit
 from x12_builder import Claim, Service
 
 from cli import ledger_check, letters, matching_views, staff
+from contracts.topics import LETTERS
 from shared.settings import Settings
 from shared.stream import Outgoing
 
@@ -142,7 +143,7 @@ async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
         await late.run()
     assert len(await live(ledger, tenant)) == 2
     # Step: the letter links them.
-    late.send(Outgoing("remit.letters.v1", key, value))
+    late.send(Outgoing(LETTERS.name, key, value))
     await late.run()
     merged = await live(ledger, tenant)
     if settled:
@@ -155,7 +156,7 @@ async def test_two_receivables_opened_before_the_letter_linked_them_are_merged(
     # The same inputs with the letter first: the ledger the merge must equal.
     first = f"{tenant}-letter-first"
     early = InProcessPipeline(ledger, first)
-    early.send(Outgoing("remit.letters.v1", *letters.to_event(entry, first, "staff-7")))
+    early.send(Outgoing(LETTERS.name, *letters.to_event(entry, first, "staff-7")))
     await early.run()
     for content in (deferral, recovery):
         early.feed(content)
@@ -223,14 +224,14 @@ async def test_a_refund_pair_without_a_known_receivable_is_acknowledged_not_queu
     assert await ledger_check.check(ledger, tenant) == []
 
     # Step: the letter arrives: its receivable is refunded by the check the payer acknowledged.
-    pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, tenant, "staff-7")))
+    pipeline.send(Outgoing(LETTERS.name, *letters.to_event(entry, tenant, "staff-7")))
     await pipeline.run()
     assert await live(ledger, tenant) == [(D("25.00"), D("25.00"), D("0.00"), "refunded")]
     assert await ledger_check.check(ledger, tenant) == []
 
     first = f"{tenant}-letter-first"
     early = InProcessPipeline(ledger, first)
-    early.send(Outgoing("remit.letters.v1", *letters.to_event(entry, first, "staff-7")))
+    early.send(Outgoing(LETTERS.name, *letters.to_event(entry, first, "staff-7")))
     await early.run()
     early.feed(refund)
     await early.run()
@@ -260,7 +261,7 @@ async def test_a_netting_seen_late_comes_before_a_later_dated_recoupment(
         pipeline = InProcessPipeline(ledger, who)
         for step in order:
             if step == "letter":
-                pipeline.send(Outgoing("remit.letters.v1", *letters.to_event(entry, who, "staff-7")))
+                pipeline.send(Outgoing(LETTERS.name, *letters.to_event(entry, who, "staff-7")))
             else:
                 pipeline.feed(netted if step == "netted" else later)
             await pipeline.run()

@@ -9,14 +9,16 @@ leaves no trace to be retried on top of.
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
 from cli.local_infra import Stack
+from contracts.topics import INTAKE, LETTERS, STAFF_ACTIONS
 from services.intake import publish
 from shared.settings import REPO_ROOT
-from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, envelope_event_id
+from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, dispatcher, envelope_event_id
 
 EFFECTS = "public.test_batch_effects"
 
@@ -163,16 +165,23 @@ async def test_intake_rebuilds_a_redelivered_file_s_messages_instead_of_storing_
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     """Intake's outputs are every claim of a file; they are rebuilt on redelivery, not kept a second time."""
-    from services.intake.app import file_message_id, handle_file, replay_file
+    from harness import intake_files
 
+    from services.intake.engine import file_message_id
+
+    intake = intake_files()
     files = sorted((REPO_ROOT / "examples" / "835").glob("*.835"))
     batch: list[Incoming] = []
     for path in files:
         key, value = publish.raw_file_message(path.read_bytes(), path.name, tenant, "cli")
-        batch.append(Incoming("remit.intake.v1", 0, len(batch), key, value))
+        batch.append(Incoming(INTAKE.name, 0, len(batch), key, value))
 
-    first = await apply_batch(ledger, "intake", handle_file, batch, file_message_id, replay=replay_file)
-    again = await apply_batch(ledger, "intake", handle_file, batch, file_message_id, replay=replay_file)
+    first = await apply_batch(
+        ledger, "intake", intake.handle_file, batch, file_message_id, replay=intake.replay_file
+    )
+    again = await apply_batch(
+        ledger, "intake", intake.handle_file, batch, file_message_id, replay=intake.replay_file
+    )
 
     assert [r.outcome for r in first] == ["applied"] * len(files)
     assert [r.outcome for r in again] == ["duplicate"] * len(files)
@@ -189,3 +198,29 @@ async def test_intake_rebuilds_a_redelivered_file_s_messages_instead_of_storing_
 def event_key(out: Outgoing) -> tuple[str, str, str]:
     """What makes a message the same message downstream: topic, key and deterministic event id."""
     return out.topic, out.key, json.loads(out.value)["event_id"] if not out.topic.endswith(".dlt") else ""
+
+
+async def test_a_message_of_a_topic_without_a_handler_is_dead_lettered_not_handled_as_another(
+    ledger: asyncpg.Connection, service: str
+) -> None:
+    """Dispatch is by topic: each message reaches the handler registered for its own topic, and a message of
+    a topic nothing was registered for is a dead letter of its own (``unknown_topic``), never the last
+    branch of someone else's handler."""
+    seen: list[str] = []
+
+    async def on_letter(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        seen.append(json.loads(incoming.value)["event_id"])
+        return []
+
+    dispatch = dispatcher(service, {LETTERS.name: on_letter})
+    letter = replace(message("l1"), topic=LETTERS.name)
+    stray = replace(message("s1"), topic=STAFF_ACTIONS.name)
+    results = await apply_batch(ledger, service, dispatch, [letter, stray], envelope_event_id)
+
+    assert [r.outcome for r in results] == ["applied", "dead_lettered"]
+    assert seen == ["l1"]
+    [record] = results[1].outputs
+    headers = dict(record.headers)
+    assert headers["reason"] == b"unknown_topic" and record.topic == STAFF_ACTIONS.dlt
+    assert STAFF_ACTIONS.name.encode() in headers["error"] and record.value == stray.value
+    assert await claimed(ledger, service) == ["l1"]  # the stray one stays replayable

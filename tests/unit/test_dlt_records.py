@@ -5,12 +5,13 @@ import json
 import pytest
 
 from cli.dlt import DeadLetter, check_dlt_topic, dlt_topics, parse_position, replay_target, select
+from contracts.topics import CLAIM_PAYMENTS, INTAKE
 from services.intake.publish import raw_file_message
 from shared.stream import Incoming, dead_letter_message
 
 
 def _from_stage(
-    value: bytes, topic: str = "remit.intake.v1", reason: str = "unbalanced", offset: int = 7
+    value: bytes, topic: str = INTAKE.name, reason: str = "unbalanced", offset: int = 7
 ) -> DeadLetter:
     """A DeadLetter exactly as the stage runtime writes it."""
     out = dead_letter_message(
@@ -62,9 +63,9 @@ def test_readable_body_falls_back_to_text_or_hex() -> None:
 
 def test_replay_goes_only_back_to_a_topic_feeding_that_dlt() -> None:
     assert replay_target(_from_stage(b"x")) == "remit.intake.v1"
-    forged = _from_stage(b"x", topic="remit.claim-payments.v1")
+    forged = _from_stage(b"x", topic=CLAIM_PAYMENTS.name)
     assert replay_target(forged) == "remit.claim-payments.v1"
-    wrong = DeadLetter(**{**forged.__dict__, "topic": "remit.intake.dlt"})
+    wrong = DeadLetter(**{**forged.__dict__, "topic": INTAKE.dlt})
     assert replay_target(wrong) is None  # a claim-payments source on the intake DLT: refuse
     assert replay_target(DeadLetter("remit.intake.dlt", 0, 0, 0, None, b"", {})) is None
 
@@ -85,4 +86,4 @@ def test_positions_and_topics_are_validated() -> None:
     assert "remit.intake.dlt" in dlt_topics() and "remit.claim-payments.dlt" in dlt_topics()
     assert all(t.endswith(".dlt") for t in dlt_topics())
     with pytest.raises(ValueError, match="not a dead-letter topic"):
-        check_dlt_topic("remit.intake.v1")
+        check_dlt_topic(INTAKE.name)

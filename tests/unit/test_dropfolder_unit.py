@@ -8,7 +8,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from cli.dropfolder import DropFolder, PermanentPublishError
-from services.intake.publish import INTAKE
+from contracts.topics import INTAKE
 
 X12 = b"ISA*00*          *00*          *ZZ*01312~ST*835*0001~SE*2*0001~"
 
@@ -46,7 +46,7 @@ async def test_a_stable_file_is_published_once_and_moved_to_processed(tmp_path: 
 
     [(topic, _key, value)] = fake.sent
     envelope = json.loads(value)
-    assert topic == INTAKE
+    assert topic == INTAKE.name
     assert envelope["tenant_id"] == "t1"
     assert envelope["payload"]["source"] == "drop_folder"
     assert envelope["payload"]["file_name"] == "remit.835"

@@ -11,6 +11,7 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
+from contracts.topics import OFFSETS
 from shared import lag, telemetry
 from shared.settings import SERVICES
 
@@ -120,12 +121,12 @@ class FakeConsumer:
 
 async def test_lag_is_log_end_minus_committed_or_log_start() -> None:
     # Step: partition 0 committed up to 7; partition 1 never committed (consumed from the log start, 4).
-    admin = FakeAdmin({TopicPartition("remit.offsets.v1", 0): 7})
+    admin = FakeAdmin({TopicPartition(OFFSETS.name, 0): 7})
     measured = await lag.partition_lag(
         admin,
         FakeConsumer(),
         "offsetstream-matching",
-        ["remit.offsets.v1"],
+        [OFFSETS.name],
     )
     assert measured == {TopicPartition("remit.offsets.v1", 0): 3, TopicPartition("remit.offsets.v1", 1): 6}
 

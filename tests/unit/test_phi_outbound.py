@@ -31,6 +31,7 @@ from contracts.events import (
     ReceivableChanged,
 )
 from contracts.references import LAYOUTS, ReferenceLayout
+from contracts.topics import INTAKE
 from services.notification import domain, engine
 from services.notification.channels import EmailChannel
 from shared import envelopes, phi
@@ -369,7 +370,7 @@ def test_dead_letter_headers_and_the_listing_never_show_the_patient(
         f"CLP01 {patient.pcn}; PLB03-2 {raw!r} unknown"
     )
     location = {"segment": f"NM1*QC*1*{patient.last}", "element": "NM109", "value": patient.member_id}
-    incoming = Incoming("remit.intake.v1", 0, 7, b"clinic-phi", value, {})
+    incoming = Incoming(INTAKE.name, 0, 7, b"clinic-phi", value, {})
     record = dead_letter_message("intake", incoming, "invalid_element", error, location)
     headers = {k: v.decode() for k, v in record.headers}
     assert headers["reason"] == "invalid_element" and headers["source_topic"] == "remit.intake.v1"
@@ -377,7 +378,7 @@ def test_dead_letter_headers_and_the_listing_never_show_the_patient(
         assert not leaks(text, patient), headers
     # a record written before the scrubber existed: `offsetstream dlt list` scrubs as it reads
     old = SimpleNamespace(
-        topic="remit.intake.dlt",
+        topic=INTAKE.dlt,
         partition=0,
         offset=3,
         timestamp=0,

@@ -15,9 +15,11 @@ import pytest
 from contracts.events import ProviderAdjustmentReceived
 from policies import config as policy_config
 from policies.config import PolicyConfigError, PolicyResolver
-from services.detection import app as detection
+from services.detection.engine import Detector
+from services.detection.store import DetectionStore
 from services.matching import app as matching
 from services.matching.domain import read_reference
+from shared import plugins
 from shared.settings import Settings
 
 PAYER = "16013"
@@ -57,17 +59,16 @@ def deferral(reference: str) -> ProviderAdjustmentReceived:
     )
 
 
-def test_same_payer_different_tenants_different_layouts_in_detection(
-    policies: PolicyResolver[Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(detection, "POLICY", policies)
+def test_same_payer_different_tenants_different_layouts_in_detection(policies: PolicyResolver[Any]) -> None:
+    rules = plugins.load_plugins(plugins.DETECTION_RULES)
+    detection = Detector(Settings(), policies, DetectionStore(), rules)
     # Step: clinic-a's contract reads the payer as DME (FCN 1–14), clinic-b's as Medicare (FCN 1–19).
     [dme] = detection.adjustment_evidence("clinic-a", deferral(DME_REFERENCE))
     [medicare] = detection.adjustment_evidence("clinic-b", deferral(DME_REFERENCE))
     assert (dme.reference, medicare.reference) == ("12345678901234", DME_REFERENCE[:19])
     # Step: the policy named on the receivable follows the same choice; clinic-c has no entry, so
     # OFFSETSTREAM_PAYER_POLICIES decides.
-    assert [detection.POLICY.policy_name(t, PAYER) for t in ("clinic-a", "clinic-b", "clinic-c")] == [
+    assert [detection.policies.policy_name(t, PAYER) for t in ("clinic-a", "clinic-b", "clinic-c")] == [
         "medicare",
         "medicare",
         "commercial",

@@ -1,16 +1,21 @@
 """Common library: ids, references, plugins, settings, signing, DLT records."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from contracts import examples
+from contracts.envelope import Envelope
+from contracts.events import LetterReceived
 from contracts.references import receivable_reference
-from contracts.topics import all_topic_names, dlt_name
+from contracts.topics import CLAIM_PAYMENTS, INTAKE, LETTERS, STAFF_ACTIONS, all_topic_names, dlt_name
 from services.intake import publish
 from shared import plugins
 from shared.ids import account_key, receivable_id, stable_id
 from shared.settings import Settings
-from shared.stream import Incoming, dead_letter_message
+from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message
 from shared.webhook import sign, verify
 
 
@@ -71,7 +76,7 @@ def test_webhook_signature_round_trip_and_tamper() -> None:
 
 
 def test_dead_letter_keeps_original_bytes_and_names_the_source() -> None:
-    incoming = Incoming("remit.intake.v1", 2, 41, b"k", b"\xff\x00raw", {})
+    incoming = Incoming(INTAKE.name, 2, 41, b"k", b"\xff\x00raw", {})
     out = dead_letter_message(
         "intake", incoming, "unbalanced", "ΣCLP04 − ΣPLB ≠ BPR02", {"segment_ordinal": "7"}
     )
@@ -132,10 +137,39 @@ def test_a_batch_that_did_not_finish_never_becomes_committable() -> None:
     from shared.stream import withhold_acks
 
     def message(offset: int) -> Message:
-        return Message("remit.claim-payments.v1", 0, offset, 0.0, 0, None, b"k", b"v", None)
+        return Message(CLAIM_PAYMENTS.name, 0, offset, 0.0, 0, None, b"k", b"v", None)
 
     finished, unfinished = message(1), message(2)
     withhold_acks([SimpleNamespace(message=unfinished)])
     consumer: Any = SimpleNamespace()  # the base Message's final ack never touches the consumer
     assert finished.ack(consumer) is True  # a processed message's final ack marks its offset committable
     assert unfinished.ack(consumer) is False  # a withheld one never does
+
+
+async def test_a_stage_hands_each_topic_its_own_payload_type_and_refuses_wiring_mistakes(
+    tmp_path: Path,
+) -> None:
+    stage = Stage("detection", Settings(data_dir=tmp_path))
+    seen: list[LetterReceived] = []
+
+    async def on_letter(conn: Any, env: Envelope[LetterReceived]) -> list[Outgoing]:
+        seen.append(env.payload)
+        return []
+
+    stage.handle(LETTERS, on_letter)
+    with pytest.raises(ValueError, match="already has a handler"):
+        stage.handle(LETTERS, on_letter)
+    with pytest.raises(ValueError, match=f"no handler registered for {STAFF_ACTIONS.name}"):
+        stage.consume(LETTERS, STAFF_ACTIONS)
+    stage.consume(LETTERS)
+    [(topics, dispatch)] = stage.subscriptions
+    assert topics == (LETTERS.name,)
+
+    example = examples.example_envelope(LETTERS)
+    assert await dispatch(None, Incoming(LETTERS.name, 0, 0, b"k", example.to_bytes())) == []
+    assert seen == [example.payload]
+    with pytest.raises(ValidationError):  # the stage's savepoint turns it into an invalid_message dead letter
+        await dispatch(None, Incoming(LETTERS.name, 0, 1, b"k", b'{"event_id": "x"}'))
+    with pytest.raises(Rejected, match="no handler for") as stray:
+        await dispatch(None, Incoming(STAFF_ACTIONS.name, 0, 2, b"k", example.to_bytes()))
+    assert stray.value.reason == "unknown_topic"

@@ -16,6 +16,7 @@ from x12_builder import Adj, Claim, Transaction, build_835, parse_all, remittanc
 
 from cli.dlt import DeadLetter
 from contracts.events import RawFileReceived
+from contracts.topics import CLAIM_PAYMENTS, INTAKE, OFFSETS, OVERPAYMENTS, REMITTANCES
 from services.intake import domain
 from services.intake.publish import raw_file_message
 from shared.dlt_refs import OmittedBody, RawFileRef, read_body
@@ -96,17 +97,17 @@ def test_invalid_input_and_bugs_are_not_retried() -> None:
 
 def test_an_output_over_the_cap_is_found_before_anything_is_sent() -> None:
     big = Outgoing(
-        "remit.claim-payments.v1", "k", b'{"event_type":"ClaimPaymentReceived",' + b" " * MAX_MESSAGE_BYTES
+        CLAIM_PAYMENTS.name, "k", b'{"event_type":"ClaimPaymentReceived",' + b" " * MAX_MESSAGE_BYTES
     )
     with pytest.raises(TooLarge, match=r"output #2 \(ClaimPaymentReceived for remit.claim-payments.v1\)"):
-        _check_sizes([Outgoing("remit.remittances.v1", "k", b"{}"), big])
-    _check_sizes([Outgoing("remit.remittances.v1", "k", b"x" * (MAX_MESSAGE_BYTES - 4096))])
+        _check_sizes([Outgoing(REMITTANCES.name, "k", b"{}"), big])
+    _check_sizes([Outgoing(REMITTANCES.name, "k", b"x" * (MAX_MESSAGE_BYTES - 4096))])
 
 
 def test_a_dead_letter_that_would_not_fit_names_its_source_position() -> None:
     value = b"\x00" * (MAX_MESSAGE_BYTES - 300)
     assert record_size(b"key", value, []) <= MAX_MESSAGE_BYTES  # the broker took the input
-    incoming = Incoming("remit.claim-payments.v1", 2, 41, b"key", value)
+    incoming = Incoming(CLAIM_PAYMENTS.name, 2, 41, b"key", value)
     record = dead_letter_message("detection", incoming, "invalid_message", "not an envelope", {})
     assert record.size() <= MAX_MESSAGE_BYTES and len(record.value) < 1000
     body = read_body(record.value)
@@ -119,8 +120,8 @@ def test_a_dead_letter_that_would_not_fit_names_its_source_position() -> None:
 
 
 def test_a_committed_event_the_broker_refuses_becomes_a_small_dead_letter_of_its_input() -> None:
-    source = Incoming("remit.overpayments.v1", 1, 9, b"acct", b"{}")
-    event = Outgoing("remit.offsets.v1", "acct", b'{"event_type":"OffsetApplied"}' + b" " * 100)
+    source = Incoming(OVERPAYMENTS.name, 1, 9, b"acct", b"{}")
+    event = Outgoing(OFFSETS.name, "acct", b'{"event_type":"OffsetApplied"}' + b" " * 100)
     record = refused_record("matching", event, source)
     assert record.topic == "remit.overpayments.dlt"
     headers = {k: v.decode() for k, v in record.headers}
@@ -128,7 +129,7 @@ def test_a_committed_event_the_broker_refuses_becomes_a_small_dead_letter_of_its
     assert headers["source_offset"] == "9"
     body = read_body(record.value)
     assert isinstance(body, OmittedBody) and body.kept_at == "nowhere"
-    dlt_record = Outgoing("remit.intake.dlt", "k", b"x" * 1000, (("reason", b"unbalanced"),))
+    dlt_record = Outgoing(INTAKE.dlt, "k", b"x" * 1000, (("reason", b"unbalanced"),))
     shortened = refused_record("intake", dlt_record, None)
     assert shortened.headers == dlt_record.headers and isinstance(read_body(shortened.value), OmittedBody)
 
@@ -139,7 +140,7 @@ def test_a_raw_file_reference_is_small_phi_free_and_reads_back() -> None:
     ref = RawFileRef("t1", "ab" * 32, "big.835", len(content), "cli", None, "e1", 7, (100, 200))
     record = dead_letter_message(
         "intake",
-        Incoming("remit.intake.v1", 0, 3, b"k", envelope),
+        Incoming(INTAKE.name, 0, 3, b"k", envelope),
         "unbalanced",
         "BPR02",
         {},
@@ -147,9 +148,7 @@ def test_a_raw_file_reference_is_small_phi_free_and_reads_back() -> None:
     )
     assert len(record.value) < 600 and b"secret" not in record.value
     assert read_body(record.value) == ref
-    letter = DeadLetter(
-        "remit.intake.dlt", 0, 5, 0, b"k", record.value, {k: v.decode() for k, v in record.headers}
-    )
+    letter = DeadLetter(INTAKE.dlt, 0, 5, 0, b"k", record.value, {k: v.decode() for k, v in record.headers})
     assert letter.tenant_id == "t1"
     summary = letter.summary()
     assert summary["body"] == "raw_file_reference"
@@ -180,7 +179,7 @@ def test_transaction_byte_ranges_match_the_readers_numbering() -> None:
 
 
 def test_a_claim_too_large_for_a_message_is_refused_with_where_it_is() -> None:
-    from services.intake.app import _File, _too_large
+    from services.intake.engine import _File, _too_large
 
     huge = Claim(
         "PCNHUGE", adjustments=[Adj("CO", "45", Decimal("0.01"))] * 200_000, charge_override=Decimal(2010)

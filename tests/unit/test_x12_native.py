@@ -223,6 +223,8 @@ def test_a_current_build_that_does_not_load_falls_back_to_the_source(tmp_path: P
 def test_the_intake_service_exports_which_reader_it_runs() -> None:
     from prometheus_client import REGISTRY
 
-    import services.intake.app  # noqa: F401  (sets the gauge at start-up)
+    from services.intake.app import from_environment
+
+    from_environment()  # building the stage sets the gauge
 
     assert REGISTRY.get_sample_value("remit_intake_x12_reader_compiled") == (1.0 if x12.NATIVE else 0.0)

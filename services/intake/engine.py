@@ -1,0 +1,289 @@
+"""Intake's orchestration: one raw payer file in; its remittances, claim payments and PLB pairs out.
+
+Dead letters of intake never copy the payer file: a file with anything rejected is kept once in
+``intake.raw_files`` (same transaction as the rejection), and each record names it by SHA-256, with the
+transaction and its byte range (``shared.dlt_refs.RawFileRef``), so a record stays a few hundred bytes whatever
+the file and however many of its transactions are bad. A transaction whose events cannot fit the broker's
+message cap is refused (``too_large``: file, transaction, claim ordinal) while the rest of the file posts.
+"""
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import asyncpg
+from pydantic import ValidationError
+
+from contracts.envelope import parse_envelope
+from contracts.events import RawFileReceived
+from services.intake import domain, metrics
+from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
+from services.intake.store import IntakeStore
+from shared import telemetry
+from shared.dlt_refs import RawFileRef
+from shared.kafka import MAX_MESSAGE_BYTES
+from shared.stream import Incoming, Outgoing, Rejected, dead_letter_message, envelope_event_id
+
+SERVICE = "intake"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _File:
+    """One raw-file message, parsed: what both applying and replaying it start from."""
+
+    raw: RawFileReceived
+    tenant: str
+    event_id: str
+    parser: FeedParser
+    results: list[ParsedRemittance | FeedError]
+
+
+def _conflict_warning(parsed: ParsedRemittance) -> str:
+    r = parsed.remittance
+    return (
+        f"TRN02 {r.trace_number} of {r.payment_date} was already posted for this payer and payee with other "
+        f"totals (now BPR02 {r.total_paid}, {r.claim_count} claims): posted as its own remittance; check "
+        "whether it corrects the earlier one"
+    )
+
+
+def _reference(
+    raw: RawFileReceived, tenant: str, event_id: str, index: int | None, spans: dict[int, tuple[int, int]]
+) -> RawFileRef:
+    return RawFileRef(
+        tenant_id=tenant,
+        sha256=raw.sha256,
+        file_name=raw.file_name,
+        size_bytes=len(raw.content),
+        source=raw.source,
+        format_hint=raw.format_hint,
+        event_id=event_id,
+        transaction_index=index,
+        byte_range=spans.get(index) if index is not None else None,
+    )
+
+
+def _too_large(file: _File, parsed: ParsedRemittance, events: list[Outgoing]) -> FeedError | None:
+    """Why a transaction cannot be posted because one of its events exceeds the broker's message cap, or None.
+
+    Checked before anything is written, so the transaction is refused whole (its claims are one remittance's
+    money) and the rest of the file posts; nothing is retried, since no retry makes a message smaller."""
+    for position, out in enumerate(events):
+        size = out.size()
+        if size <= MAX_MESSAGE_BYTES:
+            continue
+        r = parsed.remittance
+        # remittance_events: the remittance, then its claims in order, then its PLB pairs
+        claim = parsed.claims[position - 1] if 1 <= position <= len(parsed.claims) else None
+        what = (
+            f"claim #{claim.claim_ordinal} ({len(claim.adjustments)} adjustments, {len(claim.services)} service "
+            "lines) becomes"
+            if claim is not None
+            else "an event of the transaction becomes"
+        )
+        return FeedError(
+            FeedErrorReason.TOO_LARGE,
+            f"{what} a {size}-byte message; the broker takes at most {MAX_MESSAGE_BYTES} bytes a message, so "
+            "the transaction was not posted (the payer must split the claim, or the cap be raised)",
+            file.raw.file_name,
+            interchange_control_number=r.interchange_control_number,
+            transaction_control_number=r.transaction_control_number,
+            transaction_index=r.transaction_index,
+            segment_ordinal=claim.segment_ordinal if claim is not None else None,
+            segment_id="CLP" if claim is not None else None,
+            claim_ordinal=claim.claim_ordinal if claim is not None else None,
+        )
+    return None
+
+
+def _positions(results: list[ParsedRemittance | FeedError]) -> dict[object, int]:
+    """Each remittance's first position among the file's results (the key of its rejection row)."""
+    found: dict[object, int] = {}
+    for position, result in enumerate(results, start=1):
+        if isinstance(result, ParsedRemittance):
+            found.setdefault(result.remittance.remittance_id, position)
+    return found
+
+
+def file_message_id(incoming: Incoming) -> str:
+    """A file's idempotency id; a DLT replay (header ``replayed_from``) is a new attempt, so a file whose
+    transaction was rejected is parsed again after the cause was fixed. Remittance dedupe keeps the
+    transactions already posted from posting twice."""
+    replayed = incoming.headers.get("replayed_from")
+    base = envelope_event_id(incoming)
+    return f"{base}@{replayed.decode(errors='replace')}" if replayed else base
+
+
+@dataclass(frozen=True)
+class FileIntake:
+    """Intake's handlers over the installed feed parsers and its repository."""
+
+    parsers: Mapping[str, FeedParser]
+    store: IntakeStore
+
+    def _read(self, incoming: Incoming) -> _File:
+        envelope = parse_envelope(incoming.value, RawFileReceived)
+        raw = envelope.payload
+        tenant = envelope.tenant_id
+        if hashlib.sha256(raw.content).hexdigest() != raw.sha256:
+            raise Rejected(
+                "invalid_message", "file content does not match its SHA-256", {"file": raw.file_name}
+            )
+        parser = domain.choose_parser(self.parsers, raw.content, raw.file_name, raw.format_hint)
+        if isinstance(parser, FeedError):
+            metrics.FILES.labels("rejected").inc()
+            raise Rejected(parser.reason.value, str(parser), parser.location())
+        results = list(
+            parser.parse(raw.content, file_name=raw.file_name, file_sha256=raw.sha256, tenant_id=tenant)
+        )
+        return _File(raw, tenant, str(envelope.event_id), parser, results)
+
+    async def _note_receipt(
+        self, conn: asyncpg.Connection, incoming: Incoming, file: _File, kind: str
+    ) -> bool:
+        position = (incoming.topic, incoming.partition, incoming.offset)
+        return await self.store.record_receipt(
+            conn, file.tenant, file.raw.sha256, file.raw.source, kind, position
+        )
+
+    async def _dead_letters(
+        self, conn: asyncpg.Connection, incoming: Incoming, file: _File, bad: list[tuple[int, FeedError]]
+    ) -> list[Outgoing]:
+        """One small record per bad transaction, naming the file kept once in ``intake.raw_files``."""
+        if not bad:
+            return []
+        raw = file.raw
+        await self.store.keep_raw_file(
+            conn, file.tenant, raw.sha256, raw.file_name, raw.source, raw.format_hint, raw.content
+        )
+        spans = domain.transaction_spans(raw.content) if file.parser.name == "x12_835" else {}
+        records = []
+        for _, error in bad:
+            ref = _reference(raw, file.tenant, file.event_id, error.transaction_index, spans)
+            # The record is about one transaction: whatever inspects the input a dead letter describes (a header
+            # scrubber) looks at that transaction's bytes, not at the whole file once per bad transaction.
+            start, end = ref.byte_range or (0, 0)
+            about = replace(incoming, value=raw.content[start:end]) if ref.byte_range else incoming
+            body = ref.to_bytes()
+            records.append(
+                dead_letter_message(
+                    SERVICE, about, error.reason.value, str(error), error.location(), body=body
+                )
+            )
+        return records
+
+    async def dead_letter_file(
+        self, conn: asyncpg.Connection, incoming: Incoming, record: Outgoing
+    ) -> Outgoing:
+        """A whole file rejected (no parser for it, an envelope the stage refuses): keep it once and let the
+        record name it, like a bad transaction's. A message that is no RawFileReceived, or whose content does not
+        match its SHA-256, keeps the generic record (its original bytes, or where they are when too large)."""
+        try:
+            envelope = parse_envelope(incoming.value, RawFileReceived)
+        except (ValidationError, ValueError):
+            return record
+        raw = envelope.payload
+        if hashlib.sha256(raw.content).hexdigest() != raw.sha256:
+            return record
+        await self.store.keep_raw_file(
+            conn, envelope.tenant_id, raw.sha256, raw.file_name, raw.source, raw.format_hint, raw.content
+        )
+        body = _reference(raw, envelope.tenant_id, str(envelope.event_id), None, {}).to_bytes()
+        return replace(record, value=body)
+
+    async def replay_file(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """The messages of a file already applied, rebuilt: the events of every remittance this file posted and
+        the dead letters of its bad transactions (same event ids, fresh ``occurred_at``). Storing them instead
+        would keep a second, base64 copy of every claim of every file in ``ops.processed_events``.
+
+        An identical file fed again lands here too (same event id, new Kafka position): that receipt is noted, so
+        ``offsetstream files`` says the file came again and posted nothing."""
+        file = self._read(incoming)
+        if await self._note_receipt(conn, incoming, file, "copy"):
+            metrics.FILES.labels("already_received").inc()
+            log.info(
+                "file %s (sha256 %s) received again: already processed, nothing new posted",
+                file.raw.file_name,
+                file.raw.sha256[:12],
+            )
+        good, bad = domain.split_results(file.results)
+        good, _ = domain.collapse_repeats(good)
+        posted = await self.store.remittances_posted_by(conn, file.tenant, file.raw.sha256)
+        positions = _positions(file.results)
+        outputs: list[Outgoing] = []
+        for parsed in good:
+            events = [
+                Outgoing.event(topic, env) for topic, env in domain.remittance_events(file.tenant, parsed)
+            ]
+            if parsed.remittance.remittance_id in posted:
+                outputs += events
+            elif refused := _too_large(file, parsed, events):
+                bad.append((positions[parsed.remittance.remittance_id], refused))
+        bad.sort(key=lambda item: item[0])
+        return outputs + await self._dead_letters(conn, incoming, file, bad)
+
+    async def handle_file(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""
+        file = self._read(incoming)
+        raw, tenant, parser, results = file.raw, file.tenant, file.parser, file.results
+        await self._note_receipt(
+            conn, incoming, file, "replayed" if "replayed_from" in incoming.headers else "received"
+        )
+        good, bad = domain.split_results(results)
+        positions = _positions(results)
+        good, duplicates = domain.collapse_repeats(good)  # the file's own copies: a warning on the first
+        if duplicates:
+            metrics.DUPLICATES.labels(parser.name).inc(duplicates)
+        outputs: list[Outgoing] = []
+        for transaction in good:
+            parsed = transaction
+            before = await self.store.posted_before(conn, tenant, parsed)
+            if before in ("same", "reissue"):
+                duplicates += 1
+                metrics.DUPLICATES.labels(parser.name).inc()
+                continue
+            if before == "conflict":
+                parsed = replace(parsed, warnings=(*parsed.warnings, _conflict_warning(parsed)))
+            events = [Outgoing.event(topic, env) for topic, env in domain.remittance_events(tenant, parsed)]
+            if refused := _too_large(file, parsed, events):
+                bad.append((positions[parsed.remittance.remittance_id], refused))
+                continue
+            await self.store.record_remittance(conn, tenant, domain.account_of(tenant, parsed), parsed)
+            for warning in parsed.warnings:  # segment ids, ordinals and codes: never element values (PHI)
+                log.warning(
+                    "file %s ST02 %s: %s",
+                    raw.file_name,
+                    parsed.remittance.transaction_control_number,
+                    warning,
+                )
+            metrics.WARNINGS.labels(parser.name).inc(len(parsed.warnings))
+            outputs += events
+            metrics.REMITTANCES.labels(parser.name).inc()
+            metrics.CLAIM_PAYMENTS.labels(parser.name).inc(len(parsed.claims))
+            metrics.PROVIDER_ADJUSTMENTS.labels(parser.name).inc(len(parsed.adjustments))
+            metrics.DOLLARS.labels("paid").inc(float(parsed.remittance.total_paid))
+            for adjustment in parsed.adjustments:
+                kind = "withheld" if adjustment.amount > 0 else "added"
+                metrics.DOLLARS.labels(kind).inc(float(abs(adjustment.amount)))
+        bad.sort(key=lambda item: item[0])
+        await self.store.record_rejections(conn, tenant, raw.sha256, bad)
+        for _, error in bad:
+            metrics.REJECTED.labels(error.reason.value).inc()
+            telemetry.DEAD_LETTERS.labels(SERVICE, error.reason.value).inc()
+        outputs += await self._dead_letters(conn, incoming, file, bad)
+        await self.store.record_file(
+            conn,
+            tenant,
+            raw.sha256,
+            raw.file_name,
+            len(raw.content),
+            raw.source,
+            parser.name,
+            len(results),
+            len(bad),
+            duplicates,
+        )
+        metrics.FILES.labels("partial" if bad and good else "rejected" if bad else "posted").inc()
+        return outputs
