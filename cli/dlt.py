@@ -2,7 +2,7 @@
 
 Every stage sends input it cannot process to ``<noun>.dlt`` with the original key and bytes and PHI-free headers
 (``reason``, ``error``, ``service``, ``source_topic``/``_partition``/``_offset``, ``location.*``; see
-:func:`shared.stream.dead_letter_message`). This module reads those topics without a consumer group — looking
+:func:`shared.batches.dead_letter_message`). This module reads those topics without a consumer group — looking
 at a DLT must never move anybody's committed offsets, and every look starts from the beginning — and re-publishes
 records to the topic named in their headers. Replaying is safe to repeat: the intake dedupes remittances by
 identity and every stage dedupes input event ids (``ops.processed_events``), so a second replay changes nothing.

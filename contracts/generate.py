@@ -43,7 +43,7 @@ DEAD_LETTER_HEADERS: dict[str, str] = {
     "source_partition": "Partition of the original message, as a decimal string.",
     "source_offset": "Offset of the original message, as a decimal string.",
 }
-"""Headers every dead letter carries (UTF-8 strings), as ``shared.stream.dead_letter_message`` writes them."""
+"""Headers every dead letter carries (UTF-8 strings), as ``shared.batches.dead_letter_message`` writes them."""
 
 DEAD_LETTER_LOCATION_HEADER = r"^location\.[a-z0-9_]+$"
 """Optional ``location.<field>`` headers: where in the source document (file, st02, segment_ordinal…)."""

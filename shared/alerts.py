@@ -3,7 +3,7 @@
 from contracts.events import AlertRaised
 from contracts.topics import ALERTS
 from shared import envelopes
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 
 def alert_message(alert: AlertRaised, *, tenant_id: str, account_key: str, causation_id: str) -> Outgoing:

@@ -63,7 +63,7 @@ PERMANENT: tuple[tuple[type[BaseException], str, str], ...] = (
     (ValidationError, "invalid_message", "the message does not match its contract"),
 )
 """(type, DLT reason, why) of failures that no retry can change. Stage handlers also raise
-``shared.stream.Rejected`` for invalid input, which carries its own reason."""
+``shared.messages.Rejected`` for invalid input, which carries its own reason."""
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = tuple(kind for kind, _ in TRANSIENT)
 """The transient types, for ``except`` clauses."""

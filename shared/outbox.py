@@ -14,7 +14,8 @@ import asyncpg
 from prometheus_client import Counter, Gauge
 
 from shared import clock
-from shared.stream import Outgoing, Stage
+from shared.messages import Outgoing
+from shared.stream import Stage
 
 Work = Callable[[asyncpg.Connection, date], Awaitable[object]]
 """A timer's work for one business day: writes its rows and queues its messages (:func:`add`)."""

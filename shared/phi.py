@@ -59,7 +59,7 @@ _EXEMPT = re.compile(
 )
 """Fact values that are an amount, an ISO date or a UUID: system-made, never PHI, never rewritten."""
 HEADER_LIMIT = 1000
-"""DLT headers are cut at this many characters (``shared.stream.dead_letter_message``)."""
+"""DLT headers are cut at this many characters (``shared.batches.dead_letter_message``)."""
 FIXED_HEADERS = frozenset(
     {"reason", "service", "source_topic", "source_partition", "source_offset", "replayed_from"}
 )

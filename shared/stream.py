@@ -21,138 +21,37 @@ every agent near 150 messages/s (devtools/bench/README.md); a batch pays those o
 """
 
 import asyncio
-import base64
-import hashlib
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import faust
-from pydantic import ValidationError
 
-from contracts.envelope import Envelope
-from contracts.topics import INTAKE, P, Topic, all_topic_names, dlt_name
-from shared import db, kafka_security, lag, phi, telemetry
-from shared.dlt_refs import OmittedBody
-from shared.failures import TooLarge, is_transient, permanent_reason, record_size
-from shared.kafka import MAX_MESSAGE_BYTES
+from contracts.topics import P, Topic
+from shared import db, kafka_security, lag, telemetry
+from shared.batches import apply_batch, refused_record
+from shared.failures import is_transient, permanent_reason
+from shared.messages import (
+    DeadLetterHook,
+    EventHandler,
+    Handler,
+    IdOf,
+    Incoming,
+    Outgoing,
+    Rejected,
+    Replay,
+    Result,
+    envelope_event_id,
+)
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class Rejected(Exception):
-    """Input that can never be processed as it is. ``reason`` is a bounded label; ``message`` has no PHI."""
-
-    def __init__(self, reason: str, message: str, location: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.location = location or {}
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One consumed Kafka record, independent of Faust's types so handlers stay testable."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, bytes] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message to publish after the transaction commits."""
-
-    topic: str
-    key: str
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    def size(self) -> int:
-        """Bytes of this message as the producer and the broker count them (see ``shared.failures``)."""
-        return record_size(self.key.encode(), self.value, list(self.headers))
-
-    @classmethod
-    def event(cls, topic: Topic[P], envelope: Envelope[P]) -> "Outgoing":
-        """An envelope on its typed topic, keyed by the topic's key rule (the account, so one account's events
-        stay ordered on one partition)."""
-        return cls(topic=topic.name, key=topic.key_of(envelope), value=envelope.to_bytes())
-
-    def to_record(self) -> dict[str, Any]:
-        """JSON-safe form kept in ``ops.processed_events`` for re-publishing after a crash."""
-        return {
-            "topic": self.topic,
-            "key": self.key,
-            "value": base64.b64encode(self.value).decode(),
-            "headers": [[k, base64.b64encode(v).decode()] for k, v in self.headers],
-        }
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Outgoing":
-        """Inverse of :meth:`to_record`."""
-        return cls(
-            topic=record["topic"],
-            key=record["key"],
-            value=base64.b64decode(record["value"]),
-            headers=tuple((k, base64.b64decode(v)) for k, v in record["headers"]),
-        )
-
-
-@dataclass(frozen=True)
-class Result:
-    """What became of one input: the messages owed to the broker and the outcome label."""
-
-    outputs: list[Outgoing]
-    outcome: str  # applied | duplicate | dead_lettered
-
-
-Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
-"""Handles one consumed record as it came (bytes, position, headers)."""
-
-
-class EventHandler(Protocol[P]):
-    """Handles one envelope of a typed topic, parsed by the runtime as the topic's payload model."""
-
-    def __call__(self, conn: asyncpg.Connection, envelope: Envelope[P], /) -> Awaitable[Sequence[Outgoing]]:
-        """The messages owed for this envelope (written in the caller's transaction)."""
-        ...
-
-
-Replay = Handler
-"""Rebuilds the outputs of an input already applied, from the input and the ledger, without writing anything."""
-IdOf = Callable[[Incoming], str]
-DeadLetterHook = Callable[[asyncpg.Connection, Incoming, Outgoing], Awaitable[Outgoing]]
-"""Turns the generic dead-letter record of an input into the stage's own, inside the batch transaction (after
-the input's savepoint was rolled back): intake keeps the payer file once and writes a record naming it."""
-
-
-def envelope_event_id(incoming: Incoming) -> str:
-    """The idempotency id of an envelope message: its deterministic ``event_id``."""
-    try:
-        event_id = json.loads(incoming.value)["event_id"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise Rejected("invalid_message", "message is not an offsetstream envelope (no event_id)") from exc
-    if not isinstance(event_id, str):
-        raise Rejected("invalid_message", "event_id is not a string")
-    return event_id
-
-
-def safe_validation_message(exc: ValidationError) -> str:
-    """A pydantic error summary without the offending input values (they may be PHI)."""
-    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
-    return "; ".join(parts[:5])
 
 
 class Stage:
@@ -502,233 +401,3 @@ def incoming_of(message: Any) -> Incoming:
         value=message.value or b"",
         headers={k: bytes(v or b"") for k, v in (message.headers or [])},
     )
-
-
-async def apply_batch(
-    conn: asyncpg.Connection,
-    service: str,
-    handler: Handler,
-    batch: Sequence[Incoming],
-    id_of: IdOf,
-    *,
-    replay: Replay | None = None,
-    dead_letter: DeadLetterHook | None = None,
-) -> list[Result]:
-    """Apply each input of ``batch`` in order, in one transaction.
-
-    A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
-    with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
-    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects, or whose
-    outputs would not fit the broker's message cap, is rolled back to its savepoint, unclaimed (so a DLT replay
-    can re-drive it) and turned into its dead-letter record (rewritten by ``dead_letter`` when given), while
-    the rest of the batch commits. Transient errors propagate and roll back the whole batch, to be retried by
-    the caller; see ``shared.failures`` for which are which.
-
-    Why a savepoint for every handler: running the batch without them and re-running it isolated only after
-    a failure saves two round trips a message, but runs the handlers before the bad message twice, and their
-    side effects outside the transaction (metrics, logs) with them.
-    """
-    results: list[Result | None] = [None] * len(batch)
-    ids: dict[int, str] = {}
-    for i, incoming in enumerate(batch):
-        try:
-            ids[i] = id_of(incoming)
-        except Rejected as rejected:
-            results[i] = _rejected(service, incoming, rejected.reason, rejected.message, rejected.location)
-    async with conn.transaction():
-        recorded = await db.claim_processed(conn, service, set(ids.values()))
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        dropped: list[str] = []
-        for i, message_id in ids.items():
-            if message_id in recorded:
-                results[i] = await _replayed(conn, service, batch[i], recorded[message_id], replay)
-                continue
-            results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
-            if result.outcome == "applied":
-                records = [] if replay is not None else [o.to_record() for o in result.outputs]
-                recorded[message_id] = fresh[message_id] = records
-            else:
-                dropped.append(message_id)
-        await db.record_outputs(conn, service, fresh, dropped)
-        if dead_letter is not None:
-            for i, letter in enumerate(results):
-                if letter is not None and letter.outcome == "dead_lettered":
-                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter)
-    return [r for r in results if r is not None]
-
-
-async def _replayed(
-    conn: asyncpg.Connection,
-    service: str,
-    incoming: Incoming,
-    recorded: list[dict[str, Any]],
-    replay: Replay | None,
-) -> Result:
-    """The outputs owed for an input already applied. Rebuilding them can fail for the same permanent reasons
-    as applying (an output now too large): then the input is dead-lettered instead of retried forever."""
-    if replay is None:
-        return Result([Outgoing.from_record(r) for r in recorded], "duplicate")
-    try:
-        async with conn.transaction():
-            outputs = list(await replay(conn, incoming))
-            _check_sizes(outputs)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        reason, message, location = _why(service, incoming, exc)
-        return _rejected(service, incoming, reason, message, location)
-    return Result(outputs, "duplicate")
-
-
-async def _rewritten(
-    conn: asyncpg.Connection, service: str, incoming: Incoming, result: Result, hook: DeadLetterHook
-) -> Result:
-    """``result``'s dead-letter records as the stage's hook writes them; the generic ones if the hook fails for
-    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting)."""
-    rewritten: list[Outgoing] = []
-    for record in result.outputs:
-        try:
-            async with conn.transaction():
-                rewritten.append(await hook(conn, incoming, record))
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.exception(
-                "%s: dead-letter hook failed (%s); the generic record is kept", service, type(exc).__name__
-            )
-            rewritten.append(record)
-    return Result(rewritten, result.outcome)
-
-
-def _check_sizes(outputs: Sequence[Outgoing]) -> None:
-    """:class:`TooLarge` naming the first output the broker would refuse (our check before anything is sent)."""
-    for position, out in enumerate(outputs, start=1):
-        if (size := out.size()) > MAX_MESSAGE_BYTES:
-            event_type = _event_type(out.value)
-            raise TooLarge(
-                f"output #{position} ({event_type} for {out.topic}) would be a {size}-byte message; the broker "
-                f"takes at most {MAX_MESSAGE_BYTES} bytes a message, so it can never be published"
-            )
-
-
-def _event_type(value: bytes) -> str:
-    """The envelope's event type from the start of its JSON, without parsing megabytes (no PHI: a type name)."""
-    head = value[:4096].decode("utf-8", errors="replace")
-    marker = '"event_type":"'
-    at = head.find(marker)
-    if at < 0:
-        return "a message"
-    name = head[at + len(marker) : head.find('"', at + len(marker))]
-    return name if name.isidentifier() else "a message"
-
-
-def _why(service: str, incoming: Incoming, exc: BaseException) -> tuple[str, str, dict[str, str]]:
-    """(reason, PHI-free message, location) of a permanent failure of one input."""
-    if isinstance(exc, Rejected):
-        return exc.reason, exc.message, exc.location
-    if isinstance(exc, ValidationError):
-        return "invalid_message", safe_validation_message(exc), {}
-    if isinstance(exc, TooLarge):
-        return "too_large", exc.message, {}
-    reason = permanent_reason(exc)
-    if reason is not None:
-        return reason, type(exc).__name__, {}
-    log.exception(
-        "%s: unexpected %s at %s[%d]@%d",
-        service,
-        type(exc).__name__,
-        incoming.topic,
-        incoming.partition,
-        incoming.offset,
-    )
-    return "processing_error", type(exc).__name__, {}
-
-
-async def _apply_isolated(
-    conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming
-) -> Result:
-    current = phi.CURRENT_RECORD.set(incoming.value)  # what a log line written meanwhile must not show
-    try:
-        async with conn.transaction():
-            outputs = list(await handler(conn, incoming))
-            _check_sizes(outputs)  # inside the savepoint: an input whose output can never be sent is undone
-            return Result(outputs, "applied")
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        reason, message, location = _why(service, incoming, exc)
-        return _rejected(service, incoming, reason, message, location)
-    finally:
-        phi.CURRENT_RECORD.reset(current)
-
-
-def _rejected(
-    service: str, incoming: Incoming, reason: str, message: str, location: dict[str, str]
-) -> Result:
-    return Result([dead_letter_message(service, incoming, reason, message, location)], "dead_lettered")
-
-
-def dead_letter_message(
-    service: str,
-    incoming: Incoming,
-    reason: str,
-    message: str,
-    location: dict[str, str],
-    body: bytes | None = None,
-) -> Outgoing:
-    """The DLT record of an input: its original key and bytes (or ``body``, a reference to them, see
-    ``shared.dlt_refs``), and PHI-free headers saying why and where.
-
-    A record that would not fit the broker's message cap (an input close to the cap plus these headers)
-    carries an :class:`~shared.dlt_refs.OmittedBody` instead: the original is where the headers say it was
-    consumed from. So a dead letter is always publishable and never stalls its partition."""
-    headers = [
-        ("reason", reason),
-        ("error", message[:1000]),
-        ("service", service),
-        ("source_topic", incoming.topic),
-        ("source_partition", str(incoming.partition)),
-        ("source_offset", str(incoming.offset)),
-    ]
-    headers += [(f"location.{k}", v) for k, v in sorted(location.items())]
-    headers = phi.dead_letter_headers(headers, incoming.value)  # the outbound scrubber: no names, no numbers
-    record = Outgoing(
-        topic=dlt_name(incoming.topic),
-        key=(incoming.key or b"").decode(errors="replace"),
-        value=incoming.value if body is None else body,
-        headers=tuple((k, v.encode()) for k, v in headers),
-    )
-    if record.size() <= MAX_MESSAGE_BYTES:
-        return record
-    omitted = OmittedBody(len(record.value), hashlib.sha256(record.value).hexdigest(), "source_position")
-    return Outgoing(record.topic, record.key, omitted.to_bytes(), record.headers)
-
-
-def refused_record(service: str, out: Outgoing, source: Incoming | None) -> Outgoing:
-    """What is sent instead of a message the broker refused as too large.
-
-    A dead-letter record keeps its headers and an :class:`~shared.dlt_refs.OmittedBody` (the original input is
-    at its source position). An event whose effects are already committed cannot be taken back: a dead letter
-    to the DLT of the input that produced it (else of its own topic) says so, so staff see it, raise the
-    broker's cap and replay; its body names the event's size and SHA-256."""
-    digest = hashlib.sha256(out.value).hexdigest()
-    if out.topic.endswith(".dlt"):
-        omitted = OmittedBody(len(out.value), digest, "source_position")
-        return Outgoing(out.topic, out.key, omitted.to_bytes(), out.headers)
-    topic = dlt_name(source.topic) if source is not None else dlt_name(out.topic)
-    if topic not in all_topic_names():
-        topic = dlt_name(out.topic) if dlt_name(out.topic) in all_topic_names() else INTAKE.dlt
-    headers = [
-        ("reason", "too_large"),
-        (
-            "error",
-            f"the broker refused a {len(out.value)}-byte {_event_type(out.value)} for {out.topic} as too large "
-            "after its effects were committed; raise the topic's max.message.bytes, then replay this input",
-        ),
-        ("service", service),
-        ("source_topic", source.topic if source else out.topic),
-        ("source_partition", str(source.partition) if source else ""),
-        ("source_offset", str(source.offset) if source else ""),
-    ]
-    omitted = OmittedBody(len(out.value), digest, "nowhere", topic=out.topic)
-    return Outgoing(topic, out.key, omitted.to_bytes(), tuple((k, v.encode()) for k, v in headers))

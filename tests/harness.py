@@ -25,8 +25,10 @@ from services.intake.store import IntakeStore
 from services.interest.engine import Engine
 from services.interest.store import InterestStore
 from shared import db, plugins
+from shared.batches import apply_batch
+from shared.messages import Incoming, Outgoing, envelope_event_id
 from shared.settings import get_settings
-from shared.stream import Incoming, Outgoing, Stage, apply_batch, envelope_event_id
+from shared.stream import Stage
 
 Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
 

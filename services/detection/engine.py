@@ -26,8 +26,8 @@ from services.detection.store import DetectionStore
 from shared import envelopes, outbox
 from shared.alerts import alert_message
 from shared.ids import receivable_id, stable_id
+from shared.messages import Outgoing, Rejected
 from shared.settings import Settings
-from shared.stream import Outgoing, Rejected
 
 SERVICE = "detection"
 T = TypeVar("T")

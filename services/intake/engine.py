@@ -21,9 +21,10 @@ from services.intake import domain, metrics
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from services.intake.store import IntakeStore
 from shared import telemetry
+from shared.batches import dead_letter_message
 from shared.dlt_refs import RawFileRef
 from shared.kafka import MAX_MESSAGE_BYTES
-from shared.stream import Incoming, Outgoing, Rejected, dead_letter_message, envelope_event_id
+from shared.messages import Incoming, Outgoing, Rejected, envelope_event_id
 
 SERVICE = "intake"
 log = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ from services.interest import metrics
 from services.interest.engine import Engine
 from services.interest.store import InterestStore
 from shared import outbox
+from shared.messages import EventHandler, Outgoing, Rejected
 from shared.settings import Settings, get_settings
-from shared.stream import EventHandler, Outgoing, Rejected, Stage
+from shared.stream import Stage
 
 
 def build(settings: Settings, policies: PolicyResolver[PayerPolicy], store: InterestStore) -> Stage:

@@ -29,7 +29,7 @@ from services.interest.store import InterestStore, schedule_of
 from shared import envelopes, outbox, phi
 from shared.alerts import alert_message
 from shared.ids import receivable_id, stable_id
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 log = logging.getLogger(__name__)
 

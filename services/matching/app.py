@@ -14,7 +14,8 @@ from services.matching.ledger import POLICIES, POLICY, reference_layout
 from shared import envelopes, outbox, phi
 from shared.clock import today
 from shared.ids import stable_id
-from shared.stream import Outgoing, Stage
+from shared.messages import Outgoing
+from shared.stream import Stage
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from services.matching.refunds import (
     unknown_receivable_refund,
 )
 from shared.ids import receivable_id, stable_id
-from shared.stream import Outgoing, Rejected
+from shared.messages import Outgoing, Rejected
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
 from services.matching import domain, metrics, store
 from shared import envelopes, phi, plugins
 from shared.ids import stable_id
+from shared.messages import Outgoing
 from shared.settings import get_settings
-from shared.stream import Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from contracts.money import ZERO
 from services.matching import domain, store
 from services.matching.ledger import Explanation, announce, offset_event, parked_pair, resplit
 from shared.ids import stable_id
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 
 async def refund_acknowledged(

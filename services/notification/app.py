@@ -33,8 +33,9 @@ from services.notification.engine import Notifier, load_routes
 from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
 from shared import clock, outbox, plugins
+from shared.messages import Incoming, Rejected, envelope_event_id
 from shared.settings import Settings, get_settings
-from shared.stream import Incoming, Rejected, Stage, envelope_event_id
+from shared.stream import Stage
 
 
 def build(

@@ -43,7 +43,9 @@ from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound, Outcome
 from services.notification.store import NotificationStore
 from shared import telemetry
-from shared.stream import Incoming, Outgoing, Stage, dead_letter_message
+from shared.batches import dead_letter_message
+from shared.messages import Incoming, Outgoing
+from shared.stream import Stage
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
 from shared import envelopes, outbox, phi
 from shared.ids import account_key, stable_id
+from shared.messages import Incoming, Outgoing
 from shared.settings import Settings
-from shared.stream import Incoming, Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -109,7 +109,8 @@ def test_asyncapi_has_an_operation_for_every_producer_and_consumer() -> None:
 
 
 def test_dead_letter_headers_match_what_the_stage_runtime_writes() -> None:
-    from shared.stream import Incoming, dead_letter_message
+    from shared.batches import dead_letter_message
+    from shared.messages import Incoming
 
     # Step: dead-letter a message the way every stage does, with a location inside the document.
     incoming = Incoming(topic=INTAKE.name, partition=2, offset=7, key=b"k", value=b"not json")

@@ -22,7 +22,7 @@ from contracts.envelope import parse_envelope
 from contracts.events import AlertRaised
 from contracts.topics import ALERTS, STAFF_ACTIONS
 from services.matching import store as matching_store
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal

@@ -17,7 +17,7 @@ from x12_builder import Adj, Claim, Service
 
 from cli import letters
 from contracts.topics import LETTERS
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal

@@ -16,7 +16,7 @@ from cli import ledger_check, letters
 from cli.local_infra import Stack
 from contracts.topics import LETTERS
 from devtools.generate import Spec, compare, feed_order, generate
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,9 @@ from harness import intake_files
 from contracts.topics import INTAKE
 from services.intake import publish
 from services.intake.engine import file_message_id
+from shared.batches import apply_batch
+from shared.messages import Incoming
 from shared.settings import REPO_ROOT
-from shared.stream import Incoming, apply_batch
 
 ORIGINAL = (REPO_ROOT / "examples" / "835" / "2026-08-03_medicare_deferred.835").read_bytes()
 REISSUED = (

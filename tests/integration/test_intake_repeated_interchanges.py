@@ -9,8 +9,9 @@ from harness import intake_files
 from contracts.topics import INTAKE
 from services.intake import publish
 from services.intake.engine import file_message_id
+from shared.batches import apply_batch
+from shared.messages import Incoming
 from shared.settings import REPO_ROOT
-from shared.stream import Incoming, apply_batch
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from services.interest.engine import Engine
 from services.interest.store import InterestStore
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
+from shared.messages import Outgoing
 from shared.settings import Settings
-from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
 

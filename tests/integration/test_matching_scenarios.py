@@ -15,7 +15,7 @@ from x12_builder import Claim, Service
 
 from cli import ledger_check, letters
 from contracts.topics import ALERTS, LETTERS, STAFF_ACTIONS
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal

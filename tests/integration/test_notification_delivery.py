@@ -36,8 +36,8 @@ from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
 from shared import envelopes, plugins
 from shared.ids import account_key, receivable_id, stable_id
+from shared.messages import Incoming, Outgoing
 from shared.settings import Settings
-from shared.stream import Incoming, Outgoing
 from shared.webhook import tenant_key
 
 pytestmark = pytest.mark.integration

@@ -29,8 +29,8 @@ from services.notification.engine import Notifier
 from services.notification.store import NotificationStore
 from shared import envelopes, phi
 from shared.ids import account_key
+from shared.messages import Incoming
 from shared.settings import REPO_ROOT, Settings
-from shared.stream import Incoming
 
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO_ROOT / "examples" / "835"

@@ -41,7 +41,7 @@ from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_83
 from cli import ledger_check
 from cli import letters as staff_letters
 from contracts.topics import LETTERS, STAFF_ACTIONS
-from shared.stream import Outgoing
+from shared.messages import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal

@@ -21,8 +21,8 @@ from x12_builder import Claim, Service
 
 from cli import ledger_check, letters, matching_views, staff
 from contracts.topics import LETTERS
+from shared.messages import Outgoing
 from shared.settings import Settings
-from shared.stream import Outgoing
 
 pytestmark = pytest.mark.integration
 D = Decimal

@@ -1,4 +1,4 @@
-"""The batch loop every stage runs (``shared.stream.apply_batch``), against the real ledger database.
+"""The batch loop every stage runs (``shared.batches.apply_batch``), against the real ledger database.
 
 A batch is one transaction with a savepoint per message. These tests pin what billing depends on: a poison
 message costs only itself, a redelivered batch re-publishes the same bytes and writes nothing, a message seen
@@ -17,8 +17,10 @@ import pytest
 from cli.local_infra import Stack
 from contracts.topics import INTAKE, LETTERS, STAFF_ACTIONS
 from services.intake import publish
+from shared.batches import apply_batch
+from shared.messages import Handler, Incoming, Outgoing, Rejected, envelope_event_id
 from shared.settings import REPO_ROOT
-from shared.stream import Handler, Incoming, Outgoing, Rejected, apply_batch, dispatcher, envelope_event_id
+from shared.stream import dispatcher
 
 EFFECTS = "public.test_batch_effects"
 

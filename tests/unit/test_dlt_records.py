@@ -7,7 +7,8 @@ import pytest
 from cli.dlt import DeadLetter, check_dlt_topic, dlt_topics, parse_position, replay_target, select
 from contracts.topics import CLAIM_PAYMENTS, INTAKE
 from services.intake.publish import raw_file_message
-from shared.stream import Incoming, dead_letter_message
+from shared.batches import dead_letter_message
+from shared.messages import Incoming
 
 
 def _from_stage(

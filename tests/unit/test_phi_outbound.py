@@ -35,8 +35,9 @@ from contracts.topics import INTAKE
 from services.notification import domain, engine
 from services.notification.channels import EmailChannel
 from shared import envelopes, phi
+from shared.batches import dead_letter_message
 from shared.ids import account_key
-from shared.stream import Incoming, dead_letter_message
+from shared.messages import Incoming
 
 D = Decimal
 DET = date(2026, 8, 3)

@@ -13,9 +13,11 @@ from contracts.references import receivable_reference
 from contracts.topics import CLAIM_PAYMENTS, INTAKE, LETTERS, STAFF_ACTIONS, all_topic_names, dlt_name
 from services.intake import publish
 from shared import plugins
+from shared.batches import dead_letter_message
 from shared.ids import account_key, receivable_id, stable_id
+from shared.messages import Incoming, Outgoing, Rejected
 from shared.settings import Settings
-from shared.stream import Incoming, Outgoing, Rejected, Stage, dead_letter_message
+from shared.stream import Stage
 from shared.webhook import sign, verify
 
 

@@ -19,11 +19,12 @@ from contracts.events import RawFileReceived
 from contracts.topics import CLAIM_PAYMENTS, INTAKE, OFFSETS, OVERPAYMENTS, REMITTANCES
 from services.intake import domain
 from services.intake.publish import raw_file_message
+from shared.batches import _check_sizes, dead_letter_message, refused_record
 from shared.dlt_refs import OmittedBody, RawFileRef, read_body
 from shared.failures import TooLarge, is_transient, permanent_reason, record_size
 from shared.kafka import MAX_MESSAGE_BYTES, topic_configs
+from shared.messages import Incoming, Outgoing
 from shared.settings import Settings
-from shared.stream import Incoming, Outgoing, _check_sizes, dead_letter_message, refused_record
 
 
 def _wrapped(exc: BaseException) -> ProducerSendError:

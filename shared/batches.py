@@ -1,0 +1,263 @@
+"""One batch of consumed records applied in one PostgreSQL transaction: claim each input's idempotency id,
+run its handler in a savepoint, store its outputs with the claim, and turn an input that can never be processed
+into its dead-letter record (the original bytes, or a reference to them, and PHI-free headers), while the rest
+of the batch commits. Transient failures propagate so the caller retries the whole batch (see
+``shared.failures``). The faust side of the loop (taking batches, publishing, committing offsets) is
+:class:`shared.stream.Stage`."""
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from contracts.topics import INTAKE, all_topic_names, dlt_name
+from shared import db, phi
+from shared.dlt_refs import OmittedBody
+from shared.failures import TooLarge, is_transient, permanent_reason
+from shared.kafka import MAX_MESSAGE_BYTES
+from shared.messages import (
+    DeadLetterHook,
+    Handler,
+    IdOf,
+    Incoming,
+    Outgoing,
+    Rejected,
+    Replay,
+    Result,
+    safe_validation_message,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def apply_batch(
+    conn: asyncpg.Connection,
+    service: str,
+    handler: Handler,
+    batch: Sequence[Incoming],
+    id_of: IdOf,
+    *,
+    replay: Replay | None = None,
+    dead_letter: DeadLetterHook | None = None,
+) -> list[Result]:
+    """Apply each input of ``batch`` in order, in one transaction.
+
+    A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
+    with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
+    recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects, or whose
+    outputs would not fit the broker's message cap, is rolled back to its savepoint, unclaimed (so a DLT replay
+    can re-drive it) and turned into its dead-letter record (rewritten by ``dead_letter`` when given), while
+    the rest of the batch commits. Transient errors propagate and roll back the whole batch, to be retried by
+    the caller; see ``shared.failures`` for which are which.
+
+    Why a savepoint for every handler: running the batch without them and re-running it isolated only after
+    a failure saves two round trips a message, but runs the handlers before the bad message twice, and their
+    side effects outside the transaction (metrics, logs) with them.
+    """
+    results: list[Result | None] = [None] * len(batch)
+    ids: dict[int, str] = {}
+    for i, incoming in enumerate(batch):
+        try:
+            ids[i] = id_of(incoming)
+        except Rejected as rejected:
+            results[i] = _rejected(service, incoming, rejected.reason, rejected.message, rejected.location)
+    async with conn.transaction():
+        recorded = await db.claim_processed(conn, service, set(ids.values()))
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        dropped: list[str] = []
+        for i, message_id in ids.items():
+            if message_id in recorded:
+                results[i] = await _replayed(conn, service, batch[i], recorded[message_id], replay)
+                continue
+            results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
+            if result.outcome == "applied":
+                records = [] if replay is not None else [o.to_record() for o in result.outputs]
+                recorded[message_id] = fresh[message_id] = records
+            else:
+                dropped.append(message_id)
+        await db.record_outputs(conn, service, fresh, dropped)
+        if dead_letter is not None:
+            for i, letter in enumerate(results):
+                if letter is not None and letter.outcome == "dead_lettered":
+                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter)
+    return [r for r in results if r is not None]
+
+
+async def _replayed(
+    conn: asyncpg.Connection,
+    service: str,
+    incoming: Incoming,
+    recorded: list[dict[str, Any]],
+    replay: Replay | None,
+) -> Result:
+    """The outputs owed for an input already applied. Rebuilding them can fail for the same permanent reasons
+    as applying (an output now too large): then the input is dead-lettered instead of retried forever."""
+    if replay is None:
+        return Result([Outgoing.from_record(r) for r in recorded], "duplicate")
+    try:
+        async with conn.transaction():
+            outputs = list(await replay(conn, incoming))
+            _check_sizes(outputs)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        reason, message, location = _why(service, incoming, exc)
+        return _rejected(service, incoming, reason, message, location)
+    return Result(outputs, "duplicate")
+
+
+async def _rewritten(
+    conn: asyncpg.Connection, service: str, incoming: Incoming, result: Result, hook: DeadLetterHook
+) -> Result:
+    """``result``'s dead-letter records as the stage's hook writes them; the generic ones if the hook fails for
+    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting)."""
+    rewritten: list[Outgoing] = []
+    for record in result.outputs:
+        try:
+            async with conn.transaction():
+                rewritten.append(await hook(conn, incoming, record))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "%s: dead-letter hook failed (%s); the generic record is kept", service, type(exc).__name__
+            )
+            rewritten.append(record)
+    return Result(rewritten, result.outcome)
+
+
+def _check_sizes(outputs: Sequence[Outgoing]) -> None:
+    """:class:`TooLarge` naming the first output the broker would refuse (our check before anything is sent)."""
+    for position, out in enumerate(outputs, start=1):
+        if (size := out.size()) > MAX_MESSAGE_BYTES:
+            event_type = _event_type(out.value)
+            raise TooLarge(
+                f"output #{position} ({event_type} for {out.topic}) would be a {size}-byte message; the broker "
+                f"takes at most {MAX_MESSAGE_BYTES} bytes a message, so it can never be published"
+            )
+
+
+def _event_type(value: bytes) -> str:
+    """The envelope's event type from the start of its JSON, without parsing megabytes (no PHI: a type name)."""
+    head = value[:4096].decode("utf-8", errors="replace")
+    marker = '"event_type":"'
+    at = head.find(marker)
+    if at < 0:
+        return "a message"
+    name = head[at + len(marker) : head.find('"', at + len(marker))]
+    return name if name.isidentifier() else "a message"
+
+
+def _why(service: str, incoming: Incoming, exc: BaseException) -> tuple[str, str, dict[str, str]]:
+    """(reason, PHI-free message, location) of a permanent failure of one input."""
+    if isinstance(exc, Rejected):
+        return exc.reason, exc.message, exc.location
+    if isinstance(exc, ValidationError):
+        return "invalid_message", safe_validation_message(exc), {}
+    if isinstance(exc, TooLarge):
+        return "too_large", exc.message, {}
+    reason = permanent_reason(exc)
+    if reason is not None:
+        return reason, type(exc).__name__, {}
+    log.exception(
+        "%s: unexpected %s at %s[%d]@%d",
+        service,
+        type(exc).__name__,
+        incoming.topic,
+        incoming.partition,
+        incoming.offset,
+    )
+    return "processing_error", type(exc).__name__, {}
+
+
+async def _apply_isolated(
+    conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming
+) -> Result:
+    current = phi.CURRENT_RECORD.set(incoming.value)  # what a log line written meanwhile must not show
+    try:
+        async with conn.transaction():
+            outputs = list(await handler(conn, incoming))
+            _check_sizes(outputs)  # inside the savepoint: an input whose output can never be sent is undone
+            return Result(outputs, "applied")
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        reason, message, location = _why(service, incoming, exc)
+        return _rejected(service, incoming, reason, message, location)
+    finally:
+        phi.CURRENT_RECORD.reset(current)
+
+
+def _rejected(
+    service: str, incoming: Incoming, reason: str, message: str, location: dict[str, str]
+) -> Result:
+    return Result([dead_letter_message(service, incoming, reason, message, location)], "dead_lettered")
+
+
+def dead_letter_message(
+    service: str,
+    incoming: Incoming,
+    reason: str,
+    message: str,
+    location: dict[str, str],
+    body: bytes | None = None,
+) -> Outgoing:
+    """The DLT record of an input: its original key and bytes (or ``body``, a reference to them, see
+    ``shared.dlt_refs``), and PHI-free headers saying why and where.
+
+    A record that would not fit the broker's message cap (an input close to the cap plus these headers)
+    carries an :class:`~shared.dlt_refs.OmittedBody` instead: the original is where the headers say it was
+    consumed from. So a dead letter is always publishable and never stalls its partition."""
+    headers = [
+        ("reason", reason),
+        ("error", message[:1000]),
+        ("service", service),
+        ("source_topic", incoming.topic),
+        ("source_partition", str(incoming.partition)),
+        ("source_offset", str(incoming.offset)),
+    ]
+    headers += [(f"location.{k}", v) for k, v in sorted(location.items())]
+    headers = phi.dead_letter_headers(headers, incoming.value)  # the outbound scrubber: no names, no numbers
+    record = Outgoing(
+        topic=dlt_name(incoming.topic),
+        key=(incoming.key or b"").decode(errors="replace"),
+        value=incoming.value if body is None else body,
+        headers=tuple((k, v.encode()) for k, v in headers),
+    )
+    if record.size() <= MAX_MESSAGE_BYTES:
+        return record
+    omitted = OmittedBody(len(record.value), hashlib.sha256(record.value).hexdigest(), "source_position")
+    return Outgoing(record.topic, record.key, omitted.to_bytes(), record.headers)
+
+
+def refused_record(service: str, out: Outgoing, source: Incoming | None) -> Outgoing:
+    """What is sent instead of a message the broker refused as too large.
+
+    A dead-letter record keeps its headers and an :class:`~shared.dlt_refs.OmittedBody` (the original input is
+    at its source position). An event whose effects are already committed cannot be taken back: a dead letter
+    to the DLT of the input that produced it (else of its own topic) says so, so staff see it, raise the
+    broker's cap and replay; its body names the event's size and SHA-256."""
+    digest = hashlib.sha256(out.value).hexdigest()
+    if out.topic.endswith(".dlt"):
+        omitted = OmittedBody(len(out.value), digest, "source_position")
+        return Outgoing(out.topic, out.key, omitted.to_bytes(), out.headers)
+    topic = dlt_name(source.topic) if source is not None else dlt_name(out.topic)
+    if topic not in all_topic_names():
+        topic = dlt_name(out.topic) if dlt_name(out.topic) in all_topic_names() else INTAKE.dlt
+    headers = [
+        ("reason", "too_large"),
+        (
+            "error",
+            f"the broker refused a {len(out.value)}-byte {_event_type(out.value)} for {out.topic} as too large "
+            "after its effects were committed; raise the topic's max.message.bytes, then replay this input",
+        ),
+        ("service", service),
+        ("source_topic", source.topic if source else out.topic),
+        ("source_partition", str(source.partition) if source else ""),
+        ("source_offset", str(source.offset) if source else ""),
+    ]
+    omitted = OmittedBody(len(out.value), digest, "nowhere", topic=out.topic)
+    return Outgoing(topic, out.key, omitted.to_bytes(), tuple((k, v.encode()) for k, v in headers))

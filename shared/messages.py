@@ -1,0 +1,127 @@
+"""The values a stage's handlers take and give: a consumed record (:class:`Incoming`), a message owed to the broker
+(:class:`Outgoing`), what became of an input (:class:`Result`), the handler signatures, and :class:`Rejected`,
+the one exception that says "this input can never be processed as it is". Independent of Faust's types, so
+handlers and engines are testable without a broker."""
+
+import base64
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+from pydantic import ValidationError
+
+from contracts.envelope import Envelope
+from contracts.topics import P, Topic
+from shared.failures import record_size
+
+
+class Rejected(Exception):
+    """Input that can never be processed as it is. ``reason`` is a bounded label; ``message`` has no PHI."""
+
+    def __init__(self, reason: str, message: str, location: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.location = location or {}
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed Kafka record, independent of Faust's types so handlers stay testable."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish after the transaction commits."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def size(self) -> int:
+        """Bytes of this message as the producer and the broker count them (see ``shared.failures``)."""
+        return record_size(self.key.encode(), self.value, list(self.headers))
+
+    @classmethod
+    def event(cls, topic: Topic[P], envelope: Envelope[P]) -> "Outgoing":
+        """An envelope on its typed topic, keyed by the topic's key rule (the account, so one account's events
+        stay ordered on one partition)."""
+        return cls(topic=topic.name, key=topic.key_of(envelope), value=envelope.to_bytes())
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-safe form kept in ``ops.processed_events`` for re-publishing after a crash."""
+        return {
+            "topic": self.topic,
+            "key": self.key,
+            "value": base64.b64encode(self.value).decode(),
+            "headers": [[k, base64.b64encode(v).decode()] for k, v in self.headers],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Outgoing":
+        """Inverse of :meth:`to_record`."""
+        return cls(
+            topic=record["topic"],
+            key=record["key"],
+            value=base64.b64decode(record["value"]),
+            headers=tuple((k, base64.b64decode(v)) for k, v in record["headers"]),
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one input: the messages owed to the broker and the outcome label."""
+
+    outputs: list[Outgoing]
+    outcome: str  # applied | duplicate | dead_lettered
+
+
+Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
+"""Handles one consumed record as it came (bytes, position, headers)."""
+
+
+class EventHandler(Protocol[P]):
+    """Handles one envelope of a typed topic, parsed by the runtime as the topic's payload model."""
+
+    def __call__(self, conn: asyncpg.Connection, envelope: Envelope[P], /) -> Awaitable[Sequence[Outgoing]]:
+        """The messages owed for this envelope (written in the caller's transaction)."""
+        ...
+
+
+Replay = Handler
+"""Rebuilds the outputs of an input already applied, from the input and the ledger, without writing anything."""
+
+
+IdOf = Callable[[Incoming], str]
+
+
+DeadLetterHook = Callable[[asyncpg.Connection, Incoming, Outgoing], Awaitable[Outgoing]]
+"""Turns the generic dead-letter record of an input into the stage's own, inside the batch transaction (after
+the input's savepoint was rolled back): intake keeps the payer file once and writes a record naming it."""
+
+
+def envelope_event_id(incoming: Incoming) -> str:
+    """The idempotency id of an envelope message: its deterministic ``event_id``."""
+    try:
+        event_id = json.loads(incoming.value)["event_id"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Rejected("invalid_message", "message is not an offsetstream envelope (no event_id)") from exc
+    if not isinstance(event_id, str):
+        raise Rejected("invalid_message", "event_id is not a string")
+    return event_id
+
+
+def safe_validation_message(exc: ValidationError) -> str:
+    """A pydantic error summary without the offending input values (they may be PHI)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
+    return "; ".join(parts[:5])
