@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import SecretStr
 
-from services.notification.domain import ANY, load_routes_document
+from services.notification.routes import ANY, load_routes_document
 from shared.settings import Settings
 from shared.webhook import (
     DELIVERY_HEADER,

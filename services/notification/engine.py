@@ -35,6 +35,7 @@ from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OVERPAYMENTS, P, Top
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_delivery
+from services.notification.routes import Routes, load_routes_document
 from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
 from shared import envelopes, outbox, phi
@@ -57,14 +58,14 @@ def no_layout(tenant: str, payer: str) -> ReferenceLayout | None:
     return None
 
 
-def load_routes(settings: Settings, channels: Sequence[str]) -> domain.Routes:
+def load_routes(settings: Settings, channels: Sequence[str]) -> Routes:
     """The routing file named by ``OFFSETSTREAM_NOTIFICATION_ROUTES``, validated at start-up (a typo stops the
     service rather than silently dropping notifications), or everything to ``webhook_url``."""
     path = settings.notification_routes
     if path is None:
-        return domain.Routes.webhook_only(settings.webhook_url)
-    doc = domain.load_routes_document(Path(path).read_text(encoding="utf-8"), Path(path).suffix)
-    return domain.Routes.parse(doc, channels, settings.webhook_url)
+        return Routes.webhook_only(settings.webhook_url)
+    doc = load_routes_document(Path(path).read_text(encoding="utf-8"), Path(path).suffix)
+    return Routes.parse(doc, channels, settings.webhook_url)
 
 
 def scrubbed(message: domain.Message, scrubber: phi.Scrubber) -> domain.Message:
@@ -124,7 +125,7 @@ class Notifier:
     """Everything the handlers need, resolved once at start-up."""
 
     settings: Settings
-    routes: domain.Routes
+    routes: Routes
     channels: Mapping[str, NotificationChannel]
     timeline_of: domain.TimelineOf
     pool_of: PoolOf

@@ -30,8 +30,8 @@ from contracts.topics import NOTIFICATIONS, RECEIVABLES
 from examples import webhook_receiver as example
 from services.notification.channels import EmailChannel, Outbound, SmtpSecurityError, WebhookChannel
 from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_delivery
-from services.notification.domain import Routes
 from services.notification.engine import Notifier
+from services.notification.routes import Routes
 from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
 from shared import envelopes, plugins

@@ -24,8 +24,8 @@ from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OFFSETS, Topic
 from services.notification import domain
 from services.notification.channels import Outbound, Outcome
 from services.notification.delivery import drain
-from services.notification.domain import Routes
 from services.notification.engine import Notifier
+from services.notification.routes import Routes
 from services.notification.store import NotificationStore
 from shared import envelopes, phi
 from shared.ids import account_key

@@ -9,6 +9,7 @@ import pytest
 
 from contracts.events import AlertRaised, Allocation, InterestAccrued, OffsetRecorded, ReceivableChanged
 from services.notification import domain
+from services.notification.routes import Destination, Routes, RoutingError, load_routes_document
 from services.notification.timelines import medicare_fallback, policy_timelines
 from shared import plugins
 
@@ -230,8 +231,8 @@ DOC = {
 }
 
 
-def routes() -> domain.Routes:
-    return domain.Routes.parse(DOC, ["webhook", "email"], "http://127.0.0.1:9/hook")
+def routes() -> Routes:
+    return Routes.parse(DOC, ["webhook", "email"], "http://127.0.0.1:9/hook")
 
 
 def test_routes_first_match_wins() -> None:
@@ -239,23 +240,21 @@ def test_routes_first_match_wins() -> None:
     assert [d.channel for d in r.resolve("clinic-a", "receivable_opened")] == ["webhook", "email"]
     assert r.resolve("clinic-a", "offset_applied") == ()  # silenced
     assert r.resolve("clinic-b", "recoupment_during_pause") == (
-        domain.Destination("email", "compliance@billing.example"),
+        Destination("email", "compliance@billing.example"),
     )
-    assert r.resolve("clinic-b", "offset_applied") == (
-        domain.Destination("webhook", "http://127.0.0.1:9/hook"),
-    )
+    assert r.resolve("clinic-b", "offset_applied") == (Destination("webhook", "http://127.0.0.1:9/hook"),)
 
 
 def test_digest_destinations_get_the_digest_immediately() -> None:
     r = routes()
-    assert r.resolve("clinic-a", "daily_digest") == (domain.Destination("email", "ar@clinic-a.example"),)
+    assert r.resolve("clinic-a", "daily_digest") == (Destination("email", "ar@clinic-a.example"),)
     assert r.resolve("clinic-b", "daily_digest") == ()
 
 
 def test_without_a_routing_file_everything_goes_to_the_webhook_url() -> None:
-    r = domain.Routes.webhook_only("http://x/hook")
-    assert r.resolve("any", "offset_applied") == (domain.Destination("webhook", "http://x/hook"),)
-    assert domain.Routes.webhook_only(None).resolve("any", "offset_applied") == ()
+    r = Routes.webhook_only("http://x/hook")
+    assert r.resolve("any", "offset_applied") == (Destination("webhook", "http://x/hook"),)
+    assert Routes.webhook_only(None).resolve("any", "offset_applied") == ()
 
 
 @pytest.mark.parametrize(
@@ -269,13 +268,13 @@ def test_without_a_routing_file_everything_goes_to_the_webhook_url() -> None:
     ],
 )
 def test_a_bad_routing_file_is_refused_at_start_up(doc: object, error: str) -> None:
-    with pytest.raises(domain.RoutingError, match=error):
-        domain.Routes.parse(doc, ["webhook", "email"], None)
+    with pytest.raises(RoutingError, match=error):
+        Routes.parse(doc, ["webhook", "email"], None)
 
 
 def test_yaml_routing_file() -> None:
-    doc = domain.load_routes_document("default:\n  - channel: email\n    target: a@b.example\n", ".yaml")
-    assert domain.Routes.parse(doc, ["email"], None).default == (domain.Destination("email", "a@b.example"),)
+    doc = load_routes_document("default:\n  - channel: email\n    target: a@b.example\n", ".yaml")
+    assert Routes.parse(doc, ["email"], None).default == (Destination("email", "a@b.example"),)
 
 
 # --- delivery helpers -----------------------------------------------------------------------------------------

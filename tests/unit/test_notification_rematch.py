@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 
 from contracts.events import Allocation, OffsetRecorded
 from services.notification import domain
+from services.notification.routes import Routes
 
 D = Decimal
 ORIGINAL = UUID("00000000-0000-4000-8000-000000000001")
@@ -65,7 +66,7 @@ def test_a_first_explanation_fully_allocated_still_leaves_the_notice_to_the_join
 
 def test_the_resolved_kind_is_routable() -> None:
     assert domain.UNMATCHED_RECOVERY_RESOLVED in domain.KINDS
-    routes = domain.Routes.parse(
+    routes = Routes.parse(
         {
             "tenants": {
                 "clinic-a": {"unmatched_recovery_resolved": [{"channel": "webhook", "target": "https://x"}]}
