@@ -1,4 +1,5 @@
-"""Start and stop the real local infrastructure without Docker: a KRaft Kafka broker and a PostgreSQL cluster.
+"""Start and stop the real local infrastructure without Docker: a KRaft Kafka broker (or a cluster of them,
+``start_stack(..., brokers=3)``) and a PostgreSQL cluster.
 
 Both bind 127.0.0.1 on free ports, keep their data under ``<data_dir>/<stack>/`` (ignored by git), write logs to
 files and are stopped by the PID they were started with. ``make run``, the test harness and the benchmark all use
@@ -20,7 +21,15 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cli.local_kafka import KafkaInfo, kafka_libs, restart_kafka, start_kafka
+from cli.local_kafka import (
+    KafkaInfo,
+    KafkaNode,
+    kafka_libs,
+    restart_kafka,
+    restart_node,
+    start_kafka,
+    stop_node,
+)
 from cli.local_postgres import PostgresInfo, pg_bindir, restart_postgres, start_postgres
 from cli.processes import InfraError, free_port, pid_alive, stop_pid, wait_for_port
 from shared.settings import REPO_ROOT, SERVICES, Settings
@@ -28,6 +37,7 @@ from shared.settings import REPO_ROOT, SERVICES, Settings
 __all__ = [
     "InfraError",
     "KafkaInfo",
+    "KafkaNode",
     "PostgresInfo",
     "Stack",
     "free_port",
@@ -96,7 +106,7 @@ class Stack:
         return cls(
             name=raw["name"],
             root=raw["root"],
-            kafka=KafkaInfo(**raw["kafka"]),
+            kafka=KafkaInfo.from_dict(raw["kafka"]),
             postgres=PostgresInfo(**raw["postgres"]),
             services=raw["services"],
             web_ports=raw.get("web_ports", {}),
@@ -140,9 +150,28 @@ class Stack:
             stop_pid(pid, timeout=2.0 if kill else 30.0, sig=signal.SIGKILL if kill else signal.SIGTERM)
         self.save()
 
+    @property
+    def bootstrap(self) -> str:
+        """bootstrap.servers of the stack's broker(s), comma-separated."""
+        return self.kafka.bootstrap
+
+    @property
+    def brokers(self) -> int:
+        """How many Kafka nodes the stack runs."""
+        return len(self.kafka.nodes)
+
     def restart_kafka(self) -> None:
-        """Restart the broker in place (fault tests)."""
+        """Restart every broker in place (fault tests)."""
         self.kafka = restart_kafka(self.kafka)
+        self.save()
+
+    def kill_broker(self, index: int, *, kill: bool = True) -> None:
+        """Stop broker ``index`` (0-based) by its PID: SIGKILL, a crash, unless ``kill`` is false (SIGTERM)."""
+        stop_node(self.kafka, index, kill=kill)
+
+    def restart_broker(self, index: int) -> None:
+        """Start broker ``index`` again on its data and ports (stopping it first if it still runs)."""
+        self.kafka = restart_node(self.kafka, index)
         self.save()
 
     def restart_postgres(self) -> None:
@@ -154,20 +183,22 @@ class Stack:
         """Stop services, then the broker, then the database — each by its PID."""
         for label in list(self.services):
             self.stop_service(label)
-        stop_pid(self.kafka.pid, timeout=30.0)
+        for node in self.kafka.nodes:
+            stop_pid(node.pid, timeout=30.0)
         stop_pid(self.postgres.pid, timeout=30.0, sig=signal.SIGINT)
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
 
 
-def start_stack(root: Path, name: str = "local", *, durable: bool = True) -> Stack:
-    """Start Kafka and PostgreSQL for one stack under ``root`` (fresh data every time)."""
+def start_stack(root: Path, name: str = "local", *, durable: bool = True, brokers: int = 1) -> Stack:
+    """Start Kafka and PostgreSQL for one stack under ``root`` (fresh data every time). ``brokers=3`` runs a
+    KRaft cluster of three combined nodes (replication factor 3, ``min.insync.replicas=2``) instead of one."""
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     libs = kafka_libs(REPO_ROOT / ".local")
     postgres = start_postgres(root / "postgres", durable=durable)
     try:
-        kafka = start_kafka(root / "kafka", libs)
+        kafka = start_kafka(root / "kafka", libs, brokers=brokers)
     except Exception:
         stop_pid(postgres.pid, sig=signal.SIGINT)
         raise

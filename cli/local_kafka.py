@@ -1,5 +1,6 @@
-"""The local Kafka broker: KRaft, one node, assembled from Maven Central jars (``infra/kafka/pom.xml``), bound to
-127.0.0.1 on a free port and secured as in docker-compose.yml: SASL/SCRAM-SHA-512 logins per principal with
+"""The local Kafka broker: KRaft, one node or a cluster of N combined nodes (``brokers=3``: replication factor 3,
+``min.insync.replicas=2``), assembled from Maven Central jars (``infra/kafka/pom.xml``), bound to 127.0.0.1 on
+free ports and secured as in docker-compose.yml: SASL/SCRAM-SHA-512 logins per principal with
 passwords generated for each start, KRaft's StandardAuthorizer denying whatever ``shared.kafka_security``'s ACLs
 do not allow, and a controller listener taking SASL/PLAIN for ``admin`` only (SCRAM cannot serve it: its
 credentials live in the metadata the controller serves)."""
@@ -7,11 +8,13 @@ credentials live in the metadata the controller serves)."""
 import base64
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from cli.processes import InfraError, free_port, stop_pid, wait_for_port
 from shared.kafka_security import ADMIN, PRINCIPALS, create_acls
@@ -56,21 +59,59 @@ def kafka_libs(data_dir: Path) -> Path:
     return libs
 
 
-@dataclass
-class KafkaInfo:
-    """What a started broker's clients need, and how to stop it."""
+SCRAM = "SCRAM-SHA-512"
 
+
+@dataclass
+class KafkaNode:
+    """One KRaft node of the local cluster: broker and controller in one JVM, with its own ports, data
+    directory, log and PID."""
+
+    node_id: int
     port: int
     controller_port: int
     pid: int
     home: str
+
+    @property
+    def address(self) -> str:
+        """host:port of its client listener."""
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class KafkaInfo:
+    """What a started broker (or cluster of brokers) clients need, and how to stop each node."""
+
+    nodes: list[KafkaNode]
     users: dict[str, str] = field(default_factory=dict)
-    """principal → SCRAM password, generated for this broker (never a default)."""
+    """principal → SCRAM password, generated for this start (never a default), the same on every node."""
+    heap: str = "512m"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "KafkaInfo":
+        """The inverse of ``dataclasses.asdict`` (``Stack.load``)."""
+        return cls(
+            nodes=[KafkaNode(**node) for node in raw["nodes"]],
+            users=dict(raw.get("users", {})),
+            heap=str(raw.get("heap", "512m")),
+        )
 
     @property
     def bootstrap(self) -> str:
-        """bootstrap.servers for clients."""
-        return f"127.0.0.1:{self.port}"
+        """bootstrap.servers for clients: every node, so a client still starts while one of them is down."""
+        return ",".join(node.address for node in self.nodes)
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of every topic: three on a cluster of three or more nodes, else one per node."""
+        return replication_factor(len(self.nodes))
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Replicas that must have a record before an ``acks=all`` send succeeds: two of three, so one node
+        may be down without stopping producers and no acknowledged record lives on one disk only."""
+        return min_insync_replicas(len(self.nodes))
 
     def login_env(self, principal: str) -> dict[str, str]:
         """The ``OFFSETSTREAM_KAFKA_*`` variables of a process logging in as ``principal``."""
@@ -80,6 +121,8 @@ class KafkaInfo:
             "OFFSETSTREAM_KAFKA_SASL_MECHANISM": SCRAM,
             "OFFSETSTREAM_KAFKA_USERNAME": principal,
             "OFFSETSTREAM_KAFKA_PASSWORD": self.users[principal],
+            "OFFSETSTREAM_KAFKA_REPLICATION_FACTOR": str(self.replication_factor),
+            "OFFSETSTREAM_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
         }
 
     def settings(self, principal: str = ADMIN, **overrides: object) -> Settings:
@@ -90,11 +133,20 @@ class KafkaInfo:
             "kafka_sasl_mechanism": SCRAM,
             "kafka_username": principal,
             "kafka_password": self.users[principal],
+            "kafka_replication_factor": self.replication_factor,
+            "kafka_min_insync_replicas": self.min_insync_replicas,
         }
         return Settings(**{**login, **overrides})  # type: ignore[arg-type]
 
 
-SCRAM = "SCRAM-SHA-512"
+def replication_factor(brokers: int) -> int:
+    """Replicas per topic (internal topics included) on a local cluster of ``brokers`` nodes."""
+    return min(3, brokers)
+
+
+def min_insync_replicas(brokers: int) -> int:
+    """``min.insync.replicas`` on a local cluster of ``brokers`` nodes: 2 from three nodes on, else 1."""
+    return 2 if brokers >= 3 else 1
 
 
 def _jaas(module: str, user: str, password: str, **extra: str) -> str:
@@ -102,19 +154,19 @@ def _jaas(module: str, user: str, password: str, **extra: str) -> str:
     return f"org.apache.kafka.common.security.{module} required {options};"
 
 
-def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 90.0) -> KafkaInfo:
-    """Format a fresh KRaft single-node (broker+controller) store in ``home`` and start the broker."""
-    home = home.resolve()
-    if home.exists():
-        shutil.rmtree(home)
-    (home / "logs").mkdir(parents=True)
-    port, cport = free_port(), free_port()
-    users = {principal: secrets.token_hex(24) for principal in PRINCIPALS}
-    admin_password = users[ADMIN]
-    props = {
+def _server_properties(
+    node_id: int, home: Path, ports: list[tuple[int, int]], admin_password: str
+) -> dict[str, str]:
+    """server.properties of node ``node_id`` (1-based) of a cluster whose nodes listen on ``ports`` (client,
+    controller) — every node is a broker and a voter of the static controller quorum."""
+    port, cport = ports[node_id - 1]
+    brokers = len(ports)
+    rf, min_isr = replication_factor(brokers), min_insync_replicas(brokers)
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports, start=1))
+    return {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{cport}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
         "listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
         "advertised.listeners": f"CLIENT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -136,57 +188,93 @@ def start_kafka(home: Path, libs: Path, *, heap: str = "512m", timeout: float = 
         "log.dirs": str(home / "data"),
         "num.partitions": "3",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(rf),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(rf),
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(rf),
+        "transaction.state.log.min.isr": str(min_isr),
+        "unclean.leader.election.enable": "false",
         "group.initial.rebalance.delay.ms": "0",
         "message.max.bytes": str(16 * 1024 * 1024),
         "replica.fetch.max.bytes": str(16 * 1024 * 1024),
         "log.retention.hours": "-1",
     }
-    config = home / "server.properties"
-    config.touch(mode=0o600)  # it holds the admin password
-    config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    log4j = home / "log4j.properties"
-    log4j.write_text(
-        "log4j.rootLogger=INFO, file\n"
-        "log4j.appender.file=org.apache.log4j.FileAppender\n"
-        f"log4j.appender.file.File={home / 'logs' / 'server.log'}\n"
-        "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-        "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=INFO\n"
-    )
-    java = _kafka_java(home, libs, heap)
+
+
+def start_kafka(
+    home: Path, libs: Path, *, brokers: int = 1, heap: str = "512m", timeout: float = 90.0
+) -> KafkaInfo:
+    """Format fresh KRaft stores and start ``brokers`` combined nodes (broker + controller, every one a voter),
+    then give every principal its ACLs. One node lives in ``home`` itself; a cluster's node ``i`` in
+    ``home/node-<i>``, each with its own ports, data, log and PID. Every node is formatted with the same
+    cluster id and the same SCRAM logins (whichever node becomes the active controller first writes them into
+    the metadata log); the ACLs are created once the quorum has elected a leader and every broker has
+    registered, so topics with replication factor 3 can be created right after."""
+    if brokers < 1:
+        raise ValueError("brokers must be at least 1")
+    home = home.resolve()
+    if home.exists():
+        shutil.rmtree(home)
+    homes = [home] if brokers == 1 else [home / f"node-{i}" for i in range(1, brokers + 1)]
+    ports = [(free_port(), free_port()) for _ in homes]
+    users = {principal: secrets.token_hex(24) for principal in PRINCIPALS}
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
-    fmt = subprocess.run(
-        [
-            *java,
-            "kafka.tools.StorageTool",
-            "format",
-            f"--cluster-id={cluster_id}",
-            "-c",
-            str(config),
-            *(f"--add-scram={SCRAM}=[name={user},password={password}]" for user, password in users.items()),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if fmt.returncode != 0:
-        raise InfraError(f"Kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
-    pid = _launch_kafka(home, libs, heap, port, timeout)
-    info = KafkaInfo(port=port, controller_port=cport, pid=pid, home=str(home), users=users)
+    formats = []
+    for node_id, node_home in enumerate(homes, start=1):
+        (node_home / "logs").mkdir(parents=True)
+        props = _server_properties(node_id, node_home, ports, users[ADMIN])
+        config = node_home / "server.properties"
+        config.touch(mode=0o600)  # it holds the admin password
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (node_home / "log4j.properties").write_text(
+            "log4j.rootLogger=INFO, file\n"
+            "log4j.appender.file=org.apache.log4j.FileAppender\n"
+            f"log4j.appender.file.File={node_home / 'logs' / 'server.log'}\n"
+            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+            "log4j.logger.kafka=INFO\nlog4j.logger.org.apache.kafka=INFO\n"
+        )
+        scram = (f"--add-scram={SCRAM}=[name={user},password={password}]" for user, password in users.items())
+        formats.append(
+            subprocess.Popen(
+                [
+                    *_kafka_java(node_home, libs, "256m"),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "-c",
+                    str(config),
+                    *scram,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    for proc in formats:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise InfraError(f"Kafka storage format failed: {out[-3000:]}")
+    nodes: list[KafkaNode] = []
     try:
+        for node_id, (node_home, (port, cport)) in enumerate(zip(homes, ports, strict=True), start=1):
+            pid = _spawn_kafka(node_home, libs, heap)
+            nodes.append(KafkaNode(node_id, port, cport, pid, str(node_home)))
+        for node in nodes:
+            _wait_for_node(node, timeout)
+        info = KafkaInfo(nodes=nodes, users=users, heap=heap)
         _create_acls(info, timeout)
+        _wait_for_brokers(info, len(nodes), timeout)
     except BaseException:
-        stop_pid(pid)
+        for node in nodes:
+            stop_pid(node.pid)
         raise
     return info
 
 
 def _create_acls(info: KafkaInfo, timeout: float) -> None:
-    """Give every principal its ACLs (shared.kafka_security), retrying while the broker finishes starting."""
+    """Give every principal its ACLs (shared.kafka_security), retrying while the quorum finishes starting."""
     import asyncio
 
     from aiokafka.errors import KafkaError
@@ -198,8 +286,44 @@ def _create_acls(info: KafkaInfo, timeout: float) -> None:
             return
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:
-                raise InfraError(f"could not create the Kafka ACLs ({exc!r}); see {info.home}/logs") from exc
+                raise InfraError(
+                    f"could not create the Kafka ACLs ({exc!r}); see {info.nodes[0].home}/logs"
+                ) from exc
             time.sleep(0.5)
+
+
+def _wait_for_brokers(info: KafkaInfo, count: int, timeout: float) -> None:
+    """Block until the cluster's metadata lists ``count`` live (registered, unfenced) brokers."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    from shared.kafka_security import client_kwargs
+
+    async def live() -> int:
+        admin = AIOKafkaAdminClient(**client_kwargs(info.settings(ADMIN)))
+        await admin.start()
+        try:
+            described = await admin.describe_cluster()
+            return len(described["brokers"])
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        try:
+            seen = asyncio.run(live())
+        except (KafkaError, OSError):
+            seen = 0
+        if seen >= count:
+            return
+        if time.monotonic() > deadline:
+            raise InfraError(
+                f"only {seen} of {count} Kafka brokers registered; see {info.nodes[0].home}/logs"
+            )
+        time.sleep(0.5)
 
 
 def _kafka_java(home: Path, libs: Path, heap: str) -> list[str]:
@@ -216,8 +340,8 @@ def _kafka_java(home: Path, libs: Path, heap: str) -> list[str]:
     ]
 
 
-def _launch_kafka(home: Path, libs: Path, heap: str, port: int, timeout: float) -> int:
-    """Run the broker on an already formatted store; return its PID once it accepts connections."""
+def _spawn_kafka(home: Path, libs: Path, heap: str) -> int:
+    """Run a node on its already formatted store; return its PID at once."""
     stdout = (home / "logs" / "stdout.log").open("ab")
     proc = subprocess.Popen(
         [*_kafka_java(home, libs, heap), "kafka.Kafka", str(home / "server.properties")],
@@ -227,15 +351,40 @@ def _launch_kafka(home: Path, libs: Path, heap: str, port: int, timeout: float) 
         start_new_session=True,
     )
     (home / "kafka.pid").write_text(str(proc.pid))
-    wait_for_port(port, timeout, "Kafka broker", home / "logs" / "server.log", proc.pid)
     return proc.pid
 
 
-def restart_kafka(info: KafkaInfo, *, heap: str = "512m", timeout: float = 90.0) -> KafkaInfo:
-    """Stop the broker (SIGTERM, clean shutdown) and start it again on the same data, ports and topics."""
-    stop_pid(info.pid, timeout=60.0)
+def _wait_for_node(node: KafkaNode, timeout: float) -> None:
+    home = Path(node.home)
+    wait_for_port(node.port, timeout, f"Kafka broker {node.node_id}", home / "logs" / "server.log", node.pid)
+
+
+def restart_kafka(info: KafkaInfo, *, timeout: float = 90.0) -> KafkaInfo:
+    """Stop every node (SIGTERM, clean shutdown) and start them again on the same data, ports and topics."""
+    for node in info.nodes:
+        stop_pid(node.pid, timeout=60.0)
     libs = kafka_libs(REPO_ROOT / ".local")
-    pid = _launch_kafka(Path(info.home), libs, heap, info.port, timeout)
-    return KafkaInfo(
-        port=info.port, controller_port=info.controller_port, pid=pid, home=info.home, users=info.users
-    )
+    nodes = [replace(node, pid=_spawn_kafka(Path(node.home), libs, info.heap)) for node in info.nodes]
+    for node in nodes:
+        _wait_for_node(node, timeout)
+    return replace(info, nodes=nodes)
+
+
+def stop_node(info: KafkaInfo, index: int, *, kill: bool = True) -> None:
+    """Stop node ``info.nodes[index]`` by its PID: SIGKILL (a crash: no controlled shutdown, no leadership
+    handed over) unless ``kill`` is false (SIGTERM, a clean shutdown)."""
+    node = info.nodes[index]
+    stop_pid(node.pid, timeout=2.0 if kill else 60.0, sig=signal.SIGKILL if kill else signal.SIGTERM)
+
+
+def restart_node(info: KafkaInfo, index: int, *, timeout: float = 90.0) -> KafkaInfo:
+    """Start node ``info.nodes[index]`` again (after :func:`stop_node`, or stop it first) on its data and
+    ports; it recovers its log, rejoins the quorum and catches up its replicas."""
+    node = info.nodes[index]
+    stop_pid(node.pid, timeout=60.0)
+    libs = kafka_libs(REPO_ROOT / ".local")
+    restarted = replace(node, pid=_spawn_kafka(Path(node.home), libs, info.heap))
+    _wait_for_node(restarted, timeout)
+    nodes = list(info.nodes)
+    nodes[index] = restarted
+    return replace(info, nodes=nodes)

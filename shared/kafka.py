@@ -14,11 +14,14 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def topic_configs(name: str, settings: Settings) -> dict[str, str]:
-    """Kafka configs a topic is created with: the message cap on every topic, and on dead-letter topics a
+    """Kafka configs a topic is created with: the message cap on every topic, ``min.insync.replicas`` when
+    ``settings.kafka_min_insync_replicas`` is set (a cluster: 2 of 3 replicas), and on dead-letter topics a
     retention (``settings.dlt_retention_days``, 30 by default). A dead letter is for staff to look at and
     replay within weeks, not a second archive: intake's records name the payer file kept in
     ``intake.raw_files`` and no longer grow with it, and other stages' hold one small event each."""
     configs = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    if settings.kafka_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
     if name.endswith(".dlt"):
         days = settings.dlt_retention_days
         configs["retention.ms"] = "-1" if days < 0 else str(int(days * 24 * 3600 * 1000))
@@ -26,7 +29,8 @@ def topic_configs(name: str, settings: Settings) -> dict[str, str]:
 
 
 async def create_topics(settings: Settings) -> list[str]:
-    """Create every topic that is missing, with explicit partition counts; return the ones created. Existing
+    """Create every topic that is missing, with explicit partition counts and ``settings.kafka_replication_factor``
+    replicas; return the ones created. Existing
     dead-letter topics get their retention set to the configured one (see :func:`topic_configs`)."""
     admin = AIOKafkaAdminClient(**kafka_security.client_kwargs(settings))
     await admin.start()
@@ -39,7 +43,7 @@ async def create_topics(settings: Settings) -> list[str]:
             NewTopic(
                 name,
                 num_partitions=partitions.get(name, settings.topic_partitions),
-                replication_factor=1,
+                replication_factor=settings.kafka_replication_factor,
                 topic_configs=topic_configs(name, settings),
             )
             for name in all_topic_names()

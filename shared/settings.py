@@ -64,6 +64,19 @@ class Settings(BaseSettings):
         default=0, description="Index of this worker among the workers of one stage (web port + 10 × id)."
     )
     topic_partitions: int = Field(default=3, description="Partitions of every per-account topic.")
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of every topic offsetstream creates (topics create, faust's internal topics): 1 "
+        "on a single broker, 3 on a cluster (the local cluster sets it; infra/kafka/README.md).",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of every topic offsetstream creates (2 with replication factor 3: an "
+        "acks=all send then survives one broker down and is never acknowledged on one disk only); unset = the "
+        "broker's default.",
+    )
     batch_max_messages: int = Field(
         default=200,
         ge=1,

@@ -80,7 +80,9 @@ class Stage:
             web_port=s.web_port(service),
             datadir=str(datadir),
             topic_partitions=s.topic_partitions,
+            topic_replication_factor=s.kafka_replication_factor,
             autodiscover=False,
+            producer_acks=-1,  # acks=all (faust's default, stated): min.insync.replicas holds on a cluster
             producer_max_request_size=16 * 1024 * 1024,
             consumer_max_fetch_size=fetch_bytes,
             broker_commit_every=100,
