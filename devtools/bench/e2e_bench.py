@@ -6,6 +6,8 @@ whether the ledger equals ``expected.json`` and passes ``ledger check`` — once
 once with two.
 
 Size: ``BENCH_CLAIMS`` (default 200 000 claim payments; the issue's figure), ``BENCH_WORKERS`` (``1,2``).
+``BENCH_BROKERS=3`` runs the stack on a 3-broker KRaft cluster (replication factor 3, ``min.insync.replicas=2``,
+``acks=all``) instead of one broker.
 
 Load shape: a payer-cycle burst. Every 835 file is published at once, in generator order. Raw files are keyed
 by tenant and X12 sender (``services.intake.publish.interchange_sender``), so each payer's files reach intake in publish
@@ -71,6 +73,7 @@ def spec_for(claims: int, prefix: str) -> Spec:
 @dataclass
 class Result:
     workers: int
+    brokers: int
     claims: int
     pairs: int
     seconds: float
@@ -217,6 +220,7 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
     tenants = expected["tenants"].values()
     return Result(
         workers,
+        stack.brokers,
         sum(t["claim_payments"] for t in tenants),
         sum(sum(t["plb_pairs_by_bucket"].values()) for t in tenants),
         seconds,
@@ -235,7 +239,7 @@ def _percentiles(values: list[float]) -> list[float]:
 def show(r: Result) -> None:
     q = _percentiles(r.latencies)
     qi = _percentiles(r.after_intake)
-    print(f"\n== {r.workers} worker(s) per stage ==")
+    print(f"\n== {r.workers} worker(s) per stage, {r.brokers} Kafka broker(s) ==")
     print(
         f"claim payments     {r.claims:>9,}   PLB pairs {r.pairs:,}   wall {r.seconds:,.1f} s (first publish → quiet)"
     )
@@ -262,11 +266,13 @@ def show(r: Result) -> None:
 async def main() -> int:
     claims = int(os.environ.get("BENCH_CLAIMS", "200000"))
     workers = [int(w) for w in os.environ.get("BENCH_WORKERS", "1,2").split(",")]
+    brokers = int(os.environ.get("BENCH_BROKERS", "1"))
     print(
-        f"end-to-end bench: ~{claims:,} claim payments, workers {workers}; stack under {ROOT / 'stack'}",
+        f"end-to-end bench: ~{claims:,} claim payments, workers {workers}, {brokers} Kafka broker(s); "
+        f"stack under {ROOT / 'stack'}",
         flush=True,
     )
-    stack = await asyncio.to_thread(start_stack, ROOT / "stack", "bench", durable=False)
+    stack = await asyncio.to_thread(start_stack, ROOT / "stack", "bench", durable=False, brokers=brokers)
     failed = False
     try:
         for count in workers:
