@@ -114,7 +114,11 @@ async def acknowledge_recorded_refund(
             if take <= 0:
                 break
             allocation_id = stable_id(wo_id, "acknowledged refund", recorded.allocation_id)
-            await m.repo.hand_over_refund(tenant, recorded, allocation_id, wo_id, take)
+            # Principal first: the split is re-derived by the re-split below, by business date.
+            to_principal = min(take, recorded.to_principal)
+            await m.repo.hand_over_refund(
+                tenant, recorded, allocation_id, wo_id, take - to_principal, to_principal
+            )
             moved.append(allocation_id)
             left -= take
         if not moved:

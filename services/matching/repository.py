@@ -189,9 +189,11 @@ class MoneyRepository(Protocol):
         recorded: RecordedRefund,
         allocation_id: UUID,
         adjustment_id: UUID,
-        amount: Decimal,
+        to_interest: Decimal,
+        to_principal: Decimal,
     ) -> None:
-        """Move ``amount`` of a recorded refund onto the pair that acknowledges it (same check date)."""
+        """Move this much interest and principal of a recorded refund onto the pair that acknowledges it (a
+        new refund allocation on the same check date)."""
 
     async def add_interest(
         self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date

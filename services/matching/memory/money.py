@@ -85,10 +85,9 @@ class MemMoney(Tables):
         recorded: RecordedRefund,
         allocation_id: UUID,
         adjustment_id: UUID,
-        amount: Decimal,
+        to_interest: Decimal,
+        to_principal: Decimal,
     ) -> None:
-        to_principal = min(amount, recorded.to_principal)
-        to_interest = amount - to_principal
         held = self.allocations[tenant_id, recorded.allocation_id]
         self.allocations[tenant_id, recorded.allocation_id] = replace(
             held, to_interest=held.to_interest - to_interest, to_principal=held.to_principal - to_principal

@@ -94,10 +94,9 @@ class PgMoney(PgBase):
         recorded: RecordedRefund,
         allocation_id: UUID,
         adjustment_id: UUID,
-        amount: Decimal,
+        to_interest: Decimal,
+        to_principal: Decimal,
     ) -> None:
-        to_principal = min(amount, recorded.to_principal)
-        to_interest = amount - to_principal
         await self.conn.execute(
             """UPDATE matching.allocations SET to_interest = to_interest - $3, to_principal = to_principal - $4
                WHERE tenant_id = $1 AND allocation_id = $2""",
