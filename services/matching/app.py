@@ -62,7 +62,7 @@ def build(
 
 
 def on_connection(
-    settings: Settings, policies: PolicyResolver[Any], repository: Repository, step: Step[P]
+    settings: Settings, policies: PolicyResolver[Any], repository: Repository, step: "Step[P]"
 ) -> EventHandler[P]:
     """A topic's handler: the engine's ``step`` over the ledger as the handler's connection sees it."""
 
