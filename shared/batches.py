@@ -98,7 +98,7 @@ async def apply_batch(
         if dead_letter is not None:
             for i, letter in enumerate(results):
                 if letter is not None and letter.outcome == "dead_lettered":
-                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter)
+                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter, committed)
     effects.perform(committed)
     return [r for r in results if r is not None]
 
@@ -219,15 +219,23 @@ async def _replayed(
 
 
 async def _rewritten(
-    conn: asyncpg.Connection, service: str, incoming: Incoming, result: Result, hook: DeadLetterHook
+    conn: asyncpg.Connection,
+    service: str,
+    incoming: Incoming,
+    result: Result,
+    hook: DeadLetterHook,
+    committed: list[effects.Effect],
 ) -> Result:
     """``result``'s dead-letter records as the stage's hook writes them; the generic ones if the hook fails for
-    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting)."""
+    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting). The effects
+    the hook defers join ``committed`` (it runs once per dead letter, so it is where a stage counts them)."""
     rewritten: list[Outgoing] = []
     for record in result.outputs:
         try:
-            async with conn.transaction():
-                rewritten.append(await hook(conn, incoming, record))
+            with effects.deferred() as pending:
+                async with conn.transaction():
+                    rewritten.append(await hook(conn, incoming, record))
+            committed += pending
         except Exception as exc:
             if is_transient(exc):
                 raise

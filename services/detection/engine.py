@@ -4,6 +4,7 @@ the reversal check of the timer. Pure rules are ``domain`` and the rule plugins,
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -25,6 +26,7 @@ from services.detection import domain, metrics
 from services.detection.store import DetectionStore
 from shared import envelopes, outbox
 from shared.alerts import alert_message
+from shared.effects import after_commit
 from shared.ids import receivable_id, stable_id
 from shared.messages import Outgoing, Rejected
 from shared.settings import Settings
@@ -140,8 +142,8 @@ class Detector:
                     ),
                 )
             )
-            metrics.OVERPAYMENTS.labels(ev.rule).inc()
-            metrics.OVERPAYMENT_DOLLARS.labels(ev.rule).inc(float(ev.amount))
+            after_commit(metrics.OVERPAYMENTS.labels(ev.rule).inc)
+            after_commit(partial(metrics.OVERPAYMENT_DOLLARS.labels(ev.rule).inc, float(ev.amount)))
         return outputs
 
     async def _identify(
@@ -164,7 +166,7 @@ class Detector:
         absorbed = tuple(sorted((r.receivable_id for r in found if r != keep), key=str))
         for other in absorbed:
             await self.store.merge(conn, tenant, other, keep.receivable_id)
-            metrics.MERGES.inc()
+            after_commit(metrics.MERGES.inc)
         await self.store.add_aliases(conn, tenant, account, keep.receivable_id, keys)
         return keep.receivable_id, absorbed
 
@@ -191,7 +193,7 @@ class Detector:
                     causation_id=str(row["claim_event_id"]),
                 )
                 if await outbox.add(conn, SERVICE, str(alert.alert_id), message):
-                    metrics.ALERTS.labels(alert.kind).inc()
+                    after_commit(metrics.ALERTS.labels(alert.kind).inc)
 
 
 def _policy(ask: Callable[[], T]) -> T:
