@@ -137,8 +137,9 @@ class Stage:
         self.handle_records(topic, parsed)
 
     def handle_batch(self, topic: Topic[P], handler: EventBatchHandler[P]) -> None:
-        """Route the records of ``topic`` in each batch to ``handler`` at once, as envelopes of the topic's
-        payload model in the order consumed (see :class:`~shared.messages.BatchHandler` for what it must
+        """Route the records of ``topic`` to ``handler`` a stretch at a time (the consecutive records of the
+        topic in a batch, see :func:`dispatcher`), as envelopes of the topic's payload model in the order
+        consumed (see :class:`~shared.messages.BatchHandler` for what it must
         honour). A record that does not parse is dead-lettered (``invalid_message``) without reaching it."""
 
         async def parsed(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
@@ -399,9 +400,12 @@ class Stage:
 
 
 def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> BatchHandler:
-    """One handler over several topics: the records of a batch go to their topic's handler, each topic's at
-    once and in the order consumed, topic after topic in the order each first appears (Kafka orders one
-    partition, never one topic against another, so any such order is one the broker could have delivered).
+    """One handler over several topics: the records of a batch go to their topic's handler in the order
+    consumed, each stretch of consecutive records of one topic in one call (a batch handler then pays its
+    statements once per stretch; a batch taken under a backlog holds long stretches, as the consumer fetches
+    partition by partition). The order across topics is kept, not regrouped by topic: Kafka would allow
+    that, but what a stage publishes, and the interest it accrues, can depend on it, and a batch must leave
+    the ledger one message at a time would.
 
     A record of a topic nothing was registered for (a subscription and its routes out of step) is rejected as
     ``unknown_topic``: it is dead-lettered with that reason and counted like any other dead letter, never
@@ -412,10 +416,12 @@ def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> Bat
 
     async def dispatch(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
         given: list[PerInput] = [[] for _ in batch]
-        by_topic: dict[str, list[int]] = {}
+        stretches: list[tuple[str, list[int]]] = []
         for position, incoming in enumerate(batch):
-            by_topic.setdefault(incoming.topic, []).append(position)
-        for topic, positions in by_topic.items():
+            if not stretches or stretches[-1][0] != incoming.topic:
+                stretches.append((incoming.topic, []))
+            stretches[-1][1].append(position)
+        for topic, positions in stretches:
             handler = batched.get(topic)
             if handler is None:
                 for position in positions:
