@@ -1,5 +1,6 @@
 """One batch of consumed records applied in one PostgreSQL transaction: claim each input's idempotency id,
-run its handler in a savepoint, store its outputs with the claim, and turn an input that can never be processed
+run the handler over all new inputs at once (isolating a failing input by re-running parts of the batch, not
+by a savepoint per input), store their outputs with the claims, and turn an input that can never be processed
 into its dead-letter record (the original bytes, or a reference to them, and PHI-free headers), while the rest
 of the batch commits. Transient failures propagate so the caller retries the whole batch (see
 ``shared.failures``). The faust side of the loop (taking batches, publishing, committing offsets) is
@@ -14,16 +15,19 @@ import asyncpg
 from pydantic import ValidationError
 
 from contracts.topics import INTAKE, all_topic_names, dlt_name
-from shared import db, phi
+from shared import db, effects, phi
 from shared.dlt_refs import OmittedBody
 from shared.failures import TooLarge, is_transient, permanent_reason
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.messages import (
+    BatchHandler,
     DeadLetterHook,
+    FailedInput,
     Handler,
     IdOf,
     Incoming,
     Outgoing,
+    PerInput,
     Rejected,
     Replay,
     Result,
@@ -36,27 +40,32 @@ log = logging.getLogger(__name__)
 async def apply_batch(
     conn: asyncpg.Connection,
     service: str,
-    handler: Handler,
+    handler: Handler | BatchHandler,
     batch: Sequence[Incoming],
     id_of: IdOf,
     *,
     replay: Replay | None = None,
     dead_letter: DeadLetterHook | None = None,
 ) -> list[Result]:
-    """Apply each input of ``batch`` in order, in one transaction.
+    """Apply the inputs of ``batch`` in order, in one transaction.
 
     A new input's id is claimed in ``ops.processed_events`` before its handler runs and its outputs are stored
     with the claim; an input already claimed (a redelivery, or the same message twice in one batch) yields the
     recorded outputs instead (or, with ``replay``, the outputs rebuilt). An input the handler rejects, or whose
-    outputs would not fit the broker's message cap, is rolled back to its savepoint, unclaimed (so a DLT replay
+    outputs would not fit the broker's message cap, has its effects rolled back, is unclaimed (so a DLT replay
     can re-drive it) and turned into its dead-letter record (rewritten by ``dead_letter`` when given), while
     the rest of the batch commits. Transient errors propagate and roll back the whole batch, to be retried by
     the caller; see ``shared.failures`` for which are which.
 
-    Why a savepoint for every handler: running the batch without them and re-running it isolated only after
-    a failure saves two round trips a message, but runs the handlers before the bad message twice, and their
-    side effects outside the transaction (metrics, logs) with them.
+    The new inputs run together, in one savepoint, through one call of the batch handler (a per-message
+    handler is called for each in turn), not in a savepoint each: PostgreSQL keeps only 64 subtransactions
+    per backend in shared memory, and every snapshot of every session pays once a transaction has more
+    (``pg_subtrans``). When that run fails for one input, it is rolled back and re-run in parts until the
+    input at fault is alone (see :func:`_apply_run`), so the inputs before it run more than once: their
+    effects outside the database are deferred with ``shared.effects.after_commit`` and performed here only
+    after the commit, for the runs that were kept.
     """
+    run = handler if isinstance(handler, BatchHandler) else BatchHandler.each(handler)
     results: list[Result | None] = [None] * len(batch)
     ids: dict[int, str] = {}
     for i, incoming in enumerate(batch):
@@ -64,26 +73,126 @@ async def apply_batch(
             ids[i] = id_of(incoming)
         except Rejected as rejected:
             results[i] = _rejected(service, incoming, rejected.reason, rejected.message, rejected.location)
+    committed: list[effects.Effect] = []
     async with conn.transaction():
         recorded = await db.claim_processed(conn, service, set(ids.values()))
         fresh: dict[str, list[dict[str, Any]]] = {}
-        dropped: list[str] = []
-        for i, message_id in ids.items():
-            if message_id in recorded:
-                results[i] = await _replayed(conn, service, batch[i], recorded[message_id], replay)
-                continue
-            results[i] = result = await _apply_isolated(conn, service, handler, batch[i])
-            if result.outcome == "applied":
-                records = [] if replay is not None else [o.to_record() for o in result.outputs]
-                recorded[message_id] = fresh[message_id] = records
-            else:
-                dropped.append(message_id)
-        await db.record_outputs(conn, service, fresh, dropped)
+        dropped: set[str] = set()
+        for stretch in _stretches(ids):
+            new: list[int] = []
+            for i in stretch:
+                if ids[i] in recorded:
+                    results[i] = await _replayed(conn, service, batch[i], recorded[ids[i]], replay)
+                else:
+                    new.append(i)
+            applied = await _apply_run(conn, service, run, [(i, batch[i]) for i in new], committed)
+            for i, result in applied.items():
+                results[i] = result
+                if result.outcome == "applied":
+                    records = [] if replay is not None else [o.to_record() for o in result.outputs]
+                    recorded[ids[i]] = fresh[ids[i]] = records
+                    dropped.discard(ids[i])
+                else:
+                    dropped.add(ids[i])
+        await db.record_outputs(conn, service, fresh, sorted(dropped))
         if dead_letter is not None:
             for i, letter in enumerate(results):
                 if letter is not None and letter.outcome == "dead_lettered":
-                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter)
+                    results[i] = await _rewritten(conn, service, batch[i], letter, dead_letter, committed)
+    effects.perform(committed)
     return [r for r in results if r is not None]
+
+
+def _stretches(ids: dict[int, str]) -> list[list[int]]:
+    """The positions of ``ids`` cut into consecutive stretches in which no id repeats: a message seen twice
+    in one batch is a duplicate of its first occurrence, which must be applied (or rejected) before it."""
+    stretches: list[list[int]] = [[]]
+    seen: set[str] = set()
+    for i, message_id in ids.items():
+        if message_id in seen:
+            stretches.append([])
+            seen = set()
+        seen.add(message_id)
+        stretches[-1].append(i)
+    return stretches
+
+
+async def _apply_run(
+    conn: asyncpg.Connection,
+    service: str,
+    handler: BatchHandler,
+    run: list[tuple[int, Incoming]],
+    committed: list[effects.Effect],
+) -> dict[int, Result]:
+    """Apply ``run`` (positions and inputs) in one savepoint; each position's result.
+
+    When the run fails permanently it is rolled back and applied again in parts: before and after the input a
+    :class:`FailedInput` names (that input alone in between), else in halves, recursively, so a poison input
+    ends alone and becomes a dead letter while every other input is applied, in order, each part seeing the
+    effects of the parts before it. The deferred effects of the parts that were kept join ``committed``."""
+    if not run:
+        return {}
+    try:
+        given, pending = await _run_once(conn, service, handler, [incoming for _, incoming in run])
+    except Exception as exc:
+        failed = exc.cause if isinstance(exc, FailedInput) else exc
+        if is_transient(failed):
+            raise failed from exc if failed is not exc else None
+        if len(run) == 1:
+            return {run[0][0]: _dead(service, run[0][1], failed)}
+        if isinstance(exc, FailedInput) and 0 <= exc.position < len(run):
+            parts = [run[: exc.position], run[exc.position : exc.position + 1], run[exc.position + 1 :]]
+        else:
+            parts = [run[: len(run) // 2], run[len(run) // 2 :]]
+        results: dict[int, Result] = {}
+        for part in parts:
+            results |= await _apply_run(conn, service, handler, part, committed)
+        return results
+    for outputs in given:
+        if isinstance(outputs, Exception) and is_transient(outputs):
+            raise outputs
+    committed += pending
+    return {
+        i: _dead(service, incoming, outputs)
+        if isinstance(outputs, Exception)
+        else Result(list(outputs), "applied")
+        for (i, incoming), outputs in zip(run, given, strict=True)
+    }
+
+
+async def _run_once(
+    conn: asyncpg.Connection, service: str, handler: BatchHandler, inputs: list[Incoming]
+) -> tuple[list[PerInput], list[effects.Effect]]:
+    """One call of ``handler`` over ``inputs`` in a savepoint, with the sizes of its outputs checked inside
+    (an input whose outputs can never be sent is undone); what it gave and the effects it deferred."""
+    current = phi.CURRENT_RECORD.set(tuple(i.value for i in inputs))  # what a log line must not show
+    try:
+        async with conn.transaction():
+            with effects.deferred() as pending:
+                given = list(await handler.apply(conn, inputs))
+                if len(given) != len(inputs):
+                    raise RuntimeError(
+                        f"{service}: a batch handler gave {len(given)} results for {len(inputs)}"
+                    )
+                for position, outputs in enumerate(given):
+                    if not isinstance(outputs, Exception):
+                        try:
+                            _check_sizes(outputs)
+                        except TooLarge as exc:
+                            raise FailedInput(position, exc) from exc
+        return given, pending
+    finally:
+        phi.CURRENT_RECORD.reset(current)
+
+
+def _dead(service: str, incoming: Incoming, exc: Exception) -> Result:
+    """The dead letter of an input that failed permanently with ``exc``."""
+    current = phi.CURRENT_RECORD.set(incoming.value)  # a traceback logged for it must not show its PHI
+    try:
+        reason, message, location = _why(service, incoming, exc)
+    finally:
+        phi.CURRENT_RECORD.reset(current)
+    return _rejected(service, incoming, reason, message, location)
 
 
 async def _replayed(
@@ -110,15 +219,23 @@ async def _replayed(
 
 
 async def _rewritten(
-    conn: asyncpg.Connection, service: str, incoming: Incoming, result: Result, hook: DeadLetterHook
+    conn: asyncpg.Connection,
+    service: str,
+    incoming: Incoming,
+    result: Result,
+    hook: DeadLetterHook,
+    committed: list[effects.Effect],
 ) -> Result:
     """``result``'s dead-letter records as the stage's hook writes them; the generic ones if the hook fails for
-    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting)."""
+    any reason but a transient one (a dead letter must never be lost to a bug in its rewriting). The effects
+    the hook defers join ``committed`` (it runs once per dead letter, so it is where a stage counts them)."""
     rewritten: list[Outgoing] = []
     for record in result.outputs:
         try:
-            async with conn.transaction():
-                rewritten.append(await hook(conn, incoming, record))
+            with effects.deferred() as pending:
+                async with conn.transaction():
+                    rewritten.append(await hook(conn, incoming, record))
+            committed += pending
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -171,24 +288,6 @@ def _why(service: str, incoming: Incoming, exc: BaseException) -> tuple[str, str
         incoming.offset,
     )
     return "processing_error", type(exc).__name__, {}
-
-
-async def _apply_isolated(
-    conn: asyncpg.Connection, service: str, handler: Handler, incoming: Incoming
-) -> Result:
-    current = phi.CURRENT_RECORD.set(incoming.value)  # what a log line written meanwhile must not show
-    try:
-        async with conn.transaction():
-            outputs = list(await handler(conn, incoming))
-            _check_sizes(outputs)  # inside the savepoint: an input whose output can never be sent is undone
-            return Result(outputs, "applied")
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        reason, message, location = _why(service, incoming, exc)
-        return _rejected(service, incoming, reason, message, location)
-    finally:
-        phi.CURRENT_RECORD.reset(current)
 
 
 def _rejected(

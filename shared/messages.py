@@ -90,11 +90,67 @@ Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]
 """Handles one consumed record as it came (bytes, position, headers)."""
 
 
+PerInput = Sequence[Outgoing] | Exception
+"""What a batch handler gives for one input: the messages it owes, or (only for an input it wrote nothing
+for, such as one that does not parse) the permanent error that makes it a dead letter."""
+
+
+class FailedInput(Exception):
+    """Raised by a batch handler that knows which input of its batch failed (``position``, 0-based) with
+    ``cause``. The runtime rolls the batch back, re-runs the inputs before it, dead-letters it if it fails
+    again alone, and runs the rest: three runs instead of a bisection."""
+
+    def __init__(self, position: int, cause: Exception) -> None:
+        super().__init__(f"input #{position} failed: {type(cause).__name__}")
+        self.position = position
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class BatchHandler:
+    """Handles all inputs of a batch (for one topic, in the order consumed) in one call, inside the batch
+    transaction, and returns one :data:`PerInput` per input, in the same order.
+
+    The point is constant round trips: load every related row of the batch in one query, write in one
+    ``unnest`` statement. The inputs must see each other's effects in order, as if handled one by one. An
+    exception fails the whole call (its effects are rolled back) and the runtime isolates the input at fault
+    by re-running parts of the batch (:class:`FailedInput` names it, else halves); so a batch handler may run
+    several times before its effects commit, and defers effects outside the database with
+    ``shared.effects.after_commit``."""
+
+    apply: Callable[[asyncpg.Connection, Sequence[Incoming]], Awaitable[Sequence[PerInput]]]
+
+    @classmethod
+    def each(cls, handler: Handler) -> "BatchHandler":
+        """A per-message handler run over the inputs one after another; a failure names its input."""
+
+        async def apply(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
+            outputs: list[PerInput] = []
+            for position, incoming in enumerate(batch):
+                try:
+                    outputs.append(list(await handler(conn, incoming)))
+                except Exception as exc:
+                    raise FailedInput(position, exc) from exc
+            return outputs
+
+        return cls(apply)
+
+
 class EventHandler(Protocol[P]):
     """Handles one envelope of a typed topic, parsed by the runtime as the topic's payload model."""
 
     def __call__(self, conn: asyncpg.Connection, envelope: Envelope[P], /) -> Awaitable[Sequence[Outgoing]]:
         """The messages owed for this envelope (written in the caller's transaction)."""
+        ...
+
+
+class EventBatchHandler(Protocol[P]):
+    """Handles every envelope of a typed topic in a batch at once (see :class:`BatchHandler`)."""
+
+    def __call__(
+        self, conn: asyncpg.Connection, envelopes: Sequence[Envelope[P]], /
+    ) -> Awaitable[Sequence[Sequence[Outgoing]]]:
+        """The messages owed for each envelope, in order (written in the caller's transaction)."""
         ...
 
 
@@ -107,7 +163,7 @@ IdOf = Callable[[Incoming], str]
 
 DeadLetterHook = Callable[[asyncpg.Connection, Incoming, Outgoing], Awaitable[Outgoing]]
 """Turns the generic dead-letter record of an input into the stage's own, inside the batch transaction (after
-the input's savepoint was rolled back): intake keeps the payer file once and writes a record naming it."""
+the input's effects were rolled back): intake keeps the payer file once and writes a record naming it."""
 
 
 def envelope_event_id(incoming: Incoming) -> str:

@@ -396,9 +396,11 @@ def _cut_tail(value: str) -> str:
 # --- logs ---------------------------------------------------------------------------------------------------
 
 
-CURRENT_RECORD: ContextVar[bytes | None] = ContextVar("offsetstream_phi_record", default=None)
-"""The input a stage's handler is working on (``shared.stream`` sets it around each handler call), so a log
-line written meanwhile — a traceback quoting a database error's key values, say — can be scrubbed of what that
+CURRENT_RECORD: ContextVar[bytes | tuple[bytes, ...] | None] = ContextVar(
+    "offsetstream_phi_record", default=None
+)
+"""The input a stage's handler is working on, or the inputs of a batch handler (``shared.batches`` sets it
+around each handler call), so a log line written meanwhile — a traceback quoting a database error's key values, say — can be scrubbed of what that
 input names."""
 
 
@@ -411,7 +413,9 @@ class LogScrubber(logging.Filter):
         value = CURRENT_RECORD.get()
         if value is None:
             return True
-        tokens = tokens_in_record(value)
+        tokens = Tokens()
+        for one in (value,) if isinstance(value, bytes) else value:
+            tokens |= tokens_in_record(one)
         if not tokens:
             return True
         record.msg, record.args = tokens.mask(record.getMessage()), None

@@ -7,8 +7,10 @@ messages it produced, (3) commit, publish every output and wait once for the bro
 Faust commit the offsets. A crash between (3) and (4) is healed on redelivery: step (1) finds the claims and
 step (3) re-publishes the same bytes with the same deterministic ids. Claiming *before* the handler runs means
 two workers that briefly hold the same partition during a rebalance can never both apply it. Bad input never
-stops the stream: each message runs in a savepoint, the bad one is rolled back to it and goes to
-``<topic>.dlt`` with the original bytes and a bounded reason, while the rest of the batch commits. Transient
+stops the stream: the batch's handlers run together (one call per topic for a stage that registered a batch
+handler, :meth:`Stage.handle_batch`); when one input fails they are rolled back and re-run in parts until it
+is isolated (``shared.batches``), and it goes to ``<topic>.dlt`` with the original bytes and a bounded reason,
+while the rest of the batch commits. Transient
 failures (database or broker down, a deadlock between workers) roll the whole batch back and retry it with
 backoff, because dead-lettering a valid remittance during a PostgreSQL restart would lose money from the ledger.
 Which failures are transient is one table, ``shared.failures``; everything else is permanent for its input and
@@ -30,18 +32,24 @@ from typing import Any, TypeVar
 
 import asyncpg
 import faust
+from pydantic import ValidationError
 
+from contracts.envelope import Envelope
 from contracts.topics import P, Topic
 from shared import db, kafka_security, lag, telemetry
 from shared.batches import apply_batch, refused_record
 from shared.failures import is_transient, permanent_reason
 from shared.messages import (
+    BatchHandler,
     DeadLetterHook,
+    EventBatchHandler,
     EventHandler,
+    FailedInput,
     Handler,
     IdOf,
     Incoming,
     Outgoing,
+    PerInput,
     Rejected,
     Replay,
     Result,
@@ -93,9 +101,10 @@ class Stage:
         self.lag_monitor = self._watch_lag()
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self.routes: dict[str, Handler] = {}
-        """topic name → the handler registered for it (:meth:`handle`, :meth:`handle_records`)."""
-        self.subscriptions: list[tuple[tuple[str, ...], Handler]] = []
+        self.routes: dict[str, Handler | BatchHandler] = {}
+        """topic name → the handler registered for it (:meth:`handle`, :meth:`handle_batch`,
+        :meth:`handle_records`)."""
+        self.subscriptions: list[tuple[tuple[str, ...], BatchHandler]] = []
         """(topics, dispatcher) of each agent (:meth:`consume`)."""
 
     def _watch_lag(self) -> lag.LagMonitor:
@@ -127,7 +136,35 @@ class Stage:
 
         self.handle_records(topic, parsed)
 
-    def handle_records(self, topic: Topic[Any], handler: Handler) -> None:
+    def handle_batch(self, topic: Topic[P], handler: EventBatchHandler[P]) -> None:
+        """Route the records of ``topic`` to ``handler`` a stretch at a time (the consecutive records of the
+        topic in a batch, see :func:`dispatcher`), as envelopes of the topic's payload model in the order
+        consumed (see :class:`~shared.messages.BatchHandler` for what it must
+        honour). A record that does not parse is dead-lettered (``invalid_message``) without reaching it."""
+
+        async def parsed(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
+            given: list[PerInput] = []
+            envelopes: list[Envelope[P]] = []
+            at: list[int] = []
+            for incoming in batch:
+                try:
+                    envelopes.append(topic.parse(incoming.value))
+                except ValidationError as exc:
+                    given.append(exc)
+                    continue
+                at.append(len(given))
+                given.append([])
+            try:
+                outputs = await handler(conn, envelopes)
+            except FailedInput as failed:
+                raise FailedInput(at[failed.position], failed.cause) from failed.cause
+            for position, owed in zip(at, outputs, strict=True):
+                given[position] = list(owed)
+            return given
+
+        self.handle_records(topic, BatchHandler(parsed))
+
+    def handle_records(self, topic: Topic[Any], handler: Handler | BatchHandler) -> None:
         """Route every record of ``topic`` to ``handler`` as it was consumed, for a stage that needs more than
         the envelope (intake: the record's position and headers; a handler that tolerates what it cannot
         parse). One handler per topic: a second registration is a wiring mistake and fails at start-up."""
@@ -191,7 +228,7 @@ class Stage:
     async def process_batch(
         self,
         batch: Sequence[Incoming],
-        handler: Handler,
+        handler: Handler | BatchHandler,
         id_of: IdOf,
         replay: Replay | None = None,
         dead_letter: DeadLetterHook | None = None,
@@ -244,7 +281,7 @@ class Stage:
 
     async def _apply(
         self,
-        handler: Handler,
+        handler: Handler | BatchHandler,
         batch: Sequence[Incoming],
         id_of: IdOf,
         replay: Replay | None,
@@ -362,23 +399,47 @@ class Stage:
         )
 
 
-def dispatcher(service: str, handlers: dict[str, Handler]) -> Handler:
-    """One handler over several topics: each record goes to its topic's handler. A record of a topic nothing
-    was registered for (a subscription and its routes out of step) is rejected as ``unknown_topic``: it is
-    dead-lettered with that reason and counted like any other dead letter, never handled as another topic's
-    message."""
+def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> BatchHandler:
+    """One handler over several topics: the records of a batch go to their topic's handler in the order
+    consumed, each stretch of consecutive records of one topic in one call (a batch handler then pays its
+    statements once per stretch; a batch taken under a backlog holds long stretches, as the consumer fetches
+    partition by partition). The order across topics is kept, not regrouped by topic: Kafka would allow
+    that, but what a stage publishes, and the interest it accrues, can depend on it, and a batch must leave
+    the ledger one message at a time would.
 
-    async def dispatch(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        handler = handlers.get(incoming.topic)
-        if handler is None:
-            raise Rejected(
-                "unknown_topic",
-                f"{service} consumed a message from {incoming.topic!r}, a topic it has no handler for "
-                f"(it handles {', '.join(sorted(handlers))})",
-            )
-        return await handler(conn, incoming)
+    A record of a topic nothing was registered for (a subscription and its routes out of step) is rejected as
+    ``unknown_topic``: it is dead-lettered with that reason and counted like any other dead letter, never
+    handled as another topic's message."""
+    batched = {
+        topic: h if isinstance(h, BatchHandler) else BatchHandler.each(h) for topic, h in handlers.items()
+    }
 
-    return dispatch
+    async def dispatch(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
+        given: list[PerInput] = [[] for _ in batch]
+        stretches: list[tuple[str, list[int]]] = []
+        for position, incoming in enumerate(batch):
+            if not stretches or stretches[-1][0] != incoming.topic:
+                stretches.append((incoming.topic, []))
+            stretches[-1][1].append(position)
+        for topic, positions in stretches:
+            handler = batched.get(topic)
+            if handler is None:
+                for position in positions:
+                    given[position] = Rejected(
+                        "unknown_topic",
+                        f"{service} consumed a message from {topic!r}, a topic it has no handler for "
+                        f"(it handles {', '.join(sorted(handlers))})",
+                    )
+                continue
+            try:
+                outputs = await handler.apply(conn, [batch[p] for p in positions])
+            except FailedInput as failed:
+                raise FailedInput(positions[failed.position], failed.cause) from failed.cause
+            for position, owed in zip(positions, outputs, strict=True):
+                given[position] = owed
+        return given
+
+    return BatchHandler(dispatch)
 
 
 def withhold_acks(events: Sequence[Any]) -> None:

@@ -10,7 +10,6 @@ import functools
 import random
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -26,11 +25,11 @@ from services.interest.engine import Engine
 from services.interest.store import InterestStore
 from shared import db, plugins
 from shared.batches import apply_batch
-from shared.messages import Incoming, Outgoing, envelope_event_id
+from shared.messages import BatchHandler, Incoming, Outgoing, envelope_event_id
 from shared.settings import get_settings
 from shared.stream import Stage
 
-Handler = Callable[[asyncpg.Connection, Incoming], Awaitable[Sequence[Outgoing]]]
+Handler = BatchHandler
 
 
 @functools.cache

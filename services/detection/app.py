@@ -26,7 +26,7 @@ def build(
     """The detection stage over these settings, payer policies, repository and rule plugins."""
     stage = Stage("detection", settings)
     detector = Detector(settings, policies, store, rules)
-    stage.handle(CLAIM_PAYMENTS, detector.on_claim)
+    stage.handle_batch(CLAIM_PAYMENTS, detector.on_claims)
     stage.handle(PROVIDER_ADJUSTMENTS, detector.on_adjustment)
     stage.handle(LETTERS, detector.on_letter)
     stage.consume(CLAIM_PAYMENTS, PROVIDER_ADJUSTMENTS, LETTERS)

@@ -1,9 +1,10 @@
 """Detection's orchestration: what each claim, PLB pair and letter does to the evidence and its receivable, and
 the reversal check of the timer. Pure rules are ``domain`` and the rule plugins, SQL is the ``store``."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -25,8 +26,9 @@ from services.detection import domain, metrics
 from services.detection.store import DetectionStore
 from shared import envelopes, outbox
 from shared.alerts import alert_message
+from shared.effects import after_commit
 from shared.ids import receivable_id, stable_id
-from shared.messages import Outgoing, Rejected
+from shared.messages import FailedInput, Outgoing, Rejected
 from shared.settings import Settings
 
 SERVICE = "detection"
@@ -61,19 +63,34 @@ class Detector:
         layout = _policy(lambda: self.policies.reference_layout(tenant, adjustment.payer_id))
         return self._run_rules("on_adjustment", adjustment, layout)
 
-    async def on_claim(self, conn: asyncpg.Connection, env: Envelope[ClaimPaymentReceived]) -> list[Outgoing]:
-        """Remember the claim, track reversals, and run the claim rules against its history."""
-        claim, tenant, account, store = env.payload, env.tenant_id, env.account_key, self.store
-        await store.save_claim(conn, tenant, account, env.event_id, claim)
-        if claim.status_code == domain.REVERSAL_STATUS:
-            await store.note_reversal(conn, tenant, account, env.event_id, claim)
-        else:
-            await store.pair_reversal(conn, tenant, account, env.event_id, claim)
-        prior, later = await store.related_claims(conn, tenant, account, env.event_id, claim)
-        found = self._run_rules("on_claim", claim, prior)
-        if later:
-            found += self._run_rules("on_claim_arriving_late", claim, later)
-        return await self._record(conn, env, claim.payer_id, found)
+    async def on_claims(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[ClaimPaymentReceived]]
+    ) -> list[list[Outgoing]]:
+        """Remember a batch's claims, track reversals, and run the claim rules against each claim's history,
+        in a constant number of statements (claims in, reversals noted and paired, related claims out); each
+        claim sees the batch's claims before it, not those after, as if they came one by one. Evidence is
+        then recorded claim after claim, in order (:meth:`_record`)."""
+        store = self.store
+        saved = await store.save_claims(conn, envs)
+        reversals = [e for e in envs if e.payload.status_code == domain.REVERSAL_STATUS]
+        noted = await store.note_reversals(conn, reversals)
+        at = {e.event_id: position for position, e in enumerate(envs)}
+        await store.pair_reversals(
+            conn,
+            [(p, e) for p, e in enumerate(envs) if e.payload.status_code != domain.REVERSAL_STATUS],
+            [(at[e.event_id], e) for e in reversals if e.event_id in noted],
+        )
+        related = await store.related_claims(conn, envs, saved)
+        outputs: list[list[Outgoing]] = []
+        for position, (env, (prior, later)) in enumerate(zip(envs, related, strict=True)):
+            try:
+                found = self._run_rules("on_claim", env.payload, prior)
+                if later:
+                    found += self._run_rules("on_claim_arriving_late", env.payload, later)
+                outputs.append(await self._record(conn, env, env.payload.payer_id, found))
+            except Exception as exc:
+                raise FailedInput(position, exc) from exc
+        return outputs
 
     async def on_adjustment(
         self, conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived]
@@ -140,8 +157,8 @@ class Detector:
                     ),
                 )
             )
-            metrics.OVERPAYMENTS.labels(ev.rule).inc()
-            metrics.OVERPAYMENT_DOLLARS.labels(ev.rule).inc(float(ev.amount))
+            after_commit(metrics.OVERPAYMENTS.labels(ev.rule).inc)
+            after_commit(partial(metrics.OVERPAYMENT_DOLLARS.labels(ev.rule).inc, float(ev.amount)))
         return outputs
 
     async def _identify(
@@ -164,7 +181,7 @@ class Detector:
         absorbed = tuple(sorted((r.receivable_id for r in found if r != keep), key=str))
         for other in absorbed:
             await self.store.merge(conn, tenant, other, keep.receivable_id)
-            metrics.MERGES.inc()
+            after_commit(metrics.MERGES.inc)
         await self.store.add_aliases(conn, tenant, account, keep.receivable_id, keys)
         return keep.receivable_id, absorbed
 
@@ -191,7 +208,7 @@ class Detector:
                     causation_id=str(row["claim_event_id"]),
                 )
                 if await outbox.add(conn, SERVICE, str(alert.alert_id), message):
-                    metrics.ALERTS.labels(alert.kind).inc()
+                    after_commit(metrics.ALERTS.labels(alert.kind).inc)
 
 
 def _policy(ask: Callable[[], T]) -> T:

@@ -1,11 +1,14 @@
 """Detection's tables (schema ``detection``): claim history, evidence, merged receivables."""
 
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from contracts.envelope import Envelope
 from contracts.events import ClaimPaymentReceived
 from services.detection.domain import Evidence, KnownReceivable
 
@@ -13,63 +16,98 @@ from services.detection.domain import Evidence, KnownReceivable
 class DetectionStore:
     """Detection's repository: claim history, evidence and merged receivables in, rows and domain values out."""
 
-    async def save_claim(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        account: str,
-        event_id: UUID,
-        claim: ClaimPaymentReceived,
-    ) -> None:
-        """Remember a claim so later reversals, corrections and duplicates can be paired with it."""
-        await conn.execute(
+    async def save_claims(
+        self, conn: asyncpg.Connection, claims: Sequence[Envelope[ClaimPaymentReceived]]
+    ) -> set[UUID]:
+        """Remember claims (one statement) so later reversals, corrections and duplicates can be paired with
+        them; the event ids of those not remembered before."""
+        rows = await conn.fetch(
             """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal, payer_id,
                    patient_control_number, status_code, paid, payer_claim_control_number, original_reference,
                    payment_date, payload)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb) ON CONFLICT DO NOTHING""",
-            tenant_id,
-            event_id,
-            account,
-            claim.remittance_id,
-            claim.claim_ordinal,
-            claim.payer_id,
-            claim.patient_control_number,
-            claim.status_code,
-            claim.paid,
-            claim.payer_claim_control_number,
-            claim.original_reference,
-            claim.payment_date,
-            claim.model_dump_json(),
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int[], $6::text[],
+                   $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::jsonb[])
+               ON CONFLICT DO NOTHING RETURNING event_id""",
+            *_columns(
+                13,
+                (
+                    (
+                        e.tenant_id,
+                        e.event_id,
+                        e.account_key,
+                        e.payload.remittance_id,
+                        e.payload.claim_ordinal,
+                        e.payload.payer_id,
+                        e.payload.patient_control_number,
+                        e.payload.status_code,
+                        e.payload.paid,
+                        e.payload.payer_claim_control_number,
+                        e.payload.original_reference,
+                        e.payload.payment_date,
+                        e.payload.model_dump_json(),
+                    )
+                    for e in claims
+                ),
+            ),
         )
+        return {r["event_id"] for r in rows}
 
     async def related_claims(
         self,
         conn: asyncpg.Connection,
-        tenant_id: str,
-        account: str,
-        event_id: UUID,
-        claim: ClaimPaymentReceived,
-    ) -> tuple[list[ClaimPaymentReceived], list[ClaimPaymentReceived]]:
-        """The account's claims sharing this claim's CLP01, or whose CLP07 is its CLP07 or REF*F8, split into those
-        dated before it and those dated after it (already seen because files arrive in any order), oldest first."""
-        icns = [r for r in (claim.payer_claim_control_number, claim.original_reference) if r]
+        claims: Sequence[Envelope[ClaimPaymentReceived]],
+        saved: set[UUID],
+    ) -> list[tuple[list[ClaimPaymentReceived], list[ClaimPaymentReceived]]]:
+        """For each claim (in one query): the account's claims sharing its CLP01, or whose CLP07 is its CLP07 or
+        REF*F8, split into those dated before it and those dated after it (already seen because files arrive in
+        any order), oldest first. A claim of the batch is seen only by the claims after it (``saved``: those
+        this batch remembered first), as if they had arrived one by one."""
+        if not claims:
+            return []
         rows = await conn.fetch(
-            """SELECT payload, (payment_date, remittance_id::text, claim_ordinal) < ($6, $7::text, $8) AS earlier
-               FROM detection.claims
-               WHERE tenant_id = $1 AND account_key = $2 AND event_id <> $3
-                 AND (patient_control_number = $4 OR payer_claim_control_number = ANY($5::text[]))
-               ORDER BY payment_date, remittance_id::text, claim_ordinal""",
-            tenant_id,
-            account,
-            event_id,
-            claim.patient_control_number,
-            icns,
-            claim.payment_date,
-            str(claim.remittance_id),
-            claim.claim_ordinal,
+            """SELECT x.pos, c.payload,
+                   (c.payment_date, c.remittance_id::text, c.claim_ordinal)
+                       < (x.payment_date, x.remittance_id::text, x.claim_ordinal) AS earlier
+               FROM unnest($1::int[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                   $8::date[], $9::uuid[], $10::int[])
+                   AS x(pos, tenant_id, account_key, event_id, pcn, icn1, icn2, payment_date, remittance_id,
+                        claim_ordinal)
+               JOIN detection.claims c
+                 ON c.tenant_id = x.tenant_id AND c.account_key = x.account_key AND c.event_id <> x.event_id
+                AND (c.patient_control_number = x.pcn OR c.payer_claim_control_number IN (x.icn1, x.icn2))
+               LEFT JOIN unnest($11::text[], $12::uuid[], $13::int[]) AS b(tenant_id, event_id, pos)
+                 ON b.tenant_id = c.tenant_id AND b.event_id = c.event_id
+               WHERE b.pos IS NULL OR b.pos < x.pos
+               ORDER BY x.pos, c.payment_date, c.remittance_id::text, c.claim_ordinal""",
+            *_columns(
+                10,
+                (
+                    (
+                        pos,
+                        e.tenant_id,
+                        e.account_key,
+                        e.event_id,
+                        e.payload.patient_control_number,
+                        e.payload.payer_claim_control_number or None,
+                        e.payload.original_reference or None,
+                        e.payload.payment_date,
+                        e.payload.remittance_id,
+                        e.payload.claim_ordinal,
+                    )
+                    for pos, e in enumerate(claims)
+                ),
+            ),
+            *_columns(
+                3, ((e.tenant_id, e.event_id, pos) for pos, e in enumerate(claims) if e.event_id in saved)
+            ),
         )
-        claims = [(ClaimPaymentReceived.model_validate_json(r["payload"]), r["earlier"]) for r in rows]
-        return [c for c, earlier in claims if earlier], [c for c, earlier in claims if not earlier]
+        related: list[tuple[list[ClaimPaymentReceived], list[ClaimPaymentReceived]]] = [
+            ([], []) for _ in claims
+        ]
+        for r in rows:
+            prior, later = related[r["pos"]]
+            (prior if r["earlier"] else later).append(ClaimPaymentReceived.model_validate_json(r["payload"]))
+        return related
 
     async def add_evidence(
         self, conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID, ev: Evidence
@@ -105,50 +143,82 @@ class DetectionStore:
         )
         return [(r["channel"], r["subject"], r["amount"], r["evidence_date"]) for r in rows]
 
-    async def note_reversal(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        account: str,
-        event_id: UUID,
-        claim: ClaimPaymentReceived,
-    ) -> None:
-        """Remember a reversal until a correction pairs it."""
-        await conn.execute(
+    async def note_reversals(
+        self, conn: asyncpg.Connection, reversals: Sequence[Envelope[ClaimPaymentReceived]]
+    ) -> set[UUID]:
+        """Remember reversals until a correction pairs them (one statement); the claim event ids of those not
+        remembered before."""
+        if not reversals:
+            return set()
+        rows = await conn.fetch(
             """INSERT INTO detection.reversals (tenant_id, claim_event_id, account_key, payer_id, icn, amount,
-                   reversed_on) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING""",
-            tenant_id,
-            event_id,
-            account,
-            claim.payer_id,
-            claim.payer_claim_control_number,
-            -claim.paid,
-            claim.payment_date,
+                   reversed_on)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[],
+                   $7::date[])
+               ON CONFLICT DO NOTHING RETURNING claim_event_id""",
+            *_columns(
+                7,
+                (
+                    (
+                        e.tenant_id,
+                        e.event_id,
+                        e.account_key,
+                        e.payload.payer_id,
+                        e.payload.payer_claim_control_number,
+                        -e.payload.paid,
+                        e.payload.payment_date,
+                    )
+                    for e in reversals
+                ),
+            ),
         )
+        return {r["claim_event_id"] for r in rows}
 
-    async def pair_reversal(
+    async def pair_reversals(
         self,
         conn: asyncpg.Connection,
-        tenant_id: str,
-        account: str,
-        correction_id: UUID,
-        claim: ClaimPaymentReceived,
+        corrections: Sequence[tuple[int, Envelope[ClaimPaymentReceived]]],
+        noted: Sequence[tuple[int, Envelope[ClaimPaymentReceived]]],
     ) -> None:
-        """A correction arrived: its reversal (same ICN via REF*F8/CLP07, or same CLP01) is no longer pending."""
-        icns = [r for r in (claim.original_reference, claim.payer_claim_control_number) if r]
+        """Corrections arrived (batch position, claim): each pending reversal of the account with the same ICN
+        (via REF*F8/CLP07) or the same CLP01, dated no later, is paired with the first of them, in one
+        statement. A reversal ``noted`` by this batch at a position is seen only by corrections after it."""
+        if not corrections:
+            return
         await conn.execute(
-            """UPDATE detection.reversals r SET corrected_by = $3
-               FROM detection.claims c
-               WHERE r.tenant_id = $1 AND r.account_key = $2 AND r.corrected_by IS NULL
-                 AND c.tenant_id = r.tenant_id AND c.event_id = r.claim_event_id
-                 AND (r.icn = ANY($4::text[]) OR c.patient_control_number = $5)
-                 AND r.reversed_on <= $6""",
-            tenant_id,
-            account,
-            correction_id,
-            icns,
-            claim.patient_control_number,
-            claim.payment_date,
+            """UPDATE detection.reversals r SET corrected_by = m.correction
+               FROM (
+                   SELECT DISTINCT ON (r.tenant_id, r.claim_event_id) r.tenant_id, r.claim_event_id, x.correction
+                   FROM unnest($1::int[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                       $8::date[]) AS x(pos, tenant_id, account_key, correction, pcn, icn1, icn2, payment_date)
+                   JOIN detection.reversals r
+                     ON r.tenant_id = x.tenant_id AND r.account_key = x.account_key AND r.corrected_by IS NULL
+                    AND r.reversed_on <= x.payment_date
+                   JOIN detection.claims c ON c.tenant_id = r.tenant_id AND c.event_id = r.claim_event_id
+                   LEFT JOIN unnest($9::text[], $10::uuid[], $11::int[]) AS n(tenant_id, claim_event_id, pos)
+                     ON n.tenant_id = r.tenant_id AND n.claim_event_id = r.claim_event_id
+                   WHERE (r.icn IN (x.icn1, x.icn2) OR c.patient_control_number = x.pcn)
+                     AND (n.pos IS NULL OR n.pos < x.pos)
+                   ORDER BY r.tenant_id, r.claim_event_id, x.pos
+               ) m
+               WHERE r.tenant_id = m.tenant_id AND r.claim_event_id = m.claim_event_id""",
+            *_columns(
+                8,
+                (
+                    (
+                        pos,
+                        e.tenant_id,
+                        e.account_key,
+                        e.event_id,
+                        e.payload.patient_control_number,
+                        e.payload.original_reference or None,
+                        e.payload.payer_claim_control_number or None,
+                        e.payload.payment_date,
+                    )
+                    for pos, e in corrections
+                ),
+            ),
+            *_columns(3, ((e.tenant_id, e.event_id, pos) for pos, e in noted)),
         )
 
     async def uncorrected_reversals(self, conn: asyncpg.Connection, before: date) -> list[asyncpg.Record]:
@@ -264,3 +334,12 @@ class DetectionStore:
             absorbed,
             survivor,
         )
+
+
+def _columns(width: int, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as ``width`` column lists, the arguments of an ``unnest($1::…[], $2::…[], …)``."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import asyncpg
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from services.intake.store import IntakeStore
 from shared import telemetry
 from shared.batches import dead_letter_message
 from shared.dlt_refs import RawFileRef
+from shared.effects import after_commit
 from shared.kafka import MAX_MESSAGE_BYTES
 from shared.messages import Incoming, Outgoing, Rejected, envelope_event_id
 
@@ -99,6 +101,28 @@ def _too_large(file: _File, parsed: ParsedRemittance, events: list[Outgoing]) ->
     return None
 
 
+def _log_warnings(file_name: str, parser: str, parsed: ParsedRemittance) -> None:
+    for warning in parsed.warnings:  # segment ids, ordinals and codes: never element values (PHI)
+        log.warning("file %s ST02 %s: %s", file_name, parsed.remittance.transaction_control_number, warning)
+    metrics.WARNINGS.labels(parser).inc(len(parsed.warnings))
+
+
+def _count_posted(parser: str, parsed: ParsedRemittance) -> None:
+    metrics.REMITTANCES.labels(parser).inc()
+    metrics.CLAIM_PAYMENTS.labels(parser).inc(len(parsed.claims))
+    metrics.PROVIDER_ADJUSTMENTS.labels(parser).inc(len(parsed.adjustments))
+    metrics.DOLLARS.labels("paid").inc(float(parsed.remittance.total_paid))
+    for adjustment in parsed.adjustments:
+        kind = "withheld" if adjustment.amount > 0 else "added"
+        metrics.DOLLARS.labels(kind).inc(float(abs(adjustment.amount)))
+
+
+def _count_rejected(errors: list[FeedError]) -> None:
+    for error in errors:
+        metrics.REJECTED.labels(error.reason.value).inc()
+        telemetry.DEAD_LETTERS.labels(SERVICE, error.reason.value).inc()
+
+
 def _positions(results: list[ParsedRemittance | FeedError]) -> dict[object, int]:
     """Each remittance's first position among the file's results (the key of its rejection row)."""
     found: dict[object, int] = {}
@@ -134,7 +158,6 @@ class FileIntake:
             )
         parser = domain.choose_parser(self.parsers, raw.content, raw.file_name, raw.format_hint)
         if isinstance(parser, FeedError):
-            metrics.FILES.labels("rejected").inc()
             raise Rejected(parser.reason.value, str(parser), parser.location())
         results = list(
             parser.parse(raw.content, file_name=raw.file_name, file_sha256=raw.sha256, tenant_id=tenant)
@@ -191,6 +214,7 @@ class FileIntake:
         await self.store.keep_raw_file(
             conn, envelope.tenant_id, raw.sha256, raw.file_name, raw.source, raw.format_hint, raw.content
         )
+        after_commit(metrics.FILES.labels("rejected").inc)
         body = _reference(raw, envelope.tenant_id, str(envelope.event_id), None, {}).to_bytes()
         return replace(record, value=body)
 
@@ -203,11 +227,14 @@ class FileIntake:
         ``offsetstream files`` says the file came again and posted nothing."""
         file = self._read(incoming)
         if await self._note_receipt(conn, incoming, file, "copy"):
-            metrics.FILES.labels("already_received").inc()
-            log.info(
-                "file %s (sha256 %s) received again: already processed, nothing new posted",
-                file.raw.file_name,
-                file.raw.sha256[:12],
+            after_commit(metrics.FILES.labels("already_received").inc)
+            after_commit(
+                partial(
+                    log.info,
+                    "file %s (sha256 %s) received again: already processed, nothing new posted",
+                    file.raw.file_name,
+                    file.raw.sha256[:12],
+                )
             )
         good, bad = domain.split_results(file.results)
         good, _ = domain.collapse_repeats(good)
@@ -236,14 +263,14 @@ class FileIntake:
         positions = _positions(results)
         good, duplicates = domain.collapse_repeats(good)  # the file's own copies: a warning on the first
         if duplicates:
-            metrics.DUPLICATES.labels(parser.name).inc(duplicates)
+            after_commit(partial(metrics.DUPLICATES.labels(parser.name).inc, duplicates))
         outputs: list[Outgoing] = []
         for transaction in good:
             parsed = transaction
             before = await self.store.posted_before(conn, tenant, parsed)
             if before in ("same", "reissue"):
                 duplicates += 1
-                metrics.DUPLICATES.labels(parser.name).inc()
+                after_commit(metrics.DUPLICATES.labels(parser.name).inc)
                 continue
             if before == "conflict":
                 parsed = replace(parsed, warnings=(*parsed.warnings, _conflict_warning(parsed)))
@@ -252,27 +279,12 @@ class FileIntake:
                 bad.append((positions[parsed.remittance.remittance_id], refused))
                 continue
             await self.store.record_remittance(conn, tenant, domain.account_of(tenant, parsed), parsed)
-            for warning in parsed.warnings:  # segment ids, ordinals and codes: never element values (PHI)
-                log.warning(
-                    "file %s ST02 %s: %s",
-                    raw.file_name,
-                    parsed.remittance.transaction_control_number,
-                    warning,
-                )
-            metrics.WARNINGS.labels(parser.name).inc(len(parsed.warnings))
+            after_commit(partial(_log_warnings, raw.file_name, parser.name, parsed))
             outputs += events
-            metrics.REMITTANCES.labels(parser.name).inc()
-            metrics.CLAIM_PAYMENTS.labels(parser.name).inc(len(parsed.claims))
-            metrics.PROVIDER_ADJUSTMENTS.labels(parser.name).inc(len(parsed.adjustments))
-            metrics.DOLLARS.labels("paid").inc(float(parsed.remittance.total_paid))
-            for adjustment in parsed.adjustments:
-                kind = "withheld" if adjustment.amount > 0 else "added"
-                metrics.DOLLARS.labels(kind).inc(float(abs(adjustment.amount)))
+            after_commit(partial(_count_posted, parser.name, parsed))
         bad.sort(key=lambda item: item[0])
         await self.store.record_rejections(conn, tenant, raw.sha256, bad)
-        for _, error in bad:
-            metrics.REJECTED.labels(error.reason.value).inc()
-            telemetry.DEAD_LETTERS.labels(SERVICE, error.reason.value).inc()
+        after_commit(partial(_count_rejected, [error for _, error in bad]))
         outputs += await self._dead_letters(conn, incoming, file, bad)
         await self.store.record_file(
             conn,
@@ -286,5 +298,5 @@ class FileIntake:
             len(bad),
             duplicates,
         )
-        metrics.FILES.labels("partial" if bad and good else "rejected" if bad else "posted").inc()
+        after_commit(metrics.FILES.labels("partial" if bad and good else "rejected" if bad else "posted").inc)
         return outputs

@@ -28,6 +28,7 @@ from services.interest import domain, metrics
 from services.interest.store import InterestStore, schedule_of
 from shared import envelopes, outbox, phi
 from shared.alerts import alert_message
+from shared.effects import after_commit
 from shared.ids import receivable_id, stable_id
 from shared.messages import Outgoing
 
@@ -225,7 +226,7 @@ class Engine:
                     recoupment.key,
                 ):
                     continue
-                metrics.ALERTS.labels(kind).inc()
+                after_commit(metrics.ALERTS.labels(kind).inc)
                 payload = phi.safe_alert(  # the outbound scrubber: references by the payer's layout
                     AlertRaised(
                         alert_id=alert_id,

@@ -39,6 +39,7 @@ from services.notification.routes import Routes, load_routes_document
 from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
 from shared import envelopes, outbox, phi
+from shared.effects import after_commit
 from shared.ids import account_key, stable_id
 from shared.messages import Incoming, Outgoing
 from shared.settings import Settings
@@ -237,7 +238,7 @@ class Notifier:
             tenant, key = source.tenant_id, source.account_key
             out = await self.emit(conn, source.event_id, nid, message, tenant, key, key)
             if await self.store.add_notification(conn, source.tenant_id, _payload(out)):
-                metrics.NOTIFICATIONS.labels(message.kind).inc()
+                after_commit(metrics.NOTIFICATIONS.labels(message.kind).inc)
                 outputs.append(out)
         return outputs
 
@@ -352,7 +353,7 @@ class Notifier:
                     message = domain.compose_digest(day, items)
                     digest_key = account_key(tenant, "digest", "")
                     queued += await self._queue(conn, tenant, digest_key, nid, message, None)
-                    metrics.DIGESTS.inc()
+                    after_commit(metrics.DIGESTS.inc)
         return queued
 
     async def _queue(
@@ -367,7 +368,7 @@ class Notifier:
         out = await self.emit(conn, nid, nid, message, tenant, key, scope)
         if not await self.store.add_notification(conn, tenant, _payload(out)):
             return 0
-        metrics.NOTIFICATIONS.labels(message.kind).inc()
+        after_commit(metrics.NOTIFICATIONS.labels(message.kind).inc)
         await outbox.add(conn, SERVICE, str(nid), out)
         return 1
 

@@ -1,6 +1,7 @@
 """The batch loop every stage runs (``shared.batches.apply_batch``), against the real ledger database.
 
-A batch is one transaction with a savepoint per message. These tests pin what billing depends on: a poison
+A batch is one transaction; its messages run together, and a failing one is isolated by re-running parts of
+the batch. These tests pin what billing depends on: a poison
 message costs only itself, a redelivered batch re-publishes the same bytes and writes nothing, a message seen
 twice counts once, two workers that briefly hold the same partition never both apply it, and a transient error
 leaves no trace to be retried on top of.
@@ -10,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from functools import partial
 
 import asyncpg
 import pytest
@@ -18,7 +20,8 @@ from cli.local_infra import Stack
 from contracts.topics import INTAKE, LETTERS, STAFF_ACTIONS
 from services.intake import publish
 from shared.batches import apply_batch
-from shared.messages import Handler, Incoming, Outgoing, Rejected, envelope_event_id
+from shared.effects import after_commit
+from shared.messages import BatchHandler, Handler, Incoming, Outgoing, PerInput, Rejected, envelope_event_id
 from shared.settings import REPO_ROOT
 from shared.stream import dispatcher
 
@@ -226,3 +229,35 @@ async def test_a_message_of_a_topic_without_a_handler_is_dead_lettered_not_handl
     assert headers["reason"] == b"unknown_topic" and record.topic == STAFF_ACTIONS.dlt
     assert STAFF_ACTIONS.name.encode() in headers["error"] and record.value == stray.value
     assert await claimed(ledger, service) == ["l1"]  # the stray one stays replayable
+
+
+async def test_a_poison_message_is_isolated_without_a_savepoint_each_and_effects_count_once(
+    ledger: asyncpg.Connection, service: str
+) -> None:
+    """The batch runs in one savepoint; a poison message makes it re-run in parts until the message is alone.
+    Its neighbours' effects inside the database are written once, and those outside it (deferred with
+    ``after_commit``) happen once, after the commit, and only for what was committed."""
+    counted: list[str] = []
+    inner = handler_for(service)
+
+    async def counting(conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        outputs = await inner(conn, incoming)
+        after_commit(partial(counted.append, json.loads(incoming.value)["event_id"]))
+        return outputs
+
+    async def in_halves(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
+        """A batch handler that cannot tell which input failed: the runtime bisects."""
+        return [list(await counting(conn, incoming)) for incoming in batch]
+
+    names = [f"e{n:02d}" for n in range(12)]
+    for handler in (counting, BatchHandler(in_halves)):
+        counted.clear()
+        tag = "b" if isinstance(handler, BatchHandler) else "a"
+        batch = [message(f"{tag}{n}", poison="crash" if n in ("e04", "e09") else "") for n in names]
+        results = await apply_batch(ledger, service, handler, batch, envelope_event_id)
+        outcomes = [r.outcome for r in results]
+        assert outcomes == ["dead_lettered" if n in ("e04", "e09") else "applied" for n in names]
+        assert counted == [f"{tag}{n}" for n in names if n not in ("e04", "e09")]  # once each, in order
+    assert await effects(ledger, service) == sorted(
+        f"{tag}{n}" for tag in "ab" for n in names if n not in ("e04", "e09")
+    )

@@ -15,7 +15,7 @@ from services.intake import publish
 from shared import plugins
 from shared.batches import dead_letter_message
 from shared.ids import account_key, receivable_id, stable_id
-from shared.messages import Incoming, Outgoing, Rejected
+from shared.messages import FailedInput, Incoming, Outgoing, Rejected
 from shared.settings import Settings
 from shared.stream import Stage
 from shared.webhook import sign, verify
@@ -168,10 +168,11 @@ async def test_a_stage_hands_each_topic_its_own_payload_type_and_refuses_wiring_
     assert topics == (LETTERS.name,)
 
     example = examples.example_envelope(LETTERS)
-    assert await dispatch(None, Incoming(LETTERS.name, 0, 0, b"k", example.to_bytes())) == []
+    assert await dispatch.apply(None, [Incoming(LETTERS.name, 0, 0, b"k", example.to_bytes())]) == [[]]
     assert seen == [example.payload]
-    with pytest.raises(ValidationError):  # the stage's savepoint turns it into an invalid_message dead letter
-        await dispatch(None, Incoming(LETTERS.name, 0, 1, b"k", b'{"event_id": "x"}'))
-    with pytest.raises(Rejected, match="no handler for") as stray:
-        await dispatch(None, Incoming(STAFF_ACTIONS.name, 0, 2, b"k", example.to_bytes()))
-    assert stray.value.reason == "unknown_topic"
+    with pytest.raises(FailedInput) as bad:  # the runtime isolates it: an invalid_message dead letter
+        await dispatch.apply(None, [Incoming(LETTERS.name, 0, 1, b"k", b'{"event_id": "x"}')])
+    assert bad.value.position == 0 and isinstance(bad.value.cause, ValidationError)
+    [stray] = await dispatch.apply(None, [Incoming(STAFF_ACTIONS.name, 0, 2, b"k", example.to_bytes())])
+    assert isinstance(stray, Rejected) and "no handler for" in stray.message
+    assert stray.reason == "unknown_topic"
