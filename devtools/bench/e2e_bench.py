@@ -9,16 +9,40 @@ Size: ``BENCH_CLAIMS`` (default 200 000 claim payments; the issue's figure), ``B
 ``BENCH_BROKERS=3`` runs the stack on a 3-broker KRaft cluster (replication factor 3, ``min.insync.replicas=2``,
 ``acks=all``) instead of one broker.
 
+CPU: every process tree the pipeline runs in (each service process, the Kafka broker JVM(s), the PostgreSQL
+postmaster with all its backends) is measured from ``/proc`` (``devtools.bench.cpu``) from the first publish until
+the ledger is quiet, and printed as CPU-ms per 1 000 claim payments, per process and in total, with the load
+average at both ends. CPU-seconds do not depend on how busy the machine is; wall time does.
+
+Paced mode (``make bench-paced``): ``BENCH_RATE=<claim payments/s>`` and ``BENCH_SECONDS=<n>`` feed the files at
+that fixed rate instead of all at once (a file is published when the claims before it are due, so the feed lasts
+about ``BENCH_SECONDS``; the feed is sized ``BENCH_RATE × BENCH_SECONDS`` unless ``BENCH_CLAIMS`` says otherwise),
+so the latency is that of the pipeline rather than of a backlog.
+
+Settings under test pass through: the service processes inherit the bench's environment, so Faust's own
+variables (``PRODUCER_LINGER`` in seconds, ``PRODUCER_MAX_BATCH_SIZE``, ``PRODUCER_COMPRESSION_TYPE``,
+``CONSUMER_MAX_FETCH_SIZE``, which win over the values ``shared.stream.Stage`` passes) and ``OFFSETSTREAM_*``
+settings (``OFFSETSTREAM_COMMIT_INTERVAL_SECONDS``, ``OFFSETSTREAM_BATCH_MAX_MESSAGES``) change them for one run;
+the bench prints those it sees.
+
 Load shape: a payer-cycle burst. Every 835 file is published at once, in generator order. Raw files are keyed
 by tenant and X12 sender (``services.intake.publish.interchange_sender``), so each payer's files reach intake in publish
 order on one partition; detection compares a claim only with earlier-dated claims already seen, so a duplicate
 payment must not overtake its original. Letters are imported (and settled) before the 835 feed.
 
-Latency, two figures, both from Kafka ``CreateTime`` on one machine's clock, read by a group-less consumer:
-*publish→offset* runs from a file's publish to every ``remit.offsets.v1`` event with its trace number, so under
-a burst it includes the time the file waited in the intake backlog; *intake→offset* runs from intake's
-``remit.remittances.v1`` event for that trace number (intake has parsed and posted the file) to the same offset
-events, which is the latency of detection, matching and the hops between them.
+Latency, all from Kafka ``CreateTime`` on one machine's clock, read after the run by a group-less consumer from
+the end offsets noted before the first publish (so no reader competes for the cores while the CPU is measured).
+A transaction is known by its trace number (TRN02), which every event below carries:
+
+- *publish→claims*: from the raw file's record on ``remit.intake.v1`` (its timestamp, returned by the broker's
+  acknowledgement) to the **last** ``remit.claim-payments.v1`` event of each of the file's transactions: the file read,
+  parsed, posted and every claim payment visible;
+- *publish→offset*: from the same raw-file record to **every** ``remit.offsets.v1`` event with one of the file's
+  trace numbers (one per PLB pair): the whole pipeline, intake → detection → matching. Under a burst it includes
+  the time the file waited in the intake backlog; paced, it is the pipeline's latency (the issue's "intake→offset",
+  goal p99 < 2 s);
+- *posted→offset*: from intake's first ``remit.remittances.v1`` event for the trace number (intake has parsed and
+  posted the file) to the same offset events: detection, matching and the hops between them.
 """
 
 import asyncio
@@ -40,6 +64,7 @@ from cli import ledger_check, letters
 from cli.local_infra import Stack, start_stack
 from cli.runner import Pipeline
 from contracts import topics
+from devtools.bench import cpu
 from devtools.generate import FeedFile, Spec, compare, feed_order, generate
 from services.intake import publish
 from shared import kafka, kafka_security
@@ -47,9 +72,13 @@ from shared.settings import REPO_ROOT, SERVICES, Settings
 
 ROOT = REPO_ROOT / ".local" / "bench"
 TRACE = re.compile(rb"\nTRN\*1\*([^*~]+)")
+CLAIM = re.compile(rb"\nCLP\*")
+TRACE_FIELD = re.compile(rb'"trace_number":"([^"]*)"')
 QUIET = 4.0
 OFFSETS = topics.OFFSETS.name
 REMITTANCES = topics.REMITTANCES.name
+CLAIMS = topics.CLAIM_PAYMENTS.name
+KNOBS = re.compile(r"^(PRODUCER_|CONSUMER_|BROKER_|STREAM_|OFFSETSTREAM_(COMMIT|BATCH))")
 
 
 def spec_for(claims: int, prefix: str) -> Spec:
@@ -71,17 +100,36 @@ def spec_for(claims: int, prefix: str) -> Spec:
 
 
 @dataclass
+class Load:
+    """How the feed is published: all at once (``rate`` None) or at ``rate`` claim payments per second."""
+
+    rate: float | None = None
+    seconds: float | None = None
+
+    @property
+    def name(self) -> str:
+        return "burst" if self.rate is None else f"paced {self.rate:g} claim payments/s"
+
+
+@dataclass
 class Result:
     workers: int
-    brokers: int
+    load: Load
     claims: int
     pairs: int
     seconds: float
+    feed_seconds: float
     latencies: list[float]
     after_intake: list[float]
+    to_claims: list[float]
     rss_kib: dict[str, int]
     differences: list[str]
     breaches: int
+    cpu_seconds: dict[str, float]
+    driver_cpu_seconds: float
+    idle_cpu_per_second: dict[str, float]
+    load_before: str
+    load_after: str
 
 
 def vm_hwm(pid: int) -> int:
@@ -92,55 +140,88 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
-async def collect_stamps(
-    settings: Settings, sinks: dict[str, dict[str, list[int]]], stop: asyncio.Event
-) -> None:
-    """topic → trace number → Kafka timestamps (ms) of its events, from now on (assigned, no group)."""
-    topics = list(sinks)
+async def end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartition, int]:
+    """The current end offset of every partition of ``names`` (where the run's events will start)."""
     client = AIOKafkaAdminClient(**kafka_security.client_kwargs(settings))
     await client.start()
     try:
-        parts = await kafka.topic_partitions(client, topics)
+        parts = await kafka.topic_partitions(client, names)
     finally:
         await client.close()
     consumer = AIOKafkaConsumer(**kafka_security.client_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for topic in topics for p in parts[topic]]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        while not stop.is_set():
-            got = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, records in got.items():
-                sink = sinks[tp.topic]
-                for record in records:
-                    payload = json.loads(record.value)["payload"]
-                    sink.setdefault(payload["trace_number"], []).append(record.timestamp)
+        tps = [TopicPartition(name, p) for name in names for p in parts[name]]
+        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
 
 
-async def publish_burst(settings: Settings, out: Path, feed: list[FeedFile]) -> dict[str, int]:
-    """Publish every 835 file in generator order without waiting between them; return each trace number's
-    publish time (ms since the epoch)."""
+async def read_stamps(
+    settings: Settings, starts: dict[TopicPartition, int]
+) -> dict[str, dict[str, list[int]]]:
+    """topic → trace number → Kafka timestamps (ms) of its events from ``starts`` up to the end offsets now
+    (assigned partitions, no group). The trace number is taken from the JSON bytes without parsing: every
+    envelope of these topics has exactly one ``"trace_number"`` field, in its payload."""
+    stamps: dict[str, dict[str, list[int]]] = {tp.topic: {} for tp in starts}
+    consumer = AIOKafkaConsumer(
+        **kafka_security.client_kwargs(settings), enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(starts))
+        ends = await consumer.end_offsets(list(starts))
+        todo = {tp for tp in starts if ends[tp] > starts[tp]}
+        for tp, start in starts.items():
+            consumer.seek(tp, start)
+        while todo:
+            got = await consumer.getmany(*todo, timeout_ms=1000, max_records=20000)
+            for tp, records in got.items():
+                sink = stamps[tp.topic]
+                for record in records:
+                    found = TRACE_FIELD.search(record.value or b"")
+                    if found:
+                        sink.setdefault(found.group(1).decode(), []).append(record.timestamp)
+                    if record.offset + 1 >= ends[tp]:
+                        todo.discard(tp)
+    finally:
+        await consumer.stop()
+    return stamps
+
+
+async def publish_feed(
+    settings: Settings, out: Path, feed: list[FeedFile], load: Load
+) -> tuple[dict[str, int], float]:
+    """Publish every 835 file in generator order, all at once or paced; return each trace number's publish time
+    (the raw-file record's Kafka timestamp, ms since the epoch) and the seconds the publishing took.
+
+    Paced: the file is sent when the claim payments before it are due at ``load.rate`` (a file holds one payer's
+    transactions of one payment day, so the feed arrives in steps of one file)."""
     sent: dict[str, int] = {}
     producer = AIOKafkaProducer(
         **kafka_security.client_kwargs(settings), max_request_size=kafka.MAX_MESSAGE_BYTES, acks="all"
     )
     await producer.start()
+    started = time.monotonic()
     try:
         pending = []
+        due = 0.0
         for item in (f for f in feed if f.kind == "835"):
             content = (out / item.path).read_bytes()
+            if load.rate is not None:
+                await asyncio.sleep(max(0.0, started + due - time.monotonic()))
+                due += len(CLAIM.findall(content)) / load.rate
             key, value = publish.raw_file_message(content, Path(item.path).name, item.tenant, "cli")
-            now = int(time.time() * 1000)
-            pending.append(await producer.send(topics.INTAKE.name, value=value, key=key))
-            for trace in TRACE.findall(content):
-                sent.setdefault(trace.decode(), now)
-        await asyncio.gather(*pending)
+            traces = [trace.decode() for trace in TRACE.findall(content)]
+            future = await producer.send(topics.INTAKE.name, value=value, key=key)
+            pending.append((future, traces))
+        for future, traces in pending:
+            stamp = (await future).timestamp
+            for trace in traces:
+                sent.setdefault(trace, stamp)
     finally:
         await producer.stop()
-    return sent
+    return sent, time.monotonic() - started
 
 
 async def quiet_ledger(stack: Stack, expected: dict[str, Any], *, letters_only: bool = False) -> None:
@@ -174,8 +255,16 @@ async def quiet_ledger(stack: Stack, expected: dict[str, Any], *, letters_only: 
         await conn.close()
 
 
-async def run_once(stack: Stack, claims: int, workers: int) -> Result:
-    prefix = f"b{workers}w{claims}"
+async def idle_rate(groups: dict[str, list[int]], seconds: float = 5.0) -> dict[str, float]:
+    """CPU seconds per second each process tree spends with nothing to do (timers, heartbeats, lag probes)."""
+    meter = cpu.CpuMeter(groups)
+    meter.start()
+    await asyncio.sleep(seconds)
+    return {label: spent / seconds for label, spent in meter.stop().items()}
+
+
+async def run_once(stack: Stack, claims: int, workers: int, load: Load) -> Result:
+    prefix = f"{'b' if load.rate is None else 'p'}{workers}w{claims}"
     out = ROOT / f"feed-{prefix}"
     if not (out / "expected.json").exists():
         generate(spec_for(claims, prefix), out)
@@ -187,18 +276,24 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
         for item in (f for f in feed if f.kind == "letters"):
             await letters.publish(settings, letters.read_import(out / item.path), item.tenant, "cli")
         await quiet_ledger(stack, expected, letters_only=True)
-        stamps: dict[str, dict[str, list[int]]] = {OFFSETS: {}, REMITTANCES: {}}
-        stop = asyncio.Event()
         # The probe reads output topics no operator reads: it logs in as the broker's admin.
-        collector = asyncio.create_task(collect_stamps(stack.settings("admin"), stamps, stop))
-        await asyncio.sleep(2)
+        admin = stack.settings("admin")
+        starts = await end_offsets(admin, [OFFSETS, REMITTANCES, CLAIMS])
+        groups = cpu.stack_groups(stack)
+        idle = await idle_rate(groups)
+        meter = cpu.CpuMeter(groups)
+        load_before = cpu.load_average()
+        driver_started = cpu.self_seconds()
+        meter.start()
         started = time.monotonic()
-        sent = await publish_burst(settings, out, feed)
+        sent, feed_seconds = await publish_feed(settings, out, feed, load)
         await quiet_ledger(stack, expected)
         seconds = time.monotonic() - started - QUIET
-        stop.set()
-        await collector
+        spent = meter.stop()
+        driver = cpu.self_seconds() - driver_started
+        load_after = cpu.load_average()
         rss = {label: vm_hwm(pid) for label, pid in stack.services.items()}
+        stamps = await read_stamps(admin, starts)
         conn = await asyncpg.connect(stack.postgres.dsn)
         try:
             diffs = await compare(conn, out)
@@ -207,7 +302,7 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
                 breaches += len(await ledger_check.check(conn, tenant))
         finally:
             await conn.close()
-    offsets, posted = stamps[OFFSETS], stamps[REMITTANCES]
+    offsets, posted, claimed = stamps[OFFSETS], stamps[REMITTANCES], stamps[CLAIMS]
     latencies = [
         (ts - sent[trace]) / 1000 for trace, times in offsets.items() if trace in sent for ts in times
     ]
@@ -217,18 +312,26 @@ async def run_once(stack: Stack, claims: int, workers: int) -> Result:
         if trace in posted
         for ts in times
     ]
+    to_claims = [(max(times) - sent[trace]) / 1000 for trace, times in claimed.items() if trace in sent]
     tenants = expected["tenants"].values()
     return Result(
         workers,
-        stack.brokers,
+        load,
         sum(t["claim_payments"] for t in tenants),
         sum(sum(t["plb_pairs_by_bucket"].values()) for t in tenants),
         seconds,
+        feed_seconds,
         latencies,
         after_intake,
+        to_claims,
         rss,
         diffs,
         breaches,
+        spent,
+        driver,
+        idle,
+        load_before,
+        load_after,
     )
 
 
@@ -236,21 +339,63 @@ def _percentiles(values: list[float]) -> list[float]:
     return statistics.quantiles(values, n=100) if len(values) > 1 else [0.0] * 99
 
 
+def _latency(name: str, values: list[float], what: str) -> str:
+    q = _percentiles(values)
+    return f"{name:<18} p50 {q[49]:.2f} s   p95 {q[94]:.2f} s   p99 {q[98]:.2f} s   max {max(values, default=0):.2f} s   ({len(values):,} {what})"
+
+
+def show_cpu(r: Result) -> None:
+    """CPU-ms per 1 000 claim payments of every process tree, per stage and in total."""
+    per_k = 1e6 / r.claims
+    by_service: dict[str, float] = {}
+    for label, seconds in r.cpu_seconds.items():
+        service = label.rpartition("-")[0] if label.rpartition("-")[0] in SERVICES else label
+        by_service[service] = by_service.get(service, 0.0) + seconds
+    total = sum(r.cpu_seconds.values())
+    idle_total = sum(r.idle_cpu_per_second.values())
+    print(
+        f"CPU (first publish → quiet, {r.seconds + QUIET:,.1f} s; load average before {r.load_before}, after "
+        f"{r.load_after})"
+    )
+    print(f"  {'process':<14} {'CPU s':>8} {'ms / 1 000 claims':>18} {'share':>6} {'idle ms/s':>10}")
+    for label in sorted(r.cpu_seconds, key=lambda k: (k in ("kafka", "postgres"), k)):
+        seconds = r.cpu_seconds[label]
+        print(
+            f"  {label:<14} {seconds:>8.2f} {seconds * per_k:>18,.0f} {seconds / total if total else 0:>6.0%} "
+            f"{r.idle_cpu_per_second.get(label, 0) * 1000:>10.1f}"
+        )
+    if len(by_service) < len(r.cpu_seconds):
+        print("  per stage      " + "   ".join(f"{k} {v * per_k:,.0f}" for k, v in by_service.items()))
+    print(
+        f"  {'total':<14} {total:>8.2f} {total * per_k:>18,.0f}   → {total * 1000 / r.claims:.2f} ms of CPU "
+        f"per claim payment (target ≤ 1.2); idle floor {idle_total * 1000:.0f} ms/s"
+    )
+    print(
+        f"  bench driver (publishing, not counted) {r.driver_cpu_seconds:.2f} s = "
+        f"{r.driver_cpu_seconds * per_k:,.0f} ms / 1 000 claims"
+    )
+
+
 def show(r: Result) -> None:
-    q = _percentiles(r.latencies)
-    qi = _percentiles(r.after_intake)
-    print(f"\n== {r.workers} worker(s) per stage, {r.brokers} Kafka broker(s) ==")
+    print(f"\n== {r.workers} worker(s) per stage, {r.load.name} ==")
     print(
         f"claim payments     {r.claims:>9,}   PLB pairs {r.pairs:,}   wall {r.seconds:,.1f} s (first publish → quiet)"
     )
-    print(
-        f"throughput         {r.claims / r.seconds:>9,.0f} claim payments/s   {r.pairs / r.seconds:,.1f} PLB pairs/s"
-    )
-    print(
-        f"publish→offset     p50 {q[49]:.2f} s   p95 {q[94]:.2f} s   p99 {q[98]:.2f} s   ({len(r.latencies):,} offset events)"
-    )
-    print(f"intake→offset      p50 {qi[49]:.2f} s   p95 {qi[94]:.2f} s   p99 {qi[98]:.2f} s")
+    if r.load.rate is None:
+        print(
+            f"throughput         {r.claims / r.seconds:>9,.0f} claim payments/s   {r.pairs / r.seconds:,.1f} PLB pairs/s"
+        )
+    else:
+        print(
+            f"feed               {r.claims / r.feed_seconds:>9,.0f} claim payments/s offered over "
+            f"{r.feed_seconds:,.1f} s (asked {r.load.rate:g}/s); last offset {r.seconds - r.feed_seconds:,.1f} s "
+            "after the last publish"
+        )
+    print(_latency("publish→claims", r.to_claims, "transactions"))
+    print(_latency("publish→offset", r.latencies, "offset events"))
+    print(_latency("posted→offset", r.after_intake, "offset events"))
     print("peak RSS (VmHWM)   " + "   ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sorted(r.rss_kib.items())))
+    show_cpu(r)
     verdict = (
         "equals expected.json"
         if not r.differences
@@ -264,19 +409,24 @@ def show(r: Result) -> None:
 
 
 async def main() -> int:
-    claims = int(os.environ.get("BENCH_CLAIMS", "200000"))
-    workers = [int(w) for w in os.environ.get("BENCH_WORKERS", "1,2").split(",")]
-    brokers = int(os.environ.get("BENCH_BROKERS", "1"))
+    rate = float(os.environ["BENCH_RATE"]) if os.environ.get("BENCH_RATE") else None
+    seconds = float(os.environ.get("BENCH_SECONDS", "300"))
+    load = Load(rate, seconds if rate else None)
+    paced_claims = str(round(rate * seconds)) if rate else "200000"
+    claims = int(os.environ.get("BENCH_CLAIMS", paced_claims))
+    workers = [int(w) for w in os.environ.get("BENCH_WORKERS", "1" if rate else "1,2").split(",")]
+    knobs = {k: v for k, v in sorted(os.environ.items()) if KNOBS.match(k)}
     print(
-        f"end-to-end bench: ~{claims:,} claim payments, workers {workers}, {brokers} Kafka broker(s); "
-        f"stack under {ROOT / 'stack'}",
+        f"end-to-end bench: ~{claims:,} claim payments, {load.name}, workers {workers}; stack under "
+        f"{ROOT / 'stack'}; load average {cpu.load_average()}"
+        + (f"; settings {' '.join(f'{k}={v}' for k, v in knobs.items())}" if knobs else ""),
         flush=True,
     )
     stack = await asyncio.to_thread(start_stack, ROOT / "stack", "bench", durable=False, brokers=brokers)
     failed = False
     try:
         for count in workers:
-            result = await run_once(stack, claims, count)
+            result = await run_once(stack, claims, count, load)
             show(result)
             failed |= bool(result.differences or result.breaches)
     finally:
