@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run run-keep test test-unit test-integration lint lock contracts bench bench-parse clean
+.PHONY: setup run run-keep test test-unit test-integration lint lock contracts bench bench-parse bench-paced bench-serde clean
 
 setup: $(STAMP)
 	@$(PY) -m infra.build_native
@@ -55,6 +55,14 @@ contracts: setup
 ## end-to-end: generated feed (BENCH_CLAIMS, default 200000) through the five services, 1 then 2 workers
 bench: setup
 	$(PY) -m devtools.bench.e2e_bench
+
+## paced: BENCH_RATE claim payments/s (default 250, about half the burst capacity) for BENCH_SECONDS (300), 1 worker
+bench-paced: setup
+	BENCH_RATE=$${BENCH_RATE:-250} BENCH_SECONDS=$${BENCH_SECONDS:-300} $(PY) -m devtools.bench.e2e_bench
+
+## envelope decode/encode µs per message: pydantic vs orjson/msgspec (a throwaway venv under .local/bench)
+bench-serde: setup
+	$(PY) -m devtools.bench.serde_bench
 
 ## parser speed and memory on a generated 100k-claim 835, against linuxforhealth-x12 in its own venv
 bench-parse: setup
