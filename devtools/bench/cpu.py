@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.local_infra import Stack
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -108,24 +110,11 @@ class CpuMeter:
         return self.spent
 
 
-def stack_groups(stack: object) -> dict[str, list[int]]:
+def stack_groups(stack: Stack) -> dict[str, list[int]]:
     """label → root PIDs of a running local stack: each service process (``intake-0`` …), ``kafka`` (every
-    broker: a stack with one ``KafkaInfo.pid``, or several brokers as ``pids`` or a list of ``brokers``) and
-    ``postgres`` (the postmaster, whose tree holds every backend and auxiliary process)."""
-    groups: dict[str, list[int]] = {
-        label: [pid] for label, pid in sorted(getattr(stack, "services", {}).items())
-    }
-    kafka = getattr(stack, "kafka", None)
-    brokers: list[object] = list(getattr(stack, "brokers", None) or getattr(kafka, "brokers", None) or [])
-    kafka_pids: list[int] = []
-    for info in [kafka, *brokers]:
-        if info is None:
-            continue
-        kafka_pids.extend(int(p) for p in getattr(info, "pids", None) or [])
-        pid = getattr(info, "pid", None)
-        if isinstance(pid, int):
-            kafka_pids.append(pid)
-    groups["kafka"] = sorted(set(kafka_pids))
-    postgres = getattr(stack, "postgres", None)
-    groups["postgres"] = [int(getattr(postgres, "pid", 0))] if postgres is not None else []
+    broker node's JVM; a 3-broker cluster is summed under one label) and ``postgres`` (the postmaster, whose tree
+    holds every backend and auxiliary process)."""
+    groups: dict[str, list[int]] = {label: [pid] for label, pid in sorted(stack.services.items())}
+    groups["kafka"] = [node.pid for node in stack.kafka.nodes]
+    groups["postgres"] = [stack.postgres.pid]
     return groups

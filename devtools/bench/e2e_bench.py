@@ -114,6 +114,7 @@ class Load:
 @dataclass
 class Result:
     workers: int
+    brokers: int
     load: Load
     claims: int
     pairs: int
@@ -316,6 +317,7 @@ async def run_once(stack: Stack, claims: int, workers: int, load: Load) -> Resul
     tenants = expected["tenants"].values()
     return Result(
         workers,
+        stack.brokers,
         load,
         sum(t["claim_payments"] for t in tenants),
         sum(sum(t["plb_pairs_by_bucket"].values()) for t in tenants),
@@ -389,7 +391,7 @@ def show_cpu(r: Result) -> None:
 
 
 def show(r: Result) -> None:
-    print(f"\n== {r.workers} worker(s) per stage, {r.load.name} ==")
+    print(f"\n== {r.workers} worker(s) per stage, {r.brokers} Kafka broker(s), {r.load.name} ==")
     print(
         f"claim payments     {r.claims:>9,}   PLB pairs {r.pairs:,}   wall {r.seconds:,.1f} s (first publish → quiet)"
     )
@@ -427,9 +429,11 @@ async def main() -> int:
     paced_claims = str(round(rate * seconds)) if rate else "200000"
     claims = int(os.environ.get("BENCH_CLAIMS", paced_claims))
     workers = [int(w) for w in os.environ.get("BENCH_WORKERS", "1" if rate else "1,2").split(",")]
+    brokers = int(os.environ.get("BENCH_BROKERS", "1"))
     knobs = {k: v for k, v in sorted(os.environ.items()) if KNOBS.match(k)}
     print(
-        f"end-to-end bench: ~{claims:,} claim payments, {load.name}, workers {workers}; stack under "
+        f"end-to-end bench: ~{claims:,} claim payments, {load.name}, workers {workers}, {brokers} Kafka broker(s); "
+        f"stack under "
         f"{ROOT / 'stack'}; load average {cpu.load_average()}"
         + (f"; settings {' '.join(f'{k}={v}' for k, v in knobs.items())}" if knobs else ""),
         flush=True,
