@@ -66,9 +66,15 @@ async def admin(cluster: Stack) -> AsyncIterator[AIOKafkaAdminClient]:
 
 
 async def _partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> list[dict[str, Any]]:
-    described = await admin.describe_topics(topics)
-    assert all(t["error_code"] == 0 for t in described), described
-    return [p for t in described for p in t["partitions"]]
+    """Every partition of ``topics``, asked until the broker that answers knows them all (a topic just created
+    reaches every broker's metadata a moment later: UNKNOWN_TOPIC_OR_PARTITION until then)."""
+    deadline = time.monotonic() + 30
+    while True:
+        described = await admin.describe_topics(topics)
+        if all(t["error_code"] == 0 for t in described):
+            return [p for t in described for p in t["partitions"]]
+        assert time.monotonic() < deadline, [t for t in described if t["error_code"]][:3]
+        await asyncio.sleep(0.5)
 
 
 async def _topic_config(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
