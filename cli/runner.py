@@ -15,7 +15,7 @@ from cli import report
 from cli.local_infra import Stack, start_stack
 from cli.receiver import WebhookReceiver
 from services.intake import publish
-from shared import db, kafka
+from shared import clock, db, kafka
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 MAX_RESTARTS = 5
@@ -124,7 +124,7 @@ class Pipeline:
             f"({len(self.receiver.deliveries)} distinct, {self.receiver.duplicates} duplicates, "
             f"{self.receiver.bad_signatures} bad signatures)"
         }
-        return report.render(figures, extra)
+        return report.render(figures, tenant_id, clock.today(self.settings), extra)
 
 
 async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
@@ -144,9 +144,12 @@ async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
             )
             print(await pipeline.reconciliation(tenant_id))
             if keep:
+                exports = "\n".join(stack.exports())
                 print(
-                    f"\nkept running (Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}); "
-                    "Ctrl-C to stop"
+                    f"\nkept running (Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}).\n"
+                    f"To use the command line against it, in another shell:\n{exports}\n"
+                    "  offsetstream reconcile --tenant " + tenant_id + "\nCtrl-C to stop",
+                    flush=True,
                 )
                 await asyncio.Event().wait()
     finally:
