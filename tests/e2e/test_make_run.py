@@ -111,5 +111,10 @@ def test_make_run_prints_the_reconciliation_of_the_readme_example() -> None:
         reference: (reference, *row) for reference, row in forwarding.items()
     }
     assert "0 duplicates, 0 bad signatures" in out
+    # each service says what it did, one line per batch; the topics had leaders before anything published
+    for log in sorted((REPO_ROOT / ".local" / "run" / "logs").glob("*-0.log")):
+        text = log.read_text()
+        assert " batch of " in text, log.name
+        assert "NotLeaderForPartitionError" not in text, log.name
     # it stopped what it started
     assert not (REPO_ROOT / ".local" / "run" / "state.json").exists()
