@@ -479,3 +479,29 @@ def test_tokens_in_a_dead_lettered_event() -> None:
     assert phi.Scrubber(None, phi.tokens_in_record(value)).text("ACCT10001 ACCT20417") == (
         f"{phi.REDACTED} {phi.REDACTED}"
     )
+
+
+_TOKEN_CHARS = st.sampled_from("AB12 -x\t#é")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ids=st.lists(st.text(_TOKEN_CHARS, min_size=2, max_size=8), max_size=6),
+    text=st.text(_TOKEN_CHARS, max_size=60),
+)
+def test_the_fast_window_scan_finds_exactly_what_a_digest_of_every_window_finds(
+    ids: list[str], text: str
+) -> None:
+    """The scanner skips windows with a blank at an edge and digests ASCII windows in place; a plain digest of
+    every window (the definition) must find the same spans, ASCII or not."""
+    tokens = phi.Tokens.of(ids=ids)
+    upper = text.upper()
+    expected = sorted(
+        (begin, begin + length)
+        for length, known in tokens.ids.items()
+        if length >= phi.MIN_ID_ANYWHERE
+        for begin in range(len(upper) - length + 1)
+        if phi.digest(upper[begin : begin + length]) in known
+    )
+    found = sorted(span for span in tokens.spans(text) if span[1] - span[0] >= phi.MIN_ID_ANYWHERE)
+    assert found == expected
