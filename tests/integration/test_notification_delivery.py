@@ -92,7 +92,7 @@ def outbound(tenant: str, target: str, nid: UUID | None = None) -> Outbound:
 
 
 async def attempts(conn: asyncpg.Connection, tenant: str) -> list[tuple[int, str, int | None]]:
-    return [(r["attempt"], r["status"], r["http_status"]) for r in await STORE.delivery_log(conn, tenant)]
+    return [(r.attempt, r.status, r.http_status) for r in await STORE.delivery_log(conn, tenant)]
 
 
 async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_attempt(
@@ -121,7 +121,7 @@ async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_at
     assert receiver.deliveries == {out.notification_id: 1}
     assert await attempts(ledger, tenant) == [(1, "failed", 503), (2, "failed", 503), (3, "delivered", 204)]
     assert 0.1 <= delays[0] <= 0.2 and 0.2 <= delays[1] <= 0.4
-    latencies = [r["latency_ms"] for r in await STORE.delivery_log(ledger, tenant)]
+    latencies = [r.latency_ms for r in await STORE.delivery_log(ledger, tenant)]
     assert all(ms is not None and ms >= 0 for ms in latencies)
 
 
@@ -247,7 +247,7 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
     )
     # FCN-T determined 2026-08-03: rebuttal deadline 2026-08-18 is 3 days after 2026-08-15.
     async with ledger.transaction():
-        [announced] = await notifier.on_receivable(ledger, opened(tenant, "FCN-T", date(2026, 8, 3)))
+        [[announced]] = await notifier.on_receivables(ledger, [opened(tenant, "FCN-T", date(2026, 8, 3))])
     facts = json.loads(announced.value)["payload"]["facts"]
     assert (facts["rebuttal_deadline"], facts["recoupment_start"]) == ("2026-08-18", "2026-09-13")
 
@@ -309,7 +309,7 @@ async def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
     assert result == "gave_up"  # retried like any failure, then dead-lettered by the dispatcher
     assert elsewhere.calls == 0, "the signed body went to the host the redirect named"
     assert await attempts(ledger, tenant) == [(1, "failed", 307), (2, "failed", 307)]
-    [error, _] = [r["error"] for r in await STORE.delivery_log(ledger, tenant)]
+    [error, _] = [r.error for r in await STORE.delivery_log(ledger, tenant)]
     assert error == f"HTTP 307 redirect to 127.0.0.1:{elsewhere.port} not followed"
 
 
