@@ -29,7 +29,7 @@ from contracts.events import NotificationEmitted, ReceivableChanged
 from contracts.topics import NOTIFICATIONS, RECEIVABLES
 from examples import webhook_receiver as example
 from services.notification.channels import EmailChannel, Outbound, SmtpSecurityError, WebhookChannel
-from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_delivery
+from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_deliveries
 from services.notification.engine import Notifier
 from services.notification.routes import Routes
 from services.notification.store import NotificationStore
@@ -272,7 +272,10 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
             summary=f"Interest {n}.00 accrued on FCN-T",
             related_event_id=uuid4(),
         )
-        await STORE.add_digest_item(ledger, tenant, date(2026, 8, 16), note)
+        await STORE.add_digest_items(
+            ledger,
+            [(tenant, date(2026, 8, 16), note.notification_id, note.kind, note.severity, note.summary)],
+        )
     await notifier.tick(ledger, date(2026, 8, 16))  # day not closed yet
     assert [e["payload"]["kind"] for e in await queued(ledger, tenant)] == ["deadline_approaching"]
     await notifier.tick(ledger, date(2026, 8, 17))
@@ -412,10 +415,9 @@ async def test_a_slow_receiver_delays_only_its_own_tenant(
     )
     # The slow clinic's three notifications are queued first, as the consumer would, then the fast one's.
     async with ledger.transaction():
-        for n in range(3):
-            await queue_delivery(ledger, "webhook", *queued_job(slow_tenant, slow_url, n))
+        jobs = [("webhook", *queued_job(slow_tenant, slow_url, n)) for n in range(3)]
         fast_out, fast_source = queued_job(fast_tenant, fast_url, 3)
-        await queue_delivery(ledger, "webhook", fast_out, fast_source)
+        await queue_deliveries(ledger, [*jobs, ("webhook", fast_out, fast_source)])
     try:
         started = time.monotonic()
         assert await dispatcher.poll() == 2  # one drain task per destination
@@ -459,7 +461,7 @@ async def test_the_dispatcher_dead_letters_what_gives_up_and_sets_the_status(
         tenant,
         UUID(out.notification_id),
     )
-    await queue_delivery(ledger, "webhook", out, source)
+    await queue_deliveries(ledger, [("webhook", out, source)])
     dispatcher = Dispatcher(
         lambda: asyncio.sleep(0, pool),
         {"webhook": channel},
@@ -513,7 +515,7 @@ async def test_starttls_is_on_by_default_and_a_plain_relay_gets_nothing(
     assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(3), no_sleep) == "gave_up"
     assert inbox.messages == []
     [row] = await STORE.delivery_log(ledger, tenant)  # not retried: the relay will not grow TLS
-    assert row["error"] == "relay does not offer STARTTLS"
+    assert row.error == "relay does not offer STARTTLS"
 
 
 class Logins:
