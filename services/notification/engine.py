@@ -2,12 +2,13 @@
 (``deliver``), and the timer (``tick``: deadline reminders and daily digests through the outbox).
 
 ``app.py`` wires these to Faust; the decisions are in ``domain`` (pure), the SQL in ``store``, the attempt loop
-in ``delivery``. Notification ids are deterministic, so a replayed input or a re-run timer never creates a
+in ``delivery``, what leaves in ``outbound``, the learning of tokens in ``learn``. Every handler takes a batch of
+one topic and sends a constant number of statements for it (issue #18.2). Notification ids are deterministic, so a replayed input or a re-run timer never creates a
 second notification, and the delivery log never lets one destination receive an id twice from us.
 
 PHI never leaves (``shared.phi``): references are quoted by the payer's layout when messages are made, and every
 message passes the outbound scrubber twice — in :meth:`Notifier.emit`, before it is stored and published on the
-backbone, and in :func:`outbound`, before a channel sends it (which also covers notifications published before
+backbone, and in ``outbound.outbound``, before a channel sends it (which also covers notifications published before
 a token was known). The scrubber masks the account's patient control numbers, which ``learn`` records as
 digests from the claim and overpayment events.
 """
@@ -23,7 +24,7 @@ from uuid import UUID
 import asyncpg
 from pydantic import ValidationError
 
-from contracts.envelope import Envelope, parse_envelope
+from contracts.envelope import Envelope
 from contracts.events import (
     AlertRaised,
     InterestAccrued,
@@ -36,17 +37,12 @@ from contracts.topics import NOTIFICATIONS
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_deliveries
+from services.notification.outbound import emitted, outbound, payload_of, scrubbed, status_for, texts_of
 from services.notification.routes import Routes, load_routes_document
-from services.notification.store import (
-    AllocationHalf,
-    BalanceHalf,
-    NewNotification,
-    NotificationStore,
-    ReceivableRow,
-    TokenScope,
-)
+from services.notification.rows import AllocationHalf, BalanceHalf, NewNotification, ReceivableRow, TokenScope
+from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
-from shared import envelopes, outbox, phi
+from shared import outbox, phi
 from shared.effects import after_commit
 from shared.ids import account_key, stable_id
 from shared.messages import Incoming, Outgoing, PerInput
@@ -77,58 +73,6 @@ def load_routes(settings: Settings, channels: Sequence[str]) -> Routes:
     return Routes.parse(doc, channels, settings.webhook_url)
 
 
-def scrubbed(message: domain.Message, scrubber: phi.Scrubber) -> domain.Message:
-    """A message through the outbound scrubber: summary and facts with every known token masked."""
-    return domain.Message(
-        message.kind, message.severity, scrubber.text(message.summary), scrubber.facts(message.facts)
-    )
-
-
-def texts_of(n: NotificationEmitted | domain.Message) -> list[str]:
-    """The free text of a notification, where the scrubber looks for tokens."""
-    return [n.summary, *n.facts.values()]
-
-
-def outbound(
-    n: NotificationEmitted, tenant: str, target: str, body: bytes, scrubber: phi.Scrubber
-) -> Outbound:
-    """What a channel sends for one notification and destination, through the scrubber: the webhook body (the
-    backbone envelope, re-masked), the e-mail subject and text."""
-    summary, facts = scrubber.text(n.summary), scrubber.facts(n.facts)
-    return Outbound(
-        notification_id=str(n.notification_id),
-        tenant_id=tenant,
-        target=target,
-        body=scrubber.body(body),
-        subject=scrubber.text(domain.subject_line(n.kind, n.severity, facts)),
-        text=scrubber.text(domain.render_text(n.kind, n.severity, summary, facts, str(n.notification_id))),
-    )
-
-
-def emitted(cause: UUID, nid: UUID, message: domain.Message, tenant: str, key: str) -> Outgoing:
-    """The NotificationEmitted envelope of a message, on the backbone topic (callers scrub it first:
-    :meth:`Notifier.emit`)."""
-    payload = NotificationEmitted(
-        notification_id=nid,
-        kind=message.kind,
-        severity=message.severity,
-        summary=message.summary,
-        facts=message.facts,
-        related_event_id=cause,
-    )
-    return Outgoing.event(
-        NOTIFICATIONS,
-        envelopes.build(
-            payload,
-            event_id=nid,
-            event_type="NotificationEmitted",
-            tenant_id=tenant,
-            account_key=key,
-            causation_id=str(cause),
-        ),
-    )
-
-
 @dataclass(frozen=True)
 class Emission:
     """A notification to record and publish: its cause, id, message, tenant, account key and the scope whose
@@ -144,16 +88,6 @@ class Emission:
 
 Found = list[tuple[UUID, domain.Message]]
 """The notifications one upstream event calls for, with their ids."""
-
-
-def status_for(routes: Routes, tenant: str, kind: str) -> str:
-    """What ``deliver`` will make of a notification: ``queued`` for an immediate destination, ``digest`` when
-    every destination takes it as a digest, ``no_route`` when none does. Recorded with the notification, so
-    the usual delivery writes nothing more to its row."""
-    destinations = routes.resolve(tenant, kind)
-    if not destinations:
-        return "no_route"
-    return "queued" if any(d.mode != "digest" for d in destinations) else "digest"
 
 
 @dataclass
@@ -218,7 +152,7 @@ class Notifier:
         ]
         rows = []
         for e, out in zip(emissions, outs, strict=True):
-            n = _payload(out)
+            n = payload_of(out)
             rows.append(
                 NewNotification(
                     e.tenant,
@@ -510,11 +444,6 @@ def _allocation(source: Envelope[OffsetRecorded], a: Any) -> AllocationHalf:
         a.to_interest,
         a.to_principal,
     )
-
-
-def _payload(out: Outgoing) -> NotificationEmitted:
-    """The payload back from an outgoing envelope (the row and the message are the same bytes' facts)."""
-    return parse_envelope(out.value, NotificationEmitted).payload
 
 
 def _uuid(text: str) -> UUID | None:

@@ -25,7 +25,8 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contracts.topics import CLAIM_PAYMENTS, OVERPAYMENTS
-from services.notification.store import LearntToken, NotificationStore
+from services.notification.rows import LearntToken
+from services.notification.store import NotificationStore
 from shared import phi
 from shared.messages import BatchHandler, Incoming, PerInput
 
