@@ -37,7 +37,7 @@ from contracts.topics import NOTIFICATIONS
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_deliveries
-from services.notification.outbound import emitted, outbound, payload_of, scrubbed, status_for, texts_of
+from services.notification.outbound import emitted, outbound, scrubbed, status_for, texts_of
 from services.notification.routes import Routes, load_routes_document
 from services.notification.rows import AllocationHalf, BalanceHalf, NewNotification, ReceivableRow, TokenScope
 from services.notification.store import NotificationStore
@@ -146,25 +146,23 @@ class Notifier:
         tokens = await self.store.tokens_in(
             conn, [TokenScope(e.tenant, e.scope, tuple(texts_of(e.message))) for e in emissions]
         )
-        outs = [
-            emitted(e.cause, e.nid, scrubbed(e.message, phi.Scrubber(None, known)), e.tenant, e.key)
-            for e, known in zip(emissions, tokens, strict=True)
+        made = [
+            scrubbed(e.message, phi.Scrubber(None, known)) for e, known in zip(emissions, tokens, strict=True)
         ]
-        rows = []
-        for e, out in zip(emissions, outs, strict=True):
-            n = payload_of(out)
-            rows.append(
-                NewNotification(
-                    e.tenant,
-                    n.notification_id,
-                    n.kind,
-                    n.severity,
-                    n.summary,
-                    dict(n.facts),
-                    n.related_event_id,
-                    status_for(self.routes, e.tenant, n.kind),
-                )
+        outs = [emitted(e.cause, e.nid, m, e.tenant, e.key) for e, m in zip(emissions, made, strict=True)]
+        rows = [
+            NewNotification(
+                e.tenant,
+                e.nid,
+                m.kind,
+                m.severity,
+                m.summary,
+                dict(m.facts),
+                e.cause,
+                status_for(self.routes, e.tenant, m.kind),
             )
+            for e, m in zip(emissions, made, strict=True)
+        ]
         new = await self.store.add_notifications(conn, rows)
         given: list[Outgoing | None] = []
         for e, out in zip(emissions, outs, strict=True):
