@@ -224,6 +224,7 @@ async def test_delivery_queues_a_batch_in_constant_statements(
         batch = [Incoming(NOTIFICATIONS.name, 0, n, o.key.encode(), o.value) for n, o in enumerate(notes)]
         counted[count] = statements = list[str]()
         await run(ledger, batch, statements)
+        print(f"{count} notifications to deliver: {len(statements)} statements: {statements}")
         statuses = await ledger.fetch(
             "SELECT DISTINCT status FROM notification.notifications WHERE tenant_id = $1", who
         )
