@@ -41,7 +41,7 @@ import asyncpg
 
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound, Outcome
-from services.notification.store import NotificationStore
+from services.notification.store import NotificationStore, columns
 from shared import telemetry
 from shared.batches import dead_letter_message
 from shared.messages import Incoming, Outgoing
@@ -111,9 +111,8 @@ async def queue_deliveries(conn: asyncpg.Connection, jobs: Sequence[tuple[str, O
     transaction and one statement for the batch; one already queued is not queued again."""
     if not jobs:
         return
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for channel, outbound, source in jobs:
-        row = (
+    rows = (
+        (
             outbound.tenant_id,
             UUID(outbound.notification_id),
             channel,
@@ -126,15 +125,15 @@ async def queue_deliveries(conn: asyncpg.Connection, jobs: Sequence[tuple[str, O
             source.offset,
             source.key,
         )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
+        for channel, outbound, source in jobs
+    )
     await conn.execute(
         """INSERT INTO notification.delivery_queue (tenant_id, notification_id, channel, target, body, subject,
                text, source_topic, source_partition, source_offset, source_key)
            SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::text[],
                $7::text[], $8::text[], $9::int[], $10::bigint[], $11::bytea[])
            ON CONFLICT DO NOTHING""",
-        *columns,
+        *columns(11, rows),
     )
 
 
