@@ -231,3 +231,24 @@ async def test_delivery_queues_a_batch_in_constant_statements(
         assert {r["status"] for r in statuses} <= {"queued", "no_route"}
     assert len(counted[10]) == len(counted[20]), counted[20]
     assert len(counted[20]) <= 11, counted[20]
+
+
+async def test_two_changes_of_one_receivable_in_a_batch_leave_the_last_state(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """One statement may touch a row once: the receivables copy and the deadlines keep the batch's last change
+    of a receivable, as one by one; a settled receivable keeps no pending deadline."""
+    batch = [
+        change(tenant, 7, "ReceivableOpened", "300.00"),
+        change(tenant, 7, "ReceivableReduced", "200.00"),
+    ]
+    await run(ledger, batch)
+    copy = await ledger.fetchrow(
+        "SELECT balance, status FROM notification.receivables WHERE tenant_id = $1", tenant
+    )
+    assert (copy["balance"], copy["status"]) == (D("200.00"), "open")
+    assert await ledger.fetchval("SELECT count(*) FROM notification.deadlines WHERE tenant_id = $1", tenant)
+    await run(ledger, [change(tenant, 7, "ReceivableSettled", "0.00")])
+    assert not await ledger.fetchval(
+        "SELECT count(*) FROM notification.deadlines WHERE tenant_id = $1 AND notification_id IS NULL", tenant
+    )
