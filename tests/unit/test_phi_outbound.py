@@ -32,7 +32,7 @@ from contracts.events import (
 )
 from contracts.references import LAYOUTS, ReferenceLayout
 from contracts.topics import INTAKE
-from services.notification import domain, engine
+from services.notification import domain, outbound
 from services.notification.channels import EmailChannel
 from shared import envelopes, phi
 from shared.batches import dead_letter_message
@@ -211,11 +211,11 @@ def messages(raw: str, payer: str, quote: domain.Quote, detail: str) -> list[dom
 def surfaces(message: domain.Message, scrubber: phi.Scrubber, scrub_at_emit: bool = True) -> list[str]:
     """Everything one notification becomes outside: the backbone envelope (and stored row), then per channel
     the webhook body, the e-mail subject and text, and the whole e-mail as it goes on the wire."""
-    made = engine.scrubbed(message, scrubber) if scrub_at_emit else message
+    made = outbound.scrubbed(message, scrubber) if scrub_at_emit else message
     nid = uuid4()
-    out = engine.emitted(uuid4(), nid, made, TENANT, KEY)
+    out = outbound.emitted(uuid4(), nid, made, TENANT, KEY)
     n = parse_envelope(out.value, NotificationEmitted).payload
-    sent = engine.outbound(n, TENANT, "ar@clinic.example", out.value, scrubber)
+    sent = outbound.outbound(n, TENANT, "ar@clinic.example", out.value, scrubber)
     mail = EmailChannel().message(sent).as_string()
     return [
         out.value.decode(),
