@@ -54,7 +54,7 @@ NAME_PARTS = ("QC", "IL", "74", "QD")
 _PERSON = b"offsetstream-phi"
 _RUN = re.compile(r"[A-Za-z0-9]+")
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")
-_EXEMPT = re.compile(
+EXEMPT = re.compile(
     r"^(?:-?\d+\.\d{2}|\d{4}-\d{2}-\d{2}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
 """Fact values that are an amount, an ISO date or a UUID: system-made, never PHI, never rewritten."""
@@ -288,12 +288,12 @@ class Scrubber:
 
     def facts(self, facts: Mapping[str, str]) -> dict[str, str]:
         """Fact values with known tokens masked (amounts, dates and ids as they are)."""
-        return {k: v if _EXEMPT.match(v) else self.tokens.mask(v) for k, v in facts.items()}
+        return {k: v if EXEMPT.match(v) else self.tokens.mask(v) for k, v in facts.items()}
 
     def json_text(self, value: Any) -> Any:
         """Every string inside a decoded JSON document, masked."""
         if isinstance(value, str):
-            return value if _EXEMPT.match(value) else self.tokens.mask(value)
+            return value if EXEMPT.match(value) else self.tokens.mask(value)
         if isinstance(value, list):
             return [self.json_text(v) for v in value]
         if isinstance(value, dict):

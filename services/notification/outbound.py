@@ -23,9 +23,9 @@ def scrubbed(message: domain.Message, scrubber: phi.Scrubber) -> domain.Message:
 def texts_of(n: NotificationEmitted | domain.Message) -> list[str]:
     """The free text of a notification, where the scrubber looks for tokens: the summary and every fact value
     the scrubber may rewrite. Amounts, ISO dates and UUIDs are left out: ``shared.phi`` never rewrites such a
-    value (its ``_EXEMPT``, read here rather than copied), so looking their windows up would only cost a digest
+    value (``phi.EXEMPT``, read here rather than copied), so looking their windows up would only cost a digest
     per window and position (a receivable id alone is about 150 of them per token length of the account)."""
-    return [n.summary, *(v for v in n.facts.values() if not phi._EXEMPT.match(v))]
+    return [n.summary, *(v for v in n.facts.values() if not phi.EXEMPT.match(v))]
 
 
 def outbound(
