@@ -119,8 +119,8 @@ class Detector:
             rid, absorbed = await self._identify(conn, tenant, account, payer_id, ev)
             await store.add_evidence(conn, tenant, rid, ev)
             known = await store.evidence_of(conn, tenant, rid)
-            principal = to_money(domain.merged_principal((c, s, a) for c, s, a, _ in known))
-            determined = domain.determination_date((c, d) for c, _, _, d in known)
+            principal = to_money(domain.merged_principal((k.channel, k.subject, k.amount) for k in known))
+            determined = domain.determination_date((k.channel, k.evidence_date) for k in known)
             await store.upsert_receivable(
                 conn, tenant, rid, account, payer_id, ev.reference, policy, principal, determined
             )
@@ -190,22 +190,22 @@ class Detector:
         days."""
         days = self.settings.reversal_correction_days
         async with conn.transaction():
-            for row in await self.store.uncorrected_reversals(conn, day - timedelta(days=days)):
+            for rev in await self.store.uncorrected_reversals(conn, day - timedelta(days=days)):
                 alert = AlertRaised(
-                    alert_id=stable_id(row["claim_event_id"], "reversal_without_correction"),
+                    alert_id=stable_id(rev.claim_event_id, "reversal_without_correction"),
                     kind="reversal_without_correction",
-                    payer_id=row["payer_id"],
-                    reference=row["icn"],
-                    amount=row["amount"],
+                    payer_id=rev.payer_id,
+                    reference=rev.icn,
+                    amount=rev.amount,
                     observed_on=day,
-                    detail=f"claim {row['icn'] or '(no ICN)'} reversed on {row['reversed_on']} for "
-                    f"{row['amount']}; no correction after {days} days",
+                    detail=f"claim {rev.icn or '(no ICN)'} reversed on {rev.reversed_on} for "
+                    f"{rev.amount}; no correction after {days} days",
                 )
                 message = alert_message(
                     alert,
-                    tenant_id=row["tenant_id"],
-                    account_key=row["account_key"],
-                    causation_id=str(row["claim_event_id"]),
+                    tenant_id=rev.tenant_id,
+                    account_key=rev.account_key,
+                    causation_id=str(rev.claim_event_id),
                 )
                 if await outbox.add(conn, SERVICE, str(alert.alert_id), message):
                     after_commit(metrics.ALERTS.labels(alert.kind).inc)

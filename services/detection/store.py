@@ -1,16 +1,16 @@
 """Detection's tables (schema ``detection``): claim history, evidence, merged receivables."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import ClaimPaymentReceived
-from services.detection.domain import Evidence, KnownReceivable
+from services.detection.domain import Evidence, KnownEvidence, KnownReceivable, PendingReversal
+from shared.db import unnest_columns
 
 
 class DetectionStore:
@@ -28,7 +28,7 @@ class DetectionStore:
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int[], $6::text[],
                    $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::jsonb[])
                ON CONFLICT DO NOTHING RETURNING event_id""",
-            *_columns(
+            *unnest_columns(
                 13,
                 (
                     (
@@ -79,7 +79,7 @@ class DetectionStore:
                  ON b.tenant_id = c.tenant_id AND b.event_id = c.event_id
                WHERE b.pos IS NULL OR b.pos < x.pos
                ORDER BY x.pos, c.payment_date, c.remittance_id::text, c.claim_ordinal""",
-            *_columns(
+            *unnest_columns(
                 10,
                 (
                     (
@@ -97,7 +97,7 @@ class DetectionStore:
                     for pos, e in enumerate(claims)
                 ),
             ),
-            *_columns(
+            *unnest_columns(
                 3, ((e.tenant_id, e.event_id, pos) for pos, e in enumerate(claims) if e.event_id in saved)
             ),
         )
@@ -133,15 +133,15 @@ class DetectionStore:
 
     async def evidence_of(
         self, conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID
-    ) -> list[tuple[str, str, Decimal, date]]:
-        """All evidence of one receivable as (channel, subject, amount, date)."""
+    ) -> list[KnownEvidence]:
+        """All evidence of one receivable."""
         rows = await conn.fetch(
             """SELECT channel, subject, amount, evidence_date FROM detection.evidence
                WHERE tenant_id = $1 AND receivable_id = $2""",
             tenant_id,
             receivable_id,
         )
-        return [(r["channel"], r["subject"], r["amount"], r["evidence_date"]) for r in rows]
+        return [KnownEvidence(r["channel"], r["subject"], r["amount"], r["evidence_date"]) for r in rows]
 
     async def note_reversals(
         self, conn: asyncpg.Connection, reversals: Sequence[Envelope[ClaimPaymentReceived]]
@@ -156,7 +156,7 @@ class DetectionStore:
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[],
                    $7::date[])
                ON CONFLICT DO NOTHING RETURNING claim_event_id""",
-            *_columns(
+            *unnest_columns(
                 7,
                 (
                     (
@@ -202,7 +202,7 @@ class DetectionStore:
                    ORDER BY r.tenant_id, r.claim_event_id, x.pos
                ) m
                WHERE r.tenant_id = m.tenant_id AND r.claim_event_id = m.claim_event_id""",
-            *_columns(
+            *unnest_columns(
                 8,
                 (
                     (
@@ -218,17 +218,18 @@ class DetectionStore:
                     for pos, e in corrections
                 ),
             ),
-            *_columns(3, ((e.tenant_id, e.event_id, pos) for pos, e in noted)),
+            *unnest_columns(3, ((e.tenant_id, e.event_id, pos) for pos, e in noted)),
         )
 
-    async def uncorrected_reversals(self, conn: asyncpg.Connection, before: date) -> list[asyncpg.Record]:
+    async def uncorrected_reversals(self, conn: asyncpg.Connection, before: date) -> list[PendingReversal]:
         """Reversals older than ``before`` that no correction has paired."""
-        rows: list[asyncpg.Record] = await conn.fetch(
-            """SELECT * FROM detection.reversals WHERE corrected_by IS NULL AND reversed_on < $1
+        rows = await conn.fetch(
+            """SELECT tenant_id, claim_event_id, account_key, payer_id, icn, amount, reversed_on
+               FROM detection.reversals WHERE corrected_by IS NULL AND reversed_on < $1
                ORDER BY reversed_on, claim_event_id""",
             before,
         )
-        return rows
+        return [PendingReversal(**dict(r)) for r in rows]
 
     async def upsert_receivable(
         self,
@@ -334,12 +335,3 @@ class DetectionStore:
             absorbed,
             survivor,
         )
-
-
-def _columns(width: int, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as ``width`` column lists, the arguments of an ``unnest($1::…[], $2::…[], …)``."""
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
