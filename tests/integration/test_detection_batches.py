@@ -4,7 +4,6 @@ correction in order pairs a reversal; a poison claim costs only itself). The evi
 set-based too: receivables joined, opened and merged (merges chaining within the batch) exactly as one input at a
 time would, in a constant number of statements."""
 
-import asyncio
 import json
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -13,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import intake_files, other_claim, remit_claims, stages
+from harness import counted_batch, intake_files, other_claim, remit_claims
 from x12_builder import Adj, Claim, Service
 
 from cli import letters
@@ -22,17 +21,10 @@ from services.intake import publish
 from services.intake.engine import file_message_id
 from shared import db
 from shared.batches import apply_batch
-from shared.messages import Incoming, Result, envelope_event_id
+from shared.messages import Incoming, Result
 
 pytestmark = pytest.mark.integration
 D = Decimal
-
-
-def detection_handler() -> Any:
-    """The handler detection's agent feeds its batches to, as its worker builds it."""
-    [stage] = [s for s in stages() if s.service == "detection"]
-    [(_, handler)] = stage.subscriptions
-    return handler
 
 
 def linked_letters(tenant: str, count: int) -> list[Incoming]:
@@ -97,22 +89,7 @@ async def detect(
     ledger: asyncpg.Connection, batch: Sequence[Incoming], statements: list[str] | None = None
 ) -> list[Result]:
     """One detection batch, the statements it sends collected into ``statements``."""
-
-    def log(record: Any) -> None:
-        if statements is not None and "ROLE" not in record.query.split()[:2]:  # ours, not the batch's
-            statements.append(" ".join(record.query.split())[:60])
-
-    ledger.add_query_logger(log)
-    try:
-        results: list[Result] = await as_service(
-            ledger,
-            "detection",
-            apply_batch(ledger, "detection", detection_handler(), batch, envelope_event_id),
-        )
-        await asyncio.sleep(0)  # query loggers are called soon after, not during
-    finally:
-        ledger.remove_query_logger(log)
-    return results
+    return await counted_batch(ledger, "detection", list(batch), statements)
 
 
 async def test_a_batch_of_claims_costs_the_same_statements_whatever_its_size(

@@ -2,7 +2,6 @@
 size, and the same ledger and the same announcements as one change at a time (a change sees the batch's changes
 before it, not those after; a receivable changed twice in a batch is written once)."""
 
-import asyncio
 import json
 from datetime import date, timedelta
 from decimal import Decimal
@@ -10,28 +9,20 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import stages
+from harness import counted_batch
 
 from contracts.envelope import Envelope
 from contracts.events import ReceivableChanged
 from contracts.topics import RECEIVABLES
-from shared import db, envelopes
-from shared.batches import apply_batch
+from shared import envelopes
 from shared.ids import receivable_id, stable_id
-from shared.messages import Incoming, Result, envelope_event_id
+from shared.messages import Incoming, Result
 
 pytestmark = pytest.mark.integration
 
 D = Decimal
 DET = date(2026, 1, 1)
 MEDICARE = "01312"
-
-
-def interest_handler() -> Any:
-    """The handler interest's agent feeds its batches to, as its worker builds it."""
-    [stage] = [s for s in stages() if s.service == "interest"]
-    [(_, handler)] = stage.subscriptions
-    return handler
 
 
 def change(
@@ -96,23 +87,8 @@ def story(tenant: str, count: int) -> list[Incoming]:
 async def accrue(
     ledger: asyncpg.Connection, batch: list[Incoming], statements: list[str] | None = None
 ) -> list[Result]:
-    """One interest batch as the interest role, the statements it sends collected into ``statements``."""
-
-    def log(record: Any) -> None:
-        if statements is not None and "ROLE" not in record.query.split()[:2]:  # ours, not the batch's
-            statements.append(" ".join(record.query.split())[:60])
-
-    await ledger.execute(f'SET ROLE "{db.service_role("interest")}"')
-    ledger.add_query_logger(log)
-    try:
-        results: list[Result] = await apply_batch(
-            ledger, "interest", interest_handler(), batch, envelope_event_id
-        )
-        await asyncio.sleep(0)  # query loggers are called soon after, not during
-    finally:
-        ledger.remove_query_logger(log)
-        await ledger.execute("RESET ROLE")
-    return results
+    """One interest batch, the statements it sends collected into ``statements``."""
+    return await counted_batch(ledger, "interest", batch, statements)
 
 
 async def test_a_batch_of_changes_costs_the_same_statements_whatever_its_size(
