@@ -14,9 +14,15 @@ from harness import counted_batch
 from contracts.envelope import Envelope
 from contracts.events import ReceivableChanged
 from contracts.topics import RECEIVABLES
-from shared import envelopes
+from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
+from policies.payers import PayerPolicy
+from services.interest import app
+from services.interest.store import InterestStore
+from shared import db, envelopes, plugins
+from shared.batches import apply_batch
 from shared.ids import receivable_id, stable_id
-from shared.messages import Incoming, Result
+from shared.messages import Incoming, Result, envelope_event_id
+from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +32,18 @@ MEDICARE = "01312"
 
 
 def change(
-    tenant: str, reference: str, kind: str, effective: date, recovered: str, status: str = "open"
+    tenant: str,
+    reference: str,
+    kind: str,
+    effective: date,
+    recovered: str,
+    status: str = "open",
+    payer: str = MEDICARE,
 ) -> Envelope[ReceivableChanged]:
-    """What matching announces about a Medicare receivable of 1000.00 determined on DET."""
+    """What matching announces about a receivable of 1000.00 determined on DET (Medicare's by default)."""
     payload = ReceivableChanged(
-        receivable_id=receivable_id(tenant, MEDICARE, reference),
-        payer_id=MEDICARE,
+        receivable_id=receivable_id(tenant, payer, reference),
+        payer_id=payer,
         reference=reference,
         status=status,
         policy="medicare",
@@ -156,3 +168,38 @@ async def ledger_rows(ledger: asyncpg.Connection, tenant: str) -> list[list[tupl
            JOIN interest.receivables r USING (tenant_id, receivable_id) WHERE tenant_id = $1""",
     ]
     return [sorted(tuple(map(str, r.values())) for r in await ledger.fetch(q, tenant)) for q in queries]
+
+
+async def test_a_change_whose_payer_policy_is_not_installed_costs_only_itself(
+    ledger: asyncpg.Connection, stack_settings: Settings, tenant: str
+) -> None:
+    """A payer whose policy cannot be resolved (its plugin gone since the configuration was read): that payer's
+    change is dead-lettered as ``unknown_policy`` and every other change of the batch is applied, in order."""
+
+    class Uninstalled(PolicyResolver[PayerPolicy]):
+        def resolve(self, tenant: str, payer: str) -> PayerPolicy:
+            if payer == "77777":
+                raise PolicyConfigError("payer policy 'gone' is not installed")
+            return super().resolve(tenant, payer)
+
+    resolver = Uninstalled(plugins.load_plugins(plugins.PAYER_POLICIES), stack_settings, PolicyConfig())
+    [(_, handler)] = app.build(stack_settings, resolver, InterestStore()).subscriptions
+    envs = [
+        change(tenant, "FCN-1", "ReceivableOpened", DET + timedelta(days=100), "0.00"),
+        change(tenant, "FCN-2", "ReceivableOpened", DET + timedelta(days=100), "0.00", payer="77777"),
+        change(tenant, "FCN-3", "ReceivableOpened", DET + timedelta(days=100), "0.00"),
+    ]
+    batch = [
+        Incoming(RECEIVABLES.name, 0, n, RECEIVABLES.key_of(e).encode(), e.to_bytes())
+        for n, e in enumerate(envs)
+    ]
+    await ledger.execute(f'SET ROLE "{db.service_role("interest")}"')
+    try:
+        results = await apply_batch(ledger, "interest", handler, batch, envelope_event_id)
+    finally:
+        await ledger.execute("RESET ROLE")
+    assert [r.outcome for r in results] == ["applied", "dead_lettered", "applied"]
+    assert dict(results[1].outputs[0].headers)["reason"] == b"unknown_policy"
+    assert [len(r.outputs) for r in results] == [3, 1, 3]  # three periods due on day 100
+    kept = await ledger.fetch("SELECT reference FROM interest.receivables WHERE tenant_id = $1", tenant)
+    assert sorted(r["reference"] for r in kept) == ["FCN-1", "FCN-3"]
