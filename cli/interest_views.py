@@ -1,6 +1,7 @@
 """Read-only staff commands over the interest schema (wired by the CLI: ``offsetstream receivable FCN``)."""
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -9,7 +10,7 @@ from contracts.money import ZERO
 from policies import config as policy_config
 from policies import facts
 from services.interest import domain
-from services.interest.store import InterestStore, schedule_of
+from services.interest.store import InterestStore
 from shared import clock, db
 from shared.settings import Settings
 
@@ -29,54 +30,54 @@ async def receivable_timeline(settings: Settings, tenant: str, reference: str) -
     found = []
     async with db.staff_connection(settings, tenant) as conn:
         for row in await store.receivables_by_reference(conn, tenant, reference):
-            rid = row["receivable_id"]
-            policy = applied_policy(settings, row)
+            rid = row.receivable_id
+            policy = applied_policy(settings, asdict(row))
             periods = await store.interest_by_period(conn, tenant, rid)
             plan = await store.repayment_plan(conn, tenant, rid)
             ers = None
             if plan is not None:
                 history = domain.history_from_changes(
-                    row["principal"], await store.changes(conn, tenant, rid), schedule_of(row)
+                    row.principal, await store.changes(conn, tenant, rid), row.recovery_schedule
                 )
                 ers = _ers_view(plan, history, as_of)
             found.append(
                 {
                     "receivable_id": str(rid),
-                    "payer_id": row["payer_id"],
+                    "payer_id": row.payer_id,
                     **policy,
-                    "status": row["status"],
-                    "determination_date": row["determination_date"],
-                    "principal": row["principal"],
-                    "principal_recovered": row["principal_recovered"],
-                    "outstanding_principal": row["principal"] - row["principal_recovered"],
-                    "accrued_through": row["accrued_through"],
-                    "next_due": row["next_due"],
+                    "status": row.status,
+                    "determination_date": row.determination_date,
+                    "principal": row.principal,
+                    "principal_recovered": row.principal_recovered,
+                    "outstanding_principal": row.principal - row.principal_recovered,
+                    "accrued_through": row.accrued_through,
+                    "next_due": row.next_due,
                     "timeline": [
-                        {"label": t["label"], "date": t["day"], "passed": t["day"] <= as_of}
-                        for t in await store.stored_timeline(conn, tenant, rid)
+                        {"label": label, "date": day, "passed": day <= as_of}
+                        for label, day in await store.stored_timeline(conn, tenant, rid)
                     ],
                     "interest": [
                         {
-                            "period": p["period_number"],
-                            "period_start": p["period_start"],
-                            "period_end": p["period_end"],
-                            "due": p["due_date"],
-                            "basis": p["principal_basis"],
-                            "rate": p["annual_rate"],
-                            "amount": p["amount"],
-                            "postings": p["postings"],
+                            "period": p.period_number,
+                            "period_start": p.period_start,
+                            "period_end": p.period_end,
+                            "due": p.due_date,
+                            "basis": p.principal_basis,
+                            "rate": p.annual_rate,
+                            "amount": p.amount,
+                            "postings": p.postings,
                         }
                         for p in periods
                     ],
-                    "interest_total": sum((p["amount"] for p in periods), ZERO),
+                    "interest_total": sum((p.amount for p in periods), ZERO),
                     "ers": ers,
                     "alerts": [
                         {
-                            "kind": a["kind"],
-                            "rules": list(a["rules"]),
-                            "observed_on": a["observed_on"],
-                            "amount": a["amount"],
-                            "detail": a["detail"],
+                            "kind": a.kind,
+                            "rules": list(a.rules),
+                            "observed_on": a.observed_on,
+                            "amount": a.amount,
+                            "detail": a.detail,
                         }
                         for a in await store.alerts_of(conn, tenant, rid)
                     ],

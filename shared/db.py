@@ -4,7 +4,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,16 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 async def connect(settings: Settings) -> asyncpg.Connection:
     """One connection, for commands and tests."""
     return await asyncpg.connect(settings.database_url)
+
+
+def unnest_columns(width: int, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as ``width`` column lists, the arguments of an ``unnest($1::…[], $2::…[], …)``: how a set-based
+    stage sends a whole batch's rows in one statement."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
 
 
 STAFF_ROLE = "offsetstream_staff"

@@ -6,12 +6,14 @@ It does not replace the integration tests that run the five services as processe
 hundreds of hand-written and generated 835 sequences run in seconds.
 """
 
+import asyncio
 import functools
 import random
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
@@ -25,7 +27,7 @@ from services.interest.engine import Engine
 from services.interest.store import InterestStore
 from shared import db, plugins
 from shared.batches import apply_batch
-from shared.messages import BatchHandler, Incoming, Outgoing, envelope_event_id
+from shared.messages import BatchHandler, Incoming, Outgoing, Result, envelope_event_id
 from shared.settings import get_settings
 from shared.stream import Stage
 
@@ -48,6 +50,36 @@ def stages() -> tuple[Stage, ...]:
         interest.from_environment(),
         notification.from_environment(),
     )
+
+
+def stage_handler(service: str) -> BatchHandler:
+    """The handler the agent of a one-agent stage feeds its batches to, as its worker builds it."""
+    [stage] = [s for s in stages() if s.service == service]
+    [(_, handler)] = stage.subscriptions
+    return handler
+
+
+async def counted_batch(
+    ledger: asyncpg.Connection, service: str, batch: list[Incoming], statements: list[str] | None = None
+) -> list[Result]:
+    """One batch of ``service`` applied as its worker applies it (under its role), the statements it sends
+    collected into ``statements``: how the set-based stages prove a constant cost per batch."""
+
+    def log(record: Any) -> None:
+        if statements is not None and "ROLE" not in record.query.split()[:2]:  # ours, not the batch's
+            statements.append(" ".join(record.query.split())[:60])
+
+    await ledger.execute(f'SET ROLE "{db.service_role(service)}"')
+    ledger.add_query_logger(log)
+    try:
+        results: list[Result] = await apply_batch(
+            ledger, service, stage_handler(service), batch, envelope_event_id
+        )
+        await asyncio.sleep(0)  # query loggers are called soon after, not during
+    finally:
+        ledger.remove_query_logger(log)
+        await ledger.execute("RESET ROLE")
+    return results
 
 
 def routes() -> dict[str, list[tuple[str, Handler]]]:

@@ -27,8 +27,8 @@ def build(
     stage = Stage("detection", settings)
     detector = Detector(settings, policies, store, rules)
     stage.handle_batch(CLAIM_PAYMENTS, detector.on_claims)
-    stage.handle(PROVIDER_ADJUSTMENTS, detector.on_adjustment)
-    stage.handle(LETTERS, detector.on_letter)
+    stage.handle_batch(PROVIDER_ADJUSTMENTS, detector.on_adjustments)
+    stage.handle_batch(LETTERS, detector.on_letters)
     stage.consume(CLAIM_PAYMENTS, PROVIDER_ADJUSTMENTS, LETTERS)
     outbox.every(stage, settings.interest_tick_seconds, detector.check_reversals, "reversal check")
     return stage

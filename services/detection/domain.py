@@ -135,7 +135,7 @@ def identity_keys(ev: Evidence) -> tuple[str, ...]:
     return tuple(keys)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownReceivable:
     """A receivable detection already opened, as far as choosing a merge survivor needs it."""
 
@@ -149,3 +149,26 @@ def survivor(owners: Iterable[KnownReceivable]) -> KnownReceivable:
     determination (its day 0 is the debt's), then the reference, so the choice depends on the receivables
     alone, not on which message linked them."""
     return min(owners, key=lambda r: (r.determination_date, r.reference, str(r.receivable_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class KnownEvidence:
+    """Evidence already recorded for a receivable, as far as merging its principal and day 0 needs it."""
+
+    channel: str
+    subject: str
+    amount: Decimal
+    evidence_date: date
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReversal:
+    """A claim reversal (CLP02 = 22) no correction has paired yet: what the reversal check alerts about."""
+
+    tenant_id: str
+    claim_event_id: UUID
+    account_key: str
+    payer_id: str
+    icn: str | None
+    amount: Decimal
+    reversed_on: date

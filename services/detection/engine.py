@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
 from typing import Any, TypeVar
-from uuid import UUID
 
 import asyncpg
 
@@ -18,16 +17,15 @@ from contracts.events import (
     OverpaymentDetected,
     ProviderAdjustmentReceived,
 )
-from contracts.money import to_money
-from contracts.topics import OVERPAYMENTS
+from contracts.topics import OVERPAYMENTS, P
 from policies import config as policy_config
 from policies.config import PolicyResolver
-from services.detection import domain, metrics
+from services.detection import domain, identity, metrics
 from services.detection.store import DetectionStore
 from shared import envelopes, outbox
 from shared.alerts import alert_message
 from shared.effects import after_commit
-from shared.ids import receivable_id, stable_id
+from shared.ids import stable_id
 from shared.messages import FailedInput, Outgoing, Rejected
 from shared.settings import Settings
 
@@ -68,8 +66,8 @@ class Detector:
     ) -> list[list[Outgoing]]:
         """Remember a batch's claims, track reversals, and run the claim rules against each claim's history,
         in a constant number of statements (claims in, reversals noted and paired, related claims out); each
-        claim sees the batch's claims before it, not those after, as if they came one by one. Evidence is
-        then recorded claim after claim, in order (:meth:`_record`)."""
+        claim sees the batch's claims before it, not those after, as if they came one by one. The evidence
+        found is then recorded for the whole batch at once (:meth:`_record`)."""
         store = self.store
         saved = await store.save_claims(conn, envs)
         reversals = [e for e in envs if e.payload.status_code == domain.REVERSAL_STATUS]
@@ -81,131 +79,102 @@ class Detector:
             [(at[e.event_id], e) for e in reversals if e.event_id in noted],
         )
         related = await store.related_claims(conn, envs, saved)
-        outputs: list[list[Outgoing]] = []
+        items: list[identity.Item] = []
         for position, (env, (prior, later)) in enumerate(zip(envs, related, strict=True)):
             try:
                 found = self._run_rules("on_claim", env.payload, prior)
                 if later:
                     found += self._run_rules("on_claim_arriving_late", env.payload, later)
-                outputs.append(await self._record(conn, env, env.payload.payer_id, found))
+                items.append(self._item(env, env.payload.payer_id, found))
             except Exception as exc:
                 raise FailedInput(position, exc) from exc
-        return outputs
+        return await self._record(conn, envs, items)
+
+    async def on_adjustments(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[ProviderAdjustmentReceived]]
+    ) -> list[list[Outgoing]]:
+        """Run the PLB rules on a batch of provider-level adjustment pairs and record what they found."""
+        return await self._record(
+            conn,
+            envs,
+            _each(
+                envs,
+                lambda e: self._item(e, e.payload.payer_id, self.adjustment_evidence(e.tenant_id, e.payload)),
+            ),
+        )
+
+    async def on_letters(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[LetterReceived]]
+    ) -> list[list[Outgoing]]:
+        """A batch of demand letters and provider-identified overpayments entered by staff."""
+        return await self._record(
+            conn,
+            envs,
+            _each(envs, lambda e: self._item(e, e.payload.payer_id, self._run_rules("on_letter", e.payload))),
+        )
 
     async def on_adjustment(
         self, conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived]
     ) -> list[Outgoing]:
-        """Run the PLB rules on a provider-level adjustment pair."""
-        evidence = self.adjustment_evidence(env.tenant_id, env.payload)
-        return await self._record(conn, env, env.payload.payer_id, evidence)
-
-    async def on_letter(self, conn: asyncpg.Connection, env: Envelope[LetterReceived]) -> list[Outgoing]:
-        """A demand letter or a provider-identified overpayment entered by staff."""
-        return await self._record(conn, env, env.payload.payer_id, self._run_rules("on_letter", env.payload))
-
-    async def _record(
-        self, conn: asyncpg.Connection, source: Envelope[Any], payer_id: str, evidence: list[domain.Evidence]
-    ) -> list[Outgoing]:
-        """Store new evidence, re-merge its receivable, and announce the merged state."""
-        outputs: list[Outgoing] = []
-        if not evidence:
-            return outputs
-        tenant, account, store = source.tenant_id, source.account_key, self.store
-        policy = _policy(lambda: self.policies.policy_name(tenant, payer_id))
-        await store.lock_account(conn, tenant, account)
-        for ev in evidence:
-            if await store.evidence_recorded(conn, tenant, ev.evidence_id):
-                continue
-            rid, absorbed = await self._identify(conn, tenant, account, payer_id, ev)
-            await store.add_evidence(conn, tenant, rid, ev)
-            known = await store.evidence_of(conn, tenant, rid)
-            principal = to_money(domain.merged_principal((c, s, a) for c, s, a, _ in known))
-            determined = domain.determination_date((c, d) for c, _, _, d in known)
-            await store.upsert_receivable(
-                conn, tenant, rid, account, payer_id, ev.reference, policy, principal, determined
-            )
-            payload = OverpaymentDetected(
-                receivable_id=rid,
-                payer_id=payer_id,
-                reference=ev.reference,
-                rule=ev.rule,
-                evidence_channel=ev.channel,
-                evidence_amount=ev.amount,
-                principal=principal,
-                determination_date=determined,
-                policy=policy,
-                source=ev.source,
-                claim_references=ev.claim_references,
-                patient_control_numbers=ev.patient_control_numbers,
-                trace_numbers=ev.trace_numbers,
-                original_payment_date=ev.original_payment_date,
-                identified_on=ev.evidence_date if ev.channel == "provider_identified" else None,
-                duplicate=ev.rule == "duplicate_payment",
-                netted_in_remittance=ev.netted_in_remittance,
-                merged_receivables=absorbed,
-            )
-            outputs.append(
-                Outgoing.event(
-                    OVERPAYMENTS,
-                    envelopes.build(
-                        payload,
-                        event_id=stable_id(ev.evidence_id, "OverpaymentDetected"),
-                        event_type="OverpaymentDetected",
-                        tenant_id=tenant,
-                        account_key=account,
-                        causation_id=str(source.event_id),
-                    ),
-                )
-            )
-            after_commit(metrics.OVERPAYMENTS.labels(ev.rule).inc)
-            after_commit(partial(metrics.OVERPAYMENT_DOLLARS.labels(ev.rule).inc, float(ev.amount)))
+        """One provider-level adjustment pair (a batch of one)."""
+        [outputs] = await self.on_adjustments(conn, [env])
         return outputs
 
-    async def _identify(
-        self, conn: asyncpg.Connection, tenant: str, account: str, payer_id: str, ev: domain.Evidence
-    ) -> tuple[UUID, tuple[UUID, ...]]:
-        """Which receivable this evidence belongs to, and which receivables it proves to be that same debt.
+    async def on_letter(self, conn: asyncpg.Connection, env: Envelope[LetterReceived]) -> list[Outgoing]:
+        """One letter (a batch of one)."""
+        [outputs] = await self.on_letters(conn, [env])
+        return outputs
 
-        Detection is the one owner of receivable identity: every claim, PLB pair and letter of an account
-        reaches it on one partition (all three topics are keyed by the account), so whatever order evidence
-        arrives in, the identifiers it names decide. Evidence naming no known identifier opens a receivable
-        under its own reference; naming one receivable's, it joins it; naming several, it merges them into the
-        survivor (:func:`domain.survivor`), and matching moves their recoveries over when it reads the merge."""
-        keys = domain.identity_keys(ev)
-        found = await self.store.owners(conn, tenant, account, keys)
-        if not found:
-            rid = receivable_id(tenant, payer_id, ev.reference)
-            await self.store.add_aliases(conn, tenant, account, rid, keys)
-            return rid, ()
-        keep = domain.survivor(found)
-        absorbed = tuple(sorted((r.receivable_id for r in found if r != keep), key=str))
-        for other in absorbed:
-            await self.store.merge(conn, tenant, other, keep.receivable_id)
-            after_commit(metrics.MERGES.inc)
-        await self.store.add_aliases(conn, tenant, account, keep.receivable_id, keys)
-        return keep.receivable_id, absorbed
+    def _item(self, source: Envelope[Any], payer_id: str, evidence: list[domain.Evidence]) -> identity.Item:
+        """An input's evidence with the policy a receivable it opens is recorded under (asked only when there
+        is evidence: a payer whose policy is not installed rejects only inputs that find an overpayment)."""
+        tenant = source.tenant_id
+        policy = _policy(lambda: self.policies.policy_name(tenant, payer_id)) if evidence else ""
+        return identity.Item(tenant, source.account_key, payer_id, policy, tuple(evidence))
+
+    async def _record(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[Any]], items: Sequence[identity.Item]
+    ) -> list[list[Outgoing]]:
+        """Store a batch's new evidence, join, open or merge receivables as it proves (:mod:`identity`), and
+        announce each piece's merged state: a constant number of statements whatever the batch's size."""
+        if not any(item.evidence for item in items):
+            return [[] for _ in items]
+        snapshot = await self.store.load_identity(conn, identity.wanted(items))
+        placement = identity.place_all(snapshot, items)
+        await self.store.write_identity(conn, placement)
+        outputs: list[list[Outgoing]] = []
+        for source, item, placed in zip(sources, items, placement.placed, strict=True):
+            outputs.append([_announced(source, item, p) for p in placed])
+            for p in placed:
+                after_commit(metrics.OVERPAYMENTS.labels(p.evidence.rule).inc)
+                after_commit(
+                    partial(metrics.OVERPAYMENT_DOLLARS.labels(p.evidence.rule).inc, float(p.evidence.amount))
+                )
+                for _ in p.absorbed:
+                    after_commit(metrics.MERGES.inc)
+        return outputs
 
     async def check_reversals(self, conn: asyncpg.Connection, day: date) -> None:
         """Queue one alert (outbox) for every reversal still without its correction after the configured
         days."""
         days = self.settings.reversal_correction_days
         async with conn.transaction():
-            for row in await self.store.uncorrected_reversals(conn, day - timedelta(days=days)):
+            for rev in await self.store.uncorrected_reversals(conn, day - timedelta(days=days)):
                 alert = AlertRaised(
-                    alert_id=stable_id(row["claim_event_id"], "reversal_without_correction"),
+                    alert_id=stable_id(rev.claim_event_id, "reversal_without_correction"),
                     kind="reversal_without_correction",
-                    payer_id=row["payer_id"],
-                    reference=row["icn"],
-                    amount=row["amount"],
+                    payer_id=rev.payer_id,
+                    reference=rev.icn,
+                    amount=rev.amount,
                     observed_on=day,
-                    detail=f"claim {row['icn'] or '(no ICN)'} reversed on {row['reversed_on']} for "
-                    f"{row['amount']}; no correction after {days} days",
+                    detail=f"claim {rev.icn or '(no ICN)'} reversed on {rev.reversed_on} for "
+                    f"{rev.amount}; no correction after {days} days",
                 )
                 message = alert_message(
                     alert,
-                    tenant_id=row["tenant_id"],
-                    account_key=row["account_key"],
-                    causation_id=str(row["claim_event_id"]),
+                    tenant_id=rev.tenant_id,
+                    account_key=rev.account_key,
+                    causation_id=str(rev.claim_event_id),
                 )
                 if await outbox.add(conn, SERVICE, str(alert.alert_id), message):
                     after_commit(metrics.ALERTS.labels(alert.kind).inc)
@@ -217,3 +186,55 @@ def _policy(ask: Callable[[], T]) -> T:
         return ask()
     except policy_config.PolicyConfigError as exc:
         raise Rejected("unknown_policy", str(exc)) from exc
+
+
+def _each(envs: Sequence[Envelope[P]], item: Callable[[Envelope[P]], identity.Item]) -> list[identity.Item]:
+    """``item`` of every input, a failure naming its input."""
+    items: list[identity.Item] = []
+    for position, env in enumerate(envs):
+        try:
+            items.append(item(env))
+        except Exception as exc:
+            raise FailedInput(position, exc) from exc
+    return items
+
+
+def _announced(source: Envelope[Any], item: identity.Item, placed: identity.Placed) -> Outgoing:
+    """The ``OverpaymentDetected`` of one piece of evidence: the receivable it joined and its merged state.
+
+    Detection is the one owner of receivable identity: every claim, PLB pair and letter of an account reaches
+    it on one partition (all three topics are keyed by the account), so whatever order evidence arrives in,
+    the identifiers it names decide; matching moves the recoveries of ``merged_receivables`` over when it
+    reads the merge."""
+    ev = placed.evidence
+    payload = OverpaymentDetected(
+        receivable_id=placed.receivable_id,
+        payer_id=item.payer_id,
+        reference=ev.reference,
+        rule=ev.rule,
+        evidence_channel=ev.channel,
+        evidence_amount=ev.amount,
+        principal=placed.principal,
+        determination_date=placed.determination_date,
+        policy=item.policy,
+        source=ev.source,
+        claim_references=ev.claim_references,
+        patient_control_numbers=ev.patient_control_numbers,
+        trace_numbers=ev.trace_numbers,
+        original_payment_date=ev.original_payment_date,
+        identified_on=ev.evidence_date if ev.channel == "provider_identified" else None,
+        duplicate=ev.rule == "duplicate_payment",
+        netted_in_remittance=ev.netted_in_remittance,
+        merged_receivables=placed.absorbed,
+    )
+    return Outgoing.event(
+        OVERPAYMENTS,
+        envelopes.build(
+            payload,
+            event_id=stable_id(ev.evidence_id, "OverpaymentDetected"),
+            event_type="OverpaymentDetected",
+            tenant_id=item.tenant_id,
+            account_key=item.account_key,
+            causation_id=str(source.event_id),
+        ),
+    )

@@ -1,16 +1,21 @@
-"""Detection's tables (schema ``detection``): claim history, evidence, merged receivables."""
+"""Detection's tables (schema ``detection``): claim history, evidence, merged receivables.
 
-from collections.abc import Iterable, Sequence
+A repository: SQL in, frozen values out (``domain``/``identity`` dataclasses and contract objects), no
+decisions. Every method is set-based: a batch of claims, or the evidence of a batch, costs the same statements
+whatever its size (rows go in as ``unnest`` arrays, related rows come out in one query).
+"""
+
+from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import ClaimPaymentReceived
-from services.detection.domain import Evidence, KnownReceivable
+from services.detection.domain import KnownEvidence, PendingReversal
+from services.detection.identity import Alias, DetectedReceivable, Key, Placement, Snapshot, Wanted
+from shared.db import unnest_columns
 
 
 class DetectionStore:
@@ -28,7 +33,7 @@ class DetectionStore:
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int[], $6::text[],
                    $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::jsonb[])
                ON CONFLICT DO NOTHING RETURNING event_id""",
-            *_columns(
+            *unnest_columns(
                 13,
                 (
                     (
@@ -79,7 +84,7 @@ class DetectionStore:
                  ON b.tenant_id = c.tenant_id AND b.event_id = c.event_id
                WHERE b.pos IS NULL OR b.pos < x.pos
                ORDER BY x.pos, c.payment_date, c.remittance_id::text, c.claim_ordinal""",
-            *_columns(
+            *unnest_columns(
                 10,
                 (
                     (
@@ -97,7 +102,7 @@ class DetectionStore:
                     for pos, e in enumerate(claims)
                 ),
             ),
-            *_columns(
+            *unnest_columns(
                 3, ((e.tenant_id, e.event_id, pos) for pos, e in enumerate(claims) if e.event_id in saved)
             ),
         )
@@ -108,40 +113,6 @@ class DetectionStore:
             prior, later = related[r["pos"]]
             (prior if r["earlier"] else later).append(ClaimPaymentReceived.model_validate_json(r["payload"]))
         return related
-
-    async def add_evidence(
-        self, conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID, ev: Evidence
-    ) -> bool:
-        """Record evidence once; False when it was already recorded (a replay)."""
-        inserted = await conn.fetchval(
-            """INSERT INTO detection.evidence (tenant_id, evidence_id, receivable_id, rule, channel, amount,
-                   evidence_date, source, subject, reference, claim_references)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING RETURNING 1""",
-            tenant_id,
-            ev.evidence_id,
-            receivable_id,
-            ev.rule,
-            ev.channel,
-            ev.amount,
-            ev.evidence_date,
-            ev.source,
-            ev.subject,
-            ev.reference,
-            list(ev.claim_references),
-        )
-        return inserted is not None
-
-    async def evidence_of(
-        self, conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID
-    ) -> list[tuple[str, str, Decimal, date]]:
-        """All evidence of one receivable as (channel, subject, amount, date)."""
-        rows = await conn.fetch(
-            """SELECT channel, subject, amount, evidence_date FROM detection.evidence
-               WHERE tenant_id = $1 AND receivable_id = $2""",
-            tenant_id,
-            receivable_id,
-        )
-        return [(r["channel"], r["subject"], r["amount"], r["evidence_date"]) for r in rows]
 
     async def note_reversals(
         self, conn: asyncpg.Connection, reversals: Sequence[Envelope[ClaimPaymentReceived]]
@@ -156,7 +127,7 @@ class DetectionStore:
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[],
                    $7::date[])
                ON CONFLICT DO NOTHING RETURNING claim_event_id""",
-            *_columns(
+            *unnest_columns(
                 7,
                 (
                     (
@@ -202,7 +173,7 @@ class DetectionStore:
                    ORDER BY r.tenant_id, r.claim_event_id, x.pos
                ) m
                WHERE r.tenant_id = m.tenant_id AND r.claim_event_id = m.claim_event_id""",
-            *_columns(
+            *unnest_columns(
                 8,
                 (
                     (
@@ -218,128 +189,131 @@ class DetectionStore:
                     for pos, e in corrections
                 ),
             ),
-            *_columns(3, ((e.tenant_id, e.event_id, pos) for pos, e in noted)),
+            *unnest_columns(3, ((e.tenant_id, e.event_id, pos) for pos, e in noted)),
         )
 
-    async def uncorrected_reversals(self, conn: asyncpg.Connection, before: date) -> list[asyncpg.Record]:
+    async def uncorrected_reversals(self, conn: asyncpg.Connection, before: date) -> list[PendingReversal]:
         """Reversals older than ``before`` that no correction has paired."""
-        rows: list[asyncpg.Record] = await conn.fetch(
-            """SELECT * FROM detection.reversals WHERE corrected_by IS NULL AND reversed_on < $1
+        rows = await conn.fetch(
+            """SELECT tenant_id, claim_event_id, account_key, payer_id, icn, amount, reversed_on
+               FROM detection.reversals WHERE corrected_by IS NULL AND reversed_on < $1
                ORDER BY reversed_on, claim_event_id""",
             before,
         )
-        return rows
+        return [PendingReversal(**dict(r)) for r in rows]
 
-    async def upsert_receivable(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        receivable_id: UUID,
-        account: str,
-        payer_id: str,
-        reference: str,
-        policy: str,
-        principal: Decimal,
-        determination: date,
-    ) -> None:
-        """The merged view of a receivable: principal and determination date after all evidence so far."""
+    async def load_identity(self, conn: asyncpg.Connection, want: Wanted) -> Snapshot:
+        """Lock the batch's accounts, then read what its evidence can reach (five statements whatever its
+        size). The lock serializes identity decisions of one account for the rest of the transaction: Kafka
+        already orders an account on one partition, and this keeps it so while two workers briefly hold it
+        during a rebalance."""
         await conn.execute(
-            """INSERT INTO detection.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
-                   principal, determination_date) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
-               ON CONFLICT (tenant_id, receivable_id) DO UPDATE
-                   SET principal = EXCLUDED.principal, determination_date = EXCLUDED.determination_date""",
-            tenant_id,
-            receivable_id,
-            account,
-            payer_id,
-            reference,
-            policy,
-            principal,
-            determination,
+            """SELECT pg_advisory_xact_lock(hashtextextended(x.tenant_id || '/' || x.account_key, 0))
+               FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(tenant_id, account_key, n) ORDER BY n""",
+            *unnest_columns(2, want.accounts),
         )
-
-    async def lock_account(self, conn: asyncpg.Connection, tenant_id: str, account: str) -> None:
-        """Serialize identity decisions of one account for the rest of the transaction: Kafka already orders an
-        account on one partition, and this keeps it so while two workers briefly hold it during a rebalance."""
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))", tenant_id, account
+        recorded = await conn.fetch(
+            """SELECT evidence_id FROM detection.evidence
+               WHERE (tenant_id, evidence_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            *unnest_columns(2, want.evidence_ids),
         )
-
-    async def evidence_recorded(self, conn: asyncpg.Connection, tenant_id: str, evidence_id: UUID) -> bool:
-        """True when this evidence was already recorded (a replay changes nothing)."""
-        found = await conn.fetchval(
-            "SELECT 1 FROM detection.evidence WHERE tenant_id = $1 AND evidence_id = $2",
-            tenant_id,
-            evidence_id,
-        )
-        return found is not None
-
-    async def owners(
-        self, conn: asyncpg.Connection, tenant_id: str, account: str, keys: tuple[str, ...]
-    ) -> list[KnownReceivable]:
-        """The account's live receivables known by any of these identifiers."""
+        aliases = [
+            Alias(r["tenant_id"], r["account_key"], r["key"], r["receivable_id"])
+            for r in await conn.fetch(
+                """SELECT tenant_id, account_key, key, receivable_id FROM detection.receivable_aliases
+                   WHERE (tenant_id, account_key, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))""",
+                *unnest_columns(3, want.named),
+            )
+        ]
+        reach = sorted({(a.tenant_id, a.receivable_id) for a in aliases} | set(want.opened), key=str)
         rows = await conn.fetch(
-            """SELECT DISTINCT r.receivable_id, r.reference, r.determination_date
-               FROM detection.receivable_aliases a
-               JOIN detection.receivables r USING (tenant_id, receivable_id)
-               WHERE a.tenant_id = $1 AND a.account_key = $2 AND a.key = ANY($3::text[]) AND r.merged_into IS NULL""",
-            tenant_id,
-            account,
-            list(keys),
+            """SELECT tenant_id, receivable_id, account_key, payer_id, reference, policy, principal, determination_date,
+                      merged_into
+               FROM detection.receivables
+               WHERE (tenant_id, receivable_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            *unnest_columns(2, reach),
         )
-        return [KnownReceivable(r["receivable_id"], r["reference"], r["determination_date"]) for r in rows]
-
-    async def add_aliases(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        account: str,
-        receivable_id: UUID,
-        keys: tuple[str, ...],
-    ) -> None:
-        """Remember the identifiers a receivable is known by."""
-        await conn.execute(
-            """INSERT INTO detection.receivable_aliases (tenant_id, account_key, key, receivable_id)
-               SELECT $1, $2, k, $3 FROM unnest($4::text[]) AS k ON CONFLICT DO NOTHING""",
-            tenant_id,
-            account,
-            receivable_id,
-            list(keys),
+        evidence: dict[Key, list[KnownEvidence]] = {}
+        for r in await conn.fetch(
+            """SELECT tenant_id, receivable_id, channel, subject, amount, evidence_date FROM detection.evidence
+               WHERE (tenant_id, receivable_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            *unnest_columns(2, reach),
+        ):
+            evidence.setdefault((r["tenant_id"], r["receivable_id"]), []).append(
+                KnownEvidence(r["channel"], r["subject"], r["amount"], r["evidence_date"])
+            )
+        return Snapshot(
+            recorded=frozenset(r["evidence_id"] for r in recorded),
+            aliases=tuple(aliases),
+            receivables={(r["tenant_id"], r["receivable_id"]): DetectedReceivable(**dict(r)) for r in rows},
+            evidence={key: tuple(known) for key, known in evidence.items()},
         )
 
-    async def merge(self, conn: asyncpg.Connection, tenant_id: str, absorbed: UUID, survivor: UUID) -> None:
-        """Move an absorbed receivable's evidence and identifiers to the survivor and mark where it went."""
-        await conn.execute(
-            "UPDATE detection.evidence SET receivable_id = $3 WHERE tenant_id = $1 AND receivable_id = $2",
-            tenant_id,
-            absorbed,
-            survivor,
-        )
-        await conn.execute(
-            """INSERT INTO detection.receivable_aliases (tenant_id, account_key, key, receivable_id)
-               SELECT tenant_id, account_key, key, $3 FROM detection.receivable_aliases
-               WHERE tenant_id = $1 AND receivable_id = $2 ON CONFLICT DO NOTHING""",
-            tenant_id,
-            absorbed,
-            survivor,
-        )
-        await conn.execute(
-            "DELETE FROM detection.receivable_aliases WHERE tenant_id = $1 AND receivable_id = $2",
-            tenant_id,
-            absorbed,
-        )
-        await conn.execute(
-            "UPDATE detection.receivables SET merged_into = $3 WHERE tenant_id = $1 AND receivable_id = $2",
-            tenant_id,
-            absorbed,
-            survivor,
-        )
-
-
-def _columns(width: int, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as ``width`` column lists, the arguments of an ``unnest($1::…[], $2::…[], …)``."""
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
+    async def write_identity(self, conn: asyncpg.Connection, placement: Placement) -> None:
+        """Write where a batch's evidence ended: absorbed receivables' evidence and identifiers moved to their
+        survivors, new identifiers, new evidence and the receivable rows in their end state, one statement
+        each (none when there is nothing of the kind)."""
+        if placement.moved:
+            moved = unnest_columns(3, placement.moved)
+            await conn.execute(
+                """UPDATE detection.evidence e SET receivable_id = m.survivor
+                   FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS m(tenant_id, absorbed, survivor)
+                   WHERE e.tenant_id = m.tenant_id AND e.receivable_id = m.absorbed""",
+                *moved,
+            )
+            await conn.execute(
+                """WITH m AS (SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS m(tenant_id, absorbed, survivor)),
+                   gone AS (
+                       DELETE FROM detection.receivable_aliases a USING m
+                       WHERE a.tenant_id = m.tenant_id AND a.receivable_id = m.absorbed
+                       RETURNING a.tenant_id, a.account_key, a.key, m.survivor
+                   )
+                   INSERT INTO detection.receivable_aliases (tenant_id, account_key, key, receivable_id)
+                   SELECT * FROM gone ON CONFLICT DO NOTHING""",
+                *moved,
+            )
+        if placement.new_aliases:
+            await conn.execute(
+                """INSERT INTO detection.receivable_aliases (tenant_id, account_key, key, receivable_id)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[]) ON CONFLICT DO NOTHING""",
+                *unnest_columns(
+                    4, ((a.tenant_id, a.account_key, a.key, a.receivable_id) for a in placement.new_aliases)
+                ),
+            )
+        if placement.new_evidence:
+            await conn.execute(
+                """INSERT INTO detection.evidence (tenant_id, evidence_id, receivable_id, rule, channel, amount,
+                       evidence_date, source, subject, reference, claim_references)
+                   SELECT x.tenant_id, x.evidence_id, x.receivable_id, x.rule, x.channel, x.amount, x.evidence_date,
+                          x.source, x.subject, x.reference, string_to_array(x.claim_references, chr(31))
+                   FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], $7::date[],
+                       $8::text[], $9::text[], $10::text[], $11::text[])
+                       AS x(tenant_id, evidence_id, receivable_id, rule, channel, amount, evidence_date, source,
+                            subject, reference, claim_references)
+                   ON CONFLICT DO NOTHING""",
+                *unnest_columns(
+                    11,
+                    (
+                        (tenant, ev.evidence_id, rid, ev.rule, ev.channel, ev.amount, ev.evidence_date, ev.source,
+                         ev.subject, ev.reference, "\x1f".join(ev.claim_references))
+                        for tenant, rid, ev in placement.new_evidence
+                    ),
+                ),
+            )  # fmt: skip
+        if placement.rows:
+            await conn.execute(
+                """INSERT INTO detection.receivables (tenant_id, receivable_id, account_key, payer_id, reference,
+                       policy, principal, determination_date, merged_into)
+                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::numeric[], $8::date[], $9::uuid[])
+                   ON CONFLICT (tenant_id, receivable_id) DO UPDATE SET principal = EXCLUDED.principal,
+                       determination_date = EXCLUDED.determination_date, merged_into = EXCLUDED.merged_into""",
+                *unnest_columns(
+                    9,
+                    (
+                        (r.tenant_id, r.receivable_id, r.account_key, r.payer_id, r.reference, r.policy, r.principal,
+                         r.determination_date, r.merged_into)
+                        for r in placement.rows
+                    ),
+                ),
+            )  # fmt: skip

@@ -2,23 +2,17 @@
 the interest topic.
 
 Logic lives in ``engine`` (orchestration), ``domain`` and ``policies`` (pure) and ``store`` (SQL). The tick's
-events go through the transactional outbox; the handler's outputs are exactly-once through the Stage.
+events go through the transactional outbox; the handlers' outputs are exactly-once through the Stage.
 """
 
-from collections.abc import Sequence
-
-import asyncpg
-
-from contracts.envelope import Envelope
-from contracts.topics import RECEIVABLES, STAFF_ACTIONS, P
+from contracts.topics import RECEIVABLES, STAFF_ACTIONS
 from policies import config as policy_config
-from policies.config import PolicyConfigError, PolicyResolver
+from policies.config import PolicyResolver
 from policies.payers import PayerPolicy
 from services.interest import metrics
 from services.interest.engine import Engine
 from services.interest.store import InterestStore
 from shared import outbox
-from shared.messages import EventHandler, Outgoing, Rejected
 from shared.settings import Settings, get_settings
 from shared.stream import Stage
 
@@ -26,11 +20,12 @@ from shared.stream import Stage
 def build(settings: Settings, policies: PolicyResolver[PayerPolicy], store: InterestStore) -> Stage:
     """The interest stage over these settings, payer policies and repository. A receivable change accrues
     what was due by the change's business date; a repayment schedule staff recorded is stored and the
-    receivable recomputed."""
+    receivable recomputed. Both run a batch at a time (a constant number of statements per batch); a payer
+    policy that is not installed rejects only the message that needed it (``unknown_policy``)."""
     stage = Stage("interest", settings)
     engine = Engine(policies, store)
-    stage.handle(RECEIVABLES, policy_errors_rejected(engine.on_change))
-    stage.handle(STAFF_ACTIONS, policy_errors_rejected(engine.on_staff_action))
+    stage.handle_batch(RECEIVABLES, engine.on_changes)
+    stage.handle_batch(STAFF_ACTIONS, engine.on_staff_actions)
     stage.consume(RECEIVABLES, STAFF_ACTIONS)
     outbox.every(
         stage,
@@ -41,20 +36,6 @@ def build(settings: Settings, policies: PolicyResolver[PayerPolicy], store: Inte
         last_tick=metrics.LAST_TICK,
     )
     return stage
-
-
-def policy_errors_rejected(
-    handler: EventHandler[P],
-) -> EventHandler[P]:
-    """``handler``, with a payer policy that is not installed rejecting the message (``unknown_policy``)."""
-
-    async def handle(conn: asyncpg.Connection, env: Envelope[P]) -> Sequence[Outgoing]:
-        try:
-            return await handler(conn, env)
-        except PolicyConfigError as exc:
-            raise Rejected("unknown_policy", str(exc)) from exc
-
-    return handle
 
 
 def from_environment(settings: Settings | None = None) -> Stage:

@@ -1,111 +1,122 @@
-"""The accrual engine: load a receivable, ask its policy, post the difference, say what changed.
+"""The accrual engine: load the receivables a batch names, let ``ledger`` decide, write once, say what changed.
 
-Both halves of accrual run the same :meth:`Engine.recompute` under a row lock:
-- event-driven (a ``ReceivableChanged``, or a repayment schedule staff recorded): up to the change's business
-  date — the handler's outputs are exactly-once through ``ops.processed_events``;
+Both halves of accrual run the same decision (:func:`ledger.advance`) under row locks:
+- event-driven (a ``ReceivableChanged``, or a repayment schedule staff recorded), a batch at a time: up to each
+  change's business date — the handler's outputs are exactly-once through ``ops.processed_events``;
 - time-driven (the tick): up to today, for receivables whose next period has come due — its events go through
   the transactional outbox (``shared.outbox``) in the same transaction as the ledger rows.
-Recomputation is over the whole history and never goes back in time (``accrued_through`` only grows), so a
-back-dated recovery or determination date yields correcting postings and the ledger ends exact.
+A batch costs a constant number of statements (five reads, at most seven writes) whatever its size: every row it
+needs is read in one query per table, each input is applied in memory in order (so inputs see each other's
+effects exactly as one by one), and every changed row is written once.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from itertools import groupby
+from functools import partial
 from uuid import UUID
 
 import asyncpg
 
 from contracts.envelope import Envelope
-from contracts.events import AlertRaised, InterestAccrued, ReceivableChanged, StaffActionRecorded
-from contracts.references import layout
-from contracts.topics import INTEREST
-from policies import facts
+from contracts.events import ReceivableChanged, StaffActionRecorded
 from policies.config import PolicyConfigError, PolicyResolver
-from policies.payers import PayerPolicy, ReceivableFacts, timeline
+from policies.facts import ErsPlan
+from policies.payers import PayerPolicy
 from services.interest import domain, metrics
-from services.interest.store import InterestStore, schedule_of
-from shared import envelopes, outbox, phi
-from shared.alerts import alert_message
+from services.interest.ledger import (
+    Account,
+    Emitted,
+    Key,
+    Outcome,
+    Recorded,
+    Request,
+    advance,
+    installments_json,
+)
+from services.interest.store import InterestStore, Writes
+from shared import outbox
 from shared.effects import after_commit
-from shared.ids import receivable_id, stable_id
-from shared.messages import Outgoing
+from shared.ids import receivable_id
+from shared.messages import FailedInput, Outgoing, Rejected
 
 log = logging.getLogger(__name__)
 
 SERVICE = "interest"
 
 
-def accrual_id(rid: UUID, period: int, version: int) -> UUID:
-    """Event id of one posting: version 1 keeps the original (receivable, period) id."""
-    if version == 1:
-        return stable_id(rid, "interest", period)
-    return stable_id(rid, "interest", period, "v", version)
-
-
 @dataclass(frozen=True)
-class Emitted:
-    """A message and its idempotency id (the outbox key)."""
-
-    message_id: str
-    message: Outgoing
-
-
-def next_look(facts: ReceivableFacts, terms: facts.InterestTerms | None, horizon: date) -> date | None:
-    """When the tick must recompute again: the next period due, or earlier the day an ERS installment can
-    turn out missed (so a default shows, and re-rates, the day it happens)."""
-    due = domain.next_due(facts.determination, facts.history, terms, horizon)
-    if due is None or facts.ers is None or facts.ers_default is not None:
-        return due
-    review = domain.ers_review_day(facts.ers, horizon)
-    return due if review is None else min(due, review)
-
-
 class Engine:
     """Stateless apart from the resolved policies: dropping it and building a new one changes nothing."""
 
-    def __init__(self, resolver: PolicyResolver[PayerPolicy], store: InterestStore) -> None:
-        self.resolver = resolver
-        self.store = store
+    resolver: PolicyResolver[PayerPolicy]
+    store: InterestStore
+
+    async def on_changes(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[ReceivableChanged]]
+    ) -> list[list[Outgoing]]:
+        """Record a batch's receivable changes and recompute each receivable up to each change's business date,
+        in order (inside the caller's transaction). A change whose payer policy is not installed is rejected
+        (``unknown_policy``)."""
+        requests = [
+            Request(
+                (env.tenant_id, env.payload.receivable_id),
+                env.payload.effective_date,
+                str(env.event_id),
+                recorded=Recorded(env.account_key, env.event_id, env.event_type, env.payload),
+            )
+            for env in envs
+        ]
+        return [[e.message for e in emitted] for emitted in await self._named(conn, requests)]
 
     async def on_change(self, conn: asyncpg.Connection, env: Envelope[ReceivableChanged]) -> list[Outgoing]:
-        """Record a receivable change and recompute up to its business date (inside the caller's transaction)."""
-        change = env.payload
-        await self.store.record_change(
-            conn, env.tenant_id, env.account_key, env.event_id, env.event_type, change
-        )
-        emitted = await self.recompute(
-            conn, env.tenant_id, change.receivable_id, change.effective_date, str(env.event_id)
-        )
-        return [e.message for e in emitted]
+        """One receivable change (a batch of one)."""
+        [outputs] = await self.on_changes(conn, [env])
+        return outputs
 
-    async def on_staff_action(
-        self, conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]
-    ) -> list[Outgoing]:
-        """Record an extended repayment schedule and recompute the receivable (other staff actions reach
+    async def on_staff_actions(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[StaffActionRecorded]]
+    ) -> list[list[Outgoing]]:
+        """Record extended repayment schedules and recompute their receivables (other staff actions reach
         interest as receivable changes from matching, so they are not this stage's to read).
 
         The plan is stored even when the receivable has not reached this stage yet (the two topics are not
         ordered with each other): the receivable's first change then finds it.
         """
-        action = env.payload
-        if action.kind != "repayment_schedule_granted" or action.schedule is None:
-            return []
-        terms = action.schedule
-        plan = domain.ers_plan(
-            action.effective_date,
-            terms.first_due_date,
-            terms.installment_amount,
-            terms.installments,
-            terms.frequency,
-            terms.final_installment_amount,
-        )
-        rid = receivable_id(env.tenant_id, action.payer_id, action.reference.strip())
-        if not await self.store.save_repayment_plan(conn, env.tenant_id, rid, plan):
-            return []
-        emitted = await self.recompute(conn, env.tenant_id, rid, action.effective_date, str(env.event_id))
-        return [e.message for e in emitted]
+        requests: list[Request | None] = []
+        for env in envs:
+            action = env.payload
+            if action.kind != "repayment_schedule_granted" or action.schedule is None:
+                requests.append(None)
+                continue
+            terms = action.schedule
+            plan = domain.ers_plan(
+                action.effective_date,
+                terms.first_due_date,
+                terms.installment_amount,
+                terms.installments,
+                terms.frequency,
+                terms.final_installment_amount,
+            )
+            rid = receivable_id(env.tenant_id, action.payer_id, action.reference.strip())
+            requests.append(
+                Request((env.tenant_id, rid), action.effective_date, str(env.event_id), plan=plan)
+            )
+        asked = [r for r in requests if r is not None]
+        at = [position for position, r in enumerate(requests) if r is not None]
+        try:
+            done = iter(await self._named(conn, asked))
+        except FailedInput as exc:
+            raise FailedInput(at[exc.position], exc.cause) from exc.cause
+        return [[] if r is None else [e.message for e in next(done)] for r in requests]
+
+    async def on_staff_action(
+        self, conn: asyncpg.Connection, env: Envelope[StaffActionRecorded]
+    ) -> list[Outgoing]:
+        """One staff action (a batch of one)."""
+        [outputs] = await self.on_staff_actions(conn, [env])
+        return outputs
 
     async def tick(self, conn: asyncpg.Connection, day: date, tenants: list[str] | None = None) -> int:
         """Accrue every receivable with a period due by ``day``, one transaction each; return events queued.
@@ -130,117 +141,80 @@ class Engine:
     async def recompute(
         self, conn: asyncpg.Connection, tenant: str, rid: UUID, through: date, cause: str
     ) -> list[Emitted]:
-        """Post whatever makes the ledger equal the closed form up to ``through``; refresh timeline and alerts."""
-        row = await self.store.lock_receivable(conn, tenant, rid)
-        if row is None:
+        """Post whatever makes the ledger equal the closed form up to ``through``; refresh timeline and alerts.
+        Raises ``PolicyConfigError`` when the payer's policy is not installed."""
+        try:
+            [emitted] = await self._apply(conn, [Request((tenant, rid), through, cause)])
+        except FailedInput as exc:
+            raise exc.cause from None
+        return emitted
+
+    async def _named(self, conn: asyncpg.Connection, requests: Sequence[Request]) -> list[list[Emitted]]:
+        """:meth:`_apply`, a policy that is not installed rejecting the input that needed it."""
+        try:
+            return await self._apply(conn, requests)
+        except FailedInput as exc:
+            if isinstance(exc.cause, PolicyConfigError):
+                rejected = Rejected("unknown_policy", str(exc.cause))
+                raise FailedInput(exc.position, rejected) from exc.cause
+            raise
+
+    async def _apply(self, conn: asyncpg.Connection, requests: Sequence[Request]) -> list[list[Emitted]]:
+        """Load every receivable the requests name, apply them in order in memory, write what changed once.
+        An input that fails is named (:class:`FailedInput`) before anything is written."""
+        if not requests:
             return []
-        policy = self.resolver.resolve(tenant, row["payer_id"])
-        why = self.resolver.resolution(tenant, row["payer_id"])
-        determination: date = row["determination_date"]
-        history = domain.history_from_changes(
-            row["principal"], await self.store.changes(conn, tenant, rid), schedule_of(row)
-        )
-        horizon = max(through, row["accrued_through"] or through)
-        plan = await self.store.repayment_plan(conn, tenant, rid)
-        facts = ReceivableFacts(
-            determination, history, row["paid_on"], row["duplicate"], plan, horizon, row["identified_on"]
-        )
-        terms = policy.interest_terms(facts)
-        desired = domain.schedule(determination, history, terms, horizon) if terms is not None else []
-        postings = domain.reconcile(determination, desired, await self.store.posted(conn, tenant, rid))
-        emitted: list[Emitted] = []
-        for posting in postings:
-            event_id = accrual_id(rid, posting.period.number, posting.version)
-            if await self.store.add_posting(conn, tenant, rid, event_id, posting, cause):
-                metrics.count_posting(policy.name, posting.version, posting.amount)
-                emitted.append(
-                    Emitted(str(event_id), self._interest_event(row, policy, posting, event_id, cause))
-                )
-        emitted += await self._alerts(conn, row, policy, facts, cause)
-        await self.store.save_timeline(conn, tenant, rid, timeline(policy, facts))
-        await self.store.save_progress(
-            conn, tenant, rid, policy.name, horizon, next_look(facts, terms, horizon), why.reason, why.source
-        )
-        return emitted
+        loaded = await self.store.load(conn, [r.key for r in requests])
+        accounts = dict(loaded)
+        outcomes: list[Outcome] = []
+        for position, request in enumerate(requests):
+            try:
+                accounts[request.key], outcome = advance(accounts[request.key], request, self.resolver)
+            except Exception as exc:
+                raise FailedInput(position, exc) from exc
+            outcomes.append(outcome)
+        await self.store.write(conn, writes(loaded, accounts, requests, outcomes))
+        for outcome in outcomes:
+            for p in outcome.postings:
+                after_commit(partial(metrics.count_posting, p.policy, p.posting.version, p.posting.amount))
+            for a in outcome.alerts:
+                after_commit(metrics.ALERTS.labels(a.kind).inc)
+        return [list(o.emitted) for o in outcomes]
 
-    @staticmethod
-    def _interest_event(
-        row: asyncpg.Record, policy: PayerPolicy, posting: domain.Posting, event_id: UUID, cause: str
-    ) -> Outgoing:
-        period = posting.period
-        payload = InterestAccrued(
-            receivable_id=row["receivable_id"],
-            payer_id=row["payer_id"],
-            reference=row["reference"],
-            policy=policy.name,
-            period_number=period.number,
-            period_start=period.start,
-            period_end=period.end,
-            principal_basis=period.basis,
-            annual_rate=period.rate,
-            amount=posting.amount,
-        )
-        return Outgoing.event(
-            INTEREST,
-            envelopes.build(
-                payload,
-                event_id=event_id,
-                event_type="InterestAccrued",
-                tenant_id=row["tenant_id"],
-                account_key=row["account_key"],
-                causation_id=cause,
-            ),
-        )
 
-    async def _alerts(
-        self,
-        conn: asyncpg.Connection,
-        row: asyncpg.Record,
-        policy: PayerPolicy,
-        facts: ReceivableFacts,
-        cause: str,
-    ) -> list[Emitted]:
-        """Check every recoupment again (a back-dated pause can make an old one a violation); raise new ones."""
-        tenant, rid = row["tenant_id"], row["receivable_id"]
-        emitted: list[Emitted] = []
-        for recoupment in facts.history.recoupments():
-            violations = sorted(policy.check_recoupment(facts, recoupment), key=lambda v: v.kind)
-            for kind, group in groupby(violations, key=lambda v: v.kind):
-                found = list(group)
-                alert_id = stable_id("alert", kind, rid, recoupment.key)
-                detail = (
-                    f"{policy.name} receivable {row['reference']}: {recoupment.total} recovered on "
-                    f"{recoupment.effective.isoformat()}: " + "; ".join(v.detail for v in found)
-                )
-                rules = [v.rule for v in found]
-                if not await self.store.add_alert(
-                    conn,
-                    tenant,
-                    alert_id,
-                    rid,
-                    kind,
-                    rules,
-                    recoupment.effective,
-                    recoupment.total,
-                    detail,
-                    recoupment.key,
-                ):
-                    continue
-                after_commit(metrics.ALERTS.labels(kind).inc)
-                payload = phi.safe_alert(  # the outbound scrubber: references by the payer's layout
-                    AlertRaised(
-                        alert_id=alert_id,
-                        kind=kind,
-                        payer_id=row["payer_id"],
-                        reference=row["reference"],
-                        amount=recoupment.total,
-                        observed_on=recoupment.effective,
-                        detail=detail,
-                    ),
-                    layout(policy.reference_layout),
-                )
-                message = alert_message(
-                    payload, tenant_id=tenant, account_key=row["account_key"], causation_id=cause
-                )
-                emitted.append(Emitted(str(alert_id), message))
-        return emitted
+def writes(
+    loaded: dict[Key, Account],
+    final: dict[Key, Account],
+    requests: Sequence[Request],
+    outcomes: Sequence[Outcome],
+) -> Writes:
+    """What a batch must write: each receivable row and plan that changed, in its final state, once; the rows
+    it added, in order; each recomputed receivable's latest timeline."""
+    timelines: dict[Key, Sequence[tuple[str, date]]] = {}
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if outcome.timeline is not None:
+            timelines[request.key] = outcome.timeline
+    return Writes(
+        rows=[
+            (a.row, loaded[key].row is not None)
+            for key, a in sorted(final.items())
+            if a.row is not None and a.row != loaded[key].row
+        ],
+        history=[h for o in outcomes for h in o.history],
+        postings=[p for o in outcomes for p in o.postings],
+        alerts=[a for o in outcomes for a in o.alerts],
+        timelines=sorted(timelines.items()),
+        plans=[
+            (key, a.plan)
+            for key, a in sorted(final.items())
+            if a.plan is not None and not same_plan(a.plan, loaded[key].plan)
+        ],
+    )
+
+
+def same_plan(plan: ErsPlan, kept: ErsPlan | None) -> bool:
+    """True when ``kept`` is this plan as stored (granted the same day, the same installments)."""
+    return kept is not None and (plan.granted_on, installments_json(plan)) == (
+        kept.granted_on,
+        installments_json(kept),
+    )

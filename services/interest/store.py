@@ -1,300 +1,336 @@
 """Interest's tables (schema ``interest``): receivables as seen from events, their change history, accrual
-postings, timelines, repayment plans and recoupment alerts. SQL only; decisions live in the domain."""
+postings, timelines, repayment plans and recoupment alerts.
+
+A repository and nothing more: SQL in, frozen dataclasses out (``ledger`` and ``domain`` values, and the
+read-only view rows below), no decisions. The batch path reads everything a batch needs in a constant number of
+queries (:meth:`InterestStore.load`) and writes each changed row once (:meth:`InterestStore.write`), so the
+statements a batch costs do not grow with its size.
+"""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from contracts.events import ReceivableChanged
 from policies.facts import ErsPlan
-from policies.payers import Milestone
-from services.interest.domain import Change, Posted, Posting
+from services.interest.domain import Change, Posted
+from services.interest.ledger import (
+    Account,
+    Key,
+    NewAlert,
+    NewChange,
+    NewPosting,
+    Receivable,
+    Schedule,
+    installments_json,
+)
+from shared.db import unnest_columns
+
+RECEIVABLE_COLUMNS = """tenant_id, receivable_id, account_key, payer_id, reference, policy, determination_date,
+    principal, principal_recovered, status, paid_on, duplicate, identified_on, recovery_schedule, policy_applied,
+    accrued_through, next_due, policy_reason, policy_source"""
+
+IN_BATCH = "(tenant_id, receivable_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))"
+"""The receivables of a batch, given as two parallel arrays (tenants, receivable ids)."""
 
 
-def schedule_of(row: asyncpg.Record) -> list[tuple[date, Decimal, Decimal, str]] | None:
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """Everything a batch changes, each row once: the final state of the receivables it changed (and whether
+    each is new), history appended in arrival order, postings, alerts, the latest timeline and plan of each."""
+
+    rows: Sequence[tuple[Receivable, bool]]
+    history: Sequence[NewChange]
+    postings: Sequence[NewPosting]
+    alerts: Sequence[NewAlert]
+    timelines: Sequence[tuple[Key, Sequence[tuple[str, date]]]]
+    plans: Sequence[tuple[Key, ErsPlan]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodView:
+    """Net interest of one period for staff, described by its latest version."""
+
+    period_number: int
+    amount: Decimal
+    postings: int
+    period_start: date
+    period_end: date
+    due_date: date
+    principal_basis: Decimal
+    annual_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """A recoupment alert as staff read it."""
+
+    kind: str
+    rules: tuple[str, ...]
+    observed_on: date
+    amount: Decimal
+    detail: str
+
+
+def _schedule(raw: str | None) -> Schedule | None:
     """Matching's dated recovery schedule stored on a receivable row, or None when it never sent one."""
-    raw = row["recovery_schedule"]
     if raw is None:
         return None
-    return [(date.fromisoformat(d), Decimal(i), Decimal(p), kind) for d, i, p, kind in json.loads(raw)]
+    return tuple((date.fromisoformat(d), Decimal(i), Decimal(p), kind) for d, i, p, kind in json.loads(raw))
+
+
+def _schedule_json(schedule: Schedule | None) -> str | None:
+    if schedule is None:
+        return None
+    return json.dumps([[d.isoformat(), str(i), str(p), kind] for d, i, p, kind in schedule])
+
+
+def _receivable(r: asyncpg.Record) -> Receivable:
+    return Receivable(
+        r["tenant_id"], r["receivable_id"], r["account_key"], r["payer_id"], r["reference"], r["policy"],
+        r["determination_date"], r["principal"], r["principal_recovered"], r["status"], r["paid_on"],
+        r["duplicate"], r["identified_on"], _schedule(r["recovery_schedule"]), r["policy_applied"],
+        r["accrued_through"], r["next_due"], r["policy_reason"], r["policy_source"],
+    )  # fmt: skip
+
+
+def _change(r: asyncpg.Record) -> Change:
+    return Change(
+        str(r["event_id"]),
+        r["effective_date"],
+        r["event_type"],
+        r["status"],
+        r["change_amount"],
+        r["principal"],
+        r["principal_recovered"],
+        r["interest_recovered"],
+    )
+
+
+def _plan(granted_on: date, installments: str) -> ErsPlan:
+    return ErsPlan(
+        granted_on, tuple((date.fromisoformat(d), Decimal(a)) for d, a in json.loads(installments))
+    )
+
+
+def _keys(keys: Iterable[Key]) -> list[list[Any]]:
+    return unnest_columns(2, keys)
 
 
 class InterestStore:
     """Interest's repository: receivable changes, postings, timelines, repayment plans and alerts; no decisions."""
 
-    async def record_change(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        account: str,
-        event_id: UUID,
-        event_type: str,
-        change: ReceivableChanged,
-    ) -> bool:
-        """Append the change to the receivable's history and keep its latest state; False for a replay.
-
-        The latest state is only overwritten by a change not seen before, so an old event delivered again can
-        never roll the receivable back. ``paid_on`` (the overpaid payment's date) and ``duplicate`` are what the
-        state packs' look-back, notice-deadline and duplicate-exemption rules read, and ``identified_on`` the
-        report-and-return deadline of an overpayment the provider identified: the earliest dates and any
-        duplicate flag seen win, as in matching's own row.
-        """
-        await conn.execute(
-            """INSERT INTO interest.receivables (tenant_id, receivable_id, account_key, payer_id, reference, policy,
-                   determination_date, principal, principal_recovered, status, paid_on, duplicate, identified_on)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (tenant_id, receivable_id) DO NOTHING""",
-            tenant_id,
-            change.receivable_id,
-            account,
-            change.payer_id,
-            change.reference,
-            change.policy,
-            change.determination_date,
-            change.principal,
-            change.principal_recovered,
-            change.status,
-            change.original_payment_date,
-            change.duplicate,
-            change.identified_on,
-        )
-        done = await conn.fetchval(
-            """INSERT INTO interest.principal_history (tenant_id, receivable_id, event_id, effective_date, outstanding,
-                   event_type, status, change_amount, principal, principal_recovered, interest_recovered)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING RETURNING 1""",
-            tenant_id,
-            change.receivable_id,
-            event_id,
-            change.effective_date,
-            change.principal - change.principal_recovered,
-            event_type,
-            change.status,
-            change.change_amount,
-            change.principal,
-            change.principal_recovered,
-            change.interest_recovered,
-        )
-        if done is None:
-            return False
-        await conn.execute(
-            """UPDATE interest.receivables SET principal = $3, principal_recovered = $4, status = $5, policy = $6,
-                   determination_date = $7, paid_on = LEAST(paid_on, $8::date), duplicate = duplicate OR $9,
-                   identified_on = LEAST(identified_on, $10::date)
-               WHERE tenant_id = $1 AND receivable_id = $2""",
-            tenant_id,
-            change.receivable_id,
-            change.principal,
-            change.principal_recovered,
-            change.status,
-            change.policy,
-            change.determination_date,
-            change.original_payment_date,
-            change.duplicate,
-            change.identified_on,
-        )
-        if change.recovery_schedule is not None:
-            await conn.execute(
-                "UPDATE interest.receivables SET recovery_schedule = $3::jsonb WHERE tenant_id = $1 AND receivable_id = $2",
-                tenant_id,
-                change.receivable_id,
-                json.dumps(
-                    [
-                        [r.effective_date.isoformat(), str(r.to_interest), str(r.to_principal), r.kind]
-                        for r in change.recovery_schedule
-                    ]
-                ),
-            )
-        return True
-
-    async def lock_receivable(
-        self, conn: asyncpg.Connection, tenant_id: str, rid: UUID
-    ) -> asyncpg.Record | None:
-        """The receivable, locked for this transaction: the tick and the event path never post the same
-        correction twice."""
-        row: asyncpg.Record | None = await conn.fetchrow(
-            "SELECT * FROM interest.receivables WHERE tenant_id = $1 AND receivable_id = $2 FOR UPDATE",
-            tenant_id,
-            rid,
-        )
-        return row
-
-    async def changes(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[Change]:
-        """The receivable's changes in arrival order."""
+    async def load(self, conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[Key, Account]:
+        """Every receivable of a batch with its history, postings, plan and alerts, in five queries whatever
+        the batch's size. The rows are locked for the rest of the transaction, in receivable order so two
+        workers never deadlock: the tick and the event path never post the same correction twice. A key with
+        no row yet gets an account without one (its first change opens it)."""
+        args = _keys(sorted(set(keys)))
         rows = await conn.fetch(
-            """SELECT event_id, effective_date, event_type, status, change_amount, principal, principal_recovered,
-                      interest_recovered FROM interest.principal_history
-               WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY seq""",
-            tenant_id,
-            rid,
+            f"""SELECT {RECEIVABLE_COLUMNS} FROM interest.receivables WHERE {IN_BATCH}
+                ORDER BY tenant_id, receivable_id FOR UPDATE""",  # noqa: S608 - constant fragments only
+            *args,
         )
-        return [
-            Change(
-                str(r["event_id"]),
-                r["effective_date"],
-                r["event_type"],
-                r["status"],
-                r["change_amount"],
-                r["principal"],
-                r["principal_recovered"],
-                r["interest_recovered"],
-            )
-            for r in rows
-        ]
+        history = await conn.fetch(
+            f"""SELECT tenant_id, receivable_id, event_id, effective_date, event_type, status, change_amount,
+                       principal, principal_recovered, interest_recovered
+                FROM interest.principal_history WHERE {IN_BATCH} ORDER BY seq""",  # noqa: S608 - constant fragments only
+            *args,
+        )
+        posted = await conn.fetch(
+            f"""SELECT tenant_id, receivable_id, period_number, sum(amount) AS total, max(version) AS version,
+                       (array_agg(annual_rate ORDER BY version DESC))[1] AS rate
+                FROM interest.accruals WHERE {IN_BATCH} GROUP BY tenant_id, receivable_id, period_number""",  # noqa: S608 - constant fragments only
+            *args,
+        )
+        plans = await conn.fetch(
+            f"""SELECT tenant_id, receivable_id, granted_on, installments FROM interest.repayment_plans
+                WHERE {IN_BATCH}""",  # noqa: S608 - constant fragments only
+            *args,
+        )
+        alerts = await conn.fetch(
+            f"SELECT tenant_id, receivable_id, alert_id FROM interest.alerts WHERE {IN_BATCH}",  # noqa: S608
+            *args,
+        )
 
-    async def posted(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> dict[int, Posted]:
-        """Per period: the ledger total, the latest version and the rate of that version."""
-        rows = await conn.fetch(
-            """SELECT period_number, sum(amount) AS total, max(version) AS version,
-                      (array_agg(annual_rate ORDER BY version DESC))[1] AS rate
-               FROM interest.accruals WHERE tenant_id = $1 AND receivable_id = $2 GROUP BY period_number""",
-            tenant_id,
-            rid,
-        )
+        def of(r: asyncpg.Record) -> Key:
+            return (r["tenant_id"], r["receivable_id"])
+
+        found = {of(r): _receivable(r) for r in rows}
+        changes: dict[Key, list[Change]] = {}
+        for r in history:
+            changes.setdefault(of(r), []).append(_change(r))
+        periods: dict[Key, dict[int, Posted]] = {}
+        for r in posted:
+            n = r["period_number"]
+            periods.setdefault(of(r), {})[n] = Posted(n, r["total"], r["version"], r["rate"])
+        plan = {of(r): _plan(r["granted_on"], r["installments"]) for r in plans}
+        raised: dict[Key, set[UUID]] = {}
+        for r in alerts:
+            raised.setdefault(of(r), set()).add(r["alert_id"])
         return {
-            r["period_number"]: Posted(r["period_number"], r["total"], r["version"], r["rate"]) for r in rows
+            key: Account(
+                key,
+                found.get(key),
+                tuple(changes.get(key, ())),
+                periods.get(key, {}),
+                plan.get(key),
+                frozenset(raised.get(key, ())),
+            )
+            for key in set(keys)
         }
 
-    async def add_posting(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        rid: UUID,
-        event_id: UUID,
-        posting: Posting,
-        cause: str,
-    ) -> bool:
-        """One row per (receivable, period, version): a concurrent or repeated recomputation inserts nothing."""
-        p = posting.period
-        done = await conn.fetchval(
-            """INSERT INTO interest.accruals (tenant_id, receivable_id, period_number, version, event_id, period_start,
-                   period_end, due_date, principal_basis, annual_rate, amount, cause)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING RETURNING 1""",
-            tenant_id,
-            rid,
-            p.number,
-            posting.version,
-            event_id,
-            p.start,
-            p.end,
-            p.due,
-            p.basis,
-            p.rate,
-            posting.amount,
-            cause,
-        )
-        return done is not None
+    async def write(self, conn: asyncpg.Connection, writes: Writes) -> None:
+        """Write what a batch changed, one statement per table whatever the batch's size (none for a table it
+        did not change), each row once.
 
-    async def save_progress(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        rid: UUID,
-        policy_applied: str,
-        accrued_through: date,
-        next_due: date | None,
-        policy_reason: str | None = None,
-        policy_source: str | None = None,
+        A receivable this batch believed new may have been opened meanwhile by another worker (two workers
+        briefly holding one partition during a rebalance): that raises a serialization failure, which is
+        transient, so the batch is rolled back and retried, and the retry reads the row under its lock."""
+        await self._write_receivables(conn, writes.rows)
+        if writes.history:
+            await conn.execute(
+                """INSERT INTO interest.principal_history (tenant_id, receivable_id, event_id, effective_date,
+                       outstanding, event_type, status, change_amount, principal, principal_recovered,
+                       interest_recovered)
+                   SELECT tenant_id, receivable_id, event_id, effective_date, outstanding, event_type, status,
+                          change_amount, principal, principal_recovered, interest_recovered
+                   FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::date[], $5::numeric[], $6::text[],
+                       $7::text[], $8::numeric[], $9::numeric[], $10::numeric[], $11::numeric[])
+                       WITH ORDINALITY AS x(tenant_id, receivable_id, event_id, effective_date, outstanding,
+                           event_type, status, change_amount, principal, principal_recovered, interest_recovered,
+                           arrival)
+                   ORDER BY arrival ON CONFLICT DO NOTHING""",
+                *unnest_columns(
+                    11,
+                    (
+                        (*h.key, h.event_id, c.effective_date, c.principal - c.principal_recovered, h.event_type,
+                         c.status, c.change_amount, c.principal, c.principal_recovered, c.interest_recovered)
+                        for h in writes.history
+                        for c in (h.change,)
+                    ),
+                ),
+            )  # fmt: skip
+        if writes.postings:
+            await conn.execute(
+                """INSERT INTO interest.accruals (tenant_id, receivable_id, period_number, version, event_id,
+                       period_start, period_end, due_date, principal_basis, annual_rate, amount, cause)
+                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::date[],
+                       $7::date[], $8::date[], $9::numeric[], $10::numeric[], $11::numeric[], $12::text[])
+                   ON CONFLICT DO NOTHING""",
+                *unnest_columns(
+                    12,
+                    (
+                        (*p.key, p.posting.period.number, p.posting.version, p.event_id, q.start, q.end, q.due,
+                         q.basis, q.rate, p.posting.amount, p.cause)
+                        for p in writes.postings
+                        for q in (p.posting.period,)
+                    ),
+                ),
+            )  # fmt: skip
+        if writes.alerts:
+            await conn.execute(
+                """INSERT INTO interest.alerts (tenant_id, alert_id, receivable_id, kind, rules, observed_on,
+                       amount, detail, source_event)
+                   SELECT x.tenant_id, x.alert_id, x.receivable_id, x.kind, string_to_array(x.rules, chr(31)),
+                          x.observed_on, x.amount, x.detail, x.source_event
+                   FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::date[],
+                       $7::numeric[], $8::text[], $9::text[])
+                       AS x(tenant_id, alert_id, receivable_id, kind, rules, observed_on, amount, detail,
+                           source_event)
+                   ON CONFLICT DO NOTHING""",
+                *unnest_columns(
+                    9,
+                    (
+                        (a.key[0], a.alert_id, a.key[1], a.kind, "\x1f".join(a.rules), a.observed_on, a.amount,
+                         a.detail, a.source_event)
+                        for a in writes.alerts
+                    ),
+                ),
+            )  # fmt: skip
+        if writes.timelines:
+            await conn.execute(
+                f"DELETE FROM interest.timelines WHERE {IN_BATCH}",  # noqa: S608 - constant fragments only
+                *_keys(key for key, _ in writes.timelines),
+            )
+            await conn.execute(
+                """INSERT INTO interest.timelines (tenant_id, receivable_id, ordinal, label, day)
+                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::date[])""",
+                *unnest_columns(
+                    5,
+                    (
+                        (*key, ordinal, label, day)
+                        for key, milestones in writes.timelines
+                        for ordinal, (label, day) in enumerate(milestones, start=1)
+                    ),
+                ),
+            )
+        if writes.plans:
+            await conn.execute(
+                """INSERT INTO interest.repayment_plans AS p (tenant_id, receivable_id, granted_on, installments)
+                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::date[], $4::jsonb[])
+                   ON CONFLICT (tenant_id, receivable_id) DO UPDATE SET granted_on = EXCLUDED.granted_on,
+                       installments = EXCLUDED.installments, recorded_at = now()""",
+                *unnest_columns(
+                    4, ((*key, plan.granted_on, installments_json(plan)) for key, plan in writes.plans)
+                ),
+            )
+
+    async def _write_receivables(
+        self, conn: asyncpg.Connection, rows: Sequence[tuple[Receivable, bool]]
     ) -> None:
-        """Remember how far the receivable is accrued, when the tick must look at it again, and which policy
-        applied and why (``configured``/``table``/``default`` and the entry: ``policies.config``)."""
-        await conn.execute(
-            """UPDATE interest.receivables SET policy_applied = $3, accrued_through = $4, next_due = $5,
-                   policy_reason = $6, policy_source = $7
-               WHERE tenant_id = $1 AND receivable_id = $2""",
-            tenant_id,
-            rid,
-            policy_applied,
-            accrued_through,
-            next_due,
-            policy_reason,
-            policy_source,
-        )
-
-    async def save_timeline(
-        self, conn: asyncpg.Connection, tenant_id: str, rid: UUID, milestones: Sequence[Milestone]
-    ) -> None:
-        """Replace the receivable's stored timeline."""
-        await conn.execute(
-            "DELETE FROM interest.timelines WHERE tenant_id = $1 AND receivable_id = $2", tenant_id, rid
-        )
-        await conn.executemany(
-            "INSERT INTO interest.timelines (tenant_id, receivable_id, ordinal, label, day) VALUES ($1,$2,$3,$4,$5)",
-            [(tenant_id, rid, i, label, day) for i, (label, day) in enumerate(milestones, start=1)],
-        )
-
-    async def save_repayment_plan(
-        self, conn: asyncpg.Connection, tenant_id: str, rid: UUID, plan: ErsPlan
-    ) -> bool:
-        """Record the extended repayment schedule granted for a receivable; False when nothing changed.
-
-        A later (or same-day, corrected) grant replaces the plan; an older grant arriving late never replaces a
-        newer one, and the same grant again changes nothing.
-        """
-        installments = [[due.isoformat(), str(amount)] for due, amount in plan.installments]
-        done = await conn.fetchval(
-            """INSERT INTO interest.repayment_plans AS p (tenant_id, receivable_id, granted_on, installments)
-               VALUES ($1,$2,$3,$4::jsonb) ON CONFLICT (tenant_id, receivable_id)
-               DO UPDATE SET granted_on = EXCLUDED.granted_on, installments = EXCLUDED.installments,
-                   recorded_at = now()
-               WHERE EXCLUDED.granted_on >= p.granted_on
-                 AND (EXCLUDED.granted_on, EXCLUDED.installments) IS DISTINCT FROM (p.granted_on, p.installments)
-               RETURNING 1""",
-            tenant_id,
-            rid,
-            plan.granted_on,
-            json.dumps(installments),
-        )
-        return done is not None
-
-    async def repayment_plan(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> ErsPlan | None:
-        """The receivable's extended repayment schedule, if one was granted."""
-        row = await conn.fetchrow(
-            "SELECT granted_on, installments FROM interest.repayment_plans WHERE tenant_id = $1 AND receivable_id = $2",
-            tenant_id,
-            rid,
-        )
-        if row is None:
-            return None
-        return ErsPlan(
-            row["granted_on"],
-            tuple((date.fromisoformat(d), Decimal(a)) for d, a in json.loads(row["installments"])),
-        )
-
-    async def add_alert(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        alert_id: UUID,
-        rid: UUID,
-        kind: str,
-        rules: list[str],
-        observed_on: date,
-        amount: Decimal,
-        detail: str,
-        source_event: str,
-    ) -> bool:
-        """Record an alert once per id; False when it was already raised."""
-        done = await conn.fetchval(
-            """INSERT INTO interest.alerts (tenant_id, alert_id, receivable_id, kind, rules, observed_on, amount,
-                   detail, source_event) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING RETURNING 1""",
-            tenant_id,
-            alert_id,
-            rid,
-            kind,
-            rules,
-            observed_on,
-            amount,
-            detail,
-            source_event,
-        )
-        return done is not None
+        """Update the rows that existed (locked by :meth:`load`) and insert the new ones, in one statement."""
+        if not rows:
+            return
+        written = await conn.fetchval(
+            f"""WITH x AS (
+                    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                        $7::date[], $8::numeric[], $9::numeric[], $10::text[], $11::date[], $12::bool[],
+                        $13::date[], $14::jsonb[], $15::text[], $16::date[], $17::date[], $18::text[],
+                        $19::text[], $20::bool[])
+                        AS x({RECEIVABLE_COLUMNS}, known)
+                ),
+                changed AS (
+                    UPDATE interest.receivables r SET account_key = x.account_key, payer_id = x.payer_id,
+                        reference = x.reference, policy = x.policy, determination_date = x.determination_date,
+                        principal = x.principal, principal_recovered = x.principal_recovered, status = x.status,
+                        paid_on = x.paid_on, duplicate = x.duplicate, identified_on = x.identified_on,
+                        recovery_schedule = x.recovery_schedule, policy_applied = x.policy_applied,
+                        accrued_through = x.accrued_through, next_due = x.next_due,
+                        policy_reason = x.policy_reason, policy_source = x.policy_source
+                    FROM x WHERE x.known AND r.tenant_id = x.tenant_id AND r.receivable_id = x.receivable_id
+                    RETURNING 1
+                ),
+                opened AS (
+                    INSERT INTO interest.receivables ({RECEIVABLE_COLUMNS})
+                    SELECT {RECEIVABLE_COLUMNS} FROM x WHERE NOT x.known ORDER BY tenant_id, receivable_id
+                    ON CONFLICT DO NOTHING RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM changed) + (SELECT count(*) FROM opened)""",  # noqa: S608 - constant fragments only
+            *unnest_columns(
+                20,
+                (
+                    (r.tenant_id, r.receivable_id, r.account_key, r.payer_id, r.reference, r.policy,
+                     r.determination_date, r.principal, r.principal_recovered, r.status, r.paid_on, r.duplicate,
+                     r.identified_on, _schedule_json(r.recovery_schedule), r.policy_applied, r.accrued_through,
+                     r.next_due, r.policy_reason, r.policy_source, known)
+                    for r, known in rows
+                ),
+            ),
+        )  # fmt: skip
+        if written != len(rows):
+            raise asyncpg.exceptions.SerializationError(
+                "a receivable this batch opens was opened by another worker meanwhile"
+            )
 
     async def due_receivables(
         self, conn: asyncpg.Connection, day: date, tenants: Sequence[str] | None = None
-    ) -> list[tuple[str, UUID]]:
+    ) -> list[Key]:
         """Receivables whose next period has come due by ``day`` (optionally of some tenants only)."""
         rows = await conn.fetch(
             """SELECT tenant_id, receivable_id FROM interest.receivables
@@ -309,31 +345,52 @@ class InterestStore:
 
     async def receivables_by_reference(
         self, conn: asyncpg.Connection, tenant_id: str, reference: str
-    ) -> list[asyncpg.Record]:
+    ) -> list[Receivable]:
         """Every receivable of a tenant with this reference (one per payer)."""
-        rows: list[asyncpg.Record] = await conn.fetch(
-            "SELECT * FROM interest.receivables WHERE tenant_id = $1 AND reference = $2 ORDER BY payer_id",
+        rows = await conn.fetch(
+            f"""SELECT {RECEIVABLE_COLUMNS} FROM interest.receivables WHERE tenant_id = $1 AND reference = $2
+                ORDER BY payer_id""",  # noqa: S608 - constant fragments only
             tenant_id,
             reference,
         )
-        return rows
+        return [_receivable(r) for r in rows]
+
+    async def changes(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[Change]:
+        """The receivable's changes in arrival order."""
+        rows = await conn.fetch(
+            """SELECT event_id, effective_date, event_type, status, change_amount, principal, principal_recovered,
+                      interest_recovered FROM interest.principal_history
+               WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY seq""",
+            tenant_id,
+            rid,
+        )
+        return [_change(r) for r in rows]
+
+    async def repayment_plan(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> ErsPlan | None:
+        """The receivable's extended repayment schedule, if one was granted."""
+        row = await conn.fetchrow(
+            "SELECT granted_on, installments FROM interest.repayment_plans WHERE tenant_id = $1 AND receivable_id = $2",
+            tenant_id,
+            rid,
+        )
+        return None if row is None else _plan(row["granted_on"], row["installments"])
 
     async def stored_timeline(
         self, conn: asyncpg.Connection, tenant_id: str, rid: UUID
-    ) -> list[asyncpg.Record]:
-        """The receivable's milestones as last computed."""
-        rows: list[asyncpg.Record] = await conn.fetch(
+    ) -> list[tuple[str, date]]:
+        """The receivable's milestones as last computed, as (label, day)."""
+        rows = await conn.fetch(
             "SELECT label, day FROM interest.timelines WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY ordinal",
             tenant_id,
             rid,
         )
-        return rows
+        return [(r["label"], r["day"]) for r in rows]
 
     async def interest_by_period(
         self, conn: asyncpg.Connection, tenant_id: str, rid: UUID
-    ) -> list[asyncpg.Record]:
+    ) -> list[PeriodView]:
         """Net interest per period, described by its latest version."""
-        rows: list[asyncpg.Record] = await conn.fetch(
+        rows = await conn.fetch(
             """SELECT period_number, sum(amount) AS amount, count(*) AS postings,
                       (array_agg(period_start ORDER BY version DESC))[1] AS period_start,
                       (array_agg(period_end ORDER BY version DESC))[1] AS period_end,
@@ -345,14 +402,16 @@ class InterestStore:
             tenant_id,
             rid,
         )
-        return rows
+        return [PeriodView(**dict(r)) for r in rows]
 
-    async def alerts_of(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[asyncpg.Record]:
+    async def alerts_of(self, conn: asyncpg.Connection, tenant_id: str, rid: UUID) -> list[AlertView]:
         """Recoupment alerts raised for the receivable."""
-        rows: list[asyncpg.Record] = await conn.fetch(
+        rows = await conn.fetch(
             """SELECT kind, rules, observed_on, amount, detail FROM interest.alerts
                WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY observed_on, kind""",
             tenant_id,
             rid,
         )
-        return rows
+        return [
+            AlertView(r["kind"], tuple(r["rules"]), r["observed_on"], r["amount"], r["detail"]) for r in rows
+        ]

@@ -16,7 +16,8 @@ import pytest
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import InterestAccrued, ReceivableChanged
 from policies.config import PolicyConfig, PolicyResolver
-from services.interest.engine import Engine, accrual_id
+from services.interest.engine import Engine
+from services.interest.ledger import accrual_id
 from services.interest.store import InterestStore
 from shared import envelopes, plugins
 from shared.ids import receivable_id, stable_id

@@ -16,7 +16,7 @@ from contracts.money import ZERO
 from policies.facts import ErsPlan, History, Movement, ers_default_date, ers_installments
 from policies.payers import MedicarePolicy, ReceivableFacts, timeline
 from services.interest.domain import ers_plan, ers_review_day, ers_standing, schedule
-from services.interest.engine import next_look
+from services.interest.ledger import next_look
 from shared.ids import stable_id
 
 D = Decimal
