@@ -41,9 +41,10 @@ import asyncpg
 
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound, Outcome
-from services.notification.store import NotificationStore, columns
+from services.notification.store import NotificationStore
 from shared import telemetry
 from shared.batches import dead_letter_message
+from shared.db import unnest_columns
 from shared.messages import Incoming, Outgoing
 from shared.stream import Stage
 
@@ -133,7 +134,7 @@ async def queue_deliveries(conn: asyncpg.Connection, jobs: Sequence[tuple[str, O
            SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::text[],
                $7::text[], $8::text[], $9::int[], $10::bigint[], $11::bytea[])
            ON CONFLICT DO NOTHING""",
-        *columns(11, rows),
+        *unnest_columns(11, rows),
     )
 
 

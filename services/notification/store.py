@@ -5,10 +5,13 @@ SQL in, frozen dataclasses out, no decisions; callers own the transactions. The 
 set-based (issue #18.2): each method takes every row of a batch and sends one statement (``unnest`` arrays in,
 ``RETURNING`` or one query out), so a batch of 200 messages costs what a batch of 2 does. The delivery log is
 the exception: the dispatcher writes it one attempt at a time, autocommitted, because an attempt must be on
-record before it leaves (``delivery.deliver_once``)."""
+record before it leaves (``delivery.deliver_once``).
+
+A little over 500 lines: one repository over one schema; its tables are written together in each batch.
+"""
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -30,17 +33,8 @@ from services.notification.rows import (
     TokenScope,
 )
 from shared import phi
+from shared.db import unnest_columns
 from shared.phi import Tokens
-
-
-def columns(width: int, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as ``width`` column lists, the arguments of an ``unnest($1::…[], $2::…[], …)``. (Detection's store
-    has the same helper: stages may not import each other, and ``shared.db`` is the runtime's to change.)"""
-    out: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(out, row, strict=True):
-            column.append(value)
-    return out
 
 
 def _last_per_key(rows: Sequence[Any], key: Any) -> list[Any]:
@@ -84,7 +78,7 @@ class NotificationStore:
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
                    $7::uuid[], $8::text[])
                ON CONFLICT DO NOTHING RETURNING notification_id""",
-            *columns(
+            *unnest_columns(
                 8,
                 (
                     (
@@ -113,7 +107,7 @@ class NotificationStore:
                  FROM unnest($1::text[], $2::uuid[], $3::text[]) AS s(tenant_id, notification_id, status)
                 WHERE n.tenant_id = s.tenant_id AND n.notification_id = s.notification_id
                   AND n.status IS DISTINCT FROM s.status""",
-            *columns(3, _last_per_key(rows, lambda r: (r[0], r[1]))),
+            *unnest_columns(3, _last_per_key(rows, lambda r: (r[0], r[1]))),
         )
 
     async def set_status(
@@ -226,7 +220,7 @@ class NotificationStore:
                ON CONFLICT (tenant_id, receivable_id) DO UPDATE SET status = excluded.status,
                    determination_date = excluded.determination_date, balance = excluded.balance,
                    paused = excluded.paused, policy = excluded.policy, updated_at = now()""",
-            *columns(
+            *unnest_columns(
                 10,
                 (
                     (
@@ -256,8 +250,8 @@ class NotificationStore:
         if not rows:
             return
         latest = _last_per_key(rows, lambda r: (r[0], r[1]))
-        owners = columns(2, ((tenant, rid) for tenant, rid, _ in latest))
-        wanted = columns(
+        owners = unnest_columns(2, ((tenant, rid) for tenant, rid, _ in latest))
+        wanted = unnest_columns(
             4, ((tenant, rid, label, day) for tenant, rid, milestones in latest for label, day in milestones)
         )
         await conn.execute(
@@ -320,7 +314,7 @@ class NotificationStore:
                       AS m(tenant_id, receivable_id, milestone, due_on, notification_id)
                 WHERE d.tenant_id = m.tenant_id AND d.receivable_id = m.receivable_id
                   AND d.milestone = m.milestone AND d.due_on = m.due_on""",
-            *columns(
+            *unnest_columns(
                 5,
                 (
                     (tenant, UUID(d.receivable_id), d.milestone, d.due_on, nid)
@@ -351,7 +345,7 @@ class NotificationStore:
                    payment_date = excluded.payment_date, reason_code = excluded.reason_code,
                    applied = excluded.applied, to_interest = excluded.to_interest,
                    to_principal = excluded.to_principal""",
-            *columns(
+            *unnest_columns(
                 10,
                 (
                     (
@@ -384,7 +378,7 @@ class NotificationStore:
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[])
                ON CONFLICT (tenant_id, offset_id, receivable_id) DO UPDATE SET
                    balance_after = excluded.balance_after, status_after = excluded.status_after""",
-            *columns(
+            *unnest_columns(
                 5,
                 (
                     (h.tenant_id, h.offset_id, h.receivable_id, h.balance_after, h.status_after)
@@ -404,7 +398,7 @@ class NotificationStore:
                 WHERE a.tenant_id = k.tenant_id AND a.offset_id = k.offset_id AND a.receivable_id = k.receivable_id
                   AND NOT a.notified AND a.applied IS NOT NULL AND a.balance_after IS NOT NULL
                RETURNING a.*""",
-            *columns(3, sorted(set(keys))),
+            *unnest_columns(3, sorted(set(keys))),
         )
         return {(r["tenant_id"], r["offset_id"], r["receivable_id"]): _application(r) for r in rows}
 
@@ -421,7 +415,7 @@ class NotificationStore:
             """INSERT INTO notification.digest_items (tenant_id, digest_day, notification_id, kind, severity, summary)
                SELECT * FROM unnest($1::text[], $2::date[], $3::uuid[], $4::text[], $5::text[], $6::text[])
                ON CONFLICT DO NOTHING""",
-            *columns(6, rows),
+            *unnest_columns(6, rows),
         )
 
     async def days_to_digest(self, conn: asyncpg.Connection, today: date) -> list[DigestDay]:
@@ -473,8 +467,8 @@ class NotificationStore:
                    ON CONFLICT DO NOTHING)
                INSERT INTO notification.sensitive_token_lengths (tenant_id, account_key, kind, length)
                SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int2[]) ON CONFLICT DO NOTHING""",
-            *columns(5, unique),
-            *columns(4, lengths),
+            *unnest_columns(5, unique),
+            *unnest_columns(4, lengths),
         )
 
     async def tokens_in(self, conn: asyncpg.Connection, scopes: Sequence[TokenScope]) -> list[Tokens]:
@@ -489,7 +483,7 @@ class NotificationStore:
                  FROM unnest($1::text[], $2::text[]) AS o(tenant_id, account_key)
                  JOIN notification.sensitive_token_lengths l ON l.tenant_id = o.tenant_id
                   AND (o.account_key IS NULL OR l.account_key = o.account_key)""",
-            *columns(2, owners),
+            *unnest_columns(2, owners),
         )
         lengths: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
         for r in found:
@@ -505,7 +499,7 @@ class NotificationStore:
                  FROM unnest($1::text[], $2::text[], $3::text[]) AS w(tenant_id, account_key, digest)
                  JOIN notification.sensitive_tokens t ON t.tenant_id = w.tenant_id AND t.digest = w.digest
                 WHERE w.account_key IS NULL OR t.account_key = w.account_key""",
-            *columns(3, sorted(wanted, key=lambda w: (w[0], w[1] or "", w[2]))),
+            *unnest_columns(3, sorted(wanted, key=lambda w: (w[0], w[1] or "", w[2]))),
         )
         per_owner: dict[tuple[str, str | None], list[tuple[str, int, str]]] = {}
         for r in rows:
