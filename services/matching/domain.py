@@ -90,6 +90,43 @@ def classify(reason_code: str, amount: Decimal, reference: str | None) -> Meanin
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What a piece of overpayment evidence, or the receivable it builds, says beyond the money recovered:
+    the figures and dates the interest policies read."""
+
+    principal: Decimal
+    determination_date: date
+    duplicate: bool
+    original_payment_date: date | None
+    identified_on: date | None
+
+
+def evidence_change(known: Facts | None, evidence: Facts) -> str | None:
+    """The receivable change a piece of evidence makes: ``ReceivableOpened`` when no receivable is known;
+    ``ReceivableIncreased`` when its principal grows or day 0 moves (detection's determination date rule —
+    a letter's date when there is one — is the truth, so a letter after the 835 moves day 0); else
+    ``ReceivableUpdated`` when it adds a fact the policies read (a duplicate payment, an earlier overpaid
+    payment date, an earlier date the provider identified it); None when it adds nothing. Interest and
+    notification learn facts only from receivable changes, so every one of these is announced."""
+    if known is None:
+        return "ReceivableOpened"
+    if evidence.principal > known.principal or evidence.determination_date != known.determination_date:
+        return "ReceivableIncreased"
+    if (
+        (evidence.duplicate and not known.duplicate)
+        or _earlier(evidence.original_payment_date, known.original_payment_date)
+        or _earlier(evidence.identified_on, known.identified_on)
+    ):
+        return "ReceivableUpdated"
+    return None
+
+
+def _earlier(new: date | None, known: date | None) -> bool:
+    """True when ``new`` is a date and moves ``known`` earlier (or is the first one known)."""
+    return new is not None and (known is None or new < known)
+
+
+@dataclass(frozen=True)
 class OpenForwarding:
     """A forwarding balance of one account (payer + payee) with money still to apply."""
 
