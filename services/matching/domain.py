@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
+from uuid import UUID
 
 from contracts.money import ZERO
 from contracts.references import ParsedReference, parse_reference
@@ -203,15 +204,19 @@ class Application:
 
 def apply_recovery(amount: Decimal, balance: Balance, *, interest_first: bool = True) -> Application:
     """Apply money interest first then principal (Medicare; ``interest_first=False`` reverses the order for
-    payers whose contract says so); what exceeds the open balance is left over."""
-    interest_room, principal_room = max(balance.interest_open, ZERO), max(balance.principal_open, ZERO)
+    payers whose contract says so); what exceeds the open balance is left over.
+
+    Never more than the open balance as a whole: one part can be negative while the receivable still owes
+    (an interest correction reached matching before the charge it corrects, so recoveries hold more interest
+    than is charged), and the other part's room alone would then take money nobody owes."""
+    taken = min(amount, max(balance.open, ZERO))
     if interest_first:
-        to_interest = min(amount, interest_room)
-        to_principal = min(amount - to_interest, principal_room)
+        to_interest = min(taken, max(balance.interest_open, ZERO))
+        to_principal = taken - to_interest
     else:
-        to_principal = min(amount, principal_room)
-        to_interest = min(amount - to_principal, interest_room)
-    return Application(to_interest, to_principal, amount - to_interest - to_principal)
+        to_principal = min(taken, max(balance.principal_open, ZERO))
+        to_interest = taken - to_principal
+    return Application(to_interest, to_principal, amount - taken)
 
 
 def status_of(balance: Balance) -> str:
@@ -309,6 +314,33 @@ def oldest_first(
         applied.append((rid, application))
         left = application.remainder
     return applied, left
+
+
+@dataclass(frozen=True)
+class PeriodPosting:
+    """One interest posting of a receivable's period as matching keeps it: version 1 is the charge, later
+    versions are signed corrections of it; ``held`` while it does not count yet."""
+
+    event_id: UUID
+    version: int
+    amount: Decimal
+    held: bool
+
+
+def postings_to_count(postings: Sequence[PeriodPosting]) -> list[PeriodPosting]:
+    """The held postings of one period that count now: those whose every earlier version has arrived.
+
+    The interest stage numbers a period's postings 1, 2, 3 … and each is the difference to the one before, so a
+    correction means something only on top of the versions before it; one that overtook them waits."""
+    ready: list[PeriodPosting] = []
+    expected = 1
+    for posting in sorted(postings, key=lambda p: p.version):
+        if posting.version != expected:
+            break
+        if posting.held:
+            ready.append(posting)
+        expected += 1
+    return ready
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ which may arrive before the receivable they name and then wait for it.
 import logging
 from dataclasses import replace
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -164,11 +165,23 @@ async def on_interest(m: Matching, env: Envelope[InterestAccrued]) -> list[Outgo
     row = await m.repo.lock_receivable(tenant, accrual.receivable_id)
     due = accrual.period_end + timedelta(days=1)
     if row is None or not await m.repo.add_interest(
-        tenant, env.event_id, accrual.receivable_id, accrual.amount, due
+        tenant,
+        env.event_id,
+        accrual.receivable_id,
+        accrual.amount,
+        due,
+        accrual.period_number,
+        accrual.version,
     ):
         return []
+    amount = await count_interest(m, tenant, accrual.receivable_id, accrual.period_number)
+    if amount is None:
+        log.info(
+            "interest period %s v%s waits for its earlier versions", accrual.period_number, accrual.version
+        )
+        return []
     displaced: list[Outgoing] = []
-    if accrual.amount < 0:
+    if amount < 0:
         excess = await m.repo.over_recovered(tenant, accrual.receivable_id)
         if excess > 0:  # recoveries had paid interest this correction takes back: the latest give way
             why = f"the interest correction of period {accrual.period_number}"
@@ -182,14 +195,26 @@ async def on_interest(m: Matching, env: Envelope[InterestAccrued]) -> list[Outgo
         after = _with(after, written_off=max(after.written_off + after.open, ZERO))
         await m.repo.save_balance(tenant, row.receivable_id, after, domain.status_of(after))
         cause += f", written off with the balance on {closed_on}"
-    outputs = [*displaced, await announce(m, env, row, after, "InterestAdded", accrual.amount, due, cause)]
-    if after.open > 0 and accrual.amount > 0:
+    outputs = [*displaced, await announce(m, env, row, after, "InterestAdded", amount, due, cause)]
+    if after.open > 0 and amount > 0:
         outputs += await use_refund_credits(m, env, accrual.receivable_id, due)
-    if after.open > 0 and accrual.amount > 0:
+    if after.open > 0 and amount > 0:
         keys = await m.repo.receivable_keys(tenant, accrual.receivable_id)
         reason = f"re-matched to {row.reference} after interest due before it was charged"
         outputs += await rematch_parked(m, env, accrual.receivable_id, keys, reason)
     return outputs
+
+
+async def count_interest(m: Matching, tenant: str, rid: UUID, period: int) -> Decimal | None:
+    """Count the postings of an interest period that can count now (:func:`domain.postings_to_count`): the
+    one just recorded, and corrections of the period that arrived before it. Returns what they add (a
+    correction that overtook the posting it corrects adds nothing until that one is here), or None when
+    nothing counts yet."""
+    ready = domain.postings_to_count(await m.repo.period_postings(tenant, rid, period))
+    if not ready:
+        return None
+    await m.repo.count_interest(tenant, [p.event_id for p in ready])
+    return sum((p.amount for p in ready), ZERO)
 
 
 async def use_refund_credits(

@@ -102,3 +102,17 @@ def test_a_forwarding_balance_applied_without_its_reference_goes_to_the_oldest_t
     # Nothing open can take it: no guess.
     assert forwarding_for(D("300.00"), [newer, older]) is None
     assert forwarding_for(D("10.00"), []) is None
+
+
+def test_recovery_never_takes_more_than_the_open_balance_when_interest_is_over_recovered() -> None:
+    # An interest correction arrived before the charge it corrects: recoveries hold 1.92 more interest than
+    # is charged, so although 2.40 of principal is unrecovered the receivable owes only 0.48.
+    balance = Balance(principal=D("50.00"), principal_recovered=D("47.60"), interest_accrued=D("-1.92"))
+    assert balance.open == D("0.48")
+    for interest_first in (True, False):
+        applied = apply_recovery(D("2.40"), balance, interest_first=interest_first)
+        assert (applied.to_interest, applied.to_principal, applied.remainder) == (
+            D("0.00"),
+            D("0.48"),
+            D("1.92"),
+        )

@@ -5,12 +5,13 @@ scenario without a database. Amounts are kept to the cent as ``numeric(14,2)`` k
 One instance holds every tenant; nothing is locked (one test drives one engine at a time).
 """
 
+from services.matching.memory._tables import BalanceNegative
 from services.matching.memory.forwarding import MemForwarding
 from services.matching.memory.money import MemMoney
 from services.matching.memory.pairs import MemPairs
 from services.matching.memory.receivables import MemReceivables
 
-__all__ = ["InMemoryMatchingRepository"]
+__all__ = ["BalanceNegative", "InMemoryMatchingRepository"]
 
 
 class InMemoryMatchingRepository(MemReceivables, MemPairs, MemMoney, MemForwarding):

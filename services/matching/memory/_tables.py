@@ -83,6 +83,9 @@ class InterestCharge:
     receivable_id: UUID
     amount: Decimal
     due_date: date
+    period_number: int | None = None
+    version: int | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ class PendingAction:
     effective_date: date
     envelope: bytes
     received: int
+
+
+class BalanceNegative(Exception):
+    """The in-memory twin of PostgreSQL's ``receivable_balance_not_negative`` check: a write that would leave a
+    receivable owing less than nothing is refused, as the database refuses it (the service dead-letters the
+    input), so a unit test sees the same failure."""
 
 
 class Tables:
@@ -117,7 +126,13 @@ class Tables:
     def _update(self, tenant_id: str, rid: UUID, **changes: object) -> None:
         row = self.receivables.get((tenant_id, rid))
         if row is not None:
-            self.receivables[tenant_id, rid] = replace(row, **changes)  # type: ignore[arg-type]
+            changed = replace(row, **changes)  # type: ignore[arg-type]
+            if changed.balance.open < 0:
+                raise BalanceNegative(
+                    f"receivable {rid} would owe {changed.balance.open}: "
+                    "receivable_balance_not_negative (migration 0004) refuses it"
+                )
+            self.receivables[tenant_id, rid] = changed
 
     def _tenant_pairs(self, tenant_id: str) -> list[StoredPair]:
         return [p for (t, _), p in self.pairs.items() if t == tenant_id]
@@ -135,7 +150,11 @@ class Tables:
 
     def _charged(self, tenant_id: str, rid: UUID) -> Decimal:
         return sum(
-            (c.amount for (t, _), c in self.charges.items() if t == tenant_id and c.receivable_id == rid),
+            (
+                c.amount
+                for (t, _), c in self.charges.items()
+                if t == tenant_id and c.receivable_id == rid and not c.held
+            ),
             ZERO,
         )
 

@@ -1,12 +1,13 @@
 """Allocations, interest charges and refund credits, in memory (as ``store.money``)."""
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
 from contracts.money import ZERO
-from services.matching.domain import Dated
+from services.matching.domain import Dated, PeriodPosting
 from services.matching.memory._tables import (
     AllocationRow,
     InterestCharge,
@@ -104,18 +105,35 @@ class MemMoney(Tables):
         )
 
     async def add_interest(
-        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date
+        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int, version: int
     ) -> bool:
         if (tenant_id, event_id) in self.charges:
             return False
-        self.charges[tenant_id, event_id] = InterestCharge(rid, cents(amount), due)
+        self.charges[tenant_id, event_id] = InterestCharge(rid, cents(amount), due, period, version, True)
         return True
+
+    async def period_postings(self, tenant_id: str, rid: UUID, period: int) -> list[PeriodPosting]:
+        found = [
+            PeriodPosting(event_id, c.version, c.amount, c.held)
+            for (t, event_id), c in self.charges.items()
+            if t == tenant_id
+            and c.receivable_id == rid
+            and c.period_number == period
+            and c.version is not None
+        ]
+        return sorted(found, key=lambda p: (p.version, str(p.event_id)))
+
+    async def count_interest(self, tenant_id: str, event_ids: Sequence[UUID]) -> None:
+        for event_id in event_ids:
+            charge = self.charges.get((tenant_id, event_id))
+            if charge is not None:
+                self.charges[tenant_id, event_id] = replace(charge, held=False)
 
     async def dated_money(self, tenant_id: str, rid: UUID) -> tuple[list[Dated], list[Dated]]:
         charges = [
             Dated(str(event_id), c.due_date, c.amount)
             for (t, event_id), c in self.charges.items()
-            if t == tenant_id and c.receivable_id == rid
+            if t == tenant_id and c.receivable_id == rid and not c.held
         ]
         recoveries = [
             Dated(str(a.allocation_id), a.effective_date, a.total)

@@ -1,11 +1,12 @@
 """SQL for the money on receivables: allocations (``matching.allocations``, the audit trail of every dollar),
 interest charges (``interest_charges``) and refund checks' credits (``refund_credits``)."""
 
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
-from services.matching.domain import Dated
+from services.matching.domain import Dated, PeriodPosting
 from services.matching.records import RecordedRefund, RecoveredTotals, RefundCredit, ScheduledRecovery
 from services.matching.repository import Splits
 from services.matching.store._base import PgBase
@@ -117,23 +118,44 @@ class PgMoney(PgBase):
         )
 
     async def add_interest(
-        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date
+        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int, version: int
     ) -> bool:
         done = await self.conn.fetchval(
-            """INSERT INTO matching.interest_charges (tenant_id, event_id, receivable_id, amount, due_date)
-               VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING RETURNING 1""",
+            """INSERT INTO matching.interest_charges (tenant_id, event_id, receivable_id, amount, due_date,
+                   period_number, version, held)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,true) ON CONFLICT DO NOTHING RETURNING 1""",
             tenant_id,
             event_id,
             rid,
             amount,
             due,
+            period,
+            version,
         )
         return done is not None
+
+    async def period_postings(self, tenant_id: str, rid: UUID, period: int) -> list[PeriodPosting]:
+        rows = await self.conn.fetch(
+            """SELECT event_id, version, amount, held FROM matching.interest_charges
+               WHERE tenant_id = $1 AND receivable_id = $2 AND period_number = $3
+               ORDER BY version, event_id FOR UPDATE""",
+            tenant_id,
+            rid,
+            period,
+        )
+        return [PeriodPosting(r["event_id"], r["version"], r["amount"], r["held"]) for r in rows]
+
+    async def count_interest(self, tenant_id: str, event_ids: Sequence[UUID]) -> None:
+        await self.conn.execute(
+            "UPDATE matching.interest_charges SET held = false WHERE tenant_id = $1 AND event_id = ANY($2::uuid[])",
+            tenant_id,
+            list(event_ids),
+        )
 
     async def dated_money(self, tenant_id: str, rid: UUID) -> tuple[list[Dated], list[Dated]]:
         charges = await self.conn.fetch(
             """SELECT event_id::text AS key, due_date AS day, amount FROM matching.interest_charges
-               WHERE tenant_id = $1 AND receivable_id = $2""",
+               WHERE tenant_id = $1 AND receivable_id = $2 AND NOT held""",
             tenant_id,
             rid,
         )
@@ -178,7 +200,8 @@ class PgMoney(PgBase):
                       COALESCE((SELECT sum(to_interest + to_principal) FROM matching.allocations
                                 WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'refund'), 0) AS refunded,
                       COALESCE((SELECT sum(amount) FROM matching.interest_charges
-                                WHERE tenant_id = $1 AND receivable_id = $2), 0) AS interest_accrued""",
+                                WHERE tenant_id = $1 AND receivable_id = $2 AND NOT held), 0)
+                          AS interest_accrued""",
             tenant_id,
             rid,
         )
@@ -193,7 +216,7 @@ class PgMoney(PgBase):
                                 WHERE tenant_id = $1 AND receivable_id = $2), 0)
                       - r.principal + r.written_off
                       - COALESCE((SELECT sum(amount) FROM matching.interest_charges
-                                  WHERE tenant_id = $1 AND receivable_id = $2), 0)
+                                  WHERE tenant_id = $1 AND receivable_id = $2 AND NOT held), 0)
                FROM matching.receivables r WHERE r.tenant_id = $1 AND r.receivable_id = $2""",
             tenant_id,
             rid,
