@@ -4,8 +4,8 @@ does to the ledger is ``engine``; pure rules ``domain``; the ledger behind the `
 ``store`` (SQL).
 
 :func:`build` makes the stage from its settings, payer policies and repository (one per connection, so each
-message's steps run in that message's transaction); the module-level ``stage`` is the worker's own, built from
-the environment (``python -m services.matching``, the in-process test pipeline).
+message's steps run in that message's transaction); nothing is built at import. :func:`from_environment` is how
+a worker builds it (``python -m services.matching``; the in-process test pipeline builds it the same way).
 """
 
 import logging
@@ -18,7 +18,7 @@ import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import AlertRaised
-from contracts.topics import ALERTS, INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, P
+from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, P
 from policies import config as policy_config
 from policies.config import PolicyResolver
 from services.matching import metrics, store
@@ -26,7 +26,8 @@ from services.matching.engine import on_adjustment, on_interest, on_overpayment,
 from services.matching.ledger import Matching, build_stage, reference_layout
 from services.matching.repository import MatchingRepository
 from services.matching.store import PgMatchingRepository
-from shared import envelopes, outbox, phi
+from shared import outbox, phi
+from shared.alerts import alert_message
 from shared.clock import today
 from shared.ids import stable_id
 from shared.messages import EventHandler, Outgoing
@@ -41,10 +42,9 @@ Step = Callable[[Matching, Envelope[P]], Awaitable[list[Outgoing]]]
 """One of the engine's entry points: the stage and one envelope in, the messages owed out."""
 
 
-def build(
-    settings: Settings, policies: PolicyResolver[Any], repository: Repository = PgMatchingRepository
-) -> Stage:
-    """The matching stage over these settings, payer policies and repository."""
+def build(settings: Settings, policies: PolicyResolver[Any], repository: Repository) -> Stage:
+    """The matching stage over these settings, payer policies and repository (the ledger as one connection,
+    one message's transaction, sees it)."""
     stage = Stage("matching", settings)
     stage.handle(PROVIDER_ADJUSTMENTS, on_connection(settings, policies, repository, on_adjustment))
     stage.handle(OVERPAYMENTS, on_connection(settings, policies, repository, on_overpayment))
@@ -76,7 +76,7 @@ def from_environment(settings: Settings | None = None) -> Stage:
     """The stage as a worker runs it: settings from the environment, installed payer policies, the policy
     configuration file, the PostgreSQL ledger."""
     settings = settings or get_settings()
-    return build(settings, policy_config.resolver(settings))
+    return build(settings, policy_config.resolver(settings), PgMatchingRepository)
 
 
 async def check_forwarding_balances(stage: Stage, policies: PolicyResolver[Any]) -> None:
@@ -99,15 +99,13 @@ async def check_forwarding_balances(stage: Stage, policies: PolicyResolver[Any])
             )
             # The balance's key is the FB's raw reference: it leaves only through the scrubber.
             layout = reference_layout(policies, row["tenant_id"], row["payer_id"] or "")
-            source = envelopes.build(
+            message = alert_message(
                 phi.safe_alert(alert, layout),
-                event_id=stable_id("fb", row["tenant_id"], row["account_key"], row["reference"]),
-                event_type="AlertRaised",
                 tenant_id=row["tenant_id"],
                 account_key=row["account_key"],
                 causation_id=f"forwarding balance {alert.alert_id}",
             )
-            await outbox.add(conn, stage.service, str(source.event_id), Outgoing.event(ALERTS, source))
+            await outbox.add(conn, stage.service, str(alert.alert_id), message)
     await outbox.flush(stage)
 
 
@@ -118,9 +116,3 @@ async def refresh_gauges(stage: Stage, policies: PolicyResolver[Any]) -> None:
     async with pool.acquire() as conn:
         per_policy, unmatched, oldest = await store.open_totals(conn)
     metrics.show_ledger(per_policy, unmatched, oldest, today(stage.settings), installed=policies.plugins)
-
-
-POLICY = policy_config.resolver(get_settings())
-stage = build(get_settings(), POLICY)
-app = stage.app
-__all__ = ["POLICY", "app", "build", "from_environment", "stage"]

@@ -20,12 +20,13 @@ from contracts.events import (
 )
 from contracts.money import ZERO
 from contracts.references import ReferenceLayout
-from contracts.topics import ALERTS, OFFSETS, RECEIVABLES
+from contracts.topics import OFFSETS, RECEIVABLES
 from policies.config import PolicyConfigError, PolicyResolver
 from services.matching import domain, metrics
 from services.matching.records import Receivable
 from services.matching.repository import MatchingRepository, Splits
 from shared import envelopes, phi
+from shared.alerts import alert_message
 from shared.ids import stable_id
 from shared.messages import Outgoing
 from shared.settings import Settings
@@ -186,17 +187,11 @@ def alert(
         observed_on=observed,
         detail=detail,
     )
-    payload = phi.safe_alert(payload, layout)
-    return Outgoing.event(
-        ALERTS,
-        envelopes.build(
-            payload,
-            event_id=payload.alert_id,
-            event_type="AlertRaised",
-            tenant_id=source.tenant_id,
-            account_key=source.account_key,
-            causation_id=str(source.event_id),
-        ),
+    return alert_message(
+        phi.safe_alert(payload, layout),
+        tenant_id=source.tenant_id,
+        account_key=source.account_key,
+        causation_id=str(source.event_id),
     )
 
 
