@@ -318,29 +318,38 @@ def oldest_first(
 
 @dataclass(frozen=True)
 class PeriodPosting:
-    """One interest posting of a receivable's period as matching keeps it: version 1 is the charge, later
-    versions are signed corrections of it; ``held`` while it does not count yet."""
+    """One interest posting of a receivable's period as matching keeps it (the charge, or a signed correction
+    of it); ``held`` while it does not count."""
 
     event_id: UUID
-    version: int
     amount: Decimal
     held: bool
 
 
-def postings_to_count(postings: Sequence[PeriodPosting]) -> list[PeriodPosting]:
-    """The held postings of one period that count now: those whose every earlier version has arrived.
+@dataclass(frozen=True)
+class PeriodCount:
+    """What an interest period's postings count for now: whether they count at all, the postings whose
+    ``held`` flips, and by how much the receivable's counted interest changes."""
 
-    The interest stage numbers a period's postings 1, 2, 3 … and each is the difference to the one before, so a
-    correction means something only on top of the versions before it; one that overtook them waits."""
-    ready: list[PeriodPosting] = []
-    expected = 1
-    for posting in sorted(postings, key=lambda p: p.version):
-        if posting.version != expected:
-            break
-        if posting.held:
-            ready.append(posting)
-        expected += 1
-    return ready
+    counts: bool
+    flipped: tuple[PeriodPosting, ...]
+    change: Decimal
+
+
+def period_count(postings: Sequence[PeriodPosting]) -> PeriodCount:
+    """How an interest period's postings count: all of them while they sum to zero or more, none while they
+    sum below zero.
+
+    A period's interest is never negative. Its postings sum below zero only while a correction has overtaken
+    the charge it corrects (the interest stage publishes its timer's postings through its outbox and its
+    handler's straight after the commit, so one can pass the other): counted alone, the correction would
+    push recoveries back to the work queue for a moment, and the charge's arrival would re-match them as
+    new allocations. Held, the period counts for nothing until the charge arrives, whatever the order."""
+    total = sum((p.amount for p in postings), ZERO)
+    counts = total >= 0
+    counted_before = sum((p.amount for p in postings if not p.held), ZERO)
+    flipped = tuple(p for p in postings if p.held == counts)
+    return PeriodCount(counts, flipped, (total if counts else ZERO) - counted_before)
 
 
 @dataclass(frozen=True)

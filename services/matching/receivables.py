@@ -164,21 +164,12 @@ async def on_interest(m: Matching, env: Envelope[InterestAccrued]) -> list[Outgo
     accrual, tenant = env.payload, env.tenant_id
     row = await m.repo.lock_receivable(tenant, accrual.receivable_id)
     due = accrual.period_end + timedelta(days=1)
-    if row is None or not await m.repo.add_interest(
-        tenant,
-        env.event_id,
-        accrual.receivable_id,
-        accrual.amount,
-        due,
-        accrual.period_number,
-        accrual.version,
-    ):
+    rid, period = accrual.receivable_id, accrual.period_number
+    if row is None or not await m.repo.add_interest(tenant, env.event_id, rid, accrual.amount, due, period):
         return []
-    amount = await count_interest(m, tenant, accrual.receivable_id, accrual.period_number)
+    amount = await count_interest(m, tenant, rid, period)
     if amount is None:
-        log.info(
-            "interest period %s v%s waits for its earlier versions", accrual.period_number, accrual.version
-        )
+        log.info("interest period %s of %s waits for the charge it corrects", period, row.reference)
         return []
     displaced: list[Outgoing] = []
     if amount < 0:
@@ -206,15 +197,15 @@ async def on_interest(m: Matching, env: Envelope[InterestAccrued]) -> list[Outgo
 
 
 async def count_interest(m: Matching, tenant: str, rid: UUID, period: int) -> Decimal | None:
-    """Count the postings of an interest period that can count now (:func:`domain.postings_to_count`): the
-    one just recorded, and corrections of the period that arrived before it. Returns what they add (a
-    correction that overtook the posting it corrects adds nothing until that one is here), or None when
-    nothing counts yet."""
-    ready = domain.postings_to_count(await m.repo.period_postings(tenant, rid, period))
-    if not ready:
+    """Count an interest period's postings as :func:`domain.period_count` says (the one just recorded among
+    them): what the receivable's counted interest changes by, or None when the period counts for nothing yet
+    (a correction that overtook the charge it corrects)."""
+    count = domain.period_count(await m.repo.period_postings(tenant, rid, period))
+    if count.flipped:
+        await m.repo.hold_interest(tenant, [p.event_id for p in count.flipped], not count.counts)
+    if not count.counts and count.change == 0:
         return None
-    await m.repo.count_interest(tenant, [p.event_id for p in ready])
-    return sum((p.amount for p in ready), ZERO)
+    return count.change
 
 
 async def use_refund_credits(

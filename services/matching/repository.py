@@ -196,16 +196,16 @@ class MoneyRepository(Protocol):
         new refund allocation on the same check date)."""
 
     async def add_interest(
-        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int, version: int
+        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int
     ) -> bool:
         """Record an interest posting of ``period`` (a charge, or a signed correction) once, held (not counted
-        until :meth:`count_interest`); False on a replay."""
+        until :meth:`hold_interest` says so); False on a replay."""
 
     async def period_postings(self, tenant_id: str, rid: UUID, period: int) -> list[PeriodPosting]:
         """Every posting of one interest period of the receivable, locked."""
 
-    async def count_interest(self, tenant_id: str, event_ids: Sequence[UUID]) -> None:
-        """These held postings count from now on."""
+    async def hold_interest(self, tenant_id: str, event_ids: Sequence[UUID], held: bool) -> None:
+        """These postings are held (do not count) or count, as ``held`` says."""
 
     async def dated_money(self, tenant_id: str, rid: UUID) -> tuple[list[Dated], list[Dated]]:
         """The receivable's interest charges (by due date) and recoveries (by effective date)."""

@@ -1,10 +1,11 @@
 """Matching's pure rules: what each PLB pair means and how money is applied (interest first)."""
 
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
 
-from services.matching.domain import Balance, apply_recovery, classify, status_of
+from services.matching.domain import Balance, PeriodPosting, apply_recovery, classify, period_count, status_of
 
 D = Decimal
 
@@ -116,3 +117,19 @@ def test_recovery_never_takes_more_than_the_open_balance_when_interest_is_over_r
             D("0.48"),
             D("1.92"),
         )
+
+
+def test_an_interest_period_counts_only_while_its_postings_sum_to_zero_or_more() -> None:
+    charge, reversal, again = (PeriodPosting(uuid4(), D(a), held=True) for a in ("0.48", "-0.48", "-0.48"))
+    # The reversal overtook its charge: the period counts for nothing, nothing changes.
+    alone = period_count([reversal])
+    assert (alone.counts, alone.flipped, alone.change) == (False, (), D("0.00"))
+    # The charge arrives: both count, and together they change nothing.
+    both = period_count([charge, reversal])
+    assert (both.counts, both.flipped, both.change) == (True, (charge, reversal), D("0.00"))
+    # In order: the charge counts (+0.48); a second reversal would take the period below zero, so the whole
+    # period stops counting (-0.48) until the charge it reverses arrives.
+    counted = PeriodPosting(charge.event_id, charge.amount, held=False)
+    assert period_count([counted]).change == D("0.00")
+    below = period_count([counted, reversal, again])
+    assert (below.counts, below.flipped, below.change) == (False, (counted,), D("-0.48"))

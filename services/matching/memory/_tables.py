@@ -84,7 +84,6 @@ class InterestCharge:
     amount: Decimal
     due_date: date
     period_number: int | None = None
-    version: int | None = None
     held: bool = False
 
 

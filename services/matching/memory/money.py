@@ -105,29 +105,26 @@ class MemMoney(Tables):
         )
 
     async def add_interest(
-        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int, version: int
+        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int
     ) -> bool:
         if (tenant_id, event_id) in self.charges:
             return False
-        self.charges[tenant_id, event_id] = InterestCharge(rid, cents(amount), due, period, version, True)
+        self.charges[tenant_id, event_id] = InterestCharge(rid, cents(amount), due, period, True)
         return True
 
     async def period_postings(self, tenant_id: str, rid: UUID, period: int) -> list[PeriodPosting]:
         found = [
-            PeriodPosting(event_id, c.version, c.amount, c.held)
+            PeriodPosting(event_id, c.amount, c.held)
             for (t, event_id), c in self.charges.items()
-            if t == tenant_id
-            and c.receivable_id == rid
-            and c.period_number == period
-            and c.version is not None
+            if t == tenant_id and c.receivable_id == rid and c.period_number == period
         ]
-        return sorted(found, key=lambda p: (p.version, str(p.event_id)))
+        return sorted(found, key=lambda p: str(p.event_id))
 
-    async def count_interest(self, tenant_id: str, event_ids: Sequence[UUID]) -> None:
+    async def hold_interest(self, tenant_id: str, event_ids: Sequence[UUID], held: bool) -> None:
         for event_id in event_ids:
             charge = self.charges.get((tenant_id, event_id))
             if charge is not None:
-                self.charges[tenant_id, event_id] = replace(charge, held=False)
+                self.charges[tenant_id, event_id] = replace(charge, held=held)
 
     async def dated_money(self, tenant_id: str, rid: UUID) -> tuple[list[Dated], list[Dated]]:
         charges = [

@@ -118,38 +118,39 @@ class PgMoney(PgBase):
         )
 
     async def add_interest(
-        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int, version: int
+        self, tenant_id: str, event_id: UUID, rid: UUID, amount: Decimal, due: date, period: int
     ) -> bool:
         done = await self.conn.fetchval(
             """INSERT INTO matching.interest_charges (tenant_id, event_id, receivable_id, amount, due_date,
-                   period_number, version, held)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,true) ON CONFLICT DO NOTHING RETURNING 1""",
+                   period_number, held)
+               VALUES ($1,$2,$3,$4,$5,$6,true) ON CONFLICT DO NOTHING RETURNING 1""",
             tenant_id,
             event_id,
             rid,
             amount,
             due,
             period,
-            version,
         )
         return done is not None
 
     async def period_postings(self, tenant_id: str, rid: UUID, period: int) -> list[PeriodPosting]:
         rows = await self.conn.fetch(
-            """SELECT event_id, version, amount, held FROM matching.interest_charges
+            """SELECT event_id, amount, held FROM matching.interest_charges
                WHERE tenant_id = $1 AND receivable_id = $2 AND period_number = $3
-               ORDER BY version, event_id FOR UPDATE""",
+               ORDER BY event_id FOR UPDATE""",
             tenant_id,
             rid,
             period,
         )
-        return [PeriodPosting(r["event_id"], r["version"], r["amount"], r["held"]) for r in rows]
+        return [PeriodPosting(r["event_id"], r["amount"], r["held"]) for r in rows]
 
-    async def count_interest(self, tenant_id: str, event_ids: Sequence[UUID]) -> None:
+    async def hold_interest(self, tenant_id: str, event_ids: Sequence[UUID], held: bool) -> None:
         await self.conn.execute(
-            "UPDATE matching.interest_charges SET held = false WHERE tenant_id = $1 AND event_id = ANY($2::uuid[])",
+            """UPDATE matching.interest_charges SET held = $3
+               WHERE tenant_id = $1 AND event_id = ANY($2::uuid[])""",
             tenant_id,
             list(event_ids),
+            held,
         )
 
     async def dated_money(self, tenant_id: str, rid: UUID) -> tuple[list[Dated], list[Dated]]:

@@ -3,8 +3,8 @@
 The interest stage publishes a period's charge from its timer (through its outbox) and the reversal of that
 charge from its handler (straight after its commit): a reversal can reach matching before the charge it
 reverses. Matching must end where the in-order feed ends, and never try to leave a receivable owing less than
-nothing (PostgreSQL refuses that write, and the charge would be dead-lettered and lost for good): a
-correction counts only once every earlier version of its period has arrived."""
+nothing (PostgreSQL refuses that write, and the charge would be dead-lettered and lost for good): a period
+whose postings sum below zero counts for nothing until the charge its correction corrects arrives."""
 
 from datetime import date, timedelta
 from decimal import Decimal
