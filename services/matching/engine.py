@@ -20,12 +20,11 @@ from uuid import UUID
 
 from contracts.envelope import Envelope
 from contracts.events import Allocation, ProviderAdjustmentReceived
-from contracts.money import ZERO
 from policies.config import PolicyConfigError
-from services.matching import domain
+from services.matching import decisions, domain
+from services.matching.decisions import Explanation, Targets
 from services.matching.forwarding import apply_forwarding, open_forwarding
 from services.matching.ledger import (
-    Explanation,
     Matching,
     alert,
     announce,
@@ -36,12 +35,9 @@ from services.matching.ledger import (
 from services.matching.receivables import on_interest, on_overpayment, on_staff_action
 from services.matching.records import Receivable
 from services.matching.refunds import (
-    RECORDED_REFUND,
     acknowledge_recorded_refund,
     acknowledge_refund,
-    acknowledged,
     refund_acknowledged,
-    unknown_receivable_refund,
 )
 from services.matching.rematch import make_room
 from shared.messages import Outgoing, Rejected
@@ -58,37 +54,24 @@ async def recover(
     match_reference: str | None,
     cause: str,
 ) -> Explanation:
-    """A positive WO: resolve its receivable(s) and apply, or park it unmatched with the reason."""
+    """A positive WO: resolve its receivable(s) (by the keys its reference names, else
+    :func:`decisions.from_pool`) and apply, or park it unmatched with the reason (:func:`decisions.recovered`)."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
-    threshold = m.settings.match_confidence_threshold
-    method: str | None = None
-    suggestion: str | None = None
+    targets = Targets((), None)
     rows: list[Receivable] = []
     if candidates:
         ids, method = await m.repo.resolve(tenant, account, candidates)
-        locked = [await m.repo.lock_receivable(tenant, rid) for rid in sorted(ids)]
-        rows = [r for r in locked if r is not None]
+        targets = Targets(tuple(sorted(ids)), method)
+        rows = await _locked_all(m, tenant, targets.ids)
         if len(rows) > 1:
             rows = sorted(rows, key=lambda r: (r.determination_date, r.reference))
     if not rows:
         pool = await m.repo.open_candidates(tenant, account)
-        chosen, confidence, best = (
-            domain.best_candidate(pool, adj.amount, match_reference, adj.payment_date, threshold)
-            if match_reference
-            else (None, 0.0, None)
-        )
-        if match_reference is None:
-            chosen_ids = [UUID(c.receivable_id) for c in pool]  # lump recoupment: oldest first
-            method = "oldest_first"
-        else:
-            chosen_ids = [UUID(chosen.receivable_id)] if chosen else []
-            method = f"scored:{confidence:.2f}" if chosen else None
-            if best is not None and chosen is None:
-                suggestion = f"receivable {best.receivable_id} (score {confidence:.2f} < {threshold:.2f})"
-        locked = [await m.repo.lock_receivable(tenant, rid) for rid in chosen_ids]
-        rows = [r for r in locked if r is not None]
+        threshold = m.settings.match_confidence_threshold
+        targets = decisions.from_pool(pool, adj.amount, match_reference, adj.payment_date, threshold)
+        rows = await _locked_all(m, tenant, targets.ids)
     left = adj.amount
-    named = len(rows) == 1 and method != "oldest_first"
+    named = len(rows) == 1 and targets.method != "oldest_first"
     allocations: list[Allocation] = []
     outputs: list[Outgoing] = []
     for found in rows:
@@ -106,26 +89,14 @@ async def recover(
             allocations.append(allocation)
             outputs += events
         left = applied.remainder
-    if allocations:
-        refs = ", ".join(a.reference for a in allocations)
-        reason = f"recovered against {refs} ({method})" + (
-            f"; {left} exceeds the open balance" if left > 0 else ""
-        )
-    else:
-        reason = (
-            "no open receivable with this reference yet"
-            if not rows
-            else "every receivable it names is already settled"
-        )
-    return Explanation(
-        reason,
-        bucket="allocated" if allocations else "unmatched",
-        unmatched=left,
-        allocations=tuple(allocations),
-        outputs=tuple(outputs),
-        method=method,
-        suggestion=suggestion,
-    )
+    out = decisions.recovered(allocations, left, targets, bool(rows))
+    return replace(out, outputs=tuple(outputs))
+
+
+async def _locked_all(m: Matching, tenant: str, ids: Sequence[UUID]) -> list[Receivable]:
+    """The receivables of ``ids`` that exist, locked, in that order."""
+    locked = [await m.repo.lock_receivable(tenant, rid) for rid in ids]
+    return [r for r in locked if r is not None]
 
 
 async def withheld(
@@ -143,7 +114,7 @@ async def withheld(
     )
     out = await recover(m, env, candidates, reference, cause)
     if refunds and out.allocations:
-        out = replace(out, bucket="refund_acknowledged", reason=acknowledged(out.reason))
+        out = decisions.refund_of_allocated(out)
         converted = await acknowledge_refund(m, env, env.event_id, out.reason)
         out = replace(out, outputs=(*out.outputs, *converted))
     if refunds and out.unmatched > 0:
@@ -151,21 +122,9 @@ async def withheld(
             m, env, env.event_id, candidates, out.unmatched
         )
         if allocations:
-            out = replace(
-                out,
-                unmatched=out.unmatched - taken,
-                allocations=(*out.allocations, *allocations),
-                bucket="refund_acknowledged",
-                reason=f"{RECORDED_REFUND}: {out.reason}",
-            )
+            out = decisions.refund_of_recorded(out, taken, allocations)
     if refunds and out.unmatched > 0 and domain.refund_pair_nets(adj.amount, [r.amount for r in refunds]):
-        out = replace(
-            out,
-            awaiting=out.unmatched,
-            unmatched=ZERO,
-            bucket="refund_acknowledged",
-            reason=unknown_receivable_refund(reference),
-        )
+        out = decisions.awaiting_receivable(out, reference)
     return out
 
 

@@ -326,21 +326,3 @@ def offset_event(
             causation_id=str(source.event_id),
         ),
     )
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """The decision about one PLB pair: the bucket every cent of it ends in, why, what it was applied to, and
-    the events the decision publishes besides the pair's own offset event. Each step returns a new one
-    (``dataclasses.replace``); the handler stores the last and announces it."""
-
-    reason: str
-    bucket: str = "non_offset"
-    unmatched: Decimal = ZERO
-    awaiting: Decimal = ZERO
-    """A refund pair's money waiting for its receivable (acknowledged, never in the work queue)."""
-    allocations: tuple[Allocation, ...] = ()
-    outputs: tuple[Outgoing, ...] = ()
-    method: str | None = None
-    suggestion: str | None = None
-    event_type: str | None = None

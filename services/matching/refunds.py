@@ -14,6 +14,7 @@ from contracts.events import (
 )
 from contracts.money import ZERO
 from services.matching import domain
+from services.matching.decisions import RECORDED_REFUND, unknown_receivable_refund
 from services.matching.ledger import Matching, announce, offset_event, resplit
 from services.matching.records import StoredPair
 from shared.ids import stable_id
@@ -36,15 +37,6 @@ async def refund_acknowledged(
             acknowledged = await acknowledge_parked_wo(m, env, wo, candidates)
             outputs += acknowledged or await await_receivable(m, env, wo, reference)
     return outputs
-
-
-def unknown_receivable_refund(reference: str | None) -> str:
-    """Why a refund pair's WO is not in the work queue although no receivable is known for it."""
-    return (
-        f"refund acknowledged for an unknown receivable: the 72 and this WO on {reference} net to zero (the "
-        "provider's check, not money withheld); no receivable is known for it yet, and the refund is applied "
-        "when it appears"
-    )
 
 
 async def await_receivable(
@@ -78,16 +70,6 @@ async def acknowledge_refund(
     allocations become refunds (``reason``: the pair's new explanation, :func:`acknowledged`)."""
     rids = await m.repo.reclassify_as_refund(env.tenant_id, adjustment_id, reason)
     return await _refund_totals(m, env, rids)
-
-
-def acknowledged(reason: str) -> str:
-    """A recovery's explanation once a 72 on its reference shows it is a refund."""
-    return f"refund acknowledged (72 on the same reference): {reason}"
-
-
-RECORDED_REFUND = (
-    "refund check already recorded by staff, acknowledged by the payer (72 on the same reference)"
-)
 
 
 async def acknowledge_recorded_refund(
