@@ -76,8 +76,25 @@ async def merges_and_netting(story: LedgerStory) -> None:
     await story.evidence("FCN10", "150.00", "2026-05-20", channel="letter", evidence="50.00", source="letter")
 
 
+async def interest_reversed_before_its_charge(story: LedgerStory) -> None:
+    await story.pair("WO", "LATE-3", "50.00", "2026-07-02", trace="W33")
+    await story.deferral("LATE-3", "50.00", "2026-07-03", trace="W34")
+    await story.interest("LATE-3", 1, "2026-07-04", "2026-08-02", "-0.48", version=2)
+    await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "0.48")
+    await story.interest("LATE-3", 1, "2026-07-04", "2026-08-02", "0.48")
+    await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "-0.48", version=2)
+    await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "-0.48", version=3)
+
+
 @pytest.mark.parametrize(
-    "story", [recoupments_in_and_out_of_order, refunds_and_staff, forwarding_out_of_order, merges_and_netting]
+    "story",
+    [
+        recoupments_in_and_out_of_order,
+        refunds_and_staff,
+        forwarding_out_of_order,
+        merges_and_netting,
+        interest_reversed_before_its_charge,
+    ],
 )
 async def test_both_repositories_publish_the_same_events(
     ledger: asyncpg.Connection, tenant: str, story: Story
