@@ -59,6 +59,7 @@ CHECKS: dict[str, str] = {
         SELECT r.tenant_id, r.reference, r.interest_accrued, COALESCE(sum(c.amount), 0) AS charged
         FROM matching.receivables r
         LEFT JOIN matching.interest_charges c ON c.tenant_id = r.tenant_id AND c.receivable_id = r.receivable_id
+            AND NOT c.held
         GROUP BY r.tenant_id, r.receivable_id, r.reference, r.interest_accrued
         HAVING r.interest_accrued <> COALESCE(sum(c.amount), 0)""",
     "principal + interest − recovered − written off = balance ≥ 0": """

@@ -46,7 +46,7 @@ def stages() -> tuple[Stage, ...]:
     return (
         intake.from_environment(),
         detection.from_environment(),
-        matching.stage,
+        matching.from_environment(),
         interest.from_environment(),
         notification.from_environment(),
     )

@@ -1,6 +1,6 @@
 """Run the matching stage: `python -m services.matching worker` (Faust's CLI)."""
 
-from services.matching.app import app
+from services.matching.app import from_environment
 
 if __name__ == "__main__":
-    app.main()
+    from_environment().app.main()

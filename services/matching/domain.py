@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
+from uuid import UUID
 
 from contracts.money import ZERO
 from contracts.references import ParsedReference, parse_reference
@@ -90,6 +91,43 @@ def classify(reason_code: str, amount: Decimal, reference: str | None) -> Meanin
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What a piece of overpayment evidence, or the receivable it builds, says beyond the money recovered:
+    the figures and dates the interest policies read."""
+
+    principal: Decimal
+    determination_date: date
+    duplicate: bool
+    original_payment_date: date | None
+    identified_on: date | None
+
+
+def evidence_change(known: Facts | None, evidence: Facts) -> str | None:
+    """The receivable change a piece of evidence makes: ``ReceivableOpened`` when no receivable is known;
+    ``ReceivableIncreased`` when its principal grows or day 0 moves (detection's determination date rule —
+    a letter's date when there is one — is the truth, so a letter after the 835 moves day 0); else
+    ``ReceivableUpdated`` when it adds a fact the policies read (a duplicate payment, an earlier overpaid
+    payment date, an earlier date the provider identified it); None when it adds nothing. Interest and
+    notification learn facts only from receivable changes, so every one of these is announced."""
+    if known is None:
+        return "ReceivableOpened"
+    if evidence.principal > known.principal or evidence.determination_date != known.determination_date:
+        return "ReceivableIncreased"
+    if (
+        (evidence.duplicate and not known.duplicate)
+        or _earlier(evidence.original_payment_date, known.original_payment_date)
+        or _earlier(evidence.identified_on, known.identified_on)
+    ):
+        return "ReceivableUpdated"
+    return None
+
+
+def _earlier(new: date | None, known: date | None) -> bool:
+    """True when ``new`` is a date and moves ``known`` earlier (or is the first one known)."""
+    return new is not None and (known is None or new < known)
+
+
+@dataclass(frozen=True)
 class OpenForwarding:
     """A forwarding balance of one account (payer + payee) with money still to apply."""
 
@@ -166,15 +204,19 @@ class Application:
 
 def apply_recovery(amount: Decimal, balance: Balance, *, interest_first: bool = True) -> Application:
     """Apply money interest first then principal (Medicare; ``interest_first=False`` reverses the order for
-    payers whose contract says so); what exceeds the open balance is left over."""
-    interest_room, principal_room = max(balance.interest_open, ZERO), max(balance.principal_open, ZERO)
+    payers whose contract says so); what exceeds the open balance is left over.
+
+    Never more than the open balance as a whole: one part can be negative while the receivable still owes
+    (an interest correction reached matching before the charge it corrects, so recoveries hold more interest
+    than is charged), and the other part's room alone would then take money nobody owes."""
+    taken = min(amount, max(balance.open, ZERO))
     if interest_first:
-        to_interest = min(amount, interest_room)
-        to_principal = min(amount - to_interest, principal_room)
+        to_interest = min(taken, max(balance.interest_open, ZERO))
+        to_principal = taken - to_interest
     else:
-        to_principal = min(amount, principal_room)
-        to_interest = min(amount - to_principal, interest_room)
-    return Application(to_interest, to_principal, amount - to_interest - to_principal)
+        to_principal = min(taken, max(balance.principal_open, ZERO))
+        to_interest = taken - to_principal
+    return Application(to_interest, to_principal, amount - taken)
 
 
 def status_of(balance: Balance) -> str:
@@ -272,6 +314,42 @@ def oldest_first(
         applied.append((rid, application))
         left = application.remainder
     return applied, left
+
+
+@dataclass(frozen=True)
+class PeriodPosting:
+    """One interest posting of a receivable's period as matching keeps it (the charge, or a signed correction
+    of it); ``held`` while it does not count."""
+
+    event_id: UUID
+    amount: Decimal
+    held: bool
+
+
+@dataclass(frozen=True)
+class PeriodCount:
+    """What an interest period's postings count for now: whether they count at all, the postings whose
+    ``held`` flips, and by how much the receivable's counted interest changes."""
+
+    counts: bool
+    flipped: tuple[PeriodPosting, ...]
+    change: Decimal
+
+
+def period_count(postings: Sequence[PeriodPosting]) -> PeriodCount:
+    """How an interest period's postings count: all of them while they sum to zero or more, none while they
+    sum below zero.
+
+    A period's interest is never negative. Its postings sum below zero only while a correction has overtaken
+    the charge it corrects (the interest stage publishes its timer's postings through its outbox and its
+    handler's straight after the commit, so one can pass the other): counted alone, the correction would
+    push recoveries back to the work queue for a moment, and the charge's arrival would re-match them as
+    new allocations. Held, the period counts for nothing until the charge arrives, whatever the order."""
+    total = sum((p.amount for p in postings), ZERO)
+    counts = total >= 0
+    counted_before = sum((p.amount for p in postings if not p.held), ZERO)
+    flipped = tuple(p for p in postings if p.held == counts)
+    return PeriodCount(counts, flipped, (total if counts else ZERO) - counted_before)
 
 
 @dataclass(frozen=True)

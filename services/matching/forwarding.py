@@ -2,124 +2,69 @@
 later one; the positive FB that takes it closes the balance its reference names, else the account's oldest open
 one that can take it.
 
-A balance's key is the FB's raw reference, which can carry a patient control number after the FCN; the reasons
-written here (an offset's ``reason``, the receivable history staff read) quote it through ``shared.phi`` by the
-payer's layout.
+This module loads the account's balances and applications from the repository, asks
+:mod:`~services.matching.forwarding_rules` (pure) where the money goes, and stores the decisions. A balance's
+key is the FB's raw reference, which can carry a patient control number after the FCN; the reasons written
+here (an offset's ``reason``, the receivable history staff read) quote it through ``shared.phi`` by the payer's
+layout.
 """
 
-import asyncpg
+from collections.abc import Sequence
+from functools import partial
 
 from contracts.envelope import Envelope
-from contracts.events import (
-    ProviderAdjustmentReceived,
-)
+from contracts.events import ProviderAdjustmentReceived
 from contracts.money import ZERO
-from services.matching import domain, store
-from services.matching.ledger import Explanation, reference_layout
+from services.matching import forwarding_rules
+from services.matching.forwarding_rules import Move, Quote
+from services.matching.ledger import Matching
 from shared import phi
 
 
-def _quoted(env: Envelope[ProviderAdjustmentReceived], key: str) -> str:
-    """A balance's key as an explanation may quote it: never the patient part of the reference."""
-    return phi.reference_text(key, reference_layout(env.tenant_id, env.payload.payer_id))
+def _quote(m: Matching, env: Envelope[ProviderAdjustmentReceived]) -> Quote:
+    """How an explanation may quote a balance's key: never the patient part of the reference."""
+    return partial(phi.reference_text, layout=m.reference_layout(env.tenant_id, env.payload.payer_id))
 
 
-async def open_forwarding(
-    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], out: Explanation
-) -> str:
+async def open_forwarding(m: Matching, env: Envelope[ProviderAdjustmentReceived]) -> str:
     """A negative FB carries a balance forward under its reference, else its own TRN02 (DOMAIN.md: the
     positive FB names the TRN02 that created it). Positive FBs that arrived first and were applied to
-    another balance (or parked on none) are moved to it. Returns the balance's key."""
+    another balance (or parked on none) are moved to it (:func:`forwarding_rules.opened`). Returns the
+    balance's key."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
     key = (adj.reference or adj.trace_number).strip()
-    await store.forwarding(conn, tenant, account, key, -adj.amount, ZERO, adj.payment_date)
-    room = -adj.amount - await store.forwarding_applied(conn, tenant, account, key)
-    for early in await store.misplaced_applications(conn, tenant, account, key, adj.payment_date):
-        if not early["named"] and early["amount"] > room:
-            continue
-        room -= early["amount"]
-        await store.move_forwarding_application(
-            conn,
-            tenant,
-            account,
-            early["adjustment_id"],
-            early["amount"],
-            early["match_reference"],
-            key,
-            f"earlier forwarding balance {_quoted(env, key)} applied (it arrived after this payment)",
-        )
+    await m.repo.forwarding(tenant, account, key, -adj.amount, ZERO, adj.payment_date)
+    room = -adj.amount - await m.repo.forwarding_applied(tenant, account, key)
+    misplaced = await m.repo.misplaced_applications(tenant, account, key, adj.payment_date)
+    await _move(m, env, forwarding_rules.opened(key, room, misplaced, _quote(m, env)))
     return key
 
 
-async def apply_forwarding(
-    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], out: Explanation
-) -> str:
-    """A positive FB applies the balance its reference names; without a reference, or under a key the
-    negative FB did not use (a payer payment number), the account's oldest open balance that can take the
-    whole amount (same payer and payee: the account). When none can, it is kept under its own key, where a
-    negative FB arriving later finds it (:func:`open_forwarding`). Returns the balance's key."""
+async def apply_forwarding(m: Matching, env: Envelope[ProviderAdjustmentReceived]) -> tuple[str, str | None]:
+    """A positive FB applies the balance its reference names, else the account's oldest open balance that can
+    take the whole amount, else it waits under its own key (:func:`forwarding_rules.applied`). Returns the
+    balance's key, and why when it is not the one the FB names (None: the classification's reason stands)."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
     named = (adj.reference or "").strip() or None
-    rows = await store.forwarding_balances(conn, tenant, account)
-    key = named if named in {r["reference"] for r in rows} else None
-    if key is not None:
-        await reclaim(conn, env, key, rows)
-    if key is None:
-        key = domain.forwarding_for(
-            adj.amount,
-            [
-                domain.OpenForwarding(
-                    r["reference"], r["opened_amount"] - r["applied_amount"], r["opened_on"]
-                )
-                for r in rows
-                if r["opened_amount"] > r["applied_amount"]
-            ],
-        )
-        if key is not None:
-            out.reason = (
-                f"earlier forwarding balance {_quoted(env, key)} applied (oldest open balance that takes it; "
-                f"the FB {'names ' + _quoted(env, named) if named else 'has no reference'})"
-            )
-        else:
-            key = named or adj.trace_number.strip()
-            out.reason = "forwarding balance applied before any open balance could take it"
-    await store.forwarding(conn, tenant, account, key, ZERO, adj.amount, None)
-    return key
+    balances = await m.repo.forwarding_balances(tenant, account)
+    known = named is not None and named in {b.reference for b in balances}
+    unnamed = await m.repo.unnamed_applications(tenant, account, named) if known and named else []
+    decision = forwarding_rules.applied(
+        adj.amount, named, adj.trace_number.strip(), balances, unnamed, _quote(m, env)
+    )
+    await _move(m, env, decision.moves)
+    await m.repo.forwarding(tenant, account, decision.key, ZERO, adj.amount, None)
+    return decision.key, decision.reason
 
 
-async def reclaim(
-    conn: asyncpg.Connection,
-    env: Envelope[ProviderAdjustmentReceived],
-    key: str,
-    rows: list[asyncpg.Record],
-) -> None:
-    """An FB naming balance ``key`` finds it taken by FBs that did not name it (applied to the oldest open
-    balance before this one arrived): they move to another open balance that can take them, so the named FB
-    applies its own balance, as it would have had it arrived first. One that fits nowhere else stays."""
-    adj, tenant, account = env.payload, env.tenant_id, env.account_key
-    left = {r["reference"]: r["opened_amount"] - r["applied_amount"] for r in rows}
-    opened_on = {r["reference"]: r["opened_on"] for r in rows}
-    for taken in await store.unnamed_applications(conn, tenant, account, key):
-        if left[key] >= adj.amount:
-            return
-        others = [
-            domain.OpenForwarding(ref, room, opened_on[ref])
-            for ref, room in left.items()
-            if ref != key and room > 0
-        ]
-        dest = domain.forwarding_for(taken["amount"], others)
-        if dest is None:
-            continue
-        await store.move_forwarding_application(
-            conn,
-            tenant,
-            account,
-            taken["adjustment_id"],
-            taken["amount"],
-            key,
-            dest,
-            f"earlier forwarding balance {_quoted(env, dest)} applied (oldest open balance that takes it; "
-            f"{_quoted(env, key)} was named by a later FB)",
+async def _move(m: Matching, env: Envelope[ProviderAdjustmentReceived], moves: Sequence[Move]) -> None:
+    for move in moves:
+        await m.repo.move_forwarding_application(
+            env.tenant_id,
+            env.account_key,
+            move.adjustment_id,
+            move.amount,
+            move.source,
+            move.dest,
+            move.reason,
         )
-        left[key] += taken["amount"]
-        left[dest] -= taken["amount"]

@@ -3,13 +3,11 @@ business date), announce the receivable's change, and record the offset event of
 """
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
-
-import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -22,19 +20,19 @@ from contracts.events import (
 )
 from contracts.money import ZERO
 from contracts.references import ReferenceLayout
-from contracts.topics import ALERTS, OFFSETS, RECEIVABLES
-from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
-from services.matching import domain, metrics, store
-from shared import envelopes, phi, plugins
+from contracts.topics import OFFSETS, RECEIVABLES
+from policies.config import PolicyConfigError, PolicyResolver
+from services.matching import domain, metrics
+from services.matching.records import Receivable
+from services.matching.repository import MatchingRepository, Splits
+from shared import envelopes, phi
+from shared.alerts import alert_message
 from shared.ids import stable_id
 from shared.messages import Outgoing
-from shared.settings import get_settings
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SETTINGS = get_settings()
-POLICIES: dict[str, Any] = plugins.load_plugins(plugins.PAYER_POLICIES)
-POLICY = PolicyResolver(POLICIES, SETTINGS, PolicyConfig.from_settings(SETTINGS))
 
 EVENT_TYPES = {
     "allocated": "OffsetApplied",
@@ -50,20 +48,39 @@ CLOSING_CHANGES = {
 }
 
 
-def interest_first(row: asyncpg.Record) -> bool:
-    """Recovery order of the receivable's payer policy as configured for its tenant (Medicare: accrued
-    interest before principal); a policy that is not installed keeps DOMAIN.md's interest-first rule."""
-    try:
-        policy = POLICY.resolve(row["tenant_id"], row["payer_id"])
-    except PolicyConfigError:
-        return True
-    return getattr(policy, "recovery_order", "interest_first") != "principal_first"
+@dataclass(frozen=True)
+class Matching:
+    """The matching stage as its steps see it: its settings, the payer policies configured at start-up, and
+    the repository of its ledger (PostgreSQL in the service, dictionaries in unit tests). Nothing else is
+    shared: there is no module state, so a test builds one with the settings and policies it needs."""
+
+    settings: Settings
+    policies: PolicyResolver[Any]
+    repo: MatchingRepository
+
+    def interest_first(self, row: Receivable) -> bool:
+        """Recovery order of the receivable's payer policy as configured for its tenant (Medicare: accrued
+        interest before principal); a policy that is not installed keeps DOMAIN.md's interest-first rule."""
+        try:
+            policy = self.policies.resolve(row.tenant_id, row.payer_id)
+        except PolicyConfigError:
+            return True
+        return getattr(policy, "recovery_order", "interest_first") != "principal_first"
+
+    def reference_layout(self, tenant: str, payer: str) -> ReferenceLayout | None:
+        """The payer's reference layout for quoting a reference outside (see :func:`reference_layout`)."""
+        return reference_layout(self.policies, tenant, payer)
+
+
+def build_stage(settings: Settings, policies: PolicyResolver[Any], repo: MatchingRepository) -> Matching:
+    """The matching stage over one repository (one connection's transaction, or an in-memory ledger)."""
+    return Matching(settings, policies, repo)
 
 
 async def announce(
-    conn: asyncpg.Connection,
+    m: Matching,
     source: Envelope[Any],
-    row: asyncpg.Record,
+    row: Receivable,
     after: domain.Balance,
     change: str,
     amount: Decimal,
@@ -81,25 +98,25 @@ async def announce(
     the second for a replay of the first and drop it. ``causation`` names the offset that moved the money
     when it is not the source event itself, so notification can join the change to its offset.
     """
-    status = "merged" if row["merged_into"] is not None else domain.status_of(after)
+    status = "merged" if row.merged_into is not None else domain.status_of(after)
     if change == "ReceivableReduced" and status in CLOSING_CHANGES:
         change = CLOSING_CHANGES[status]
-    rid = row["receivable_id"]
+    rid = row.receivable_id
     event_id = (
         stable_id(source.event_id, change, rid)
         if money_key is None
         else stable_id(source.event_id, change, rid, money_key)
     )
-    await store.add_history(
-        conn, source.tenant_id, rid, event_id, change, amount, effective, cause, status, max(after.open, ZERO)
+    await m.repo.add_history(
+        source.tenant_id, rid, event_id, change, amount, effective, cause, status, max(after.open, ZERO)
     )
     payload = ReceivableChanged(
         receivable_id=rid,
-        payer_id=row["payer_id"],
-        reference=row["reference"],
+        payer_id=row.payer_id,
+        reference=row.reference,
         status=status,
-        policy=row["policy"],
-        determination_date=row["determination_date"],
+        policy=row.policy,
+        determination_date=row.determination_date,
         effective_date=effective,
         change_amount=amount,
         principal=after.principal,
@@ -114,16 +131,16 @@ async def announce(
         recovery_kind=recovery_kind,
         recovery_schedule=tuple(
             DatedRecovery(
-                kind=r["kind"],
-                effective_date=r["effective_date"],
-                to_interest=r["to_interest"],
-                to_principal=r["to_principal"],
+                kind=r.kind,
+                effective_date=r.effective_date,
+                to_interest=r.to_interest,
+                to_principal=r.to_principal,
             )
-            for r in await store.recovery_schedule(conn, source.tenant_id, rid)
+            for r in await m.repo.recovery_schedule(source.tenant_id, rid)
         ),
-        original_payment_date=row["original_payment_date"],
-        duplicate=row["duplicate"],
-        identified_on=row["identified_on"],
+        original_payment_date=row.original_payment_date,
+        duplicate=row.duplicate,
+        identified_on=row.identified_on,
     )
     metrics.RECEIVABLE_CHANGES.labels(change).inc()
     return Outgoing.event(
@@ -139,11 +156,11 @@ async def announce(
     )
 
 
-def reference_layout(tenant: str, payer: str) -> ReferenceLayout | None:
+def reference_layout(policies: PolicyResolver[Any], tenant: str, payer: str) -> ReferenceLayout | None:
     """The payer's reference layout for quoting a reference outside (``shared.phi``); None — quote
     conservatively — when its policy cannot be resolved."""
     try:
-        return POLICY.reference_layout(tenant, payer)
+        return policies.reference_layout(tenant, payer)
     except PolicyConfigError:
         return None
 
@@ -157,8 +174,10 @@ def alert(
     amount: Decimal | None,
     observed: date,
     detail: str,
+    layout: ReferenceLayout | None,
 ) -> Outgoing:
-    """An AlertRaised event, once per (subject, kind), through the outbound scrubber (``shared.phi``)."""
+    """An AlertRaised event, once per (subject, kind), through the outbound scrubber (``shared.phi``), which
+    quotes the reference by the payer's ``layout`` (:func:`reference_layout`)."""
     payload = AlertRaised(
         alert_id=stable_id(subject, kind),
         kind=kind,
@@ -168,60 +187,45 @@ def alert(
         observed_on=observed,
         detail=detail,
     )
-    payload = phi.safe_alert(payload, reference_layout(source.tenant_id, payer))
-    return Outgoing.event(
-        ALERTS,
-        envelopes.build(
-            payload,
-            event_id=payload.alert_id,
-            event_type="AlertRaised",
-            tenant_id=source.tenant_id,
-            account_key=source.account_key,
-            causation_id=str(source.event_id),
-        ),
+    return alert_message(
+        phi.safe_alert(payload, layout),
+        tenant_id=source.tenant_id,
+        account_key=source.account_key,
+        causation_id=str(source.event_id),
     )
 
 
-async def resplit(
-    conn: asyncpg.Connection, tenant: str, row: asyncpg.Record
-) -> tuple[domain.Balance, dict[str, tuple[Decimal, Decimal]]]:
+async def resplit(m: Matching, tenant: str, row: Receivable) -> tuple[domain.Balance, Splits]:
     """Re-split every recovery of the receivable interest-first *in business-date order* and store the totals.
 
     Whether a dollar paid interest or principal depends on what interest was due on the day it was taken, not
     on when our services happened to see the charge: this keeps the ledger identical under replays, late
     files and interest ticks that run ahead of a backlog.
     """
-    rid = row["receivable_id"]
-    charges, recoveries = await store.dated_money(conn, tenant, rid)
+    rid = row.receivable_id
+    charges, recoveries = await m.repo.dated_money(tenant, rid)
     # A write-off of the whole open balance covers interest too, so it cannot cap the principal recoveries
     # dated before it paid; a partial write-off (an amount staff chose) lowers the principal still to recover.
-    cap = (
-        row["principal"] if row["written_off_in_full"] is not None else row["principal"] - row["written_off"]
-    )
-    splits = domain.split_in_date_order(
-        charges,
-        recoveries,
-        cap,
-        interest_first=interest_first(row),
-    )
-    await store.set_splits(conn, tenant, splits)
-    totals = await store.recovered_totals(conn, tenant, rid)
+    cap = row.principal if row.written_off_in_full is not None else row.principal - row.written_off
+    splits = domain.split_in_date_order(charges, recoveries, cap, interest_first=m.interest_first(row))
+    await m.repo.set_splits(tenant, splits)
+    totals = await m.repo.recovered_totals(tenant, rid)
     after = replace(
-        store.balance_of(row),
-        principal_recovered=totals["principal_recovered"],
-        interest_recovered=totals["interest_recovered"],
-        interest_accrued=totals["interest_accrued"],
-        refunded=totals["refunded"],
+        row.balance,
+        principal_recovered=totals.principal_recovered,
+        interest_recovered=totals.interest_recovered,
+        interest_accrued=totals.interest_accrued,
+        refunded=totals.refunded,
     )
-    await store.save_balance(conn, tenant, rid, after, domain.status_of(after))
+    await m.repo.save_balance(tenant, rid, after, domain.status_of(after))
     return after, splits
 
 
 async def apply_money(
-    conn: asyncpg.Connection,
+    m: Matching,
     source: Envelope[Any],
     money_id: UUID,
-    row: asyncpg.Record,
+    row: Receivable,
     amount: Decimal,
     effective: date,
     cause: str,
@@ -237,12 +241,10 @@ async def apply_money(
     intervals, so an appeal recorded late, back-dated before a recoupment already applied, is flagged too.
     ``rematch`` is the id of the re-match offset when a parked recovery is applied later (see :func:`announce`).
     """
-    before = store.balance_of(row)
-    provisional = domain.apply_recovery(amount, before, interest_first=interest_first(row))
-    rid = row["receivable_id"]
+    provisional = domain.apply_recovery(amount, row.balance, interest_first=m.interest_first(row))
+    rid = row.receivable_id
     allocation_id = stable_id(money_id, "allocation", rid, source.event_id)
-    await store.save_allocation(
-        conn,
+    await m.repo.save_allocation(
         source.tenant_id,
         allocation_id,
         money_id,
@@ -253,14 +255,14 @@ async def apply_money(
         kind,
         remittance_id,
     )
-    after, splits = await resplit(conn, source.tenant_id, row)
+    after, splits = await resplit(m, source.tenant_id, row)
     to_interest, to_principal = splits[str(allocation_id)]
     applied = domain.Application(to_interest, to_principal, provisional.remainder)
-    metrics.RECOVERED_DOLLARS.labels(row["policy"], "interest").inc(float(applied.to_interest))
-    metrics.RECOVERED_DOLLARS.labels(row["policy"], "principal").inc(float(applied.to_principal))
+    metrics.RECOVERED_DOLLARS.labels(row.policy, "interest").inc(float(applied.to_interest))
+    metrics.RECOVERED_DOLLARS.labels(row.policy, "principal").inc(float(applied.to_principal))
     outputs = [
         await announce(
-            conn,
+            m,
             source,
             row,
             after,
@@ -275,7 +277,7 @@ async def apply_money(
     ]
     allocation = Allocation(
         receivable_id=rid,
-        reference=row["reference"],
+        reference=row.reference,
         to_interest=applied.to_interest,
         to_principal=applied.to_principal,
     )
@@ -323,38 +325,4 @@ def offset_event(
             account_key=source.account_key,
             causation_id=str(source.event_id),
         ),
-    )
-
-
-class Explanation:
-    """The outcome of explaining one PLB pair, built up by the handler."""
-
-    def __init__(self, reason: str) -> None:
-        self.bucket = "non_offset"
-        self.reason = reason
-        self.unmatched = ZERO
-        self.awaiting = ZERO
-        """A refund pair's money waiting for its receivable (acknowledged, never in the work queue)."""
-        self.allocations: list[Allocation] = []
-        self.outputs: list[Outgoing] = []
-        self.method: str | None = None
-        self.suggestion: str | None = None
-        self.event_type: str | None = None
-
-
-def parked_pair(row: asyncpg.Record) -> ProviderAdjustmentReceived:
-    """A stored PLB pair as the contract object its later re-explanation is announced with (the PLB's
-    provider identifier and fiscal period are not kept: no consumer of a re-match reads them)."""
-    return ProviderAdjustmentReceived(
-        remittance_id=row["remittance_id"],
-        payer_id=row["payer_id"],
-        trace_number=row["trace_number"],
-        payment_date=row["payment_date"],
-        segment_ordinal=row["segment_ordinal"],
-        pair_index=row["pair_index"],
-        provider_identifier="",
-        fiscal_period_date=row["payment_date"],
-        reason_code=row["reason_code"],
-        reference=row["reference"],
-        amount=row["amount"],
     )

@@ -7,22 +7,22 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from contracts.envelope import Envelope
 from contracts.events import (
     Allocation,
     ProviderAdjustmentReceived,
 )
 from contracts.money import ZERO
-from services.matching import domain, store
-from services.matching.ledger import Explanation, announce, offset_event, parked_pair, resplit
+from services.matching import domain
+from services.matching.decisions import RECORDED_REFUND, unknown_receivable_refund
+from services.matching.ledger import Matching, announce, offset_event, resplit
+from services.matching.records import StoredPair
 from shared.ids import stable_id
 from shared.messages import Outgoing
 
 
 async def refund_acknowledged(
-    conn: asyncpg.Connection,
+    m: Matching,
     env: Envelope[ProviderAdjustmentReceived],
     reference: str,
     candidates: Sequence[tuple[str, str]],
@@ -30,68 +30,50 @@ async def refund_acknowledged(
     """A 72 after its WO in the same remittance: the WO's money becomes a refund, or, when the WO was parked
     because staff had already recorded the refund, the WO is that refund acknowledged."""
     outputs: list[Outgoing] = []
-    for wo in await store.sibling_pairs(conn, env.tenant_id, env.payload.remittance_id, reference, "WO"):
-        if wo["bucket"] == "allocated":
-            outputs += await convert_to_refund(conn, env, wo)
-        if wo["amount"] > 0 and wo["unmatched_amount"] > 0:
-            acknowledged = await acknowledge_parked_wo(conn, env, wo, candidates)
-            outputs += acknowledged or await await_receivable(conn, env, wo, reference)
+    for wo in await m.repo.sibling_pairs(env.tenant_id, env.payload.remittance_id, reference, "WO"):
+        if wo.bucket == "allocated":
+            outputs += await convert_to_refund(m, env, wo)
+        if wo.amount > 0 and wo.unmatched_amount > 0:
+            acknowledged = await acknowledge_parked_wo(m, env, wo, candidates)
+            outputs += acknowledged or await await_receivable(m, env, wo, reference)
     return outputs
 
 
-def unknown_receivable_refund(reference: str | None) -> str:
-    """Why a refund pair's WO is not in the work queue although no receivable is known for it."""
-    return (
-        f"refund acknowledged for an unknown receivable: the 72 and this WO on {reference} net to zero (the "
-        "provider's check, not money withheld); no receivable is known for it yet, and the refund is applied "
-        "when it appears"
-    )
-
-
 async def await_receivable(
-    conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived], wo: asyncpg.Record, reference: str
+    m: Matching, env: Envelope[ProviderAdjustmentReceived], wo: StoredPair, reference: str
 ) -> list[Outgoing]:
     """The 72 came after a WO that no receivable explained: if the two net to zero they are the provider's
     refund acknowledged, so the WO leaves the work queue and waits for its receivable as a refund."""
-    returns = [
-        r["amount"]
-        for r in await store.sibling_pairs(conn, env.tenant_id, wo["remittance_id"], reference, "72")
-    ]
-    if not domain.refund_pair_nets(wo["amount"], [*returns, env.payload.amount]):
+    returns = [r.amount for r in await m.repo.sibling_pairs(env.tenant_id, wo.remittance_id, reference, "72")]
+    if not domain.refund_pair_nets(wo.amount, [*returns, env.payload.amount]):
         return []
     reason = unknown_receivable_refund(reference)
-    await store.await_refund(conn, env.tenant_id, wo["adjustment_id"], wo["unmatched_amount"], reason)
+    await m.repo.await_refund(env.tenant_id, wo.adjustment_id, wo.unmatched_amount, reason)
     return [
         offset_event(
             env,
-            parked_pair(wo),
-            stable_id(wo["adjustment_id"], "rematch", env.event_id),
+            wo.as_adjustment(),
+            stable_id(wo.adjustment_id, "rematch", env.event_id),
             "refund_acknowledged",
             reason,
             (),
             ZERO,
-            rematch_of=wo["adjustment_id"],
+            rematch_of=wo.adjustment_id,
         )
     ]
 
 
 async def acknowledge_refund(
-    conn: asyncpg.Connection, env: Envelope[Any], adjustment_id: UUID, out: Explanation
+    m: Matching, env: Envelope[Any], adjustment_id: UUID, reason: str
 ) -> list[Outgoing]:
-    """The WO being explained has a 72 on the same reference in the same remittance: a refund, not cash."""
-    out.bucket = "refund_acknowledged"
-    out.reason = f"refund acknowledged (72 on the same reference): {out.reason}"
-    rows = await store.reclassify_as_refund(conn, env.tenant_id, adjustment_id, out.reason)
-    return await _refund_totals(conn, env, rows)
-
-
-RECORDED_REFUND = (
-    "refund check already recorded by staff, acknowledged by the payer (72 on the same reference)"
-)
+    """The WO being explained has a 72 on the same reference in the same remittance: a refund, not cash. Its
+    allocations become refunds (``reason``: the pair's new explanation, :func:`acknowledged`)."""
+    rids = await m.repo.reclassify_as_refund(env.tenant_id, adjustment_id, reason)
+    return await _refund_totals(m, env, rids)
 
 
 async def acknowledge_recorded_refund(
-    conn: asyncpg.Connection,
+    m: Matching,
     env: Envelope[ProviderAdjustmentReceived],
     wo_id: UUID,
     candidates: Sequence[tuple[str, str]],
@@ -102,37 +84,40 @@ async def acknowledge_recorded_refund(
     the WO (same money, same check date), so nothing is counted twice and the WO is not left unexplained.
     Returns the amount acknowledged and the allocations that now explain it."""
     tenant = env.tenant_id
-    ids, _ = await store.resolve(conn, tenant, env.account_key, candidates)
+    ids, _ = await m.repo.resolve(tenant, env.account_key, candidates)
     left, allocations = amount, []
     for rid in sorted(ids):
-        row = await store.lock_receivable(conn, tenant, rid)
+        row = await m.repo.lock_receivable(tenant, rid)
         if row is None or left <= 0:
             continue
         moved: list[UUID] = []
-        for recorded in await store.recorded_refunds(conn, tenant, rid):
-            take = min(left, recorded["to_interest"] + recorded["to_principal"])
+        for recorded in await m.repo.recorded_refunds(tenant, rid):
+            take = min(left, recorded.to_interest + recorded.to_principal)
             if take <= 0:
                 break
-            allocation_id = stable_id(wo_id, "acknowledged refund", recorded["allocation_id"])
-            await store.hand_over_refund(conn, tenant, recorded, allocation_id, wo_id, take)
+            allocation_id = stable_id(wo_id, "acknowledged refund", recorded.allocation_id)
+            # Principal first: the split is re-derived by the re-split below, by business date.
+            to_principal = min(take, recorded.to_principal)
+            await m.repo.hand_over_refund(
+                tenant, recorded, allocation_id, wo_id, take - to_principal, to_principal
+            )
             moved.append(allocation_id)
             left -= take
         if not moved:
             continue
-        after, splits = await resplit(conn, tenant, row)
+        after, splits = await resplit(m, tenant, row)
         to_interest = sum((splits[str(a)][0] for a in moved), ZERO)
         to_principal = sum((splits[str(a)][1] for a in moved), ZERO)
         allocations.append(
             Allocation(
                 receivable_id=rid,
-                reference=row["reference"],
+                reference=row.reference,
                 to_interest=to_interest,
                 to_principal=to_principal,
             )
         )
         adj = env.payload
-        await store.add_history(
-            conn,
+        await m.repo.add_history(
             tenant,
             rid,
             stable_id(wo_id, "RefundAcknowledged", rid),
@@ -147,57 +132,53 @@ async def acknowledge_recorded_refund(
 
 
 async def acknowledge_parked_wo(
-    conn: asyncpg.Connection,
+    m: Matching,
     env: Envelope[ProviderAdjustmentReceived],
-    wo: asyncpg.Record,
+    wo: StoredPair,
     candidates: Sequence[tuple[str, str]],
 ) -> list[Outgoing]:
     """The 72 came after its WO, which found its receivable already refunded and was parked: it is the
     acknowledgement of the refund staff recorded. Re-explain the WO (a re-match offset, so staff who were
     asked to review it hear it is resolved)."""
     acknowledged, allocations = await acknowledge_recorded_refund(
-        conn, env, wo["adjustment_id"], candidates, wo["unmatched_amount"]
+        m, env, wo.adjustment_id, candidates, wo.unmatched_amount
     )
     if not allocations:
         return []
-    left = wo["unmatched_amount"] - acknowledged
-    await store.reduce_unmatched(
-        conn, env.tenant_id, wo["adjustment_id"], left, RECORDED_REFUND, "refund_acknowledged"
+    left = wo.unmatched_amount - acknowledged
+    await m.repo.reduce_unmatched(
+        env.tenant_id, wo.adjustment_id, left, RECORDED_REFUND, "refund_acknowledged"
     )
     return [
         offset_event(
             env,
-            parked_pair(wo),
-            stable_id(wo["adjustment_id"], "rematch", env.event_id),
+            wo.as_adjustment(),
+            stable_id(wo.adjustment_id, "rematch", env.event_id),
             "refund_acknowledged",
             RECORDED_REFUND,
             tuple(allocations),
             left,
-            rematch_of=wo["adjustment_id"],
+            rematch_of=wo.adjustment_id,
         )
     ]
 
 
-async def convert_to_refund(
-    conn: asyncpg.Connection, env: Envelope[Any], wo: asyncpg.Record
-) -> list[Outgoing]:
+async def convert_to_refund(m: Matching, env: Envelope[Any], wo: StoredPair) -> list[Outgoing]:
     """A 72 arrived after its WO: the WO's allocations become refunds."""
     reason = f"refund acknowledged by 72 at PLB #{env.payload.segment_ordinal} pair {env.payload.pair_index}"
-    rows = await store.reclassify_as_refund(conn, env.tenant_id, wo["adjustment_id"], reason)
-    return await _refund_totals(conn, env, rows)
+    rids = await m.repo.reclassify_as_refund(env.tenant_id, wo.adjustment_id, reason)
+    return await _refund_totals(m, env, rids)
 
 
-async def _refund_totals(
-    conn: asyncpg.Connection, env: Envelope[Any], rows: list[asyncpg.Record]
-) -> list[Outgoing]:
+async def _refund_totals(m: Matching, env: Envelope[Any], rids: list[UUID]) -> list[Outgoing]:
     outputs = []
-    for changed in rows:
-        row = await store.lock_receivable(conn, env.tenant_id, changed["receivable_id"])
+    for rid in rids:
+        row = await m.repo.lock_receivable(env.tenant_id, rid)
         assert row is not None
-        after, _ = await resplit(conn, env.tenant_id, row)
+        after, _ = await resplit(m, env.tenant_id, row)
         outputs.append(
             await announce(
-                conn,
+                m,
                 env,
                 row,
                 after,

@@ -1,10 +1,11 @@
 """Matching's pure rules: what each PLB pair means and how money is applied (interest first)."""
 
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
 
-from services.matching.domain import Balance, apply_recovery, classify, status_of
+from services.matching.domain import Balance, PeriodPosting, apply_recovery, classify, period_count, status_of
 
 D = Decimal
 
@@ -102,3 +103,33 @@ def test_a_forwarding_balance_applied_without_its_reference_goes_to_the_oldest_t
     # Nothing open can take it: no guess.
     assert forwarding_for(D("300.00"), [newer, older]) is None
     assert forwarding_for(D("10.00"), []) is None
+
+
+def test_recovery_never_takes_more_than_the_open_balance_when_interest_is_over_recovered() -> None:
+    # An interest correction arrived before the charge it corrects: recoveries hold 1.92 more interest than
+    # is charged, so although 2.40 of principal is unrecovered the receivable owes only 0.48.
+    balance = Balance(principal=D("50.00"), principal_recovered=D("47.60"), interest_accrued=D("-1.92"))
+    assert balance.open == D("0.48")
+    for interest_first in (True, False):
+        applied = apply_recovery(D("2.40"), balance, interest_first=interest_first)
+        assert (applied.to_interest, applied.to_principal, applied.remainder) == (
+            D("0.00"),
+            D("0.48"),
+            D("1.92"),
+        )
+
+
+def test_an_interest_period_counts_only_while_its_postings_sum_to_zero_or_more() -> None:
+    charge, reversal, again = (PeriodPosting(uuid4(), D(a), held=True) for a in ("0.48", "-0.48", "-0.48"))
+    # The reversal overtook its charge: the period counts for nothing, nothing changes.
+    alone = period_count([reversal])
+    assert (alone.counts, alone.flipped, alone.change) == (False, (), D("0.00"))
+    # The charge arrives: both count, and together they change nothing.
+    both = period_count([charge, reversal])
+    assert (both.counts, both.flipped, both.change) == (True, (charge, reversal), D("0.00"))
+    # In order: the charge counts (+0.48); a second reversal would take the period below zero, so the whole
+    # period stops counting (-0.48) until the charge it reverses arrives.
+    counted = PeriodPosting(charge.event_id, charge.amount, held=False)
+    assert period_count([counted]).change == D("0.00")
+    below = period_count([counted, reversal, again])
+    assert (below.counts, below.flipped, below.change) == (False, (counted,), D("-0.48"))

@@ -141,7 +141,7 @@ def test_lag_gauge_forgets_partitions_no_longer_consumed() -> None:
 
 
 def test_every_stage_watches_its_lag() -> None:
-    stage = importlib.import_module("services.matching.app").stage
+    stage = importlib.import_module("services.matching.app").from_environment()
     topics = [t for subscribed, _ in stage.subscriptions for t in subscribed]
     assert "remit.provider-adjustments.v1" in topics
     assert any(getattr(task, "__name__", "") == "run" for task in stage.app._app_tasks)

@@ -282,7 +282,10 @@ def test_alert_payloads_quote_references_by_layout_and_mask_the_patient(
 ) -> None:
     """``remit.alerts.v1`` as matching builds it (the real ``ledger.alert``, layout by the payer through the
     policy resolver) and as any producer builds it through ``shared.phi.safe_alert``."""
+    from policies.config import resolver
     from services.matching.ledger import alert as matching_alert
+    from services.matching.ledger import reference_layout
+    from shared.settings import get_settings
 
     assume(plausible(patient))
     layout, raw, form = data.draw(references(patient))
@@ -325,7 +328,10 @@ def test_alert_payloads_quote_references_by_layout_and_mask_the_patient(
         account_key=KEY,
         causation_id="test",
     )
-    published = matching_alert(source, uuid4(), "unmatched_recovery_aging", payer, raw, D("80"), DET, detail)
+    layout_of_payer = reference_layout(resolver(get_settings()), TENANT, payer)
+    published = matching_alert(
+        source, uuid4(), "unmatched_recovery_aging", payer, raw, D("80"), DET, detail, layout_of_payer
+    )
     if form != "glued":
         # the FCN field is full or padded: the layout alone (matching knows no tokens) removes the patient
         # part; one glued to a short FCN only a known token can find (the notification properties above)

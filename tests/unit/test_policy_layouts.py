@@ -17,8 +17,9 @@ from policies import config as policy_config
 from policies.config import PolicyConfigError, PolicyResolver
 from services.detection.engine import Detector
 from services.detection.store import DetectionStore
-from services.matching import app as matching
 from services.matching.domain import read_reference
+from services.matching.ledger import build_stage
+from services.matching.memory import InMemoryMatchingRepository
 from shared import plugins
 from shared.settings import Settings
 
@@ -75,20 +76,18 @@ def test_same_payer_different_tenants_different_layouts_in_detection(policies: P
     ]
 
 
-def test_same_payer_different_tenants_different_layouts_in_matching(
-    policies: PolicyResolver[Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(matching, "POLICY", policies)
-    a = read_reference(matching.POLICY, "clinic-a", PAYER, DME_REFERENCE)
-    b = read_reference(matching.POLICY, "clinic-b", PAYER, DME_REFERENCE)
+def test_same_payer_different_tenants_different_layouts_in_matching(policies: PolicyResolver[Any]) -> None:
+    matching = build_stage(Settings(), policies, InMemoryMatchingRepository())
+    a = read_reference(matching.policies, "clinic-a", PAYER, DME_REFERENCE)
+    b = read_reference(matching.policies, "clinic-b", PAYER, DME_REFERENCE)
     assert (a.receivable, a.secondary) == ("12345678901234", "ADJ000000000000")
     assert (b.receivable, b.secondary) == (DME_REFERENCE[:19], DME_REFERENCE[19:])
     # The recoupment is looked up first by the key detection opened the receivable under.
     assert a.candidates(DME_REFERENCE)[0] == ("reference", "12345678901234")
     # Fallback: a tenant without an entry uses OFFSETSTREAM_PAYER_POLICIES (commercial: plain layout).
     padded = "FCN26080300017".ljust(19) + "PCN1001"
-    assert read_reference(matching.POLICY, "clinic-c", PAYER, padded).receivable == padded
-    assert read_reference(matching.POLICY, "clinic-b", PAYER, padded).receivable == "FCN26080300017"
+    assert read_reference(matching.policies, "clinic-c", PAYER, padded).receivable == padded
+    assert read_reference(matching.policies, "clinic-b", PAYER, padded).receivable == "FCN26080300017"
 
 
 def test_a_layout_no_one_defines_stops_start_up(tmp_path: Path) -> None:

@@ -1,0 +1,205 @@
+"""PLB pairs and pending staff actions, in memory (as ``store.pairs``)."""
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+from contracts.events import ProviderAdjustmentReceived
+from contracts.money import ZERO
+from services.matching.memory._tables import (
+    PendingAction,
+    Tables,
+    cents,
+)
+from services.matching.records import (
+    Displaced,
+    StoredPair,
+)
+
+
+class MemPairs(Tables):
+    """PLB pairs, their buckets, and pending staff actions."""
+
+    async def save_adjustment(
+        self,
+        tenant_id: str,
+        account: str,
+        adjustment_id: UUID,
+        adj: ProviderAdjustmentReceived,
+        *,
+        match_reference: str | None,
+        match_keys: list[str],
+        bucket: str,
+        unmatched: Decimal,
+        reason: str,
+        method: str | None = None,
+        suggestion: str | None = None,
+    ) -> None:
+        self.pairs.setdefault(
+            (tenant_id, adjustment_id),
+            StoredPair(
+                tenant_id=tenant_id,
+                adjustment_id=adjustment_id,
+                account_key=account,
+                remittance_id=adj.remittance_id,
+                payer_id=adj.payer_id,
+                trace_number=adj.trace_number,
+                payment_date=adj.payment_date,
+                segment_ordinal=adj.segment_ordinal,
+                pair_index=adj.pair_index,
+                reason_code=adj.reason_code,
+                reference=adj.reference,
+                match_reference=match_reference,
+                amount=cents(adj.amount),
+                bucket=bucket,
+                unmatched_amount=cents(unmatched),
+                reason=reason,
+                match_keys=tuple(match_keys),
+                match_method=method,
+                suggestion=suggestion,
+                awaiting_refund=ZERO,
+            ),
+        )
+
+    async def parked_recoveries(self, tenant_id: str, account: str, keys: list[str]) -> list[StoredPair]:
+        found = [
+            p
+            for p in self._tenant_pairs(tenant_id)
+            if p.account_key == account
+            and (p.unmatched_amount > 0 or p.awaiting_refund > 0)
+            and p.reason_code == "WO"
+            and set(p.match_keys) & set(keys)
+        ]
+        return sorted(found, key=lambda p: (p.payment_date, p.segment_ordinal, p.pair_index))
+
+    async def reduce_unmatched(
+        self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
+    ) -> None:
+        pair = self.pairs.get((tenant_id, adjustment_id))
+        if pair is not None:
+            self._set_pair(
+                tenant_id,
+                adjustment_id,
+                unmatched_amount=cents(remaining),
+                reason=reason,
+                match_method="rematch",
+                bucket=bucket if remaining < pair.amount else pair.bucket,
+            )
+
+    async def sibling_pairs(
+        self, tenant_id: str, remittance_id: UUID, match_reference: str, reason_code: str
+    ) -> list[StoredPair]:
+        found = [
+            p
+            for p in self._tenant_pairs(tenant_id)
+            if p.remittance_id == remittance_id
+            and p.match_reference == match_reference
+            and p.reason_code == reason_code
+        ]
+        return sorted(found, key=lambda p: (p.segment_ordinal, p.pair_index))
+
+    async def reclassify_as_refund(self, tenant_id: str, adjustment_id: UUID, reason: str) -> list[UUID]:
+        self._set_pair(tenant_id, adjustment_id, bucket="refund_acknowledged", reason=reason)
+        changed: list[UUID] = []
+        for key, allocation in list(self.allocations.items()):
+            if (
+                key[0] == tenant_id
+                and allocation.adjustment_id == adjustment_id
+                and allocation.kind == "offset"
+            ):
+                self.allocations[key] = replace(allocation, kind="refund")
+                changed.append(allocation.receivable_id)
+        return changed
+
+    async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
+        pair = self.pairs.get((tenant_id, adjustment_id))
+        if pair is not None:
+            self._set_pair(
+                tenant_id,
+                adjustment_id,
+                awaiting_refund=cents(pair.awaiting_refund + amount),
+                unmatched_amount=cents(pair.unmatched_amount - amount),
+                bucket="refund_acknowledged",
+                reason=reason,
+            )
+
+    async def reduce_awaiting(
+        self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
+    ) -> None:
+        self._set_pair(
+            tenant_id, adjustment_id, awaiting_refund=cents(remaining), reason=reason, match_method="rematch"
+        )
+
+    async def deferral_in(self, tenant_id: str, remittance_id: UUID, keys: list[str]) -> bool:
+        return any(
+            p.remittance_id == remittance_id
+            and p.reason_code == "WO"
+            and p.amount < 0
+            and set(p.match_keys) & set(keys)
+            for p in self._tenant_pairs(tenant_id)
+        )
+
+    async def displace_offsets_after(
+        self, tenant_id: str, rid: UUID, after: date, amount: Decimal, reason: str
+    ) -> list[Displaced]:
+        offsets = [
+            a
+            for a in self._allocations_of(tenant_id, rid)
+            if a.kind == "offset" and a.effective_date > after and a.total > 0
+        ]
+        offsets.sort(key=lambda a: (a.effective_date, a.allocation_id), reverse=True)
+        touched: list[Displaced] = []
+        left = amount
+        for allocation in offsets:
+            if left <= 0:
+                break
+            take = min(left, allocation.total)
+            left -= take
+            kept = allocation.total - take
+            self.allocations[tenant_id, allocation.allocation_id] = replace(
+                allocation,
+                to_interest=min(allocation.to_interest, kept),
+                to_principal=kept - min(allocation.to_interest, kept),
+            )
+            pair = self.pairs.get((tenant_id, allocation.adjustment_id))
+            if pair is None:
+                continue
+            unmatched = pair.unmatched_amount + take
+            changed = self._set_pair(
+                tenant_id,
+                pair.adjustment_id,
+                unmatched_amount=cents(unmatched),
+                reason=reason,
+                bucket="unmatched" if unmatched == pair.amount else pair.bucket,
+            )
+            assert changed is not None
+            touched.append(Displaced(changed, take))
+        return touched
+
+    async def park_action(
+        self,
+        tenant_id: str,
+        action_id: UUID,
+        account: str,
+        payer_id: str,
+        reference: str,
+        effective: date,
+        envelope: bytes,
+    ) -> None:
+        self.pending.setdefault(
+            (tenant_id, action_id),
+            PendingAction(action_id, account, payer_id, reference, effective, envelope, next(self._arrivals)),
+        )
+
+    async def take_pending_actions(self, tenant_id: str, payer_id: str, keys: Sequence[str]) -> list[bytes]:
+        taken = [
+            a
+            for (t, _), a in self.pending.items()
+            if t == tenant_id and a.payer_id == payer_id and a.reference in keys
+        ]
+        for a in taken:
+            del self.pending[tenant_id, a.action_id]
+        taken.sort(key=lambda a: (a.effective_date, a.received, str(a.action_id)))
+        return [a.envelope for a in taken]

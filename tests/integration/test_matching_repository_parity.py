@@ -1,0 +1,108 @@
+"""The in-memory repository keeps PostgreSQL's semantics: the same matching stories, driven through the engine
+once over ``InMemoryMatchingRepository`` and once over ``PgMatchingRepository`` on the real ledger, publish the
+same events (ids, types and payloads). This is what lets the engine's unit tests (``tests/unit/matching``)
+stand for the database."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import pytest
+from matching.ledger_story import LedgerStory
+
+from services.matching.store import PgMatchingRepository
+
+pytestmark = pytest.mark.integration
+Story = Callable[[LedgerStory], Awaitable[None]]
+
+
+async def recoupments_in_and_out_of_order(story: LedgerStory) -> None:
+    await story.pair("WO", "FCN300", "80.00", "2026-08-24", trace="E3")
+    await story.deferral("FCN300", "80.00", "2026-08-03", trace="E1")
+    await story.deferral("FCN900", "100.00", "2026-06-01", trace="E4")
+    await story.pair("WO", "FCN900", "100.00", "2026-06-20", trace="E6")
+    await story.pair("WO", "FCN900", "60.00", "2026-06-10", trace="E5")
+    await story.evidence("FCN910", "100.00", "2026-06-01", channel="letter")
+    await story.interest("FCN910", 1, "2026-06-01", "2026-06-30", "1.00")
+    await story.pair("WO", "FCN910", "101.50", "2026-07-10", trace="E7")
+    await story.interest("FCN910", 1, "2026-06-01", "2026-06-30", "-0.50", version=2)
+    await story.interest("FCN910", 2, "2026-07-01", "2026-07-30", "0.75")
+    await story.pair("WO", None, "30.00", "2026-08-01", trace="E8")
+    await story.pair("WO", "UNKNOWN", "20.00", "2026-08-02", trace="E9")
+
+
+async def refunds_and_staff(story: LedgerStory) -> None:
+    await story.pair("WO", "FCN510", "250.00", "2026-09-01", trace="R2")
+    await story.pair("72", "FCN510", "-250.00", "2026-09-01", trace="R2")
+    await story.evidence("FCN510", "250.00", "2026-08-03", channel="letter")
+    await story.deferral("FCN520", "250.00", "2026-08-03", trace="R3")
+    await story.staff("refund_sent", "FCN520", "2026-08-20")
+    await story.pair("WO", "FCN520", "250.00", "2026-09-01", trace="R4")
+    await story.pair("72", "FCN520", "-250.00", "2026-09-01", trace="R4")
+    await story.evidence("FCN530", "100.00", "2026-06-01", channel="letter")
+    await story.staff("refund_sent", "FCN530", "2026-07-10", amount="101.00")
+    await story.interest("FCN530", 1, "2026-06-01", "2026-06-30", "1.00")
+    await story.staff("appeal_filed", "FCNP", "2026-06-20")
+    await story.evidence("FCNP", "80.00", "2026-06-01", channel="letter")
+    await story.staff("write_off", "FCNP", "2026-07-01", amount="30.00")
+    await story.staff("write_off", "FCNP", "2026-07-02")
+    await story.interest("FCNP", 1, "2026-06-01", "2026-06-30", "0.77")
+
+
+async def forwarding_out_of_order(story: LedgerStory) -> None:
+    await story.pair("FB", "T1", "-100.00", "2026-06-01", trace="T1")
+    await story.pair("FB", "T2", "100.00", "2026-07-01", trace="T3")
+    await story.pair("FB", "T2", "-100.00", "2026-06-15", trace="T2")
+    await story.pair("FB", None, "100.00", "2026-07-02", trace="T4")
+    await story.pair("FB", "T5", "-100.00", "2026-06-20", trace="T5")
+    await story.pair("FB", "T1", "100.00", "2026-07-03", trace="T6")
+    await story.pair("FB", None, "60.00", "2026-07-04", trace="T7")
+    await story.pair("FB", "T8", "-60.00", "2026-06-25", trace="T8")
+
+
+async def merges_and_netting(story: LedgerStory) -> None:
+    await story.deferral("FCN-A", "100.00", "2026-06-01")
+    await story.pair("WO", "FCN-A", "40.00", "2026-06-10")
+    await story.evidence("ICN-B", "100.00", "2026-06-01", channel="claim", claims=("ICN-B",))
+    await story.evidence(
+        "ICN-B", "100.00", "2026-06-01", channel="letter", merged=("FCN-A",), source="letter"
+    )
+    await story.pair("WO", "FCN-A", "60.00", "2026-06-20")
+    remittance = uuid.UUID(int=7)
+    await story.evidence("6660000000001", "100.00", "2026-08-03", channel="claim", netted_in=remittance)
+    await story.pair("WO", "6660000000001", "-100.00", "2026-08-03", remittance=remittance)
+    await story.pair("WO", "6660000000001", "100.00", "2026-08-24", trace="N3")
+    await story.evidence("FCN10", "100.00", "2026-06-01", duplicate=True, original_payment_date="2026-05-01")
+    await story.evidence("FCN10", "150.00", "2026-05-20", channel="letter", evidence="50.00", source="letter")
+
+
+async def interest_reversed_before_its_charge(story: LedgerStory) -> None:
+    await story.pair("WO", "LATE-3", "50.00", "2026-07-02", trace="W33")
+    await story.deferral("LATE-3", "50.00", "2026-07-03", trace="W34")
+    await story.interest("LATE-3", 1, "2026-07-04", "2026-08-02", "-0.48", version=2)
+    await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "0.48")
+    await story.interest("LATE-3", 1, "2026-07-04", "2026-08-02", "0.48")
+    await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "-0.48", version=2)
+    await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "-0.48", version=3)
+
+
+@pytest.mark.parametrize(
+    "story",
+    [
+        recoupments_in_and_out_of_order,
+        refunds_and_staff,
+        forwarding_out_of_order,
+        merges_and_netting,
+        interest_reversed_before_its_charge,
+    ],
+)
+async def test_both_repositories_publish_the_same_events(
+    ledger: asyncpg.Connection, tenant: str, story: Story
+) -> None:
+    in_memory = LedgerStory(tenant=tenant)
+    await story(in_memory)
+    in_postgres = LedgerStory(tenant=tenant, backend=PgMatchingRepository(ledger))
+    async with ledger.transaction():
+        await story(in_postgres)
+    assert in_postgres.facts() == in_memory.facts()
+    assert len(in_memory.published) > 5
