@@ -4,9 +4,10 @@ partitions, and consumer lag per stage. No domain knowledge: topics come from th
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from contracts.topics import NOTIFICATIONS, TOPICS, all_topic_names
 from shared import kafka_security
@@ -64,21 +65,26 @@ async def create_topics(settings: Settings) -> list[str]:
         ]
         if altered:
             await admin.alter_configs(altered)
-        await wait_for_leaders(admin, all_topic_names())
+        await wait_for_leaders(admin, settings, all_topic_names())
         return [t.name for t in wanted]
     finally:
         await admin.close()
 
 
-async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], patience: float = 30.0) -> None:
-    """Return once every partition of ``topics`` has a leader, as the broker answering reports it.
+async def wait_for_leaders(
+    admin: AIOKafkaAdminClient, settings: Settings, topics: list[str], patience: float = 30.0
+) -> None:
+    """Return once every partition of ``topics`` has a leader that answers.
 
-    A topic is usable a moment after ``CreateTopics`` returns: until its partitions have elected leaders,
-    the first produce requests fail with ``NotLeaderForPartitionError`` and are retried with a warning in
-    every service's log. Waiting here, before anything publishes, keeps those warnings (which look like
-    faults to an operator) out of a normal start. Gives up with a warning after ``patience`` seconds: producers still retry.
+    A topic is usable a moment after ``CreateTopics`` returns: until each partition's leader has loaded it,
+    produce requests fail with ``NotLeaderForPartitionError`` and are retried with a warning in every
+    service's log, which looks like a fault to an operator. Metadata names a leader slightly before the
+    leader serves, so after the metadata shows one for every partition, the end offsets of all of them are
+    asked of the leaders themselves (a ``ListOffsets`` is answered only by a ready leader; the client retries
+    the others). Gives up with a warning after ``patience`` seconds: producers still retry.
     """
     deadline = asyncio.get_running_loop().time() + patience
+    partitions: list[TopicPartition] = []
     while True:
         described = await admin.describe_topics(topics)
         leaderless = [
@@ -89,11 +95,23 @@ async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], patien
             or any(p.get("error_code") != 0 or p.get("leader", -1) < 0 for p in t["partitions"])
         ]
         if not leaderless and len(described) == len(topics):
-            return
+            partitions = [
+                TopicPartition(t["topic"], int(p["partition"])) for t in described for p in t["partitions"]
+            ]
+            break
         if asyncio.get_running_loop().time() > deadline:
             log.warning("topics without a partition leader after %.0f s: %s", patience, ", ".join(leaderless))
             return
         await asyncio.sleep(0.2)
+    consumer = AIOKafkaConsumer(**kafka_security.client_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        left = max(1.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.wait_for(consumer.end_offsets(partitions), left)
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("partition leaders not answering after %.0f s: %s", patience, type(exc).__name__)
+    finally:
+        await consumer.stop()
 
 
 async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, list[int]]:
