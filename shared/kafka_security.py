@@ -30,14 +30,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest, CreateAclsRequestStruct
 
-from contracts.topics import TOPICS, dlt_name
+from contracts.topics import LETTERS, STAFF_ACTIONS, TOPICS, dlt_name
 from shared.settings import SERVICES, Settings, get_settings
 
 ADMIN = "admin"
 """The broker's super user: creates topics and ACLs (``offsetstream topics create``, this module's ``acls``)."""
 OPERATOR = "operator"
 """The command line of staff and operators: ingest, letters and staff actions, dead letters, consumer lag."""
-PRINCIPALS = (ADMIN, OPERATOR, *SERVICES)
+CONSOLE = "console"
+"""The staff console (services/console): publishes staff actions and letters for its logged-in users, reads
+nothing from Kafka (it reads the ledger's staff views)."""
+CONSOLE_TOPICS = (LETTERS.name, STAFF_ACTIONS.name)
+PRINCIPALS = (ADMIN, OPERATOR, CONSOLE, *SERVICES)
 
 CLI_PRODUCER = "cli"  # the producer name contracts.topics gives the command line
 OWN_OUTBOUND = {"notification": ("remit.notifications.v1",)}
@@ -186,7 +190,9 @@ def acl_bindings() -> list[AclBinding]:
     Write faust's internal topics, which carry the app id as prefix (``offsetstream-<service>-__assignor-__leader``).
     Operator: Write the topics the command line produces and, to replay dead letters, every consumed topic;
     Read every dead-letter topic and the sources of their records except the raw payer files (a dead letter of
-    intake names the stored file instead); Describe every topic and the stages' groups (consumer lag)."""
+    intake names the stored file instead); Describe every topic and the stages' groups (consumer lag).
+    Console: Write (and Describe) the letter and staff-action topics only: every change staff make in the
+    console is one of those events, which the stages apply."""
     rules: list[AclBinding] = []
     for service in SERVICES:
         inputs = consumed(service)
@@ -207,6 +213,7 @@ def acl_bindings() -> list[AclBinding]:
     rules += _topic_rules(OPERATOR, readable, ("read",))
     rules += _topic_rules(OPERATOR, sorted({*written, *readable, *(t.name for t in TOPICS)}), ("describe",))
     rules.append(AclBinding(OPERATOR, "group", "offsetstream-", "describe", "prefixed"))
+    rules += _topic_rules(CONSOLE, CONSOLE_TOPICS, ("write", "describe"))
     return sorted(set(rules))
 
 
