@@ -141,7 +141,7 @@ async def test_a_biller_identifies_a_queue_item_and_sees_it_applied(page: Any, c
     assert await page.input_value("input[name=fcn]") == UNKNOWN_FCN
     assert await page.input_value("input[name=amount]") == "60.00"
     await page.screenshot(path=str(SHOTS / "queue-item.png"), full_page=True)
-    await page.click("text=Mark identified >> xpath=//button")
+    await page.get_by_role("button", name="Mark identified").click()
     await page.wait_for_url(f"**/t/{console.clinic_a}/queue?notice=*")
     # The letter event is applied by detection and matching: the receivable appears, the 60.00 settles it.
 
@@ -160,9 +160,28 @@ async def test_a_biller_identifies_a_queue_item_and_sees_it_applied(page: Any, c
     await page.goto(f"{console.url}/t/{console.clinic_a}/receivables/{UNKNOWN_FCN}")
     body = await page.inner_text("main")
     assert "settled" in body and "60.00" in body
-    # The audit trail names the logged-in user as the one who entered it.
-    assert "bea.biller" in body
     await page.screenshot(path=str(SHOTS / "receivable-identified.png"), full_page=True)
+    # A step on a receivable: the appeal pauses recoupment, and the history names the logged-in user.
+    await page.goto(f"{console.url}/t/{console.clinic_a}/receivables/FCN26100500042")
+    await page.select_option("select[name=action]", "appeal-filed")
+    await page.fill("input[name=date]", TODAY)
+    await page.get_by_role("button", name="Record").click()
+    await page.wait_for_url("**/receivables/FCN26100500042?notice=*")
+
+    async def paused() -> bool:
+        return bool(
+            await _fetchval(
+                console.dsn,
+                "SELECT paused FROM matching.receivables WHERE tenant_id = $1 AND reference = 'FCN26100500042'",
+                console.clinic_a,
+            )
+        )
+
+    await _settle_until(console.pipeline, paused)
+    await page.reload()
+    body = await page.inner_text("main")
+    assert "recoupment paused (appeal)" in body
+    assert "staff bea.biller: appeal filed" in body
     await page.goto(f"{console.url}/t/{console.clinic_a}/receivables/FCN26080300017")
     await page.screenshot(path=str(SHOTS / "receivable.png"), full_page=True)
     assert "2.94" in await page.inner_text(".owed")
