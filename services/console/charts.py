@@ -16,13 +16,40 @@ def _scale(value: float, low: float, high: float, out_low: float, out_high: floa
     return out_low + (value - low) * (out_high - out_low) / (high - low)
 
 
+def balance_steps(
+    opened: tuple[date, Decimal],
+    interest: Sequence[tuple[date, Decimal]],
+    recoveries: Sequence[tuple[date, Decimal]],
+    write_offs: Sequence[tuple[date, Decimal]],
+    today: date,
+) -> list[tuple[date, Decimal]]:
+    """The balance on each day something changed it, in business-date order: the principal determined, plus
+    each interest period on its due date, minus each allocation (recoupment, refund, netting) and write-off on
+    its effective date. The history's own ``balance`` column is the balance when each change was *recorded*
+    (a back-dated interest period comes after a later recoupment there), so it cannot be drawn as a line."""
+    moves = [(opened[0], opened[1])]
+    moves += [(day, amount) for day, amount in interest]
+    moves += [(day, -amount) for day, amount in (*recoveries, *write_offs)]
+    points: list[tuple[date, Decimal]] = []
+    running = Decimal("0.00")
+    for day, amount in sorted(moves, key=lambda m: m[0]):
+        running += amount
+        if points and points[-1][0] == day:
+            points[-1] = (day, running)
+        else:
+            points.append((day, running))
+    if points and points[-1][0] < today:
+        points.append((today, running))
+    return points
+
+
 def balance_over_time(points: Sequence[tuple[date, Decimal]], title: str = "Balance over time") -> Markup:
     """A step line of a receivable's balance after each change (the history's ``balance`` column)."""
     if not points:
         return Markup('<p class="muted">no balance history yet</p>')
     days = [p[0].toordinal() for p in points]
     values = [float(p[1]) for p in points]
-    x0, x1 = min(days), max(days) + 1
+    x0, x1 = min(days), max(days)
     top = max([*values, 0.01])
     coords: list[str] = []
     for i, (day, value) in enumerate(zip(days, values, strict=True)):
@@ -31,13 +58,10 @@ def balance_over_time(points: Sequence[tuple[date, Decimal]], title: str = "Bala
         if i:
             coords.append(f"{x:.1f},{coords[-1].split(',')[1]}")
         coords.append(f"{x:.1f},{y:.1f}")
-    end_x = WIDTH - PAD
-    coords.append(f"{end_x:.1f},{coords[-1].split(',')[1]}")
-    labels = "".join(
-        f'<text x="{_scale(d, x0, x1, PAD, WIDTH - PAD):.1f}" y="{HEIGHT - 8}" class="tick">'
-        f"{escape(p[0].isoformat())}</text>"
-        for d, p in zip(days, points, strict=True)
-        if d in (days[0], days[-1])
+    labels = (
+        f'<text x="{PAD}" y="{HEIGHT - 8}" class="tick">{escape(points[0][0].isoformat())}</text>'
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 8}" class="tick" text-anchor="end">'
+        f"{escape(points[-1][0].isoformat())}</text>"
     )
     return Markup(  # noqa: S704 - every text in it is escaped; the rest are numbers we formatted
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" aria-label="{escape(title)}">'

@@ -195,7 +195,18 @@ async def _receivable_page(request: web.Request, tenant: str, error: str | None 
     head = detail["receivable"]
     interest = await interest_views.receivable_timeline(settings, tenant, head["reference"])
     mine = [r for r in interest["receivables"] if r["receivable_id"] == str(head["receivable_id"])]
-    points = [(h["effective_date"], h["balance"]) for h in detail["history"] if h["balance"] is not None]
+    today = clock.today(settings)
+    points = charts.balance_steps(
+        (head["determination_date"], head["principal"]),
+        [(p["due"], p["amount"]) for p in (mine[0]["interest"] if mine else [])],
+        [(a["effective_date"], a["to_interest"] + a["to_principal"]) for a in detail["allocations"]],
+        [
+            (h["effective_date"], h["amount"])
+            for h in detail["history"]
+            if h["change"] == "ReceivableWrittenOff"
+        ],
+        today,
+    )
     return render(
         request,
         "receivable.html",
@@ -205,7 +216,7 @@ async def _receivable_page(request: web.Request, tenant: str, error: str | None 
         interest=mine[0] if mine else None,
         payee=payee,
         chart=charts.balance_over_time(points),
-        today=clock.today(settings),
+        today=today,
         error=error,
         may_act=user.may("biller"),
     )

@@ -95,3 +95,21 @@ def test_charts_escape_labels() -> None:
         [(date(2026, 8, 3), Decimal("300.00")), (date(2026, 9, 14), Decimal("2.88"))]
     )
     assert line.startswith("<svg") and "polyline" in line
+
+
+def test_balance_steps_follow_business_dates_not_recording_order() -> None:
+    # FCN26080300017 of the README: 300.00 determined 08-03, recouped 09-14 (2.88 interest + 297.12), interest
+    # periods due 09-03 (2.88), 10-03 and 11-02 (0.03 each, recorded after the recoupment): 2.94 on 11-23.
+    points = charts.balance_steps(
+        (date(2026, 8, 3), Decimal("300.00")),
+        [
+            (date(2026, 9, 3), Decimal("2.88")),
+            (date(2026, 10, 3), Decimal("0.03")),
+            (date(2026, 11, 2), Decimal("0.03")),
+        ],
+        [(date(2026, 9, 14), Decimal("300.00"))],
+        [],
+        date(2026, 11, 23),
+    )
+    assert [str(v) for _, v in points] == ["300.00", "302.88", "2.88", "2.91", "2.94", "2.94"]
+    assert points[-1][0] == date(2026, 11, 23)
