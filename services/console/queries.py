@@ -56,9 +56,11 @@ WITH pairs AS (
     SELECT a.payer_id, date_trunc('month', a.payment_date)::date AS month, a.adjustment_id, a.amount,
            a.unmatched_amount, a.match_method
     FROM matching.adjustments a
-    WHERE a.tenant_id = $1 AND a.amount > 0 AND a.bucket NOT IN ('non_offset', 'refund', 'forwarding_open')
+    WHERE a.tenant_id = $1 AND a.amount > 0 AND a.bucket IN ('allocated', 'unmatched')
 ), applied AS (
-    SELECT l.adjustment_id, sum(l.to_interest + l.to_principal) AS applied
+    SELECT l.adjustment_id, sum(l.to_interest + l.to_principal) AS applied,
+           bool_or(EXISTS (SELECT 1 FROM detection.evidence e WHERE e.tenant_id = l.tenant_id
+                           AND e.receivable_id = l.receivable_id AND e.rule = 'letters')) AS staff_entered
     FROM matching.allocations l WHERE l.tenant_id = $1 AND l.kind = 'offset' GROUP BY l.adjustment_id
 ), breaks AS (
     SELECT r.payer_id, date_trunc('month', x.observed_on)::date AS month, count(*) AS rule_breaks
@@ -73,8 +75,9 @@ WITH pairs AS (
     WHERE f.tenant_id = $1 AND f.opened_on IS NOT NULL GROUP BY 1, 2
 ), months AS (
     SELECT p.payer_id, p.month, sum(p.amount) AS withheld,
-           sum(COALESCE(ap.applied, 0)) FILTER (WHERE p.match_method IS DISTINCT FROM 'rematch') AS auto,
-           sum(COALESCE(ap.applied, 0)) FILTER (WHERE p.match_method = 'rematch') AS later,
+           sum(COALESCE(ap.applied, 0)) FILTER (WHERE NOT COALESCE(p.match_method = 'rematch' AND ap.staff_entered,
+                                                              false)) AS auto,
+           sum(COALESCE(ap.applied, 0)) FILTER (WHERE p.match_method = 'rematch' AND ap.staff_entered) AS later,
            sum(p.unmatched_amount) AS unexplained
     FROM pairs p LEFT JOIN applied ap USING (adjustment_id) GROUP BY 1, 2
 )
@@ -94,10 +97,11 @@ def _share(part: Decimal, whole: Decimal) -> Decimal | None:
 
 
 async def scorecard(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
-    """Per payer and month of payment: money withheld (positive recoupment pairs: not interest paid to the
-    provider, not refund acknowledgements, not forwarding carried), the share explained automatically (applied
-    when the pair arrived), by staff (applied later, when a receivable appeared: a letter or identification
-    staff entered), and still unexplained; recoupment rule breaks observed that month; forwarding balances
+    """Per payer and month of payment: money withheld (positive recoupment pairs, allocated or waiting: not
+    interest paid to the provider, refund acknowledgements, deferrals or forwarding balances carried and
+    applied, whose money is counted where it was taken), the share explained by staff (applied later, once a
+    receivable a staff member entered, a letter or an identification, appeared: ``rematch`` to a receivable
+    with letter evidence), explained automatically (every other application) and still unexplained; recoupment rule breaks observed that month; forwarding balances
     opened that month and still open. ``median_days_to_explain`` is None: the ledger records the business
     date of a re-match, not when it happened, so the figure cannot be computed honestly yet."""
     out = []
