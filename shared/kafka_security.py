@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest, CreateAclsRequestStruct
 
-from contracts.topics import LETTERS, STAFF_ACTIONS, TOPICS, dlt_name
+from contracts.topics import TOPICS, dlt_name
 from shared.settings import SERVICES, Settings, get_settings
 
 ADMIN = "admin"
@@ -40,7 +40,6 @@ OPERATOR = "operator"
 CONSOLE = "console"
 """The staff console (services/console): publishes staff actions and letters for its logged-in users, reads
 nothing from Kafka (it reads the ledger's staff views)."""
-CONSOLE_TOPICS = (LETTERS.name, STAFF_ACTIONS.name)
 PRINCIPALS = (ADMIN, OPERATOR, CONSOLE, *SERVICES)
 
 CLI_PRODUCER = "cli"  # the producer name contracts.topics gives the command line
@@ -191,8 +190,8 @@ def acl_bindings() -> list[AclBinding]:
     Operator: Write the topics the command line produces and, to replay dead letters, every consumed topic;
     Read every dead-letter topic and the sources of their records except the raw payer files (a dead letter of
     intake names the stored file instead); Describe every topic and the stages' groups (consumer lag).
-    Console: Write (and Describe) the letter and staff-action topics only: every change staff make in the
-    console is one of those events, which the stages apply."""
+    Console: Write (and Describe) only the topics the registry lists it as producing (letters and staff
+    actions): every change staff make in the console is one of those events, which the stages apply."""
     rules: list[AclBinding] = []
     for service in SERVICES:
         inputs = consumed(service)
@@ -213,7 +212,7 @@ def acl_bindings() -> list[AclBinding]:
     rules += _topic_rules(OPERATOR, readable, ("read",))
     rules += _topic_rules(OPERATOR, sorted({*written, *readable, *(t.name for t in TOPICS)}), ("describe",))
     rules.append(AclBinding(OPERATOR, "group", "offsetstream-", "describe", "prefixed"))
-    rules += _topic_rules(CONSOLE, CONSOLE_TOPICS, ("write", "describe"))
+    rules += _topic_rules(CONSOLE, [t.name for t in TOPICS if CONSOLE in t.producers], ("write", "describe"))
     return sorted(set(rules))
 
 

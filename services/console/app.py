@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import web
 
 from services.console import auth, pages, users
-from services.console.state import KEY, POOL, SETTINGS, TEMPLATES
+from services.console.state import KEY, POOL, SETTINGS, TEMPLATES, THROTTLE
 from shared import telemetry
 from shared.settings import Settings, get_settings
 
@@ -92,6 +92,7 @@ def build(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     key = auth.check_secret(settings.console_secret.get_secret_value() if settings.console_secret else None)
     app = web.Application(middlewares=[session_middleware], client_max_size=64 * 1024)
     app[SETTINGS], app[POOL], app[KEY] = settings, pool, key
+    app[THROTTLE] = auth.LoginThrottle()
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,

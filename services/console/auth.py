@@ -129,6 +129,40 @@ def csrf_ok(key: bytes, session: Session | None, sent: str | None) -> bool:
     return session is not None and bool(sent) and hmac.compare_digest(csrf_token(key, session), sent or "")
 
 
+class LoginThrottle:
+    """Failed logins per user name and per client address: after ``limit`` failures within ``window`` seconds,
+    further attempts are refused until the window has passed. In memory, per console process: enough to make
+    guessing a password slow; a deployment with several console replicas keeps the proxy's rate limit too."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if kept:
+            self._failures[key] = kept
+        else:
+            self._failures.pop(key, None)
+        return kept
+
+    def allowed(self, keys: Sequence[str], now: float | None = None) -> bool:
+        """Whether none of the keys (user name, address) has used up its attempts."""
+        now = time.time() if now is None else now
+        return all(len(self._recent(key, now)) < self.limit for key in keys)
+
+    def failed(self, keys: Sequence[str], now: float | None = None) -> None:
+        """Count one failed attempt against every key."""
+        now = time.time() if now is None else now
+        for key in keys:
+            self._failures.setdefault(key, []).append(now)
+
+    def succeeded(self, keys: Sequence[str]) -> None:
+        """A good login clears the keys' failures."""
+        for key in keys:
+            self._failures.pop(key, None)
+
+
 def parse_tenants(values: Sequence[str]) -> tuple[str, ...]:
     """Clinic ids as given (comma-separated or repeated), deduplicated, order kept."""
     found = [t.strip() for value in values for t in value.split(",") if t.strip()]

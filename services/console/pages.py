@@ -82,11 +82,18 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     form = await request.post()
     name, password = str(form.get("username") or "").strip().lower(), str(form.get("password") or "")
+    throttle = request.app[state.THROTTLE]
+    keys = (f"user:{name}", f"addr:{request.remote}")
+    if not throttle.allowed(keys):
+        log.info("console login refused: too many failed attempts")
+        return render(request, "login.html", status=429, error="too many failed attempts: try again later")
     async with request.app[state.POOL].acquire() as conn:
         found = await users.find(conn, name)
     if not auth.verify_password(found[1] if found else None, password) or found is None:
+        throttle.failed(keys)
         log.info("console login refused")
         return render(request, "login.html", status=401, error="user name or password is wrong")
+    throttle.succeeded(keys)
     settings = request.app[state.SETTINGS]
     request["new_session"] = auth.new_session(found[0].username, settings.console_session_minutes)
     log.info("console login: %s", found[0].username)

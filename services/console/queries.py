@@ -60,7 +60,8 @@ WITH pairs AS (
 ), applied AS (
     SELECT l.adjustment_id, sum(l.to_interest + l.to_principal) AS applied,
            bool_or(EXISTS (SELECT 1 FROM detection.evidence e WHERE e.tenant_id = l.tenant_id
-                           AND e.receivable_id = l.receivable_id AND e.rule = 'letters')) AS staff_entered
+                           AND e.receivable_id = l.receivable_id
+                           AND e.channel IN ('letter', 'provider_identified'))) AS staff_entered
     FROM matching.allocations l WHERE l.tenant_id = $1 AND l.kind = 'offset' GROUP BY l.adjustment_id
 ), breaks AS (
     SELECT r.payer_id, date_trunc('month', x.observed_on)::date AS month, count(*) AS rule_breaks

@@ -4,9 +4,11 @@ import asyncpg
 import jinja2
 from aiohttp import web
 
+from services.console.auth import LoginThrottle
 from shared.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 KEY = web.AppKey("key", bytes)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+THROTTLE = web.AppKey("throttle", LoginThrottle)

@@ -63,6 +63,7 @@ class Console:
     clinic_a: str
     clinic_b: str
     password: str
+    viewer_password: str
     dsn: str
 
 
@@ -114,11 +115,11 @@ async def page(console: Console) -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def _login(page: Any, console: Console) -> None:
+async def _login(page: Any, console: Console, user: str = "bea.biller", password: str | None = None) -> None:
     await page.goto(f"{console.url}/login")
     await page.screenshot(path=str(SHOTS / "login.png"))
-    await page.fill("input[name=username]", "bea.biller")
-    await page.fill("input[name=password]", console.password)
+    await page.fill("input[name=username]", user)
+    await page.fill("input[name=password]", password or console.password)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"**/t/{console.clinic_a}/queue")
 
@@ -205,6 +206,18 @@ async def test_another_clinics_receivable_answers_404(page: Any, console: Consol
         )
         == 1
     )  # it does exist, for clinic B
+
+
+async def test_a_viewer_reads_both_clinics_but_cannot_act(page: Any, console: Console) -> None:
+    await _login(page, console, "vic.viewer", console.viewer_password)
+    answer = await page.goto(f"{console.url}/t/{console.clinic_b}/receivables/FCNCLINICB0001")
+    assert answer is not None and answer.status == 200
+    assert await page.locator("form[action$='/action']").count() == 0  # no step form for a viewer
+    token = await page.locator("input[name=csrf]").first.input_value()
+    target = f"{console.url}/t/{console.clinic_b}/receivables/FCNCLINICB0001/action"
+    refused = await page.request.post(target, form={"action": "write-off", "date": TODAY, "csrf": token})
+    assert refused.status == 403
+    assert "viewer" in await refused.text()
 
 
 async def test_a_form_without_its_csrf_token_is_refused(page: Any, console: Console) -> None:

@@ -113,3 +113,16 @@ def test_balance_steps_follow_business_dates_not_recording_order() -> None:
     )
     assert [str(v) for _, v in points] == ["300.00", "302.88", "2.88", "2.91", "2.94", "2.94"]
     assert points[-1][0] == date(2026, 11, 23)
+
+
+def test_login_throttle_refuses_after_five_failures_until_the_window_passes() -> None:
+    throttle = auth.LoginThrottle(limit=5, window=900)
+    keys = ("user:ann", "addr:10.0.0.9")
+    for attempt in range(5):
+        assert throttle.allowed(keys, now=1_000 + attempt)
+        throttle.failed(keys, now=1_000 + attempt)
+    assert not throttle.allowed(keys, now=1_010)
+    assert not throttle.allowed(("user:bob", "addr:10.0.0.9"), now=1_010)  # same address, another name
+    assert throttle.allowed(keys, now=1_000 + 905)  # the window has passed
+    throttle.succeeded(keys)
+    assert throttle.allowed(keys, now=1_010)
