@@ -96,10 +96,10 @@ async def console(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Asy
         await letters.publish(pipeline.settings, [entry], clinic_b, "operator")
         await pipeline.settle(timeout=150)
         password = await pipeline.add_console_user("bea.biller", "biller", (clinic_a,))
+        viewer = await pipeline.add_console_user("vic.viewer", "viewer", (clinic_a, clinic_b))
         SHOTS.mkdir(parents=True, exist_ok=True)
-        yield Console(
-            pipeline, pipeline.console_url.rstrip("/"), clinic_a, clinic_b, password, stack.postgres.dsn
-        )
+        url = pipeline.console_url.rstrip("/")
+        yield Console(pipeline, url, clinic_a, clinic_b, password, viewer, stack.postgres.dsn)
 
 
 @pytest.fixture
