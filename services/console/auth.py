@@ -164,6 +164,6 @@ class LoginThrottle:
 
 
 def parse_tenants(values: Sequence[str]) -> tuple[str, ...]:
-    """Clinic ids as given (comma-separated or repeated), deduplicated, order kept."""
+    """Clinic ids as given (repeated ``--tenant``; comma-separated lists too), deduplicated, order kept."""
     found = [t.strip() for value in values for t in value.split(",") if t.strip()]
     return tuple(dict.fromkeys(found))
