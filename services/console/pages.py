@@ -23,7 +23,7 @@ from services.console import actions, auth, charts, queries, state, users
 from shared import clock, db
 
 log = logging.getLogger(__name__)
-STATUSES = ("open", "partially_recovered", "settled", "written_off", "merged", "refunded")
+STATUSES = ("open", "partially_recovered", "paused", "settled", "refunded", "written_off", "merged")
 
 
 def money(value: Any) -> str:
@@ -166,12 +166,7 @@ async def receivables(request: web.Request) -> web.Response:
     policy = request.query.get("policy") or None
     async with scope(request, tenant) as conn:
         rows = await matching_views.receivables(conn, tenant, payer=payer)
-        policies = {
-            r["reference"]: r["policy"]
-            for r in await conn.fetch(
-                "SELECT reference, policy FROM matching.receivables WHERE tenant_id = $1", tenant
-            )
-        }
+        policies = await queries.policies(conn, tenant)
     for row in rows:
         row["policy"] = policies.get(row["reference"], "")
     shown = [

@@ -35,6 +35,13 @@ async def payee_of(conn: asyncpg.Connection, tenant: str, account_key: str) -> s
     return None if value is None else str(value)
 
 
+async def policies(conn: asyncpg.Connection, tenant: str) -> dict[str, str]:
+    """Reference → payer policy of every receivable (the receivables page filters on it; the CLI's list,
+    ``matching_views.receivables``, does not print it)."""
+    rows = await conn.fetch("SELECT reference, policy FROM matching.receivables WHERE tenant_id = $1", tenant)
+    return {str(r["reference"]): str(r["policy"]) for r in rows}
+
+
 async def rejections(conn: asyncpg.Connection, tenant: str, limit: int = 200) -> list[dict[str, Any]]:
     """Transactions intake refused, newest file first: reason, error line and location (file, transaction
     index, ST02, claim ordinal). Intake writes these PHI-free (docs/security.md); no file content is read."""
