@@ -77,9 +77,16 @@ async def _settle_until(pipeline: Pipeline, ready: Any, timeout: float = 90.0) -
     raise AssertionError("the ledger did not reach the expected state")
 
 
-@pytest.fixture(scope="module")
-async def console(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Console]:
+@pytest.fixture(scope="session")
+def browser_ready() -> None:
+    """Checked before the stack starts, so a skip costs nothing."""
     _browser_or_skip()
+
+
+@pytest.fixture(scope="module")
+async def console(
+    browser_ready: None, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Console]:
     clinic_a, clinic_b = "console-clinic-a", "console-clinic-b"
     folder = tmp_path_factory.mktemp("console-feed")
     withheld = folder / "2026-11-02_medicare_unknown_fcn.835"
