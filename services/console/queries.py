@@ -81,6 +81,21 @@ WITH pairs AS (
     JOIN (SELECT DISTINCT tenant_id, account_key, payer_id FROM intake.remittances WHERE tenant_id = $1) m
       ON m.tenant_id = f.tenant_id AND m.account_key = f.account_key
     WHERE f.tenant_id = $1 AND f.opened_on IS NOT NULL GROUP BY 1, 2
+), queued AS (
+    SELECT facts->>'payer_id' AS payer_id, (facts->>'payment_date')::date AS paid, facts->>'trace_number' AS trace,
+           facts->>'reason_code' AS code, facts->>'reference' AS reference, min(created_at) AS at
+    FROM notification.notifications WHERE tenant_id = $1 AND kind = 'unmatched_recovery' GROUP BY 1, 2, 3, 4, 5
+), resolved AS (
+    SELECT facts->>'payer_id' AS payer_id, (facts->>'payment_date')::date AS paid, facts->>'trace_number' AS trace,
+           facts->>'reason_code' AS code, facts->>'reference' AS reference, max(created_at) AS at
+    FROM notification.notifications WHERE tenant_id = $1 AND kind = 'unmatched_recovery_resolved'
+    GROUP BY 1, 2, 3, 4, 5
+), explained AS (
+    SELECT q.payer_id, date_trunc('month', q.paid)::date AS month,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.at - q.at) / 86400) AS median_days
+    FROM queued q JOIN resolved r ON r.payer_id = q.payer_id AND r.paid = q.paid AND r.trace = q.trace
+         AND r.code = q.code AND r.reference IS NOT DISTINCT FROM q.reference
+    GROUP BY 1, 2
 ), months AS (
     SELECT p.payer_id, p.month, sum(p.amount) AS withheld,
            sum(COALESCE(ap.applied, 0)) FILTER (WHERE NOT COALESCE(p.match_method = 'rematch' AND ap.staff_entered,
@@ -92,10 +107,13 @@ WITH pairs AS (
 SELECT COALESCE(m.payer_id, b.payer_id, f.payer_id) AS payer_id, COALESCE(m.month, b.month, f.month) AS month,
        COALESCE(m.withheld, 0) AS withheld, COALESCE(m.auto, 0) AS explained_automatically,
        COALESCE(m.later, 0) AS explained_by_staff, COALESCE(m.unexplained, 0) AS unexplained,
-       COALESCE(b.rule_breaks, 0) AS rule_breaks, COALESCE(f.open_forwarding, 0) AS open_forwarding
+       COALESCE(b.rule_breaks, 0) AS rule_breaks, COALESCE(f.open_forwarding, 0) AS open_forwarding,
+       x.median_days
 FROM months m
 FULL JOIN breaks b ON b.payer_id = m.payer_id AND b.month = m.month
 FULL JOIN forwarding f ON f.payer_id = COALESCE(m.payer_id, b.payer_id) AND f.month = COALESCE(m.month, b.month)
+LEFT JOIN explained x ON x.payer_id = COALESCE(m.payer_id, b.payer_id, f.payer_id)
+     AND x.month = COALESCE(m.month, b.month, f.month)
 ORDER BY 1, 2
 """
 
@@ -110,10 +128,13 @@ async def scorecard(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any
     applied, whose money is counted where it was taken), the share explained by staff (applied later, once a
     receivable a staff member entered, a letter or an identification, appeared: ``rematch`` to a receivable
     with letter evidence), explained automatically (every other application) and still unexplained; recoupment rule breaks observed that month; forwarding balances
-    opened that month and still open. ``median_days_to_explain`` is None: the ledger records the business
-    date of a re-match, not when it happened, so the figure cannot be computed honestly yet."""
+    opened that month and still open; the median days from the work queue hearing of a withheld amount
+    (notification ``unmatched_recovery``) to its leaving the queue (``unmatched_recovery_resolved``), in
+    wall-clock time: the ledger keeps business dates only, the notifications keep when things happened (None
+    when nothing of that month was ever in the queue and resolved)."""
     out = []
     for row in _rows(await conn.fetch(SCORECARD_SQL, tenant)):
+        days = row.pop("median_days")
         withheld = row["withheld"]
         out.append(
             {
@@ -122,7 +143,7 @@ async def scorecard(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any
                 "automatic_pct": _share(row["explained_automatically"], withheld),
                 "staff_pct": _share(row["explained_by_staff"], withheld),
                 "unexplained_pct": _share(row["unexplained"], withheld),
-                "median_days_to_explain": None,
+                "median_days_to_explain": None if days is None else Decimal(str(round(days, 1))),
             }
         )
     return out
