@@ -32,6 +32,7 @@ from cli.local_kafka import (
 )
 from cli.local_postgres import PostgresInfo, pg_bindir, restart_postgres, start_postgres
 from cli.processes import InfraError, free_port, pid_alive, stop_pid, wait_for_port
+from shared.kafka_security import CONSOLE
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 __all__ = [
@@ -115,8 +116,10 @@ class Stack:
     def start_service(
         self, service: str, *, worker_id: int = 0, extra_env: dict[str, str] | None = None
     ) -> int:
-        """Run one stage as its own OS process (``python -m services.<name> worker``); return its PID."""
-        if service not in SERVICES:
+        """Run one stage as its own OS process (``python -m services.<name> worker``); return its PID. The
+        staff console (``service="console"``) runs as ``python -m services.console`` under its own Kafka login;
+        its port, session key and cookie settings come in ``extra_env``."""
+        if service not in (*SERVICES, CONSOLE):
             raise ValueError(f"unknown service {service!r}")
         logs = Path(self.root) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -129,8 +132,9 @@ class Stack:
             **(extra_env or {}),
         )
         out = (logs / f"{label}.log").open("ab")
+        command = [sys.executable, "-m", f"services.{service}"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}", "worker", "-l", "info"],
+            command if service == CONSOLE else [*command, "worker", "-l", "info"],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,

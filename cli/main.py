@@ -12,7 +12,8 @@ offsetstream dlt replay [--reason R | P:O ... | --all]     send rejected input b
 offsetstream db migrate | topics create                    prepare PostgreSQL / Kafka
 offsetstream generate --out DIR [--tenants N ...]         synthetic payer feeds + expected.json (load tests)
 offsetstream generate --check DIR [--tenant T]             compare a generated feed's expected.json with the DB
-(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see cli/staff.py)
+(staff commands — receivables, receivable, unmatched, remittance, letter, action, ledger — see cli/staff.py;
+ console users — user add|list|disable — see cli/users.py)
 """
 
 import argparse
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import dlt_commands, options, report, staff
+from cli import dlt_commands, options, report, staff, users
 from contracts.topics import INTAKE
 from shared.settings import REPO_ROOT, Settings, get_settings
 
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in _commands().values():
         command.add_parser(sub)
     staff.add_parsers(sub, settings)
+    users.add_parsers(sub)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
     topics = sub.add_parser("topics", help="Kafka topic administration")
@@ -360,7 +362,7 @@ def _unreachable(exc: Exception) -> str | None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    handled = staff.dispatch(args)
+    handled = users.dispatch(args) if args.command == "user" else staff.dispatch(args)
     if handled is not None:
         return handled
     if args.command == "run":

@@ -89,21 +89,49 @@ async def receivable(conn: asyncpg.Connection, tenant: str, reference: str) -> d
     }
 
 
+QUEUE_FILTER = "(a.unmatched_amount > 0 OR (a.bucket = 'deferral' AND a.match_reference IS NULL))"
+"""Withheld money no receivable explains yet, and recoveries the payer deferred without naming the overpayment
+(negative WO without a reference: money it will take back later against a debt staff must identify)."""
+TO_IDENTIFY = "CASE WHEN a.bucket = 'deferral' THEN -a.amount ELSE a.unmatched_amount END"
+
+
 async def unmatched(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
-    """The work queue, oldest first, with any suggestion: withheld money no receivable explains yet, and
-    recoveries the payer deferred without naming the overpayment (negative WO without a reference: money it
-    will take back later against a debt staff must identify). ``to_identify`` is the amount to explain."""
+    """The work queue, oldest first, with any suggestion (``QUEUE_FILTER``). ``to_identify`` is the amount to
+    explain."""
     return _rows(
         await conn.fetch(
-            """SELECT a.payment_date, a.trace_number, a.reason_code, a.reference, a.amount, a.unmatched_amount,
-                  CASE WHEN a.bucket = 'deferral' THEN -a.amount ELSE a.unmatched_amount END AS to_identify,
+            f"""SELECT a.payment_date, a.trace_number, a.reason_code, a.reference, a.amount, a.unmatched_amount,
+                  {TO_IDENTIFY} AS to_identify,
                   a.reason, a.suggestion, m.file_name, a.segment_ordinal, a.pair_index
            FROM matching.adjustments a
            LEFT JOIN intake.remittances m ON m.tenant_id = a.tenant_id AND m.remittance_id = a.remittance_id
-           WHERE a.tenant_id = $1
-             AND (a.unmatched_amount > 0 OR (a.bucket = 'deferral' AND a.match_reference IS NULL))
-           ORDER BY a.payment_date, a.trace_number, a.segment_ordinal, a.pair_index""",
+           WHERE a.tenant_id = $1 AND {QUEUE_FILTER}
+           ORDER BY a.payment_date, a.trace_number, a.segment_ordinal, a.pair_index""",  # noqa: S608 - constants
             tenant,
+        )
+    )
+
+
+async def work_queue(
+    conn: asyncpg.Connection, tenant: str, adjustment_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The work queue as the console shows it: oldest and largest first, each item with its id (the
+    console's handle on it), payer and payee (what a letter entered for it names), file and segment, and the
+    suggested receivable's reference and score; one item with ``adjustment_id``."""
+    return _rows(
+        await conn.fetch(
+            f"""SELECT a.adjustment_id::text AS item, a.payment_date, a.payer_id, m.payee_id, a.trace_number,
+                  a.reason_code, a.reference, a.amount, {TO_IDENTIFY} AS to_identify, a.reason, m.file_name,
+                  a.segment_ordinal, a.pair_index, s.reference AS suggested_reference,
+                  substring(a.suggestion from 'score ([0-9.]+)')::numeric AS suggestion_score
+           FROM matching.adjustments a
+           LEFT JOIN intake.remittances m ON m.tenant_id = a.tenant_id AND m.remittance_id = a.remittance_id
+           LEFT JOIN matching.receivables s ON s.tenant_id = a.tenant_id
+                AND s.receivable_id::text = substring(a.suggestion from 'receivable ([0-9a-f-]{{36}})')
+           WHERE a.tenant_id = $1 AND {QUEUE_FILTER} AND ($2::text IS NULL OR a.adjustment_id::text = $2)
+           ORDER BY a.payment_date, {TO_IDENTIFY} DESC, a.trace_number, a.segment_ordinal, a.pair_index""",  # noqa: S608
+            tenant,
+            adjustment_id,
         )
     )
 

@@ -12,10 +12,11 @@ from types import TracebackType
 from aiokafka.errors import KafkaError
 
 from cli import report
-from cli.local_infra import Stack, start_stack
+from cli.local_infra import Stack, free_port, start_stack, wait_for_port
 from cli.receiver import WebhookReceiver
 from services.intake import publish
 from shared import db, kafka
+from shared.kafka_security import CONSOLE
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
 MAX_RESTARTS = 5
@@ -41,8 +42,13 @@ class Pipeline:
         env: dict[str, str] | None = None,
         fail_first: int = 0,
         workers: dict[str, int] | None = None,
+        console: bool = False,
     ) -> None:
         self.stack = stack
+        self.console = console
+        self.console_url = ""
+        # The console's session key, like the webhook key: random for this stack only, never a default.
+        self.console_env: dict[str, str] = {}
         self.workers = workers or {}
         self.restarts: dict[str, int] = {}
         # A random master key for this stack only (never a default): the services refuse to start without one,
@@ -61,7 +67,37 @@ class Pipeline:
         for service in SERVICES:
             for worker in range(self.workers.get(service, 1)):
                 self.stack.start_service(service, worker_id=worker, extra_env=self.extra_env)
+        if self.console:
+            await self._start_console()
         return self
+
+    async def _start_console(self) -> None:
+        """The staff console on a free loopback port, over plain HTTP (so its cookies are not marked Secure:
+        a browser would not send them back over http://127.0.0.1)."""
+        port = free_port()
+        self.console_env = {
+            **self.extra_env,
+            "OFFSETSTREAM_CONSOLE_PORT": str(port),
+            "OFFSETSTREAM_CONSOLE_SECRET": secrets.token_hex(32),
+            "OFFSETSTREAM_CONSOLE_SECURE_COOKIES": "false",
+        }
+        pid = self.stack.start_service(CONSOLE, extra_env=self.console_env)
+        log_file = Path(self.stack.root) / "logs" / f"{CONSOLE}-0.log"
+        await asyncio.to_thread(wait_for_port, port, 60.0, "staff console", log_file, pid)
+        self.console_url = f"http://127.0.0.1:{port}/"
+
+    async def add_console_user(self, name: str, role: str, tenants: tuple[str, ...]) -> str:
+        """Create (or reset) a console user with a random password, as ``offsetstream user add`` does;
+        return the password."""
+        from services.console import auth, users
+
+        password = secrets.token_urlsafe(12)
+        conn = await db.connect(self.settings)
+        try:
+            await users.add(conn, name, auth.hash_password(password), role, tenants)
+        finally:
+            await conn.close()
+        return password
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -110,7 +146,8 @@ class Pipeline:
                 raise RuntimeError(f"service {label} exited {MAX_RESTARTS} times; see {logs}")
             service, _, worker = label.rpartition("-")
             self.stack.services.pop(label)
-            self.stack.start_service(service, worker_id=int(worker), extra_env=self.extra_env)
+            env = self.console_env if service == CONSOLE else self.extra_env
+            self.stack.start_service(service, worker_id=int(worker), extra_env=env)
 
     async def reconciliation(self, tenant_id: str) -> str:
         """The reconciliation text of one tenant."""
@@ -134,7 +171,7 @@ async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
     print(f"starting local Kafka and PostgreSQL under {root} ...", flush=True)
     stack = await asyncio.to_thread(start_stack, root, "run")
     try:
-        async with Pipeline(stack) as pipeline:
+        async with Pipeline(stack, console=keep) as pipeline:
             print(f"services up: {', '.join(stack.services)}; feeding {examples}", flush=True)
             count = await pipeline.ingest([examples], tenant_id)
             waited = await pipeline.settle()
@@ -144,8 +181,13 @@ async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
             )
             print(await pipeline.reconciliation(tenant_id))
             if keep:
+                password = await pipeline.add_console_user("demo", "admin", (tenant_id,))
                 print(
-                    f"\nkept running (Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}); "
+                    f"\nstaff console: {pipeline.console_url}  (log in as demo / {password}: an admin of "
+                    f"{tenant_id}; more users: offsetstream user add)"
+                )
+                print(
+                    f"kept running (Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}); "
                     "Ctrl-C to stop"
                 )
                 await asyncio.Event().wait()

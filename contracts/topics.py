@@ -110,7 +110,7 @@ LETTERS: Topic[ev.LetterReceived] = Topic(
     event_types=("DemandLetterReceived", "ProviderIdentifiedOverpayment"),
     key=ACCOUNT_KEY,
     description="Demand letters and provider-identified overpayments entered by staff.",
-    producers=("cli",),
+    producers=("cli", "console"),
     consumers=("detection",),
 )
 
@@ -127,7 +127,7 @@ STAFF_ACTIONS: Topic[ev.StaffActionRecorded] = Topic(
     key=ACCOUNT_KEY,
     description="Appeals, decisions, write-offs, refund checks and extended repayment schedules entered by "
     "staff for a receivable.",
-    producers=("cli",),
+    producers=("cli", "console"),
     consumers=("matching", "interest"),
 )
 

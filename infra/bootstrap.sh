@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what offsetstream needs on a bare Debian machine: Java 17 + Maven (to assemble the Kafka broker from
 # Maven Central), PostgreSQL server binaries, Prometheus (its `promtool` checks and unit-tests the alert rules, its
-# server answers the dashboard queries in the observability test), and the Python packages in .venv from the
+# server answers the dashboard queries in the observability test), Chromium (the console's browser tests), and the Python packages in .venv from the
 # hash-pinned requirements-dev.lock.
 # Idempotent and quick when done. OFFSETSTREAM_BOOTSTRAP_SYSTEM_ONLY=1 stops after the system packages.
 set -euo pipefail
@@ -12,6 +12,9 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
+# Debian's Chromium for the console's browser tests (tests/e2e/test_console_browser.py, Playwright with
+# executable_path=/usr/bin/chromium): Playwright's own browser download cannot reach its CDN here.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need[*]} (run as root or install them)" >&2

@@ -37,7 +37,10 @@ ADMIN = "admin"
 """The broker's super user: creates topics and ACLs (``offsetstream topics create``, this module's ``acls``)."""
 OPERATOR = "operator"
 """The command line of staff and operators: ingest, letters and staff actions, dead letters, consumer lag."""
-PRINCIPALS = (ADMIN, OPERATOR, *SERVICES)
+CONSOLE = "console"
+"""The staff console (services/console): publishes staff actions and letters for its logged-in users, reads
+nothing from Kafka (it reads the ledger's staff views)."""
+PRINCIPALS = (ADMIN, OPERATOR, CONSOLE, *SERVICES)
 
 CLI_PRODUCER = "cli"  # the producer name contracts.topics gives the command line
 OWN_OUTBOUND = {"notification": ("remit.notifications.v1",)}
@@ -186,7 +189,9 @@ def acl_bindings() -> list[AclBinding]:
     Write faust's internal topics, which carry the app id as prefix (``offsetstream-<service>-__assignor-__leader``).
     Operator: Write the topics the command line produces and, to replay dead letters, every consumed topic;
     Read every dead-letter topic and the sources of their records except the raw payer files (a dead letter of
-    intake names the stored file instead); Describe every topic and the stages' groups (consumer lag)."""
+    intake names the stored file instead); Describe every topic and the stages' groups (consumer lag).
+    Console: Write (and Describe) only the topics the registry lists it as producing (letters and staff
+    actions): every change staff make in the console is one of those events, which the stages apply."""
     rules: list[AclBinding] = []
     for service in SERVICES:
         inputs = consumed(service)
@@ -207,6 +212,7 @@ def acl_bindings() -> list[AclBinding]:
     rules += _topic_rules(OPERATOR, readable, ("read",))
     rules += _topic_rules(OPERATOR, sorted({*written, *readable, *(t.name for t in TOPICS)}), ("describe",))
     rules.append(AclBinding(OPERATOR, "group", "offsetstream-", "describe", "prefixed"))
+    rules += _topic_rules(CONSOLE, [t.name for t in TOPICS if CONSOLE in t.producers], ("write", "describe"))
     return sorted(set(rules))
 
 

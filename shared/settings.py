@@ -94,6 +94,22 @@ class Settings(BaseSettings):
         description="Longest a stage waits to fill a batch before applying what it has (added latency when idle).",
     )
     default_tenant: str = Field(default="default", description="Tenant used when a command names none.")
+    # The staff console (services/console, issue 19)
+    console_host: str = Field(default="127.0.0.1", description="Bind address of the staff console.")
+    console_port: int = Field(default=6110, description="HTTP port of the staff console.")
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the console's session cookies and CSRF tokens (32+ random characters); no "
+        "default: the console refuses to start without it.",
+    )
+    console_secure_cookies: bool = Field(
+        default=True,
+        description="Mark the console's cookies Secure (sent over HTTPS only). Only a console reached over "
+        "plain HTTP on the loopback (make run-keep, the tests) turns it off.",
+    )
+    console_session_minutes: int = Field(
+        default=480, ge=5, le=1440, description="How long a console login lasts (one working day by default)."
+    )
     payer_policies: dict[str, str] = Field(
         default_factory=dict,
         description='Payer id → payer policy plugin name (e.g. {"87726": "ny"}), for every tenant; the policy '

@@ -132,3 +132,32 @@ async def test_a_worker_without_a_login_stops_naming_the_variables(stack: Stack)
         raise AssertionError(f"the worker kept running without a login:\n{out.decode()[-3000:]}") from None
     assert proc.returncode != 0
     assert "OFFSETSTREAM_KAFKA_PASSWORD" in out.decode()
+
+
+async def test_the_console_may_only_write_letters_and_staff_actions(stack: Stack) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from cli import letters
+
+    console = _login(stack, "console")
+    # Step: a letter, as the console publishes one for a logged-in user (its own tenant: touches no other test).
+    entry = letters.LetterEntry(
+        payer_id="01312",
+        payee_id="1234567893",
+        fcn="FCNACL0001",
+        amount=Decimal("1.00"),
+        letter_date=date(2026, 1, 5),
+    )
+    key, value = letters.to_event(entry, f"acl-{uuid.uuid4().hex[:8]}", "acl-test")
+    producer = AIOKafkaProducer(**console, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait("remit.letters.v1", key=key.encode(), value=value)
+    finally:
+        await producer.stop()
+    # Step: it may not write the raw payer files, nor read anything (it reads the ledger's staff views).
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _put(console, INTAKE)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _read(console, "remit.staff-actions.v1", None)

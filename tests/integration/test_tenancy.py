@@ -197,7 +197,7 @@ async def test_staff_commands_show_only_the_tenant_asked_for(
 async def test_a_service_login_cannot_leave_its_role(ledger: asyncpg.Connection, stack: Stack) -> None:
     """docker-compose.yml's logins (infra/postgres/init): each a member of its own group role only."""
     script = REPO_ROOT / "infra" / "postgres" / "init" / "10-service-logins.sh"
-    passwords = {f"{r.upper()}_DB_PASSWORD": uuid.uuid4().hex for r in (*SERVICES, "staff")}
+    passwords = {f"{r.upper()}_DB_PASSWORD": uuid.uuid4().hex for r in (*SERVICES, "staff", "console")}
     env = stack.env(
         POSTGRES_USER=stack.postgres.user,
         POSTGRES_DB=stack.postgres.database,
@@ -224,6 +224,22 @@ async def test_a_service_login_cannot_leave_its_role(ledger: asyncpg.Connection,
                     )
         finally:
             await pool.close()
+        # The console's login: it may read its users and become staff (read-only, RLS), nothing else.
+        console = await asyncpg.connect(
+            stack.postgres.dsn.replace(f"//{stack.postgres.user}@", "//offsetstream_console_login@"),
+            password=passwords["CONSOLE_DB_PASSWORD"],
+        )
+        try:
+            await console.execute("SET ROLE offsetstream_console")
+            await console.fetchval("SELECT count(*) FROM console.users")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await console.execute("DELETE FROM console.users")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await console.execute("SET ROLE offsetstream_matching")
+            async with db.staff_scope(console, "some-clinic"):
+                assert await console.fetchval("SELECT current_user") == "offsetstream_staff"
+        finally:
+            await console.close()
     finally:
-        for role in (*SERVICES, "staff"):
+        for role in (*SERVICES, "staff", "console"):
             await ledger.execute(f'DROP ROLE IF EXISTS "offsetstream_{role}_login"')

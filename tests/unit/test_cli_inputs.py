@@ -183,6 +183,11 @@ BAD: list[tuple[list[str], str]] = [
     (["db", "drop"], "invalid choice"),
     (["topics", "delete"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
+    # user (staff console logins)
+    (["user", "add", "Ann Smith", "--role", "biller", "--tenant", "c1"], "user name"),
+    (["user", "add", "ann", "--role", "root", "--tenant", "c1"], "invalid choice"),
+    (["user", "add", "ann", "--role", "biller", "--tenant", "../c1"], "not a tenant id"),
+    (["user", "disable", "ann smith"], "user name"),
 ]
 
 

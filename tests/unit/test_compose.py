@@ -438,3 +438,21 @@ def test_secrets_come_from_the_environment_without_defaults(services: dict[str, 
             if "SECRET" in var or "PASSWORD" in var:
                 # One variable of the environment, required (`:?`): never a value or a default in the file.
                 assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}", value), f"{name}: {var} has a default"
+
+
+def test_console_runs_with_its_own_logins_and_is_published_on_the_loopback_only(
+    services: dict[str, Any],
+) -> None:
+    console = services["console"]
+    assert console["command"] == ["python", "-m", "services.console"]
+    env = _environment(console)
+    assert env["OFFSETSTREAM_KAFKA_USERNAME"] == "console"
+    assert env["OFFSETSTREAM_DATABASE_URL"].startswith(
+        "postgresql://offsetstream_console_login:${CONSOLE_DB_PASSWORD:?"
+    )
+    assert env["OFFSETSTREAM_CONSOLE_SECRET"].startswith("${OFFSETSTREAM_CONSOLE_SECRET:?")
+    assert env["OFFSETSTREAM_CONSOLE_SECURE_COOKIES"] == "true"
+    assert console["ports"] == ["127.0.0.1:6110:6110"]
+    script = (REPO_ROOT / "infra" / "postgres" / "init" / "10-service-logins.sh").read_text()
+    assert "console" in script.split("for role in ", 1)[1].split(";", 1)[0]
+    assert _environment(services["postgres"])["CONSOLE_DB_PASSWORD"].startswith("${CONSOLE_DB_PASSWORD:?")

@@ -3,6 +3,10 @@ or sideways within its own package, never up, and the runtime has no import cycl
 
 contracts → shared (runtime) → policies → services/<stage> → cli (operator and staff application) → devtools.
 A stage never imports another stage: they talk only through Kafka topics.
+
+The staff console (``services/console``) is deployed as a sixth process but is no stage: it is the staff
+application on the web, standing where ``cli`` stands (it reads the staff views and publishes the same staff
+events), so it ranks with ``cli`` and no stage may import it.
 """
 
 import ast
@@ -13,14 +17,19 @@ from shared.settings import REPO_ROOT
 RANK = {"contracts": 0, "shared": 1, "policies": 2, "services": 3, "cli": 4, "devtools": 5}
 
 
+STAFF_APPS = ("services.console",)
+
+
 def _package(module: str) -> str:
-    """The top-level package (layer) of a dotted module name."""
+    """The top-level package (layer) of a dotted module name; the console counts as ``cli``."""
+    if any(module == app or module.startswith(app + ".") for app in STAFF_APPS):
+        return "cli"
     return module.split(".", maxsplit=1)[0]
 
 
 def _stage(module: str) -> str | None:
     parts = module.split(".")
-    return parts[1] if parts[0] == "services" and len(parts) > 1 else None
+    return parts[1] if parts[0] == "services" and len(parts) > 1 and _package(module) == "services" else None
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
