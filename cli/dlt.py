@@ -16,6 +16,9 @@ retention (``OFFSETSTREAM_DLT_RETENTION_DAYS``, 30 by default): resolve or repla
 Bodies are not shown unless asked for: an 835 carries patient names and member ids (NM1*QC, NM1*IL), and what
 a command prints ends up in terminal scroll-back, screen shares and support tickets. Headers are PHI-free by
 construction, so listing and ``show`` without ``--content`` are always safe to paste.
+
+A little over 500 lines on purpose: reading a record, finding its original bytes and replaying it are one
+chain over one record type (:class:`DeadLetter`), and the console's files-and-rejects page uses it whole.
 """
 
 import hashlib

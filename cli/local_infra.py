@@ -15,6 +15,7 @@ live in the metadata the controller serves).
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -86,6 +87,12 @@ class Stack:
         )
         env.update(extra)
         return env
+
+    def exports(self, principal: str = "operator") -> list[str]:
+        """``export OFFSETSTREAM_…=…`` lines a shell pastes to run the command line against this stack (the
+        broker's passwords are generated on every start, so they cannot be written down in advance)."""
+        ours = {k: v for k, v in self.env(principal).items() if k.startswith("OFFSETSTREAM_")}
+        return [f"export {key}={shlex.quote(value)}" for key, value in sorted(ours.items())]
 
     def settings(self, principal: str = "admin", **overrides: object) -> Settings:
         """Settings of an in-process client of this stack (broker login as ``principal``, the database)."""

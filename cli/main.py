@@ -93,10 +93,11 @@ def _print_file_events(path: Path, tenant: str, format_hint: str | None) -> int:
 
 async def _reconcile(tenant: str) -> int:
     from cli import report
-    from shared import db
+    from shared import clock, db
 
-    async with db.staff_connection(get_settings(), tenant) as conn:  # this tenant's rows only (RLS)
-        print(report.render(await report.reconciliation(conn, tenant)))
+    settings = get_settings()
+    async with db.staff_connection(settings, tenant) as conn:  # this tenant's rows only (RLS)
+        print(report.render(await report.reconciliation(conn, tenant), tenant, clock.today(settings)))
     return 0
 
 
@@ -134,6 +135,10 @@ async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> in
         f" (X12 transactions routed by payee: {settings.payee_directory})" if settings.payee_directory else ""
     )
     print(f"published {count} file(s) to {INTAKE.name} for tenant {tenant}{routed}")
+    print(
+        "intake reads them next: `offsetstream files` shows what each posted; a file or transaction it "
+        "rejects shows there as REJECTED and in `offsetstream dlt list` (why, and where in the file)"
+    )
     return 0
 
 
@@ -194,9 +199,11 @@ async def _files(tenant: str, as_json: bool, limit: int, show_warnings: bool) ->
         print(f"no files received for tenant {tenant}")
         return 0
     if show_warnings:
-        for r in rows:
-            for warning in r["warnings"]:
-                print(f"{r['file_name']} ({r['sha256'][:12]}) {warning}")
+        warned = [(r, warning) for r in rows for warning in r["warnings"]]
+        for r, warning in warned:
+            print(f"{r['file_name']} ({r['sha256'][:12]}) {warning}")
+        if not warned:
+            print(f"none: the reader warned about nothing in the last {len(rows)} file(s) of tenant {tenant}")
         return 0
     table = [
         [

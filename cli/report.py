@@ -4,7 +4,7 @@ Read-only queries across the services' schemas: an operations view, not a servic
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -40,12 +40,72 @@ async def reconciliation(conn: asyncpg.Connection, tenant_id: str) -> dict[str, 
     }
 
 
+TITLES = {
+    "remittances": "Remittances received",
+    "receivables": "Receivables (what each overpayment still owes)",
+    "offsets": "Withheld money (PLB), by how it was explained",
+    "forwarding_balances": "Forwarding balances (payer carried a negative payment forward)",
+    "interest": "Interest periods",
+    "notifications": "Notifications",
+}
+"""Section titles a billing person reads; the keys stay the query names the code and tests use."""
+
+NOTES = {
+    "remittances": "PLB withheld: provider-level adjustments of the payment; positive = withheld from it, "
+    "negative = added to it (a recoupment given back).",
+    "offsets": "allocated = recovered a receivable; deferral = recovery the payer postponed (or reversed);\n"
+    "  forwarding balance = carried to a later payment; non offset = not a recoupment (e.g. interest paid to\n"
+    "  the provider); unmatched = no receivable explains it yet (the work queue: offsetstream unmatched);\n"
+    "  refund acknowledged = a payer's refund pair, nothing owed.",
+}
+
+HEADERS = {
+    "trace_number": "trace",
+    "payment_date": "paid on",
+    "payer_id": "payer",
+    "claim_count": "claims",
+    "total_claim_paid": "claims paid",
+    "total_adjustments": "PLB withheld",
+    "total_paid": "payment",
+    "principal_recovered": "principal recovered",
+    "interest_accrued": "interest accrued",
+    "interest_recovered": "interest recovered",
+    "balance": "still owed",
+    "opened_on": "opened on",
+    "opened_amount": "opened",
+    "applied_amount": "applied",
+    "open_amount": "open",
+    "period_end": "period end",
+    "principal_basis": "principal basis",
+    "annual_rate": "annual rate",
+    "unmatched": "unexplained",
+}
+"""Column headers in words (two spaces or more separate columns, so a header may have several)."""
+
+
+def header(key: str) -> str:
+    """The words for one column key: the table above, else the key with spaces."""
+    return HEADERS.get(key, key.replace("_", " "))
+
+
+WORDED = frozenset({"status", "bucket", "kind"})
+"""Columns whose values are code words (``partially_recovered``) printed as words."""
+
+
+def cell(key: str, value: Any) -> str:
+    """One value as printed: empty for none, code words with spaces."""
+    if value is None:
+        return ""
+    return str(value).replace("_", " ") if key in WORDED else str(value)
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain text table, right-aligned numbers."""
+    """A plain text table, right-aligned numbers, headers in words."""
     if not rows:
         return "  (none)"
-    headers = list(rows[0])
-    cells = [[("" if r[h] is None else str(r[h])) for h in headers] for r in rows]
+    keys = list(rows[0])
+    headers = [header(k) for k in keys]
+    cells = [[cell(k, r[k]) for k in keys] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     numeric = [
         all(c[i].replace(".", "", 1).replace("-", "", 1).isdigit() or c[i] == "" for c in cells)
@@ -60,11 +120,18 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(c) for c in cells)])
 
 
-def render(report: dict[str, list[dict[str, Any]]], extra: dict[str, str] | None = None) -> str:
-    """The whole reconciliation as text."""
-    parts = []
+def render(
+    report: dict[str, list[dict[str, Any]]],
+    tenant_id: str,
+    as_of: date,
+    extra: dict[str, str] | None = None,
+) -> str:
+    """The whole reconciliation as text, headed by whose it is and the business date it is "as of"
+    (interest and timelines depend on that date, so a printed copy must carry it)."""
+    parts = [f"Reconciliation of {tenant_id} as of {as_of.isoformat()} (business date)"]
     for name, rows in report.items():
-        parts.append(f"\n{name.replace('_', ' ').title()}\n{table(rows)}")
+        note = f"\n  {NOTES[name]}" if name in NOTES and rows else ""
+        parts.append(f"\n{TITLES.get(name, name)}{note}\n{table(rows)}")
     for key, value in (extra or {}).items():
         parts.append(f"\n{key}: {value}")
     return "\n".join(parts)

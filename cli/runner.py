@@ -15,7 +15,7 @@ from cli import report
 from cli.local_infra import Stack, free_port, start_stack, wait_for_port
 from cli.receiver import WebhookReceiver
 from services.intake import publish
-from shared import db, kafka
+from shared import clock, db, kafka
 from shared.kafka_security import CONSOLE
 from shared.settings import REPO_ROOT, SERVICES, Settings
 
@@ -161,7 +161,7 @@ class Pipeline:
             f"({len(self.receiver.deliveries)} distinct, {self.receiver.duplicates} duplicates, "
             f"{self.receiver.bad_signatures} bad signatures)"
         }
-        return report.render(figures, extra)
+        return report.render(figures, tenant_id, clock.today(self.settings), extra)
 
 
 async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
@@ -186,9 +186,12 @@ async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
                     f"\nstaff console: {pipeline.console_url}  (log in as demo / {password}: an admin of "
                     f"{tenant_id}; more users: offsetstream user add)"
                 )
+                exports = "\n".join(stack.exports())
                 print(
-                    f"kept running (Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}); "
-                    "Ctrl-C to stop"
+                    f"kept running (Kafka {stack.kafka.bootstrap}, PostgreSQL {stack.postgres.dsn}).\n"
+                    f"To use the command line against it, in another shell:\n{exports}\n"
+                    "  offsetstream reconcile --tenant " + tenant_id + "\nCtrl-C to stop",
+                    flush=True,
                 )
                 await asyncio.Event().wait()
     finally:

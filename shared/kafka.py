@@ -1,6 +1,9 @@
 """Broker administration every stage and tool shares: the message cap, topic creation with their configs, topic
 partitions, and consumer lag per stage. No domain knowledge: topics come from the contracts registry."""
 
+import asyncio
+import logging
+
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -9,6 +12,8 @@ from contracts.topics import NOTIFICATIONS, TOPICS, all_topic_names
 from shared import kafka_security
 from shared.lag import partition_lag
 from shared.settings import SERVICES, Settings
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -59,9 +64,36 @@ async def create_topics(settings: Settings) -> list[str]:
         ]
         if altered:
             await admin.alter_configs(altered)
+        await wait_for_leaders(admin, all_topic_names())
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], patience: float = 30.0) -> None:
+    """Return once every partition of ``topics`` has a leader, as the broker answering reports it.
+
+    A topic is usable a moment after ``CreateTopics`` returns: until its partitions have elected leaders,
+    the first produce requests fail with ``NotLeaderForPartitionError`` and are retried with a warning in
+    every service's log. Waiting here, before anything publishes, keeps those warnings (which look like
+    faults to an operator) out of a normal start. Gives up with a warning after ``patience`` seconds: producers still retry.
+    """
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        described = await admin.describe_topics(topics)
+        leaderless = [
+            t["topic"]
+            for t in described
+            if t.get("error_code") != 0
+            or not t["partitions"]
+            or any(p.get("error_code") != 0 or p.get("leader", -1) < 0 for p in t["partitions"])
+        ]
+        if not leaderless and len(described) == len(topics):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("topics without a partition leader after %.0f s: %s", patience, ", ".join(leaderless))
+            return
+        await asyncio.sleep(0.2)
 
 
 async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, list[int]]:

@@ -54,7 +54,7 @@ NAME_PARTS = ("QC", "IL", "74", "QD")
 _PERSON = b"offsetstream-phi"
 _RUN = re.compile(r"[A-Za-z0-9]+")
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")
-_EXEMPT = re.compile(
+EXEMPT = re.compile(
     r"^(?:-?\d+\.\d{2}|\d{4}-\d{2}-\d{2}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
 """Fact values that are an amount, an ISO date or a UUID: system-made, never PHI, never rewritten."""
@@ -103,9 +103,21 @@ def normalise(token: str) -> str:
     return token.strip().upper()
 
 
+_BLAKE = hashlib.blake2b(digest_size=16, person=_PERSON)
+"""The digest's parameters, set once: copying a prepared hash is about twice as fast as building one, and the
+scanner below takes a digest of every window of every outbound text."""
+_ASCII_SPACE = frozenset(i for i in range(128) if chr(i).isspace())
+
+
 def digest(token: str) -> str:
     """Keyed digest of one normalised token (what notification stores per account)."""
-    return hashlib.blake2b(normalise(token).encode(), digest_size=16, person=_PERSON).hexdigest()
+    return _digest_bytes(normalise(token).encode())
+
+
+def _digest_bytes(data: bytes | memoryview) -> str:
+    h = _BLAKE.copy()
+    h.update(data)
+    return h.hexdigest()
 
 
 def token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str]]:
@@ -202,10 +214,7 @@ def _windows(
     names of that length inside a run that has digits (an identifier a name was glued to)."""
     upper = text.upper()
     ids, names = sorted(set(id_lengths)), sorted(set(name_lengths))
-    for length in ids:
-        if length >= MIN_ID_ANYWHERE:
-            for begin in range(len(upper) - length + 1):
-                yield "id", length, begin, begin + length, digest(upper[begin : begin + length])
+    yield from _anywhere_windows(upper, [n for n in ids if n >= MIN_ID_ANYWHERE])
     for run in _RUN.finditer(upper):
         word, begin = run.group(), run.start()
         if len(word) < MIN_ID_ANYWHERE and len(word) in ids:
@@ -217,6 +226,24 @@ def _windows(
                     yield "name", length, at, at + length, digest(word[offset : offset + length])
         elif len(word) in names:
             yield "name", len(word), begin, run.end(), digest(word)
+
+
+def _anywhere_windows(upper: str, lengths: list[int]) -> Iterable[tuple[TokenKind, int, int, int, str]]:
+    """Every window of ``upper`` of those lengths (ids masked anywhere, glued to other text included)."""
+    data = upper.encode()
+    if len(data) == len(upper):  # ASCII (nearly always): digest the window's bytes in place
+        view = memoryview(data)
+        for length in lengths:
+            for begin in range(len(data) - length + 1):
+                end = begin + length
+                # a window with a blank at either edge normalises to a shorter text, so it cannot be a token
+                # of this length (tokens are stored by their normalised length): skip its digest
+                if data[begin] not in _ASCII_SPACE and data[end - 1] not in _ASCII_SPACE:
+                    yield "id", length, begin, end, _digest_bytes(view[begin:end])
+        return
+    for length in lengths:
+        for begin in range(len(upper) - length + 1):
+            yield "id", length, begin, begin + length, digest(upper[begin : begin + length])
 
 
 def candidates(texts: Sequence[str], lengths: Iterable[tuple[str, int]]) -> set[tuple[TokenKind, int, str]]:
@@ -261,12 +288,12 @@ class Scrubber:
 
     def facts(self, facts: Mapping[str, str]) -> dict[str, str]:
         """Fact values with known tokens masked (amounts, dates and ids as they are)."""
-        return {k: v if _EXEMPT.match(v) else self.tokens.mask(v) for k, v in facts.items()}
+        return {k: v if EXEMPT.match(v) else self.tokens.mask(v) for k, v in facts.items()}
 
     def json_text(self, value: Any) -> Any:
         """Every string inside a decoded JSON document, masked."""
         if isinstance(value, str):
-            return value if _EXEMPT.match(value) else self.tokens.mask(value)
+            return value if EXEMPT.match(value) else self.tokens.mask(value)
         if isinstance(value, list):
             return [self.json_text(v) for v in value]
         if isinstance(value, dict):

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         "acks=all send then survives one broker down and is never acknowledged on one disk only); unset = the "
         "broker's default.",
     )
+    x12_max_transaction_segments: int = Field(
+        default=1_000_000,
+        ge=100,
+        description="Segments of the longest 835 transaction (ST to SE) intake reads; a longer one is refused "
+        "whole as too_large (one transaction is read in memory, about 0.25 KiB a segment).",
+    )
     batch_max_messages: int = Field(
         default=200,
         ge=1,

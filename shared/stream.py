@@ -255,9 +255,20 @@ class Stage:
             await self.retrying(lambda: self.publish(outputs, sources), broker_errors=True)
         finally:
             telemetry.IN_PROGRESS.labels(service).dec(len(batch))
-        per_message = (time.perf_counter() - started) / len(batch)
-        for outcome, count in Counter(result.outcome for result in results).items():
+        elapsed = time.perf_counter() - started
+        per_message = elapsed / len(batch)
+        outcomes = Counter(result.outcome for result in results)
+        for outcome, count in outcomes.items():
             telemetry.MESSAGES_PROCESSED.labels(service, outcome).inc(count)
+        log.info(
+            "%s: batch of %d from %s: %s; published %d in %.0f ms",
+            service,
+            len(batch),
+            ", ".join(f"{t} ×{n}" for t, n in sorted(Counter(i.topic for i in batch).items())),
+            ", ".join(f"{n} {o.replace('_', ' ')}" for o, n in sorted(outcomes.items())),
+            len(outputs),
+            elapsed * 1000,
+        )
         histogram = telemetry.PROCESSING_SECONDS.labels(service)
         for _ in results:
             histogram.observe(per_message)

@@ -39,5 +39,8 @@ def build(settings: Settings, parsers: Mapping[str, FeedParser], store: IntakeSt
 
 def from_environment(settings: Settings | None = None) -> Stage:
     """The stage as a worker runs it: settings from the environment and the installed feed parsers."""
+    settings = settings or get_settings()
     parsers: dict[str, FeedParser] = plugins.load_plugins(plugins.FEED_PARSERS)
-    return build(settings or get_settings(), parsers, IntakeStore())
+    if isinstance(parsers.get(x12.X12Parser.name), x12.X12Parser):  # the built-in reader, with its bound
+        parsers[x12.X12Parser.name] = x12.X12Parser(settings.x12_max_transaction_segments)
+    return build(settings, parsers, IntakeStore())

@@ -5,35 +5,27 @@ notifications topic — the backbone downstream systems subscribe to. A second a
 queues each notification for the destinations its tenant's routes name (channel plugins); the dispatcher sends
 them and logs every attempt. The timer queues deadline reminders and daily digests through the outbox. A third
 agent records the digests of the patient control numbers of each account (claims, overpayments) so the
-outbound scrubber (``shared.phi``) can mask them. Logic: ``engine``, ``domain`` (pure), ``store`` (SQL),
+outbound scrubber (``shared.phi``) can mask them (``learn``). Every consumer is a batch handler: a constant
+number of statements per batch (issue #18.2). Logic: ``engine``, ``domain`` (pure), ``store`` (SQL),
 ``delivery`` (attempt loop).
 """
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from mode.types.signals import BaseSignalT
 
 from contracts.references import ReferenceLayout
-from contracts.topics import (
-    ALERTS,
-    CLAIM_PAYMENTS,
-    INTEREST,
-    NOTIFICATIONS,
-    OFFSETS,
-    OVERPAYMENTS,
-    RECEIVABLES,
-)
+from contracts.topics import ALERTS, INTEREST, NOTIFICATIONS, OFFSETS, RECEIVABLES
 from policies import config as policy_config
 from policies.config import PolicyResolver
-from services.notification import delivery, metrics
+from services.notification import delivery, learn, metrics
 from services.notification.channels import NotificationChannel
 from services.notification.engine import Notifier, load_routes
 from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
 from shared import clock, outbox, plugins
-from shared.messages import Incoming, Rejected, envelope_event_id
+from shared.messages import BatchHandler
 from shared.settings import Settings, get_settings
 from shared.stream import Stage
 
@@ -66,15 +58,16 @@ def build(
         store=store,
         layout_of=layout_of,
     )
-    stage.handle(OFFSETS, notifier.on_offset)
-    stage.handle(RECEIVABLES, notifier.on_receivable)
-    stage.handle(INTEREST, notifier.on_interest)
-    stage.handle(ALERTS, notifier.on_alert)
+    stage.handle_batch(OFFSETS, notifier.on_offsets)
+    stage.handle_batch(RECEIVABLES, notifier.on_receivables)
+    stage.handle_batch(INTEREST, notifier.on_interest)
+    stage.handle_batch(ALERTS, notifier.on_alerts)
     stage.consume(OFFSETS, RECEIVABLES, INTEREST, ALERTS)
-    stage.handle_records(CLAIM_PAYMENTS, notifier.learn_claim)
-    stage.handle_records(OVERPAYMENTS, notifier.learn_overpayment)
-    stage.consume(CLAIM_PAYMENTS, OVERPAYMENTS, id_of=learn_id)
-    stage.handle_records(NOTIFICATIONS, notifier.deliver)
+    learning = learn.learner(store)
+    for topic in learn.TOPICS:
+        stage.handle_records(topic, learning)
+    stage.consume(*learn.TOPICS, id_of=learn.learn_id)
+    stage.handle_records(NOTIFICATIONS, BatchHandler(notifier.deliver))
     stage.consume(NOTIFICATIONS, batch=20)
     outbox.every(
         stage,
@@ -94,16 +87,6 @@ def build(
 
     stage.app.on_before_shutdown.connect(close_channels)
     return stage
-
-
-def learn_id(incoming: Incoming) -> str:
-    """The learning agent's own idempotency ids: it reads other stages' topics, so an event id it records must
-    never make this stage's other agents take their own input with the same id for done. Input without an
-    event id is not this agent's to dead-letter (its consumers do): it gets the digest of its bytes."""
-    try:
-        return f"learn:{envelope_event_id(incoming)}"
-    except Rejected:
-        return f"learn:sha256:{hashlib.sha256(incoming.value).hexdigest()}"
 
 
 def from_environment(settings: Settings | None = None) -> Stage:

@@ -41,7 +41,7 @@ import asyncpg
 
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound, Outcome
-from services.notification.store import NotificationStore
+from services.notification.store import NotificationStore, columns
 from shared import telemetry
 from shared.batches import dead_letter_message
 from shared.messages import Incoming, Outgoing
@@ -76,7 +76,7 @@ async def deliver_once(
         metrics.DELIVERIES.labels(name, "already_delivered").inc()
         return "already_delivered"
     for number in range(1, policy.max_attempts + 1):
-        row_id, _ = await store.begin_attempt(conn, tenant, nid, name, target)
+        row_id = (await store.begin_attempt(conn, tenant, nid, name, target)).row_id
         started = time.perf_counter()
         try:
             outcome = await channel.send(outbound)
@@ -106,27 +106,35 @@ async def deliver_once(
 SERVICE = "notification"
 
 
-async def queue_delivery(
-    conn: asyncpg.Connection, channel: str, outbound: Outbound, source: Incoming
-) -> bool:
-    """Owe one delivery, in the caller's transaction; False when it is already queued."""
-    done = await conn.fetchval(
+async def queue_deliveries(conn: asyncpg.Connection, jobs: Sequence[tuple[str, Outbound, Incoming]]) -> None:
+    """Owe deliveries (channel, what to send, the notification record it came from), in the caller's
+    transaction and one statement for the batch; one already queued is not queued again."""
+    if not jobs:
+        return
+    rows = (
+        (
+            outbound.tenant_id,
+            UUID(outbound.notification_id),
+            channel,
+            outbound.target,
+            outbound.body,
+            outbound.subject,
+            outbound.text,
+            source.topic,
+            source.partition,
+            source.offset,
+            source.key,
+        )
+        for channel, outbound, source in jobs
+    )
+    await conn.execute(
         """INSERT INTO notification.delivery_queue (tenant_id, notification_id, channel, target, body, subject,
                text, source_topic, source_partition, source_offset, source_key)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING RETURNING 1""",
-        outbound.tenant_id,
-        UUID(outbound.notification_id),
-        channel,
-        outbound.target,
-        outbound.body,
-        outbound.subject,
-        outbound.text,
-        source.topic,
-        source.partition,
-        source.offset,
-        source.key,
+           SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::text[],
+               $7::text[], $8::text[], $9::int[], $10::bigint[], $11::bytea[])
+           ON CONFLICT DO NOTHING""",
+        *columns(11, rows),
     )
-    return done is not None
 
 
 @dataclass(frozen=True)

@@ -2,27 +2,29 @@
 (``deliver``), and the timer (``tick``: deadline reminders and daily digests through the outbox).
 
 ``app.py`` wires these to Faust; the decisions are in ``domain`` (pure), the SQL in ``store``, the attempt loop
-in ``delivery``. Notification ids are deterministic, so a replayed input or a re-run timer never creates a
+in ``delivery``, what leaves in ``outbound``, the learning of tokens in ``learn``. Every handler takes a batch of
+one topic and sends a constant number of statements for it (issue #18.2). Notification ids are deterministic, so a replayed input or a re-run timer never creates a
 second notification, and the delivery log never lets one destination receive an id twice from us.
 
 PHI never leaves (``shared.phi``): references are quoted by the payer's layout when messages are made, and every
 message passes the outbound scrubber twice — in :meth:`Notifier.emit`, before it is stored and published on the
-backbone, and in :func:`outbound`, before a channel sends it (which also covers notifications published before
+backbone, and in ``outbound.outbound``, before a channel sends it (which also covers notifications published before
 a token was known). The scrubber masks the account's patient control numbers, which ``learn`` records as
 digests from the claim and overpayment events.
 """
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from pydantic import ValidationError
 
-from contracts.envelope import Envelope, parse_envelope
+from contracts.envelope import Envelope
 from contracts.events import (
     AlertRaised,
     InterestAccrued,
@@ -31,17 +33,19 @@ from contracts.events import (
     ReceivableChanged,
 )
 from contracts.references import ReferenceLayout
-from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OVERPAYMENTS, P, Topic
+from contracts.topics import NOTIFICATIONS
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound
-from services.notification.delivery import RetryPolicy, queue_delivery
+from services.notification.delivery import RetryPolicy, queue_deliveries
+from services.notification.outbound import emitted, outbound, scrubbed, status_for, texts_of
 from services.notification.routes import Routes, load_routes_document
+from services.notification.rows import AllocationHalf, BalanceHalf, NewNotification, ReceivableRow, TokenScope
 from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
-from shared import envelopes, outbox, phi
+from shared import outbox, phi
 from shared.effects import after_commit
 from shared.ids import account_key, stable_id
-from shared.messages import Incoming, Outgoing
+from shared.messages import Incoming, Outgoing, PerInput
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,61 +73,32 @@ def load_routes(settings: Settings, channels: Sequence[str]) -> Routes:
     return Routes.parse(doc, channels, settings.webhook_url)
 
 
-def scrubbed(message: domain.Message, scrubber: phi.Scrubber) -> domain.Message:
-    """A message through the outbound scrubber: summary and facts with every known token masked."""
-    return domain.Message(
-        message.kind, message.severity, scrubber.text(message.summary), scrubber.facts(message.facts)
-    )
+@dataclass(frozen=True)
+class Emission:
+    """A notification to record and publish: its cause, id, message, tenant, account key and the scope whose
+    tokens scrub it (None: every account of the tenant, for a digest)."""
+
+    cause: UUID
+    nid: UUID
+    message: domain.Message
+    tenant: str
+    key: str
+    scope: str | None
 
 
-def texts_of(n: NotificationEmitted | domain.Message) -> list[str]:
-    """The free text of a notification, where the scrubber looks for tokens."""
-    return [n.summary, *n.facts.values()]
-
-
-def outbound(
-    n: NotificationEmitted, tenant: str, target: str, body: bytes, scrubber: phi.Scrubber
-) -> Outbound:
-    """What a channel sends for one notification and destination, through the scrubber: the webhook body (the
-    backbone envelope, re-masked), the e-mail subject and text."""
-    summary, facts = scrubber.text(n.summary), scrubber.facts(n.facts)
-    return Outbound(
-        notification_id=str(n.notification_id),
-        tenant_id=tenant,
-        target=target,
-        body=scrubber.body(body),
-        subject=scrubber.text(domain.subject_line(n.kind, n.severity, facts)),
-        text=scrubber.text(domain.render_text(n.kind, n.severity, summary, facts, str(n.notification_id))),
-    )
-
-
-def emitted(cause: UUID, nid: UUID, message: domain.Message, tenant: str, key: str) -> Outgoing:
-    """The NotificationEmitted envelope of a message, on the backbone topic (callers scrub it first:
-    :meth:`Notifier.emit`)."""
-    payload = NotificationEmitted(
-        notification_id=nid,
-        kind=message.kind,
-        severity=message.severity,
-        summary=message.summary,
-        facts=message.facts,
-        related_event_id=cause,
-    )
-    return Outgoing.event(
-        NOTIFICATIONS,
-        envelopes.build(
-            payload,
-            event_id=nid,
-            event_type="NotificationEmitted",
-            tenant_id=tenant,
-            account_key=key,
-            causation_id=str(cause),
-        ),
-    )
+Found = list[tuple[UUID, domain.Message]]
+"""The notifications one upstream event calls for, with their ids."""
 
 
 @dataclass
 class Notifier:
-    """Everything the handlers need, resolved once at start-up."""
+    """Everything the handlers need, resolved once at start-up.
+
+    The handlers take a whole batch of one topic (``Stage.handle_batch``) and send a constant number of
+    statements per batch (issue #18.2): tokens of every account in two queries, each table written once with
+    ``unnest``. Each input still sees what the inputs before it in the batch did, as one by one: the only
+    state shared across inputs of a batch is the offset/receivable join and the receivables copy, and both
+    are written keeping, per row, the first completion and the last state."""
 
     settings: Settings
     routes: Routes
@@ -134,150 +109,184 @@ class Notifier:
     store: NotificationStore
     layout_of: LayoutOf = no_layout
 
-    async def quote(
-        self, conn: asyncpg.Connection, tenant: str, key: str, payer: str, texts: Sequence[str]
-    ) -> domain.Quote:
-        """How references of this tenant's payer are quoted: by its layout (else conservatively), cut before
-        any token of the account that ``texts`` (the event's references) contain."""
+    def _layout(self, tenant: str, payer: str) -> ReferenceLayout | None:
         try:
-            layout = self.layout_of(tenant, payer)
+            return self.layout_of(tenant, payer)
         except ValueError as exc:  # a policy that cannot be resolved: quote conservatively, keep notifying
             log.warning("reference layout of payer %s unresolved (%s)", payer, type(exc).__name__)
-            layout = None
-        return domain.quoter(layout, await self.store.tokens_in(conn, tenant, key, texts))
+            return None
 
-    async def _quote(self, conn: asyncpg.Connection, source: Envelope[Any], payer: str) -> domain.Quote:
-        return await self.quote(
-            conn, source.tenant_id, source.account_key, payer, phi.quoted_texts(source.payload)
-        )
-
-    async def emit(
-        self,
-        conn: asyncpg.Connection,
-        cause: UUID,
-        nid: UUID,
-        message: domain.Message,
-        tenant: str,
-        key: str,
-        scope: str | None,
-    ) -> Outgoing:
-        """THE way out for a new notification: scrubbed with the tokens of account ``scope`` (None: every
-        account of the tenant, for a digest), then enveloped for the backbone and the notification row."""
-        tokens = await self.store.tokens_in(conn, tenant, scope, texts_of(message))
-        return emitted(cause, nid, scrubbed(message, phi.Scrubber(None, tokens)), tenant, key)
-
-    # --- what must never leave -----------------------------------------------------------------------------
-
-    async def learn_claim(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Record the digest of the patient control number a claim names, for its account."""
-        return await self._learn(conn, incoming, CLAIM_PAYMENTS, lambda c: [c.patient_control_number])
-
-    async def learn_overpayment(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Record the digests of the patient control numbers an overpayment names, for its account."""
-        return await self._learn(conn, incoming, OVERPAYMENTS, lambda o: list(o.patient_control_numbers))
-
-    async def _learn(
-        self,
-        conn: asyncpg.Connection,
-        incoming: Incoming,
-        topic: Topic[P],
-        ids_of: Callable[[P], list[str]],
-    ) -> Sequence[Outgoing]:
-        """Input that does not parse is left to its own consumers' dead-letter topics (detection, matching own
-        these topics' meaning); notification only learns from what it can read."""
-        try:
-            env = topic.parse(incoming.value)
-        except ValueError as exc:  # pydantic's ValidationError is one
-            log.warning("not learning from %s: %s", incoming.topic, type(exc).__name__)
-            return []
-        rows = phi.token_rows("id", ids_of(env.payload))
-        await self.store.add_tokens(conn, env.tenant_id, env.account_key, rows)
-        return []
-
-    # --- upstream events → notifications ----------------------------------------------------------------
-
-    async def on_receivable(
-        self, conn: asyncpg.Connection, source: Envelope[ReceivableChanged]
-    ) -> Sequence[Outgoing]:
-        """A receivable changed: keep its copy and deadlines, notify what the change calls for."""
-        return await self._notify(conn, source, await self._on_receivable(conn, source, source.event_type))
-
-    async def on_offset(
-        self, conn: asyncpg.Connection, source: Envelope[OffsetRecorded]
-    ) -> Sequence[Outgoing]:
-        """A PLB pair was explained (applied, unmatched, forwarding balance…)."""
-        return await self._notify(conn, source, await self._on_offset(conn, source, source.event_type))
-
-    async def on_interest(
-        self, conn: asyncpg.Connection, source: Envelope[InterestAccrued]
-    ) -> Sequence[Outgoing]:
-        """Interest accrued on a receivable (notified above the configured threshold)."""
-        messages = domain.for_interest(
-            source.payload,
-            self.settings.notification_interest_threshold,
-            await self._quote(conn, source, source.payload.payer_id),
-        )
-        found = [(stable_id(source.event_id, "notification", m.kind), m) for m in messages]
-        return await self._notify(conn, source, found)
-
-    async def on_alert(self, conn: asyncpg.Connection, source: Envelope[AlertRaised]) -> Sequence[Outgoing]:
-        """An alert for staff."""
-        quote = await self._quote(conn, source, source.payload.payer_id)
-        found = [
-            (stable_id(source.event_id, "notification", m.kind), m)
-            for m in domain.for_alert(source.payload, quote)
+    async def quotes(
+        self, conn: asyncpg.Connection, asks: Sequence[tuple[str, str, str, Sequence[str]]]
+    ) -> list[domain.Quote]:
+        """How references are quoted for each (tenant, account key, payer, texts): by the payer's layout (else
+        conservatively), cut before any token of the account that the texts (the event's references)
+        contain. Two queries for all of them."""
+        tokens = await self.store.tokens_in(conn, [TokenScope(t, k, tuple(texts)) for t, k, _, texts in asks])
+        return [
+            domain.quoter(self._layout(tenant, payer), known)
+            for (tenant, _, payer, _), known in zip(asks, tokens, strict=True)
         ]
-        return await self._notify(conn, source, found)
+
+    async def _quotes_of(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[Any]], payers: Sequence[str]
+    ) -> list[domain.Quote]:
+        return await self.quotes(
+            conn,
+            [
+                (s.tenant_id, s.account_key, payer, phi.quoted_texts(s.payload))
+                for s, payer in zip(sources, payers, strict=True)
+            ],
+        )
+
+    async def emit(self, conn: asyncpg.Connection, emissions: Sequence[Emission]) -> list[Outgoing | None]:
+        """THE way out for new notifications: each scrubbed with the tokens of its scope, enveloped for the
+        backbone and recorded (one statement); None for one already recorded (a replay, or the same id earlier
+        in the batch)."""
+        tokens = await self.store.tokens_in(
+            conn, [TokenScope(e.tenant, e.scope, tuple(texts_of(e.message))) for e in emissions]
+        )
+        made = [
+            scrubbed(e.message, phi.Scrubber(None, known)) for e, known in zip(emissions, tokens, strict=True)
+        ]
+        outs = [emitted(e.cause, e.nid, m, e.tenant, e.key) for e, m in zip(emissions, made, strict=True)]
+        rows = [
+            NewNotification(
+                e.tenant,
+                e.nid,
+                m.kind,
+                m.severity,
+                m.summary,
+                dict(m.facts),
+                e.cause,
+                status_for(self.routes, e.tenant, m.kind),
+            )
+            for e, m in zip(emissions, made, strict=True)
+        ]
+        new = await self.store.add_notifications(conn, rows)
+        given: list[Outgoing | None] = []
+        for e, out in zip(emissions, outs, strict=True):
+            if e.nid in new:
+                new.discard(e.nid)
+                after_commit(metrics.NOTIFICATIONS.labels(e.message.kind).inc)
+                given.append(out)
+            else:
+                given.append(None)
+        return given
 
     async def _notify(
-        self, conn: asyncpg.Connection, source: Envelope[Any], found: list[tuple[UUID, domain.Message]]
-    ) -> list[Outgoing]:
-        """Record the notifications an upstream event calls for and publish each once on the backbone."""
-        outputs = []
-        for nid, message in found:
-            tenant, key = source.tenant_id, source.account_key
-            out = await self.emit(conn, source.event_id, nid, message, tenant, key, key)
-            if await self.store.add_notification(conn, source.tenant_id, _payload(out)):
-                after_commit(metrics.NOTIFICATIONS.labels(message.kind).inc)
-                outputs.append(out)
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[Any]], found: Sequence[Found]
+    ) -> list[list[Outgoing]]:
+        """Record the notifications each upstream event calls for and publish each once on the backbone."""
+        emissions = [
+            (position, Emission(s.event_id, nid, m, s.tenant_id, s.account_key, s.account_key))
+            for position, (s, messages) in enumerate(zip(sources, found, strict=True))
+            for nid, m in messages
+        ]
+        outputs: list[list[Outgoing]] = [[] for _ in sources]
+        given = await self.emit(conn, [e for _, e in emissions])
+        for (position, _), out in zip(emissions, given, strict=True):
+            if out is not None:
+                outputs[position].append(out)
         return outputs
 
-    async def _on_receivable(
-        self, conn: asyncpg.Connection, source: Envelope[ReceivableChanged], event_type: str
-    ) -> list[tuple[UUID, domain.Message]]:
-        change, tenant = source.payload, source.tenant_id
-        quote = await self._quote(conn, source, change.payer_id)
-        await self.store.upsert_receivable(conn, tenant, source.account_key, change)
-        timeline = self._timeline(change.policy, change.determination_date, change.identified_on)
-        await self.store.set_deadlines(conn, tenant, change.receivable_id, domain.watched(timeline))
-        found = [
-            (stable_id(source.event_id, "notification", m.kind), m)
-            for m in domain.for_receivable(event_type, change, timeline, quote)
-        ]
-        offset_id = _uuid(source.causation_id)
-        if event_type in OFFSET_REDUCTIONS and offset_id is not None:
-            done = await self.store.record_balance(conn, tenant, offset_id, change)
-            if done is not None:
-                found.append(_applied(done, quote))
-        return found
+    # --- upstream events → notifications (batch handlers) ------------------------------------------------
 
-    async def _on_offset(
-        self, conn: asyncpg.Connection, source: Envelope[OffsetRecorded], event_type: str
-    ) -> list[tuple[UUID, domain.Message]]:
-        offset = source.payload
-        quote = await self._quote(conn, source, offset.payer_id)
-        found = [
-            (stable_id(source.event_id, "notification", m.kind), m)
-            for m in domain.for_offset(event_type, offset, quote)
-        ]
-        if offset.bucket == "allocated":
-            for index in range(len(offset.allocations)):
-                done = await self.store.record_allocation(
-                    conn, source.tenant_id, source.account_key, offset, index
+    async def on_receivables(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[ReceivableChanged]]
+    ) -> list[list[Outgoing]]:
+        """Receivables changed: keep their copy and deadlines, notify what each change calls for, and complete
+        the "offset applied" join for reductions an offset caused."""
+        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
+        await self.store.upsert_receivables(conn, [_receivable_row(s) for s in sources])
+        found: list[Found] = []
+        deadlines: list[tuple[str, UUID, list[domain.Milestone]]] = []
+        halves: list[tuple[int, BalanceHalf]] = []
+        for position, (source, quote) in enumerate(zip(sources, quotes, strict=True)):
+            change = source.payload
+            timeline = self._timeline(change.policy, change.determination_date, change.identified_on)
+            # A closed receivable has no deadline left to remind of; its next change rewrites them if it opens.
+            watched = domain.watched(timeline) if change.status in domain.OPEN_STATUSES else []
+            deadlines.append((source.tenant_id, change.receivable_id, watched))
+            found.append(
+                [
+                    (stable_id(source.event_id, "notification", m.kind), m)
+                    for m in domain.for_receivable(source.event_type, change, timeline, quote)
+                ]
+            )
+            offset_id = _uuid(source.causation_id)
+            if source.event_type in OFFSET_REDUCTIONS and offset_id is not None:
+                half = BalanceHalf(
+                    source.tenant_id, offset_id, change.receivable_id, change.balance, change.status
                 )
-                if done is not None:
-                    found.append(_applied(done, quote))
-        return found
+                halves.append((position, half))
+        await self.store.set_deadlines(conn, deadlines)
+        done = await self.store.record_balances(conn, [h for _, h in halves])
+        for position, h in halves:
+            if (app := done.pop((h.tenant_id, h.offset_id, h.receivable_id), None)) is not None:
+                app = replace(app, balance_after=h.balance_after, status_after=h.status_after)
+                found[position].append(_applied(app, quotes[position]))
+        return await self._notify(conn, sources, found)
+
+    async def on_offsets(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[OffsetRecorded]]
+    ) -> list[list[Outgoing]]:
+        """PLB pairs explained (applied, unmatched, forwarding balance…); an allocation completes the "offset
+        applied" join when the balance it left is already known."""
+        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
+        found: list[Found] = []
+        halves: list[tuple[int, AllocationHalf]] = []
+        for position, (source, quote) in enumerate(zip(sources, quotes, strict=True)):
+            offset = source.payload
+            found.append(
+                [
+                    (stable_id(source.event_id, "notification", m.kind), m)
+                    for m in domain.for_offset(source.event_type, offset, quote)
+                ]
+            )
+            if offset.bucket == "allocated":
+                halves += [(position, _allocation(source, a)) for a in offset.allocations]
+        done = await self.store.record_allocations(conn, [h for _, h in halves])
+        for position, h in halves:
+            if (app := done.pop((h.tenant_id, h.offset_id, h.receivable_id), None)) is not None:
+                app = replace(
+                    app,
+                    reference=h.reference,
+                    trace_number=h.trace_number,
+                    payment_date=h.payment_date,
+                    reason_code=h.reason_code,
+                    applied=h.to_interest + h.to_principal,
+                    to_interest=h.to_interest,
+                    to_principal=h.to_principal,
+                )
+                found[position].append(_applied(app, quotes[position]))
+        return await self._notify(conn, sources, found)
+
+    async def on_interest(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[InterestAccrued]]
+    ) -> list[list[Outgoing]]:
+        """Interest accrued on receivables (notified above the configured threshold)."""
+        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
+        threshold = self.settings.notification_interest_threshold
+        found = [
+            [
+                (stable_id(s.event_id, "notification", m.kind), m)
+                for m in domain.for_interest(s.payload, threshold, quote)
+            ]
+            for s, quote in zip(sources, quotes, strict=True)
+        ]
+        return await self._notify(conn, sources, found)
+
+    async def on_alerts(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[AlertRaised]]
+    ) -> list[list[Outgoing]]:
+        """Alerts for staff."""
+        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
+        found = [
+            [(stable_id(s.event_id, "notification", m.kind), m) for m in domain.for_alert(s.payload, quote)]
+            for s, quote in zip(sources, quotes, strict=True)
+        ]
+        return await self._notify(conn, sources, found)
 
     def _timeline(
         self, policy: str, determination: date, identified_on: date | None
@@ -294,30 +303,52 @@ class Notifier:
 
     # --- notifications → channels -------------------------------------------------------------------------
 
-    async def deliver(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Queue one notification for each immediate destination (the dispatcher in ``delivery`` sends it once
-        per id and dead-letters what gives up) and for digests. What is sent passes the scrubber again
-        (:func:`outbound`)."""
-        env = NOTIFICATIONS.parse(incoming.value)
-        n, tenant = env.payload, env.tenant_id
-        destinations = self.routes.resolve(tenant, n.kind)
-        outputs: list[Outgoing] = []
-        statuses: list[str] = []
-        scope = None if n.kind == domain.DAILY_DIGEST else env.account_key
-        scrubber = phi.Scrubber(None, await self.store.tokens_in(conn, tenant, scope, texts_of(n)))
-        for dest in destinations:
-            if dest.mode == "digest":
-                await self.store.add_digest_item(conn, tenant, self.today(), n)
-                statuses.append("digest")
+    async def deliver(self, conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
+        """Queue each notification of the batch for each immediate destination (the dispatcher in ``delivery``
+        sends it once per id and dead-letters what gives up) and for digests: tokens in two queries, the
+        digest items, the queue and the statuses in one statement each. What is sent passes the scrubber
+        again (:func:`outbound`). A record that does not parse is a dead letter of its own."""
+        given: list[PerInput] = []
+        parsed: list[tuple[int, Incoming, Envelope[NotificationEmitted]]] = []
+        for position, incoming in enumerate(batch):
+            try:
+                parsed.append((position, incoming, NOTIFICATIONS.parse(incoming.value)))
+            except ValidationError as exc:
+                given.append(exc)
                 continue
-            message = outbound(n, tenant, dest.target, incoming.value, scrubber)
-            # --- delivery hook (issue 16 §3, services/notification/delivery.py) ---------------------------
-            # Queued with this transaction, not sent here: the dispatcher drains each destination on its own,
-            # dead-letters what gives up and sets the status, so a slow receiver never holds this consumer.
-            await queue_delivery(conn, dest.channel, message, incoming)
-            statuses.append("queued")
-        await self.store.set_status(conn, tenant, n.notification_id, _overall(statuses))
-        return outputs
+            given.append([])
+        tokens = await self.store.tokens_in(
+            conn,
+            [
+                TokenScope(
+                    env.tenant_id,
+                    None if env.payload.kind == domain.DAILY_DIGEST else env.account_key,
+                    tuple(texts_of(env.payload)),
+                )
+                for _, _, env in parsed
+            ],
+        )
+        today = self.today()
+        items: list[tuple[str, date, UUID, str, str, str]] = []
+        jobs: list[tuple[str, Outbound, Incoming]] = []
+        statuses: list[tuple[str, UUID, str]] = []
+        for (_, incoming, env), known in zip(parsed, tokens, strict=True):
+            n, tenant = env.payload, env.tenant_id
+            scrubber = phi.Scrubber(None, known)
+            for dest in self.routes.resolve(tenant, n.kind):
+                if dest.mode == "digest":
+                    items.append((tenant, today, n.notification_id, n.kind, n.severity, n.summary))
+                else:
+                    # Queued with this transaction, not sent here: the dispatcher drains each destination on
+                    # its own, dead-letters what gives up and sets the status (issue 16 §3).
+                    jobs.append(
+                        (dest.channel, outbound(n, tenant, dest.target, incoming.value, scrubber), incoming)
+                    )
+            statuses.append((tenant, n.notification_id, status_for(self.routes, tenant, n.kind)))
+        await self.store.add_digest_items(conn, items)
+        await queue_deliveries(conn, jobs)
+        await self.store.set_statuses(conn, statuses)
+        return given
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -331,46 +362,49 @@ class Notifier:
 
     async def tick(self, conn: asyncpg.Connection, today: date) -> int:
         """Queue deadline reminders and closed days' digests in the outbox; returns how many were queued."""
+        lead = self.settings.notification_lead_days
         queued = 0
         async with conn.transaction():
-            for tenant, key, deadline in await self.store.due_deadlines(
-                conn, today, self.settings.notification_lead_days
-            ):
-                if not domain.deadline_due(deadline, today, self.settings.notification_lead_days):
-                    continue
-                nid = stable_id(
-                    tenant, deadline.receivable_id, deadline.milestone, deadline.due_on, "deadline"
-                )
-                quote = await self.quote(conn, tenant, key, deadline.payer_id, [deadline.reference])
-                message = domain.deadline_approaching(deadline, today, quote)
-                queued += await self._queue(conn, tenant, key, nid, message, key)
-                await self.store.mark_deadline(conn, tenant, deadline, nid)
-        for tenant, day in await self.store.days_to_digest(conn, today):
+            due = [
+                d
+                for d in await self.store.due_deadlines(conn, today, lead)
+                if domain.deadline_due(d.deadline, today, lead)
+            ]
+            quotes = await self.quotes(
+                conn, [(d.tenant_id, d.account_key, d.deadline.payer_id, [d.deadline.reference]) for d in due]
+            )
+            emissions = []
+            for d, quote in zip(due, quotes, strict=True):
+                dl = d.deadline
+                nid = stable_id(d.tenant_id, dl.receivable_id, dl.milestone, dl.due_on, "deadline")
+                message = domain.deadline_approaching(dl, today, quote)
+                emissions.append(Emission(nid, nid, message, d.tenant_id, d.account_key, d.account_key))
+            queued += await self._queue(conn, emissions)
+            await self.store.mark_deadlines(
+                conn, [(d.tenant_id, d.deadline, e.nid) for d, e in zip(due, emissions, strict=True)]
+            )
+        for digest in await self.store.days_to_digest(conn, today):
+            tenant, day = digest.tenant_id, digest.day
             async with conn.transaction():
                 nid = stable_id("digest", tenant, day.isoformat())
                 items = await self.store.claim_digest(conn, tenant, day, nid)
                 if items:
                     message = domain.compose_digest(day, items)
                     digest_key = account_key(tenant, "digest", "")
-                    queued += await self._queue(conn, tenant, digest_key, nid, message, None)
+                    queued += await self._queue(conn, [Emission(nid, nid, message, tenant, digest_key, None)])
                     after_commit(metrics.DIGESTS.inc)
         return queued
 
-    async def _queue(
-        self,
-        conn: asyncpg.Connection,
-        tenant: str,
-        key: str,
-        nid: UUID,
-        message: domain.Message,
-        scope: str | None,
-    ) -> int:
-        out = await self.emit(conn, nid, nid, message, tenant, key, scope)
-        if not await self.store.add_notification(conn, tenant, _payload(out)):
+    async def _queue(self, conn: asyncpg.Connection, emissions: Sequence[Emission]) -> int:
+        """Record new notifications of the timer and queue them in the outbox; how many were new."""
+        if not emissions:
             return 0
-        after_commit(metrics.NOTIFICATIONS.labels(message.kind).inc)
-        await outbox.add(conn, SERVICE, str(nid), out)
-        return 1
+        queued = 0
+        for e, out in zip(emissions, await self.emit(conn, emissions), strict=True):
+            if out is not None:
+                await outbox.add(conn, SERVICE, str(e.nid), out)
+                queued += 1
+        return queued
 
     async def close(self) -> None:
         """Release the channels' connections."""
@@ -378,9 +412,36 @@ class Notifier:
             await channel.close()
 
 
-def _payload(out: Outgoing) -> NotificationEmitted:
-    """The payload back from an outgoing envelope (the row and the message are the same bytes' facts)."""
-    return parse_envelope(out.value, NotificationEmitted).payload
+def _receivable_row(source: Envelope[ReceivableChanged]) -> ReceivableRow:
+    change = source.payload
+    return ReceivableRow(
+        source.tenant_id,
+        change.receivable_id,
+        source.account_key,
+        change.payer_id,
+        change.reference,
+        change.policy,
+        change.status,
+        change.determination_date,
+        change.balance,
+        change.paused,
+    )
+
+
+def _allocation(source: Envelope[OffsetRecorded], a: Any) -> AllocationHalf:
+    offset = source.payload
+    return AllocationHalf(
+        source.tenant_id,
+        offset.offset_id,
+        a.receivable_id,
+        source.account_key,
+        a.reference,
+        offset.trace_number,
+        offset.payment_date,
+        offset.reason_code,
+        a.to_interest,
+        a.to_principal,
+    )
 
 
 def _uuid(text: str) -> UUID | None:
@@ -395,13 +456,3 @@ def _applied(done: domain.OffsetApplication, quote: domain.Quote) -> tuple[UUID,
         stable_id(done.offset_id, "offset_applied", done.receivable_id),
         domain.offset_applied(done, quote),
     )
-
-
-def _overall(statuses: list[str]) -> str:
-    if not statuses:
-        return "no_route"
-    if "queued" in statuses:  # delivery hook: the dispatcher sets delivered/failed when the queue is done
-        return "queued"
-    if "failed" in statuses:
-        return "failed"
-    return "delivered" if "delivered" in statuses else "digest"

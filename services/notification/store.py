@@ -1,23 +1,59 @@
 """Notification's tables (schema ``notification``): notifications, the delivery log, the receivables copy and
-its deadlines, the offset/receivable join, and digests. SQL only; callers own the transactions."""
+its deadlines, the offset/receivable join, digests and the digests of patient control numbers.
+
+SQL in, frozen dataclasses out, no decisions; callers own the transactions. The consumer's writes are
+set-based (issue #18.2): each method takes every row of a batch and sends one statement (``unnest`` arrays in,
+``RETURNING`` or one query out), so a batch of 200 messages costs what a batch of 2 does. The delivery log is
+the exception: the dispatcher writes it one attempt at a time, autocommitted, because an attempt must be on
+record before it leaves (``delivery.deliver_once``)."""
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from contracts.events import NotificationEmitted, OffsetRecorded, ReceivableChanged
 from services.notification.domain import Deadline, DigestItem, Milestone, OffsetApplication
+from services.notification.rows import (
+    AllocationHalf,
+    AttemptRecord,
+    AttemptStarted,
+    BalanceHalf,
+    DigestDay,
+    DueDeadline,
+    JoinKey,
+    LearntToken,
+    NewNotification,
+    ReceivableRow,
+    TokenScope,
+)
 from shared import phi
-from shared.phi import TokenKind, Tokens
+from shared.phi import Tokens
 
 
-def _application(row: asyncpg.Record | None) -> OffsetApplication | None:
-    if row is None:
-        return None
+def columns(width: int, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as ``width`` column lists, the arguments of an ``unnest($1::…[], $2::…[], …)``. (Detection's store
+    has the same helper: stages may not import each other, and ``shared.db`` is the runtime's to change.)"""
+    out: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(out, row, strict=True):
+            column.append(value)
+    return out
+
+
+def _last_per_key(rows: Sequence[Any], key: Any) -> list[Any]:
+    """The last row per key, in first-seen order: what a batch of upserts leaves, as one statement may touch a
+    row only once (``ON CONFLICT DO UPDATE``)."""
+    last: dict[Any, Any] = {}
+    for row in rows:
+        last.pop(key(row), None)
+        last[key(row)] = row
+    return list(last.values())
+
+
+def _application(row: asyncpg.Record) -> OffsetApplication:
     return OffsetApplication(
         offset_id=str(row["offset_id"]),
         receivable_id=str(row["receivable_id"]),
@@ -33,38 +69,57 @@ def _application(row: asyncpg.Record | None) -> OffsetApplication | None:
     )
 
 
-_CLAIM_COMPLETE = """UPDATE notification.offset_applications SET notified = true
-     WHERE tenant_id = $1 AND offset_id = $2 AND receivable_id = $3 AND NOT notified
-       AND applied IS NOT NULL AND balance_after IS NOT NULL
-     RETURNING *"""
-
-
 class NotificationStore:
     """Notification's repository: notifications, attempts, deadlines, offset applications, digests and tokens."""
 
     # --- notifications --------------------------------------------------------------------------------------
 
-    async def add_notification(
-        self, conn: asyncpg.Connection, tenant_id: str, n: NotificationEmitted
-    ) -> bool:
-        """Record a notification once; False on a replay."""
-        done = await conn.fetchval(
+    async def add_notifications(self, conn: asyncpg.Connection, rows: Sequence[NewNotification]) -> set[UUID]:
+        """Record notifications once each (one statement); the ids not recorded before (a replay adds none)."""
+        if not rows:
+            return set()
+        found = await conn.fetch(
             """INSERT INTO notification.notifications (tenant_id, notification_id, kind, severity, summary, facts,
-                   related_event_id) VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7) ON CONFLICT DO NOTHING RETURNING 1""",
-            tenant_id,
-            n.notification_id,
-            n.kind,
-            n.severity,
-            n.summary,
-            json.dumps(n.facts),
-            n.related_event_id,
+                   related_event_id, status)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+                   $7::uuid[], $8::text[])
+               ON CONFLICT DO NOTHING RETURNING notification_id""",
+            *columns(
+                8,
+                (
+                    (
+                        n.tenant_id,
+                        n.notification_id,
+                        n.kind,
+                        n.severity,
+                        n.summary,
+                        json.dumps(n.facts),
+                        n.related_event_id,
+                        n.status,
+                    )
+                    for n in rows
+                ),
+            ),
         )
-        return done is not None
+        return {r["notification_id"] for r in found}
+
+    async def set_statuses(self, conn: asyncpg.Connection, rows: Sequence[tuple[str, UUID, str]]) -> None:
+        """Notifications' overall outcomes (tenant, id, status) in one statement; a row already in that status
+        (the status the consumer recorded from the routes, the usual case) is not written again."""
+        if not rows:
+            return
+        await conn.execute(
+            """UPDATE notification.notifications n SET status = s.status
+                 FROM unnest($1::text[], $2::uuid[], $3::text[]) AS s(tenant_id, notification_id, status)
+                WHERE n.tenant_id = s.tenant_id AND n.notification_id = s.notification_id
+                  AND n.status IS DISTINCT FROM s.status""",
+            *columns(3, _last_per_key(rows, lambda r: (r[0], r[1]))),
+        )
 
     async def set_status(
-        self, conn: asyncpg.Connection, tenant_id: str, notification_id: UUID, status: str
+        self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, notification_id: UUID, status: str
     ) -> None:
-        """The notification's overall outcome: delivered, failed, digest or no_route."""
+        """One notification's outcome (the dispatcher, when a destination gave up)."""
         await conn.execute(
             "UPDATE notification.notifications SET status = $3 WHERE tenant_id = $1 AND notification_id = $2",
             tenant_id,
@@ -90,8 +145,8 @@ class NotificationStore:
 
     async def begin_attempt(
         self, conn: asyncpg.Connection, tenant_id: str, notification_id: UUID, channel: str, target: str
-    ) -> tuple[int, int]:
-        """Log an attempt as 'sending' before it leaves; returns (log row id, attempt number for the destination)."""
+    ) -> AttemptStarted:
+        """Log an attempt as 'sending' before it leaves."""
         row = await conn.fetchrow(
             """INSERT INTO notification.deliveries (tenant_id, notification_id, channel, target, attempt, status)
                SELECT $1, $2, $3, $4, coalesce(max(attempt), 0) + 1, 'sending' FROM notification.deliveries
@@ -102,7 +157,7 @@ class NotificationStore:
             channel,
             target,
         )
-        return int(row["delivery_attempt_id"]), int(row["attempt"])
+        return AttemptStarted(int(row["delivery_attempt_id"]), int(row["attempt"]))
 
     async def finish_attempt(
         self,
@@ -135,55 +190,96 @@ class NotificationStore:
             return False
         return True
 
+    async def delivery_log(self, conn: asyncpg.Connection, tenant_id: str) -> list[AttemptRecord]:
+        """Every attempt of a tenant, oldest first (operators and tests)."""
+        rows = await conn.fetch(
+            """SELECT notification_id, channel, target, attempt, status, http_status, latency_ms, error
+                 FROM notification.deliveries WHERE tenant_id = $1 ORDER BY delivery_attempt_id""",
+            tenant_id,
+        )
+        return [
+            AttemptRecord(
+                r["notification_id"],
+                r["channel"],
+                r["target"],
+                r["attempt"],
+                r["status"],
+                r["http_status"],
+                None if r["latency_ms"] is None else float(r["latency_ms"]),
+                r["error"],
+            )
+            for r in rows
+        ]
+
     # --- receivables copy and deadlines ---------------------------------------------------------------------
 
-    async def upsert_receivable(
-        self, conn: asyncpg.Connection, tenant_id: str, account_key: str, change: ReceivableChanged
-    ) -> None:
-        """Keep the latest state of a receivable (events of one account arrive in order)."""
+    async def upsert_receivables(self, conn: asyncpg.Connection, rows: Sequence[ReceivableRow]) -> None:
+        """Keep the latest state of each receivable (one statement; events of one account arrive in order, so
+        the last change of a receivable in the batch is its state)."""
+        if not rows:
+            return
         await conn.execute(
             """INSERT INTO notification.receivables (tenant_id, receivable_id, account_key, payer_id, reference,
-                   policy, status, determination_date, balance, paused) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
+                   policy, status, determination_date, balance, paused)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                   $7::text[], $8::date[], $9::numeric[], $10::bool[])
                ON CONFLICT (tenant_id, receivable_id) DO UPDATE SET status = excluded.status,
                    determination_date = excluded.determination_date, balance = excluded.balance,
                    paused = excluded.paused, policy = excluded.policy, updated_at = now()""",
-            tenant_id,
-            change.receivable_id,
-            account_key,
-            change.payer_id,
-            change.reference,
-            change.policy,
-            change.status,
-            change.determination_date,
-            change.balance,
-            change.paused,
+            *columns(
+                10,
+                (
+                    (
+                        r.tenant_id,
+                        r.receivable_id,
+                        r.account_key,
+                        r.payer_id,
+                        r.reference,
+                        r.policy,
+                        r.status,
+                        r.determination_date,
+                        r.balance,
+                        r.paused,
+                    )
+                    for r in _last_per_key(rows, lambda r: (r.tenant_id, r.receivable_id))
+                ),
+            ),
         )
 
     async def set_deadlines(
-        self, conn: asyncpg.Connection, tenant_id: str, receivable_id: UUID, milestones: list[Milestone]
+        self, conn: asyncpg.Connection, rows: Sequence[tuple[str, UUID, Sequence[Milestone]]]
     ) -> None:
-        """Record the receivable's watched milestones; pending ones no longer on its timeline are dropped (an
-        appeal or a new determination date moves them), notified ones are kept as history."""
-        await conn.execute(
-            """DELETE FROM notification.deadlines WHERE tenant_id = $1 AND receivable_id = $2
-                   AND notification_id IS NULL AND NOT ((milestone, due_on) IN
-                       (SELECT * FROM unnest($3::text[], $4::date[])))""",
-            tenant_id,
-            receivable_id,
-            [m[0] for m in milestones],
-            [m[1] for m in milestones],
+        """Record each receivable's watched milestones (tenant, receivable, milestones), one statement for the
+        batch: pending ones no longer on its timeline are dropped (an appeal or a new determination date moves
+        them, a closed receivable has none), notified ones are kept as history. The last entry of a receivable
+        wins, as the last of its changes would one by one."""
+        if not rows:
+            return
+        latest = _last_per_key(rows, lambda r: (r[0], r[1]))
+        owners = columns(2, ((tenant, rid) for tenant, rid, _ in latest))
+        wanted = columns(
+            4, ((tenant, rid, label, day) for tenant, rid, milestones in latest for label, day in milestones)
         )
-        await conn.executemany(
-            """INSERT INTO notification.deadlines (tenant_id, receivable_id, milestone, due_on)
-               VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING""",
-            [(tenant_id, receivable_id, label, day) for label, day in milestones],
+        await conn.execute(
+            """WITH owner AS (SELECT * FROM unnest($1::text[], $2::uuid[]) AS o(tenant_id, receivable_id)),
+                    wanted AS (SELECT * FROM unnest($3::text[], $4::uuid[], $5::text[], $6::date[])
+                                   AS w(tenant_id, receivable_id, milestone, due_on)),
+                    dropped AS (
+                        DELETE FROM notification.deadlines d USING owner o
+                         WHERE d.tenant_id = o.tenant_id AND d.receivable_id = o.receivable_id
+                           AND d.notification_id IS NULL
+                           AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.tenant_id = d.tenant_id
+                                  AND w.receivable_id = d.receivable_id AND w.milestone = d.milestone
+                                  AND w.due_on = d.due_on))
+               INSERT INTO notification.deadlines (tenant_id, receivable_id, milestone, due_on)
+               SELECT * FROM wanted ON CONFLICT DO NOTHING""",
+            *owners,
+            *wanted,
         )
 
-    async def due_deadlines(
-        self, conn: asyncpg.Connection, today: date, lead_days: int
-    ) -> list[tuple[str, str, Deadline]]:
-        """(tenant, account key, deadline) of open receivables whose un-notified deadline falls in the lead window;
-        locked so two workers' timers cannot both take one."""
+    async def due_deadlines(self, conn: asyncpg.Connection, today: date, lead_days: int) -> list[DueDeadline]:
+        """Deadlines of open receivables, not yet notified, that fall in the lead window; locked so two workers'
+        timers cannot both take one."""
         rows = await conn.fetch(
             """SELECT d.tenant_id, r.account_key, d.receivable_id, r.reference, r.payer_id, d.milestone, d.due_on,
                       r.balance
@@ -197,7 +293,7 @@ class NotificationStore:
             lead_days,
         )
         return [
-            (
+            DueDeadline(
                 r["tenant_id"],
                 r["account_key"],
                 Deadline(
@@ -212,88 +308,124 @@ class NotificationStore:
             for r in rows
         ]
 
-    async def mark_deadline(
-        self, conn: asyncpg.Connection, tenant_id: str, deadline: Deadline, notification_id: UUID
+    async def mark_deadlines(
+        self, conn: asyncpg.Connection, rows: Sequence[tuple[str, Deadline, UUID]]
     ) -> None:
-        """Remember which notification announced a deadline (once per receivable + deadline)."""
+        """Remember which notification announced each deadline (tenant, deadline, notification), one statement."""
+        if not rows:
+            return
         await conn.execute(
-            """UPDATE notification.deadlines SET notification_id = $5
-                WHERE tenant_id = $1 AND receivable_id = $2 AND milestone = $3 AND due_on = $4""",
-            tenant_id,
-            UUID(deadline.receivable_id),
-            deadline.milestone,
-            deadline.due_on,
-            notification_id,
+            """UPDATE notification.deadlines d SET notification_id = m.notification_id
+                 FROM unnest($1::text[], $2::uuid[], $3::text[], $4::date[], $5::uuid[])
+                      AS m(tenant_id, receivable_id, milestone, due_on, notification_id)
+                WHERE d.tenant_id = m.tenant_id AND d.receivable_id = m.receivable_id
+                  AND d.milestone = m.milestone AND d.due_on = m.due_on""",
+            *columns(
+                5,
+                (
+                    (tenant, UUID(d.receivable_id), d.milestone, d.due_on, nid)
+                    for tenant, d, nid in _last_per_key(
+                        rows, lambda r: (r[0], r[1].receivable_id, r[1].milestone, r[1].due_on)
+                    )
+                ),
+            ),
         )
 
     # --- offset applied: join of the allocation and the balance left ----------------------------------------
 
-    async def record_allocation(
-        self, conn: asyncpg.Connection, tenant_id: str, account_key: str, offset: OffsetRecorded, index: int
-    ) -> OffsetApplication | None:
-        """The allocation half of the join; the completed application when the balance half is already there."""
-        a = offset.allocations[index]
+    async def record_allocations(
+        self, conn: asyncpg.Connection, halves: Sequence[AllocationHalf]
+    ) -> dict[JoinKey, OffsetApplication]:
+        """The allocation halves of a batch (the last per join row wins); the applications this completed, by
+        join row (those whose balance half was already there)."""
+        if not halves:
+            return {}
         await conn.execute(
             """INSERT INTO notification.offset_applications (tenant_id, offset_id, receivable_id, account_key,
                    reference, trace_number, payment_date, reason_code, applied, to_interest, to_principal)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+               SELECT t, o, r, k, ref, tn, pd, rc, i + p, i, p
+                 FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::date[],
+                      $8::text[], $9::numeric[], $10::numeric[]) AS h(t, o, r, k, ref, tn, pd, rc, i, p)
                ON CONFLICT (tenant_id, offset_id, receivable_id) DO UPDATE SET account_key = excluded.account_key,
                    reference = excluded.reference, trace_number = excluded.trace_number,
                    payment_date = excluded.payment_date, reason_code = excluded.reason_code,
                    applied = excluded.applied, to_interest = excluded.to_interest,
                    to_principal = excluded.to_principal""",
-            tenant_id,
-            offset.offset_id,
-            a.receivable_id,
-            account_key,
-            a.reference,
-            offset.trace_number,
-            offset.payment_date,
-            offset.reason_code,
-            a.to_interest + a.to_principal,
-            a.to_interest,
-            a.to_principal,
+            *columns(
+                10,
+                (
+                    (
+                        h.tenant_id,
+                        h.offset_id,
+                        h.receivable_id,
+                        h.account_key,
+                        h.reference,
+                        h.trace_number,
+                        h.payment_date,
+                        h.reason_code,
+                        h.to_interest,
+                        h.to_principal,
+                    )
+                    for h in _last_per_key(halves, lambda h: (h.tenant_id, h.offset_id, h.receivable_id))
+                ),
+            ),
         )
-        return _application(
-            await conn.fetchrow(_CLAIM_COMPLETE, tenant_id, offset.offset_id, a.receivable_id)
-        )
+        return await self._complete(conn, [(h.tenant_id, h.offset_id, h.receivable_id) for h in halves])
 
-    async def record_balance(
-        self, conn: asyncpg.Connection, tenant_id: str, offset_id: UUID, change: ReceivableChanged
-    ) -> OffsetApplication | None:
-        """The balance half of the join (a reduction caused by ``offset_id``); completed application or None."""
+    async def record_balances(
+        self, conn: asyncpg.Connection, halves: Sequence[BalanceHalf]
+    ) -> dict[JoinKey, OffsetApplication]:
+        """The balance halves of a batch (the last per join row wins); the applications this completed."""
+        if not halves:
+            return {}
         await conn.execute(
             """INSERT INTO notification.offset_applications (tenant_id, offset_id, receivable_id, balance_after,
-                   status_after) VALUES ($1,$2,$3,$4,$5)
+                   status_after)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[])
                ON CONFLICT (tenant_id, offset_id, receivable_id) DO UPDATE SET
                    balance_after = excluded.balance_after, status_after = excluded.status_after""",
-            tenant_id,
-            offset_id,
-            change.receivable_id,
-            change.balance,
-            change.status,
+            *columns(
+                5,
+                (
+                    (h.tenant_id, h.offset_id, h.receivable_id, h.balance_after, h.status_after)
+                    for h in _last_per_key(halves, lambda h: (h.tenant_id, h.offset_id, h.receivable_id))
+                ),
+            ),
         )
-        return _application(await conn.fetchrow(_CLAIM_COMPLETE, tenant_id, offset_id, change.receivable_id))
+        return await self._complete(conn, [(h.tenant_id, h.offset_id, h.receivable_id) for h in halves])
+
+    async def _complete(
+        self, conn: asyncpg.Connection, keys: Sequence[JoinKey]
+    ) -> dict[JoinKey, OffsetApplication]:
+        """Mark the join rows that now have both halves as notified (once); the ones marked now."""
+        rows = await conn.fetch(
+            """UPDATE notification.offset_applications a SET notified = true
+                 FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS k(tenant_id, offset_id, receivable_id)
+                WHERE a.tenant_id = k.tenant_id AND a.offset_id = k.offset_id AND a.receivable_id = k.receivable_id
+                  AND NOT a.notified AND a.applied IS NOT NULL AND a.balance_after IS NOT NULL
+               RETURNING a.*""",
+            *columns(3, sorted(set(keys))),
+        )
+        return {(r["tenant_id"], r["offset_id"], r["receivable_id"]): _application(r) for r in rows}
 
     # --- digests --------------------------------------------------------------------------------------------
 
-    async def add_digest_item(
-        self, conn: asyncpg.Connection, tenant_id: str, day: date, n: NotificationEmitted
+    async def add_digest_items(
+        self, conn: asyncpg.Connection, rows: Sequence[tuple[str, date, UUID, str, str, str]]
     ) -> None:
-        """Queue a notification for the tenant's digest of ``day`` (once)."""
+        """Queue notifications for their tenant's digest of a day (tenant, day, id, kind, severity, summary),
+        once each, in one statement."""
+        if not rows:
+            return
         await conn.execute(
             """INSERT INTO notification.digest_items (tenant_id, digest_day, notification_id, kind, severity, summary)
-               VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING""",
-            tenant_id,
-            day,
-            n.notification_id,
-            n.kind,
-            n.severity,
-            n.summary,
+               SELECT * FROM unnest($1::text[], $2::date[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+               ON CONFLICT DO NOTHING""",
+            *columns(6, rows),
         )
 
-    async def days_to_digest(self, conn: asyncpg.Connection, today: date) -> list[tuple[str, date]]:
-        """(tenant, day) of closed days (before ``today``) that have items and no digest yet."""
+    async def days_to_digest(self, conn: asyncpg.Connection, today: date) -> list[DigestDay]:
+        """Closed days (before ``today``) that have items and no digest yet."""
         rows = await conn.fetch(
             """SELECT DISTINCT i.tenant_id, i.digest_day FROM notification.digest_items i
                 WHERE i.digest_day < $1 AND NOT EXISTS (SELECT 1 FROM notification.digests d
@@ -301,7 +433,7 @@ class NotificationStore:
                 ORDER BY i.digest_day, i.tenant_id""",
             today,
         )
-        return [(r["tenant_id"], r["digest_day"]) for r in rows]
+        return [DigestDay(r["tenant_id"], r["digest_day"]) for r in rows]
 
     async def claim_digest(
         self, conn: asyncpg.Connection, tenant_id: str, day: date, notification_id: UUID
@@ -325,58 +457,59 @@ class NotificationStore:
             return None
         return [DigestItem(str(r["notification_id"]), r["kind"], r["severity"], r["summary"]) for r in items]
 
-    async def delivery_log(self, conn: asyncpg.Connection, tenant_id: str) -> list[dict[str, Any]]:
-        """Every attempt of a tenant, oldest first (operators and tests)."""
-        rows = await conn.fetch(
-            """SELECT notification_id, channel, target, attempt, status, http_status, latency_ms, error
-                 FROM notification.deliveries WHERE tenant_id = $1 ORDER BY delivery_attempt_id""",
-            tenant_id,
-        )
-        return [dict(r) for r in rows]
-
     # --- what must never leave: digests of the account's patient control numbers (shared.phi) ---------------
 
-    async def add_tokens(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        account_key: str,
-        rows: list[tuple[TokenKind, int, str]],
-    ) -> None:
-        """Remember (kind, length, digest) rows of an account (once each) and the lengths they have."""
-        if not rows:
+    async def add_tokens(self, conn: asyncpg.Connection, tokens: Sequence[LearntToken]) -> None:
+        """Remember token digests of accounts (once each) and the lengths each account has, both in one
+        statement for the whole batch (the two inserts touch different tables, so one snapshot is enough)."""
+        if not tokens:
             return
-        await conn.executemany(
-            """INSERT INTO notification.sensitive_tokens (tenant_id, account_key, digest, kind, length)
-               VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING""",
-            [(tenant_id, account_key, digest, kind, length) for kind, length, digest in rows],
-        )
-        await conn.executemany(
-            """INSERT INTO notification.sensitive_token_lengths (tenant_id, account_key, kind, length)
-               VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING""",
-            sorted({(tenant_id, account_key, kind, length) for kind, length, _ in rows}),
+        unique = sorted({(t.tenant_id, t.account_key, t.digest, t.kind, t.length) for t in tokens})
+        lengths = sorted({(t, a, k, n) for t, a, _, k, n in unique})
+        await conn.execute(
+            """WITH learnt AS (
+                   INSERT INTO notification.sensitive_tokens (tenant_id, account_key, digest, kind, length)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[])
+                   ON CONFLICT DO NOTHING)
+               INSERT INTO notification.sensitive_token_lengths (tenant_id, account_key, kind, length)
+               SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int2[]) ON CONFLICT DO NOTHING""",
+            *columns(5, unique),
+            *columns(4, lengths),
         )
 
-    async def tokens_in(
-        self, conn: asyncpg.Connection, tenant_id: str, account_key: str | None, texts: Iterable[str]
-    ) -> Tokens:
-        """The known tokens of one account (None: any account of the tenant, for a digest) that occur in
-        ``texts``: the windows of the texts are hashed for the lengths the account has and looked up, so an
-        account with a million claims costs one indexed lookup, not a million rows."""
-        lengths = await conn.fetch(
-            """SELECT DISTINCT kind, length FROM notification.sensitive_token_lengths
-                WHERE tenant_id = $1 AND ($2::text IS NULL OR account_key = $2)""",
-            tenant_id,
-            account_key,
+    async def tokens_in(self, conn: asyncpg.Connection, scopes: Sequence[TokenScope]) -> list[Tokens]:
+        """The known tokens of each scope that occur in its texts, two queries for all scopes: the lengths each
+        account has, then the digests of every window of the texts of those lengths. An account with a million
+        claims costs one indexed lookup per window, not a million rows."""
+        if not scopes:
+            return []
+        owners = sorted({(s.tenant_id, s.account_key) for s in scopes}, key=lambda o: (o[0], o[1] or ""))
+        found = await conn.fetch(
+            """SELECT DISTINCT o.tenant_id, o.account_key, l.kind, l.length
+                 FROM unnest($1::text[], $2::text[]) AS o(tenant_id, account_key)
+                 JOIN notification.sensitive_token_lengths l ON l.tenant_id = o.tenant_id
+                  AND (o.account_key IS NULL OR l.account_key = o.account_key)""",
+            *columns(2, owners),
         )
-        candidates = phi.candidates(list(texts), [(r["kind"], r["length"]) for r in lengths])
-        if not candidates:
-            return phi.NO_TOKENS
+        lengths: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
+        for r in found:
+            lengths.setdefault((r["tenant_id"], r["account_key"]), []).append((r["kind"], r["length"]))
+        wanted: set[tuple[str, str | None, str]] = set()
+        for s in scopes:
+            if known := lengths.get((s.tenant_id, s.account_key)):
+                wanted |= {(s.tenant_id, s.account_key, d) for _, _, d in phi.candidates(s.texts, known)}
+        if not wanted:
+            return [phi.NO_TOKENS for _ in scopes]
         rows = await conn.fetch(
-            """SELECT DISTINCT kind, length, digest FROM notification.sensitive_tokens
-                WHERE tenant_id = $1 AND ($2::text IS NULL OR account_key = $2) AND digest = ANY($3::text[])""",
-            tenant_id,
-            account_key,
-            sorted({d for _, _, d in candidates}),
+            """SELECT DISTINCT w.tenant_id, w.account_key, t.kind, t.length, t.digest
+                 FROM unnest($1::text[], $2::text[], $3::text[]) AS w(tenant_id, account_key, digest)
+                 JOIN notification.sensitive_tokens t ON t.tenant_id = w.tenant_id AND t.digest = w.digest
+                WHERE w.account_key IS NULL OR t.account_key = w.account_key""",
+            *columns(3, sorted(wanted, key=lambda w: (w[0], w[1] or "", w[2]))),
         )
-        return Tokens.from_rows((r["kind"], r["length"], r["digest"]) for r in rows)
+        per_owner: dict[tuple[str, str | None], list[tuple[str, int, str]]] = {}
+        for r in rows:
+            per_owner.setdefault((r["tenant_id"], r["account_key"]), []).append(
+                (r["kind"], r["length"], r["digest"])
+            )
+        return [Tokens.from_rows(per_owner.get((s.tenant_id, s.account_key), [])) for s in scopes]

@@ -21,12 +21,13 @@ RECEIVABLE_COLUMNS = (
     "status",
     "determined",
     "principal",
-    "principal_recovered",
-    "interest_accrued",
-    "interest_recovered",
-    "balance",
+    "principal recovered",
+    "interest accrued",
+    "interest recovered",
+    "still owed",
 )
-FORWARDING_COLUMNS = ("opened_on", "opened_amount", "applied_amount", "open_amount")
+FORWARDING_COLUMNS = ("opened on", "opened", "applied", "open")
+"""The printed headers, in the README's words (the README's tables use the same)."""
 
 
 def readme_example() -> tuple[str, dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], dict[str, str]]:
@@ -53,11 +54,16 @@ def readme_example() -> tuple[str, dict[str, tuple[str, ...]], dict[str, tuple[s
 
 def printed_table(out: str, title: str, columns: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """Rows of one table of the reconciliation `offsetstream run` prints: first column → the named columns."""
-    start = out.index(f"\n{title}\n") + len(title) + 2
-    block = out[start:].split("\n\n", 1)[0].splitlines()
-    headers = block[0].split()
+    start = out.index(f"\n{title}") + 1
+    block = [line for line in out[start:].split("\n\n", 1)[0].splitlines()[1:] if line.startswith("  ")]
+    rule = next(i for i, line in enumerate(block) if set(line.strip()) <= {"-", " "} and line.strip())
+    # columns are the runs of dashes under the headers (headers and values may hold single spaces)
+    spans = [m.span() for m in re.finditer(r"-+", block[rule])]
+    headers = [block[rule - 1][a:b].strip() for a, b in spans]
     assert set(columns) <= set(headers), headers
-    rows = [dict(zip(headers, line.split(), strict=True)) for line in block[2:]]
+    rows = [
+        dict(zip(headers, (line[a:b].strip() for a, b in spans), strict=True)) for line in block[rule + 1 :]
+    ]
     return {row[headers[0]]: tuple(row[c] for c in columns) for row in rows}
 
 
@@ -85,6 +91,8 @@ def test_the_readme_example_is_consistent_with_itself() -> None:
 def test_make_run_prints_the_reconciliation_of_the_readme_example() -> None:
     business_date, receivables, forwarding, _ = readme_example()
     env = {**os.environ, "OFFSETSTREAM_TODAY": business_date}
+    logs = REPO_ROOT / ".local" / "run" / "logs"
+    before = {log.name: log.stat().st_size for log in logs.glob("*-0.log")}  # logs of earlier runs stay
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "run"],
         cwd=REPO_ROOT,
@@ -97,12 +105,18 @@ def test_make_run_prints_the_reconciliation_of_the_readme_example() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "4 files processed" in out
+    assert f"as of {business_date} (business date)" in out
     assert printed_table(out, "Receivables", ("reference", *RECEIVABLE_COLUMNS)) == {
         reference: (reference, *row) for reference, row in receivables.items()
     }
-    assert printed_table(out, "Forwarding Balances", ("reference", *FORWARDING_COLUMNS)) == {
+    assert printed_table(out, "Forwarding balances", ("reference", *FORWARDING_COLUMNS)) == {
         reference: (reference, *row) for reference, row in forwarding.items()
     }
     assert "0 duplicates, 0 bad signatures" in out
+    # each service says what it did, one line per batch; the topics had leaders before anything published
+    for log in sorted(logs.glob("*-0.log")):
+        text = log.read_bytes()[before.get(log.name, 0) :].decode(errors="replace")
+        assert " batch of " in text, log.name
+        assert "NotLeaderForPartitionError" not in text, log.name
     # it stopped what it started
     assert not (REPO_ROOT / ".local" / "run" / "state.json").exists()

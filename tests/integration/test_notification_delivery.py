@@ -29,7 +29,7 @@ from contracts.events import NotificationEmitted, ReceivableChanged
 from contracts.topics import NOTIFICATIONS, RECEIVABLES
 from examples import webhook_receiver as example
 from services.notification.channels import EmailChannel, Outbound, SmtpSecurityError, WebhookChannel
-from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_delivery
+from services.notification.delivery import Dispatcher, RetryPolicy, deliver_once, queue_deliveries
 from services.notification.engine import Notifier
 from services.notification.routes import Routes
 from services.notification.store import NotificationStore
@@ -92,7 +92,7 @@ def outbound(tenant: str, target: str, nid: UUID | None = None) -> Outbound:
 
 
 async def attempts(conn: asyncpg.Connection, tenant: str) -> list[tuple[int, str, int | None]]:
-    return [(r["attempt"], r["status"], r["http_status"]) for r in await STORE.delivery_log(conn, tenant)]
+    return [(r.attempt, r.status, r.http_status) for r in await STORE.delivery_log(conn, tenant)]
 
 
 async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_attempt(
@@ -121,7 +121,7 @@ async def test_webhook_retries_with_backoff_then_delivers_once_and_logs_every_at
     assert receiver.deliveries == {out.notification_id: 1}
     assert await attempts(ledger, tenant) == [(1, "failed", 503), (2, "failed", 503), (3, "delivered", 204)]
     assert 0.1 <= delays[0] <= 0.2 and 0.2 <= delays[1] <= 0.4
-    latencies = [r["latency_ms"] for r in await STORE.delivery_log(ledger, tenant)]
+    latencies = [r.latency_ms for r in await STORE.delivery_log(ledger, tenant)]
     assert all(ms is not None and ms >= 0 for ms in latencies)
 
 
@@ -247,7 +247,7 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
     )
     # FCN-T determined 2026-08-03: rebuttal deadline 2026-08-18 is 3 days after 2026-08-15.
     async with ledger.transaction():
-        [announced] = await notifier.on_receivable(ledger, opened(tenant, "FCN-T", date(2026, 8, 3)))
+        [[announced]] = await notifier.on_receivables(ledger, [opened(tenant, "FCN-T", date(2026, 8, 3))])
     facts = json.loads(announced.value)["payload"]["facts"]
     assert (facts["rebuttal_deadline"], facts["recoupment_start"]) == ("2026-08-18", "2026-09-13")
 
@@ -272,7 +272,10 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
             summary=f"Interest {n}.00 accrued on FCN-T",
             related_event_id=uuid4(),
         )
-        await STORE.add_digest_item(ledger, tenant, date(2026, 8, 16), note)
+        await STORE.add_digest_items(
+            ledger,
+            [(tenant, date(2026, 8, 16), note.notification_id, note.kind, note.severity, note.summary)],
+        )
     await notifier.tick(ledger, date(2026, 8, 16))  # day not closed yet
     assert [e["payload"]["kind"] for e in await queued(ledger, tenant)] == ["deadline_approaching"]
     await notifier.tick(ledger, date(2026, 8, 17))
@@ -309,7 +312,7 @@ async def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
     assert result == "gave_up"  # retried like any failure, then dead-lettered by the dispatcher
     assert elsewhere.calls == 0, "the signed body went to the host the redirect named"
     assert await attempts(ledger, tenant) == [(1, "failed", 307), (2, "failed", 307)]
-    [error, _] = [r["error"] for r in await STORE.delivery_log(ledger, tenant)]
+    [error, _] = [r.error for r in await STORE.delivery_log(ledger, tenant)]
     assert error == f"HTTP 307 redirect to 127.0.0.1:{elsewhere.port} not followed"
 
 
@@ -412,10 +415,9 @@ async def test_a_slow_receiver_delays_only_its_own_tenant(
     )
     # The slow clinic's three notifications are queued first, as the consumer would, then the fast one's.
     async with ledger.transaction():
-        for n in range(3):
-            await queue_delivery(ledger, "webhook", *queued_job(slow_tenant, slow_url, n))
+        jobs = [("webhook", *queued_job(slow_tenant, slow_url, n)) for n in range(3)]
         fast_out, fast_source = queued_job(fast_tenant, fast_url, 3)
-        await queue_delivery(ledger, "webhook", fast_out, fast_source)
+        await queue_deliveries(ledger, [*jobs, ("webhook", fast_out, fast_source)])
     try:
         started = time.monotonic()
         assert await dispatcher.poll() == 2  # one drain task per destination
@@ -459,7 +461,7 @@ async def test_the_dispatcher_dead_letters_what_gives_up_and_sets_the_status(
         tenant,
         UUID(out.notification_id),
     )
-    await queue_delivery(ledger, "webhook", out, source)
+    await queue_deliveries(ledger, [("webhook", out, source)])
     dispatcher = Dispatcher(
         lambda: asyncio.sleep(0, pool),
         {"webhook": channel},
@@ -513,7 +515,7 @@ async def test_starttls_is_on_by_default_and_a_plain_relay_gets_nothing(
     assert await deliver_once(STORE, ledger, channel, out, RetryPolicy(3), no_sleep) == "gave_up"
     assert inbox.messages == []
     [row] = await STORE.delivery_log(ledger, tenant)  # not retried: the relay will not grow TLS
-    assert row["error"] == "relay does not offer STARTTLS"
+    assert row.error == "relay does not offer STARTTLS"
 
 
 class Logins:

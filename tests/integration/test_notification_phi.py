@@ -21,7 +21,7 @@ from contracts.envelope import parse_envelope
 from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
 from contracts.references import LAYOUTS
 from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OFFSETS, Topic
-from services.notification import domain
+from services.notification import domain, learn
 from services.notification.channels import Outbound, Outcome
 from services.notification.delivery import drain
 from services.notification.engine import Notifier
@@ -228,18 +228,14 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
     )
     try:
         async with ledger.transaction():
-            assert (
-                await notifier.learn_claim(
-                    ledger, envelope(CLAIM_PAYMENTS, claim, "ClaimPaymentReceived", tenant, key)
-                )
-                == []
-            )
+            learnt = envelope(CLAIM_PAYMENTS, claim, "ClaimPaymentReceived", tenant, key)
+            assert await learn.learner(notifier.store).apply(ledger, [learnt]) == [[]]
             offset = envelope(OFFSETS, recovery, "OffsetUnmatched", tenant, key)
-            [out] = await notifier.on_offset(ledger, OFFSETS.parse(offset.value))
+            [[out]] = await notifier.on_offsets(ledger, [OFFSETS.parse(offset.value)])
         n = parse_envelope(out.value, NotificationEmitted).payload
         assert n.kind == "unmatched_recovery" and n.facts["reference"] == "AR2026"
         async with ledger.transaction():
-            await notifier.deliver(ledger, Incoming(NOTIFICATIONS.name, 0, 0, None, out.value))
+            await notifier.deliver(ledger, [Incoming(NOTIFICATIONS.name, 0, 0, None, out.value)])
         await drain(pool, {"webhook": capture}, frozenset({tenant}))  # deliver only queues (issue 16)
     finally:
         await pool.close()

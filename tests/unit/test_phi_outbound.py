@@ -32,7 +32,7 @@ from contracts.events import (
 )
 from contracts.references import LAYOUTS, ReferenceLayout
 from contracts.topics import INTAKE
-from services.notification import domain, engine
+from services.notification import domain, outbound
 from services.notification.channels import EmailChannel
 from shared import envelopes, phi
 from shared.batches import dead_letter_message
@@ -211,11 +211,11 @@ def messages(raw: str, payer: str, quote: domain.Quote, detail: str) -> list[dom
 def surfaces(message: domain.Message, scrubber: phi.Scrubber, scrub_at_emit: bool = True) -> list[str]:
     """Everything one notification becomes outside: the backbone envelope (and stored row), then per channel
     the webhook body, the e-mail subject and text, and the whole e-mail as it goes on the wire."""
-    made = engine.scrubbed(message, scrubber) if scrub_at_emit else message
+    made = outbound.scrubbed(message, scrubber) if scrub_at_emit else message
     nid = uuid4()
-    out = engine.emitted(uuid4(), nid, made, TENANT, KEY)
+    out = outbound.emitted(uuid4(), nid, made, TENANT, KEY)
     n = parse_envelope(out.value, NotificationEmitted).payload
-    sent = engine.outbound(n, TENANT, "ar@clinic.example", out.value, scrubber)
+    sent = outbound.outbound(n, TENANT, "ar@clinic.example", out.value, scrubber)
     mail = EmailChannel().message(sent).as_string()
     return [
         out.value.decode(),
@@ -485,3 +485,29 @@ def test_tokens_in_a_dead_lettered_event() -> None:
     assert phi.Scrubber(None, phi.tokens_in_record(value)).text("ACCT10001 ACCT20417") == (
         f"{phi.REDACTED} {phi.REDACTED}"
     )
+
+
+_TOKEN_CHARS = st.sampled_from("AB12 -x\t#é")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ids=st.lists(st.text(_TOKEN_CHARS, min_size=2, max_size=8), max_size=6),
+    text=st.text(_TOKEN_CHARS, max_size=60),
+)
+def test_the_fast_window_scan_finds_exactly_what_a_digest_of_every_window_finds(
+    ids: list[str], text: str
+) -> None:
+    """The scanner skips windows with a blank at an edge and digests ASCII windows in place; a plain digest of
+    every window (the definition) must find the same spans, ASCII or not."""
+    tokens = phi.Tokens.of(ids=ids)
+    upper = text.upper()
+    expected = sorted(
+        (begin, begin + length)
+        for length, known in tokens.ids.items()
+        if length >= phi.MIN_ID_ANYWHERE
+        for begin in range(len(upper) - length + 1)
+        if phi.digest(upper[begin : begin + length]) in known
+    )
+    found = sorted(span for span in tokens.spans(text) if span[1] - span[0] >= phi.MIN_ID_ANYWHERE)
+    assert found == expected

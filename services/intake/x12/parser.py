@@ -11,6 +11,15 @@ from services.intake.x12.values import FileContext
 from services.intake.x12.walker import EnvelopeWalker, RawTransaction
 
 _SNIFF_SKIP = b" \t\r\n\x0b\x0c"
+
+MAX_TRANSACTION_SEGMENTS = 1_000_000
+"""Segments (ST to SE) of the longest transaction read; a longer one is refused whole (``too_large``).
+
+The reader streams a file, but one transaction is read whole: its claims are one payment's money and post
+together, so the transaction, its claims and their events are in memory at once, about 0.25 KiB a segment
+(measured with ``make bench-parse`` files cut into one transaction: 670 000 segments peak at 215 MiB,
+2.7 million at 700 MiB). At a million segments (40 000–75 000 claims, far above what payers send in one
+payment) intake peaks near 300 MiB; ``OFFSETSTREAM_X12_MAX_TRANSACTION_SEGMENTS`` moves the bound."""
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -21,6 +30,9 @@ class X12Parser:
     """
 
     name = "x12_835"
+
+    def __init__(self, max_transaction_segments: int = MAX_TRANSACTION_SEGMENTS) -> None:
+        self.max_transaction_segments = max_transaction_segments
 
     def sniff(self, head: bytes) -> bool:
         """True when the bytes start (after an optional BOM and whitespace) with an ISA segment."""
@@ -64,7 +76,9 @@ class X12Parser:
         none follows they are reported as one ``unsupported`` FeedError, so nothing is dropped silently.
         """
         ctx = FileContext(file_name, file_sha256, tenant_id)
-        walker = EnvelopeWalker(TextWindow(decode_blocks(chunks, encoding)), file_name)
+        walker = EnvelopeWalker(
+            TextWindow(decode_blocks(chunks, encoding)), file_name, self.max_transaction_segments
+        )
         reported = 0
         for item in walker.walk():
             if isinstance(item, FeedError):

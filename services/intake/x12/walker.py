@@ -10,6 +10,9 @@ it and reads on, the splitter refuses the file).
 The walker checks every count and control number of the envelope but never interprets a transaction's
 content, so one broken transaction costs only itself: envelope errors are yielded as :class:`FeedError`
 alongside the transactions that are fine.
+
+A little over 500 lines: one class, the envelope state machine, whose handlers share its counters; split,
+they would pass those counters back and forth.
 """
 
 from collections.abc import Generator, Iterator
@@ -73,9 +76,13 @@ class EnvelopeWalker:
     the current block are held, so memory does not grow with the file.
     """
 
-    def __init__(self, window: TextWindow, file_name: str) -> None:
+    def __init__(self, window: TextWindow, file_name: str, max_segments: int | None = None) -> None:
+        """``max_segments`` bounds the segments of one transaction that are kept (see :meth:`_body`); the
+        splitter passes none, since it carries transactions unchanged and the reader refuses them later."""
         self._window = window
         self._file = file_name
+        self._max_segments = max_segments
+        self._skipped = 0
         self._ordinal = 0
         self._isa13: str | None = None
         self._isa_ordinal = 0
@@ -245,8 +252,15 @@ class EnvelopeWalker:
         """Segments between envelope segments: a transaction's content, or stray ones outside any."""
         txn = self._txn
         if txn is not None:
-            txn.extend(segments)
             self._ordinal += len(segments)
+            limit = self._max_segments
+            if limit is not None and (self._skipped or len(txn) + len(segments) > limit):
+                # over the cap: keep counting (SE01 is still checked) but hold nothing more, and let go of
+                # what is held, so a transaction's memory never exceeds the cap, whatever its size
+                self._skipped += len(txn) + len(segments)
+                txn.clear()
+                return
+            txn.extend(segments)
             return
         for seg in segments:
             if not seg.strip(_PADDING):
@@ -306,7 +320,11 @@ class EnvelopeWalker:
         count = els[1].strip() if len(els) > 1 else ""
         control = els[2].strip() if len(els) > 2 else ""
         problem = None
-        if count != str(len(txn)):
+        size, self._skipped = len(txn) + self._skipped, 0
+        if size > len(txn):
+            txn.clear()
+            problem = self._too_large(size)
+        elif count != str(len(txn)):
             problem = self._txn_error(
                 f"SE01 says {shown_value(count, 'nothing')} segments but the transaction has {len(txn)}",
                 len(txn),
@@ -397,8 +415,8 @@ class EnvelopeWalker:
 
     def _close_transaction(self, by: str) -> Iterator[FeedError]:
         if self._txn is not None:
-            ordinal = len(self._txn) + 1
-            self._txn = None
+            ordinal = len(self._txn) + self._skipped + 1
+            self._txn, self._skipped = None, 0
             yield self._txn_error(
                 f"transaction ST02 {self._st02} has no SE before {by}", ordinal, by, None, "SE closing the ST"
             )
@@ -432,6 +450,23 @@ class EnvelopeWalker:
             segment_id=segment_id,
             element=element,
             expected=expected,
+        )
+
+    def _too_large(self, size: int) -> FeedError:
+        """The error of a transaction longer than the reader's cap (``max_segments``), refused whole."""
+        return FeedError(
+            FeedErrorReason.TOO_LARGE,
+            f"transaction ST02 {shown_value(self._st02)} has {size} segments; the reader takes at most "
+            f"{self._max_segments} segments in one transaction (its memory grows with the transaction, whose "
+            "claims post together), so it was not read: ask the payer to split the payment into transactions, "
+            "or raise OFFSETSTREAM_X12_MAX_TRANSACTION_SEGMENTS",
+            self._file,
+            interchange_control_number=self._isa13,
+            transaction_control_number=self._st02,
+            transaction_index=self._txn_index,
+            segment_ordinal=size,
+            segment_id="SE",
+            expected=f"at most {self._max_segments} segments from ST to SE",
         )
 
     def _txn_error(

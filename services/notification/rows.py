@@ -1,0 +1,131 @@
+"""The values notification's repository takes and gives (``store.NotificationStore``): frozen rows, never
+asyncpg records, so the engine and the tests depend on names, not on column positions (issue #17.2)."""
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+from services.notification.domain import Deadline
+from shared.phi import TokenKind
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A notification row as the consumer and the timer record it (already scrubbed)."""
+
+    tenant_id: str
+    notification_id: UUID
+    kind: str
+    severity: str
+    summary: str
+    facts: dict[str, str]
+    related_event_id: UUID
+    status: str
+
+
+@dataclass(frozen=True)
+class ReceivableRow:
+    """The latest state of a receivable, as notification keeps it for its deadline timer."""
+
+    tenant_id: str
+    receivable_id: UUID
+    account_key: str
+    payer_id: str
+    reference: str
+    policy: str
+    status: str
+    determination_date: date
+    balance: Decimal
+    paused: bool
+
+
+@dataclass(frozen=True)
+class AllocationHalf:
+    """The allocation half of an "offset applied" join (from ``remit.offsets.v1``)."""
+
+    tenant_id: str
+    offset_id: UUID
+    receivable_id: UUID
+    account_key: str
+    reference: str
+    trace_number: str
+    payment_date: date
+    reason_code: str
+    to_interest: Decimal
+    to_principal: Decimal
+
+
+@dataclass(frozen=True)
+class BalanceHalf:
+    """The balance half of the join: the receivable after a reduction the offset caused."""
+
+    tenant_id: str
+    offset_id: UUID
+    receivable_id: UUID
+    balance_after: Decimal
+    status_after: str
+
+
+JoinKey = tuple[str, UUID, UUID]
+"""(tenant, offset id, receivable id): one row of ``notification.offset_applications``."""
+
+
+@dataclass(frozen=True)
+class DueDeadline:
+    """A deadline the timer may remind of, with the tenant and account it belongs to."""
+
+    tenant_id: str
+    account_key: str
+    deadline: Deadline
+
+
+@dataclass(frozen=True)
+class DigestDay:
+    """A tenant's closed day that has digest items and no digest yet."""
+
+    tenant_id: str
+    day: date
+
+
+@dataclass(frozen=True)
+class AttemptStarted:
+    """An attempt logged as 'sending': its log row and its number for the destination."""
+
+    row_id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One logged delivery attempt (operators and tests)."""
+
+    notification_id: UUID
+    channel: str
+    target: str
+    attempt: int
+    status: str
+    http_status: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    """Whose tokens to look for in which texts: one account of a tenant, or (``account_key`` None, a digest)
+    every account of the tenant."""
+
+    tenant_id: str
+    account_key: str | None
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LearntToken:
+    """One digest of a sensitive value of an account (``shared.phi.token_rows``)."""
+
+    tenant_id: str
+    account_key: str
+    kind: TokenKind
+    length: int
+    digest: str
