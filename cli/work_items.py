@@ -147,6 +147,14 @@ async def annotate(conn: asyncpg.Connection, tenant: str, items: Sequence[dict[s
 # --- offsetstream queue ---------------------------------------------------------------------------------------------
 
 
+def work_item(text: str) -> str:
+    """A work item id: the UUID the queue shows (``offsetstream unmatched --json``, the console's item URL)."""
+    try:
+        return str(UUID(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text.strip()[:40]!r} is not a work item id (a UUID)") from None
+
+
 def note_text(text: str) -> str:
     """A note: 1 to NOTE_MAX_LENGTH characters once trimmed (its content is never echoed back)."""
     value = text.strip()
@@ -210,7 +218,9 @@ def add_parsers(sub: Any, settings: Settings) -> None:
         "show": acts.add_parser("show", help="the item, its assignee and the steps taken on it"),
     }
     for name, p in parsers.items():
-        p.add_argument("item", help="work item id (offsetstream unmatched / the console's queue)")
+        p.add_argument(
+            "item", type=work_item, help="work item id (offsetstream unmatched / the console's queue)"
+        )
         if name == "link":
             p.add_argument("reference", type=options.identifier, help="FCN / claim number of the receivable")
         elif name == "assign":
