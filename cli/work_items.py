@@ -1,4 +1,4 @@
-"""Steps on work-queue items — ``offsetstream queue link|not-ours|assign|note|show`` — and the reads of what
+"""Steps on work-queue items — ``offsetstream queue list|link|not-ours|assign|note|show`` — and the reads of what
 staff did with them (assignee, notes, history), shared by the command line and the console.
 
 Each step is one ``WorkItemActionRecorded`` on ``remit.work-items.v1``, keyed by the provider–payer account;
@@ -7,6 +7,7 @@ from the tenant, the item, the kind, what it names, who entered it and a request
 one request id (a double submit is one action), a command line run is one request unless ``--request-id`` is
 given again. A note's text may hold PHI: it is published and shown, never logged or printed in errors.
 
+    offsetstream queue list                   the work queue with item ids, assignee and note count
     offsetstream queue link ITEM FCN          apply the item's waiting money to that receivable (same account)
     offsetstream queue not-ours ITEM          dismiss it: staff say this money is not ours
     offsetstream queue assign ITEM [USER]     give it to a staff user (no USER: unassign)
@@ -165,10 +166,34 @@ def note_text(text: str) -> str:
     return value
 
 
+async def _list(args: argparse.Namespace) -> int:
+    from cli import matching_views
+    from shared import db
+
+    async with db.staff_connection(get_settings(), args.tenant) as conn:
+        rows = await matching_views.work_queue(conn, args.tenant)
+        await annotate(conn, args.tenant, rows)
+    keys = (
+        "item",
+        "payment_date",
+        "payer_id",
+        "trace_number",
+        "reference",
+        "to_identify",
+        "assignee",
+        "notes",
+    )
+    shown = [{k: r[k] for k in keys} for r in rows]
+    print(json.dumps(rows, default=str, indent=2) if args.json else table(shown))
+    return 0
+
+
 async def _queue(args: argparse.Namespace) -> int:
     from cli import letters
     from shared import db
 
+    if args.queue_action == "list":
+        return await _list(args)
     settings = get_settings()
     async with db.staff_connection(settings, args.tenant) as conn:
         found = await item(conn, args.tenant, args.item)
@@ -210,6 +235,11 @@ def add_parsers(sub: Any, settings: Settings) -> None:
     """Register ``offsetstream queue``."""
     queue = sub.add_parser("queue", help="steps on work-queue items: link, not-ours, assign, note, show")
     acts = queue.add_subparsers(dest="queue_action", required=True)
+    listing = acts.add_parser("list", help="the work queue with item ids, assignee and note count")
+    listing.add_argument(
+        "--tenant", type=options.tenant_id, default=settings.default_tenant, help="clinic (tenant) id"
+    )
+    listing.add_argument("--json", action="store_true")
     parsers = {
         "link": acts.add_parser("link", help="apply the item's waiting money to a receivable of its account"),
         "not-ours": acts.add_parser("not-ours", help="dismiss the item: this money is not ours"),

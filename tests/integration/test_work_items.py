@@ -3,6 +3,9 @@ in-process pipeline (every stage's handler, PostgreSQL, Kafka routing simulated)
 with the five services as processes and the command line's ``operator`` principal publishing."""
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -18,9 +21,24 @@ from cli.runner import Pipeline
 from contracts.topics import WORK_ITEMS
 from shared import db
 from shared.messages import Outgoing
+from shared.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 D = Decimal
+
+
+def cli(stack: Stack, *args: str) -> str:
+    """``offsetstream`` as staff run it, logged in to Kafka as ``operator``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO_ROOT,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
 
 
 def files() -> tuple[bytes, bytes]:
@@ -127,16 +145,24 @@ async def test_work_item_steps_travel_through_kafka_to_matching(stack: Stack, tm
         try:
             items = await queue(conn, tenant)
             assert len(items) == 2
-            # As `offsetstream queue` publishes: the operator principal, on remit.work-items.v1.
+            # The command line (principal operator): `queue list` shows the ids, `queue assign` sends a step.
+            listed = json.loads(cli(stack, "queue", "list", "--json", "--tenant", tenant))
+            assert sorted(r["item"] for r in listed) == sorted(i["item"] for i in items)
+            sixty = next(i["item"] for i in items if i["to_identify"] == D("60.00"))
+            cli(stack, "queue", "assign", sixty, "biller-2", "--tenant", tenant, "--entered-by", "biller-1")
+            # The other steps as the console builds them, published with the same principal.
             sent = await letters.publish_events(
-                pipeline.settings, WORK_ITEMS, steps(tenant, items, "biller-1")
+                pipeline.settings, WORK_ITEMS, steps(tenant, items, "biller-1")[1:]
             )
-            assert sent == 4
+            assert sent == 3
             for _ in range(60):
                 if not await queue(conn, tenant):
                     break
                 await asyncio.sleep(1)
             await pipeline.settle(timeout=90)
             await assert_applied(conn, tenant)
+            shown = json.loads(cli(stack, "queue", "show", sixty, "--json", "--tenant", tenant))
+            assert shown["item"]["assignee"] == "biller-2"
+            assert [h["kind"] for h in shown["history"]] == ["assign", "link"]
         finally:
             await conn.close()

@@ -204,6 +204,7 @@ BAD: list[tuple[list[str], str]] = [
     (["queue", "show", "nope"], "not a work item id"),
     (["queue", "show", ITEM, "--tenant", "a b"], "not a tenant id"),
     (["queue", "frob", ITEM], "invalid choice"),
+    (["queue", "list", "--tenant", "a b"], "not a tenant id"),
     # ledger, db, topics
     (["ledger", "check", "--tenant", "a b"], "not a tenant id"),
     (["ledger", "audit"], "invalid choice"),
