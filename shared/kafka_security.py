@@ -40,8 +40,7 @@ OPERATOR = "operator"
 consumer lag."""
 CONSOLE = "console"
 """The staff console (services/console): publishes staff actions, letters and work-queue steps for its logged-in
-users, reads
-nothing from Kafka (it reads the ledger's staff views)."""
+users, reads nothing from Kafka (it reads the ledger's staff views)."""
 PRINCIPALS = (ADMIN, OPERATOR, CONSOLE, *SERVICES)
 
 CLI_PRODUCER = "cli"  # the producer name contracts.topics gives the command line
