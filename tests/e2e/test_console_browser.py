@@ -323,6 +323,18 @@ async def test_a_biller_notes_assigns_and_dismisses_a_queue_item_as_not_ours(
     cells = await page.locator("tr", has_text=NOT_OURS_FCN).locator("td").all_inner_texts()
     assert "bea.biller" in cells and "1" in cells  # the assignee and the note count
     await page.screenshot(path=str(SHOTS / "queue-assigned.png"), full_page=True)
+    # Link to a receivable this clinic does not have: refused on the form, nothing is sent.
+    await page.goto(item_url)
+    await page.fill("input[name=receivable]", "FCNNOSUCH0001")
+    await page.get_by_role("button", name="Link").click()
+    assert "no receivable FCNNOSUCH0001 in this clinic" in await page.inner_text("[role=alert]")
+    # Another clinic's URL for the same item answers 404, even with a valid token.
+    token = await page.locator("input[name=csrf]").first.input_value()
+    item_id = item_url.rstrip("/").rsplit("/", 1)[1]
+    foreign = await page.request.post(
+        f"{console.url}/t/{console.clinic_b}/queue/{item_id}/step", form={"step": "not_ours", "csrf": token}
+    )
+    assert foreign.status == 404
     # Not ours: one event; matching moves the 35.00 out of the queue into the staff-dismissed bucket.
     await page.goto(item_url)
     await page.get_by_role("button", name="Not ours").click()
@@ -353,3 +365,11 @@ async def test_a_biller_notes_assigns_and_dismisses_a_queue_item_as_not_ours(
         console.clinic_a,
         NOT_OURS_FCN,
     ) == Decimal("35.00")
+    # A viewer reads the item and its history but has no step forms, and a posted step is refused.
+    await page.context.clear_cookies()
+    await _login(page, console, "vic.viewer", console.viewer_password)
+    await page.goto(item_url)
+    assert await page.locator("form[action$='/step']").count() == 0
+    token = await page.locator("input[name=csrf]").first.input_value()
+    refused = await page.request.post(f"{item_url}/step", form={"step": "note", "note": "x", "csrf": token})
+    assert refused.status == 403
