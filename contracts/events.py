@@ -256,7 +256,13 @@ class OverpaymentDetected(Contract):
 # --- remit.offsets.v1 ------------------------------------------------------------------------------------------
 
 OffsetBucket = Literal[
-    "allocated", "unmatched", "forwarding_balance", "non_offset", "deferral", "refund_acknowledged"
+    "allocated",
+    "unmatched",
+    "forwarding_balance",
+    "non_offset",
+    "deferral",
+    "refund_acknowledged",
+    "staff_dismissed",
 ]
 
 
@@ -282,7 +288,10 @@ class OffsetRecorded(Contract):
     reason_code: str = Field(description="PLB reason code.")
     reference: str | None = Field(default=None, description="PLB reference, raw.")
     amount: Money = Field(description="The PLB amount, 835 sign.")
-    bucket: OffsetBucket = Field(description="Where the amount went.")
+    bucket: OffsetBucket = Field(
+        description="Where the amount went; `staff_dismissed` (event type `OffsetDismissed`): staff marked the "
+        "work-queue item not ours, so what waited leaves the queue (`rematch_of` names the item's offset)."
+    )
     allocations: tuple[Allocation, ...] = Field(
         default=(), description="Receivables reduced, when allocated."
     )

@@ -29,6 +29,7 @@ _OFFSET_SHAPES: dict[str, tuple[str, str, str]] = {
     "ForwardingBalanceApplied": ("forwarding_balance", "FB", "+"),
     "RefundAcknowledged": ("refund_acknowledged", "72", "-"),
     "NonOffsetRecorded": ("non_offset", "L6", "-"),
+    "OffsetDismissed": ("staff_dismissed", "WO", "+"),
 }
 
 _STAFF_ACTIONS: dict[str, dict[str, Any]] = {

@@ -163,9 +163,11 @@ OFFSETS: Topic[ev.OffsetRecorded] = Topic(
         "ForwardingBalanceApplied",
         "RefundAcknowledged",
         "NonOffsetRecorded",
+        "OffsetDismissed",
     ),
     key=ACCOUNT_KEY,
-    description="How each PLB pair was explained: allocated, unmatched, forwarding balance, non-offset.",
+    description="How each PLB pair was explained: allocated, unmatched, forwarding balance, non-offset; and "
+    "a work-queue item staff dismissed as not ours.",
     producers=("matching",),
     consumers=("notification",),
 )

@@ -12,7 +12,9 @@ its id is the pair's ``adjustment_id``). Staff (console, ``offsetstream queue``)
   item's action history says why, the console shows it), not dead-lettered: the event is well formed, the
   staff member's choice was not, and they must see the answer where they made it.
 - ``not_ours``: the waiting money leaves the queue into ``dismissed_amount`` (bucket ``staff_dismissed`` when
-  none of the pair was explained otherwise), with who and when; nothing is dropped.
+  none of the pair was explained otherwise), with who and when; nothing is dropped. It is announced as an
+  ``OffsetDismissed`` (bucket ``staff_dismissed``, ``rematch_of`` the item's offset), so notification closes
+  the item's ``unmatched_recovery`` as it does for a re-match.
 - ``assign`` / ``note``: the item's assignee (latest entry wins) and notes history.
 
 Every action is recorded once per ``action_id`` (applied or refused), so a redelivery changes nothing. A note's
@@ -69,7 +71,7 @@ async def on_work_item_action(m: Matching, env: Envelope[WorkItemActionRecorded]
         if act.kind == "link":
             outputs, detail = await _link(m, env, pair)
         elif act.kind == "not_ours":
-            detail = await _dismiss(m, env, pair)
+            outputs, detail = await _dismiss(m, env, pair)
         elif act.kind == "assign":
             await m.repo.assign(tenant, pair.adjustment_id, act.assignee, act.entered_by, act.entered_at)
             detail = f"assigned to {act.assignee}" if act.assignee else "unassigned"
@@ -143,8 +145,11 @@ async def _link(
     )
 
 
-async def _dismiss(m: Matching, env: Envelope[WorkItemActionRecorded], pair: StoredPair) -> str:
-    """Move the item's waiting money out of the queue into the staff-dismissed bucket."""
+async def _dismiss(
+    m: Matching, env: Envelope[WorkItemActionRecorded], pair: StoredPair
+) -> tuple[list[Outgoing], str]:
+    """Move the item's waiting money out of the queue into the staff-dismissed bucket, announced as an
+    ``OffsetDismissed`` naming the item's offset (notification tells staff the item left the queue)."""
     if not in_queue(pair):
         raise Refused("nothing of this item waits in the work queue any more")
     act = env.payload
@@ -153,4 +158,16 @@ async def _dismiss(m: Matching, env: Envelope[WorkItemActionRecorded], pair: Sto
     explained_otherwise = not deferral and pair.unmatched_amount < pair.amount
     bucket = pair.bucket if explained_otherwise else DISMISSED_BUCKET
     await m.repo.dismiss(env.tenant_id, pair.adjustment_id, amount, bucket, act.entered_by, act.entered_at)
-    return f"{abs(amount)} dismissed as not ours"
+    reason = f"{abs(amount)} dismissed by staff as not ours (work-item action {act.action_id})"
+    offset = offset_event(
+        env,
+        pair.as_adjustment(),
+        stable_id(pair.adjustment_id, "dismissed", act.action_id),
+        DISMISSED_BUCKET,
+        reason,
+        (),
+        Decimal("0.00"),
+        event_type="OffsetDismissed",
+        rematch_of=pair.adjustment_id,
+    )
+    return [offset], f"{abs(amount)} dismissed as not ours"

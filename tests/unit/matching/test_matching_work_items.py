@@ -187,7 +187,14 @@ async def test_link_is_refused_and_recorded_for_unknown_settled_or_foreign_recei
 async def test_not_ours_moves_the_money_to_the_dismissed_bucket_with_who_and_when() -> None:
     story = LedgerStory()
     item = await parked_item(story, "65.00")
-    assert await act(story, "not_ours", item) == []
+    outputs = await act(story, "not_ours", item)
+    assert story.event_types(outputs) == ["OffsetDismissed"]
+    offset = story.payloads("OffsetDismissed", outputs)[0]
+    assert (offset["bucket"], offset["unmatched_amount"], offset["rematch_of"]) == (
+        DISMISSED_BUCKET,
+        "0.00",
+        str(item),
+    )
     pair = story.repo.pairs[story.tenant, item]
     assert (pair.bucket, pair.unmatched_amount) == (DISMISSED_BUCKET, D("0.00"))
     state = story.repo.work_items[story.tenant, item]
