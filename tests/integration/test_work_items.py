@@ -128,6 +128,14 @@ async def test_link_not_ours_assign_and_note_on_the_real_ledger(
         await pipeline.run()
         await assert_applied(ledger, tenant)
     assert pipeline.dead_letters == []
+    # Notification closes both items' "unmatched recovery" (the link as a re-match, the dismissal as such).
+    resolved = await ledger.fetch(
+        """SELECT summary FROM notification.notifications WHERE tenant_id = $1
+           AND kind = 'unmatched_recovery_resolved' ORDER BY summary""",
+        tenant,
+    )
+    assert len(resolved) == 2
+    assert "dismissed by staff as not ours" in resolved[0]["summary"] + resolved[1]["summary"]
     async with db.staff_scope(ledger, tenant):
         shown = await work_items.item(ledger, tenant, items[0]["item"])
         history = await work_items.history(ledger, tenant, items[0]["item"])
