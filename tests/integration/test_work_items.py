@@ -14,11 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 from harness import remit, run_files
+from matching.ledger_story import LedgerStory
+from matching.work_item_story import act
 
 from cli import ledger_check, letters, matching_views, work_items
 from cli.local_infra import Stack
 from cli.runner import Pipeline
 from contracts.topics import WORK_ITEMS
+from services.matching.store import PgMatchingRepository
 from shared import db
 from shared.messages import Outgoing
 from shared.settings import REPO_ROOT
@@ -174,3 +177,57 @@ async def test_work_item_steps_travel_through_kafka_to_matching(stack: Stack, tm
             assert [h["kind"] for h in shown["history"]] == ["assign", "link"]
         finally:
             await conn.close()
+
+
+async def work_item_story(story: LedgerStory) -> None:
+    """Two parked recoveries, a receivable; assignments out of order, a note, a partial link, a refused link,
+    a dismissal, and every step delivered twice."""
+    first = story.pair_event("WO", "ZZPARKED1", "80.00", "2026-08-24", trace="P1")
+    second = story.pair_event("WO", "ZZPARKED2", "30.00", "2026-08-25", trace="P2")
+    await story.deliver(first)
+    await story.deliver(second)
+    await story.deferral("FCN-W", "50.00", "2026-08-03", trace="P0")
+    for _ in range(2):
+        await act(story, "assign", first.event_id, assignee="b2", at="2026-09-01T12:00:00")
+        await act(story, "assign", first.event_id, assignee="b1", at="2026-09-01T10:00:00", request="r0")
+        await act(story, "note", first.event_id, note="called the payer")
+        await act(story, "link", first.event_id, reference="FCN-W")
+        await act(story, "link", second.event_id, reference="FCN-W")  # settled by the first: refused
+        await act(story, "not_ours", second.event_id)
+
+
+async def test_both_repositories_apply_work_item_steps_alike(ledger: asyncpg.Connection, tenant: str) -> None:
+    in_memory = LedgerStory(tenant=tenant)
+    await work_item_story(in_memory)
+    in_postgres = LedgerStory(tenant=tenant, backend=PgMatchingRepository(ledger))
+    async with ledger.transaction():
+        await work_item_story(in_postgres)
+        assignees = await ledger.fetch(
+            "SELECT adjustment_id, assignee FROM matching.work_items WHERE tenant_id = $1 AND assignee IS NOT NULL",
+            tenant,
+        )
+        actions = await ledger.fetch(
+            """SELECT action_id, kind, outcome, detail, note FROM matching.work_item_actions
+               WHERE tenant_id = $1""",
+            tenant,
+        )
+        pairs = await ledger.fetch(
+            """SELECT adjustment_id, bucket, unmatched_amount, dismissed_amount FROM matching.adjustments
+               WHERE tenant_id = $1 AND amount > 0""",
+            tenant,
+        )
+    assert in_postgres.facts() == in_memory.facts()
+    memory = in_memory.repo
+    assert {(r["adjustment_id"], r["assignee"]) for r in assignees} == {
+        (item, row.assignee) for (_, item), row in memory.work_items.items() if row.assignee
+    }
+    assert {(r["action_id"], r["kind"], r["outcome"], r["detail"], r["note"]) for r in actions} == {
+        (action, a.kind, a.outcome, a.detail, a.note) for (_, action), a in memory.work_item_actions.items()
+    }
+    dismissed = {item: row.dismissed_amount for (_, item), row in memory.work_items.items()}
+    assert {tuple(r.values()) for r in pairs} == {
+        (p.adjustment_id, p.bucket, p.unmatched_amount, dismissed.get(p.adjustment_id, D("0.00")))
+        for (_, _), p in memory.pairs.items()
+        if p.amount > 0
+    }
+    assert len(actions) == 6

@@ -4,69 +4,19 @@ not ours, assign it, note on it; each applied once, refused steps recorded with 
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import pytest
-from matching.ledger_story import PAYEE, PAYER, LedgerStory
+from matching.ledger_story import PAYER, LedgerStory
+from matching.work_item_story import act
 
-from contracts.envelope import Envelope
-from contracts.events import WORK_ITEM_EVENT_TYPES, OverpaymentDetected, WorkItemActionRecorded
-from services.matching.work_items import DISMISSED_BUCKET, on_work_item_action
+from contracts.events import OverpaymentDetected
+from services.matching.work_items import DISMISSED_BUCKET
 from shared import envelopes
 from shared.ids import account_key, stable_id
-from shared.messages import Outgoing
 
 D = Decimal
 NOTE = "patient Jane Roe DOB 1950-01-01 called about this"  # PHI-like text that must never be logged
-
-
-def action_env(
-    story: LedgerStory,
-    kind: str,
-    item: UUID,
-    *,
-    reference: str | None = None,
-    assignee: str | None = None,
-    note: str | None = None,
-    at: str = "2026-09-01T10:00:00",
-    request: str = "r1",
-    payee: str = PAYEE,
-) -> Envelope[WorkItemActionRecorded]:
-    action = WorkItemActionRecorded(
-        action_id=stable_id("work-item", story.tenant, item, kind, reference, assignee, note, request),
-        kind=kind,
-        item_id=item,
-        payer_id=PAYER,
-        payee_id=payee,
-        receivable_reference=reference,
-        assignee=assignee,
-        note=note,
-        entered_by="biller-1",
-        entered_at=datetime.fromisoformat(at).replace(tzinfo=UTC),
-    )
-    return envelopes.build(
-        action,
-        event_id=action.action_id,
-        event_type=WORK_ITEM_EVENT_TYPES[kind],
-        tenant_id=story.tenant,
-        account_key=account_key(story.tenant, PAYER, payee),
-        causation_id="staff:biller-1",
-    )
-
-
-async def deliver(story: LedgerStory, env: Envelope[WorkItemActionRecorded]) -> list[Outgoing]:
-    """As the stage does: a redelivered event id yields its recorded outputs, the handler does not run."""
-    if env.event_id in story.processed:
-        return story.processed[env.event_id]
-    outputs = await on_work_item_action(story.matching, env)
-    story.processed[env.event_id] = outputs
-    story.published += outputs
-    return outputs
-
-
-async def act(story: LedgerStory, kind: str, item: UUID, **kw: Any) -> list[Outgoing]:
-    return await deliver(story, action_env(story, kind, item, **kw))
 
 
 async def parked_item(story: LedgerStory, amount: str = "80.00", reference: str = "UNKNOWN77") -> UUID:
