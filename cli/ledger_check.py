@@ -22,17 +22,19 @@ CHECKS: dict[str, str] = {
         FROM intake.remittances r JOIN matching.adjustments a
              ON a.tenant_id = r.tenant_id AND a.remittance_id = r.remittance_id
         GROUP BY r.tenant_id, r.trace_number, r.total_adjustments HAVING sum(a.amount) <> r.total_adjustments""",
-    "each recovery is allocated + unmatched (+ a refund awaiting its receivable), to the cent": """
+    "each recovery is allocated + unmatched (+ a refund awaiting its receivable, + what staff dismissed as not "
+    "ours), to the cent": """
         SELECT a.tenant_id, a.trace_number, a.segment_ordinal, a.pair_index, a.amount, a.unmatched_amount,
-               a.awaiting_refund,
+               a.awaiting_refund, a.dismissed_amount,
                COALESCE(sum(l.to_interest + l.to_principal), 0) AS allocated
         FROM matching.adjustments a
         LEFT JOIN matching.allocations l ON l.tenant_id = a.tenant_id AND l.adjustment_id = a.adjustment_id
-        WHERE a.bucket IN ('allocated', 'unmatched') OR (a.bucket = 'refund_acknowledged' AND a.amount > 0)
+        WHERE a.bucket IN ('allocated', 'unmatched', 'staff_dismissed')
+           OR (a.bucket = 'refund_acknowledged' AND a.amount > 0)
         GROUP BY a.tenant_id, a.adjustment_id, a.trace_number, a.segment_ordinal, a.pair_index, a.amount,
-                 a.unmatched_amount, a.awaiting_refund
+                 a.unmatched_amount, a.awaiting_refund, a.dismissed_amount
         HAVING a.amount <> COALESCE(sum(l.to_interest + l.to_principal), 0) + a.unmatched_amount
-                          + a.awaiting_refund
+                          + a.awaiting_refund + a.dismissed_amount
             OR a.unmatched_amount < 0""",
     "classified pairs move no receivable money": """
         SELECT a.tenant_id, a.trace_number, a.segment_ordinal, a.pair_index, a.bucket
@@ -44,7 +46,7 @@ CHECKS: dict[str, str] = {
     "every PLB pair is in a known bucket": """
         SELECT tenant_id, trace_number, segment_ordinal, pair_index, bucket FROM matching.adjustments
         WHERE bucket NOT IN ('allocated', 'unmatched', 'forwarding_balance', 'non_offset', 'deferral',
-                             'refund_acknowledged')""",
+                             'refund_acknowledged', 'staff_dismissed')""",
     "receivable recoveries equal their allocations": """
         SELECT r.tenant_id, r.reference, r.principal_recovered, r.interest_recovered, r.refunded,
                COALESCE(sum(l.to_principal), 0) AS alloc_principal, COALESCE(sum(l.to_interest), 0) AS alloc_interest,

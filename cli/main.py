@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import dlt_commands, options, report, staff, users
+from cli import dlt_commands, options, report, staff, users, work_items
 from contracts.topics import INTAKE
 from shared.settings import REPO_ROOT, Settings, get_settings
 
@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in _commands().values():
         command.add_parser(sub)
     staff.add_parsers(sub, settings)
+    work_items.add_parsers(sub, settings)
     users.add_parsers(sub)
     dbp = sub.add_parser("db", help="database administration")
     dbp.add_argument("action", choices=["migrate"])
@@ -370,6 +371,7 @@ def _unreachable(exc: Exception) -> str | None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     handled = users.dispatch(args) if args.command == "user" else staff.dispatch(args)
+    handled = work_items.dispatch(args) if handled is None else handled
     if handled is not None:
         return handled
     if args.command == "run":

@@ -56,7 +56,8 @@ NOTES = {
     "offsets": "allocated = recovered a receivable; deferral = recovery the payer postponed (or reversed);\n"
     "  forwarding balance = carried to a later payment; non offset = not a recoupment (e.g. interest paid to\n"
     "  the provider); unmatched = no receivable explains it yet (the work queue: offsetstream unmatched);\n"
-    "  refund acknowledged = a payer's refund pair, nothing owed.",
+    "  refund acknowledged = a payer's refund pair, nothing owed; staff dismissed = withheld money staff marked\n"
+    '  "not ours" in the work queue (who and when: the item\'s history), out of the queue but still counted.',
 }
 
 HEADERS = {

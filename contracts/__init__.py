@@ -21,6 +21,7 @@ from contracts.events import (
     RemittanceReceived,
     ServicePayment,
     StaffActionRecorded,
+    WorkItemActionRecorded,
 )
 from contracts.money import Money, to_money
 from contracts.topics import TOPICS, Topic, topic
@@ -44,6 +45,7 @@ __all__ = [
     "ServicePayment",
     "StaffActionRecorded",
     "Topic",
+    "WorkItemActionRecorded",
     "parse_envelope",
     "to_money",
     "topic",

@@ -9,7 +9,7 @@ One module of a little over 500 lines on purpose: it is the whole vocabulary bet
 downstream teams top to bottom, one section per topic; splitting it would scatter that one read.
 """
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 from uuid import UUID
@@ -256,7 +256,13 @@ class OverpaymentDetected(Contract):
 # --- remit.offsets.v1 ------------------------------------------------------------------------------------------
 
 OffsetBucket = Literal[
-    "allocated", "unmatched", "forwarding_balance", "non_offset", "deferral", "refund_acknowledged"
+    "allocated",
+    "unmatched",
+    "forwarding_balance",
+    "non_offset",
+    "deferral",
+    "refund_acknowledged",
+    "staff_dismissed",
 ]
 
 
@@ -282,7 +288,10 @@ class OffsetRecorded(Contract):
     reason_code: str = Field(description="PLB reason code.")
     reference: str | None = Field(default=None, description="PLB reference, raw.")
     amount: Money = Field(description="The PLB amount, 835 sign.")
-    bucket: OffsetBucket = Field(description="Where the amount went.")
+    bucket: OffsetBucket = Field(
+        description="Where the amount went; `staff_dismissed` (event type `OffsetDismissed`): staff marked the "
+        "work-queue item not ours, so what waited leaves the queue (`rematch_of` names the item's offset)."
+    )
     allocations: tuple[Allocation, ...] = Field(
         default=(), description="Receivables reduced, when allocated."
     )
@@ -476,6 +485,69 @@ class StaffActionRecorded(Contract):
         if (self.kind == "repayment_schedule_granted") != (self.schedule is not None):
             raise ValueError("a schedule is given with, and only with, kind repayment_schedule_granted")
         return self
+
+
+# --- remit.work-items.v1 --------------------------------------------------------------------------------------
+
+WorkItemActionKind = Literal["link", "not_ours", "assign", "note"]
+NOTE_MAX_LENGTH = 2000
+
+
+class WorkItemActionRecorded(Contract):
+    """A step staff take on a work-queue item (withheld money no receivable explains yet): link it to a
+    receivable, dismiss it as not ours, assign it, or note on it. Matching, which owns the work queue, applies it
+    (event types ``WorkItemLinked``, ``WorkItemNotOurs``, ``WorkItemAssigned``, ``WorkItemNoted``).
+
+    ``note`` is free text typed by staff and may hold PHI: consumers store it and show it to staff of the
+    tenant only; it is never logged, never copied into other events, notifications or metric labels.
+    """
+
+    action_id: UUID = Field(
+        description="Deterministic id: (tenant, item, kind, receivable reference / assignee / note, entered_by, "
+        "request id); the same submission sent twice is applied once."
+    )
+    kind: WorkItemActionKind = Field(description="What staff did with the item.")
+    item_id: UUID = Field(
+        description="The work-queue item: the id of the PLB pair whose money waits (the queue's item id)."
+    )
+    payer_id: str = Field(description="Payer of the item's remittance.")
+    payee_id: str = Field(
+        description="Payee (NPI or TIN) of the item's remittance; with tenant and payer the account."
+    )
+    receivable_reference: str | None = Field(
+        default=None,
+        description="For link (and only link): reference (FCN) or payer claim number of the receivable, of the "
+        "same account, the item's unmatched money is applied to.",
+    )
+    assignee: str | None = Field(
+        default=None, description="For assign: the staff user the item is given to; none unassigns it."
+    )
+    note: str | None = Field(
+        default=None,
+        max_length=NOTE_MAX_LENGTH,
+        description="For note (and only note): staff's free text. May hold PHI: never logged or forwarded.",
+    )
+    entered_by: str = Field(description="Who entered it (staff user id), for the audit trail.")
+    entered_at: datetime = Field(description="When it was entered (UTC); orders assignments.")
+
+    @model_validator(mode="after")
+    def _fields_of_their_kind(self) -> "WorkItemActionRecorded":
+        if (self.kind == "link") != bool(self.receivable_reference and self.receivable_reference.strip()):
+            raise ValueError("a receivable reference is given with, and only with, kind link")
+        if (self.kind == "note") != bool(self.note and self.note.strip()):
+            raise ValueError("a note text is given with, and only with, kind note")
+        if self.kind != "assign" and self.assignee is not None:
+            raise ValueError("an assignee is given only with kind assign")
+        return self
+
+
+WORK_ITEM_EVENT_TYPES: dict[str, str] = {
+    "link": "WorkItemLinked",
+    "not_ours": "WorkItemNotOurs",
+    "assign": "WorkItemAssigned",
+    "note": "WorkItemNoted",
+}
+"""Event type of each work-item action kind."""
 
 
 # --- remit.alerts.v1 -------------------------------------------------------------------------------------------

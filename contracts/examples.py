@@ -29,6 +29,7 @@ _OFFSET_SHAPES: dict[str, tuple[str, str, str]] = {
     "ForwardingBalanceApplied": ("forwarding_balance", "FB", "+"),
     "RefundAcknowledged": ("refund_acknowledged", "72", "-"),
     "NonOffsetRecorded": ("non_offset", "L6", "-"),
+    "OffsetDismissed": ("staff_dismissed", "WO", "+"),
 }
 
 _STAFF_ACTIONS: dict[str, dict[str, Any]] = {
@@ -45,6 +46,18 @@ _STAFF_ACTIONS: dict[str, dict[str, Any]] = {
             first_due_date=date(2024, 6, 1),
             frequency="monthly",
         ),
+    },
+}
+
+
+_WORK_ITEM_ACTIONS: dict[str, dict[str, Any]] = {
+    # event type: how its payload differs from the example link
+    "WorkItemNotOurs": {"kind": "not_ours", "receivable_reference": None},
+    "WorkItemAssigned": {"kind": "assign", "receivable_reference": None, "assignee": "staff-007"},
+    "WorkItemNoted": {
+        "kind": "note",
+        "receivable_reference": None,
+        "note": "called the payer: recoupment of a 2024 duplicate, letter on its way",
     },
 }
 
@@ -224,6 +237,16 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             effective_date=date(2024, 5, 1),
             entered_by="staff-042",
         ),
+        ev.WorkItemActionRecorded: ev.WorkItemActionRecorded(
+            action_id=_example_id("work-item-action"),
+            kind="link",
+            item_id=_example_id("event:remit.provider-adjustments.v1"),
+            payer_id="CMS-J15",
+            payee_id="1234567893",
+            receivable_reference=reference,
+            entered_by="staff-042",
+            entered_at=_EXAMPLE_TIME,
+        ),
         ev.AlertRaised: ev.AlertRaised(
             alert_id=_example_id("alert"),
             kind="forwarding_balance_not_closed",
@@ -294,6 +317,10 @@ def examples_per_event_type(topic: Topic[Any], example: Envelope[Any]) -> list[E
             )
         elif isinstance(payload, ev.StaffActionRecorded) and event_type in _STAFF_ACTIONS:
             payload = ev.StaffActionRecorded.model_validate({**dict(payload), **_STAFF_ACTIONS[event_type]})
+        elif isinstance(payload, ev.WorkItemActionRecorded) and event_type in _WORK_ITEM_ACTIONS:
+            payload = ev.WorkItemActionRecorded.model_validate(
+                {**dict(payload), **_WORK_ITEM_ACTIONS[event_type]}
+            )
         elif isinstance(payload, ev.ReceivableChanged) and event_type in _RECEIVABLE_STATUS:
             status = _RECEIVABLE_STATUS[event_type]
             payload = payload.model_copy(update={"status": status, "paused": status == "paused"})

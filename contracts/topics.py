@@ -131,6 +131,17 @@ STAFF_ACTIONS: Topic[ev.StaffActionRecorded] = Topic(
     consumers=("matching", "interest"),
 )
 
+WORK_ITEMS: Topic[ev.WorkItemActionRecorded] = Topic(
+    name="remit.work-items.v1",
+    payload=ev.WorkItemActionRecorded,
+    event_types=("WorkItemLinked", "WorkItemNotOurs", "WorkItemAssigned", "WorkItemNoted"),
+    key=ACCOUNT_KEY,
+    description="Staff steps on a work-queue item (withheld money no receivable explains yet): link it to a "
+    "receivable, not ours, assign, note. Matching owns the work queue and applies them.",
+    producers=("cli", "console"),
+    consumers=("matching",),
+)
+
 ALERTS: Topic[ev.AlertRaised] = Topic(
     name="remit.alerts.v1",
     payload=ev.AlertRaised,
@@ -152,9 +163,11 @@ OFFSETS: Topic[ev.OffsetRecorded] = Topic(
         "ForwardingBalanceApplied",
         "RefundAcknowledged",
         "NonOffsetRecorded",
+        "OffsetDismissed",
     ),
     key=ACCOUNT_KEY,
-    description="How each PLB pair was explained: allocated, unmatched, forwarding balance, non-offset.",
+    description="How each PLB pair was explained: allocated, unmatched, forwarding balance, non-offset; and "
+    "a work-queue item staff dismissed as not ours.",
     producers=("matching",),
     consumers=("notification",),
 )
@@ -208,6 +221,7 @@ TOPICS: tuple[Topic[Any], ...] = (
     OVERPAYMENTS,
     LETTERS,
     STAFF_ACTIONS,
+    WORK_ITEMS,
     ALERTS,
     OFFSETS,
     RECEIVABLES,

@@ -36,10 +36,11 @@ from shared.settings import SERVICES, Settings, get_settings
 ADMIN = "admin"
 """The broker's super user: creates topics and ACLs (``offsetstream topics create``, this module's ``acls``)."""
 OPERATOR = "operator"
-"""The command line of staff and operators: ingest, letters and staff actions, dead letters, consumer lag."""
+"""The command line of staff and operators: ingest, letters, staff actions and work-queue steps, dead letters,
+consumer lag."""
 CONSOLE = "console"
-"""The staff console (services/console): publishes staff actions and letters for its logged-in users, reads
-nothing from Kafka (it reads the ledger's staff views)."""
+"""The staff console (services/console): publishes staff actions, letters and work-queue steps for its logged-in
+users, reads nothing from Kafka (it reads the ledger's staff views)."""
 PRINCIPALS = (ADMIN, OPERATOR, CONSOLE, *SERVICES)
 
 CLI_PRODUCER = "cli"  # the producer name contracts.topics gives the command line
@@ -190,8 +191,8 @@ def acl_bindings() -> list[AclBinding]:
     Operator: Write the topics the command line produces and, to replay dead letters, every consumed topic;
     Read every dead-letter topic and the sources of their records except the raw payer files (a dead letter of
     intake names the stored file instead); Describe every topic and the stages' groups (consumer lag).
-    Console: Write (and Describe) only the topics the registry lists it as producing (letters and staff
-    actions): every change staff make in the console is one of those events, which the stages apply."""
+    Console: Write (and Describe) only the topics the registry lists it as producing (letters, staff actions,
+    work-item actions): every change staff make in the console is one of those events, which the stages apply."""
     rules: list[AclBinding] = []
     for service in SERVICES:
         inputs = consumed(service)

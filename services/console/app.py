@@ -18,7 +18,7 @@ import asyncpg
 import jinja2
 from aiohttp import web
 
-from services.console import auth, pages, users
+from services.console import auth, pages, users, work_items
 from services.console.state import KEY, POOL, SETTINGS, TEMPLATES, THROTTLE
 from shared import telemetry
 from shared.settings import Settings, get_settings
@@ -100,6 +100,7 @@ def build(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     )
     app[TEMPLATES].filters["money"] = pages.money
     pages.add_routes(app)
+    work_items.add_routes(app)
     app.router.add_static("/static/", HERE / "static", append_version=True)
     return app
 

@@ -18,6 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from cli import interest_views, matching_views
+from cli import work_items as work_item_views
 from cli.main import fetch_files
 from services.console import actions, auth, charts, queries, state, users
 from shared import clock, db
@@ -122,6 +123,7 @@ async def queue(request: web.Request) -> web.Response:
     user, tenant = _tenant(request)
     async with scope(request, tenant) as conn:
         items = await matching_views.work_queue(conn, tenant)
+        await work_item_views.annotate(conn, tenant, items)
     partial = request.headers.get("HX-Request") == "true"
     return render(
         request, "queue_rows.html" if partial else "queue.html", items=items, may_act=user.may("biller")
@@ -129,12 +131,10 @@ async def queue(request: web.Request) -> web.Response:
 
 
 async def queue_item(request: web.Request) -> web.Response:
-    user, tenant = _tenant(request)
-    async with scope(request, tenant) as conn:
-        found = await matching_views.work_queue(conn, tenant, request.match_info["item"])
-    if not found:
-        raise web.HTTPNotFound(text="not in the work queue (already explained?)")
-    return render(request, "queue_item.html", item=found[0], error=None, form={}, may_act=user.may("biller"))
+    from services.console import work_items  # the item page lives with its steps (link, not ours, ...)
+
+    _, tenant = _tenant(request)
+    return await work_items.item_page(request, tenant)
 
 
 async def identify(request: web.Request) -> web.Response:
@@ -148,9 +148,9 @@ async def identify(request: web.Request) -> web.Response:
     try:
         message = actions.identification(item, form, user.username)
     except actions.FormError as exc:
-        return render(
-            request, "queue_item.html", status=400, item=item, error=str(exc), form=form, may_act=True
-        )
+        from services.console import work_items
+
+        return await work_items.item_page(request, tenant, status=400, error=str(exc), form=form)
     await actions.publish_letter(request.app[state.SETTINGS], message)
     log.info("console: %s identified a work-queue item as %s", user.username, form.get("kind"))
     return _back(f"/t/{tenant}/queue", f"sent: {form.get('fcn')} identified; the queue updates once matched")

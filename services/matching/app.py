@@ -18,7 +18,7 @@ import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import AlertRaised
-from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, P
+from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, WORK_ITEMS, P
 from policies import config as policy_config
 from policies.config import PolicyResolver
 from services.matching import metrics, store
@@ -26,6 +26,7 @@ from services.matching.engine import on_adjustment, on_interest, on_overpayment,
 from services.matching.ledger import Matching, build_stage, reference_layout
 from services.matching.repository import MatchingRepository
 from services.matching.store import PgMatchingRepository
+from services.matching.work_items import on_work_item_action
 from shared import outbox, phi
 from shared.alerts import alert_message
 from shared.clock import today
@@ -50,7 +51,8 @@ def build(settings: Settings, policies: PolicyResolver[Any], repository: Reposit
     stage.handle(OVERPAYMENTS, on_connection(settings, policies, repository, on_overpayment))
     stage.handle(STAFF_ACTIONS, on_connection(settings, policies, repository, on_staff_action))
     stage.handle(INTEREST, on_connection(settings, policies, repository, on_interest))
-    stage.consume(PROVIDER_ADJUSTMENTS, OVERPAYMENTS, INTEREST, STAFF_ACTIONS)
+    stage.handle(WORK_ITEMS, on_connection(settings, policies, repository, on_work_item_action))
+    stage.consume(PROVIDER_ADJUSTMENTS, OVERPAYMENTS, INTEREST, STAFF_ACTIONS, WORK_ITEMS)
     stage.every(
         settings.interest_tick_seconds,
         partial(check_forwarding_balances, stage, policies),

@@ -26,6 +26,7 @@ from services.matching.records import (
     ScheduledRecovery,
     StoredPair,
 )
+from services.matching.work_item_repository import WorkItemRepository
 
 Splits = dict[str, tuple[Decimal, Decimal]]
 """allocation id (text) → (to interest, to principal)."""
@@ -296,6 +297,12 @@ class ActionRepository(Protocol):
 
 
 class MatchingRepository(
-    ReceivableRepository, PairRepository, MoneyRepository, ForwardingRepository, ActionRepository, Protocol
+    ReceivableRepository,
+    PairRepository,
+    MoneyRepository,
+    ForwardingRepository,
+    ActionRepository,
+    WorkItemRepository,
+    Protocol,
 ):
     """Everything the matching engine reads and writes."""

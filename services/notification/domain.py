@@ -176,6 +176,16 @@ def for_offset(event_type: str, offset: OffsetRecorded, quote: Quote = CONSERVAT
         facts["reference"] = reference
     if offset.rematch_of is not None:
         facts["rematch_of"] = str(offset.rematch_of)
+    if offset.bucket == "staff_dismissed":
+        return [
+            Message(
+                UNMATCHED_RECOVERY_RESOLVED,
+                "info",
+                f"Recovery on {offset.trace_number} (PLB {offset.reason_code} {reference or 'without reference'}) "
+                "no longer unexplained: dismissed by staff as not ours",
+                {**facts, "applied": money(Decimal("0.00")), "unmatched": money(offset.unmatched_amount)},
+            )
+        ]
     if offset.rematch_of is not None and offset.unmatched_amount <= 0:
         return [_resolved(offset, reference, facts, quote)]
     if event_type == "OffsetUnmatched" or (offset.bucket == "allocated" and offset.unmatched_amount > 0):

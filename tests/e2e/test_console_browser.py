@@ -6,7 +6,9 @@ withholding 60.00 against an FCN nobody has told us about, so the money waits in
 clinic A logs in, identifies the overpayment from the queue; the letter goes to Kafka, detection opens the
 receivable, matching applies the waiting 60.00 to it, and the console shows it settled. Clinic B has its own
 receivable, which A's biller cannot reach (404), and a form posted without its CSRF token is refused (403). The
-forecast and the scorecard show the figures the ledger holds. Every page is saved under .local/screenshots/.
+forecast and the scorecard show the figures the ledger holds. A second item (35.00 withheld in September under
+an FCN that is not the clinic's) is noted, assigned and marked "not ours": matching takes it out of the queue
+into the staff-dismissed bucket. Every page is saved under .local/screenshots/.
 """
 
 import asyncio
@@ -35,6 +37,7 @@ TODAY = "2026-11-23"
 SHOTS = REPO_ROOT / ".local" / "screenshots"
 CHROMIUM = Path(os.environ.get("OFFSETSTREAM_CHROMIUM", "/usr/bin/chromium"))
 UNKNOWN_FCN = "FCN26110200077"
+NOT_OURS_FCN = "FCN26091500099"  # withheld in September under an FCN of another provider: staff dismiss it
 
 
 def _browser_or_skip() -> None:
@@ -91,8 +94,10 @@ async def console(
     folder = tmp_path_factory.mktemp("console-feed")
     withheld = folder / "2026-11-02_medicare_unknown_fcn.835"
     withheld.write_bytes(remit("EFT261102077", "20261102", ("WO", UNKNOWN_FCN, "60.00")))
+    not_ours = folder / "2026-09-15_medicare_not_ours.835"
+    not_ours.write_bytes(remit("EFT260915099", "20260915", ("WO", NOT_OURS_FCN, "35.00")))
     async with Pipeline(stack, env={"OFFSETSTREAM_TODAY": TODAY}, console=True) as pipeline:
-        await pipeline.ingest([EXAMPLES, withheld], clinic_a)
+        await pipeline.ingest([EXAMPLES, withheld, not_ours], clinic_a)
         entry = letters.LetterEntry(
             payer_id="01312",
             payee_id="1234567893",
@@ -281,3 +286,90 @@ async def test_forecast_and_scorecard_show_the_ledgers_figures(page: Any, consol
     lines = (await csv_answer.text()).splitlines()
     assert lines[0].startswith("payer_id,month,withheld")
     assert len(lines) - 1 >= len(withheld)
+
+
+async def test_a_biller_notes_assigns_and_dismisses_a_queue_item_as_not_ours(
+    page: Any, console: Console
+) -> None:
+    await _login(page, console)
+    row = page.locator("tr", has_text=NOT_OURS_FCN)
+    await row.wait_for()
+    await row.get_by_role("link", name="Work").click()
+    item_url = page.url
+    note = "payer confirms this FCN belongs to another group practice"
+    await page.fill("textarea[name=note]", note)
+    await page.get_by_role("button", name="Add note").click()
+    await page.wait_for_url("**/queue/*?notice=*")
+    assert await page.input_value("input[name=assignee]") == "bea.biller"
+    await page.get_by_role("button", name="Assign").click()
+    await page.wait_for_url("**/queue/*?notice=*")
+
+    async def count(kind: str) -> int:
+        return int(
+            await _fetchval(
+                console.dsn,
+                """SELECT count(*) FROM matching.work_item_actions
+                   WHERE tenant_id = $1 AND kind = $2 AND outcome = 'applied' AND entered_by = 'bea.biller'""",
+                console.clinic_a,
+                kind,
+            )
+        )
+
+    async def noted_and_assigned() -> bool:
+        return await count("note") == 1 and await count("assign") == 1
+
+    await _settle_until(console.pipeline, noted_and_assigned)
+    await page.goto(f"{console.url}/t/{console.clinic_a}/queue")
+    cells = await page.locator("tr", has_text=NOT_OURS_FCN).locator("td").all_inner_texts()
+    assert "bea.biller" in cells and "1" in cells  # the assignee and the note count
+    await page.screenshot(path=str(SHOTS / "queue-assigned.png"), full_page=True)
+    # Link to a receivable this clinic does not have: refused on the form, nothing is sent.
+    await page.goto(item_url)
+    await page.fill("input[name=receivable]", "FCNNOSUCH0001")
+    await page.get_by_role("button", name="Link").click()
+    assert "no receivable FCNNOSUCH0001 in this clinic" in await page.inner_text("[role=alert]")
+    # Another clinic's URL for the same item answers 404, even with a valid token.
+    token = await page.locator("input[name=csrf]").first.input_value()
+    item_id = item_url.rstrip("/").rsplit("/", 1)[1]
+    foreign = await page.request.post(
+        f"{console.url}/t/{console.clinic_b}/queue/{item_id}/step", form={"step": "not_ours", "csrf": token}
+    )
+    assert foreign.status == 404
+    # Not ours: one event; matching moves the 35.00 out of the queue into the staff-dismissed bucket.
+    await page.goto(item_url)
+    await page.get_by_role("button", name="Not ours").click()
+    await page.wait_for_url("**/queue/*?notice=*")
+
+    async def dismissed() -> bool:
+        bucket = await _fetchval(
+            console.dsn,
+            "SELECT bucket FROM matching.adjustments WHERE tenant_id = $1 AND reference = $2",
+            console.clinic_a,
+            NOT_OURS_FCN,
+        )
+        return bool(bucket == "staff_dismissed")
+
+    await _settle_until(console.pipeline, dismissed)
+    await page.goto(f"{console.url}/t/{console.clinic_a}/queue")
+    assert await page.locator("tr", has_text=NOT_OURS_FCN).count() == 0
+    await page.goto(item_url)
+    body = await page.inner_text("main")
+    assert "no longer in the queue" in body
+    assert "35.00 dismissed as not ours by bea.biller" in body
+    history = await page.inner_text("#item-history")
+    assert "not ours" in history and "note" in history and note in history
+    await page.screenshot(path=str(SHOTS / "queue-item-not-ours.png"), full_page=True)
+    assert await _fetchval(
+        console.dsn,
+        "SELECT dismissed_amount FROM matching.adjustments WHERE tenant_id = $1 AND reference = $2",
+        console.clinic_a,
+        NOT_OURS_FCN,
+    ) == Decimal("35.00")
+    # A viewer reads the item and its history but has no step forms, and a posted step is refused.
+    await page.context.clear_cookies()
+    await _login(page, console, "vic.viewer", console.viewer_password)
+    await page.goto(item_url)
+    assert await page.locator("form[action$='/step']").count() == 0
+    token = await page.locator("input[name=csrf]").first.input_value()
+    refused = await page.request.post(f"{item_url}/step", form={"step": "note", "note": "x", "csrf": token})
+    assert refused.status == 403

@@ -26,6 +26,7 @@ ACT = ["action", "write-off", "FCN1", "--payer", "01312", "--payee", "1234567893
 GRANT = [*ACT[:1], "ers-granted", *ACT[2:]]
 LETTER = ["letter", "add", "--payer", "01312", "--payee", "1234567893", "--fcn", "FCN1"]
 LETTER_OK = [*LETTER, "--amount", "10.00", "--date", "2026-11-15"]
+ITEM = "5b0c3c8e-8f0e-4d0a-9a55-0f5c7d523c4e"
 
 # (command line, a fragment the one-line error must contain); {dir} and {file} are an existing folder and file.
 BAD: list[tuple[list[str], str]] = [
@@ -177,6 +178,33 @@ BAD: list[tuple[list[str], str]] = [
         "must be positive",
     ),
     ([*GRANT, "--installment", "250"], "ers-granted needs --installments, --first-due"),
+    # queue (work-queue items)
+    (["queue", "link", "item-1", "FCN1"], "not a work item id"),
+    (["queue", "link", ITEM, ""], "must not be empty"),
+    (["queue", "link", ITEM, "FCN1", "--tenant", "a b"], "not a tenant id"),
+    (["queue", "link", ITEM, "FCN1", "--entered-by", ""], "must not be empty"),
+    (["queue", "link", ITEM, "FCN1", "--payee", " "], "must not be empty"),
+    (["queue", "link", ITEM, "FCN1", "--request-id", "\x07"], "control characters"),
+    (["queue", "not-ours", "x"], "not a work item id"),
+    (["queue", "not-ours", ITEM, "--tenant", "a/b"], "not a tenant id"),
+    (["queue", "not-ours", ITEM, "--entered-by", ""], "must not be empty"),
+    (["queue", "not-ours", ITEM, "--payee", ""], "must not be empty"),
+    (["queue", "not-ours", ITEM, "--request-id", ""], "must not be empty"),
+    (["queue", "assign", ITEM, ""], "must not be empty"),
+    (["queue", "assign", ITEM, "ann", "--tenant", "a b"], "not a tenant id"),
+    (["queue", "assign", ITEM, "ann", "--entered-by", ""], "must not be empty"),
+    (["queue", "assign", ITEM, "ann", "--payee", ""], "must not be empty"),
+    (["queue", "assign", ITEM, "ann", "--request-id", ""], "must not be empty"),
+    (["queue", "note", ITEM, "  "], "a note must not be empty"),
+    (["queue", "note", ITEM, "n" * 2001], "at most 2000 characters"),
+    (["queue", "note", ITEM, "text", "--tenant", "a b"], "not a tenant id"),
+    (["queue", "note", ITEM, "text", "--entered-by", ""], "must not be empty"),
+    (["queue", "note", ITEM, "text", "--payee", ""], "must not be empty"),
+    (["queue", "note", ITEM, "text", "--request-id", ""], "must not be empty"),
+    (["queue", "show", "nope"], "not a work item id"),
+    (["queue", "show", ITEM, "--tenant", "a b"], "not a tenant id"),
+    (["queue", "frob", ITEM], "invalid choice"),
+    (["queue", "list", "--tenant", "a b"], "not a tenant id"),
     # ledger, db, topics
     (["ledger", "check", "--tenant", "a b"], "not a tenant id"),
     (["ledger", "audit"], "invalid choice"),

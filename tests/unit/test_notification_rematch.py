@@ -84,3 +84,18 @@ def test_an_old_offset_without_the_field_still_reads() -> None:
     payload = rematch("80.00", "0.00").model_dump(mode="json")
     del payload["rematch_of"]
     assert OffsetRecorded.model_validate(payload).rematch_of is None
+
+
+def test_an_item_staff_dismiss_as_not_ours_is_resolved_without_repeating_the_reason() -> None:
+    dismissed = rematch("0.00", "0.00").model_copy(
+        update={
+            "bucket": "staff_dismissed",
+            "allocations": (),
+            "reason": "80.00 dismissed by staff as not ours (work-item action x)",
+        }
+    )
+    (message,) = domain.for_offset("OffsetDismissed", dismissed)
+    assert message.kind == domain.UNMATCHED_RECOVERY_RESOLVED
+    assert "dismissed by staff as not ours" in message.summary
+    assert message.facts["rematch_of"] == str(ORIGINAL)
+    assert "work-item action" not in message.summary

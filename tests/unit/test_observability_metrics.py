@@ -64,7 +64,8 @@ def test_matching_buckets_are_exported_from_import() -> None:
     from services.matching import metrics
 
     assert set(metrics.BUCKETS) == {
-        "allocated", "unmatched", "forwarding_balance", "non_offset", "deferral", "refund_acknowledged"
+        "allocated", "unmatched", "forwarding_balance", "non_offset", "deferral", "refund_acknowledged",
+        "staff_dismissed",
     }  # fmt: skip
     for bucket in metrics.BUCKETS:
         assert _sample("remit_offset_dollars_total", bucket=bucket) is not None

@@ -10,9 +10,10 @@ from services.matching.memory.forwarding import MemForwarding
 from services.matching.memory.money import MemMoney
 from services.matching.memory.pairs import MemPairs
 from services.matching.memory.receivables import MemReceivables
+from services.matching.memory.work_items import MemWorkItems
 
 __all__ = ["BalanceNegative", "InMemoryMatchingRepository"]
 
 
-class InMemoryMatchingRepository(MemReceivables, MemPairs, MemMoney, MemForwarding):
+class InMemoryMatchingRepository(MemReceivables, MemPairs, MemMoney, MemForwarding, MemWorkItems):
     """Matching's tables as dictionaries keyed like their primary keys; rows are frozen and replaced."""

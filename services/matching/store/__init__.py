@@ -12,11 +12,12 @@ from services.matching.store.forwarding import PgForwarding
 from services.matching.store.money import PgMoney
 from services.matching.store.pairs import PgPairs
 from services.matching.store.receivables import PgReceivables
+from services.matching.store.work_items import PgWorkItems
 
 __all__ = ["PgMatchingRepository", "open_totals", "stale_forwarding_balances"]
 
 
-class PgMatchingRepository(PgReceivables, PgPairs, PgMoney, PgForwarding):
+class PgMatchingRepository(PgReceivables, PgPairs, PgMoney, PgForwarding, PgWorkItems):
     """The matching ledger in PostgreSQL, on one connection inside the caller's transaction."""
 
 
