@@ -217,6 +217,10 @@ async def resplit(m: Matching, tenant: str, row: Receivable) -> tuple[domain.Bal
         interest_accrued=totals.interest_accrued,
         refunded=totals.refunded,
     )
+    if row.written_off_in_full is not None and after.open < 0:
+        # Written off in full, then interest the write-off covered was reversed (a later determination date
+        # moved the period out): the write-off covered only what was open, so it shrinks with it.
+        after = replace(after, written_off=max(after.written_off + after.open, ZERO))
     await m.repo.save_balance(tenant, rid, after, domain.status_of(after))
     return after, splits
 
