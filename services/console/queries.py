@@ -58,6 +58,15 @@ async def rejections(conn: asyncpg.Connection, tenant: str, limit: int = 200) ->
     )
 
 
+async def file_rejections(conn: asyncpg.Connection, tenant: str, sha256: str) -> int | None:
+    """How many transactions of the tenant's file with this SHA-256 intake rejected when it first read it;
+    None when the tenant has no such file."""
+    value = await conn.fetchval(
+        "SELECT rejected FROM intake.files WHERE tenant_id = $1 AND sha256 = $2", tenant, sha256
+    )
+    return None if value is None else int(value)
+
+
 SCORECARD_SQL = """
 WITH pairs AS (
     SELECT a.payer_id, date_trunc('month', a.payment_date)::date AS month, a.adjustment_id, a.amount,
