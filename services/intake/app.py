@@ -34,7 +34,7 @@ def build(settings: Settings, parsers: Mapping[str, FeedParser], store: IntakeSt
         replay=files.replay_file,
         dead_letter=files.dead_letter_file,
     )
-    # Staff asking for a kept file to be processed again (the console's Replay, `offsetstream files replay`):
+    # Staff asking for a kept file to be processed again (the console's Replay, `offsetstream files --replay`):
     # one request a transaction, since each re-reads a whole file.
     stage.handle_records(FILE_REPLAYS, files.handle_replay_request)
     stage.consume(FILE_REPLAYS, batch=1, replay=files.replay_replay_request)

@@ -278,7 +278,7 @@ class FileIntake:
         return replace(incoming, key=key, value=value, headers={**incoming.headers, "replayed_from": where})
 
     async def handle_replay_request(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Staff asked for a kept file to be processed again (console, ``offsetstream files replay``): exactly
+        """Staff asked for a kept file to be processed again (console, ``offsetstream files --replay``): exactly
         what a DLT replay of the file does (:meth:`handle_file` with ``replayed_from``): remittances already
         posted are skipped, rejected transactions get another try, and the file gets a ``replayed`` receipt.
         Idempotent per request (the request id is the event id); a new request is a new, harmless attempt."""
