@@ -265,7 +265,7 @@ async def test_forecast_and_scorecard_show_the_ledgers_figures(page: Any, consol
         withheld = await conn.fetch(
             """SELECT to_char(payment_date, 'YYYY-MM') AS month, sum(amount) AS withheld
                FROM matching.adjustments WHERE tenant_id = $1 AND amount > 0
-                 AND bucket IN ('allocated', 'unmatched')
+                 AND bucket IN ('allocated', 'unmatched', 'staff_dismissed')
                GROUP BY 1 ORDER BY 1""",
             console.clinic_a,
         )
@@ -371,6 +371,10 @@ async def test_a_biller_notes_assigns_and_dismisses_a_queue_item_as_not_ours(
         console.clinic_a,
         NOT_OURS_FCN,
     ) == Decimal("35.00")
+    # The scorecard counts it as withheld in September and dismissed as not ours, not as unexplained.
+    await page.goto(f"{console.url}/t/{console.clinic_a}/scorecard")
+    september = await page.locator("tr", has_text="2026-09").first.inner_text()
+    assert "35.00 (" in september, september
     # A viewer reads the item and its history but has no step forms, and a posted step is refused.
     await page.context.clear_cookies()
     await _login(page, console, "vic.viewer", console.viewer_password)
