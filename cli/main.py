@@ -5,6 +5,7 @@ offsetstream ingest PATH... [--tenant T] [--format F]      publish payer files t
 offsetstream parse FILE [--tenant T]                       print the events a file would produce (no Kafka)
 offsetstream reconcile [--tenant T]                        print the reconciliation from the ledger
 offsetstream files [--tenant T] [--json]                   payer files received, and what each one posted
+offsetstream files --replay SHA256 [--tenant T]            ask intake to process a kept file again (its rejects)
 offsetstream watch FOLDER [--tenant T] [--interval S]      publish files dropped into a folder (SFTP inbox)
 offsetstream dlt list [--topic T] [--limit N] [--json]     rejected input: why, and where in the file
 offsetstream dlt show P:O [--content | --raw]              one rejected record (body only when asked)
@@ -143,12 +144,16 @@ async def _ingest(paths: list[Path], tenant: str, format_hint: str | None) -> in
 
 
 FILES_SQL = """SELECT f.file_name, f.sha256, f.feed, f.source, f.size_bytes, f.transactions, f.rejected,
-        f.duplicates, f.received_at, count(r.sha256) AS copies_received, max(r.received_at) AS last_copy_at,
+        f.duplicates, f.received_at, count(r.sha256) FILTER (WHERE r.kind = 'copy') AS copies_received,
+        max(r.received_at) FILTER (WHERE r.kind = 'copy') AS last_copy_at,
+        count(r.sha256) FILTER (WHERE r.kind = 'replayed') AS replays,
+        max(r.received_at) FILTER (WHERE r.kind = 'replayed') AS last_replay_at,
         (SELECT coalesce(array_agg('ST02 ' || m.st02 || ': ' || w ORDER BY m.st02), '{}')
            FROM intake.remittances m CROSS JOIN LATERAL unnest(m.warnings) AS w
           WHERE m.tenant_id = f.tenant_id AND m.file_sha256 = f.sha256) AS warnings
     FROM intake.files f
-    LEFT JOIN intake.file_receipts r ON r.tenant_id = f.tenant_id AND r.sha256 = f.sha256 AND r.kind = 'copy'
+    LEFT JOIN intake.file_receipts r
+           ON r.tenant_id = f.tenant_id AND r.sha256 = f.sha256 AND r.kind IN ('copy', 'replayed')
     WHERE f.tenant_id = $1
     GROUP BY f.tenant_id, f.sha256
     ORDER BY f.received_at DESC, f.file_name LIMIT $2"""
@@ -170,6 +175,7 @@ async def fetch_files(settings: Settings, tenant: str, limit: int = 100) -> list
         row = dict(r)
         row["received_at"] = r["received_at"].isoformat(timespec="seconds")
         row["last_copy_at"] = r["last_copy_at"] and r["last_copy_at"].isoformat(timespec="seconds")
+        row["last_replay_at"] = r["last_replay_at"] and r["last_replay_at"].isoformat(timespec="seconds")
         row["posted"] = r["transactions"] - r["rejected"] - r["duplicates"]
         row["warnings"] = list(r["warnings"])
         rows.append(row)
@@ -186,6 +192,8 @@ def _file_note(row: dict[str, Any]) -> str:
         notes.append(
             f"identical copy received {row['copies_received']}x (last {row['last_copy_at']}): posted nothing"
         )
+    if row.get("replays"):
+        notes.append(f"replayed {row['replays']}x (last {row['last_replay_at']})")
     return "; ".join(notes)
 
 
@@ -233,6 +241,19 @@ async def _files(tenant: str, as_json: bool, limit: int, show_warnings: bool) ->
         "NOTE",
     ]
     print(report.columns(table, headers))
+    return 0
+
+
+async def _replay_file(tenant: str, sha256: str, entered_by: str, request_id: str | None) -> int:
+    import uuid
+
+    from services.intake import publish
+
+    message = publish.file_replay_message(tenant, sha256, entered_by, request_id or uuid.uuid4().hex)
+    await publish.request_file_replay(get_settings(), message)
+    print(
+        f"replay of file {sha256[:12]} requested: `offsetstream files` notes it once intake has read it again"
+    )
     return 0
 
 
@@ -299,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list what the reader kept but did not interpret (unknown or misplaced segments, a missing "
         "PER*BL), per file and transaction",
+    )
+    files.add_argument(
+        "--replay",
+        metavar="SHA256",
+        type=options.sha256_hex,
+        help="instead of listing: ask intake to process again the kept file with this SHA-256 (one with a "
+        "rejected transaction), as `dlt replay` of its records would; shows as a 'replayed' receipt",
+    )
+    files.add_argument("--entered-by", type=options.identifier, default="staff")
+    files.add_argument(
+        "--request-id", type=options.identifier, default=None, help="repeat a request: replays once"
     )
     watch = sub.add_parser(
         "watch",
@@ -388,7 +420,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reconcile":
         return asyncio.run(_reconcile(args.tenant))
     if args.command == "files":
-        return asyncio.run(_files(args.tenant, args.json, args.limit, args.warnings))
+        return asyncio.run(
+            _replay_file(args.tenant, args.replay, args.entered_by, args.request_id)
+            if args.replay
+            else _files(args.tenant, args.json, args.limit, args.warnings)
+        )
     if args.command == "watch":
         if not args.folder.is_dir():
             print(f"no such folder: {args.folder}", file=sys.stderr)

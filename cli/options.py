@@ -56,6 +56,14 @@ def identifier(text: str) -> str:
     return value
 
 
+def sha256_hex(text: str) -> str:
+    """A file's hex SHA-256, as `offsetstream files --json` and the console print it (lower-cased)."""
+    value = text.strip().lower()
+    if len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value):
+        raise ArgumentTypeError(f"{_shown(value)} is not a hex SHA-256 (64 characters 0-9, a-f)")
+    return value
+
+
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """A whole number from ``low`` to ``high`` (both included)."""
 

@@ -74,6 +74,26 @@ class RawFileReceived(Contract):
     )
 
 
+# --- remit.file-replays.v1 -------------------------------------------------------------------------------------
+
+
+class FileReplayRequested(Contract):
+    """Staff ask intake to process a payer file it already keeps again (``intake.raw_files``: every file with a
+    rejected transaction), exactly as ``offsetstream dlt replay`` of that file's dead letters would: remittances
+    already posted are recognised and skipped, rejected transactions get another try. Carries no payer data:
+    the file is named by its SHA-256 and read back by intake, the only stage that may read payer files.
+    """
+
+    request_id: UUID = Field(
+        description="Deterministic id: (tenant, file SHA-256, request id of the form or command); the same "
+        "submission sent twice replays the file once."
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the file to process again (its identity)."
+    )
+    entered_by: str = Field(description="Who asked (staff user id), for the audit trail.")
+
+
 # --- remit.remittances.v1 --------------------------------------------------------------------------------------
 
 

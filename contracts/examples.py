@@ -217,6 +217,11 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             annual_rate="0.1150",
             amount="1.15",
         ),
+        ev.FileReplayRequested: ev.FileReplayRequested(
+            request_id=_example_id("file-replay"),
+            sha256=hashlib.sha256(_EXAMPLE_835).hexdigest(),
+            entered_by="staff-042",
+        ),
         ev.LetterReceived: ev.LetterReceived(
             letter_id=_example_id("letter"),
             kind="demand_letter",

@@ -65,6 +65,17 @@ INTAKE: Topic[ev.RawFileReceived] = Topic(
     consumers=("intake",),
 )
 
+FILE_REPLAYS: Topic[ev.FileReplayRequested] = Topic(
+    name="remit.file-replays.v1",
+    payload=ev.FileReplayRequested,
+    event_types=("FileReplayRequested",),
+    key='account_key: hex of (tenant, "file", file SHA-256) — one file\'s requests stay in order',
+    description="Staff asking intake to process a payer file it keeps (one with rejected transactions) again, "
+    "as a replay of its dead letters would; names the file by SHA-256, never carries its bytes.",
+    producers=("cli", "console"),
+    consumers=("intake",),
+)
+
 REMITTANCES: Topic[ev.RemittanceReceived] = Topic(
     name="remit.remittances.v1",
     payload=ev.RemittanceReceived,
@@ -215,6 +226,7 @@ NOTIFICATIONS: Topic[ev.NotificationEmitted] = Topic(
 
 TOPICS: tuple[Topic[Any], ...] = (
     INTAKE,
+    FILE_REPLAYS,
     REMITTANCES,
     CLAIM_PAYMENTS,
     PROVIDER_ADJUSTMENTS,

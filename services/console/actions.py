@@ -18,6 +18,7 @@ from cli import letters, options
 from cli.staff import ACTIONS
 from contracts.events import RepaymentSchedule
 from contracts.topics import LETTERS, STAFF_ACTIONS
+from services.intake import publish as intake_publish
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -117,3 +118,18 @@ async def publish_letter(settings: Settings, message: tuple[str, bytes]) -> None
 async def publish_action(settings: Settings, message: tuple[str, bytes]) -> None:
     """Send one staff action and wait for the broker's acknowledgement."""
     await letters.publish_events(settings, STAFF_ACTIONS, [message])
+
+
+def file_replay(tenant: str, sha256: str, form: Mapping[str, str], user: str) -> tuple[bytes, bytes]:
+    """An admin's Replay of a file with rejected transactions: a FileReplayRequested for intake, which re-reads
+    the file it keeps and processes it again as ``offsetstream dlt replay`` of its dead letters would. The form's
+    request id makes a double submit one replay."""
+    request_id = (form.get("request_id") or "").strip()[:64]
+    if not request_id:
+        raise FormError("request id: required (reload the page)")
+    return intake_publish.file_replay_message(tenant, sha256, user, request_id)
+
+
+async def publish_file_replay(settings: Settings, message: tuple[bytes, bytes]) -> None:
+    """Send one replay request and wait for the broker's acknowledgement."""
+    await intake_publish.request_file_replay(settings, message)

@@ -8,6 +8,8 @@ receivable that does not exist, so a URL reveals nothing about other clinics.
 import csv
 import io
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -302,7 +304,43 @@ async def files(request: web.Request) -> web.Response:
     received = await fetch_files(request.app[state.SETTINGS], tenant, 200)
     async with scope(request, tenant) as conn:
         rejected = await queries.rejections(conn, tenant)
-    return render(request, "files.html", files=received, rejected=rejected, is_admin=user.may("admin"))
+    return render(
+        request,
+        "files.html",
+        files=received,
+        rejected=rejected,
+        is_admin=user.may("admin"),
+        request_id=uuid.uuid4().hex,
+    )
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def replay_file(request: web.Request) -> web.Response:
+    """An admin asks intake to process a file with rejected transactions again (``FileReplayRequested``). The
+    console reads no dead letter and no payer byte: it names the file by SHA-256, intake re-reads what it keeps."""
+    user, tenant = _tenant(request, "admin")
+    sha256 = request.match_info["sha256"]
+    if not _SHA256.match(sha256):
+        raise web.HTTPNotFound(text="not found")
+    async with scope(request, tenant) as conn:
+        rejected = await queries.file_rejections(conn, tenant, sha256)
+    if rejected is None:
+        raise web.HTTPNotFound(text="not found")
+    if not rejected:
+        return _back(f"/t/{tenant}/files", "nothing to replay: no transaction of that file was rejected")
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    try:
+        message = actions.file_replay(tenant, sha256, form, user.username)
+    except actions.FormError as exc:
+        return _back(f"/t/{tenant}/files", str(exc))
+    await actions.publish_file_replay(request.app[state.SETTINGS], message)
+    log.info("console: %s asked for file %s to be replayed", user.username, sha256[:12])
+    return _back(
+        f"/t/{tenant}/files",
+        f"sent: replay of file {sha256[:12]}; its receipts show it once intake has read the file again",
+    )
 
 
 def add_routes(app: web.Application) -> None:
@@ -321,3 +359,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get(r"/t/{tenant}/scorecard{ext:(\.csv)?}", scorecard)
     r.add_get("/t/{tenant}/forecast", forecast)
     r.add_get("/t/{tenant}/files", files)
+    r.add_post("/t/{tenant}/files/{sha256}/replay", replay_file)

@@ -58,12 +58,21 @@ async def rejections(conn: asyncpg.Connection, tenant: str, limit: int = 200) ->
     )
 
 
+async def file_rejections(conn: asyncpg.Connection, tenant: str, sha256: str) -> int | None:
+    """How many transactions of the tenant's file with this SHA-256 intake rejected when it first read it;
+    None when the tenant has no such file."""
+    value = await conn.fetchval(
+        "SELECT rejected FROM intake.files WHERE tenant_id = $1 AND sha256 = $2", tenant, sha256
+    )
+    return None if value is None else int(value)
+
+
 SCORECARD_SQL = """
 WITH pairs AS (
     SELECT a.payer_id, date_trunc('month', a.payment_date)::date AS month, a.adjustment_id, a.amount,
-           a.unmatched_amount, a.match_method
+           a.unmatched_amount, a.dismissed_amount, a.match_method
     FROM matching.adjustments a
-    WHERE a.tenant_id = $1 AND a.amount > 0 AND a.bucket IN ('allocated', 'unmatched')
+    WHERE a.tenant_id = $1 AND a.amount > 0 AND a.bucket IN ('allocated', 'unmatched', 'staff_dismissed')
 ), applied AS (
     SELECT l.adjustment_id, sum(l.to_interest + l.to_principal) AS applied,
            bool_or(EXISTS (SELECT 1 FROM detection.evidence e WHERE e.tenant_id = l.tenant_id
@@ -101,12 +110,13 @@ WITH pairs AS (
            sum(COALESCE(ap.applied, 0)) FILTER (WHERE NOT COALESCE(p.match_method = 'rematch' AND ap.staff_entered,
                                                               false)) AS auto,
            sum(COALESCE(ap.applied, 0)) FILTER (WHERE p.match_method = 'rematch' AND ap.staff_entered) AS later,
-           sum(p.unmatched_amount) AS unexplained
+           sum(p.unmatched_amount) AS unexplained, sum(p.dismissed_amount) AS dismissed
     FROM pairs p LEFT JOIN applied ap USING (adjustment_id) GROUP BY 1, 2
 )
 SELECT COALESCE(m.payer_id, b.payer_id, f.payer_id) AS payer_id, COALESCE(m.month, b.month, f.month) AS month,
        COALESCE(m.withheld, 0) AS withheld, COALESCE(m.auto, 0) AS explained_automatically,
        COALESCE(m.later, 0) AS explained_by_staff, COALESCE(m.unexplained, 0) AS unexplained,
+       COALESCE(m.dismissed, 0) AS dismissed_not_ours,
        COALESCE(b.rule_breaks, 0) AS rule_breaks, COALESCE(f.open_forwarding, 0) AS open_forwarding,
        x.median_days
 FROM months m
@@ -127,7 +137,8 @@ async def scorecard(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any
     interest paid to the provider, refund acknowledgements, deferrals or forwarding balances carried and
     applied, whose money is counted where it was taken), the share explained by staff (applied later, once a
     receivable a staff member entered, a letter or an identification, appeared: ``rematch`` to a receivable
-    with letter evidence), explained automatically (every other application) and still unexplained; recoupment rule breaks observed that month; forwarding balances
+    with letter evidence), explained automatically (every other application), still unexplained, and dismissed by staff as not
+    the clinic's (``not ours``: taken, but owed by no receivable of this clinic); recoupment rule breaks observed that month; forwarding balances
     opened that month and still open; the median days from the work queue hearing of a withheld amount
     (notification ``unmatched_recovery``) to its leaving the queue (``unmatched_recovery_resolved``), in
     wall-clock time: the ledger keeps business dates only, the notifications keep when things happened (None
@@ -143,6 +154,7 @@ async def scorecard(conn: asyncpg.Connection, tenant: str) -> list[dict[str, Any
                 "automatic_pct": _share(row["explained_automatically"], withheld),
                 "staff_pct": _share(row["explained_by_staff"], withheld),
                 "unexplained_pct": _share(row["unexplained"], withheld),
+                "dismissed_pct": _share(row["dismissed_not_ours"], withheld),
                 "median_days_to_explain": None if days is None else Decimal(str(round(days, 1))),
             }
         )

@@ -4,7 +4,7 @@ file does is ``engine``; choosing a parser and building events ``domain``; SQL `
 import logging
 from collections.abc import Mapping
 
-from contracts.topics import INTAKE
+from contracts.topics import FILE_REPLAYS, INTAKE
 from services.intake import metrics, x12
 from services.intake.engine import FileIntake, file_message_id
 from services.intake.feeds import FeedParser
@@ -34,6 +34,10 @@ def build(settings: Settings, parsers: Mapping[str, FeedParser], store: IntakeSt
         replay=files.replay_file,
         dead_letter=files.dead_letter_file,
     )
+    # Staff asking for a kept file to be processed again (the console's Replay, `offsetstream files --replay`):
+    # one request a transaction, since each re-reads a whole file.
+    stage.handle_records(FILE_REPLAYS, files.handle_replay_request)
+    stage.consume(FILE_REPLAYS, batch=1, replay=files.replay_replay_request)
     return stage
 
 

@@ -18,8 +18,10 @@ from pydantic import ValidationError
 
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
+from contracts.topics import FILE_REPLAYS, INTAKE
 from services.intake import domain, metrics
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
+from services.intake.publish import raw_file_message
 from services.intake.store import IntakeStore
 from shared import telemetry
 from shared.batches import dead_letter_message
@@ -182,6 +184,11 @@ class FileIntake:
         await self.store.keep_raw_file(
             conn, file.tenant, raw.sha256, raw.file_name, raw.source, raw.format_hint, raw.content
         )
+        if incoming.topic != INTAKE.name:
+            # A file processed again on request (remit.file-replays.v1): what failed is still a transaction of a
+            # payer file, so its record is intake's like any other and `dlt replay` re-drives it to intake. The
+            # source partition/offset headers are then those of the request.
+            incoming = replace(incoming, topic=INTAKE.name)
         spans = domain.transaction_spans(raw.content) if file.parser.name == "x12_835" else {}
         records = []
         for _, error in bad:
@@ -251,6 +258,46 @@ class FileIntake:
                 bad.append((positions[parsed.remittance.remittance_id], refused))
         bad.sort(key=lambda item: item[0])
         return outputs + await self._dead_letters(conn, incoming, file, bad)
+
+    async def _requested_file(self, conn: asyncpg.Connection, incoming: Incoming) -> Incoming:
+        """The file a FileReplayRequested names, as the message a DLT replay of it would send (the envelope
+        rebuilt from ``intake.raw_files``: same event id), tagged ``replayed_from`` the request's position and
+        consumed at that position, so its receipt is a ``replayed`` one of its own."""
+        envelope = FILE_REPLAYS.parse(incoming.value)
+        tenant, sha256 = envelope.tenant_id, envelope.payload.sha256
+        kept = await self.store.raw_file(conn, tenant, sha256)
+        if kept is None:
+            raise Rejected(
+                "unknown_file",
+                "no payer file with this SHA-256 is kept for the tenant (intake keeps the files that had a "
+                "rejected transaction)",
+                {"sha256": sha256},
+            )
+        key, value = raw_file_message(kept.content, kept.file_name, tenant, kept.source, kept.format_hint)
+        where = f"{incoming.topic}:{incoming.partition}:{incoming.offset}".encode()
+        return replace(incoming, key=key, value=value, headers={**incoming.headers, "replayed_from": where})
+
+    async def handle_replay_request(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """Staff asked for a kept file to be processed again (console, ``offsetstream files --replay``): exactly
+        what a DLT replay of the file does (:meth:`handle_file` with ``replayed_from``): remittances already
+        posted are skipped, rejected transactions get another try, and the file gets a ``replayed`` receipt.
+        Idempotent per request (the request id is the event id); a new request is a new, harmless attempt."""
+        request = FILE_REPLAYS.parse(incoming.value).payload
+        outputs = await self.handle_file(conn, await self._requested_file(conn, incoming))
+        after_commit(
+            partial(
+                log.info,
+                "file sha256 %s processed again on request of %s",
+                request.sha256[:12],
+                request.entered_by,
+            )
+        )
+        return outputs
+
+    async def replay_replay_request(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
+        """A replay request applied before and delivered again: the messages it owed, rebuilt
+        (:meth:`replay_file` of the requested file; nothing is posted or noted again)."""
+        return await self.replay_file(conn, await self._requested_file(conn, incoming))
 
     async def handle_file(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
         """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""

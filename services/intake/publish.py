@@ -10,8 +10,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from contracts.events import RawFileReceived
-from contracts.topics import INTAKE
+from contracts.events import FileReplayRequested, RawFileReceived
+from contracts.topics import FILE_REPLAYS, INTAKE
 from services.intake.x12.split import NotX12, SplitRefused, cut_x12
 from shared import envelopes, kafka_security
 from shared.failures import record_size
@@ -74,6 +74,38 @@ def raw_file_message(
         causation_id=f"{source}:{file_name}",
     )
     return key.encode(), env.to_bytes()
+
+
+def file_replay_message(tenant_id: str, sha256: str, entered_by: str, request_id: str) -> tuple[bytes, bytes]:
+    """(key, value) of a FileReplayRequested envelope: intake processes the stored file with this content again.
+    The event id is (tenant, SHA-256, ``request_id``): the console's form carries one request id, so a double
+    submit replays once; another request is another replay (harmless: posted remittances are skipped)."""
+    request = FileReplayRequested(
+        request_id=stable_id("file-replay", tenant_id, sha256, request_id),
+        sha256=sha256,
+        entered_by=entered_by,
+    )
+    key = account_key(tenant_id, "file", sha256)
+    env = envelopes.build(
+        request,
+        event_id=request.request_id,
+        event_type="FileReplayRequested",
+        tenant_id=tenant_id,
+        account_key=key,
+        causation_id=f"staff:{entered_by}",
+    )
+    return key.encode(), env.to_bytes()
+
+
+async def request_file_replay(settings: Settings, message: tuple[bytes, bytes]) -> None:
+    """Send one replay request to ``remit.file-replays.v1`` and wait for the broker's acknowledgement."""
+    producer = AIOKafkaProducer(**kafka_security.client_kwargs(settings), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        key, value = message
+        await producer.send_and_wait(FILE_REPLAYS.name, value=value, key=key)
+    finally:
+        await producer.stop()
 
 
 class FileRefused(ValueError):

@@ -1,11 +1,23 @@
 """Intake's tables (schema ``intake``): files seen, remittances posted, transactions rejected."""
 
+import hashlib
 import json
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
 from services.intake.feeds import FeedError, ParsedRemittance
+
+
+@dataclass(frozen=True)
+class KeptFile:
+    """A payer file kept in ``intake.raw_files``: its exact bytes and what its first message said of it."""
+
+    file_name: str
+    source: str
+    format_hint: str | None
+    content: bytes
 
 
 class IntakeStore:
@@ -185,3 +197,14 @@ class IntakeStore:
             len(content),
             content,
         )
+
+    async def raw_file(self, conn: asyncpg.Connection, tenant_id: str, sha256: str) -> KeptFile | None:
+        """The kept file of this tenant with this content, checked against its SHA-256; None when not kept."""
+        row = await conn.fetchrow(
+            "SELECT file_name, source, format_hint, content FROM intake.raw_files WHERE tenant_id = $1 AND sha256 = $2",
+            tenant_id,
+            sha256,
+        )
+        if row is None or hashlib.sha256(row["content"]).hexdigest() != sha256:
+            return None
+        return KeptFile(row["file_name"], row["source"], row["format_hint"], bytes(row["content"]))

@@ -38,6 +38,9 @@ SHOTS = REPO_ROOT / ".local" / "screenshots"
 CHROMIUM = Path(os.environ.get("OFFSETSTREAM_CHROMIUM", "/usr/bin/chromium"))
 UNKNOWN_FCN = "FCN26110200077"
 NOT_OURS_FCN = "FCN26091500099"  # withheld in September under an FCN of another provider: staff dismiss it
+UNBALANCED = (
+    "2026-08-04_medicare_unbalanced.835"  # its one transaction is rejected: an admin replays the file
+)
 
 
 def _browser_or_skip() -> None:
@@ -96,8 +99,11 @@ async def console(
     withheld.write_bytes(remit("EFT261102077", "20261102", ("WO", UNKNOWN_FCN, "60.00")))
     not_ours = folder / "2026-09-15_medicare_not_ours.835"
     not_ours.write_bytes(remit("EFT260915099", "20260915", ("WO", NOT_OURS_FCN, "35.00")))
+    unbalanced = folder / UNBALANCED
+    deferred = (EXAMPLES / "2026-08-03_medicare_deferred.835").read_bytes()
+    unbalanced.write_bytes(deferred.replace(b"BPR*I*584.57", b"BPR*I*584.58"))  # rejected: BPR02 off by 0.01
     async with Pipeline(stack, env={"OFFSETSTREAM_TODAY": TODAY}, console=True) as pipeline:
-        await pipeline.ingest([EXAMPLES, withheld, not_ours], clinic_a)
+        await pipeline.ingest([EXAMPLES, withheld, not_ours, unbalanced], clinic_a)
         entry = letters.LetterEntry(
             payer_id="01312",
             payee_id="1234567893",
@@ -259,7 +265,7 @@ async def test_forecast_and_scorecard_show_the_ledgers_figures(page: Any, consol
         withheld = await conn.fetch(
             """SELECT to_char(payment_date, 'YYYY-MM') AS month, sum(amount) AS withheld
                FROM matching.adjustments WHERE tenant_id = $1 AND amount > 0
-                 AND bucket IN ('allocated', 'unmatched')
+                 AND bucket IN ('allocated', 'unmatched', 'staff_dismissed')
                GROUP BY 1 ORDER BY 1""",
             console.clinic_a,
         )
@@ -280,7 +286,7 @@ async def test_forecast_and_scorecard_show_the_ledgers_figures(page: Any, consol
         assert f"01312\t{row['month']}\t{row['withheld']:,.2f}" in text
     # November: the 60.00 the biller identified is explained by staff, all of it.
     # It waited in the queue for less than a day of wall-clock time (the test's minutes).
-    assert "01312\t2026-11\t60.00\t0.00 (0.0 %)\t60.00 (100.0 %)\t0.00 (0.0 %)\t0.0\t" in text
+    assert "01312\t2026-11\t60.00\t0.00 (0.0 %)\t60.00 (100.0 %)\t0.00 (0.0 %)\t0.00 (0.0 %)\t0.0\t" in text
     csv_answer = await page.request.get(f"{console.url}/t/{console.clinic_a}/scorecard.csv")
     assert csv_answer.status == 200
     lines = (await csv_answer.text()).splitlines()
@@ -365,6 +371,10 @@ async def test_a_biller_notes_assigns_and_dismisses_a_queue_item_as_not_ours(
         console.clinic_a,
         NOT_OURS_FCN,
     ) == Decimal("35.00")
+    # The scorecard counts it as withheld in September and dismissed as not ours, not as unexplained.
+    await page.goto(f"{console.url}/t/{console.clinic_a}/scorecard")
+    september = await page.locator("tr", has_text="2026-09").first.inner_text()
+    assert "35.00 (" in september, september
     # A viewer reads the item and its history but has no step forms, and a posted step is refused.
     await page.context.clear_cookies()
     await _login(page, console, "vic.viewer", console.viewer_password)
@@ -372,4 +382,45 @@ async def test_a_biller_notes_assigns_and_dismisses_a_queue_item_as_not_ours(
     assert await page.locator("form[action$='/step']").count() == 0
     token = await page.locator("input[name=csrf]").first.input_value()
     refused = await page.request.post(f"{item_url}/step", form={"step": "note", "note": "x", "csrf": token})
+    assert refused.status == 403
+
+
+async def test_an_admin_replays_a_file_with_rejects_and_a_biller_may_not(page: Any, console: Console) -> None:
+    admin = await console.pipeline.add_console_user("ada.admin", "admin", (console.clinic_a,))
+    await _login(page, console, "ada.admin", admin)
+    files_url = f"{console.url}/t/{console.clinic_a}/files"
+    await page.goto(files_url)
+    row = page.locator("tr", has_text=UNBALANCED)
+    assert await page.locator("button", has_text="Replay").count() == 1  # only the file with a reject
+    await row.get_by_role("button", name="Replay").click()
+    await page.wait_for_url(f"{files_url}?notice=*")
+    assert "replay of file" in await page.inner_text("main")
+
+    async def replayed() -> bool:
+        kinds = await _fetchval(
+            console.dsn,
+            "SELECT count(*) FROM intake.file_receipts WHERE tenant_id = $1 AND kind = 'replayed'",
+            console.clinic_a,
+        )
+        return bool(kinds == 1)
+
+    await _settle_until(console.pipeline, replayed)
+    await page.goto(files_url)
+    assert "1×" in await page.locator("tr", has_text=UNBALANCED).locator("td.replays").inner_text()
+    await page.screenshot(path=str(SHOTS / "files-replayed.png"), full_page=True)
+    sha256 = await _fetchval(
+        console.dsn,
+        "SELECT sha256 FROM intake.files WHERE tenant_id = $1 AND file_name = $2",
+        console.clinic_a,
+        UNBALANCED,
+    )
+    # A biller sees no Replay button, and a posted replay is refused.
+    await page.context.clear_cookies()
+    await _login(page, console)
+    await page.goto(files_url)
+    assert await page.locator("button", has_text="Replay").count() == 0
+    token = await page.locator("input[name=csrf]").first.input_value()
+    refused = await page.request.post(
+        f"{files_url}/{sha256}/replay", form={"csrf": token, "request_id": "biller-try"}
+    )
     assert refused.status == 403

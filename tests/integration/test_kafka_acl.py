@@ -161,3 +161,17 @@ async def test_the_console_may_only_write_letters_and_staff_actions(stack: Stack
         await _put(console, INTAKE)
     with pytest.raises(TopicAuthorizationFailedError):
         await _read(console, "remit.staff-actions.v1", None)
+
+
+async def test_the_console_may_ask_for_a_file_replay_but_never_read_dead_letters(stack: Stack) -> None:
+    from services.intake.publish import file_replay_message, request_file_replay
+
+    console = _login(stack, "console")
+    # Step: a replay request, as the console's Replay button sends one (its own tenant, a file nobody keeps:
+    # intake dead-letters it on the requests' DLT, touching no other test).
+    message = file_replay_message(f"acl-{uuid.uuid4().hex[:8]}", "0" * 64, "acl-admin", uuid.uuid4().hex)
+    await request_file_replay(stack.settings("console"), message)
+    # Step: replaying needs no read right: the dead letters (payer files' records) and the requests stay unread.
+    for topic in ("remit.intake.dlt", "remit.file-replays.dlt", "remit.file-replays.v1"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await _read(console, topic, None)

@@ -56,6 +56,10 @@ BAD: list[tuple[list[str], str]] = [
     (["files", "--limit", "1.5"], "must be a whole number"),
     (["files", "--limit", "9" * 30], "must be a whole number"),
     (["files", "--tenant", "a/b"], "not a tenant id"),
+    (["files", "--replay", "abc"], "is not a hex SHA-256"),
+    (["files", "--replay", "g" * 64], "is not a hex SHA-256"),
+    (["files", "--replay", "a" * 64, "--entered-by", ""], "must not be empty"),
+    (["files", "--replay", "a" * 64, "--request-id", "\x07"], "control characters"),
     # watch
     (["watch", MISSING], "no such folder"),
     (["watch", "{file}"], "is a file, not a folder"),

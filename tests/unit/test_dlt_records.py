@@ -88,3 +88,21 @@ def test_positions_and_topics_are_validated() -> None:
     assert all(t.endswith(".dlt") for t in dlt_topics())
     with pytest.raises(ValueError, match="not a dead-letter topic"):
         check_dlt_topic(INTAKE.name)
+
+
+def test_a_file_replay_request_is_one_per_form_and_carries_no_payer_data() -> None:
+    from contracts.topics import FILE_REPLAYS
+    from services.intake.publish import file_replay_message
+
+    sha = "ab" * 32
+    key, value = file_replay_message("t1", sha, "ann", "form-1")
+    again = FILE_REPLAYS.parse(file_replay_message("t1", sha, "ann", "form-1")[1])
+    other = FILE_REPLAYS.parse(file_replay_message("t1", sha, "ann", "form-2")[1])
+    request = FILE_REPLAYS.parse(value)
+    assert request.event_id == again.event_id == request.payload.request_id != other.event_id
+    assert (request.tenant_id, request.payload.sha256, request.payload.entered_by) == ("t1", sha, "ann")
+    assert key.decode() == request.account_key
+    assert set(json.loads(value)["payload"]) == {"request_id", "sha256", "entered_by"}
+    # A replayed request's record stays on the requests' DLT and goes back to their topic.
+    record = _from_stage(value, topic=FILE_REPLAYS.name, reason="unknown_file")
+    assert record.topic == FILE_REPLAYS.dlt and replay_target(record) == FILE_REPLAYS.name

@@ -71,6 +71,19 @@ def test_the_operator_reads_dead_letters_and_replays_them_but_writes_no_stage_ou
     assert set(all_topic_names()) - dead_letters <= _rights(OPERATOR, "describe") | dead_letters
 
 
+def test_the_console_writes_staff_events_and_replay_requests_and_reads_nothing() -> None:
+    assert _rights("console", "write") == {
+        "remit.letters.v1",
+        "remit.staff-actions.v1",
+        "remit.work-items.v1",
+        "remit.file-replays.v1",
+    }
+    assert not _rights("console", "read"), "no dead letter (payer data) nor anything else"
+    assert not [b for b in acl_bindings() if b.principal == "console" and b.resource != "topic"]
+    assert "remit.file-replays.v1" in _rights("intake", "read")
+    assert "remit.file-replays.v1" in _rights(OPERATOR, "write")
+
+
 def test_the_super_user_needs_no_rule_and_every_rule_is_an_allow_of_a_known_principal() -> None:
     rules = acl_bindings()
     assert all(b.principal in kafka_security.PRINCIPALS and b.principal != ADMIN for b in rules)
