@@ -250,6 +250,10 @@ class Posted:
     total: Decimal
     version: int
     rate: Decimal
+    start: date | None = None
+    """First day of the period as last posted (None when not known): a reversal of a period that is no longer
+    due is dated as the charge it reverses, not by a moved determination date (see :func:`reconcile`)."""
+    end: date | None = None
 
 
 @dataclass(frozen=True)
@@ -275,10 +279,12 @@ def reconcile(determination: date, desired: Sequence[Period], posted: Mapping[in
         if n in wanted:
             period = wanted[n]
         else:
-            end = _day(determination, PERIOD_DAYS * n)
-            rate = posted[n].rate
-            start, due = _day(determination, PERIOD_DAYS * (n - 1) + 1), end + timedelta(days=1)
-            period = Period(n, start, end, due, ZERO, rate, ZERO)
+            # Dated as the charge it reverses: dated by a determination date that moved later, its due day
+            # could pass the business date, and matching would hear of a change on a day not yet reached.
+            was = posted[n]
+            end = was.end or _day(determination, PERIOD_DAYS * n)
+            start = was.start or _day(determination, PERIOD_DAYS * (n - 1) + 1)
+            period = Period(n, start, end, end + timedelta(days=1), ZERO, was.rate, ZERO)
         if period.amount != have:
             version = posted[n].version + 1 if n in posted else 1
             postings.append(Posting(period, version, period.amount - have))

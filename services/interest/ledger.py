@@ -310,6 +310,8 @@ def recompute(
             (before + posting.amount).quantize(CENT),
             posting.version,
             period.rate.quantize(RATE_PLACES),
+            period.start,
+            period.end,
         )
         postings.append(NewPosting(account.key, event_id, posting, cause, policy.name))
         emitted.append(Emitted(str(event_id), interest_event(row, policy, posting, event_id, cause)))

@@ -144,7 +144,9 @@ class InterestStore:
         )
         posted = await conn.fetch(
             f"""SELECT tenant_id, receivable_id, period_number, sum(amount) AS total, max(version) AS version,
-                       (array_agg(annual_rate ORDER BY version DESC))[1] AS rate
+                       (array_agg(annual_rate ORDER BY version DESC))[1] AS rate,
+                       (array_agg(period_start ORDER BY version DESC))[1] AS period_start,
+                       (array_agg(period_end ORDER BY version DESC))[1] AS period_end
                 FROM interest.accruals WHERE {IN_BATCH} GROUP BY tenant_id, receivable_id, period_number""",  # noqa: S608 - constant fragments only
             *args,
         )
@@ -168,7 +170,9 @@ class InterestStore:
         periods: dict[Key, dict[int, Posted]] = {}
         for r in posted:
             n = r["period_number"]
-            periods.setdefault(of(r), {})[n] = Posted(n, r["total"], r["version"], r["rate"])
+            periods.setdefault(of(r), {})[n] = Posted(
+                n, r["total"], r["version"], r["rate"], r["period_start"], r["period_end"]
+            )
         plan = {of(r): _plan(r["granted_on"], r["installments"]) for r in plans}
         raised: dict[Key, set[UUID]] = {}
         for r in alerts:

@@ -22,7 +22,6 @@ local investigation; CI runs them all unless a flag below says otherwise).
 import json
 import os
 import random
-import uuid
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 import asyncpg
 import pytest
 from harness import InProcessPipeline
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from oracle.reconciler import Feed, Letter, Result, StaffAction, reconcile
 from x12_builder import Adj, Claim, Plb, PlbPair, Service, Transaction, build_835
@@ -76,7 +75,9 @@ DIMENSIONS: dict[str, bool] = {
 AWAITING_FIX: dict[str, str] = {
     "SKIP_OVER_RECOVERY": "finding 3: when several recoveries of one debt recover more than is owed and one of "
     "them is a refund pair (72 + WO) or was applied before an earlier-dated one arrived, the excess can land on "
-    "the wrong one; while on, only a debt's single recovery exceeds",
+    "the wrong one (also a refund pair applied before the netting that settled its debt: netting displaces "
+    "later offsets, not refunds); while on, only a debt's single recovery exceeds, and never by a refund pair "
+    "after a netting",
     "DISTINCT_IDENTIFIER_SUFFIXES": "finding 9: a WO citing an FCN whose letter has not arrived is applied by the "
     "scored search to another receivable whose FCN shares a long suffix, and is not moved back when its own "
     "receivable opens; while on, the identifiers of different debts differ in their last 6 characters",
@@ -312,7 +313,10 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         cite = draw(citation(debt))
         style = draw(st.sampled_from(["wo", "wo", "wo", "fb", "refund"]))
         event(f"recovery: {style}")
-        if style == "refund" and on("refund_known"):
+        # finding 3 again (session 8): a refund pair arriving before the netting that settled its debt keeps
+        # the part the netting needs, since a netting dated earlier displaces later offsets but not refunds
+        refund_over_netting = settled_at_once and awaiting_fix("SKIP_OVER_RECOVERY")
+        if style == "refund" and on("refund_known") and not refund_over_netting:
             claims = [filler(world, D("30.00"))]
             pairs = [("WO", cite, take), ("72", cite, -take)]
             remittance(world, payer, day, claims, pairs, f"debt {index}: refund check acknowledged {take}")
@@ -661,6 +665,41 @@ def differences(expected: Result, found: dict[str, Any]) -> list[str]:  # noqa: 
     return problems
 
 
+RUNS: dict[str, int] = defaultdict(int)
+
+
+def tenant_of(world: World, business: date, seed: int) -> str:
+    """A tenant id that is the same on every run of the same examples (its ids, the account keys and
+    everything ordered by them follow from it, so a fresh clone sees exactly what this machine saw) and new
+    for each run of an example within one session (Hypothesis runs some twice; they share the database)."""
+    digest = zlib.crc32(f"{world!r}|{business}|{seed}".encode())
+    RUNS[f"{digest}"] += 1
+    return f"oracle-{digest:08x}-{RUNS[f'{digest}']}"
+
+
+def letter_moves_day_zero(amount: Decimal, letter_day: date, write_off: date | None) -> World:
+    """Found by the differential (session 8): a deferral opens a debt on 2026-01-05, a letter days later moves
+    its day 0, and a 0.01 recoupment on 2026-02-05 (period 1's due day under the first day 0) arrives before
+    the letter in some interleavings; optionally staff write the rest off. Interest charged period 1, then
+    reversed it dated by the new day 0 (a day not reached), and that date came back as a business date."""
+    world = World()
+    payer = ("01312", "MEDICARE PART B")
+    rev, corr, fcn, pcn = "2200000000000", "2200000000001", "FCN26010500000", "ACCT00000"
+    charge = amount + D("50.00")
+    reversal = Claim(pcn, [Service(-charge, [Adj("CO", "45", -(charge - amount))])], status="22", icn=rev)
+    correction = Claim(pcn, [Service(charge, [Adj("CO", "45", charge)])], icn=corr, original_reference=rev)
+    claims = [filler(world, amount + D("10.00")), reversal, correction]
+    remittance(world, payer, BASE, claims, [("WO", corr, -amount)], f"debt 0: reversal {rev}, deferred")
+    world.letters.append(Letter(payer[0], PAYEE, fcn, amount, letter_day, (rev,)))
+    world.story.append(f"{ymd(letter_day)} letter {fcn} {amount} (debt 0) lists {rev}")
+    recouped = date(2026, 2, 5)
+    remittance(world, payer, recouped, [filler(world, D("20.01"))], [("WO", corr, D("0.01"))], "recoupment")
+    if write_off is not None:
+        world.actions.append(StaffAction("write_off", payer[0], PAYEE, rev, write_off, None))
+        world.story.append(f"{ymd(write_off)} staff write_off {rev} (the open balance) (debt 0)")
+    return world
+
+
 @settings(
     max_examples=EXAMPLES,
     derandomize=not RANDOM,
@@ -672,9 +711,11 @@ def differences(expected: Result, found: dict[str, Any]) -> list[str]:  # noqa: 
     ],
 )
 @given(case=worlds())
+@example(case=(letter_moves_day_zero(D("1.00"), date(2026, 1, 8), None), date(2026, 2, 5), 0))
+@example(case=(letter_moves_day_zero(D("1.57"), date(2026, 1, 9), date(2026, 2, 6)), date(2026, 2, 6), 0))
 async def test_pipeline_equals_the_oracle(ledger: asyncpg.Connection, case: tuple[World, date, int]) -> None:
     world, business, seed = case
-    tenant = f"oracle-{uuid.uuid4().hex[:12]}"
+    tenant = tenant_of(world, business, seed)
     await run_pipeline(ledger, tenant, world, business, seed)
     feed = Feed(tuple(c for _, c in world.files), tuple(world.letters), tuple(world.actions))
     expected = reconcile(feed, business)

@@ -165,3 +165,19 @@ def test_next_due_is_the_next_charge_day_after_the_horizon() -> None:
     assert next_due(det, history, terms, det + timedelta(days=31)) == det + timedelta(days=61)
     assert next_due(det, history, None, det) is None
     assert next_due(det, owed("100.00", (det, "100.00")), terms, det) is None
+
+
+def test_a_period_no_longer_due_is_reversed_on_the_day_of_the_charge_it_reverses() -> None:
+    """A letter moved day 0 from 2026-01-05 to 2026-01-08 after period 1 (due 2026-02-05) was charged: on
+    2026-02-05 the period is no longer due, and its reversal is dated as the charge (due 2026-02-05), not by
+    the new day 0 (2026-02-08, a day not reached yet, which matching would pass back as a business date)."""
+    from services.interest.domain import Posted, reconcile
+
+    posted = {1: Posted(1, Decimal("0.01"), 1, Decimal("0.115"), date(2026, 1, 6), date(2026, 2, 4))}
+    [reversal] = reconcile(date(2026, 1, 8), [], posted)
+    assert reversal.amount == Decimal("-0.01") and reversal.version == 2
+    assert (reversal.period.start, reversal.period.end, reversal.period.due) == (
+        date(2026, 1, 6),
+        date(2026, 2, 4),
+        date(2026, 2, 5),
+    )
