@@ -1,5 +1,6 @@
 """PostgreSQL plumbing: pool, numbered migrations, and the processed-event record behind idempotence."""
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -107,6 +108,21 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
     return files
 
 
+async def _enforce_tenancy(conn: asyncpg.Connection, attempts: int = 5) -> None:
+    """Grants and policies on every table. They take each table's exclusive lock, so against running services
+    (a migration applied while the stages work) PostgreSQL may pick this as a deadlock's victim: the whole
+    call is idempotent and simply runs again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await conn.execute("SELECT ops.enforce_tenancy()")
+            return
+        except asyncpg.DeadlockDetectedError:
+            if attempt == attempts:
+                raise
+            log.warning("tenancy grants chosen as a deadlock victim; retrying (%d of %d)", attempt, attempts)
+            await asyncio.sleep(0.2 * attempt)
+
+
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations, each in its own transaction, recorded in ``public.schema_migrations``.
 
@@ -132,7 +148,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
             log.info("applied migration %s", path.name)
         # Grants and row-level security for every table, those of the migrations just applied included.
         if applied and await conn.fetchval("SELECT to_regprocedure('ops.enforce_tenancy()') IS NOT NULL"):
-            await conn.execute("SELECT ops.enforce_tenancy()")
+            await _enforce_tenancy(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(727001)")
     return applied
