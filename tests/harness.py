@@ -12,12 +12,16 @@ import random
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from x12_builder import Claim, Plb, PlbPair, Service, Transaction, build_835
 
+from contracts.envelope import Envelope
+from contracts.events import ReceivableChanged
 from contracts.topics import INTAKE, NOTIFICATIONS
 from policies import config as policy_config
 from services.intake import publish
@@ -25,8 +29,9 @@ from services.intake.engine import FileIntake
 from services.intake.store import IntakeStore
 from services.interest.engine import Engine
 from services.interest.store import InterestStore
-from shared import db, plugins
+from shared import db, envelopes, plugins
 from shared.batches import apply_batch
+from shared.ids import account_key, receivable_id, stable_id
 from shared.messages import BatchHandler, Incoming, Outgoing, Result, envelope_event_id
 from shared.settings import get_settings
 from shared.stream import Stage
@@ -207,3 +212,60 @@ def intake_files() -> FileIntake:
 def interest_engine() -> Engine:
     """Interest's engine as its worker builds it: the installed payer policies, the configured choice."""
     return Engine(policy_config.resolver(get_settings()), InterestStore())
+
+
+def receivable_change(
+    tenant: str,
+    kind: str,
+    *,
+    reference: str,
+    effective: date,
+    determination: date,
+    principal: str | Decimal = "1000.00",
+    recovered: str | Decimal = "0.00",
+    written_off: str | Decimal = "0.00",
+    amount: str | Decimal | None = None,
+    status: str = "open",
+    payer: str = "01312",
+    policy: str = "medicare",
+    account: str | None = None,
+    event_id: UUID | None = None,
+    source: str = "test",
+    **fields: Any,
+) -> Envelope[ReceivableChanged]:
+    """What matching announces about a receivable, for tests that play matching's part in front of interest or
+    notification: one builder, so a change to the contract is made in one place and every such test keeps
+    matching's arithmetic (the change is the amount recovered, else the principal; the balance never negative).
+
+    ``fields`` sets the contract's other fields (``recovery_kind``, ``recovery_schedule``, ``paused``…)."""
+    accrued = fields.pop("interest_accrued", Decimal("0.00"))
+    interest_recovered = fields.pop("interest_recovered", Decimal("0.00"))
+    payload = ReceivableChanged(
+        receivable_id=receivable_id(tenant, payer, reference),
+        payer_id=payer,
+        reference=reference,
+        status=status,
+        policy=policy,
+        determination_date=determination,
+        effective_date=effective,
+        change_amount=Decimal(amount) if amount is not None else Decimal(recovered) or Decimal(principal),
+        principal=Decimal(principal),
+        principal_recovered=Decimal(recovered),
+        interest_accrued=accrued,
+        interest_recovered=interest_recovered,
+        written_off=Decimal(written_off),
+        balance=max(
+            Decimal(principal) - Decimal(recovered) - Decimal(written_off) + accrued - interest_recovered,
+            Decimal("0.00"),
+        ),
+        source=source,
+        **fields,
+    )
+    return envelopes.build(
+        payload,
+        event_id=event_id or stable_id(tenant, reference, kind, effective),
+        event_type=kind,
+        tenant_id=tenant,
+        account_key=account if account is not None else account_key(tenant, payer, "1234567893"),
+        causation_id=source,
+    )

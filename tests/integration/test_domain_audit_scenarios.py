@@ -15,7 +15,7 @@ from functools import partial
 
 import asyncpg
 import pytest
-from harness import remit
+from harness import receivable_change, remit
 from harness import run_files as run
 
 from contracts.envelope import Envelope, parse_envelope
@@ -24,8 +24,8 @@ from contracts.topics import ALERTS, OFFSETS, RECEIVABLES
 from policies.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine
 from services.interest.store import InterestStore
-from shared import envelopes, plugins
-from shared.ids import receivable_id, stable_id
+from shared import plugins
+from shared.ids import stable_id
 from shared.messages import Outgoing
 from shared.settings import Settings
 
@@ -147,32 +147,23 @@ def change(
     paid_on: date | None = None,
     written_off: str = "0.00",
 ) -> Envelope[ReceivableChanged]:
-    rid = receivable_id(tenant, payer, "FCN-AUDIT")
-    payload = ReceivableChanged(
-        receivable_id=rid,
-        payer_id=payer,
+    return receivable_change(
+        tenant,
+        kind,
         reference="FCN-AUDIT",
+        effective=effective,
+        determination=determination,
+        principal=principal,
+        recovered=recovered,
+        written_off=written_off,
+        amount=amount or principal,
         status=status,
+        payer=payer,
         policy=policy,
-        determination_date=determination,
-        effective_date=effective,
-        change_amount=D(amount or principal),
-        principal=D(principal),
-        principal_recovered=D(recovered),
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        written_off=D(written_off),
-        balance=max(D(principal) - D(recovered) - D(written_off), D("0.00")),
+        account="acct",
+        event_id=stable_id(tenant, kind, effective),
         source="audit",
         original_payment_date=paid_on,
-    )
-    return envelopes.build(
-        payload,
-        event_id=stable_id(tenant, kind, effective),
-        event_type=kind,
-        tenant_id=tenant,
-        account_key="acct",
-        causation_id="audit",
     )
 
 

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from harness import receivable_change
 
 from cli import interest_views
 from contracts.envelope import Envelope, parse_envelope
@@ -29,8 +30,8 @@ from policies.config import PolicyConfig, PolicyResolver
 from policies.payers import MedicarePolicy
 from services.interest.engine import Engine
 from services.interest.store import InterestStore
-from shared import envelopes, plugins
-from shared.ids import account_key, receivable_id, stable_id
+from shared import plugins
+from shared.ids import receivable_id, stable_id
 from shared.messages import Outgoing
 from shared.settings import Settings
 
@@ -155,29 +156,19 @@ def emit(tenant: str, r: Receivable, p: Planned, seq: int) -> Envelope[Receivabl
         r.status = (
             "settled" if r.recovered == r.principal else "partially_recovered" if r.recovered else "open"
         )
-    payload = ReceivableChanged(
-        receivable_id=r.rid,
-        payer_id=r.payer,
+    return receivable_change(
+        tenant,
+        p.kind,
         reference=r.reference,
-        status=r.status,
-        policy="medicare",
-        determination_date=r.final_determination,
-        effective_date=p.effective,
-        change_amount=p.amount,
+        effective=p.effective,
+        determination=r.final_determination,
         principal=r.principal,
-        principal_recovered=r.recovered,
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        balance=r.principal - r.recovered,
-        source=f"simulated change {seq}",
-    )
-    return envelopes.build(
-        payload,
+        recovered=r.recovered,
+        amount=p.amount,
+        status=r.status,
+        payer=r.payer,
         event_id=stable_id(tenant, r.reference, "sim", seq),
-        event_type=p.kind,
-        tenant_id=tenant,
-        account_key=account_key(tenant, r.payer, "1234567893"),
-        causation_id=f"sim {seq}",
+        source=f"simulated change {seq}",
     )
 
 

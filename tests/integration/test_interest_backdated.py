@@ -12,6 +12,7 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from harness import receivable_change
 
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events import InterestAccrued, ReceivableChanged
@@ -19,7 +20,7 @@ from policies.config import PolicyConfig, PolicyResolver
 from services.interest.engine import Engine
 from services.interest.ledger import accrual_id
 from services.interest.store import InterestStore
-from shared import envelopes, plugins
+from shared import plugins
 from shared.ids import receivable_id, stable_id
 from shared.settings import Settings
 
@@ -32,30 +33,17 @@ DET = date(2026, 1, 1)
 def change(
     tenant: str, kind: str, effective: date, recovered: str, status: str
 ) -> Envelope[ReceivableChanged]:
-    rid = receivable_id(tenant, "01312", "FCN-STORY")
-    payload = ReceivableChanged(
-        receivable_id=rid,
-        payer_id="01312",
+    return receivable_change(
+        tenant,
+        kind,
         reference="FCN-STORY",
+        effective=effective,
+        determination=DET,
+        recovered=recovered,
         status=status,
-        policy="medicare",
-        determination_date=DET,
-        effective_date=effective,
-        change_amount=D(recovered) or D("1000.00"),
-        principal=D("1000.00"),
-        principal_recovered=D(recovered),
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        balance=D("1000.00") - D(recovered),
-        source="story",
-    )
-    return envelopes.build(
-        payload,
+        account="acct",
         event_id=stable_id(tenant, kind, effective),
-        event_type=kind,
-        tenant_id=tenant,
-        account_key="acct",
-        causation_id="story",
+        source="story",
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import counted_batch
+from harness import counted_batch, receivable_change
 
 from contracts.envelope import Envelope
 from contracts.events import ReceivableChanged
@@ -18,9 +18,8 @@ from policies.config import PolicyConfig, PolicyConfigError, PolicyResolver
 from policies.payers import PayerPolicy
 from services.interest import app
 from services.interest.store import InterestStore
-from shared import db, envelopes, plugins
+from shared import db, plugins
 from shared.batches import apply_batch
-from shared.ids import receivable_id, stable_id
 from shared.messages import Incoming, Result, envelope_event_id
 from shared.settings import Settings
 
@@ -41,29 +40,17 @@ def change(
     payer: str = MEDICARE,
 ) -> Envelope[ReceivableChanged]:
     """What matching announces about a receivable of 1000.00 determined on DET (Medicare's by default)."""
-    payload = ReceivableChanged(
-        receivable_id=receivable_id(tenant, payer, reference),
-        payer_id=payer,
+    return receivable_change(
+        tenant,
+        kind,
         reference=reference,
+        effective=effective,
+        determination=DET,
+        recovered=recovered,
         status=status,
-        policy="medicare",
-        determination_date=DET,
-        effective_date=effective,
-        change_amount=D(recovered) or D("1000.00"),
-        principal=D("1000.00"),
-        principal_recovered=D(recovered),
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        balance=D("1000.00") - D(recovered),
+        payer=payer,
+        account=f"acct-{reference}",
         source="batch test",
-    )
-    return envelopes.build(
-        payload,
-        event_id=stable_id(tenant, reference, kind, effective),
-        event_type=kind,
-        tenant_id=tenant,
-        account_key=f"acct-{reference}",
-        causation_id="batch test",
     )
 
 

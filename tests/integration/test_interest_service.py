@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from harness import receivable_change
 
 from cli.local_infra import Stack, free_port
 from contracts import topics
-from contracts.events import ReceivableChanged
 from contracts.topics import ALERTS, INTEREST, RECEIVABLES
-from shared import envelopes
-from shared.ids import account_key, receivable_id, stable_id
+from shared.ids import stable_id
 from shared.kafka_security import client_kwargs
 from shared.settings import SERVICES
 
@@ -35,32 +34,19 @@ DET = date(2026, 8, 3)
 def change(
     tenant: str, ref: str, kind: str, effective: date, recovered: str, status: str
 ) -> tuple[bytes, bytes]:
-    payload = ReceivableChanged(
-        receivable_id=receivable_id(tenant, "01312", ref),
-        payer_id="01312",
+    env = receivable_change(
+        tenant,
+        kind,
         reference=ref,
+        effective=effective,
+        determination=DET,
+        principal="300.00",
+        recovered=recovered,
         status=status,
-        policy="medicare",
-        determination_date=DET,
-        effective_date=effective,
-        change_amount=D(recovered) if recovered != "0.00" else D("300.00"),
-        principal=D("300.00"),
-        principal_recovered=D(recovered),
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        balance=D("300.00") - D(recovered),
+        event_id=stable_id(tenant, ref, kind),
         source="service test",
     )
-    key = account_key(tenant, "01312", "1234567893")
-    env = envelopes.build(
-        payload,
-        event_id=stable_id(tenant, ref, kind),
-        event_type=kind,
-        tenant_id=tenant,
-        account_key=key,
-        causation_id="service test",
-    )
-    return key.encode(), env.to_bytes()
+    return env.account_key.encode(), env.to_bytes()
 
 
 async def read_all(kafka: dict[str, Any], topic: str, tenant: str) -> list[dict[str, Any]]:
