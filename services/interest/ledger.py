@@ -380,6 +380,7 @@ def interest_event(
         principal_basis=period.basis,
         annual_rate=period.rate,
         amount=posting.amount,
+        version=posting.version,
     )
     return Outgoing.event(
         INTEREST,

@@ -70,9 +70,11 @@ async def test_back_dated_payoff_reverses_accrued_periods(stack_settings: Settin
                 conn, change(tenant, "ReceivableSettled", DET + timedelta(days=45), "1000.00", "settled")
             )
         corrections = [parse_envelope(o.value, InterestAccrued) for o in outputs]
-        assert [(c.event_id, c.payload.period_number, c.payload.amount) for c in corrections] == [
-            (accrual_id(rid, 2, 2), 2, D("-9.58")),
-            (accrual_id(rid, 3, 2), 3, D("-9.58")),
+        assert [
+            (c.event_id, c.payload.period_number, c.payload.version, c.payload.amount) for c in corrections
+        ] == [
+            (accrual_id(rid, 2, 2), 2, 2, D("-9.58")),
+            (accrual_id(rid, 3, 2), 3, 2, D("-9.58")),
         ]
         rows = await conn.fetch(
             "SELECT period_number, version, amount FROM interest.accruals WHERE tenant_id = $1 "
