@@ -1,7 +1,8 @@
 """The envelope every Kafka message of offsetstream travels in (DESIGN.md "The flow")."""
 
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from functools import cache
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -40,9 +41,20 @@ class Envelope(BaseModel, Generic[P]):
         return self.model_dump_json().encode()
 
 
+@cache
+def envelope_of(payload_type: type[P]) -> type["Envelope[P]"]:
+    """``Envelope[payload_type]``, held for the life of the process.
+
+    Why: pydantic keeps its parametrised generics in a weak cache, and profiles of the running stages showed it
+    building ``Envelope[...]`` classes again (schema generation and all, milliseconds each) on the hot path of
+    intake and detection; a strong cache of the few payload types makes each one once."""
+    model: Any = Envelope[payload_type]  # type: ignore[valid-type]
+    return model  # type: ignore[no-any-return]
+
+
 def parse_envelope(raw: bytes | str, payload_type: type[P]) -> "Envelope[P]":
     """Parse a message tolerantly: fields unknown to this consumer (a newer producer's) are ignored."""
-    return Envelope[payload_type].model_validate_json(raw, extra="ignore")  # type: ignore[valid-type]
+    return envelope_of(payload_type).model_validate_json(raw, extra="ignore")
 
 
 def utc_now() -> datetime:

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from contracts.envelope import Envelope, utc_now
+from contracts.envelope import Envelope, envelope_of, utc_now
 
 
 def build(
@@ -18,8 +18,7 @@ def build(
     causation_id: str,
 ) -> Envelope[Any]:
     """Wrap a payload; ``event_id`` must be deterministic (see ``shared.ids``)."""
-    model: type[Envelope[Any]] = Envelope[type(payload)]  # type: ignore[misc,assignment]
-    return model(
+    return envelope_of(type(payload))(
         event_id=event_id,
         event_type=event_type,
         occurred_at=utc_now(),
