@@ -401,18 +401,24 @@ def _unreachable(exc: Exception) -> str | None:
     return None
 
 
+def _run(args: argparse.Namespace) -> int:
+    from cli.runner import run_demo
+
+    try:
+        return asyncio.run(run_demo(args.examples, args.tenant, args.keep))
+    except KeyboardInterrupt:
+        return 130
+    except asyncio.CancelledError:  # SIGTERM: the stack is stopped (see cli.runner.stop_on_sigterm)
+        return 143
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     handled = users.dispatch(args) if args.command == "user" else staff.dispatch(args)
     handled = work_items.dispatch(args) if handled is None else handled
     if handled is not None:
         return handled
     if args.command == "run":
-        from cli.runner import run_demo
-
-        try:
-            return asyncio.run(run_demo(args.examples, args.tenant, args.keep))
-        except KeyboardInterrupt:
-            return 130
+        return _run(args)
     if args.command == "parse":
         return _parse_file(args.file, args.tenant, args.format_hint)
     if args.command == "ingest":

@@ -5,6 +5,7 @@
 
 import asyncio
 import secrets
+import signal
 import time
 from pathlib import Path
 from types import TracebackType
@@ -164,10 +165,20 @@ class Pipeline:
         return report.render(figures, tenant_id, clock.today(self.settings), extra)
 
 
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM (``kill``, ``timeout``, a supervisor) as Ctrl-C: cancel the running command so its
+    ``finally`` stops the stack it started. Python's default for SIGTERM ends the process at once, which left
+    the broker, PostgreSQL and six service processes running with nobody to stop them."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
 async def run_demo(examples: Path, tenant_id: str, keep: bool) -> int:
     """``make run``: start everything, feed the example files, print the reconciliation, stop."""
     root = REPO_ROOT / ".local" / "run"
     started = time.monotonic()
+    stop_on_sigterm()
     print(f"starting local Kafka and PostgreSQL under {root} ...", flush=True)
     stack = await asyncio.to_thread(start_stack, root, "run")
     try:

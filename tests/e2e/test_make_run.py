@@ -5,15 +5,19 @@ balance table, and the "still owed" of each example), so a README that drifts fr
 fails here instead of misleading a reader.
 """
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 
-from shared.settings import REPO_ROOT
+from cli.local_infra import Stack
+from shared.settings import REPO_ROOT, SERVICES
 
 pytestmark = pytest.mark.integration
 
@@ -114,9 +118,56 @@ def test_make_run_prints_the_reconciliation_of_the_readme_example() -> None:
     }
     assert "0 duplicates, 0 bad signatures" in out
     # each service says what it did, one line per batch; the topics had leaders before anything published
-    for log in sorted(logs.glob("*-0.log")):
+    for log in sorted(logs / f"{service}-0.log" for service in SERVICES):  # the stages (no console here)
         text = log.read_bytes()[before.get(log.name, 0) :].decode(errors="replace")
         assert " batch of " in text, log.name
         assert "NotLeaderForPartitionError" not in text, log.name
     # it stopped what it started
     assert not (REPO_ROOT / ".local" / "run" / "state.json").exists()
+
+
+def test_run_keep_stops_everything_it_started_on_sigterm() -> None:
+    """``offsetstream run --keep`` stopped by SIGTERM (``kill``, ``timeout``, a supervisor), not Ctrl-C, stops
+    the broker, PostgreSQL and the service processes it started, as Ctrl-C does."""
+    state = REPO_ROOT / ".local" / "run" / "state.json"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "run", "--keep"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        seen: list[str] = []
+        for line in run.stdout:
+            seen.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        else:
+            raise AssertionError("run --keep ended before it was ready:\n" + "".join(seen[-40:]))
+        recorded = json.loads(state.read_text())
+        pids = [
+            *recorded["services"].values(),
+            recorded["postgres"]["pid"],
+            *(node["pid"] for node in recorded["kafka"]["nodes"]),
+        ]
+        assert all(alive(pid) for pid in pids)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=120) == 143
+        assert not state.exists()
+        assert [pid for pid in pids if alive(pid)] == []
+    finally:
+        if run.poll() is None:
+            run.kill()
+        if state.exists():  # what a failed run left behind must not outlive the test
+            Stack.load(state.parent).stop()
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie waiting for its parent."""
+    try:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
