@@ -1,0 +1,147 @@
+"""``python -m devtools.bench.phi_bench``: notification's PHI work in process, without Kafka or PostgreSQL.
+
+Two figures, each the client CPU (``time.process_time``, best of five rounds) of the code the stage runs:
+
+- **the claim-payment path**, per claim payment of one generated transaction (62 claims): what notification
+  spends reading the patient control numbers it learns (``services.notification.learn.tokens_of``), and,
+  when the code has one, what intake spends building the per-transaction token message
+  (``services.intake.domain``). Faust's per-message cost (the consumer, the stream, the idempotency claim of
+  every message in ``ops.processed_events``) is not in this figure: it is what ``make bench`` shows.
+- **one notification's scans**: the window digests (``shared.phi.candidates``) of a ``receivable_opened``
+  notification for the token lengths of the generated feed's claims (one: ``ACCT`` and 7 digits) and for 7
+  lengths (5–11: an account whose overpayments also taught it the patient parts of padded references, as in
+  ``make bench``), once per scan the stage makes (the
+  references when quoting, the summary and facts when emitted, again when queued for delivery).
+"""
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from contracts import topics
+from contracts.events import ReceivableChanged
+from contracts.examples import example_envelope
+from devtools.bench.serde_bench import intake_messages, per_call
+from services.notification import domain, learn
+from services.notification.outbound import texts_of
+from shared import phi
+from shared.messages import Incoming
+
+
+def _incomings(claims: int) -> tuple[list[Incoming], list[Any]]:
+    """The claim payments of one generated transaction as notification's consumer receives them, and every
+    (topic, envelope) intake publishes for it."""
+    found = intake_messages(claims)
+    claims_in = [
+        Incoming(t.name, 0, i, None, env.to_bytes())
+        for i, (t, env) in enumerate(found)
+        if t is topics.CLAIM_PAYMENTS
+    ]
+    return claims_in, found
+
+
+def claim_path(claims: int = 60) -> dict[str, float]:
+    """µs of CPU per claim payment on notification's learning path (and intake's token message, if any)."""
+    claims_in, found = _incomings(claims)
+    n = len(claims_in)
+    out = {"claims": float(n)}
+    out["notification: read each claim payment's numbers (tokens_of), µs/claim"] = per_call(
+        lambda: [learn.tokens_of(i) for i in claims_in], n
+    )
+    phi_topic = getattr(topics, "PHI_TOKENS", None)
+    if phi_topic is not None:
+        token_msgs = [
+            Incoming(t.name, 0, i, None, env.to_bytes()) for i, (t, env) in enumerate(found) if t is phi_topic
+        ]
+        out["token messages per transaction"] = float(len(token_msgs))
+        out["notification: read the transaction's token message(s), µs/claim"] = per_call(
+            lambda: [learn.tokens_of(i) for i in token_msgs], n
+        )
+        from services.intake import domain as intake_domain
+
+        parsed = _parsed(claims)
+        out["intake: build the token message(s), µs/claim"] = per_call(
+            lambda: getattr(intake_domain, "token_events")("bench", parsed), n
+        )
+    return out
+
+
+def _parsed(claims: int) -> Any:
+    import hashlib
+    import io
+
+    from devtools.generate import iter_transactions, write_interchange
+    from services.intake.feeds import ParsedRemittance
+    from services.intake.x12 import X12Parser
+
+    text = io.StringIO()
+    segs = [s for s, _ in iter_transactions(1, claims, seed=7)]
+    write_interchange(text, "01312", "000000777", date(2026, 7, 6), [segs])
+    content = text.getvalue().encode()
+    sha = hashlib.sha256(content).hexdigest()
+    [parsed] = [
+        r
+        for r in X12Parser().parse(content, file_name="b.835", file_sha256=sha, tenant_id="bench")
+        if isinstance(r, ParsedRemittance)
+    ]
+    return parsed
+
+
+def feed_lengths(claims: int = 60) -> list[tuple[str, int]]:
+    """The (kind, length) pairs an account of the generated feed has learnt."""
+    claims_in, _ = _incomings(claims)
+    return sorted({(t.kind, t.length) for i in claims_in for t in learn.tokens_of(i)})
+
+
+def scans(lengths: list[tuple[str, int]]) -> dict[str, float]:
+    """µs of CPU per scan of one ``receivable_opened`` notification, per scan the stage makes."""
+    change: ReceivableChanged = example_envelope(topics.RECEIVABLES).payload
+    change = change.model_copy(
+        update={
+            "reference": "FCN2608030001700042",
+            "receivable_id": UUID(int=7),
+            "principal": Decimal("1234.56"),
+            "balance": Decimal("1234.56"),
+        }
+    )
+    timeline = [
+        ("determination", date(2026, 8, 3)),
+        ("report_and_return_deadline", date(2026, 10, 2)),
+        ("rebuttal_deadline", date(2026, 8, 18)),
+        ("interest_start", date(2026, 9, 2)),
+        ("recoupment_start", date(2026, 9, 12)),
+    ]
+    [message] = domain.for_receivable("ReceivableOpened", change, timeline)
+    quoted = phi.quoted_texts(change)
+    texts = texts_of(message)
+    one: Callable[[list[str]], Callable[[], object]] = lambda t: lambda: phi.candidates(t, lengths)  # noqa: E731
+    quote_us = per_call(one(quoted), 1)
+    emit_us = per_call(one(texts), 1)
+    return {
+        "token lengths": float(len(lengths)),
+        "summary + facts characters": float(sum(map(len, texts))),
+        "windows digested per emit scan": float(len(phi.candidates(texts, lengths))),
+        "quote scan (references), µs": quote_us,
+        "emit scan (summary, facts), µs": emit_us,
+        "deliver scan (the same texts again), µs": emit_us,
+    }
+
+
+def main() -> int:
+    """Print both figures."""
+    t0 = time.process_time()
+    for name, value in claim_path().items():
+        print(f"{name:75} {value:10.1f}")
+    for lengths in (feed_lengths(), [("id", n) for n in range(5, 12)]):
+        for name, value in scans(lengths).items():
+            print(f"{name:75} {value:10.1f}")
+    print(f"(bench CPU {time.process_time() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
