@@ -97,7 +97,7 @@ def tokens_of(incoming: Incoming) -> list[LearntToken]:
     except ValidationError:
         log.warning("not learning from %s: not a readable envelope", incoming.topic)
         return []
-    return [LearntToken(tenant, key, kind, n, d) for kind, n, d in phi.token_rows("id", numbers)]
+    return [LearntToken(tenant, key, kind, n, d, a) for kind, n, d, a in phi.shaped_token_rows("id", numbers)]
 
 
 def learner(store: NotificationStore) -> BatchHandler:

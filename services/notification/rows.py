@@ -141,3 +141,5 @@ class LearntToken:
     kind: TokenKind
     length: int
     digest: str
+    alphanumeric: bool
+    """The token is ASCII letters and digits only (``shared.phi.shaped_token_rows``)."""

@@ -464,20 +464,27 @@ class NotificationStore:
         if not tokens:
             return
         unique = sorted({(t.tenant_id, t.account_key, t.digest, t.kind, t.length) for t in tokens})
-        lengths = sorted({(t, a, k, n) for t, a, _, k, n in unique})
+        shapes: dict[tuple[str, str, str, int], bool] = {}
+        for t in tokens:
+            owner = (t.tenant_id, t.account_key, t.kind, t.length)
+            shapes[owner] = shapes.get(owner, True) and t.alphanumeric
+        lengths = sorted((*owner, alphanumeric) for owner, alphanumeric in shapes.items())
         await conn.execute(
             """WITH learnt AS (
                    INSERT INTO notification.sensitive_tokens (tenant_id, account_key, digest, kind, length)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[])
                    ON CONFLICT DO NOTHING RETURNING tenant_id, account_key),
                lengths AS (
-                   INSERT INTO notification.sensitive_token_lengths (tenant_id, account_key, kind, length)
-                   SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int2[]) ON CONFLICT DO NOTHING)
+                   INSERT INTO notification.sensitive_token_lengths AS l
+                          (tenant_id, account_key, kind, length, alphanumeric)
+                   SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int2[], $10::bool[])
+                   ON CONFLICT (tenant_id, account_key, kind, length)
+                   DO UPDATE SET alphanumeric = false WHERE l.alphanumeric AND NOT excluded.alphanumeric)
                INSERT INTO notification.token_generations AS g (tenant_id, account_key, generation)
                SELECT DISTINCT tenant_id, account_key, 1 FROM learnt ORDER BY 1, 2
                ON CONFLICT (tenant_id, account_key) DO UPDATE SET generation = g.generation + 1""",
             *unnest_columns(5, unique),
-            *unnest_columns(4, lengths),
+            *unnest_columns(5, lengths),
         )
 
     async def clean_since_emitted(
@@ -516,7 +523,8 @@ class NotificationStore:
             return []
         owners = sorted({(s.tenant_id, s.account_key) for s in scopes}, key=lambda o: (o[0], o[1] or ""))
         found = await conn.fetch(
-            """SELECT DISTINCT o.tenant_id, o.account_key, l.kind, l.length, coalesce(g.generation, 0) AS gen
+            """SELECT DISTINCT o.tenant_id, o.account_key, l.kind, l.length, l.alphanumeric,
+                      coalesce(g.generation, 0) AS gen
                  FROM unnest($1::text[], $2::text[]) AS o(tenant_id, account_key)
                  LEFT JOIN notification.sensitive_token_lengths l ON l.tenant_id = o.tenant_id
                   AND (o.account_key IS NULL OR l.account_key = o.account_key)
@@ -524,20 +532,25 @@ class NotificationStore:
                    ON g.tenant_id = o.tenant_id AND g.account_key = o.account_key""",
             *unnest_columns(2, owners),
         )
-        lengths: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
+        lengths: dict[tuple[str, str | None], set[tuple[str, int]]] = {}
+        mixed: dict[tuple[str, str | None], set[int]] = {}  # id lengths with a token not alphanumeric
         generations: dict[tuple[str, str | None], int] = {}
         for r in found:
             owner = (r["tenant_id"], r["account_key"])
             generations[owner] = r["gen"]
             if r["kind"] is not None:
-                lengths.setdefault(owner, []).append((r["kind"], r["length"]))
+                lengths.setdefault(owner, set()).add((r["kind"], r["length"]))
+                if not r["alphanumeric"]:
+                    mixed.setdefault(owner, set()).add(r["length"])
         scanned = [
             None if s.account_key is None else generations.get((s.tenant_id, s.account_key)) for s in scopes
         ]
         wanted: set[tuple[str, str | None, str]] = set()
         for s in scopes:
-            if known := lengths.get((s.tenant_id, s.account_key)):
-                wanted |= {(s.tenant_id, s.account_key, d) for _, _, d in phi.candidates(s.texts, known)}
+            owner = (s.tenant_id, s.account_key)
+            if known := lengths.get(owner):
+                plain = {n for k, n in known if k == "id"} - mixed.get(owner, set())
+                wanted |= {(*owner, d) for _, _, d in phi.candidates(s.texts, known, plain)}
         if not wanted:
             return [ScannedTokens(phi.NO_TOKENS, g) for g in scanned]
         rows = await conn.fetch(
