@@ -2,11 +2,11 @@
 
 Two figures, each the client CPU (``time.process_time``, best of five rounds) of the code the stage runs:
 
-- **the claim-payment path**, per claim payment of one generated transaction (62 claims): what notification
-  spends reading the patient control numbers it learns (``services.notification.learn.tokens_of``), and,
-  when the code has one, what intake spends building the per-transaction token message
-  (``services.intake.domain``). Faust's per-message cost (the consumer, the stream, the idempotency claim of
-  every message in ``ops.processed_events``) is not in this figure: it is what ``make bench`` shows.
+- **the claim-payment path**, per claim payment of one generated transaction (62 claims): what intake spends
+  building and encoding the transaction's patient tokens event (``services.intake.domain.token_events``) and
+  notification reading it (``services.notification.learn.tokens_of``). Faust's per-message cost (the consumer,
+  the stream, the idempotency claim of every message in ``ops.processed_events``), which the event saves 61
+  times in 62, is not in this figure: it is what ``make bench`` shows.
 - **one notification's scans**: the window digests (``shared.phi.candidates``) of a ``receivable_opened``
   notification for the token lengths of the generated feed's claims (one: ``ACCT`` and 7 digits) and for 7
   lengths (5–11: an account whose overpayments also taught it the patient parts of padded references, as in
@@ -14,70 +14,53 @@ Two figures, each the client CPU (``time.process_time``, best of five rounds) of
   references when quoting, the summary and facts when emitted, again when queued for delivery).
 """
 
+import hashlib
+import io
 import sys
 import time
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from contracts import topics
 from contracts.events import ReceivableChanged
 from contracts.examples import example_envelope
-from devtools.bench.serde_bench import intake_messages, per_call
+from devtools.bench.serde_bench import per_call
+from devtools.generate import iter_transactions, write_interchange
+from services.intake import domain as intake_domain
+from services.intake.feeds import ParsedRemittance
+from services.intake.x12 import X12Parser
 from services.notification import domain, learn
 from services.notification.outbound import texts_of
 from shared import phi
 from shared.messages import Incoming
 
 
-def _incomings(claims: int) -> tuple[list[Incoming], list[Any]]:
-    """The claim payments of one generated transaction as notification's consumer receives them, and every
-    (topic, envelope) intake publishes for it."""
-    found = intake_messages(claims)
-    claims_in = [
-        Incoming(t.name, 0, i, None, env.to_bytes())
-        for i, (t, env) in enumerate(found)
-        if t is topics.CLAIM_PAYMENTS
-    ]
-    return claims_in, found
-
-
 def claim_path(claims: int = 60) -> dict[str, float]:
-    """µs of CPU per claim payment on notification's learning path (and intake's token message, if any)."""
-    claims_in, found = _incomings(claims)
-    n = len(claims_in)
-    out = {"claims": float(n)}
-    out["notification: read each claim payment's numbers (tokens_of), µs/claim"] = per_call(
-        lambda: [learn.tokens_of(i) for i in claims_in], n
-    )
-    phi_topic = getattr(topics, "PHI_TOKENS", None)
-    if phi_topic is not None:
-        token_msgs = [
-            Incoming(t.name, 0, i, None, env.to_bytes()) for i, (t, env) in enumerate(found) if t is phi_topic
-        ]
-        out["token messages per transaction"] = float(len(token_msgs))
-        out["notification: read the transaction's token message(s), µs/claim"] = per_call(
-            lambda: [learn.tokens_of(i) for i in token_msgs], n
-        )
-        from services.intake import domain as intake_domain
-
-        parsed = _parsed(claims)
-        out["intake: build the token message(s), µs/claim"] = per_call(
+    """µs of CPU per claim payment of one generated transaction: intake building its patient tokens event(s)
+    and notification reading them (``learn.tokens_of``). Before ``remit.patient-tokens.v1``, notification read
+    each claim payment instead: 11 µs per claim here, plus the per-message work this leaves out."""
+    parsed = _parsed(claims)
+    n = len(parsed.claims)
+    events = intake_domain.token_events("bench", parsed)
+    records = [Incoming(t.name, 0, i, None, env.to_bytes()) for i, (t, env) in enumerate(events)]
+    return {
+        "claims": float(n),
+        "patient tokens events": float(len(records)),
+        "bytes of them per claim": sum(len(r.value) for r in records) / n,
+        "intake: build the patient tokens event(s), µs/claim": per_call(
             lambda: intake_domain.token_events("bench", parsed), n
-        )
-    return out
+        ),
+        "intake: encode them, µs/claim": per_call(lambda: [env.to_bytes() for _, env in events], n),
+        "notification: read them (tokens_of), µs/claim": per_call(
+            lambda: [learn.tokens_of(r) for r in records], n
+        ),
+    }
 
 
-def _parsed(claims: int) -> Any:
-    import hashlib
-    import io
-
-    from devtools.generate import iter_transactions, write_interchange
-    from services.intake.feeds import ParsedRemittance
-    from services.intake.x12 import X12Parser
-
+def _parsed(claims: int) -> ParsedRemittance:
+    """One generated transaction of ``claims`` claims (plus reversals), parsed as intake parses it."""
     text = io.StringIO()
     segs = [s for s, _ in iter_transactions(1, claims, seed=7)]
     write_interchange(text, "01312", "000000777", date(2026, 7, 6), [segs])
@@ -92,9 +75,10 @@ def _parsed(claims: int) -> Any:
 
 
 def feed_lengths(claims: int = 60) -> list[tuple[str, int]]:
-    """The (kind, length) pairs an account of the generated feed has learnt."""
-    claims_in, _ = _incomings(claims)
-    return sorted({(t.kind, t.length) for i in claims_in for t in learn.tokens_of(i)})
+    """The (kind, length) pairs an account of the generated feed has learnt from its claims."""
+    parsed = _parsed(claims)
+    numbers = [c.patient_control_number for c in parsed.claims]
+    return sorted({(kind, n) for kind, n, _, _ in phi.shaped_token_rows("id", numbers)})
 
 
 def scans(lengths: list[tuple[str, int]], shaped: bool) -> dict[str, float]:

@@ -10,7 +10,9 @@ PHI never leaves (``shared.phi``): references are quoted by the payer's layout w
 message passes the outbound scrubber twice — in :meth:`Notifier.emit`, before it is stored and published on the
 backbone, and in ``outbound.outbound``, before a channel sends it (which also covers notifications published before
 a token was known). The scrubber masks the account's patient control numbers, which ``learn`` records as
-digests from the claim and overpayment events.
+digests from intake's patient tokens events and the overpayment events. Delivery's scrubber looks tokens up again
+only when the emission scan masked something or the account has learnt a digest since (its token generation,
+``store.clean_since_emitted``); otherwise the stored text is the one already found clean against every token.
 """
 
 import logging

@@ -18,9 +18,9 @@ from harness import InProcessPipeline
 
 from cli.local_infra import Stack
 from contracts.envelope import parse_envelope
-from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
+from contracts.events import NotificationEmitted, OffsetRecorded, PatientToken, PatientTokensSeen
 from contracts.references import LAYOUTS
-from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OFFSETS, Topic
+from contracts.topics import NOTIFICATIONS, OFFSETS, PATIENT_TOKENS, Topic
 from services.notification import domain, learn
 from services.notification.channels import Outbound, Outcome
 from services.notification.delivery import drain
@@ -180,20 +180,17 @@ def plain_notifier(pool: asyncpg.Pool, capture: Capture) -> Notifier:
     )
 
 
-def claim(payer: str, pcn: str) -> ClaimPaymentReceived:
-    """A paid claim of the account, with this patient control number."""
-    return ClaimPaymentReceived(
+def claim(pcn: str) -> PatientTokensSeen:
+    """Intake's patient tokens event of a one-claim transaction with this patient control number."""
+    return PatientTokensSeen(
         remittance_id=uuid4(),
-        payer_id=payer,
-        trace_number="EFT1",
-        payment_date=date(2026, 9, 1),
-        claim_ordinal=1,
-        segment_ordinal=3,
-        patient_control_number=pcn,
-        status_code="1",
-        charge=Decimal("100.00"),
-        paid=Decimal("80.00"),
-        service_line_count=0,
+        part=1,
+        first_claim_ordinal=1,
+        claim_count=1,
+        tokens=tuple(
+            PatientToken(length=n, digest=d, alphanumeric=a)
+            for _, n, d, a in phi.shaped_token_rows("id", [pcn])
+        ),
     )
 
 
@@ -233,7 +230,7 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
 ) -> None:
     """A commercial payer (``plain`` layout: the whole reference is the key) writes the patient control number
     straight after a short FCN. No layout can split that, so the second line acts: notification learnt the
-    account's patient control number from the claim event (as a digest), cuts the quote before it, and the
+    account's patient control number from intake's patient tokens event (a digest), cuts the quote before it, and the
     webhook it sends carries neither the number nor any part of the reference after the FCN."""
     payer, key = "99999", account_key(tenant, "99999", "1234567893")
     capture = Capture()
@@ -242,7 +239,7 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
     recovery = unmatched(payer, "AR2026PT55120X")
     try:
         async with ledger.transaction():
-            learnt = envelope(CLAIM_PAYMENTS, claim(payer, "PT55120X"), "ClaimPaymentReceived", tenant, key)
+            learnt = envelope(PATIENT_TOKENS, claim("PT55120X"), "PatientTokensSeen", tenant, key)
             assert await learn.learner(notifier.store).apply(ledger, [learnt]) == [[]]
             offset = envelope(OFFSETS, recovery, "OffsetUnmatched", tenant, key)
             [[out]] = await notifier.on_offsets(ledger, [OFFSETS.parse(offset.value)])
@@ -272,7 +269,7 @@ async def test_delivery_scans_again_only_when_the_account_learnt_a_token_after_t
     store = notifier.store
 
     async def learn_claim(pcn: str) -> None:
-        learnt = envelope(CLAIM_PAYMENTS, claim(payer, pcn), "ClaimPaymentReceived", tenant, key)
+        learnt = envelope(PATIENT_TOKENS, claim(pcn), "PatientTokensSeen", tenant, key)
         assert await learn.learner(store).apply(ledger, [learnt]) == [[]]
 
     async def notify(reference: str) -> tuple[bytes, Any]:
