@@ -217,6 +217,41 @@ class ProviderAdjustmentReceived(Contract):
     )
 
 
+# --- remit.patient-tokens.v1 ----------------------------------------------------------------------------------
+
+
+class PatientToken(Contract):
+    """One patient control number (or an alphanumeric piece of one) as a keyed digest, never the value."""
+
+    length: int = Field(ge=2, description="Characters of the normalised token (blanks trimmed, upper case).")
+    digest: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="BLAKE2b-128 (hex) of the normalised token, personalised `offsetstream-phi` "
+        "(`shared.phi.digest`): what notification stores and compares, so this topic carries no PHI.",
+    )
+    alphanumeric: bool = Field(description="The token is ASCII letters and digits only.")
+
+
+class PatientTokensSeen(Contract):
+    """The patient control numbers of a transaction's claims, as digests: one event per transaction, or per
+    :data:`PATIENT_TOKENS_PER_EVENT` claims of a larger one. Notification learns them to mask those numbers
+    in outbound text, instead of reading every claim payment (issue #18: one message per transaction, not
+    one per claim)."""
+
+    remittance_id: UUID = Field(description="The remittance (835 transaction) the claims belong to.")
+    part: int = Field(ge=1, description="1-based part of the transaction's claims this event covers.")
+    first_claim_ordinal: int = Field(ge=1, description="claim_ordinal of the first claim covered.")
+    claim_count: int = Field(ge=1, description="How many claims this event covers.")
+    tokens: tuple[PatientToken, ...] = Field(
+        description="Every distinct token of those claims' patient control numbers (CLP01): the number as "
+        "written and, when it has separators, its alphanumeric pieces of 4 or more characters."
+    )
+
+
+PATIENT_TOKENS_PER_EVENT = 1000
+"""Claims covered by one :class:`PatientTokensSeen` event at most (about 70 bytes a claim on the wire)."""
+
+
 # --- remit.overpayments.v1 -------------------------------------------------------------------------------------
 
 EvidenceChannel = Literal["claim", "deferral", "letter", "provider_identified"]

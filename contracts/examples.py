@@ -84,6 +84,11 @@ def _example_id(name: str) -> UUID:
     return uuid5(_EXAMPLE_NAMESPACE, name)
 
 
+def _token_digest(token: str) -> str:
+    """``shared.phi.digest`` of an example token, spelt out here: contracts import nothing of the services."""
+    return hashlib.blake2b(token.encode(), digest_size=16, person=b"offsetstream-phi").hexdigest()
+
+
 def example_payloads() -> dict[type[BaseModel], BaseModel]:
     """One small, valid, PHI-free payload per payload model, telling one story: a WO offset of $120.00."""
     remittance_id = _example_id("remittance")
@@ -144,6 +149,16 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             service_line_count=1,
             adjustments=(
                 ev.ClaimAdjustment(level="claim", group_code="CO", reason_code="45", amount="500.00"),
+            ),
+        ),
+        ev.PatientTokensSeen: ev.PatientTokensSeen(
+            remittance_id=remittance_id,
+            part=1,
+            first_claim_ordinal=1,
+            claim_count=1,
+            tokens=tuple(  # ACCT-000117 as written, and its piece 000117 (shared.phi.shaped_token_rows)
+                ev.PatientToken(length=len(token), digest=_token_digest(token), alphanumeric=token.isalnum())
+                for token in ("ACCT-000117", "000117")
             ),
         ),
         ev.ProviderAdjustmentReceived: ev.ProviderAdjustmentReceived(

@@ -92,7 +92,19 @@ CLAIM_PAYMENTS: Topic[ev.ClaimPaymentReceived] = Topic(
     key=ACCOUNT_KEY,
     description="One event per claim (CLP loop) with its CAS adjustments.",
     producers=("intake",),
-    consumers=("detection", "notification"),
+    consumers=("detection",),
+)
+
+PATIENT_TOKENS: Topic[ev.PatientTokensSeen] = Topic(
+    name="remit.patient-tokens.v1",
+    payload=ev.PatientTokensSeen,
+    event_types=("PatientTokensSeen",),
+    key=ACCOUNT_KEY,
+    description="The patient control numbers of each 835 transaction's claims as keyed digests (never the "
+    "numbers): one event per transaction (per 1 000 claims of a larger one), which notification learns so "
+    "outbound text can be scrubbed of them, instead of consuming every claim payment.",
+    producers=("intake",),
+    consumers=("notification",),
 )
 
 PROVIDER_ADJUSTMENTS: Topic[ev.ProviderAdjustmentReceived] = Topic(
@@ -229,6 +241,7 @@ TOPICS: tuple[Topic[Any], ...] = (
     FILE_REPLAYS,
     REMITTANCES,
     CLAIM_PAYMENTS,
+    PATIENT_TOKENS,
     PROVIDER_ADJUSTMENTS,
     OVERPAYMENTS,
     LETTERS,

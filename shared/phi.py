@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,6 +53,7 @@ NAME_PARTS = ("QC", "IL", "74", "QD")
 """NM101 entity codes of an 835 that name a patient or insured (patient, insured, corrected patient/insured)."""
 _PERSON = b"offsetstream-phi"
 _RUN = re.compile(r"[A-Za-z0-9]+")
+_ALPHANUMERIC = re.compile(r"[A-Z0-9]+")
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")
 EXEMPT = re.compile(
     r"^(?:-?\d+\.\d{2}|\d{4}-\d{2}-\d{2}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
@@ -122,13 +123,24 @@ def _digest_bytes(data: bytes | memoryview) -> str:
 
 def token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str]]:
     """(kind, length, digest) of every value worth masking; names are split into their words."""
-    rows: set[tuple[TokenKind, int, str]] = set()
+    return sorted({(k, n, d) for k, n, d, _ in shaped_token_rows(kind, values)})
+
+
+def shaped_token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str, bool]]:
+    """(kind, length, digest, alphanumeric) of every value worth masking: :func:`token_rows` with whether the
+    normalised token is ASCII letters and digits only. Kept per account and length (never per token), it lets
+    :func:`candidates` look for tokens of a length whose tokens are all alphanumeric only inside runs of
+    letters and digits, the only place such a token can sit."""
+    rows: set[tuple[TokenKind, int, str, bool]] = set()
     for value in values:
         if kind == "name":
             parts = [p for p in _SPLIT.split(value) if p]
         else:  # the id as written, and its alphanumeric pieces when it has separators (1234-5678)
             parts = [value, *(p for p in _SPLIT.split(value) if len(p) >= MIN_ID_ANYWHERE)]
-        rows |= {(kind, len(normalise(p)), digest(p)) for p in parts if len(normalise(p)) >= MIN_ID}
+        for part in parts:
+            token = normalise(part)
+            if len(token) >= MIN_ID:
+                rows.add((kind, len(token), digest(part), _ALPHANUMERIC.fullmatch(token) is not None))
     return sorted(rows)
 
 
@@ -246,17 +258,49 @@ def _anywhere_windows(upper: str, lengths: list[int]) -> Iterable[tuple[TokenKin
             yield "id", length, begin, begin + length, digest(upper[begin : begin + length])
 
 
-def candidates(texts: Sequence[str], lengths: Iterable[tuple[str, int]]) -> set[tuple[TokenKind, int, str]]:
+def candidates(
+    texts: Sequence[str], lengths: Iterable[tuple[str, int]], alphanumeric: Collection[int] = ()
+) -> set[tuple[TokenKind, int, str]]:
     """(kind, length, digest) of every window of ``texts`` a token of those (kind, length)s could fill: what
-    to look up in a table of digests (``services.notification.store.tokens_in``)."""
+    to look up in a table of digests (``services.notification.store.tokens_in``).
+
+    ``alphanumeric``: id lengths whose tokens are all ASCII letters and digits (:func:`shaped_token_rows`).
+    Such a token, glued to other text or not, lies inside one run of letters and digits of the upper-cased
+    text, so only windows inside those runs are digested (each distinct run once) — in prose with dates and
+    amounts a fraction of every window; a length with any other token is looked for everywhere."""
     pairs = list(lengths)
     id_lengths = [n for k, n in pairs if k == "id"]
     name_lengths = [n for k, n in pairs if k == "name"]
-    return {
-        (kind, length, value)
-        for text in texts
-        for kind, length, _, _, value in _windows(text, id_lengths, name_lengths)
-    }
+    in_runs = sorted({n for n in id_lengths if n >= MIN_ID_ANYWHERE and n in alphanumeric})
+    elsewhere = [n for n in id_lengths if n not in in_runs]
+    found: set[tuple[TokenKind, int, str]] = set()
+    if elsewhere or name_lengths:
+        found = {
+            (kind, length, value)
+            for text in texts
+            for kind, length, _, _, value in _windows(text, elsewhere, name_lengths)
+        }
+    if in_runs:
+        found |= _run_windows({run for text in texts for run in _RUN.findall(text.upper())}, in_runs)
+    return found
+
+
+def _run_windows(runs: Iterable[str], lengths: list[int]) -> set[tuple[TokenKind, int, str]]:
+    """Every window of those (ascending) lengths inside each run of ASCII letters and digits."""
+    copy = _BLAKE.copy
+    found: set[tuple[TokenKind, int, str]] = set()
+    add = found.add
+    for run in runs:
+        view = memoryview(run.encode())
+        size = len(view)
+        for length in lengths:
+            if length > size:
+                break
+            for begin in range(size - length + 1):
+                h = copy()
+                h.update(view[begin : begin + length])
+                add(("id", length, h.hexdigest()))
+    return found
 
 
 @dataclass(frozen=True)

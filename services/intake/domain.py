@@ -11,9 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from contracts.envelope import Envelope
-from contracts.topics import CLAIM_PAYMENTS, PROVIDER_ADJUSTMENTS, REMITTANCES, Topic
+from contracts.events import PATIENT_TOKENS_PER_EVENT, PatientToken, PatientTokensSeen
+from contracts.topics import CLAIM_PAYMENTS, PATIENT_TOKENS, PROVIDER_ADJUSTMENTS, REMITTANCES, Topic
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
-from shared import envelopes
+from shared import envelopes, phi
 from shared.ids import account_key, stable_id
 
 
@@ -48,7 +49,8 @@ def account_of(tenant_id: str, parsed: ParsedRemittance) -> str:
 
 
 def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:
-    """Every event of one transaction in document order: remittance, its claims, its PLB pairs."""
+    """Every event of one transaction in document order: remittance, its claims, its PLB pairs; then the
+    digests of its claims' patient control numbers (:func:`token_events`)."""
     rem = parsed.remittance
     key = account_of(tenant_id, parsed)
     rid = rem.remittance_id
@@ -87,6 +89,43 @@ def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[To
                     event_id=stable_id(rid, "plb", adj.segment_ordinal, adj.pair_index),
                     event_type="ProviderAdjustmentReceived",
                     causation_id=f"remittance:{rid}#seg{adj.segment_ordinal}.{adj.pair_index}",
+                    **common,
+                ),
+            )
+        )
+    return out + token_events(tenant_id, parsed)
+
+
+def token_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:
+    """The patient control numbers of the transaction's claims as keyed digests (``shared.phi``), one event
+    per :data:`~contracts.events.PATIENT_TOKENS_PER_EVENT` claims: what notification learns to scrub outbound
+    text with. One message per transaction instead of notification consuming every claim payment, whose
+    per-message cost (consumer, stream, idempotency claim) was most of what learning cost (issue #18). Ids
+    derive from the remittance and the part, like every other event of the transaction."""
+    rid = parsed.remittance.remittance_id
+    common = {"tenant_id": tenant_id, "account_key": account_of(tenant_id, parsed)}
+    claims = parsed.claims
+    out: list[tuple[Topic[Any], Envelope[Any]]] = []
+    for part, start in enumerate(range(0, len(claims), PATIENT_TOKENS_PER_EVENT), start=1):
+        chunk = claims[start : start + PATIENT_TOKENS_PER_EVENT]
+        rows = phi.shaped_token_rows("id", [c.patient_control_number for c in chunk])
+        if not rows:
+            continue
+        seen = PatientTokensSeen(
+            remittance_id=rid,
+            part=part,
+            first_claim_ordinal=chunk[0].claim_ordinal,
+            claim_count=len(chunk),
+            tokens=tuple(PatientToken(length=n, digest=d, alphanumeric=a) for _, n, d, a in rows),
+        )
+        out.append(
+            (
+                PATIENT_TOKENS,
+                envelopes.build(
+                    seen,
+                    event_id=stable_id(rid, "patient-tokens", part),
+                    event_type="PatientTokensSeen",
+                    causation_id=f"remittance:{rid}#claims{part}",
                     **common,
                 ),
             )

@@ -4,10 +4,10 @@ Offsets, receivable changes, interest and alerts are turned into notifications, 
 notifications topic — the backbone downstream systems subscribe to. A second agent consumes that topic and
 queues each notification for the destinations its tenant's routes name (channel plugins); the dispatcher sends
 them and logs every attempt. The timer queues deadline reminders and daily digests through the outbox. A third
-agent records the digests of the patient control numbers of each account (claims, overpayments) so the
-outbound scrubber (``shared.phi``) can mask them (``learn``). Every consumer is a batch handler: a constant
-number of statements per batch (issue #18.2). Logic: ``engine``, ``domain`` (pure), ``store`` (SQL),
-``delivery`` (attempt loop).
+agent records the digests of the patient control numbers of each account (intake's patient tokens events,
+overpayments) so the outbound scrubber (``shared.phi``) can mask them (``learn``). Every consumer is a batch
+handler: a constant number of statements per batch (issue #18.2). Logic: ``engine``, ``domain`` (pure),
+``store`` (SQL), ``delivery`` (attempt loop).
 """
 
 from collections.abc import Mapping

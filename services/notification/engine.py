@@ -10,7 +10,9 @@ PHI never leaves (``shared.phi``): references are quoted by the payer's layout w
 message passes the outbound scrubber twice — in :meth:`Notifier.emit`, before it is stored and published on the
 backbone, and in ``outbound.outbound``, before a channel sends it (which also covers notifications published before
 a token was known). The scrubber masks the account's patient control numbers, which ``learn`` records as
-digests from the claim and overpayment events.
+digests from intake's patient tokens events and the overpayment events. Delivery's scrubber looks tokens up again
+only when the emission scan masked something or the account has learnt a digest since (its token generation,
+``store.clean_since_emitted``); otherwise the stored text is the one already found clean against every token.
 """
 
 import logging
@@ -143,11 +145,12 @@ class Notifier:
         """THE way out for new notifications: each scrubbed with the tokens of its scope, enveloped for the
         backbone and recorded (one statement); None for one already recorded (a replay, or the same id earlier
         in the batch)."""
-        tokens = await self.store.tokens_in(
+        scans = await self.store.scan(
             conn, [TokenScope(e.tenant, e.scope, tuple(texts_of(e.message))) for e in emissions]
         )
         made = [
-            scrubbed(e.message, phi.Scrubber(None, known)) for e, known in zip(emissions, tokens, strict=True)
+            scrubbed(e.message, phi.Scrubber(None, found.tokens))
+            for e, found in zip(emissions, scans, strict=True)
         ]
         outs = [emitted(e.cause, e.nid, m, e.tenant, e.key) for e, m in zip(emissions, made, strict=True)]
         rows = [
@@ -160,8 +163,9 @@ class Notifier:
                 dict(m.facts),
                 e.cause,
                 status_for(self.routes, e.tenant, m.kind),
+                _clean_at(e, m, found.generation),
             )
-            for e, m in zip(emissions, made, strict=True)
+            for e, m, found in zip(emissions, made, scans, strict=True)
         ]
         new = await self.store.add_notifications(conn, rows)
         given: list[Outgoing | None] = []
@@ -317,7 +321,16 @@ class Notifier:
                 given.append(exc)
                 continue
             given.append([])
-        tokens = await self.store.tokens_in(
+        clean = await self.store.clean_since_emitted(
+            conn,
+            [
+                (env.tenant_id, env.payload.notification_id, env.account_key)
+                for _, _, env in parsed
+                if env.payload.kind != domain.DAILY_DIGEST
+            ],
+        )
+        unclean = [env for _, _, env in parsed if env.payload.notification_id not in clean]
+        found = await self.store.tokens_in(
             conn,
             [
                 TokenScope(
@@ -325,9 +338,14 @@ class Notifier:
                     None if env.payload.kind == domain.DAILY_DIGEST else env.account_key,
                     tuple(texts_of(env.payload)),
                 )
-                for _, _, env in parsed
+                for env in unclean
             ],
         )
+        by_id = {env.payload.notification_id: known for env, known in zip(unclean, found, strict=True)}
+        tokens = [by_id.get(env.payload.notification_id, phi.NO_TOKENS) for _, _, env in parsed]
+        skipped, scanned = len(parsed) - len(unclean), len(unclean)
+        after_commit(lambda: metrics.DELIVERY_SCANS.labels("skipped").inc(skipped))
+        after_commit(lambda: metrics.DELIVERY_SCANS.labels("scanned").inc(scanned))
         today = self.today()
         items: list[tuple[str, date, UUID, str, str, str]] = []
         jobs: list[tuple[str, Outbound, Incoming]] = []
@@ -410,6 +428,16 @@ class Notifier:
         """Release the channels' connections."""
         for channel in self.channels.values():
             await channel.close()
+
+
+def _clean_at(emission: Emission, made: domain.Message, generation: int | None) -> int | None:
+    """The token generation to record with a notification so delivery may skip its scan: only when the scan
+    covered the account the envelope names (not a tenant-wide digest) and masked nothing, so the stored text
+    is exactly the text that was scanned (a masked text can show a short token as a whole word only after
+    masking, which that scan never looked for)."""
+    if generation is None or emission.scope != emission.key or made != emission.message:
+        return None
+    return generation
 
 
 def _receivable_row(source: Envelope[ReceivableChanged]) -> ReceivableRow:

@@ -1,20 +1,26 @@
 """What must never leave: notification learns the patient control numbers of every account, as keyed digests,
 so the outbound scrubber (``shared.phi``) can mask them wherever a payer's free text glues one to a reference.
 
-Why every claim payment: a recoupment may cite *any* claim the account was ever paid for (the payer decides
+Why every claim's number: a recoupment may cite *any* claim the account was ever paid for (the payer decides
 later which one was overpaid), and a reference no layout can split (``plain``) is then masked only because the
-claim's patient control number is known. Overpayments add the numbers detection tied to a receivable. Nothing
-else of the claim matters here, so this path is built to be cheap (issue #18.2):
+claim's patient control number is known. Overpayments add the numbers detection tied to a receivable.
 
-- each record is read through a tolerant model of just the fields used (tenant, account, the numbers), not the
-  whole ``ClaimPaymentReceived`` contract with its money and dates; a record that does not even have those is
-  its own consumers' to dead-letter (detection, matching) and is skipped here;
+Where they come from (issue #18): intake publishes, per 835 transaction (per 1 000 claims of a larger one),
+one ``PatientTokensSeen`` on ``remit.patient-tokens.v1`` carrying the digests of its claims' numbers, never the
+numbers (``services.intake.domain.token_events``). Notification consumed every ``ClaimPaymentReceived`` before;
+the consumer, the stream and the idempotency claim of each message cost far more than the one field it read,
+so one message per transaction replaces about 60 (docs/security.md, "Learning patient control numbers").
+Deploy intake before notification: a notification that no longer reads claim payments must find every claim
+of the backlog in a patient tokens event. This path stays cheap otherwise too (issue #18.2):
+
+- each record is read through a tolerant model of just the fields used (tenant, account, the digests or
+  numbers); a record that does not even have those is its own consumers' to dead-letter and is skipped here;
 - the idempotency id is read the same way (:func:`learn_id`), not by decoding the whole envelope;
-- the digests of a whole batch are written in one statement (``store.add_tokens``: tokens and their lengths,
-  ``ON CONFLICT DO NOTHING``), so a batch of 200 claims costs one round trip, not 200.
+- the digests of a whole batch are written in one statement (``store.add_tokens``: tokens, their lengths and
+  the account's token generation), so a batch costs one round trip whatever its size.
 
-Learning is idempotent by itself (the same digest twice is one row), so replays and bisected re-runs are
-harmless.
+Learning is idempotent by itself (the same digest twice is one row, and moves no generation), so replays and
+bisected re-runs are harmless.
 """
 
 import hashlib
@@ -24,7 +30,7 @@ from collections.abc import Sequence
 import asyncpg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from contracts.topics import CLAIM_PAYMENTS, OVERPAYMENTS
+from contracts.topics import OVERPAYMENTS, PATIENT_TOKENS
 from services.notification.rows import LearntToken
 from services.notification.store import NotificationStore
 from shared import phi
@@ -35,11 +41,20 @@ log = logging.getLogger(__name__)
 _TOLERANT = ConfigDict(extra="ignore", frozen=True)
 
 
-class _ClaimNumbers(BaseModel):
-    """The one field of a claim payment notification needs."""
+class _Token(BaseModel):
+    """One digest of a patient tokens event."""
 
     model_config = _TOLERANT
-    patient_control_number: str
+    length: int
+    digest: str
+    alphanumeric: bool = False
+
+
+class _TokenDigests(BaseModel):
+    """The one field of a patient tokens event notification needs."""
+
+    model_config = _TOLERANT
+    tokens: list[_Token]
 
 
 class _OverpaymentNumbers(BaseModel):
@@ -49,13 +64,13 @@ class _OverpaymentNumbers(BaseModel):
     patient_control_numbers: list[str]
 
 
-class _ClaimRecord(BaseModel):
-    """A claim-payment envelope as far as learning reads it."""
+class _TokensRecord(BaseModel):
+    """A patient tokens envelope as far as learning reads it."""
 
     model_config = _TOLERANT
     tenant_id: str
     account_key: str
-    payload: _ClaimNumbers
+    payload: _TokenDigests
 
 
 class _OverpaymentRecord(BaseModel):
@@ -85,23 +100,26 @@ def learn_id(incoming: Incoming) -> str:
 
 
 def tokens_of(incoming: Incoming) -> list[LearntToken]:
-    """The digests a claim-payment or overpayment record teaches (none when it cannot be read)."""
+    """The digests a patient-tokens or overpayment record teaches (none when it cannot be read). Intake's
+    digests are taken as they come: ``shared.phi`` made them there, as it does here for an overpayment."""
     try:
         if incoming.topic == OVERPAYMENTS.name:
             over = _OverpaymentRecord.model_validate_json(incoming.value)
             tenant, key, numbers = over.tenant_id, over.account_key, over.payload.patient_control_numbers
         else:
-            claim = _ClaimRecord.model_validate_json(incoming.value)
-            tenant, key = claim.tenant_id, claim.account_key
-            numbers = [claim.payload.patient_control_number]
+            seen = _TokensRecord.model_validate_json(incoming.value)
+            return [
+                LearntToken(seen.tenant_id, seen.account_key, "id", t.length, t.digest, t.alphanumeric)
+                for t in seen.payload.tokens
+            ]
     except ValidationError:
         log.warning("not learning from %s: not a readable envelope", incoming.topic)
         return []
-    return [LearntToken(tenant, key, kind, n, d) for kind, n, d in phi.token_rows("id", numbers)]
+    return [LearntToken(tenant, key, kind, n, d, a) for kind, n, d, a in phi.shaped_token_rows("id", numbers)]
 
 
 def learner(store: NotificationStore) -> BatchHandler:
-    """The batch handler of ``remit.claim-payments.v1`` and ``remit.overpayments.v1``: one statement per
+    """The batch handler of ``remit.patient-tokens.v1`` and ``remit.overpayments.v1``: one statement per
     batch, nothing published."""
 
     async def learn(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
@@ -111,5 +129,5 @@ def learner(store: NotificationStore) -> BatchHandler:
     return BatchHandler(learn)
 
 
-TOPICS = (CLAIM_PAYMENTS, OVERPAYMENTS)
+TOPICS = (PATIENT_TOKENS, OVERPAYMENTS)
 """What learning consumes."""

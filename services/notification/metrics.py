@@ -15,3 +15,9 @@ DELIVERY_SECONDS = Histogram(
 DIGESTS = Counter("remit_notification_digests_total", "Daily digests composed (one per tenant and day).")
 TICKS = Counter("remit_notification_ticks_total", "Runs of the deadline/digest timer.")
 LAST_TICK = Gauge("remit_notification_last_tick_timestamp_seconds", "When the timer last completed.")
+DELIVERY_SCANS = Counter(
+    "remit_notification_delivery_scans_total",
+    "Notifications queued for delivery, by whether their text was scanned for PHI tokens again (scanned) or "
+    "not, the account having learnt nothing since the emission scan found it clean (skipped).",
+    ["outcome"],
+)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from services.notification.domain import Deadline
-from shared.phi import TokenKind
+from shared.phi import TokenKind, Tokens
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class NewNotification:
     facts: dict[str, str]
     related_event_id: UUID
     status: str
+    token_generation: int | None = None
+    """The account's token generation the emission's scan saw, when that scan found nothing to mask (else
+    None): delivery skips its own scan while the account stays at it (``store.clean_since_emitted``)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,15 @@ class TokenScope:
 
 
 @dataclass(frozen=True)
+class ScannedTokens:
+    """What a scan of a scope's texts found: the known tokens that occur in them, and the account's token
+    generation the scan was made at (None for a tenant-wide scope)."""
+
+    tokens: Tokens
+    generation: int | None
+
+
+@dataclass(frozen=True)
 class LearntToken:
     """One digest of a sensitive value of an account (``shared.phi.token_rows``)."""
 
@@ -129,3 +141,5 @@ class LearntToken:
     kind: TokenKind
     length: int
     digest: str
+    alphanumeric: bool
+    """The token is ASCII letters and digits only (``shared.phi.shaped_token_rows``)."""

@@ -30,6 +30,7 @@ from services.notification.rows import (
     LearntToken,
     NewNotification,
     ReceivableRow,
+    ScannedTokens,
     TokenScope,
 )
 from shared import phi
@@ -74,12 +75,12 @@ class NotificationStore:
             return set()
         found = await conn.fetch(
             """INSERT INTO notification.notifications (tenant_id, notification_id, kind, severity, summary, facts,
-                   related_event_id, status)
+                   related_event_id, status, token_generation)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
-                   $7::uuid[], $8::text[])
+                   $7::uuid[], $8::text[], $9::int8[])
                ON CONFLICT DO NOTHING RETURNING notification_id""",
             *unnest_columns(
-                8,
+                9,
                 (
                     (
                         n.tenant_id,
@@ -90,6 +91,7 @@ class NotificationStore:
                         json.dumps(n.facts),
                         n.related_event_id,
                         n.status,
+                        n.token_generation,
                     )
                     for n in rows
                 ),
@@ -454,46 +456,103 @@ class NotificationStore:
     # --- what must never leave: digests of the account's patient control numbers (shared.phi) ---------------
 
     async def add_tokens(self, conn: asyncpg.Connection, tokens: Sequence[LearntToken]) -> None:
-        """Remember token digests of accounts (once each) and the lengths each account has, both in one
-        statement for the whole batch (the two inserts touch different tables, so one snapshot is enough)."""
+        """Remember token digests of accounts (once each) and the lengths each account has, and move every
+        account that learnt a digest it did not know to its next token generation, all in one statement for
+        the whole batch (the inserts touch different tables, so one snapshot is enough). The generation moves
+        in the transaction that adds the digests, so a scan that read generation G saw every digest learnt up
+        to G (``scan``); accounts are bumped in key order, so two learners never deadlock on them."""
         if not tokens:
             return
         unique = sorted({(t.tenant_id, t.account_key, t.digest, t.kind, t.length) for t in tokens})
-        lengths = sorted({(t, a, k, n) for t, a, _, k, n in unique})
+        shapes: dict[tuple[str, str, str, int], bool] = {}
+        for t in tokens:
+            owner = (t.tenant_id, t.account_key, t.kind, t.length)
+            shapes[owner] = shapes.get(owner, True) and t.alphanumeric
+        lengths = sorted((*owner, alphanumeric) for owner, alphanumeric in shapes.items())
         await conn.execute(
             """WITH learnt AS (
                    INSERT INTO notification.sensitive_tokens (tenant_id, account_key, digest, kind, length)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[])
-                   ON CONFLICT DO NOTHING)
-               INSERT INTO notification.sensitive_token_lengths (tenant_id, account_key, kind, length)
-               SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int2[]) ON CONFLICT DO NOTHING""",
+                   ON CONFLICT DO NOTHING RETURNING tenant_id, account_key),
+               lengths AS (
+                   INSERT INTO notification.sensitive_token_lengths AS l
+                          (tenant_id, account_key, kind, length, alphanumeric)
+                   SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int2[], $10::bool[])
+                   ON CONFLICT (tenant_id, account_key, kind, length)
+                   DO UPDATE SET alphanumeric = false WHERE l.alphanumeric AND NOT excluded.alphanumeric)
+               INSERT INTO notification.token_generations AS g (tenant_id, account_key, generation)
+               SELECT DISTINCT tenant_id, account_key, 1 FROM learnt ORDER BY 1, 2
+               ON CONFLICT (tenant_id, account_key) DO UPDATE SET generation = g.generation + 1""",
             *unnest_columns(5, unique),
-            *unnest_columns(4, lengths),
+            *unnest_columns(5, lengths),
         )
 
+    async def clean_since_emitted(
+        self, conn: asyncpg.Connection, emitted: Sequence[tuple[str, UUID, str]]
+    ) -> set[UUID]:
+        """Of these (tenant, notification id, account key), the notifications whose emission scan found
+        nothing to mask and whose account has learnt no new digest since (still at the generation recorded
+        with the notification): their stored text was scanned against every token the account has, so it
+        needs no second scan on its way out. One query."""
+        if not emitted:
+            return set()
+        rows = await conn.fetch(
+            """SELECT n.notification_id
+                 FROM unnest($1::text[], $2::uuid[], $3::text[]) AS e(tenant_id, notification_id, account_key)
+                 JOIN notification.notifications n
+                   ON n.tenant_id = e.tenant_id AND n.notification_id = e.notification_id
+                 LEFT JOIN notification.token_generations g
+                   ON g.tenant_id = e.tenant_id AND g.account_key = e.account_key
+                WHERE n.token_generation = coalesce(g.generation, 0)""",
+            *unnest_columns(3, sorted(set(emitted))),
+        )
+        return {r["notification_id"] for r in rows}
+
     async def tokens_in(self, conn: asyncpg.Connection, scopes: Sequence[TokenScope]) -> list[Tokens]:
-        """The known tokens of each scope that occur in its texts, two queries for all scopes: the lengths each
-        account has, then the digests of every window of the texts of those lengths. An account with a million
-        claims costs one indexed lookup per window, not a million rows."""
+        """The known tokens of each scope that occur in its texts (:meth:`scan` without the generations)."""
+        return [found.tokens for found in await self.scan(conn, scopes)]
+
+    async def scan(self, conn: asyncpg.Connection, scopes: Sequence[TokenScope]) -> list[ScannedTokens]:
+        """The known tokens of each scope that occur in its texts, two queries for all scopes: the lengths
+        (and token generation) each account has, then the digests of every window of the texts of those
+        lengths. An account with a million claims costs one indexed lookup per window, not a million rows.
+
+        The generation is read in the first query, so it is never newer than what the scan saw: a digest
+        learnt after that snapshot moved the account past it (``add_tokens``), and delivery scans again."""
         if not scopes:
             return []
         owners = sorted({(s.tenant_id, s.account_key) for s in scopes}, key=lambda o: (o[0], o[1] or ""))
         found = await conn.fetch(
-            """SELECT DISTINCT o.tenant_id, o.account_key, l.kind, l.length
+            """SELECT DISTINCT o.tenant_id, o.account_key, l.kind, l.length, l.alphanumeric,
+                      coalesce(g.generation, 0) AS gen
                  FROM unnest($1::text[], $2::text[]) AS o(tenant_id, account_key)
-                 JOIN notification.sensitive_token_lengths l ON l.tenant_id = o.tenant_id
-                  AND (o.account_key IS NULL OR l.account_key = o.account_key)""",
+                 LEFT JOIN notification.sensitive_token_lengths l ON l.tenant_id = o.tenant_id
+                  AND (o.account_key IS NULL OR l.account_key = o.account_key)
+                 LEFT JOIN notification.token_generations g
+                   ON g.tenant_id = o.tenant_id AND g.account_key = o.account_key""",
             *unnest_columns(2, owners),
         )
-        lengths: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
+        lengths: dict[tuple[str, str | None], set[tuple[str, int]]] = {}
+        mixed: dict[tuple[str, str | None], set[int]] = {}  # id lengths with a token not alphanumeric
+        generations: dict[tuple[str, str | None], int] = {}
         for r in found:
-            lengths.setdefault((r["tenant_id"], r["account_key"]), []).append((r["kind"], r["length"]))
+            owner = (r["tenant_id"], r["account_key"])
+            generations[owner] = r["gen"]
+            if r["kind"] is not None:
+                lengths.setdefault(owner, set()).add((r["kind"], r["length"]))
+                if not r["alphanumeric"]:
+                    mixed.setdefault(owner, set()).add(r["length"])
+        scanned = [
+            None if s.account_key is None else generations.get((s.tenant_id, s.account_key)) for s in scopes
+        ]
         wanted: set[tuple[str, str | None, str]] = set()
         for s in scopes:
-            if known := lengths.get((s.tenant_id, s.account_key)):
-                wanted |= {(s.tenant_id, s.account_key, d) for _, _, d in phi.candidates(s.texts, known)}
+            owner = (s.tenant_id, s.account_key)
+            if known := lengths.get(owner):
+                plain = {n for k, n in known if k == "id"} - mixed.get(owner, set())
+                wanted |= {(*owner, d) for _, _, d in phi.candidates(s.texts, known, plain)}
         if not wanted:
-            return [phi.NO_TOKENS for _ in scopes]
+            return [ScannedTokens(phi.NO_TOKENS, g) for g in scanned]
         rows = await conn.fetch(
             """SELECT DISTINCT w.tenant_id, w.account_key, t.kind, t.length, t.digest
                  FROM unnest($1::text[], $2::text[], $3::text[]) AS w(tenant_id, account_key, digest)
@@ -506,4 +565,7 @@ class NotificationStore:
             per_owner.setdefault((r["tenant_id"], r["account_key"]), []).append(
                 (r["kind"], r["length"], r["digest"])
             )
-        return [Tokens.from_rows(per_owner.get((s.tenant_id, s.account_key), [])) for s in scopes]
+        return [
+            ScannedTokens(Tokens.from_rows(per_owner.get((s.tenant_id, s.account_key), [])), g)
+            for s, g in zip(scopes, scanned, strict=True)
+        ]

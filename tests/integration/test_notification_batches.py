@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from harness import stages
 
-from contracts.events import Allocation, ClaimPaymentReceived, OffsetRecorded, ReceivableChanged
-from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OFFSETS, RECEIVABLES, Topic
+from contracts.events import Allocation, OffsetRecorded, PatientToken, PatientTokensSeen, ReceivableChanged
+from contracts.topics import NOTIFICATIONS, OFFSETS, PATIENT_TOKENS, RECEIVABLES, Topic
 from services.notification.learn import learn_id
 from shared import db, envelopes, phi
 from shared.batches import apply_batch
@@ -51,20 +51,18 @@ def record(
 
 
 def claim(tenant: str, n: int) -> Incoming:
-    payload = ClaimPaymentReceived(
-        remittance_id=stable_id(tenant, "remittance"),
-        payer_id=PAYER,
-        trace_number="EFT1",
-        payment_date=date(2026, 8, 3),
-        claim_ordinal=n,
-        segment_ordinal=n,
-        patient_control_number=f"PCN{n:05d}",
-        status_code="1",
-        charge=D("100.00"),
-        paid=D("80.00"),
-        service_line_count=0,
+    """Intake's patient tokens event of a one-claim transaction, patient control number ``PCN<n>``."""
+    payload = PatientTokensSeen(
+        remittance_id=stable_id(tenant, "remittance", n),
+        part=1,
+        first_claim_ordinal=1,
+        claim_count=1,
+        tokens=tuple(
+            PatientToken(length=length, digest=d, alphanumeric=a)
+            for _, length, d, a in phi.shaped_token_rows("id", [f"PCN{n:05d}"])
+        ),
     )
-    return record(CLAIM_PAYMENTS, payload, "ClaimPaymentReceived", tenant, n)
+    return record(PATIENT_TOKENS, payload, "PatientTokensSeen", tenant, n)
 
 
 def change(tenant: str, n: int, event_type: str, balance: str, cause: str = "") -> Incoming:
@@ -144,7 +142,7 @@ async def run(
     return results
 
 
-async def test_learning_a_batch_of_claims_is_one_statement_whatever_its_size(
+async def test_learning_a_batch_of_patient_tokens_is_one_statement_whatever_its_size(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     counted: dict[int, list[str]] = {}

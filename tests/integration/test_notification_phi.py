@@ -18,9 +18,9 @@ from harness import InProcessPipeline
 
 from cli.local_infra import Stack
 from contracts.envelope import parse_envelope
-from contracts.events import ClaimPaymentReceived, NotificationEmitted, OffsetRecorded
+from contracts.events import NotificationEmitted, OffsetRecorded, PatientToken, PatientTokensSeen
 from contracts.references import LAYOUTS
-from contracts.topics import CLAIM_PAYMENTS, NOTIFICATIONS, OFFSETS, Topic
+from contracts.topics import NOTIFICATIONS, OFFSETS, PATIENT_TOKENS, Topic
 from services.notification import domain, learn
 from services.notification.channels import Outbound, Outcome
 from services.notification.delivery import drain
@@ -166,6 +166,53 @@ class Capture:
         """Nothing to release."""
 
 
+def plain_notifier(pool: asyncpg.Pool, capture: Capture) -> Notifier:
+    """The stage's handlers for a commercial payer (``plain`` layout), every notification to one webhook."""
+    return Notifier(
+        settings=Settings(),
+        routes=Routes.webhook_only("http://receiver.invalid/hook"),
+        channels={"webhook": capture},
+        timeline_of=lambda policy, day, identified: [],
+        pool_of=lambda: asyncio.sleep(0, pool),
+        today=lambda: date(2026, 9, 14),
+        store=NotificationStore(),
+        layout_of=lambda tenant, payer: LAYOUTS["plain"],
+    )
+
+
+def claim(pcn: str) -> PatientTokensSeen:
+    """Intake's patient tokens event of a one-claim transaction with this patient control number."""
+    return PatientTokensSeen(
+        remittance_id=uuid4(),
+        part=1,
+        first_claim_ordinal=1,
+        claim_count=1,
+        tokens=tuple(
+            PatientToken(length=n, digest=d, alphanumeric=a)
+            for _, n, d, a in phi.shaped_token_rows("id", [pcn])
+        ),
+    )
+
+
+def unmatched(payer: str, reference: str) -> OffsetRecorded:
+    """A recovery under this reference that matched no receivable."""
+    return OffsetRecorded(
+        offset_id=uuid4(),
+        remittance_id=uuid4(),
+        payer_id=payer,
+        trace_number="EFT260914001",
+        payment_date=date(2026, 9, 14),
+        segment_ordinal=1,
+        pair_index=1,
+        reason_code="WO",
+        reference=reference,
+        amount=Decimal("80.00"),
+        bucket="unmatched",
+        unmatched_amount=Decimal("80.00"),
+        reason=f"no receivable under {reference}",
+    )
+
+
 def envelope(topic: Topic[Any], payload: Any, event_type: str, tenant: str, key: str) -> Incoming:
     env = envelopes.build(
         payload,
@@ -183,52 +230,16 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
 ) -> None:
     """A commercial payer (``plain`` layout: the whole reference is the key) writes the patient control number
     straight after a short FCN. No layout can split that, so the second line acts: notification learnt the
-    account's patient control number from the claim event (as a digest), cuts the quote before it, and the
+    account's patient control number from intake's patient tokens event (a digest), cuts the quote before it, and the
     webhook it sends carries neither the number nor any part of the reference after the FCN."""
     payer, key = "99999", account_key(tenant, "99999", "1234567893")
     capture = Capture()
     pool = await asyncpg.create_pool(stack.postgres.dsn, min_size=1, max_size=2)
-    notifier = Notifier(
-        settings=Settings(),
-        routes=Routes.webhook_only("http://receiver.invalid/hook"),
-        channels={"webhook": capture},
-        timeline_of=lambda policy, day, identified: [],
-        pool_of=lambda: asyncio.sleep(0, pool),
-        today=lambda: date(2026, 9, 14),
-        store=NotificationStore(),
-        layout_of=lambda tenant, payer: LAYOUTS["plain"],
-    )
-    claim = ClaimPaymentReceived(
-        remittance_id=uuid4(),
-        payer_id=payer,
-        trace_number="EFT1",
-        payment_date=date(2026, 9, 1),
-        claim_ordinal=1,
-        segment_ordinal=3,
-        patient_control_number="PT55120X",
-        status_code="1",
-        charge=Decimal("100.00"),
-        paid=Decimal("80.00"),
-        service_line_count=0,
-    )
-    recovery = OffsetRecorded(
-        offset_id=uuid4(),
-        remittance_id=uuid4(),
-        payer_id=payer,
-        trace_number="EFT260914001",
-        payment_date=date(2026, 9, 14),
-        segment_ordinal=1,
-        pair_index=1,
-        reason_code="WO",
-        reference="AR2026PT55120X",
-        amount=Decimal("80.00"),
-        bucket="unmatched",
-        unmatched_amount=Decimal("80.00"),
-        reason="no receivable under AR2026PT55120X",
-    )
+    notifier = plain_notifier(pool, capture)
+    recovery = unmatched(payer, "AR2026PT55120X")
     try:
         async with ledger.transaction():
-            learnt = envelope(CLAIM_PAYMENTS, claim, "ClaimPaymentReceived", tenant, key)
+            learnt = envelope(PATIENT_TOKENS, claim("PT55120X"), "PatientTokensSeen", tenant, key)
             assert await learn.learner(notifier.store).apply(ledger, [learnt]) == [[]]
             offset = envelope(OFFSETS, recovery, "OffsetUnmatched", tenant, key)
             [[out]] = await notifier.on_offsets(ledger, [OFFSETS.parse(offset.value)])
@@ -242,3 +253,54 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
     [sent] = capture.sent
     for produced in (out.value.decode(), sent.body.decode(), sent.subject, sent.text):
         assert "PT55120X" not in produced.upper() and "AR2026PT" not in produced.upper(), produced
+
+
+async def test_delivery_scans_again_only_when_the_account_learnt_a_token_after_the_emission(
+    ledger: asyncpg.Connection, tenant: str, stack: Stack
+) -> None:
+    """Delivery skips its scan of a notification whose emission scan masked nothing while the account has
+    learnt nothing since (its token generation, migration 0024). A notification emitted before its patient
+    control number was learnt is scanned again, and the webhook carries none of it; one emitted after that,
+    with nothing to mask, is sent as stored, unscanned."""
+    payer, key = "99999", account_key(tenant, "99999", "1234567890")
+    capture = Capture()
+    pool = await asyncpg.create_pool(stack.postgres.dsn, min_size=1, max_size=2)
+    notifier = plain_notifier(pool, capture)
+    store = notifier.store
+
+    async def learn_claim(pcn: str) -> None:
+        learnt = envelope(PATIENT_TOKENS, claim(pcn), "PatientTokensSeen", tenant, key)
+        assert await learn.learner(store).apply(ledger, [learnt]) == [[]]
+
+    async def notify(reference: str) -> tuple[bytes, Any]:
+        offset = envelope(OFFSETS, unmatched(payer, reference), "OffsetUnmatched", tenant, key)
+        [[out]] = await notifier.on_offsets(ledger, [OFFSETS.parse(offset.value)])
+        return out.value, parse_envelope(out.value, NotificationEmitted).payload.notification_id
+
+    try:
+        async with ledger.transaction():
+            await learn_claim("PT10001A")
+            early, early_id = await notify("AR2026QZ77311")  # its patient control number is not known yet
+        async with ledger.transaction():
+            assert await store.clean_since_emitted(ledger, [(tenant, early_id, key)]) == {early_id}
+            await learn_claim("QZ77311")  # now it is: the account moves to its next generation
+            assert await store.clean_since_emitted(ledger, [(tenant, early_id, key)]) == set()
+            await learn_claim("QZ77311")  # a digest it knows moves nothing
+            late, late_id = await notify("AR2026MM40")
+            assert await store.clean_since_emitted(ledger, [(tenant, late_id, key)]) == {late_id}
+        async with ledger.transaction():
+            await notifier.deliver(
+                ledger, [Incoming(NOTIFICATIONS.name, 0, n, None, v) for n, v in enumerate((early, late))]
+            )
+        await drain(pool, {"webhook": capture}, frozenset({tenant}))
+    finally:
+        await pool.close()
+    sent = {s.notification_id: s for s in capture.sent}
+    assert "QZ77311" in early.decode()  # emitted before it was learnt ...
+    for produced in (
+        sent[str(early_id)].body.decode(),
+        sent[str(early_id)].text,
+        sent[str(early_id)].subject,
+    ):
+        assert "QZ77311" not in produced.upper(), produced  # ... masked on its way out all the same
+    assert sent[str(late_id)].body == late  # sent as stored: nothing to mask, no second scan

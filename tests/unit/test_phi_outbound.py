@@ -511,3 +511,31 @@ def test_the_fast_window_scan_finds_exactly_what_a_digest_of_every_window_finds(
     )
     found = sorted(span for span in tokens.spans(text) if span[1] - span[0] >= phi.MIN_ID_ANYWHERE)
     assert found == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ids=st.lists(st.text(_TOKEN_CHARS, min_size=2, max_size=8), max_size=6),
+    texts=st.lists(st.text(_TOKEN_CHARS, max_size=60), min_size=1, max_size=3),
+)
+def test_looking_for_alphanumeric_tokens_only_inside_runs_finds_every_one_the_full_scan_finds(
+    ids: list[str], texts: list[str]
+) -> None:
+    """``candidates`` digests only windows inside runs of letters and digits for a length whose tokens are all
+    alphanumeric (the shape notification keeps per account and length): every known token the full scan finds
+    in the texts, it finds too."""
+    rows = phi.shaped_token_rows("id", ids)
+    tokens = phi.Tokens.of(ids=ids)
+    lengths = sorted({(kind, n) for kind, n, _, _ in rows})
+    plain = {n for _, n, _, _ in rows} - {n for _, n, _, alnum in rows if not alnum}
+    known = {(kind, n, d) for kind, n, d, _ in rows}
+    full = phi.candidates(texts, lengths) & known
+    assert phi.candidates(texts, lengths, plain) & known == full
+    assert {d for _, _, d in full} == {
+        d for text in texts for begin, end in tokens.spans(text) if (d := phi.digest(text[begin:end]))
+    }
+
+
+def test_tokens_record_whether_they_are_alphanumeric() -> None:
+    rows = phi.shaped_token_rows("id", ["acct10001", "12-3456 7", "AB É1"])
+    assert {(n, alnum) for _, n, _, alnum in rows} == {(9, True), (9, False), (4, True), (5, False)}
