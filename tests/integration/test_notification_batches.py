@@ -13,9 +13,9 @@ from uuid import UUID
 
 import asyncpg
 import pytest
-from harness import stages
+from harness import receivable_change, stages
 
-from contracts.events import Allocation, OffsetRecorded, PatientToken, PatientTokensSeen, ReceivableChanged
+from contracts.events import Allocation, OffsetRecorded, PatientToken, PatientTokensSeen
 from contracts.topics import NOTIFICATIONS, OFFSETS, PATIENT_TOKENS, RECEIVABLES, Topic
 from services.notification.learn import learn_id
 from shared import db, envelopes, phi
@@ -67,22 +67,19 @@ def claim(tenant: str, n: int) -> Incoming:
 
 def change(tenant: str, n: int, event_type: str, balance: str, cause: str = "") -> Incoming:
     reference = f"FCN{n:014d}"
-    payload = ReceivableChanged(
-        receivable_id=receivable_id(tenant, PAYER, reference),
-        payer_id=PAYER,
+    payload = receivable_change(
+        tenant,
+        event_type,
         reference=reference,
+        effective=date(2026, 8, 3),
+        determination=date(2026, 8, 3),
+        principal="300.00",
+        recovered=D("300.00") - D(balance),
+        amount="300.00",
         status="open" if D(balance) > 0 else "settled",
-        policy="medicare",
-        determination_date=date(2026, 8, 3),
-        effective_date=date(2026, 8, 3),
-        change_amount=D("300.00"),
-        principal=D("300.00"),
-        principal_recovered=D("300.00") - D(balance),
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        balance=D(balance),
+        payer=PAYER,
         source="batch test",
-    )
+    ).payload
     return record(RECEIVABLES, payload, event_type, tenant, n * 10 + len(event_type), cause)
 
 

@@ -11,7 +11,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import date
-from decimal import Decimal
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from harness import receivable_change
 
 from cli.local_infra import Stack, free_port
 from cli.receiver import WebhookReceiver
@@ -34,8 +34,8 @@ from services.notification.engine import Notifier
 from services.notification.routes import Routes
 from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
-from shared import envelopes, plugins
-from shared.ids import account_key, receivable_id, stable_id
+from shared import plugins
+from shared.ids import receivable_id, stable_id
 from shared.messages import Incoming, Outgoing
 from shared.settings import Settings
 from shared.webhook import tenant_key
@@ -192,29 +192,15 @@ async def test_email_to_an_unreachable_relay_is_retried_then_given_up(
 
 
 def opened(tenant: str, ref: str, determined: date) -> Envelope[ReceivableChanged]:
-    payload = ReceivableChanged(
-        receivable_id=receivable_id(tenant, "01312", ref),
-        payer_id="01312",
+    env = receivable_change(
+        tenant,
+        "ReceivableOpened",
         reference=ref,
-        status="open",
-        policy="medicare",
-        determination_date=determined,
-        effective_date=determined,
-        change_amount=Decimal("300.00"),
-        principal=Decimal("300.00"),
-        principal_recovered=Decimal("0.00"),
-        interest_accrued=Decimal("0.00"),
-        interest_recovered=Decimal("0.00"),
-        balance=Decimal("300.00"),
-        source="timer test",
-    )
-    env = envelopes.build(
-        payload,
+        effective=determined,
+        determination=determined,
+        principal="300.00",
         event_id=stable_id(tenant, ref, "opened"),
-        event_type="ReceivableOpened",
-        tenant_id=tenant,
-        account_key=account_key(tenant, "01312", "1234567893"),
-        causation_id="timer test",
+        source="timer test",
     )
     return RECEIVABLES.parse(env.to_bytes())
 

@@ -23,11 +23,12 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiosmtpd.controller import Controller
+from harness import receivable_change
 from integration.test_notification_delivery import Inbox
 
 from cli.local_infra import Stack, free_port
 from cli.receiver import WebhookReceiver
-from contracts.events import AlertRaised, Allocation, OffsetRecorded, ReceivableChanged
+from contracts.events import AlertRaised, Allocation, OffsetRecorded
 from contracts.topics import ALERTS, NOTIFICATIONS, OFFSETS, RECEIVABLES
 from shared import envelopes
 from shared.ids import account_key, receivable_id, stable_id
@@ -92,22 +93,19 @@ def alert(tenant: str, n: int, kind: str = "recoupment_during_pause") -> tuple[b
 
 
 def receivable(tenant: str, event: str, balance: str, cause: str) -> tuple[bytes, bytes]:
-    payload = ReceivableChanged(
-        receivable_id=receivable_id(tenant, PAYER, "FCN-S"),
-        payer_id=PAYER,
+    payload = receivable_change(
+        tenant,
+        event,
         reference="FCN-S",
+        effective=date(2026, 8, 10),
+        determination=date(2026, 8, 3),
+        principal="300.00",
+        recovered=D("300.00") - D(balance),
+        amount="300.00",
         status="open" if balance != "0.00" else "settled",
-        policy="medicare",
-        determination_date=date(2026, 8, 3),
-        effective_date=date(2026, 8, 10),
-        change_amount=D("300.00"),
-        principal=D("300.00"),
-        principal_recovered=D("300.00") - D(balance),
-        interest_accrued=D("0.00"),
-        interest_recovered=D("0.00"),
-        balance=D(balance),
+        payer=PAYER,
         source="service test",
-    )
+    ).payload
     return envelope(tenant, payload, stable_id(tenant, event), event, cause)
 
 
