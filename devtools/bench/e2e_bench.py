@@ -8,7 +8,8 @@ once with two.
 Size: ``BENCH_CLAIMS`` (default 200 000 claim payments; the issue's figure), ``BENCH_WORKERS`` (``1,2``).
 ``BENCH_BROKERS=3`` runs the stack on a 3-broker KRaft cluster (replication factor 3, ``min.insync.replicas=2``,
 ``acks=all``) instead of one broker. ``BENCH_PGSTAT=1`` records ``pg_stat_statements`` over the measured window
-and prints the top statements per stage and PostgreSQL's other costs (``devtools.bench.pgstat``).
+and prints the top statements per stage and PostgreSQL's other costs (``devtools.bench.pgstat``);
+``BENCH_PG_SETTINGS='a=1;b=2'`` adds server settings for one run (``auto_explain``, say).
 
 The bench's PostgreSQL runs with ``durable=False`` (no fsync, no full-page writes, asynchronous commit), unlike
 production: its PostgreSQL figure leaves out the commit fsyncs a production server pays per transaction.
@@ -84,6 +85,7 @@ OFFSETS = topics.OFFSETS.name
 REMITTANCES = topics.REMITTANCES.name
 CLAIMS = topics.CLAIM_PAYMENTS.name
 T = TypeVar("T")
+PG_SETTINGS = tuple(line for line in os.environ.get("BENCH_PG_SETTINGS", "").split(";") if line.strip())
 PGSTAT = os.environ.get("BENCH_PGSTAT", "") not in ("", "0")
 KNOBS = re.compile(r"^(PRODUCER_|CONSUMER_|BROKER_|STREAM_|OFFSETSTREAM_(COMMIT|BATCH))")
 
@@ -342,7 +344,9 @@ async def run_once(stack: Stack, claims: int, workers: int, load: Load) -> Resul
         if PGSTAT:
             tenants = expected["tenants"].values()
             await pgstat.report(
-                stack.postgres.dsn, sum(t["claim_payments"] for t in tenants), ROOT / f"pgstat-{prefix}.json"
+                stack.postgres.dsn,
+                sum(t["claim_payments"] for t in tenants),
+                ROOT / f"pgstat-{prefix}-{time.strftime('%H%M%S')}.json",
             )
         conn = await asyncpg.connect(stack.postgres.dsn)
         try:
@@ -494,7 +498,7 @@ async def main() -> int:
         "bench",
         durable=False,
         brokers=brokers,
-        postgres_settings=pgstat.SERVER_SETTINGS if PGSTAT else (),
+        postgres_settings=(*(pgstat.SERVER_SETTINGS if PGSTAT else ()), *PG_SETTINGS),
     )
     failed = False
     try:

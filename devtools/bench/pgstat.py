@@ -33,6 +33,7 @@ SERVER_SETTINGS = (
     "shared_preload_libraries='pg_stat_statements'",
     "pg_stat_statements.max=5000",
     "pg_stat_statements.track_utility=on",
+    "pg_stat_statements.track_planning=on",
     "track_io_timing=on",
 )
 """Extra ``postgresql.auto.conf`` lines of the bench's server when ``BENCH_PGSTAT`` is set."""
@@ -197,14 +198,15 @@ async def report(dsn: str, claims: int, out: Path, top: int = 25) -> dict[str, A
     for title, key in (("total execution time", "total_exec_time"), ("calls", "calls")):
         print(f"  top {top} by {title}:")
         print(
-            f"    {'stage':<13} {'calls/1k':>9} {'ms/1k':>8} {'share':>6} {'µs/call':>8} {'rows/call':>9}  statement"
+            f"    {'stage':<13} {'calls/1k':>9} {'ms/1k':>8} {'share':>6} {'µs/call':>8} {'plan µs':>8} {'rows/call':>9}  statement"
         )
         for row in sorted(rows, key=lambda r: -r[key])[:top]:
             calls = row["calls"] or 1
             print(
                 f"    {row['stage']:<13} {row['calls'] * per_k:>9,.1f} {row['total_exec_time'] * per_k:>8,.1f} "
                 f"{row['total_exec_time'] / total_ms if total_ms else 0:>6.1%} "
-                f"{row['total_exec_time'] * 1000 / calls:>8,.0f} {row['rows'] / calls:>9,.1f}  {_short(row['query'])}"
+                f"{row['total_exec_time'] * 1000 / calls:>8,.0f} {row['total_plan_time'] * 1000 / calls:>8,.0f} "
+                f"{row['rows'] / calls:>9,.1f}  {_short(row['query'])}"
             )
     print(
         f"  transactions: {database.get('xact_commit', 0) * per_k:,.1f} commits and "
