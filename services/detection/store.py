@@ -137,12 +137,12 @@ class DetectionStore:
             return set()
         rows = await conn.fetch(
             """INSERT INTO detection.reversals (tenant_id, claim_event_id, account_key, payer_id, icn, amount,
-                   reversed_on)
+                   reversed_on, patient_control_number)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[],
-                   $7::date[])
+                   $7::date[], $8::text[])
                ON CONFLICT DO NOTHING RETURNING claim_event_id""",
             *unnest_columns(
-                7,
+                8,
                 (
                     (
                         e.tenant_id,
@@ -152,6 +152,7 @@ class DetectionStore:
                         e.payload.payer_claim_control_number,
                         -e.payload.paid,
                         e.payload.payment_date,
+                        e.payload.patient_control_number,
                     )
                     for e in reversals
                 ),
@@ -167,7 +168,11 @@ class DetectionStore:
     ) -> None:
         """Corrections arrived (batch position, claim): each pending reversal of the account with the same ICN
         (via REF*F8/CLP07) or the same CLP01, dated no later, is paired with the first of them, in one
-        statement. A reversal ``noted`` by this batch at a position is seen only by corrections after it."""
+        statement. A reversal ``noted`` by this batch at a position is seen only by corrections after it.
+
+        Reads ``detection.reversals`` alone (the reversal's CLP01 is kept with it, migration 0025): a join with
+        ``detection.claims`` here was planned once per connection while the ledger was nearly empty and then
+        read every claim of the tenant per pending reversal as the ledger grew."""
         if not corrections:
             return
         await conn.execute(
@@ -179,10 +184,9 @@ class DetectionStore:
                    JOIN detection.reversals r
                      ON r.tenant_id = x.tenant_id AND r.account_key = x.account_key AND r.corrected_by IS NULL
                     AND r.reversed_on <= x.payment_date
-                   JOIN detection.claims c ON c.tenant_id = r.tenant_id AND c.event_id = r.claim_event_id
                    LEFT JOIN unnest($9::text[], $10::uuid[], $11::int[]) AS n(tenant_id, claim_event_id, pos)
                      ON n.tenant_id = r.tenant_id AND n.claim_event_id = r.claim_event_id
-                   WHERE (r.icn IN (x.icn1, x.icn2) OR c.patient_control_number = x.pcn)
+                   WHERE (r.icn IN (x.icn1, x.icn2) OR r.patient_control_number = x.pcn)
                      AND (n.pos IS NULL OR n.pos < x.pos)
                    ORDER BY r.tenant_id, r.claim_event_id, x.pos
                ) m
