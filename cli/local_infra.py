@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -201,13 +202,21 @@ class Stack:
             self.state_file.unlink()
 
 
-def start_stack(root: Path, name: str = "local", *, durable: bool = True, brokers: int = 1) -> Stack:
+def start_stack(
+    root: Path,
+    name: str = "local",
+    *,
+    durable: bool = True,
+    brokers: int = 1,
+    postgres_settings: Sequence[str] = (),
+) -> Stack:
     """Start Kafka and PostgreSQL for one stack under ``root`` (fresh data every time). ``brokers=3`` runs a
-    KRaft cluster of three combined nodes (replication factor 3, ``min.insync.replicas=2``) instead of one."""
+    KRaft cluster of three combined nodes (replication factor 3, ``min.insync.replicas=2``) instead of one;
+    ``postgres_settings`` are extra server settings (see :func:`cli.local_postgres.start_postgres`)."""
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     libs = kafka_libs(REPO_ROOT / ".local")
-    postgres = start_postgres(root / "postgres", durable=durable)
+    postgres = start_postgres(root / "postgres", durable=durable, extra=postgres_settings)
     try:
         kafka = start_kafka(root / "kafka", libs, brokers=brokers)
     except Exception:

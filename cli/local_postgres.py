@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,14 @@ class PostgresInfo:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
 
-def start_postgres(home: Path, *, durable: bool = True, timeout: float = 60.0) -> PostgresInfo:
-    """initdb a fresh cluster in ``home`` (owned by the DB user), start it, create the project database."""
+def start_postgres(
+    home: Path, *, durable: bool = True, extra: Sequence[str] = (), timeout: float = 60.0
+) -> PostgresInfo:
+    """initdb a fresh cluster in ``home`` (owned by the DB user), start it, create the project database.
+
+    ``durable=False`` (tests, the bench) turns off fsync, full-page writes and synchronous commit: faster on a
+    shared development disk, but no production server runs so. ``extra`` are further ``postgresql.auto.conf``
+    lines (the bench's ``BENCH_PGSTAT`` preloads ``pg_stat_statements`` with them)."""
     home = _reachable_by_db_owner(home.resolve())
     if home.exists():
         shutil.rmtree(home)
@@ -104,6 +111,7 @@ def start_postgres(home: Path, *, durable: bool = True, timeout: float = 60.0) -
     ]
     if not durable:
         settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+    settings += extra
     with (data / "postgresql.auto.conf").open("a") as conf:
         conf.write("".join(f"{line}\n" for line in settings))
     if os.geteuid() == 0:

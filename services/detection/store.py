@@ -66,7 +66,13 @@ class DetectionStore:
         """For each claim (in one query): the account's claims sharing its CLP01, or whose CLP07 is its CLP07 or
         REF*F8, split into those dated before it and those dated after it (already seen because files arrive in
         any order), oldest first. A claim of the batch is seen only by the claims after it (``saved``: those
-        this batch remembered first), as if they had arrived one by one."""
+        this batch remembered first), as if they had arrived one by one.
+
+        The two ways of being related are two index look-ups (``claims_by_pcn``, ``claims_by_icn``), the second
+        leaving out what the first found, rather than one join on ``pcn = … OR icn IN (…)``: PostgreSQL can
+        drive that join only by the (tenant, account) prefix and filters every claim the account ever had, so
+        its cost grew with the account's history (210 claims read per claim at 20 000 claims, 15× the rows
+        returned; devtools/bench/README.md, *PostgreSQL per statement*)."""
         if not claims:
             return []
         rows = await conn.fetch(
@@ -77,12 +83,20 @@ class DetectionStore:
                    $8::date[], $9::uuid[], $10::int[])
                    AS x(pos, tenant_id, account_key, event_id, pcn, icn1, icn2, payment_date, remittance_id,
                         claim_ordinal)
-               JOIN detection.claims c
-                 ON c.tenant_id = x.tenant_id AND c.account_key = x.account_key AND c.event_id <> x.event_id
-                AND (c.patient_control_number = x.pcn OR c.payer_claim_control_number IN (x.icn1, x.icn2))
+               CROSS JOIN LATERAL (
+                   SELECT k.event_id, k.payload, k.payment_date, k.remittance_id, k.claim_ordinal
+                   FROM detection.claims k
+                   WHERE k.tenant_id = x.tenant_id AND k.account_key = x.account_key
+                     AND k.patient_control_number = x.pcn
+                   UNION ALL
+                   SELECT k.event_id, k.payload, k.payment_date, k.remittance_id, k.claim_ordinal
+                   FROM detection.claims k
+                   WHERE k.tenant_id = x.tenant_id AND k.account_key = x.account_key
+                     AND k.payer_claim_control_number IN (x.icn1, x.icn2) AND k.patient_control_number <> x.pcn
+               ) c
                LEFT JOIN unnest($11::text[], $12::uuid[], $13::int[]) AS b(tenant_id, event_id, pos)
-                 ON b.tenant_id = c.tenant_id AND b.event_id = c.event_id
-               WHERE b.pos IS NULL OR b.pos < x.pos
+                 ON b.tenant_id = x.tenant_id AND b.event_id = c.event_id
+               WHERE c.event_id <> x.event_id AND (b.pos IS NULL OR b.pos < x.pos)
                ORDER BY x.pos, c.payment_date, c.remittance_id::text, c.claim_ordinal""",
             *unnest_columns(
                 10,
@@ -123,12 +137,12 @@ class DetectionStore:
             return set()
         rows = await conn.fetch(
             """INSERT INTO detection.reversals (tenant_id, claim_event_id, account_key, payer_id, icn, amount,
-                   reversed_on)
+                   reversed_on, patient_control_number)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[],
-                   $7::date[])
+                   $7::date[], $8::text[])
                ON CONFLICT DO NOTHING RETURNING claim_event_id""",
             *unnest_columns(
-                7,
+                8,
                 (
                     (
                         e.tenant_id,
@@ -138,6 +152,7 @@ class DetectionStore:
                         e.payload.payer_claim_control_number,
                         -e.payload.paid,
                         e.payload.payment_date,
+                        e.payload.patient_control_number,
                     )
                     for e in reversals
                 ),
@@ -153,7 +168,11 @@ class DetectionStore:
     ) -> None:
         """Corrections arrived (batch position, claim): each pending reversal of the account with the same ICN
         (via REF*F8/CLP07) or the same CLP01, dated no later, is paired with the first of them, in one
-        statement. A reversal ``noted`` by this batch at a position is seen only by corrections after it."""
+        statement. A reversal ``noted`` by this batch at a position is seen only by corrections after it.
+
+        Reads ``detection.reversals`` alone (the reversal's CLP01 is kept with it, migration 0025): a join with
+        ``detection.claims`` here was planned once per connection while the ledger was nearly empty and then
+        read every claim of the tenant per pending reversal as the ledger grew."""
         if not corrections:
             return
         await conn.execute(
@@ -165,10 +184,9 @@ class DetectionStore:
                    JOIN detection.reversals r
                      ON r.tenant_id = x.tenant_id AND r.account_key = x.account_key AND r.corrected_by IS NULL
                     AND r.reversed_on <= x.payment_date
-                   JOIN detection.claims c ON c.tenant_id = r.tenant_id AND c.event_id = r.claim_event_id
                    LEFT JOIN unnest($9::text[], $10::uuid[], $11::int[]) AS n(tenant_id, claim_event_id, pos)
                      ON n.tenant_id = r.tenant_id AND n.claim_event_id = r.claim_event_id
-                   WHERE (r.icn IN (x.icn1, x.icn2) OR c.patient_control_number = x.pcn)
+                   WHERE (r.icn IN (x.icn1, x.icn2) OR r.patient_control_number = x.pcn)
                      AND (n.pos IS NULL OR n.pos < x.pos)
                    ORDER BY r.tenant_id, r.claim_event_id, x.pos
                ) m

@@ -17,6 +17,7 @@ from x12_builder import Adj, Claim, Service
 
 from cli import letters
 from contracts.topics import CLAIM_PAYMENTS, INTAKE, LETTERS
+from services.detection.store import DetectionStore
 from services.intake import publish
 from services.intake.engine import file_message_id
 from shared import db
@@ -215,3 +216,31 @@ async def test_a_batch_of_evidence_merges_as_one_input_at_a_time_would(
     assert sum(live == "True" for *_, live in receivables) == 3  # one debt per account
     assert [len(out) for out in outcomes["batch"][:6]] == [1] * 6
     assert [announced[-1] for [announced] in outcomes["batch"][:6]] == [0, 0, 1, 0, 0, 1]  # merged
+
+
+async def test_related_claims_are_found_by_either_number_once_each(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """A claim relates to an earlier one by its CLP01 or by its CLP07/REF*F8 (two index look-ups, the second
+    leaving out what the first found): one sharing both numbers comes back once, one sharing only the ICN
+    comes back too, and a claim of the batch sees only those before it."""
+    first = Claim("PCN5001", [Service(D("100.00"))], icn="5550000000001")
+    both = Claim("PCN5001", [Service(D("100.00"))], icn="5550000000002", original_reference="5550000000001")
+    icn_only = Claim(
+        "PCN5999", [Service(D("90.00"))], icn="5550000000003", original_reference="5550000000001"
+    )
+    messages = await claims_of(
+        ledger,
+        tenant,
+        remit_claims("EFTR0001", "20260803", [first, other_claim("X5")]),
+        remit_claims("EFTR0002", "20260804", [both, icn_only]),
+    )
+    envelopes = [CLAIM_PAYMENTS.parse(m.value) for m in messages]
+    store = DetectionStore()
+    saved = await store.save_claims(ledger, envelopes)
+    related = await store.related_claims(ledger, envelopes, saved)
+    found = [
+        ([c.payer_claim_control_number for c in prior], [c.payer_claim_control_number for c in later])
+        for prior, later in related
+    ]
+    assert found == [([], []), ([], []), (["5550000000001"], []), (["5550000000001"], [])]
