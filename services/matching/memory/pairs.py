@@ -72,7 +72,16 @@ class MemPairs(Tables):
             and p.reason_code == "WO"
             and set(p.match_keys) & set(keys)
         ]
-        return sorted(found, key=lambda p: (p.payment_date, p.segment_ordinal, p.pair_index))
+        return sorted(
+            found,
+            key=lambda p: (
+                p.payment_date,
+                p.trace_number.strip(" "),
+                p.segment_ordinal,
+                p.pair_index,
+                str(p.adjustment_id),
+            ),
+        )
 
     async def reduce_unmatched(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
@@ -144,15 +153,27 @@ class MemPairs(Tables):
     async def displace_offsets_after(
         self, tenant_id: str, rid: UUID, after: date, amount: Decimal, reason: str
     ) -> list[Displaced]:
-        offsets = [
-            a
+        recoveries = [
+            (a, pair)
             for a in self._allocations_of(tenant_id, rid)
-            if a.kind == "offset" and a.effective_date > after and a.total > 0
+            if a.kind in ("offset", "refund")
+            and a.effective_date > after
+            and a.total > 0
+            and (pair := self.pairs.get((tenant_id, a.adjustment_id))) is not None
         ]
-        offsets.sort(key=lambda a: (a.effective_date, a.allocation_id), reverse=True)
+        recoveries.sort(
+            key=lambda found: (
+                found[0].effective_date,
+                found[1].trace_number.strip(" "),
+                found[1].segment_ordinal,
+                found[1].pair_index,
+                str(found[0].allocation_id),
+            ),
+            reverse=True,
+        )
         touched: list[Displaced] = []
         left = amount
-        for allocation in offsets:
+        for allocation, _ in recoveries:
             if left <= 0:
                 break
             take = min(left, allocation.total)
@@ -163,19 +184,77 @@ class MemPairs(Tables):
                 to_interest=min(allocation.to_interest, kept),
                 to_principal=kept - min(allocation.to_interest, kept),
             )
-            pair = self.pairs.get((tenant_id, allocation.adjustment_id))
-            if pair is None:
-                continue
-            unmatched = pair.unmatched_amount + take
-            changed = self._set_pair(
-                tenant_id,
-                pair.adjustment_id,
-                unmatched_amount=cents(unmatched),
-                reason=reason,
-                bucket="unmatched" if unmatched == pair.amount else pair.bucket,
-            )
+            pair = self.pairs[tenant_id, allocation.adjustment_id]
+            refund = allocation.kind == "refund"
+            if refund:
+                changed = self._set_pair(
+                    tenant_id, pair.adjustment_id, awaiting_refund=cents(pair.awaiting_refund + take)
+                )
+            else:
+                unmatched = pair.unmatched_amount + take
+                changed = self._set_pair(
+                    tenant_id,
+                    pair.adjustment_id,
+                    unmatched_amount=cents(unmatched),
+                    reason=reason,
+                    bucket="unmatched" if unmatched == pair.amount else pair.bucket,
+                )
             assert changed is not None
-            touched.append(Displaced(changed, take))
+            touched.append(Displaced(changed, take, refund))
+        return touched
+
+    async def withdraw_guesses(
+        self, tenant_id: str, account: str, rid: UUID, keys: list[str], reason: str
+    ) -> list[Displaced]:
+        guesses = [
+            (a, pair)
+            for (t, _), a in self.allocations.items()
+            if t == tenant_id
+            and a.receivable_id != rid
+            and a.kind in ("offset", "refund")
+            and a.total > 0
+            and (pair := self.pairs.get((tenant_id, a.adjustment_id))) is not None
+            and pair.account_key == account
+            and pair.reason_code == "WO"
+            and (pair.match_method or "").startswith("scored:")
+            and set(pair.match_keys) & set(keys)
+        ]
+        guesses.sort(
+            key=lambda found: (
+                found[1].payment_date,
+                found[1].trace_number.strip(" "),
+                found[1].segment_ordinal,
+                found[1].pair_index,
+                str(found[0].allocation_id),
+            )
+        )
+        touched: list[Displaced] = []
+        for allocation, _ in guesses:
+            taken = allocation.total
+            self.allocations[tenant_id, allocation.allocation_id] = replace(
+                allocation, to_interest=ZERO, to_principal=ZERO
+            )
+            pair = self.pairs[tenant_id, allocation.adjustment_id]
+            refund = allocation.kind == "refund"
+            if refund:
+                changed = self._set_pair(
+                    tenant_id,
+                    pair.adjustment_id,
+                    match_method=None,
+                    awaiting_refund=cents(pair.awaiting_refund + taken),
+                )
+            else:
+                unmatched = pair.unmatched_amount + taken
+                changed = self._set_pair(
+                    tenant_id,
+                    pair.adjustment_id,
+                    match_method=None,
+                    unmatched_amount=cents(unmatched),
+                    reason=reason,
+                    bucket="unmatched" if unmatched == pair.amount else pair.bucket,
+                )
+            assert changed is not None
+            touched.append(Displaced(changed, taken, refund, allocation.receivable_id))
         return touched
 
     async def park_action(
