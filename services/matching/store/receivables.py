@@ -84,8 +84,8 @@ class PgReceivables(PgBase):
 
     async def receivable_keys(self, tenant_id: str, rid: UUID) -> list[str]:
         rows = await self.conn.fetch(
-            """SELECT DISTINCT key FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2
-               ORDER BY key COLLATE "C" """,
+            """SELECT key FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2
+               GROUP BY key ORDER BY key COLLATE "C" """,
             tenant_id,
             rid,
         )
