@@ -138,7 +138,7 @@ class PairRepository(Protocol):
 
     async def reclassify_as_refund(self, tenant_id: str, adjustment_id: UUID, reason: str) -> list[UUID]:
         """The pair acknowledges a refund: its bucket and its offset allocations become refunds. Returns the
-        receivable of each allocation changed."""
+        receivables of the allocations changed, each once, in id order."""
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         """Move ``amount`` of the pair's unmatched money to ``awaiting_refund``."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import InProcessPipeline
+from harness import InProcessPipeline, interest_engine
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from oracle.reconciler import Feed, Letter, Result, StaffAction, reconcile
@@ -395,10 +395,6 @@ async def run_pipeline(
 ) -> None:
     """Every file and letter in a random order, topics interleaved; then the interest tick on the business
     date, its outbox drained into the pipeline until nothing more comes due."""
-    from harness import interest_engine
-
-    engine = interest_engine()
-
     rng = random.Random(seed)
     items: list[tuple[str, Any]] = [("file", f) for f in world.files] + [("letter", x) for x in world.letters]
     rng.shuffle(items)
@@ -434,28 +430,7 @@ async def run_pipeline(
         pipeline.send(Outgoing(STAFF_ACTIONS.name, key, value))
     await pipeline.run()
     assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
-    for _ in range(10):
-        await engine.tick(ledger, business, [tenant])
-        rows = await ledger.fetch(
-            """SELECT message_id, record FROM ops.outbox WHERE service = 'interest' AND NOT published
-               ORDER BY created_at, message_id"""
-        )
-        mine = [
-            r
-            for r in rows
-            if json.loads(Outgoing.from_record(json.loads(r["record"])).value)["tenant_id"] == tenant
-        ]
-        if not mine:
-            return
-        await ledger.execute(
-            "UPDATE ops.outbox SET published = true WHERE service = 'interest' AND message_id = ANY($1::text[])",
-            [r["message_id"] for r in mine],
-        )
-        for r in mine:
-            pipeline.send(Outgoing.from_record(json.loads(r["record"])))
-        await pipeline.run()
-        assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
-    raise AssertionError("the interest tick kept producing events")
+    await drain_interest(ledger, pipeline, tenant, business)
 
 
 def dead_letter_reasons(pipeline: InProcessPipeline) -> str:
@@ -722,3 +697,81 @@ async def test_pipeline_equals_the_oracle(ledger: asyncpg.Connection, case: tupl
             f"pipeline differs from the oracle (business date {business}, seed {seed}, tenant {tenant}):\n"
             f"  {problems[0]}\n\nall differences:\n  " + "\n  ".join(problems) + f"\n\nfeed:\n  {story}"
         )
+
+
+# --- a finding told in one arrival order -------------------------------------------------------------------
+
+
+def day_zero_moves_last() -> World:
+    world = World()
+    world.letters.append(Letter(MEDICARE[0], PAYEE, "FCN00260202235", D("6.73"), date(2026, 1, 28), ()))
+    claim = filler(world, D("25.00"))
+    remittance(world, MEDICARE, date(2026, 2, 2), [claim], [("WO", "FCN00260202235", D("-6.73"))], "deferral")
+    for day, amount in ((date(2026, 3, 2), D("0.01")), (date(2026, 4, 24), D("36.00"))):
+        claim = filler(world, amount + D("20.00"))
+        remittance(world, MEDICARE, day, [claim], [("WO", "FCN00260202235", amount)], "recoupment")
+    return world
+
+
+async def drain_interest(
+    ledger: asyncpg.Connection, pipeline: InProcessPipeline, tenant: str, day: date
+) -> None:
+    """The interest tick on ``day``, its outbox drained into the pipeline until nothing more comes due; no
+    input may be dead-lettered on the way."""
+    engine = interest_engine()
+    for _ in range(10):
+        await engine.tick(ledger, day, [tenant])
+        rows = await ledger.fetch(
+            """SELECT message_id, record FROM ops.outbox WHERE service = 'interest' AND NOT published
+               ORDER BY created_at, message_id"""
+        )
+        mine = [
+            r
+            for r in rows
+            if json.loads(Outgoing.from_record(json.loads(r["record"])).value)["tenant_id"] == tenant
+        ]
+        if not mine:
+            return
+        await ledger.execute(
+            "UPDATE ops.outbox SET published = true WHERE service = 'interest' AND message_id = ANY($1::text[])",
+            [r["message_id"] for r in mine],
+        )
+        for r in mine:
+            pipeline.send(Outgoing.from_record(json.loads(r["record"])))
+        await pipeline.run()
+        assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
+    raise AssertionError("the interest tick kept producing events")
+
+
+async def test_a_letter_moving_day_zero_after_interest_was_charged_re_dates_the_charges(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Found by the oracle differential (session 9, random run): a letter dated before the deferral that opened a
+    Medicare receivable arrives after the recoupments, when interest has already charged periods counted from the
+    deferral's day 0. The letter moves day 0 five days earlier; the periods' amounts stay the same, so interest
+    posted nothing and matching kept each charge on its old due day: the 0.01 recouped between the new and the
+    old due day of period 1 paid principal instead of interest. Told in that arrival order (files first, then
+    the letter), through the in-process pipeline, against the oracle."""
+    world, business = day_zero_moves_last(), date(2026, 8, 23)
+    pipeline = InProcessPipeline(ledger, tenant, seed=0)
+    # Step: every file first: interest counts from the deferral's day 0 (2026-02-02) as the changes come.
+    for name, content in world.files:
+        pipeline.feed(content, f"{name}.835")
+    await pipeline.run()
+    # Step: the letter dated 2026-01-28 arrives last and moves day 0 earlier.
+    [letter] = world.letters
+    entry = staff_letters.LetterEntry(
+        payer_id=letter.payer_id,
+        payee_id=letter.payee_id,
+        fcn=letter.fcn,
+        amount=letter.amount,
+        letter_date=letter.letter_date,
+        claims=letter.claims,
+    )
+    pipeline.send(Outgoing(LETTERS.name, *staff_letters.to_event(entry, tenant, "oracle")))
+    await pipeline.run()
+    await drain_interest(ledger, pipeline, tenant, business)
+    assert not pipeline.dead_letters
+    # The 0.01 of 2026-03-02 came after period 1 fell due (2026-02-28): it paid interest.
+    expected = reconcile(Feed(tuple(c for _, c in world.files), tuple(world.letters)), business)
+    assert differences(expected, await ledger_view(ledger, tenant)) == []

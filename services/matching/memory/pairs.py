@@ -120,7 +120,7 @@ class MemPairs(Tables):
             ):
                 self.allocations[key] = replace(allocation, kind="refund")
                 changed.append(allocation.receivable_id)
-        return changed
+        return sorted(set(changed))
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         pair = self.pairs.get((tenant_id, adjustment_id))

@@ -110,7 +110,7 @@ class PgPairs(PgBase):
             tenant_id,
             adjustment_id,
         )
-        return [r["receivable_id"] for r in rows]
+        return sorted({r["receivable_id"] for r in rows})
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         await self.conn.execute(
