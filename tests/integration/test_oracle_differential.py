@@ -390,6 +390,20 @@ def worlds(draw: st.DrawFn) -> tuple[World, date, int]:
 # --- running the pipeline ------------------------------------------------------------------------------------
 
 
+def letter_event(letter: Letter, tenant: str) -> Outgoing:
+    """A letter as staff enter it (``offsetstream letter``), on its topic."""
+    entry = staff_letters.LetterEntry(
+        payer_id=letter.payer_id,
+        payee_id=letter.payee_id,
+        fcn=letter.fcn,
+        amount=letter.amount,
+        letter_date=letter.letter_date,
+        claims=letter.claims,
+    )
+    key, value = staff_letters.to_event(entry, tenant, "oracle")
+    return Outgoing(LETTERS.name, key, value)
+
+
 async def run_pipeline(
     ledger: asyncpg.Connection, tenant: str, world: World, business: date, seed: int
 ) -> None:
@@ -403,16 +417,7 @@ async def run_pipeline(
         if kind == "file":
             pipeline.feed(item[1], f"{item[0]}.835")
         else:
-            entry = staff_letters.LetterEntry(
-                payer_id=item.payer_id,
-                payee_id=item.payee_id,
-                fcn=item.fcn,
-                amount=item.amount,
-                letter_date=item.letter_date,
-                claims=item.claims,
-            )
-            key, value = staff_letters.to_event(entry, tenant, "oracle")
-            pipeline.send(Outgoing(LETTERS.name, key, value))
+            pipeline.send(letter_event(item, tenant))
     await pipeline.run()
     assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
     # staff act on what they see: their actions come once the files are in
@@ -760,15 +765,7 @@ async def test_a_letter_moving_day_zero_after_interest_was_charged_re_dates_the_
     await pipeline.run()
     # Step: the letter dated 2026-01-28 arrives last and moves day 0 earlier.
     [letter] = world.letters
-    entry = staff_letters.LetterEntry(
-        payer_id=letter.payer_id,
-        payee_id=letter.payee_id,
-        fcn=letter.fcn,
-        amount=letter.amount,
-        letter_date=letter.letter_date,
-        claims=letter.claims,
-    )
-    pipeline.send(Outgoing(LETTERS.name, *staff_letters.to_event(entry, tenant, "oracle")))
+    pipeline.send(letter_event(letter, tenant))
     await pipeline.run()
     await drain_interest(ledger, pipeline, tenant, business)
     assert not pipeline.dead_letters

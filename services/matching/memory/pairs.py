@@ -9,6 +9,7 @@ from uuid import UUID
 from contracts.events import ProviderAdjustmentReceived
 from contracts.money import ZERO
 from services.matching.memory._tables import (
+    AllocationRow,
     PendingAction,
     Tables,
     cents,
@@ -161,16 +162,7 @@ class MemPairs(Tables):
             and a.total > 0
             and (pair := self.pairs.get((tenant_id, a.adjustment_id))) is not None
         ]
-        recoveries.sort(
-            key=lambda found: (
-                found[0].effective_date,
-                found[1].trace_number.strip(" "),
-                found[1].segment_ordinal,
-                found[1].pair_index,
-                str(found[0].allocation_id),
-            ),
-            reverse=True,
-        )
+        recoveries.sort(key=lambda found: (found[0].effective_date, *_position(*found)), reverse=True)
         touched: list[Displaced] = []
         left = amount
         for allocation, _ in recoveries:
@@ -178,29 +170,9 @@ class MemPairs(Tables):
                 break
             take = min(left, allocation.total)
             left -= take
-            kept = allocation.total - take
-            self.allocations[tenant_id, allocation.allocation_id] = replace(
-                allocation,
-                to_interest=min(allocation.to_interest, kept),
-                to_principal=kept - min(allocation.to_interest, kept),
-            )
-            pair = self.pairs[tenant_id, allocation.adjustment_id]
             refund = allocation.kind == "refund"
-            if refund:
-                changed = self._set_pair(
-                    tenant_id, pair.adjustment_id, awaiting_refund=cents(pair.awaiting_refund + take)
-                )
-            else:
-                unmatched = pair.unmatched_amount + take
-                changed = self._set_pair(
-                    tenant_id,
-                    pair.adjustment_id,
-                    unmatched_amount=cents(unmatched),
-                    reason=reason,
-                    bucket="unmatched" if unmatched == pair.amount else pair.bucket,
-                )
-            assert changed is not None
-            touched.append(Displaced(changed, take, refund))
+            pair = self._take_back(tenant_id, allocation, allocation.total - take, take, refund, reason)
+            touched.append(Displaced(pair, take, refund))
         return touched
 
     async def withdraw_guesses(
@@ -219,43 +191,53 @@ class MemPairs(Tables):
             and (pair.match_method or "").startswith("scored:")
             and set(pair.match_keys) & set(keys)
         ]
-        guesses.sort(
-            key=lambda found: (
-                found[1].payment_date,
-                found[1].trace_number.strip(" "),
-                found[1].segment_ordinal,
-                found[1].pair_index,
-                str(found[0].allocation_id),
-            )
-        )
+        guesses.sort(key=lambda found: (found[1].payment_date, *_position(*found)))
         touched: list[Displaced] = []
         for allocation, _ in guesses:
-            taken = allocation.total
-            self.allocations[tenant_id, allocation.allocation_id] = replace(
-                allocation, to_interest=ZERO, to_principal=ZERO
-            )
-            pair = self.pairs[tenant_id, allocation.adjustment_id]
             refund = allocation.kind == "refund"
-            if refund:
-                changed = self._set_pair(
-                    tenant_id,
-                    pair.adjustment_id,
-                    match_method=None,
-                    awaiting_refund=cents(pair.awaiting_refund + taken),
-                )
-            else:
-                unmatched = pair.unmatched_amount + taken
-                changed = self._set_pair(
-                    tenant_id,
-                    pair.adjustment_id,
-                    match_method=None,
-                    unmatched_amount=cents(unmatched),
-                    reason=reason,
-                    bucket="unmatched" if unmatched == pair.amount else pair.bucket,
-                )
-            assert changed is not None
-            touched.append(Displaced(changed, taken, refund, allocation.receivable_id))
+            pair = self._take_back(
+                tenant_id, allocation, ZERO, allocation.total, refund, reason, unguess=True
+            )
+            touched.append(Displaced(pair, allocation.total, refund, allocation.receivable_id))
         return touched
+
+    def _take_back(
+        self,
+        tenant_id: str,
+        allocation: AllocationRow,
+        kept: Decimal,
+        taken: Decimal,
+        refund: bool,
+        reason: str,
+        unguess: bool = False,
+    ) -> StoredPair:
+        """``store.pairs``' ``_take_back``."""
+        self.allocations[tenant_id, allocation.allocation_id] = replace(
+            allocation,
+            to_interest=min(allocation.to_interest, kept),
+            to_principal=kept - min(allocation.to_interest, kept),
+        )
+        pair = self.pairs[tenant_id, allocation.adjustment_id]
+        method = None if unguess else pair.match_method
+        if refund:
+            changed = self._set_pair(
+                tenant_id,
+                pair.adjustment_id,
+                match_method=method,
+                awaiting_refund=cents(pair.awaiting_refund + taken),
+            )
+        else:
+            unmatched = pair.unmatched_amount + taken
+            changed = self._set_pair(
+                tenant_id,
+                pair.adjustment_id,
+                match_method=method,
+                unmatched_amount=cents(unmatched),
+                reason=reason,
+                bucket="unmatched" if unmatched == pair.amount else pair.bucket,
+            )
+        assert changed is not None
+        return changed
 
     async def park_action(
         self,
@@ -282,3 +264,14 @@ class MemPairs(Tables):
             del self.pending[tenant_id, a.action_id]
         taken.sort(key=lambda a: (a.effective_date, a.received, str(a.action_id)))
         return [a.envelope for a in taken]
+
+
+def _position(allocation: AllocationRow, pair: StoredPair) -> tuple[str, int, int, str]:
+    """An allocation's place among those of one day: its pair's TRN02 and PLB position, then its id (as
+    ``store.pairs`` orders them)."""
+    return (
+        pair.trace_number.strip(" "),
+        pair.segment_ordinal,
+        pair.pair_index,
+        str(allocation.allocation_id),
+    )

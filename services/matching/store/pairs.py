@@ -7,6 +7,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from contracts.events import ProviderAdjustmentReceived
+from contracts.money import ZERO
 from services.matching.records import Displaced, StoredPair
 from services.matching.store._base import PAIR_COLUMNS, PgBase, pair_of
 
@@ -168,31 +169,18 @@ class PgPairs(PgBase):
                 break
             take = min(left, row["total"])
             left -= take
-            await self.conn.execute(
-                """UPDATE matching.allocations SET to_interest = LEAST(to_interest, $3::numeric),
-                       to_principal = $3::numeric - LEAST(to_interest, $3::numeric)
-                   WHERE tenant_id = $1 AND allocation_id = $2""",
+            refund = row["kind"] == "refund"
+            pair = await self._take_back(
                 tenant_id,
                 row["allocation_id"],
-                row["total"] - take,
-            )
-            refund = row["kind"] == "refund"
-            pair = await self.conn.fetchrow(
-                f"""UPDATE matching.adjustments SET
-                       unmatched_amount = unmatched_amount + CASE WHEN $5 THEN 0 ELSE $3::numeric END,
-                       awaiting_refund = awaiting_refund + CASE WHEN $5 THEN $3::numeric ELSE 0 END,
-                       reason = CASE WHEN $5 THEN reason ELSE $4 END,
-                       bucket = CASE WHEN NOT $5 AND unmatched_amount + $3::numeric = amount THEN 'unmatched'
-                                     ELSE bucket END
-                    WHERE tenant_id = $1 AND adjustment_id = $2 RETURNING {PAIR_COLUMNS}""",  # noqa: S608
-                tenant_id,
                 row["adjustment_id"],
+                row["total"] - take,
                 take,
-                reason,
                 refund,
+                reason,
             )
             if pair is not None:
-                touched.append(Displaced(pair_of(pair), take, refund))
+                touched.append(Displaced(pair, take, refund))
         return touched
 
     async def withdraw_guesses(
@@ -216,30 +204,59 @@ class PgPairs(PgBase):
         )
         touched: list[Displaced] = []
         for row in rows:
-            await self.conn.execute(
-                """UPDATE matching.allocations SET to_interest = 0, to_principal = 0
-                   WHERE tenant_id = $1 AND allocation_id = $2""",
+            refund = row["kind"] == "refund"
+            pair = await self._take_back(
                 tenant_id,
                 row["allocation_id"],
-            )
-            refund = row["kind"] == "refund"
-            pair = await self.conn.fetchrow(
-                f"""UPDATE matching.adjustments SET match_method = NULL,
-                       unmatched_amount = unmatched_amount + CASE WHEN $5 THEN 0 ELSE $3::numeric END,
-                       awaiting_refund = awaiting_refund + CASE WHEN $5 THEN $3::numeric ELSE 0 END,
-                       reason = CASE WHEN $5 THEN reason ELSE $4 END,
-                       bucket = CASE WHEN NOT $5 AND unmatched_amount + $3::numeric = amount THEN 'unmatched'
-                                     ELSE bucket END
-                    WHERE tenant_id = $1 AND adjustment_id = $2 RETURNING {PAIR_COLUMNS}""",  # noqa: S608
-                tenant_id,
                 row["adjustment_id"],
+                ZERO,
                 row["total"],
-                reason,
                 refund,
+                reason,
+                True,
             )
             if pair is not None:
-                touched.append(Displaced(pair_of(pair), row["total"], refund, row["receivable_id"]))
+                touched.append(Displaced(pair, row["total"], refund, row["receivable_id"]))
         return touched
+
+    async def _take_back(
+        self,
+        tenant_id: str,
+        allocation_id: UUID,
+        adjustment_id: UUID,
+        kept: Decimal,
+        taken: Decimal,
+        refund: bool,
+        reason: str,
+        unguess: bool = False,
+    ) -> StoredPair | None:
+        """An allocation keeps ``kept``; its pair gets ``taken`` back: unmatched (re-explained by ``reason``),
+        or awaiting as a refund; ``unguess`` clears the scored method that applied it."""
+        await self.conn.execute(
+            """UPDATE matching.allocations SET to_interest = LEAST(to_interest, $3::numeric),
+                   to_principal = $3::numeric - LEAST(to_interest, $3::numeric)
+               WHERE tenant_id = $1 AND allocation_id = $2""",
+            tenant_id,
+            allocation_id,
+            kept,
+        )
+        pair = await self.conn.fetchrow(
+            f"""UPDATE matching.adjustments SET
+                   match_method = CASE WHEN $6 THEN NULL ELSE match_method END,
+                   unmatched_amount = unmatched_amount + CASE WHEN $5 THEN 0 ELSE $3::numeric END,
+                   awaiting_refund = awaiting_refund + CASE WHEN $5 THEN $3::numeric ELSE 0 END,
+                   reason = CASE WHEN $5 THEN reason ELSE $4 END,
+                   bucket = CASE WHEN NOT $5 AND unmatched_amount + $3::numeric = amount THEN 'unmatched'
+                                 ELSE bucket END
+                WHERE tenant_id = $1 AND adjustment_id = $2 RETURNING {PAIR_COLUMNS}""",  # noqa: S608
+            tenant_id,
+            adjustment_id,
+            taken,
+            reason,
+            refund,
+            unguess,
+        )
+        return None if pair is None else pair_of(pair)
 
     async def park_action(
         self,
