@@ -271,11 +271,25 @@ def reconcile(determination: date, desired: Sequence[Period], posted: Mapping[in
 
     A period that is no longer due (a back-dated payoff) is reversed with a posting on a zero basis, so the
     sum of a receivable's interest events always equals :func:`schedule` for its final history.
+
+    A period whose days moved (a letter dated before the remittance that opened the receivable moves day 0
+    earlier) is reversed as posted and charged again on its new days, even when its amount stays the same:
+    matching splits recoveries between interest and principal by the day each charge fell due, so a charge
+    left on its old due day would make a recovery between the two days pay principal instead of interest.
     """
     wanted = {p.number: p for p in desired}
     postings: list[Posting] = []
     for n in sorted(wanted.keys() | posted.keys()):
         have = posted[n].total if n in posted else ZERO
+        was = posted.get(n)
+        if n in wanted and was is not None and was.end is not None and was.end != wanted[n].end and have:
+            period = wanted[n]
+            start = was.start or _day(determination, PERIOD_DAYS * (n - 1) + 1)
+            old = Period(n, start, was.end, was.end + timedelta(days=1), ZERO, was.rate, ZERO)
+            postings.append(Posting(old, was.version + 1, -have))
+            if period.amount:
+                postings.append(Posting(period, was.version + 2, period.amount))
+            continue
         if n in wanted:
             period = wanted[n]
         else:

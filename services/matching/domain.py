@@ -359,6 +359,9 @@ class Dated:
     key: str
     day: date
     amount: Decimal
+    rank: str = ""
+    """Its place among the movements of its day (recoveries: netting, then PLB pairs by TRN02 and position,
+    then staff's money), so same-day recoveries split the same whatever order they arrived in."""
 
 
 def split_in_date_order(
@@ -371,12 +374,13 @@ def split_in_date_order(
     tick that ran ahead of a backlog all end in the same split. Returns key → (to_interest, to_principal).
     """
     events = sorted(
-        [(c.day, 0, c.key, c.amount) for c in charges] + [(r.day, 1, r.key, r.amount) for r in recoveries]
+        [(c.day, 0, c.rank, c.key, c.amount) for c in charges]
+        + [(r.day, 1, r.rank, r.key, r.amount) for r in recoveries]
     )
     interest_open = ZERO
     principal_open = principal
     split: dict[str, tuple[Decimal, Decimal]] = {}
-    for _, kind, key, amount in events:
+    for _, kind, _, key, amount in events:
         if kind == 0:
             interest_open += amount
             continue

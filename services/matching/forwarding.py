@@ -9,15 +9,15 @@ here (an offset's ``reason``, the receivable history staff read) quote it throug
 layout.
 """
 
-from collections.abc import Sequence
 from functools import partial
 
 from contracts.envelope import Envelope
 from contracts.events import ProviderAdjustmentReceived
 from contracts.money import ZERO
 from services.matching import forwarding_rules
-from services.matching.forwarding_rules import Move, Quote
+from services.matching.forwarding_rules import Quote
 from services.matching.ledger import Matching
+from services.matching.records import ForwardingApplication
 from shared import phi
 
 
@@ -29,42 +29,53 @@ def _quote(m: Matching, env: Envelope[ProviderAdjustmentReceived]) -> Quote:
 async def open_forwarding(m: Matching, env: Envelope[ProviderAdjustmentReceived]) -> str:
     """A negative FB carries a balance forward under its reference, else its own TRN02 (DOMAIN.md: the
     positive FB names the TRN02 that created it). Positive FBs that arrived first and were applied to
-    another balance (or parked on none) are moved to it (:func:`forwarding_rules.opened`). Returns the
-    balance's key."""
+    another balance (or parked on none) move to where business-date order places them
+    (:func:`forwarding_rules.assign`). Returns the balance's key."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
     key = (adj.reference or adj.trace_number).strip()
     await m.repo.forwarding(tenant, account, key, -adj.amount, ZERO, adj.payment_date)
-    room = -adj.amount - await m.repo.forwarding_applied(tenant, account, key)
-    misplaced = await m.repo.misplaced_applications(tenant, account, key, adj.payment_date)
-    await _move(m, env, forwarding_rules.opened(key, room, misplaced, _quote(m, env)))
+    await _place(m, env, None)
     return key
 
 
 async def apply_forwarding(m: Matching, env: Envelope[ProviderAdjustmentReceived]) -> tuple[str, str | None]:
-    """A positive FB applies the balance its reference names, else the account's oldest open balance that can
-    take the whole amount, else it waits under its own key (:func:`forwarding_rules.applied`). Returns the
-    balance's key, and why when it is not the one the FB names (None: the classification's reason stands)."""
+    """A positive FB applies the balance its reference names, else the account's oldest balance opened by its
+    payment date that can take the whole amount, else it waits under its own key — judged with every FB of
+    the account in business-date order, so earlier applications that arrived out of order move first
+    (:func:`forwarding_rules.assign`). Returns the balance's key, and why when it is not the one the FB names
+    (None: the classification's reason stands)."""
     adj, tenant, account = env.payload, env.tenant_id, env.account_key
-    named = (adj.reference or "").strip() or None
-    balances = await m.repo.forwarding_balances(tenant, account)
-    known = named is not None and named in {b.reference for b in balances}
-    unnamed = await m.repo.unnamed_applications(tenant, account, named) if known and named else []
-    decision = forwarding_rules.applied(
-        adj.amount, named, adj.trace_number.strip(), balances, unnamed, _quote(m, env)
+    mine = ForwardingApplication(
+        env.event_id,
+        adj.amount,
+        None,
+        (adj.reference or "").strip() or None,
+        adj.payment_date,
+        adj.trace_number.strip(),
+        adj.segment_ordinal,
+        adj.pair_index,
     )
-    await _move(m, env, decision.moves)
-    await m.repo.forwarding(tenant, account, decision.key, ZERO, adj.amount, None)
-    return decision.key, decision.reason
+    placement = await _place(m, env, mine)
+    assert placement is not None
+    await m.repo.forwarding(tenant, account, placement.key, ZERO, adj.amount, None)
+    return placement.key, placement.reason
 
 
-async def _move(m: Matching, env: Envelope[ProviderAdjustmentReceived], moves: Sequence[Move]) -> None:
-    for move in moves:
+async def _place(
+    m: Matching, env: Envelope[ProviderAdjustmentReceived], mine: ForwardingApplication | None
+) -> forwarding_rules.Placement | None:
+    """Re-place the account's stored positive FBs (and ``mine``, not stored yet) in business-date order and
+    move the ones that sit elsewhere; return where ``mine`` goes."""
+    tenant, account = env.tenant_id, env.account_key
+    balances = await m.repo.forwarding_balances(tenant, account)
+    stored = [
+        a
+        for a in await m.repo.forwarding_applications(tenant, account)
+        if mine is None or a.adjustment_id != mine.adjustment_id
+    ]
+    placed = forwarding_rules.assign(balances, [*stored, *([mine] if mine else [])], _quote(m, env))
+    for move in forwarding_rules.moves(stored, placed, _quote(m, env)):
         await m.repo.move_forwarding_application(
-            env.tenant_id,
-            env.account_key,
-            move.adjustment_id,
-            move.amount,
-            move.source,
-            move.dest,
-            move.reason,
+            tenant, account, move.adjustment_id, move.amount, move.source, move.dest, move.reason
         )
+    return placed[mine.adjustment_id] if mine is not None else None

@@ -1,7 +1,12 @@
-"""Where forwarding-balance (``FB``) money goes, decided over frozen values: pure functions of the account's
-balances and applications (as :mod:`~services.matching.forwarding` loads them from the repository) that return
-the decisions — which balance a positive FB applies, which earlier applications move, and why — for the
-engine to store. No I/O here; unit tests call them directly.
+"""Where forwarding-balance (``FB``) money goes, decided over frozen values: a pure function of the account's
+balances and positive ``FB`` pairs (as :mod:`~services.matching.forwarding` loads them from the repository)
+that says which balance each positive FB applies, so the engine can move the ones that sit elsewhere. No
+I/O here; unit tests call it directly.
+
+The assignment is recomputed from the whole account every time an FB arrives, in business-date order, so it
+is a function of the set of FBs and never of the order their files arrived in (DESIGN.md invariant 6): an
+unnamed FB that arrived before the balance it applies, or after a later one took that balance, ends where it
+would have had every file come in date order.
 
 ``quote`` renders a balance's key for a sentence staff read (the FB's raw reference can carry a patient
 control number: :func:`shared.phi.reference_text` with the payer's layout).
@@ -12,10 +17,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
 
+from contracts.money import ZERO
 from services.matching.domain import OpenForwarding, forwarding_for
 from services.matching.records import ForwardingApplication, ForwardingBalance
 
 Quote = Callable[[str], str]
+
+UNPLACED = "forwarding balance applied before any open balance could take it"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one positive FB goes: the balance's key, and why when that is not the balance it names (None:
+    the classification's reason stands)."""
+
+    key: str
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -29,95 +46,64 @@ class Move:
     reason: str
 
 
-@dataclass(frozen=True)
-class Applied:
-    """A positive FB's decision: the balance it applies, why when that is not the one it names (None: the
-    classification's reason stands), and the earlier applications that give way to it first."""
-
-    key: str
-    reason: str | None
-    moves: tuple[Move, ...] = ()
-
-
-def opened(key: str, room: Decimal, misplaced: Sequence[ForwardingApplication], quote: Quote) -> list[Move]:
-    """A negative FB opened balance ``key`` with ``room`` still to apply: the positive FBs that arrived first
-    and were applied elsewhere (or nowhere) move to it — one that names it always, one that does not only
-    while it fits."""
-    moves: list[Move] = []
-    for early in misplaced:
-        if not early.named and early.amount > room:
+def assign(
+    balances: Sequence[ForwardingBalance], applications: Sequence[ForwardingApplication], quote: Quote
+) -> dict[UUID, Placement]:
+    """Every positive FB of an account placed. One naming a balance a negative FB opened takes it, first (it
+    names the TRN02 that created it, DOMAIN.md §2: certain, so no guess may take its room). The others, in
+    business-date order (:attr:`ForwardingApplication.position`): one naming a key an earlier FB waits under
+    joins it; else the oldest balance opened on or before its payment date that can still take the whole
+    amount (a positive FB applies an *earlier* carried balance; applying part of it to a balance it does not
+    fit would close the wrong one); else it waits under its own key (its name, else its trace number) for
+    staff to see."""
+    opened = {b.reference: b for b in balances if b.opened_amount > 0}
+    applied: dict[str, Decimal] = {}
+    placed: dict[UUID, Placement] = {}
+    ordered = sorted(applications, key=lambda a: a.position)
+    for fb in ordered:
+        if fb.named is not None and fb.named in opened:
+            placed[fb.adjustment_id] = Placement(fb.named, None)
+            applied[fb.named] = applied.get(fb.named, ZERO) + fb.amount
+    waiting: set[str] = set()
+    for fb in ordered:
+        if fb.adjustment_id in placed:
             continue
-        room -= early.amount
-        moves.append(
-            Move(
-                early.adjustment_id,
-                early.amount,
-                early.match_reference,
-                key,
-                f"earlier forwarding balance {quote(key)} applied (it arrived after this payment)",
-            )
-        )
-    return moves
+        if fb.named is not None and fb.named in waiting:
+            placement = Placement(fb.named, UNPLACED)
+        else:
+            room = [
+                OpenForwarding(ref, b.opened_amount - applied.get(ref, ZERO), b.opened_on)
+                for ref, b in opened.items()
+                if b.opened_on is not None and b.opened_on <= fb.payment_date
+            ]
+            key = forwarding_for(fb.amount, room)
+            if key is None:
+                placement = Placement(fb.named or fb.trace_number, UNPLACED)
+                waiting.add(placement.key)
+            else:
+                names = f"names {quote(fb.named)}" if fb.named else "has no reference"
+                placement = Placement(
+                    key,
+                    f"earlier forwarding balance {quote(key)} applied (oldest open balance that takes it; "
+                    f"the FB {names})",
+                )
+        applied[placement.key] = applied.get(placement.key, ZERO) + fb.amount
+        placed[fb.adjustment_id] = placement
+    return placed
 
 
-def applied(
-    amount: Decimal,
-    named: str | None,
-    trace_number: str,
-    balances: Sequence[ForwardingBalance],
-    unnamed: Sequence[ForwardingApplication],
-    quote: Quote,
-) -> Applied:
-    """A positive FB of ``amount`` applies the balance its reference names (after reclaiming it from FBs that
-    did not name it, :func:`reclaimed`); without a reference, or under a key no negative FB used, the
-    account's oldest open balance that takes the whole amount; else it is kept under its own key (the name,
-    else its trace number) for a negative FB arriving later. ``unnamed`` are the applications to the named
-    balance that did not name it, latest first (only read when it names a known balance)."""
-    if named is not None and named in {b.reference for b in balances}:
-        return Applied(named, None, tuple(reclaimed(amount, named, balances, unnamed, quote)))
-    key = forwarding_for(
-        amount, [OpenForwarding(b.reference, b.open, b.opened_on) for b in balances if b.open > 0]
-    )
-    if key is not None:
-        names = f"names {quote(named)}" if named else "has no reference"
-        reason = f"earlier forwarding balance {quote(key)} applied (oldest open balance that takes it; the FB {names})"
-        return Applied(key, reason)
-    return Applied(named or trace_number, "forwarding balance applied before any open balance could take it")
-
-
-def reclaimed(
-    amount: Decimal,
-    key: str,
-    balances: Sequence[ForwardingBalance],
-    unnamed: Sequence[ForwardingApplication],
-    quote: Quote,
+def moves(
+    applications: Sequence[ForwardingApplication], placed: dict[UUID, Placement], quote: Quote
 ) -> list[Move]:
-    """An FB naming balance ``key`` finds it taken by FBs that did not name it (applied to the oldest open
-    balance before this one arrived): they move to another open balance that can take them, latest first,
-    until ``key`` has room for ``amount``, so the named FB applies its own balance as it would have had it
-    arrived first. One that fits nowhere else stays."""
-    left = {b.reference: b.open for b in balances}
-    opened_on = {b.reference: b.opened_on for b in balances}
-    moves: list[Move] = []
-    for taken in unnamed:
-        if left[key] >= amount:
-            break
-        others = [
-            OpenForwarding(ref, room, opened_on[ref]) for ref, room in left.items() if ref != key and room > 0
-        ]
-        dest = forwarding_for(taken.amount, others)
-        if dest is None:
+    """The stored applications that sit on another balance than :func:`assign` places them on."""
+    found: list[Move] = []
+    for fb in sorted(applications, key=lambda a: a.position):
+        where = placed.get(fb.adjustment_id)
+        if where is None or where.key == fb.match_reference:
             continue
-        moves.append(
-            Move(
-                taken.adjustment_id,
-                taken.amount,
-                key,
-                dest,
-                f"earlier forwarding balance {quote(dest)} applied (oldest open balance that takes it; "
-                f"{quote(key)} was named by a later FB)",
-            )
+        reason = (
+            where.reason
+            or f"earlier forwarding balance {quote(where.key)} applied (it arrived after this payment)"
         )
-        left[key] += taken.amount
-        left[dest] -= taken.amount
-    return moves
+        found.append(Move(fb.adjustment_id, fb.amount, fb.match_reference, where.key, reason))
+    return found

@@ -16,7 +16,13 @@ from contracts.money import ZERO
 from services.matching import domain
 from services.matching.ledger import Matching, announce, apply_money, resplit
 from services.matching.records import Receivable
-from services.matching.rematch import displace_later_offsets, locked, make_room, rematch_parked
+from services.matching.rematch import (
+    displace_later_offsets,
+    locked,
+    make_room,
+    rematch_parked,
+    withdraw_guesses,
+)
 from shared.ids import receivable_id, stable_id
 from shared.messages import Outgoing
 
@@ -67,8 +73,15 @@ async def on_overpayment(m: Matching, env: Envelope[OverpaymentDetected]) -> lis
                 remittance_id=netted,
             )
             outputs += events
+    withdrawn, guessed_for = await withdraw_guesses(m, env, op.receivable_id, op.reference, keys)
+    outputs += withdrawn
     reason = f"re-matched to {op.reference} after the receivable appeared"
     outputs += await rematch_parked(m, env, op.receivable_id, keys, reason)
+    for other in guessed_for:
+        row = await locked(m, tenant, other)
+        other_keys = await m.repo.receivable_keys(tenant, other)
+        why = f"re-matched to {row.reference} after a recovery guessed for it went to {op.reference}"
+        outputs += await rematch_parked(m, env, other, other_keys, why)
     for waiting in await m.repo.take_pending_actions(tenant, op.payer_id, keys):
         outputs += await on_staff_action(m, parse_envelope(waiting, StaffActionRecorded))
     return outputs

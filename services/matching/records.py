@@ -109,11 +109,16 @@ class StoredPair:
 
 @dataclass(frozen=True)
 class Displaced:
-    """A recoupment that gave way to earlier-dated money: its pair after the change, and how much moved back
-    to its unmatched amount."""
+    """A recovery (recoupment or acknowledged refund) that gave way to earlier-dated money: its pair after the
+    change, and how much moved back to its unmatched (or awaiting-refund) amount."""
 
     pair: StoredPair
     displaced: Decimal
+    refund: bool = False
+    """The money was a refund acknowledged (72 + WO): it went back to the pair's ``awaiting_refund``, never
+    to the work queue."""
+    receivable_id: UUID | None = None
+    """The receivable the money was taken from (set where the caller does not know it)."""
 
 
 @dataclass(frozen=True)
@@ -144,13 +149,30 @@ class ForwardingBalance:
 
 @dataclass(frozen=True)
 class ForwardingApplication:
-    """A positive ``FB`` pair applied to a balance: the candidate for moving to the balance it belongs to.
-    ``named`` says whether its own reference names the balance being looked at."""
+    """A positive ``FB`` pair of an account: what it applies (``amount``), the balance its own reference names
+    (``named``, stripped; None without one), the balance it is applied to now (``match_reference``), and where
+    it sits in business-date order (payment date, then TRN02 and PLB position: a total order that does not
+    depend on arrival)."""
 
     adjustment_id: UUID
     amount: Decimal
     match_reference: str | None
-    named: bool
+    named: str | None
+    payment_date: date
+    trace_number: str
+    segment_ordinal: int
+    pair_index: int
+
+    @property
+    def position(self) -> tuple[date, str, int, int, str]:
+        """The pair's place in business-date order (the id last, only to make the order total)."""
+        return (
+            self.payment_date,
+            self.trace_number,
+            self.segment_ordinal,
+            self.pair_index,
+            str(self.adjustment_id),
+        )
 
 
 @dataclass(frozen=True)

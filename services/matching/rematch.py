@@ -10,8 +10,8 @@ from uuid import UUID
 
 from contracts.envelope import Envelope
 from contracts.money import ZERO
-from services.matching.ledger import Matching, apply_money, offset_event, resplit
-from services.matching.records import Receivable
+from services.matching.ledger import Matching, announce, apply_money, offset_event, resplit
+from services.matching.records import Displaced, Receivable
 from shared.ids import stable_id
 from shared.messages import Outgoing
 
@@ -39,28 +39,76 @@ async def make_room(
 async def displace_later_offsets(
     m: Matching, env: Envelope[Any], row: Receivable, after: date, amount: Decimal, why: str
 ) -> list[Outgoing]:
-    """Money dated ``after`` arrived late, but recoupments dated later, seen first, already took the balance:
-    by business date the earlier money comes first, so up to ``amount`` of those later recoupments (latest
-    first) goes back to the work queue as excess, re-explained so staff hear of it, and the ledger ends as it
-    would have in order."""
+    """Money dated ``after`` arrived late, but recoveries dated later, seen first, already took the balance:
+    by business date the earlier money comes first, so up to ``amount`` of those later recoveries (latest
+    first, whatever their kind) gives way, re-explained so staff hear of it, and the ledger ends as it would
+    have in order. A recoupment's share goes back to the work queue as excess; a refund the payer
+    acknowledged (72 + WO) is never queued, its share waits as an acknowledged refund (re-applied should the
+    receivable owe more later)."""
     reason = f"exceeds the open balance of {row.reference} once {why} is counted"
     touched = await m.repo.displace_offsets_after(env.tenant_id, row.receivable_id, after, amount, reason)
-    outputs = [
-        offset_event(
-            env,
-            moved.pair.as_adjustment(),
-            stable_id(moved.pair.adjustment_id, "displaced", env.event_id),
-            "unmatched",
-            reason,
-            (),
-            moved.displaced,
-            rematch_of=moved.pair.adjustment_id,
-        )
-        for moved in touched
-    ]
+    outputs = [given_back(env, moved, reason) for moved in touched]
     if touched:
         await resplit(m, env.tenant_id, row)
     return outputs
+
+
+def given_back(env: Envelope[Any], moved: Displaced, reason: str) -> Outgoing:
+    """The re-explanation of a recovery whose money was taken back from a receivable: back in the work queue
+    (a recoupment), or waiting as an acknowledged refund (72 + WO, never queued)."""
+    return offset_event(
+        env,
+        moved.pair.as_adjustment(),
+        stable_id(moved.pair.adjustment_id, "displaced", env.event_id),
+        "refund_acknowledged" if moved.refund else "unmatched",
+        f"refund acknowledged (72 on the same reference); {moved.displaced} {reason}"
+        if moved.refund
+        else reason,
+        (),
+        ZERO if moved.refund else moved.displaced,
+        rematch_of=moved.pair.adjustment_id,
+    )
+
+
+async def withdraw_guesses(
+    m: Matching, env: Envelope[Any], rid: UUID, reference: str, keys: list[str]
+) -> tuple[list[Outgoing], list[UUID]]:
+    """Receivable ``rid`` is now known by ``keys``: recoveries whose reference names one of them, applied
+    earlier by the scored search to another receivable because ``rid`` was not known yet (a WO citing an
+    FCN whose letter had not arrived, taken for a receivable whose FCN looks alike), were a guess the evidence
+    now overrules. Their money leaves the receivable it was guessed for, which owes that much again, and
+    waits as unmatched for :func:`rematch_parked` to apply it to ``rid``: the ledger ends as if the letter
+    had come first. Returns the events and the receivables the guesses left (their own parked recoveries
+    may fit again: the caller re-matches them after ``rid``'s)."""
+    reason = f"its reference names {reference}, known now: taken back from the receivable it was guessed for"
+    touched = await m.repo.withdraw_guesses(env.tenant_id, env.account_key, rid, keys, reason)
+    outputs = [given_back(env, moved, reason) for moved in touched]
+    left: list[UUID] = []
+    for moved in touched:
+        other = moved.receivable_id
+        assert other is not None
+        row = await locked(m, env.tenant_id, other)
+        after, _ = await resplit(m, env.tenant_id, row)
+        cause = (
+            f"TRN {moved.pair.trace_number} PLB #{moved.pair.segment_ordinal} pair {moved.pair.pair_index} "
+            f"names {reference}: applied here by a guess, taken back"
+        )
+        outputs.append(
+            await announce(
+                m,
+                env,
+                row,
+                after,
+                "ReceivableIncreased",
+                moved.displaced,
+                moved.pair.payment_date,
+                cause,
+                money_key=moved.pair.adjustment_id,
+            )
+        )
+        if other not in left:
+            left.append(other)
+    return outputs, left
 
 
 async def rematch_parked(
@@ -69,23 +117,33 @@ async def rematch_parked(
     """Apply recoveries parked as unmatched that name this receivable, oldest first, while it is open.
 
     They were parked because the receivable did not exist yet, or because it owed less than they brought
-    when they came (interest due before their payment date had not been charged yet)."""
+    when they came (interest due before their payment date had not been charged yet).
+
+    A receivable can hold recoveries dated after a parked one already (a letter linking the identifier the
+    parked one cites to a receivable recovered under another): the parked money comes first by business
+    date, so those later recoveries give way (:func:`make_room`), as they would have in date order."""
     outputs: list[Outgoing] = []
-    for parked in await m.repo.parked_recoveries(env.tenant_id, env.account_key, keys):
+    for listed in await m.repo.parked_recoveries(env.tenant_id, env.account_key, keys):
+        parked = await m.repo.lock_pair(env.tenant_id, listed.adjustment_id)  # re-read: room made moves money
+        if parked is None or (parked.unmatched_amount <= 0 and parked.awaiting_refund <= 0):
+            continue
         row = await locked(m, env.tenant_id, rid)
-        if row.balance.open <= 0:
-            break
         refund = parked.unmatched_amount <= 0  # a 72 + WO refund acknowledged before its receivable
-        note = f"refund acknowledged by the payer (72 on the same reference), applied to {row.reference}"
+        amount = parked.awaiting_refund if refund else parked.unmatched_amount
         adj = parked.as_adjustment()
         cause = f"TRN {adj.trace_number} PLB #{adj.segment_ordinal} pair {adj.pair_index} (re-matched)"
+        row, moved = await make_room(m, env, row, amount, adj.payment_date, f"{cause} of {adj.payment_date}")
+        outputs += moved
+        if row.balance.open <= 0:
+            continue
+        note = f"refund acknowledged by the payer (72 on the same reference), applied to {row.reference}"
         rematch_id = stable_id(parked.adjustment_id, "rematch", env.event_id)
         applied, allocation, events = await apply_money(
             m,
             env,
             parked.adjustment_id,
             row,
-            parked.awaiting_refund if refund else parked.unmatched_amount,
+            amount,
             adj.payment_date,
             cause,
             kind="refund" if refund else "offset",

@@ -123,7 +123,7 @@ class PairRepository(Protocol):
 
     async def parked_recoveries(self, tenant_id: str, account: str, keys: list[str]) -> list[StoredPair]:
         """Unmatched WO recoveries (and refunds awaiting their receivable) naming one of these keys, oldest
-        first."""
+        first by business date (payment date, TRN02, PLB position)."""
 
     async def reduce_unmatched(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
@@ -138,7 +138,7 @@ class PairRepository(Protocol):
 
     async def reclassify_as_refund(self, tenant_id: str, adjustment_id: UUID, reason: str) -> list[UUID]:
         """The pair acknowledges a refund: its bucket and its offset allocations become refunds. Returns the
-        receivable of each allocation changed."""
+        receivables of the allocations changed, each once, in id order."""
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         """Move ``amount`` of the pair's unmatched money to ``awaiting_refund``."""
@@ -154,8 +154,17 @@ class PairRepository(Protocol):
     async def displace_offsets_after(
         self, tenant_id: str, rid: UUID, after: date, amount: Decimal, reason: str
     ) -> list[Displaced]:
-        """Take up to ``amount`` back from the receivable's offsets dated after ``after``, latest first, into
-        their pairs' unmatched amounts; return the pairs touched."""
+        """Take up to ``amount`` back from the receivable's PLB recoveries (offsets, and refunds a 72 + WO
+        acknowledged) dated after ``after``, latest first by business date (payment date, TRN02, PLB position),
+        into their pairs' unmatched amounts (a refund's into ``awaiting_refund``); return the pairs touched."""
+
+    async def withdraw_guesses(
+        self, tenant_id: str, account: str, rid: UUID, keys: list[str], reason: str
+    ) -> list[Displaced]:
+        """Take back every recovery the scored search applied to another receivable than ``rid`` although its
+        reference names one of ``keys`` (``rid``'s identifiers, known now): into its pair's unmatched amount
+        (a refund's into ``awaiting_refund``), no longer marked as scored; return the pairs touched with the
+        receivable each left, in business-date order."""
 
 
 class MoneyRepository(Protocol):
@@ -250,19 +259,9 @@ class ForwardingRepository(Protocol):
     async def forwarding_balances(self, tenant_id: str, account: str) -> list[ForwardingBalance]:
         """The account's forwarding balances, oldest first."""
 
-    async def forwarding_applied(self, tenant_id: str, account: str, reference: str) -> Decimal:
-        """What has been applied to one forwarding balance so far."""
-
-    async def misplaced_applications(
-        self, tenant_id: str, account: str, reference: str, opened_on: date
-    ) -> list[ForwardingApplication]:
-        """Positive FB pairs applied elsewhere that belong to the balance just opened: those naming it, then
-        unreferenced ones paid on or after the opening parked on a balance nothing opened."""
-
-    async def unnamed_applications(
-        self, tenant_id: str, account: str, reference: str
-    ) -> list[ForwardingApplication]:
-        """Positive FB pairs applied to ``reference`` that do not name it, latest first."""
+    async def forwarding_applications(self, tenant_id: str, account: str) -> list[ForwardingApplication]:
+        """Every positive FB pair of the account, locked, in business-date order (payment date, TRN02, PLB
+        position)."""
 
     async def move_forwarding_application(
         self,

@@ -86,6 +86,25 @@ async def interest_reversed_before_its_charge(story: LedgerStory) -> None:
     await story.interest("LATE-3", 2, "2026-08-03", "2026-09-01", "-0.48", version=3)
 
 
+async def recoveries_that_give_way(story: LedgerStory) -> None:
+    """Findings 3, 9 and 10 of the oracle differential: refunds and parked recoveries giving way by business
+    date, a scored guess taken back, unnamed FBs placed whatever came first."""
+    await story.deferral("FCN31", "100.00", "2026-06-01", trace="G1")
+    await story.pair("WO", "FCN31", "100.00", "2026-07-20", trace="G2", ordinal=1, pair_index=1)
+    await story.pair("72", "FCN31", "-100.00", "2026-07-20", trace="G2", ordinal=1, pair_index=2)
+    await story.pair("WO", "FCN31", "60.00", "2026-07-01", trace="G3")
+    await story.pair("WO", "FCN33", "30.00", "2026-06-20", trace="G4")
+    await story.evidence("FCN31", "100.00", "2026-06-01", channel="letter", claims=("FCN33",))
+    await story.evidence("FCN00260105000", "100.00", "2026-01-05", channel="letter")
+    await story.pair("WO", "FCN01260105000", "100.00", "2026-02-01", trace="G5")
+    await story.pair("WO", "FCN00260105000", "100.00", "2026-03-01", trace="G6")
+    await story.evidence("FCN01260105000", "100.00", "2026-01-05", channel="letter")
+    await story.pair("FB", "T12", "-122.43", "2026-01-12", trace="T12")
+    await story.pair("FB", None, "0.51", "2026-01-18", trace="T18")
+    await story.pair("FB", None, "122.43", "2026-01-14", trace="T14")
+    await story.pair("FB", "T16", "-0.51", "2026-01-16", trace="T16")
+
+
 @pytest.mark.parametrize(
     "story",
     [
@@ -94,6 +113,7 @@ async def interest_reversed_before_its_charge(story: LedgerStory) -> None:
         forwarding_out_of_order,
         merges_and_netting,
         interest_reversed_before_its_charge,
+        recoveries_that_give_way,
     ],
 )
 async def test_both_repositories_publish_the_same_events(

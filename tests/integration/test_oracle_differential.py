@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import InProcessPipeline
+from harness import InProcessPipeline, interest_engine
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from oracle.reconciler import Feed, Letter, Result, StaffAction, reconcile
@@ -72,24 +72,15 @@ DIMENSIONS: dict[str, bool] = {
     "letter_amount": True,  # a letter demanding more than the 835 showed (channels confirm: the largest wins)
     "staff": True,  # staff write-offs and refund checks, entered after the files are in
 }
-AWAITING_FIX: dict[str, str] = {
-    "SKIP_OVER_RECOVERY": "finding 3: when several recoveries of one debt recover more than is owed and one of "
-    "them is a refund pair (72 + WO) or was applied before an earlier-dated one arrived, the excess can land on "
-    "the wrong one (also a refund pair applied before the netting that settled its debt: netting displaces "
-    "later offsets, not refunds); while on, only a debt's single recovery exceeds, and never by a refund pair "
-    "after a netting",
-    "ONE_UNNAMED_FB": "finding 10 (session 8): two FBs without a reference of one payer, one arriving before the "
-    "forwarding balance it applies is opened, leave its application on a balance of its own and the next unnamed FB "
-    "takes the older balance; while on, a payer has at most one FB without a reference",
-    "DISTINCT_IDENTIFIER_SUFFIXES": "finding 9: a WO citing an FCN whose letter has not arrived is applied by the "
-    "scored search to another receivable whose FCN shares a long suffix, and is not moved back when its own "
-    "receivable opens; while on, the identifiers of different debts differ in their last 6 characters",
-}
+AWAITING_FIX: dict[str, str] = {}
 """Narrowings of the generator that stand in for a known pipeline bug, ON by default so CI stays green;
 ``OFFSETSTREAM_ORACLE_<NAME>=0`` switches one off to see the bug (see tests/oracle/README.md). Fixed and removed
 (session 6): findings 2 (a WO after a netted reversal), 4 (bucket of a partly re-matched WO), 5/7 (staff money
 measured on its date; interest corrections after over-recovery), 6 (an unnamed FB beside a named one), 8 (a
-letter raising a netted receivable)."""
+letter raising a netted receivable); (session 9): 3 (over-recovery: the excess lands on the latest recovery by
+business date, refund pairs included, also against a netting or a parked recovery applied late), 9 (a WO the
+scored search applied to a receivable with a look-alike FCN moves to its own when that appears; identifiers of
+different debts may share long suffixes), 10 (two or more unnamed FBs of one payer, in any arrival order)."""
 
 
 def awaiting_fix(name: str) -> bool:
@@ -229,14 +220,9 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         f"{draw(st.integers(0, 10**14 - 1)):014d}",
     )
     long_fcn = draw(st.booleans())
-    if awaiting_fix(
-        "DISTINCT_IDENTIFIER_SUFFIXES"
-    ):  # the debt's number last: no two debts share a long suffix
-        rev = f"22{digits8}{index:02d}0"
-        fcn = f"FCN{digits14}{index:02d}" if long_fcn else f"FCN{day0:%y%m%d}{digits3}{index:02d}"
-    else:
-        rev = f"22{index:02d}{digits8}0"
-        fcn = f"FCN{index:02d}{digits14}" if long_fcn else f"FCN{index:02d}{day0:%y%m%d}{digits3}"
+    # the debt's number first: debts drawn alike share long suffixes, as a scored search could confuse
+    rev = f"22{index:02d}{digits8}0"
+    fcn = f"FCN{index:02d}{digits14}" if long_fcn else f"FCN{index:02d}{day0:%y%m%d}{digits3}"
     corr = rev[:-1] + "1"
     pcn = f"ACCT{index:02d}{draw(st.integers(0, 999)):03d}"
     debt = Debt(payer, amount, [], pcn)
@@ -304,8 +290,6 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
     remaining = amount
     over = settled_at_once or (on("over_recovery") and draw(st.booleans()))
     count = draw(st.integers(0, 3))
-    if over and awaiting_fix("SKIP_OVER_RECOVERY"):
-        count = 1
     for _ in range(count):
         day += timedelta(days=draw(st.integers(1, 70)))
         limit = remaining + D("50.00") if over else remaining
@@ -316,10 +300,7 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         cite = draw(citation(debt))
         style = draw(st.sampled_from(["wo", "wo", "wo", "fb", "refund"]))
         event(f"recovery: {style}")
-        # finding 3 again (session 8): a refund pair arriving before the netting that settled its debt keeps
-        # the part the netting needs, since a netting dated earlier displaces later offsets but not refunds
-        refund_over_netting = settled_at_once and awaiting_fix("SKIP_OVER_RECOVERY")
-        if style == "refund" and on("refund_known") and not refund_over_netting:
+        if style == "refund" and on("refund_known"):
             claims = [filler(world, D("30.00"))]
             pairs = [("WO", cite, take), ("72", cite, -take)]
             remittance(world, payer, day, claims, pairs, f"debt {index}: refund check acknowledged {take}")
@@ -340,9 +321,7 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
             world.files[-1] = (name, content.replace(b"FB*-", f"FB:{trace}*-".encode(), 1))
             world.story[-1] = world.story[-1].replace("FB:None", f"FB:{trace!r}")
             later = day + timedelta(days=draw(st.integers(1, 40)))
-            unnamed_before = any(p == payer[0] and at is not None for p, _, at in world.forwarded)
-            one_unnamed = awaiting_fix("ONE_UNNAMED_FB") and unnamed_before
-            named = not (on("fb_unnamed") and draw(st.integers(0, 3)) == 0) or one_unnamed
+            named = not (on("fb_unnamed") and draw(st.integers(0, 3)) == 0)
             remittance(
                 world,
                 payer,
@@ -411,15 +390,25 @@ def worlds(draw: st.DrawFn) -> tuple[World, date, int]:
 # --- running the pipeline ------------------------------------------------------------------------------------
 
 
+def letter_event(letter: Letter, tenant: str) -> Outgoing:
+    """A letter as staff enter it (``offsetstream letter``), on its topic."""
+    entry = staff_letters.LetterEntry(
+        payer_id=letter.payer_id,
+        payee_id=letter.payee_id,
+        fcn=letter.fcn,
+        amount=letter.amount,
+        letter_date=letter.letter_date,
+        claims=letter.claims,
+    )
+    key, value = staff_letters.to_event(entry, tenant, "oracle")
+    return Outgoing(LETTERS.name, key, value)
+
+
 async def run_pipeline(
     ledger: asyncpg.Connection, tenant: str, world: World, business: date, seed: int
 ) -> None:
     """Every file and letter in a random order, topics interleaved; then the interest tick on the business
     date, its outbox drained into the pipeline until nothing more comes due."""
-    from harness import interest_engine
-
-    engine = interest_engine()
-
     rng = random.Random(seed)
     items: list[tuple[str, Any]] = [("file", f) for f in world.files] + [("letter", x) for x in world.letters]
     rng.shuffle(items)
@@ -428,16 +417,7 @@ async def run_pipeline(
         if kind == "file":
             pipeline.feed(item[1], f"{item[0]}.835")
         else:
-            entry = staff_letters.LetterEntry(
-                payer_id=item.payer_id,
-                payee_id=item.payee_id,
-                fcn=item.fcn,
-                amount=item.amount,
-                letter_date=item.letter_date,
-                claims=item.claims,
-            )
-            key, value = staff_letters.to_event(entry, tenant, "oracle")
-            pipeline.send(Outgoing(LETTERS.name, key, value))
+            pipeline.send(letter_event(item, tenant))
     await pipeline.run()
     assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
     # staff act on what they see: their actions come once the files are in
@@ -455,28 +435,7 @@ async def run_pipeline(
         pipeline.send(Outgoing(STAFF_ACTIONS.name, key, value))
     await pipeline.run()
     assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
-    for _ in range(10):
-        await engine.tick(ledger, business, [tenant])
-        rows = await ledger.fetch(
-            """SELECT message_id, record FROM ops.outbox WHERE service = 'interest' AND NOT published
-               ORDER BY created_at, message_id"""
-        )
-        mine = [
-            r
-            for r in rows
-            if json.loads(Outgoing.from_record(json.loads(r["record"])).value)["tenant_id"] == tenant
-        ]
-        if not mine:
-            return
-        await ledger.execute(
-            "UPDATE ops.outbox SET published = true WHERE service = 'interest' AND message_id = ANY($1::text[])",
-            [r["message_id"] for r in mine],
-        )
-        for r in mine:
-            pipeline.send(Outgoing.from_record(json.loads(r["record"])))
-        await pipeline.run()
-        assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
-    raise AssertionError("the interest tick kept producing events")
+    await drain_interest(ledger, pipeline, tenant, business)
 
 
 def dead_letter_reasons(pipeline: InProcessPipeline) -> str:
@@ -743,3 +702,73 @@ async def test_pipeline_equals_the_oracle(ledger: asyncpg.Connection, case: tupl
             f"pipeline differs from the oracle (business date {business}, seed {seed}, tenant {tenant}):\n"
             f"  {problems[0]}\n\nall differences:\n  " + "\n  ".join(problems) + f"\n\nfeed:\n  {story}"
         )
+
+
+# --- a finding told in one arrival order -------------------------------------------------------------------
+
+
+def day_zero_moves_last() -> World:
+    world = World()
+    world.letters.append(Letter(MEDICARE[0], PAYEE, "FCN00260202235", D("6.73"), date(2026, 1, 28), ()))
+    claim = filler(world, D("25.00"))
+    remittance(world, MEDICARE, date(2026, 2, 2), [claim], [("WO", "FCN00260202235", D("-6.73"))], "deferral")
+    for day, amount in ((date(2026, 3, 2), D("0.01")), (date(2026, 4, 24), D("36.00"))):
+        claim = filler(world, amount + D("20.00"))
+        remittance(world, MEDICARE, day, [claim], [("WO", "FCN00260202235", amount)], "recoupment")
+    return world
+
+
+async def drain_interest(
+    ledger: asyncpg.Connection, pipeline: InProcessPipeline, tenant: str, day: date
+) -> None:
+    """The interest tick on ``day``, its outbox drained into the pipeline until nothing more comes due; no
+    input may be dead-lettered on the way."""
+    engine = interest_engine()
+    for _ in range(10):
+        await engine.tick(ledger, day, [tenant])
+        rows = await ledger.fetch(
+            """SELECT message_id, record FROM ops.outbox WHERE service = 'interest' AND NOT published
+               ORDER BY created_at, message_id"""
+        )
+        mine = [
+            r
+            for r in rows
+            if json.loads(Outgoing.from_record(json.loads(r["record"])).value)["tenant_id"] == tenant
+        ]
+        if not mine:
+            return
+        await ledger.execute(
+            "UPDATE ops.outbox SET published = true WHERE service = 'interest' AND message_id = ANY($1::text[])",
+            [r["message_id"] for r in mine],
+        )
+        for r in mine:
+            pipeline.send(Outgoing.from_record(json.loads(r["record"])))
+        await pipeline.run()
+        assert not pipeline.dead_letters, dead_letter_reasons(pipeline)
+    raise AssertionError("the interest tick kept producing events")
+
+
+async def test_a_letter_moving_day_zero_after_interest_was_charged_re_dates_the_charges(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Found by the oracle differential (session 9, random run): a letter dated before the deferral that opened a
+    Medicare receivable arrives after the recoupments, when interest has already charged periods counted from the
+    deferral's day 0. The letter moves day 0 five days earlier; the periods' amounts stay the same, so interest
+    posted nothing and matching kept each charge on its old due day: the 0.01 recouped between the new and the
+    old due day of period 1 paid principal instead of interest. Told in that arrival order (files first, then
+    the letter), through the in-process pipeline, against the oracle."""
+    world, business = day_zero_moves_last(), date(2026, 8, 23)
+    pipeline = InProcessPipeline(ledger, tenant, seed=0)
+    # Step: every file first: interest counts from the deferral's day 0 (2026-02-02) as the changes come.
+    for name, content in world.files:
+        pipeline.feed(content, f"{name}.835")
+    await pipeline.run()
+    # Step: the letter dated 2026-01-28 arrives last and moves day 0 earlier.
+    [letter] = world.letters
+    pipeline.send(letter_event(letter, tenant))
+    await pipeline.run()
+    await drain_interest(ledger, pipeline, tenant, business)
+    assert not pipeline.dead_letters
+    # The 0.01 of 2026-03-02 came after period 1 fell due (2026-02-28): it paid interest.
+    expected = reconcile(Feed(tuple(c for _, c in world.files), tuple(world.letters)), business)
+    assert differences(expected, await ledger_view(ledger, tenant)) == []

@@ -24,7 +24,9 @@ The rules it applies, each with where it comes from:
   ``72`` + ``WO`` on the same reference in one 835 netting to zero is the provider's refund acknowledged (not
   cash, never queued; with no known debt it is a refund acknowledged for an unknown receivable); ``FB``
   negative opens a forwarding balance under its reference (else the remittance's TRN02), positive applies the
-  balance it names (else the oldest open one that takes it); positive ``WU/OB/TL`` go to the work queue;
+  balance it names (those first: a named FB is certain, so an FB without a reference never takes its room),
+  else, in business-date order, the oldest balance opened by its payment date that takes the whole amount
+  (an FB applies an *earlier* carried balance); positive ``WU/OB/TL`` go to the work queue;
   everything else (``L6``, ``50``, ``IR`` …) is classified, never applied to a receivable.
 - **Money** (DOMAIN §3): every recovery pays accrued interest first, then principal, in business-date order;
   interest charged on a day comes before recoveries of that day.
@@ -454,16 +456,29 @@ def reconcile(  # noqa: PLR0912
                 queue.append(QueueItem(ref, pair.amount, f"{pair.code}: source must be reviewed"))
             else:
                 buckets[ref] = "non_offset"
-    # positive FBs apply the balance they name, else the oldest open one that takes the whole amount
-    for remit, ref, amount in sorted(pending_fb, key=lambda item: (item[0].payment_date, item[1].trace)):
+    # positive FBs apply the balance they name (those first: a named FB is certain, so no FB without a
+    # reference may take its room), else, in business-date order, the oldest balance opened by their payment
+    # date (an FB applies an *earlier* carried balance) that takes the whole amount
+    ordered_fb = sorted(pending_fb, key=lambda item: (item[0].payment_date, item[1].trace, item[1].ordinal))
+    opened_keys = set(forwarding)
+    rest: list[tuple[Remittance, PairRef, Decimal]] = []
+    for remit, ref, amount in ordered_fb:
+        if ref.reference is not None and (remit.payer_id, ref.reference) in opened_keys:
+            forwarding[remit.payer_id, ref.reference].applied += amount
+        else:
+            rest.append((remit, ref, amount))
+    for remit, ref, amount in rest:
         named = ref.reference
         if named is not None and (remit.payer_id, named) in forwarding:
             target = named
         else:
             fitting = [
-                (b.opened_on or date.min, k)
+                (b.opened_on, k)
                 for (payer_id, k), b in forwarding.items()
-                if payer_id == remit.payer_id and b.opened - b.applied >= amount
+                if payer_id == remit.payer_id
+                and b.opened_on is not None
+                and b.opened_on <= remit.payment_date
+                and b.opened - b.applied >= amount
             ]
             target = min(fitting)[1] if fitting else (named or remit.trace)
         forwarding.setdefault((remit.payer_id, target), Forwarding()).applied += amount

@@ -194,3 +194,25 @@ def test_earlier_determination_date_adds_the_periods_it_makes_due() -> None:
     assert [(p.period.number, p.version, p.amount, p.period.due) for p in postings] == [
         (4, 1, D("8.33"), day(-30 + 121))
     ]
+
+
+def test_a_moved_day_zero_re_dates_the_periods_already_charged() -> None:
+    """Found by the oracle differential (session 9): a letter dated 5 days before the deferral that opened the
+    receivable moved day 0 after two periods were charged; their amounts stayed the same, so nothing was
+    posted and matching kept each charge on its old due day: a recoupment between the two due days paid
+    principal instead of interest."""
+    late, early = day(5), day(0)
+    first = schedule(late, History(D("1000.00"), (), ()), InterestTerms(D("0.10")), day(70))
+    posted = {p.number: Posted(p.number, p.amount, 1, p.rate, p.start, p.end) for p in first}
+    desired = schedule(early, History(D("1000.00"), (), ()), InterestTerms(D("0.10")), day(70))
+    postings = reconcile(early, desired, posted)
+    assert [(p.period.number, p.version, p.amount, p.period.due) for p in postings] == [
+        (1, 2, D("-8.33"), day(5 + 31)),
+        (1, 3, D("8.33"), day(31)),
+        (2, 2, D("-8.33"), day(5 + 61)),
+        (2, 3, D("8.33"), day(61)),
+    ]
+    settled = {
+        n: Posted(n, D("8.33"), 3, D("0.10"), p.start, p.end) for n, p in ((p.number, p) for p in desired)
+    }
+    assert reconcile(early, desired, settled) == []

@@ -14,7 +14,6 @@ from services.matching.memory._tables import (
 from services.matching.records import (
     ForwardingApplication,
     ForwardingBalance,
-    StoredPair,
 )
 
 
@@ -46,39 +45,21 @@ class MemForwarding(Tables):
         found = [b for (t, a, _), b in self.forwardings.items() if (t, a) == (tenant_id, account)]
         return sorted(found, key=lambda b: (b.opened_on is not None, b.opened_on or date.min, b.reference))
 
-    async def forwarding_applied(self, tenant_id: str, account: str, reference: str) -> Decimal:
-        known = self.forwardings.get((tenant_id, account, reference))
-        return ZERO if known is None else known.applied_amount
-
-    async def misplaced_applications(
-        self, tenant_id: str, account: str, reference: str, opened_on: date
-    ) -> list[ForwardingApplication]:
-        found: list[tuple[bool, StoredPair]] = []
-        for p in self._positive_fbs(tenant_id, account):
-            if p.match_reference == reference:
-                continue
-            own = trimmed(p.reference)
-            parked_on = (
-                self.forwardings.get((tenant_id, account, p.match_reference)) if p.match_reference else None
-            )
-            nothing_opened = parked_on is None or parked_on.opened_amount == 0
-            if own == reference or (own is None and p.payment_date >= opened_on and nothing_opened):
-                found.append((own == reference, p))
-        found.sort(key=lambda f: (not f[0], f[1].payment_date, f[1].segment_ordinal, f[1].pair_index))
-        return [
-            ForwardingApplication(p.adjustment_id, p.amount, p.match_reference, named) for named, p in found
-        ]
-
-    async def unnamed_applications(
-        self, tenant_id: str, account: str, reference: str
-    ) -> list[ForwardingApplication]:
+    async def forwarding_applications(self, tenant_id: str, account: str) -> list[ForwardingApplication]:
         found = [
-            p
+            ForwardingApplication(
+                p.adjustment_id,
+                p.amount,
+                p.match_reference,
+                trimmed(p.reference),
+                p.payment_date,
+                p.trace_number.strip(),
+                p.segment_ordinal,
+                p.pair_index,
+            )
             for p in self._positive_fbs(tenant_id, account)
-            if p.match_reference == reference and trimmed(p.reference) != reference
         ]
-        found.sort(key=lambda p: (p.payment_date, p.segment_ordinal, p.pair_index), reverse=True)
-        return [ForwardingApplication(p.adjustment_id, p.amount, p.match_reference, False) for p in found]
+        return sorted(found, key=lambda a: a.position)
 
     async def move_forwarding_application(
         self,

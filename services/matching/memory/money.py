@@ -66,7 +66,7 @@ class MemMoney(Tables):
             for a in self._allocations_of(tenant_id, rid)
             if a.kind == "netting" and a.total > 0 and a.remittance_id is not None
         ]
-        return list(dict.fromkeys(found))
+        return sorted(set(found))
 
     async def recorded_refunds(self, tenant_id: str, rid: UUID) -> list[RecordedRefund]:
         found = [
@@ -133,10 +133,19 @@ class MemMoney(Tables):
             if t == tenant_id and c.receivable_id == rid and not c.held
         ]
         recoveries = [
-            Dated(str(a.allocation_id), a.effective_date, a.total)
+            Dated(str(a.allocation_id), a.effective_date, a.total, self._rank(tenant_id, a))
             for a in self._allocations_of(tenant_id, rid)
         ]
         return charges, recoveries
+
+    def _rank(self, tenant_id: str, allocation: AllocationRow) -> str:
+        """``store.money``'s ``RANK`` expression."""
+        if allocation.kind == "netting":
+            return "0"
+        pair = self.pairs.get((tenant_id, allocation.adjustment_id))
+        if pair is None:
+            return "2"
+        return f"1 {pair.trace_number.strip(' ')} {pair.segment_ordinal:06d} {pair.pair_index:03d}"
 
     async def set_splits(self, tenant_id: str, splits: Splits) -> None:
         for key, (interest, principal) in splits.items():

@@ -9,6 +9,7 @@ from uuid import UUID
 from contracts.events import ProviderAdjustmentReceived
 from contracts.money import ZERO
 from services.matching.memory._tables import (
+    AllocationRow,
     PendingAction,
     Tables,
     cents,
@@ -72,7 +73,16 @@ class MemPairs(Tables):
             and p.reason_code == "WO"
             and set(p.match_keys) & set(keys)
         ]
-        return sorted(found, key=lambda p: (p.payment_date, p.segment_ordinal, p.pair_index))
+        return sorted(
+            found,
+            key=lambda p: (
+                p.payment_date,
+                p.trace_number.strip(" "),
+                p.segment_ordinal,
+                p.pair_index,
+                str(p.adjustment_id),
+            ),
+        )
 
     async def reduce_unmatched(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
@@ -111,7 +121,7 @@ class MemPairs(Tables):
             ):
                 self.allocations[key] = replace(allocation, kind="refund")
                 changed.append(allocation.receivable_id)
-        return changed
+        return sorted(set(changed))
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         pair = self.pairs.get((tenant_id, adjustment_id))
@@ -144,39 +154,90 @@ class MemPairs(Tables):
     async def displace_offsets_after(
         self, tenant_id: str, rid: UUID, after: date, amount: Decimal, reason: str
     ) -> list[Displaced]:
-        offsets = [
-            a
+        recoveries = [
+            (a, pair)
             for a in self._allocations_of(tenant_id, rid)
-            if a.kind == "offset" and a.effective_date > after and a.total > 0
+            if a.kind in ("offset", "refund")
+            and a.effective_date > after
+            and a.total > 0
+            and (pair := self.pairs.get((tenant_id, a.adjustment_id))) is not None
         ]
-        offsets.sort(key=lambda a: (a.effective_date, a.allocation_id), reverse=True)
+        recoveries.sort(key=lambda found: (found[0].effective_date, *_position(*found)), reverse=True)
         touched: list[Displaced] = []
         left = amount
-        for allocation in offsets:
+        for allocation, _ in recoveries:
             if left <= 0:
                 break
             take = min(left, allocation.total)
             left -= take
-            kept = allocation.total - take
-            self.allocations[tenant_id, allocation.allocation_id] = replace(
-                allocation,
-                to_interest=min(allocation.to_interest, kept),
-                to_principal=kept - min(allocation.to_interest, kept),
+            refund = allocation.kind == "refund"
+            pair = self._take_back(tenant_id, allocation, allocation.total - take, take, refund, reason)
+            touched.append(Displaced(pair, take, refund))
+        return touched
+
+    async def withdraw_guesses(
+        self, tenant_id: str, account: str, rid: UUID, keys: list[str], reason: str
+    ) -> list[Displaced]:
+        guesses = [
+            (a, pair)
+            for (t, _), a in self.allocations.items()
+            if t == tenant_id
+            and a.receivable_id != rid
+            and a.kind in ("offset", "refund")
+            and a.total > 0
+            and (pair := self.pairs.get((tenant_id, a.adjustment_id))) is not None
+            and pair.account_key == account
+            and pair.reason_code == "WO"
+            and (pair.match_method or "").startswith("scored:")
+            and set(pair.match_keys) & set(keys)
+        ]
+        guesses.sort(key=lambda found: (found[1].payment_date, *_position(*found)))
+        touched: list[Displaced] = []
+        for allocation, _ in guesses:
+            refund = allocation.kind == "refund"
+            pair = self._take_back(
+                tenant_id, allocation, ZERO, allocation.total, refund, reason, unguess=True
             )
-            pair = self.pairs.get((tenant_id, allocation.adjustment_id))
-            if pair is None:
-                continue
-            unmatched = pair.unmatched_amount + take
+            touched.append(Displaced(pair, allocation.total, refund, allocation.receivable_id))
+        return touched
+
+    def _take_back(
+        self,
+        tenant_id: str,
+        allocation: AllocationRow,
+        kept: Decimal,
+        taken: Decimal,
+        refund: bool,
+        reason: str,
+        unguess: bool = False,
+    ) -> StoredPair:
+        """``store.pairs``' ``_take_back``."""
+        self.allocations[tenant_id, allocation.allocation_id] = replace(
+            allocation,
+            to_interest=min(allocation.to_interest, kept),
+            to_principal=kept - min(allocation.to_interest, kept),
+        )
+        pair = self.pairs[tenant_id, allocation.adjustment_id]
+        method = None if unguess else pair.match_method
+        if refund:
             changed = self._set_pair(
                 tenant_id,
                 pair.adjustment_id,
+                match_method=method,
+                awaiting_refund=cents(pair.awaiting_refund + taken),
+            )
+        else:
+            unmatched = pair.unmatched_amount + taken
+            changed = self._set_pair(
+                tenant_id,
+                pair.adjustment_id,
+                match_method=method,
                 unmatched_amount=cents(unmatched),
                 reason=reason,
                 bucket="unmatched" if unmatched == pair.amount else pair.bucket,
             )
-            assert changed is not None
-            touched.append(Displaced(changed, take))
-        return touched
+        assert changed is not None
+        return changed
 
     async def park_action(
         self,
@@ -203,3 +264,14 @@ class MemPairs(Tables):
             del self.pending[tenant_id, a.action_id]
         taken.sort(key=lambda a: (a.effective_date, a.received, str(a.action_id)))
         return [a.envelope for a in taken]
+
+
+def _position(allocation: AllocationRow, pair: StoredPair) -> tuple[str, int, int, str]:
+    """An allocation's place among those of one day: its pair's TRN02 and PLB position, then its id (as
+    ``store.pairs`` orders them)."""
+    return (
+        pair.trace_number.strip(" "),
+        pair.segment_ordinal,
+        pair.pair_index,
+        str(allocation.allocation_id),
+    )

@@ -90,8 +90,7 @@ class MemReceivables(Tables):
             self.keys[tenant_id, account, kind, key, rid] = None
 
     async def receivable_keys(self, tenant_id: str, rid: UUID) -> list[str]:
-        found = [k[3] for k in self.keys if k[0] == tenant_id and k[4] == rid]
-        return list(dict.fromkeys(found))
+        return sorted({k[3] for k in self.keys if k[0] == tenant_id and k[4] == rid})
 
     async def resolve(
         self, tenant_id: str, account: str, candidates: Sequence[tuple[str, str]]
@@ -99,7 +98,7 @@ class MemReceivables(Tables):
         for kind, key in candidates:
             ids = [k[4] for k in self.keys if k[:4] == (tenant_id, account, kind, key)]
             if ids:
-                return list(dict.fromkeys(ids)), kind
+                return sorted(set(ids)), kind
         return [], None
 
     async def find_by_key(self, tenant_id: str, payer_id: str, key: str) -> list[UUID]:
@@ -115,7 +114,7 @@ class MemReceivables(Tables):
                 and row.merged_into is None
             ):
                 found.append(rid)
-        return list(dict.fromkeys(found))
+        return sorted(set(found))
 
     async def open_candidates(self, tenant_id: str, account: str) -> list[Candidate]:
         rows = [
@@ -127,11 +126,11 @@ class MemReceivables(Tables):
             and r.merged_into is None
             and r.balance.open > 0
         ]
-        rows.sort(key=lambda r: (r.determination_date, r.reference))
+        rows.sort(key=lambda r: (r.determination_date, r.reference, r.receivable_id))
         return [
             Candidate(
                 str(r.receivable_id),
-                tuple(k[3] for k in self.keys if k[0] == tenant_id and k[4] == r.receivable_id),
+                tuple(sorted({k[3] for k in self.keys if k[0] == tenant_id and k[4] == r.receivable_id})),
                 r.balance.open,
                 r.principal,
                 r.determination_date,

@@ -48,54 +48,29 @@ class PgForwarding(PgBase):
             for r in rows
         ]
 
-    async def forwarding_applied(self, tenant_id: str, account: str, reference: str) -> Decimal:
-        applied = await self.conn.fetchval(
-            """SELECT applied_amount FROM matching.forwarding_balances
-               WHERE tenant_id = $1 AND account_key = $2 AND reference = $3""",
-            tenant_id,
-            account,
-            reference,
-        )
-        return Decimal(applied or 0)
-
-    async def misplaced_applications(
-        self, tenant_id: str, account: str, reference: str, opened_on: date
-    ) -> list[ForwardingApplication]:
+    async def forwarding_applications(self, tenant_id: str, account: str) -> list[ForwardingApplication]:
         rows = await self.conn.fetch(
-            """SELECT a.adjustment_id, a.amount, a.match_reference, NULLIF(btrim(a.reference), '') = $3 AS named
-               FROM matching.adjustments a
-               LEFT JOIN matching.forwarding_balances f ON f.tenant_id = a.tenant_id
-                    AND f.account_key = a.account_key AND f.reference = a.match_reference
-               WHERE a.tenant_id = $1 AND a.account_key = $2 AND a.reason_code = 'FB' AND a.amount > 0
-                 AND a.match_reference IS DISTINCT FROM $3
-                 AND (NULLIF(btrim(a.reference), '') = $3
-                      OR (NULLIF(btrim(a.reference), '') IS NULL AND a.payment_date >= $4
-                          AND COALESCE(f.opened_amount, 0) = 0))
-               ORDER BY named DESC, a.payment_date, a.segment_ordinal, a.pair_index FOR UPDATE OF a""",
-            tenant_id,
-            account,
-            reference,
-            opened_on,
-        )
-        return [
-            ForwardingApplication(r["adjustment_id"], r["amount"], r["match_reference"], bool(r["named"]))
-            for r in rows
-        ]
-
-    async def unnamed_applications(
-        self, tenant_id: str, account: str, reference: str
-    ) -> list[ForwardingApplication]:
-        rows = await self.conn.fetch(
-            """SELECT adjustment_id, amount, match_reference FROM matching.adjustments
+            """SELECT adjustment_id, amount, match_reference, NULLIF(btrim(reference), '') AS named, payment_date,
+                      btrim(trace_number) AS trace_number, segment_ordinal, pair_index
+               FROM matching.adjustments
                WHERE tenant_id = $1 AND account_key = $2 AND reason_code = 'FB' AND amount > 0
-                 AND match_reference = $3 AND NULLIF(btrim(reference), '') IS DISTINCT FROM $3
-               ORDER BY payment_date DESC, segment_ordinal DESC, pair_index DESC FOR UPDATE""",
+               ORDER BY payment_date, btrim(trace_number), segment_ordinal, pair_index, adjustment_id
+               FOR UPDATE""",
             tenant_id,
             account,
-            reference,
         )
         return [
-            ForwardingApplication(r["adjustment_id"], r["amount"], r["match_reference"], False) for r in rows
+            ForwardingApplication(
+                r["adjustment_id"],
+                r["amount"],
+                r["match_reference"],
+                r["named"],
+                r["payment_date"],
+                r["trace_number"],
+                r["segment_ordinal"],
+                r["pair_index"],
+            )
+            for r in rows
         ]
 
     async def move_forwarding_application(

@@ -11,6 +11,14 @@ from services.matching.records import RecordedRefund, RecoveredTotals, RefundCre
 from services.matching.repository import Splits
 from services.matching.store._base import PgBase
 
+RANK = """CASE WHEN l.kind = 'netting' THEN '0'
+                WHEN a.adjustment_id IS NULL THEN '2'
+                ELSE '1 ' || btrim(a.trace_number) || ' ' || lpad(a.segment_ordinal::text, 6, '0') || ' '
+                     || lpad(a.pair_index::text, 3, '0') END"""
+"""A recovery's place among those of its business date (:class:`~services.matching.domain.Dated`): the
+claim netting of the day first, then PLB pairs by TRN02 and PLB position, then staff's money — the order
+the remittances of one day are read in, never the order our services saw them."""
+
 
 class PgMoney(PgBase):
     """Allocations, interest charges and refund credits."""
@@ -60,7 +68,8 @@ class PgMoney(PgBase):
     async def netting_remittances(self, tenant_id: str, rid: UUID) -> list[UUID]:
         rows = await self.conn.fetch(
             """SELECT DISTINCT remittance_id FROM matching.allocations
-               WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'netting' AND to_interest + to_principal > 0""",
+               WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'netting' AND to_interest + to_principal > 0
+               ORDER BY remittance_id""",
             tenant_id,
             rid,
         )
@@ -161,14 +170,17 @@ class PgMoney(PgBase):
             rid,
         )
         recoveries = await self.conn.fetch(
-            """SELECT allocation_id::text AS key, effective_date AS day, to_interest + to_principal AS amount
-               FROM matching.allocations WHERE tenant_id = $1 AND receivable_id = $2""",
+            f"""SELECT l.allocation_id::text AS key, l.effective_date AS day,
+                       l.to_interest + l.to_principal AS amount, {RANK} AS rank
+                FROM matching.allocations l LEFT JOIN matching.adjustments a
+                  ON a.tenant_id = l.tenant_id AND a.adjustment_id = l.adjustment_id
+                WHERE l.tenant_id = $1 AND l.receivable_id = $2""",  # noqa: S608 (a fixed expression)
             tenant_id,
             rid,
         )
         return (
             [Dated(r["key"], r["day"], r["amount"]) for r in charges],
-            [Dated(r["key"], r["day"], r["amount"]) for r in recoveries],
+            [Dated(r["key"], r["day"], r["amount"], r["rank"]) for r in recoveries],
         )
 
     async def set_splits(self, tenant_id: str, splits: Splits) -> None:

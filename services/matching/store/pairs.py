@@ -7,6 +7,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from contracts.events import ProviderAdjustmentReceived
+from contracts.money import ZERO
 from services.matching.records import Displaced, StoredPair
 from services.matching.store._base import PAIR_COLUMNS, PgBase, pair_of
 
@@ -60,7 +61,8 @@ class PgPairs(PgBase):
             f"""SELECT {PAIR_COLUMNS} FROM matching.adjustments WHERE tenant_id = $1 AND account_key = $2
                    AND (unmatched_amount > 0 OR awaiting_refund > 0) AND reason_code = 'WO'
                    AND match_keys && $3::text[]
-                ORDER BY payment_date, segment_ordinal, pair_index FOR UPDATE""",  # noqa: S608 (fixed columns)
+                ORDER BY payment_date, btrim(trace_number) COLLATE "C", segment_ordinal, pair_index, adjustment_id
+                FOR UPDATE""",  # noqa: S608 (fixed columns)
             tenant_id,
             account,
             keys,
@@ -109,7 +111,7 @@ class PgPairs(PgBase):
             tenant_id,
             adjustment_id,
         )
-        return [r["receivable_id"] for r in rows]
+        return sorted({r["receivable_id"] for r in rows})
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         await self.conn.execute(
@@ -148,10 +150,14 @@ class PgPairs(PgBase):
         self, tenant_id: str, rid: UUID, after: date, amount: Decimal, reason: str
     ) -> list[Displaced]:
         rows = await self.conn.fetch(
-            """SELECT allocation_id, adjustment_id, to_interest + to_principal AS total FROM matching.allocations
-               WHERE tenant_id = $1 AND receivable_id = $2 AND kind = 'offset' AND effective_date > $3
-                 AND to_interest + to_principal > 0
-               ORDER BY effective_date DESC, allocation_id DESC FOR UPDATE""",
+            """SELECT l.allocation_id, l.adjustment_id, l.kind, l.to_interest + l.to_principal AS total
+               FROM matching.allocations l JOIN matching.adjustments a
+                 ON a.tenant_id = l.tenant_id AND a.adjustment_id = l.adjustment_id
+               WHERE l.tenant_id = $1 AND l.receivable_id = $2 AND l.kind IN ('offset', 'refund')
+                 AND l.effective_date > $3 AND l.to_interest + l.to_principal > 0
+               ORDER BY l.effective_date DESC, btrim(a.trace_number) COLLATE "C" DESC, a.segment_ordinal DESC,
+                        a.pair_index DESC, l.allocation_id DESC
+               FOR UPDATE OF l, a""",
             tenant_id,
             rid,
             after,
@@ -163,26 +169,94 @@ class PgPairs(PgBase):
                 break
             take = min(left, row["total"])
             left -= take
-            await self.conn.execute(
-                """UPDATE matching.allocations SET to_interest = LEAST(to_interest, $3::numeric),
-                       to_principal = $3::numeric - LEAST(to_interest, $3::numeric)
-                   WHERE tenant_id = $1 AND allocation_id = $2""",
+            refund = row["kind"] == "refund"
+            pair = await self._take_back(
                 tenant_id,
                 row["allocation_id"],
-                row["total"] - take,
-            )
-            pair = await self.conn.fetchrow(
-                f"""UPDATE matching.adjustments SET unmatched_amount = unmatched_amount + $3::numeric, reason = $4,
-                       bucket = CASE WHEN unmatched_amount + $3::numeric = amount THEN 'unmatched' ELSE bucket END
-                    WHERE tenant_id = $1 AND adjustment_id = $2 RETURNING {PAIR_COLUMNS}""",  # noqa: S608
-                tenant_id,
                 row["adjustment_id"],
+                row["total"] - take,
                 take,
+                refund,
                 reason,
             )
             if pair is not None:
-                touched.append(Displaced(pair_of(pair), take))
+                touched.append(Displaced(pair, take, refund))
         return touched
+
+    async def withdraw_guesses(
+        self, tenant_id: str, account: str, rid: UUID, keys: list[str], reason: str
+    ) -> list[Displaced]:
+        rows = await self.conn.fetch(
+            """SELECT l.allocation_id, l.adjustment_id, l.receivable_id, l.kind,
+                      l.to_interest + l.to_principal AS total
+               FROM matching.allocations l JOIN matching.adjustments a
+                 ON a.tenant_id = l.tenant_id AND a.adjustment_id = l.adjustment_id
+               WHERE l.tenant_id = $1 AND a.account_key = $2 AND l.receivable_id <> $3
+                 AND l.kind IN ('offset', 'refund') AND l.to_interest + l.to_principal > 0
+                 AND a.reason_code = 'WO' AND a.match_method LIKE 'scored:%' AND a.match_keys && $4::text[]
+               ORDER BY a.payment_date, btrim(a.trace_number) COLLATE "C", a.segment_ordinal, a.pair_index,
+                        l.allocation_id
+               FOR UPDATE OF l, a""",
+            tenant_id,
+            account,
+            rid,
+            keys,
+        )
+        touched: list[Displaced] = []
+        for row in rows:
+            refund = row["kind"] == "refund"
+            pair = await self._take_back(
+                tenant_id,
+                row["allocation_id"],
+                row["adjustment_id"],
+                ZERO,
+                row["total"],
+                refund,
+                reason,
+                True,
+            )
+            if pair is not None:
+                touched.append(Displaced(pair, row["total"], refund, row["receivable_id"]))
+        return touched
+
+    async def _take_back(
+        self,
+        tenant_id: str,
+        allocation_id: UUID,
+        adjustment_id: UUID,
+        kept: Decimal,
+        taken: Decimal,
+        refund: bool,
+        reason: str,
+        unguess: bool = False,
+    ) -> StoredPair | None:
+        """An allocation keeps ``kept``; its pair gets ``taken`` back: unmatched (re-explained by ``reason``),
+        or awaiting as a refund; ``unguess`` clears the scored method that applied it."""
+        await self.conn.execute(
+            """UPDATE matching.allocations SET to_interest = LEAST(to_interest, $3::numeric),
+                   to_principal = $3::numeric - LEAST(to_interest, $3::numeric)
+               WHERE tenant_id = $1 AND allocation_id = $2""",
+            tenant_id,
+            allocation_id,
+            kept,
+        )
+        pair = await self.conn.fetchrow(
+            f"""UPDATE matching.adjustments SET
+                   match_method = CASE WHEN $6 THEN NULL ELSE match_method END,
+                   unmatched_amount = unmatched_amount + CASE WHEN $5 THEN 0 ELSE $3::numeric END,
+                   awaiting_refund = awaiting_refund + CASE WHEN $5 THEN $3::numeric ELSE 0 END,
+                   reason = CASE WHEN $5 THEN reason ELSE $4 END,
+                   bucket = CASE WHEN NOT $5 AND unmatched_amount + $3::numeric = amount THEN 'unmatched'
+                                 ELSE bucket END
+                WHERE tenant_id = $1 AND adjustment_id = $2 RETURNING {PAIR_COLUMNS}""",  # noqa: S608
+            tenant_id,
+            adjustment_id,
+            taken,
+            reason,
+            refund,
+            unguess,
+        )
+        return None if pair is None else pair_of(pair)
 
     async def park_action(
         self,

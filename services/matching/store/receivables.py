@@ -84,7 +84,8 @@ class PgReceivables(PgBase):
 
     async def receivable_keys(self, tenant_id: str, rid: UUID) -> list[str]:
         rows = await self.conn.fetch(
-            "SELECT DISTINCT key FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2",
+            """SELECT key FROM matching.receivable_keys WHERE tenant_id = $1 AND receivable_id = $2
+               GROUP BY key ORDER BY key COLLATE "C" """,
             tenant_id,
             rid,
         )
@@ -96,7 +97,8 @@ class PgReceivables(PgBase):
         for kind, key in candidates:
             rows = await self.conn.fetch(
                 """SELECT DISTINCT receivable_id FROM matching.receivable_keys
-                   WHERE tenant_id = $1 AND account_key = $2 AND kind = $3 AND key = $4""",
+                   WHERE tenant_id = $1 AND account_key = $2 AND kind = $3 AND key = $4
+                   ORDER BY receivable_id""",
                 tenant_id,
                 account,
                 kind,
@@ -111,7 +113,8 @@ class PgReceivables(PgBase):
             """SELECT DISTINCT k.receivable_id FROM matching.receivable_keys k
                JOIN matching.receivables r USING (tenant_id, receivable_id)
                WHERE k.tenant_id = $1 AND r.payer_id = $2 AND k.key = $3 AND k.kind IN ('reference', 'icn')
-                 AND r.merged_into IS NULL""",
+                 AND r.merged_into IS NULL
+               ORDER BY k.receivable_id""",
             tenant_id,
             payer_id,
             key,
@@ -123,14 +126,15 @@ class PgReceivables(PgBase):
             """SELECT r.receivable_id, r.principal, r.determination_date,
                       r.principal + r.interest_accrued - r.principal_recovered - r.interest_recovered - r.written_off
                           AS open_balance,
-                      COALESCE(array_agg(k.key) FILTER (WHERE k.key IS NOT NULL), '{}') AS keys
+                      COALESCE(array_agg(k.key ORDER BY k.key COLLATE "C") FILTER (WHERE k.key IS NOT NULL), '{}')
+                          AS keys
                FROM matching.receivables r
                LEFT JOIN matching.receivable_keys k USING (tenant_id, receivable_id)
                WHERE r.tenant_id = $1 AND r.account_key = $2 AND NOT r.paused AND r.merged_into IS NULL
                GROUP BY r.receivable_id, r.principal, r.determination_date, r.principal_recovered, r.interest_accrued,
                         r.interest_recovered, r.written_off, r.reference
                HAVING r.principal + r.interest_accrued - r.principal_recovered - r.interest_recovered - r.written_off > 0
-               ORDER BY r.determination_date, r.reference""",
+               ORDER BY r.determination_date, r.reference COLLATE "C", r.receivable_id""",
             tenant_id,
             account,
         )

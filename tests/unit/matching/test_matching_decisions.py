@@ -69,18 +69,25 @@ def test_a_refund_pair_without_its_receivable_waits_outside_the_work_queue() -> 
     assert "FCN9" in waiting.reason
 
 
+def fb(
+    amount: str, named: str | None, paid: str, trace: str, now: str | None = None
+) -> ForwardingApplication:
+    return ForwardingApplication(uuid4(), D(amount), now, named, date.fromisoformat(paid), trace, 1, 1)
+
+
 def test_a_positive_fb_without_reference_takes_the_oldest_balance_that_fits() -> None:
     balances = [
         ForwardingBalance("TRN-A", D("30.00"), D("0"), date(2026, 6, 1)),
         ForwardingBalance("TRN-B", D("80.00"), D("0"), date(2026, 6, 5)),
     ]
-    decision = forwarding_rules.applied(D("50.00"), None, "EFT9", balances, [], quote)
-    assert (decision.key, decision.moves) == ("TRN-B", ())
+    unnamed, too_big = fb("50.00", None, "2026-07-01", "EFT9"), fb("500.00", None, "2026-07-02", "EFT10")
+    placed = forwarding_rules.assign(balances, [unnamed, too_big], quote)
+    decision = placed[unnamed.adjustment_id]
+    assert decision.key == "TRN-B"
     assert (
         decision.reason is not None and "<TRN-B>" in decision.reason and "has no reference" in decision.reason
     )
-    nowhere = forwarding_rules.applied(D("500.00"), None, " EFT9", balances, [], quote)
-    assert nowhere.key == " EFT9"
+    assert placed[too_big.adjustment_id] == forwarding_rules.Placement("EFT10", forwarding_rules.UNPLACED)
 
 
 def test_a_named_balance_is_reclaimed_from_fbs_that_did_not_name_it() -> None:
@@ -88,19 +95,39 @@ def test_a_named_balance_is_reclaimed_from_fbs_that_did_not_name_it() -> None:
         ForwardingBalance("TRN-A", D("50.00"), D("50.00"), date(2026, 6, 1)),
         ForwardingBalance("TRN-B", D("50.00"), D("0"), date(2026, 6, 5)),
     ]
-    early = ForwardingApplication(uuid4(), D("50.00"), "TRN-A", named=False)
-    decision = forwarding_rules.applied(D("50.00"), "TRN-A", "EFT9", balances, [early], quote)
-    assert decision.key == "TRN-A" and decision.reason is None
-    [move] = decision.moves
+    early = fb("50.00", None, "2026-07-01", "EFT8", now="TRN-A")
+    named = fb("50.00", "TRN-A", "2026-06-20", "EFT9")
+    placed = forwarding_rules.assign(balances, [early, named], quote)
+    assert placed[named.adjustment_id] == forwarding_rules.Placement("TRN-A", None)
+    [move] = forwarding_rules.moves([early], placed, quote)
     assert (move.adjustment_id, move.source, move.dest) == (early.adjustment_id, "TRN-A", "TRN-B")
 
 
 def test_an_opened_balance_takes_back_what_arrived_before_it_while_it_fits() -> None:
-    named = ForwardingApplication(uuid4(), D("70.00"), None, named=True)
-    small = ForwardingApplication(uuid4(), D("20.00"), "TRN-X", named=False)
-    too_big = ForwardingApplication(uuid4(), D("40.00"), "TRN-X", named=False)
-    moves = forwarding_rules.opened("TRN-A", D("100.00"), [named, small, too_big], quote)
-    assert [(m.adjustment_id, m.dest) for m in moves] == [
-        (named.adjustment_id, "TRN-A"),
-        (small.adjustment_id, "TRN-A"),
+    balances = [ForwardingBalance("TRN-A", D("100.00"), D("0"), date(2026, 6, 1))]
+    named = fb("70.00", "TRN-A", "2026-06-10", "EFT1", now="TRN-A")
+    small = fb("20.00", None, "2026-06-11", "EFT2", now="EFT2")
+    too_big = fb("40.00", None, "2026-06-12", "EFT3", now="EFT3")
+    before = fb("5.00", None, "2026-05-30", "EFT0", now="EFT0")
+    stored = [named, small, too_big, before]
+    moves = forwarding_rules.moves(stored, forwarding_rules.assign(balances, stored, quote), quote)
+    assert [(m.adjustment_id, m.dest) for m in moves] == [(small.adjustment_id, "TRN-A")]
+
+
+def test_unnamed_fbs_are_placed_in_business_date_order_whatever_came_first() -> None:
+    """Finding 10 (payer 60054 in CI): an unnamed FB of 0.51 arrived first and took the older balance, so the
+    unnamed FB of 122.43 that the older balance was carried for found no room and waited on a key of its own."""
+    balances = [
+        ForwardingBalance("T12", D("122.43"), D("0.51"), date(2026, 1, 12)),
+        ForwardingBalance("T16", D("0.51"), D("0"), date(2026, 1, 16)),
+        ForwardingBalance("T14", D("0"), D("122.43"), None),
+    ]
+    big = fb("122.43", None, "2026-01-14", "T14", now="T14")
+    small = fb("0.51", None, "2026-01-18", "T18", now="T12")
+    placed = forwarding_rules.assign(balances, [small, big], quote)
+    assert (placed[big.adjustment_id].key, placed[small.adjustment_id].key) == ("T12", "T16")
+    moves = forwarding_rules.moves([small, big], placed, quote)
+    assert [(m.adjustment_id, m.source, m.dest) for m in moves] == [
+        (big.adjustment_id, "T14", "T12"),
+        (small.adjustment_id, "T12", "T16"),
     ]

@@ -85,4 +85,4 @@ async def test_the_fb_naming_a_balance_reclaims_it_from_an_unnamed_one() -> None
     assert balances(story) == {"T1": (D("100.00"), D("100.00")), "T2": (D("100.00"), D("100.00"))}
     unnamed = story.stored_pairs()[2]
     assert unnamed.match_reference == "T2"
-    assert "T1 was named by a later FB" in unnamed.reason
+    assert "T2 applied (oldest open balance that takes it" in unnamed.reason
