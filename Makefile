@@ -33,13 +33,9 @@ run: setup
 run-keep: setup
 	$(PY) -m cli run --keep
 
-## the whole test suite; starts and stops its own Kafka and PostgreSQL. The oracle differential runs in a
-## session of its own, on a fresh ledger: after the rest of the suite in one session it has failed on examples
-## that pass alone (an interaction with earlier tests' rows, not yet understood: see the closing note of session 8)
-ORACLE := tests/integration/test_oracle_differential.py
+## the whole test suite, in one session; starts and stops its own Kafka and PostgreSQL
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider --deselect $(ORACLE)::test_pipeline_equals_the_oracle
-	$(PY) -m pytest -q -p no:cacheprovider $(ORACLE)
+	$(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/contract
