@@ -256,7 +256,7 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         if with_letter:
             letter_day = day0 + timedelta(days=draw(st.integers(-10, 5)))
             names = draw(st.sampled_from([rev, corr] if on("cite_corrected") else [rev]))
-            more = on("letter_amount") and (deferred or not awaiting_fix("SKIP_LETTER_ABOVE_NETTED_CLAIM"))
+            more = on("letter_amount")
             demanded = amount + (draw(st.sampled_from([D("0"), D("0"), D("12.34")])) if more else 0)
             world.letters.append(Letter(payer[0], PAYEE, fcn, demanded, letter_day, (names,)))
             world.story.append(f"{ymd(letter_day)} letter {fcn} {demanded} (debt {index}) lists {names}")
@@ -282,9 +282,7 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
             world.story.append(f"{ymd(letter_day)} letter {fcn} {amount} (debt {index})")
 
     # recoveries: positive WOs (some larger than the payment: FB), or a refund acknowledged (72 + WO)
-    if settled_at_once and (
-        awaiting_fix("SKIP_WO_AFTER_NETTING") or not (on("over_recovery") and draw(st.integers(0, 4)) == 0)
-    ):
+    if settled_at_once and not (on("over_recovery") and draw(st.integers(0, 4)) == 0):
         return
     day = max(day0, letter_day or day0)
     remaining = amount
@@ -339,8 +337,6 @@ def debt_story(draw: st.DrawFn, world: World, index: int) -> None:  # noqa: PLR0
         reference = draw(st.sampled_from(debt.ids))
         kind = draw(st.sampled_from(["write_off", "refund_sent"]))
         money = None if kind == "write_off" else min(draw(cents), amount)
-        if medicare(payer) and awaiting_fix("SKIP_MEDICARE_STAFF_MONEY"):
-            return
         world.actions.append(StaffAction(kind, payer[0], PAYEE, reference, day, money))
         world.story.append(
             f"{ymd(day)} staff {kind} {reference} {money or '(the open balance)'} (debt {index})"
@@ -367,16 +363,6 @@ def worlds(draw: st.DrawFn) -> tuple[World, date, int]:
         remittance(
             world, draw(payers()), day, [filler(world, D("40.00"))], pairs, "refund of an unknown receivable"
         )
-    balances = [fb_payer for fb_payer, _, _ in world.forwarded]
-    for fb_payer, trace, applying in world.forwarded:
-        if (
-            applying is not None
-            and balances.count(fb_payer) > 1
-            and awaiting_fix("SKIP_UNNAMED_FB_BESIDE_OTHER_BALANCES")
-        ):
-            name, content = world.files[applying]
-            world.files[applying] = (name, content.replace(b"*FB*", f"*FB:{trace}*".encode(), 1))
-            world.story.append(f"(the FB applying {trace} names it after all)")
     if on("duplicates") and world.files:
         for again in draw(st.lists(st.sampled_from(list(world.files)), max_size=2)):
             world.files.append(again)
@@ -612,9 +598,6 @@ def differences(expected: Result, found: dict[str, Any]) -> list[str]:  # noqa: 
     }
     for ref, bucket in expected.buckets.items():
         k = (ref.trace, ref.code, ref.ordinal)
-        partly = bucket == "allocated" and queue_want.get(k, D("0.00")) > 0
-        if partly and awaiting_fix("LENIENT_REMATCHED_BUCKET") and buckets_got.get(k) == "unmatched":
-            continue
         if buckets_got.get(k) != bucket:
             problems.append(
                 f"PLB pair {k} ({ref.reference!r}): expected bucket {bucket}, ledger {buckets_got.get(k)}"
