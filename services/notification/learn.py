@@ -14,7 +14,9 @@ Deploy intake before notification: a notification that no longer reads claim pay
 of the backlog in a patient tokens event. This path stays cheap otherwise too (issue #18.2):
 
 - each record is read through a tolerant model of just the fields used (tenant, account, the digests or
-  numbers); a record that does not even have those is its own consumers' to dead-letter and is skipped here;
+  numbers). A patient tokens record that does not even have those is dead-lettered here: this stage is that
+  topic's only consumer, so skipping it would drop it silently. An overpayment record that unreadable is
+  matching's to dead-letter, and is skipped here;
 - the idempotency id is read the same way (:func:`learn_id`), not by decoding the whole envelope;
 - the digests of a whole batch are written in one statement (``store.add_tokens``: tokens, their lengths and
   the account's token generation), so a batch costs one round trip whatever its size.
@@ -100,31 +102,43 @@ def learn_id(incoming: Incoming) -> str:
 
 
 def tokens_of(incoming: Incoming) -> list[LearntToken]:
-    """The digests a patient-tokens or overpayment record teaches (none when it cannot be read). Intake's
-    digests are taken as they come: ``shared.phi`` made them there, as it does here for an overpayment."""
+    """The digests a patient-tokens or overpayment record teaches. Intake's digests are taken as they come:
+    ``shared.phi`` made them there, as it does here for an overpayment. An unreadable overpayment teaches
+    nothing (matching dead-letters it); an unreadable patient tokens record raises ``ValidationError``."""
+    if incoming.topic != OVERPAYMENTS.name:
+        seen = _TokensRecord.model_validate_json(incoming.value)
+        return [
+            LearntToken(seen.tenant_id, seen.account_key, "id", t.length, t.digest, t.alphanumeric)
+            for t in seen.payload.tokens
+        ]
     try:
-        if incoming.topic == OVERPAYMENTS.name:
-            over = _OverpaymentRecord.model_validate_json(incoming.value)
-            tenant, key, numbers = over.tenant_id, over.account_key, over.payload.patient_control_numbers
-        else:
-            seen = _TokensRecord.model_validate_json(incoming.value)
-            return [
-                LearntToken(seen.tenant_id, seen.account_key, "id", t.length, t.digest, t.alphanumeric)
-                for t in seen.payload.tokens
-            ]
+        over = _OverpaymentRecord.model_validate_json(incoming.value)
     except ValidationError:
         log.warning("not learning from %s: not a readable envelope", incoming.topic)
         return []
-    return [LearntToken(tenant, key, kind, n, d, a) for kind, n, d, a in phi.shaped_token_rows("id", numbers)]
+    numbers = over.payload.patient_control_numbers
+    return [
+        LearntToken(over.tenant_id, over.account_key, kind, n, d, a)
+        for kind, n, d, a in phi.shaped_token_rows("id", numbers)
+    ]
 
 
 def learner(store: NotificationStore) -> BatchHandler:
     """The batch handler of ``remit.patient-tokens.v1`` and ``remit.overpayments.v1``: one statement per
-    batch, nothing published."""
+    batch, nothing published; an unreadable patient tokens record is dead-lettered (``invalid_message``)."""
 
     async def learn(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
-        await store.add_tokens(conn, [t for incoming in batch for t in tokens_of(incoming)])
-        return [[] for _ in batch]
+        learnt: list[LearntToken] = []
+        given: list[PerInput] = []
+        for incoming in batch:
+            try:
+                learnt += tokens_of(incoming)
+            except ValidationError as exc:
+                given.append(exc)
+            else:
+                given.append([])
+        await store.add_tokens(conn, learnt)
+        return given
 
     return BatchHandler(learn)
 
