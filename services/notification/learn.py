@@ -94,11 +94,13 @@ class _EventId(BaseModel):
 def learn_id(incoming: Incoming) -> str:
     """The learning agent's own idempotency ids: it reads other stages' topics, so an event id it records must
     never make this stage's other agents take their own input with the same id for done. Input without an
-    event id is not this agent's to dead-letter (its consumers do): it gets the digest of its bytes."""
+    event id gets the digest of its bytes. The topic is part of every id: the same bytes on both topics
+    (a poison record sent to each) are two inputs, and taking the second for a duplicate of the first would
+    skip a patient tokens record this stage alone must dead-letter."""
     try:
-        return f"learn:{_EventId.model_validate_json(incoming.value).event_id}"
+        return f"learn:{incoming.topic}:{_EventId.model_validate_json(incoming.value).event_id}"
     except ValidationError:
-        return f"learn:sha256:{hashlib.sha256(incoming.value).hexdigest()}"
+        return f"learn:{incoming.topic}:sha256:{hashlib.sha256(incoming.value).hexdigest()}"
 
 
 def tokens_of(incoming: Incoming) -> list[LearntToken]:
