@@ -140,7 +140,14 @@ def shaped_token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[Toke
         for part in parts:
             token = normalise(part)
             if len(token) >= MIN_ID:
-                rows.add((kind, len(token), digest(part), _ALPHANUMERIC.fullmatch(token) is not None))
+                rows.add(
+                    (
+                        kind,
+                        len(token),
+                        _digest_bytes(token.encode()),
+                        _ALPHANUMERIC.fullmatch(token) is not None,
+                    )
+                )
     return sorted(rows)
 
 
