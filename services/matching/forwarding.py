@@ -73,8 +73,9 @@ async def _place(
         for a in await m.repo.forwarding_applications(tenant, account)
         if mine is None or a.adjustment_id != mine.adjustment_id
     ]
-    placed = forwarding_rules.assign(balances, [*stored, *([mine] if mine else [])], _quote(m, env))
-    for move in forwarding_rules.moves(stored, placed, _quote(m, env)):
+    quote = _quote(m, env)
+    placed = forwarding_rules.assign(balances, [*stored, *([mine] if mine else [])], quote)
+    for move in forwarding_rules.moves(stored, placed, quote):
         await m.repo.move_forwarding_application(
             tenant, account, move.adjustment_id, move.amount, move.source, move.dest, move.reason
         )
