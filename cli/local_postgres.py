@@ -108,6 +108,12 @@ def start_postgres(
         "max_connections=200",
         "shared_buffers=256MB",
         "log_min_messages=warning",
+        # Every stage runs its statements as prepared statements whose generic plan PostgreSQL picks on the
+        # tables as they are then; a stack that starts empty plans its look-ups as sequential scans and keeps
+        # those plans until an ANALYZE of the table invalidates them. With the default one-minute naptime the
+        # first minute of a fresh ledger (every test, every bench run) ran on plans made for empty tables:
+        # 2.1 ms instead of 0.09 ms per PHI token look-up (devtools/bench/README.md, session 10).
+        "autovacuum_naptime=5s",
     ]
     if not durable:
         settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
