@@ -15,6 +15,7 @@ live in the metadata the controller serves).
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -61,6 +62,11 @@ __all__ = [
 # --- the whole stack ---------------------------------------------------------------------------------------------
 
 
+def phi_key_of_environment() -> str:
+    """``OFFSETSTREAM_PHI_KEY`` when set, else a fresh random key (never a default one)."""
+    return os.environ.get("OFFSETSTREAM_PHI_KEY") or secrets.token_hex(32)
+
+
 @dataclass
 class Stack:
     """A running local broker + database (+ service processes), recorded in ``state.json`` for ``infra down``."""
@@ -71,6 +77,10 @@ class Stack:
     postgres: PostgresInfo
     services: dict[str, int]
     web_ports: dict[str, int] = field(default_factory=dict)
+    phi_key: str = field(default_factory=phi_key_of_environment)
+    """The key of this stack's PHI digests (``OFFSETSTREAM_PHI_KEY``, shared.phi.configure_key): the
+    environment's when it has one (an operator's, the test session's), else random for this stack. Intake and
+    notification must share it, so every process of the stack gets it from here."""
 
     @property
     def state_file(self) -> Path:
@@ -85,6 +95,7 @@ class Stack:
         env.update(
             OFFSETSTREAM_DATABASE_URL=self.postgres.dsn,
             OFFSETSTREAM_DATA_DIR=str(Path(self.root) / "data"),
+            OFFSETSTREAM_PHI_KEY=self.phi_key,
         )
         env.update(extra)
         return env
@@ -100,6 +111,7 @@ class Stack:
         defaults: dict[str, object] = {
             "database_url": self.postgres.dsn,
             "data_dir": Path(self.root) / "data",
+            "phi_key": self.phi_key,
         }
         return self.kafka.settings(principal, **{**defaults, **overrides})
 
@@ -119,6 +131,7 @@ class Stack:
             postgres=PostgresInfo(**raw["postgres"]),
             services=raw["services"],
             web_ports=raw.get("web_ports", {}),
+            phi_key=raw.get("phi_key") or phi_key_of_environment(),
         )
 
     def start_service(

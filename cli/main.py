@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import dlt_commands, options, report, staff, users, work_items
+from cli import dlt_commands, options, phi_commands, report, staff, users, work_items
 from contracts.topics import INTAKE
 from shared.settings import REPO_ROOT, Settings, get_settings
 
@@ -347,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--format", **feed_format, help="feed parser name, e.g. x12_835")
     dlt_commands.add_parser(sub)
+    phi_commands.add_parser(sub)
     for command in _commands().values():
         command.add_parser(sub)
     staff.add_parsers(sub, settings)
@@ -438,6 +439,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_watch(args.folder, args.tenant, args.interval, args.format_hint))
     if args.command == "dlt":
         return dlt_commands.run(args)
+    if args.command == "phi":
+        return phi_commands.run(args)
     if args.command in _commands():
         return int(_commands()[args.command].run(args))
     if args.command == "db":

@@ -84,9 +84,17 @@ def _example_id(name: str) -> UUID:
     return uuid5(_EXAMPLE_NAMESPACE, name)
 
 
+_EXAMPLE_PHI_KEY = hashlib.sha256(
+    b"offsetstream phi digest key v1:" + b"an-example-key-never-deployed-anywhere"
+).digest()
+
+
 def _token_digest(token: str) -> str:
-    """``shared.phi.digest`` of an example token, spelt out here: contracts import nothing of the services."""
-    return hashlib.blake2b(token.encode(), digest_size=16, person=b"offsetstream-phi").hexdigest()
+    """``shared.phi.digest`` of an example token under an example key (``OFFSETSTREAM_PHI_KEY``; a deployment's
+    own key gives other digests), spelt out here: contracts import nothing of the services."""
+    return hashlib.blake2b(
+        token.encode(), digest_size=16, person=b"offsetstream-phi", key=_EXAMPLE_PHI_KEY
+    ).hexdigest()
 
 
 def example_payloads() -> dict[type[BaseModel], BaseModel]:

@@ -35,6 +35,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 from contracts.events import AlertRaised
 from contracts.references import LAYOUTS, ReferenceLayout
 
@@ -104,9 +106,57 @@ def normalise(token: str) -> str:
     return token.strip().upper()
 
 
-_BLAKE = hashlib.blake2b(digest_size=16, person=_PERSON)
-"""The digest's parameters, set once: copying a prepared hash is about twice as fast as building one, and the
-scanner below takes a digest of every window of every outbound text."""
+@dataclass
+class _Keying:
+    """The digest's parameters, set once (:func:`configure_key`): copying a prepared hash is about twice as fast
+    as building one, and the scanner below takes a digest of every window of every outbound text. Until a key
+    is configured the digest is unkeyed, which is enough for tokens that never leave the process (a dead
+    letter's own patients, :func:`tokens_in_record`) and refused for those that are published or stored
+    (:func:`shaped_token_rows`, :func:`candidates`)."""
+
+    blake: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16, person=_PERSON))
+    keyed: bool = False
+
+
+_KEYING = _Keying()
+_KEY_DERIVATION = b"offsetstream phi digest key v1:"
+
+
+class PhiKeyError(ValueError):
+    """No usable ``OFFSETSTREAM_PHI_KEY`` where digests are published or stored. Messages name the setting,
+    never the value."""
+
+
+def configure_key(secret: SecretStr | str | None) -> None:
+    """Key every digest of this process with the deployment's secret (``OFFSETSTREAM_PHI_KEY``); intake and
+    notification call it when they are built, and refuse to start without a usable key.
+
+    Why a key: a patient control number is often a short run of digits. Unkeyed, anyone who can read
+    ``remit.patient-tokens.v1`` or ``notification.sensitive_tokens`` could digest every number up to ten digits
+    and read the table back as PHI. Keyed, the digests are only comparable by a process that holds the key.
+    Intake (which publishes digests) and notification (which stores and compares them) must hold the same
+    one; changing it makes what notification learnt unreadable until ``offsetstream phi relearn`` runs."""
+    from shared.webhook import weakness  # the same rules as every other secret of the deployment
+
+    if secret is None:
+        raise PhiKeyError(
+            "OFFSETSTREAM_PHI_KEY is not set: intake and notification key the digests of patient control numbers "
+            "with it; generate one with python -c 'import secrets; print(secrets.token_hex(32))' and give both "
+            "the same value"
+        )
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    if why := weakness(value):
+        raise PhiKeyError(f"OFFSETSTREAM_PHI_KEY cannot key PHI digests: {why}")
+    key = hashlib.sha256(_KEY_DERIVATION + value.encode()).digest()
+    _KEYING.blake = hashlib.blake2b(digest_size=16, person=_PERSON, key=key)
+    _KEYING.keyed = True
+
+
+def key_configured() -> bool:
+    """Whether this process's digests are keyed (:func:`configure_key`)."""
+    return _KEYING.keyed
+
+
 _ASCII_SPACE = frozenset(i for i in range(128) if chr(i).isspace())
 
 
@@ -116,21 +166,33 @@ def digest(token: str) -> str:
 
 
 def _digest_bytes(data: bytes | memoryview) -> str:
-    h = _BLAKE.copy()
+    h = _KEYING.blake.copy()
     h.update(data)
     return h.hexdigest()
 
 
 def token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str]]:
-    """(kind, length, digest) of every value worth masking; names are split into their words."""
-    return sorted({(k, n, d) for k, n, d, _ in shaped_token_rows(kind, values)})
+    """(kind, length, digest) of every value worth masking; names are split into their words. For tokens kept
+    in this process (:class:`Tokens`), keyed or not."""
+    return sorted({(k, n, d) for k, n, d, _ in _shaped_rows(kind, values)})
 
 
 def shaped_token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str, bool]]:
     """(kind, length, digest, alphanumeric) of every value worth masking: :func:`token_rows` with whether the
     normalised token is ASCII letters and digits only. Kept per account and length (never per token), it lets
     :func:`candidates` look for tokens of a length whose tokens are all alphanumeric only inside runs of
-    letters and digits, the only place such a token can sit."""
+    letters and digits, the only place such a token can sit.
+
+    These rows are published (intake) or stored (notification), so they are made only with a configured key
+    (:func:`configure_key`): an unkeyed digest of a short number is the number."""
+    if not _KEYING.keyed:
+        raise PhiKeyError(
+            "PHI digests to publish or store need OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)"
+        )
+    return _shaped_rows(kind, values)
+
+
+def _shaped_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[TokenKind, int, str, bool]]:
     rows: set[tuple[TokenKind, int, str, bool]] = set()
     for value in values:
         if kind == "name":
@@ -275,6 +337,12 @@ def candidates(
     Such a token, glued to other text or not, lies inside one run of letters and digits of the upper-cased
     text, so only windows inside those runs are digested (each distinct run once) — in prose with dates and
     amounts a fraction of every window; a length with any other token is looked for everywhere."""
+    if (
+        not _KEYING.keyed
+    ):  # unkeyed windows would match no stored digest, and every token would go out unmasked
+        raise PhiKeyError(
+            "looking up stored PHI digests needs OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)"
+        )
     pairs = list(lengths)
     id_lengths = [n for k, n in pairs if k == "id"]
     name_lengths = [n for k, n in pairs if k == "name"]
@@ -294,7 +362,7 @@ def candidates(
 
 def _run_windows(runs: Iterable[str], lengths: list[int]) -> set[tuple[TokenKind, int, str]]:
     """Every window of those (ascending) lengths inside each run of ASCII letters and digits."""
-    copy = _BLAKE.copy
+    copy = _KEYING.blake.copy
     found: set[tuple[TokenKind, int, str]] = set()
     add = found.add
     for run in runs:

@@ -158,6 +158,13 @@ class Settings(BaseSettings):
     interest_tick_seconds: float = Field(
         default=3600.0, description="How often interest re-checks due periods."
     )
+    phi_key: SecretStr | None = Field(
+        default=None,
+        description="Secret that keys the digests of patient control numbers intake publishes and notification "
+        "stores and compares (shared.phi.configure_key; docs/security.md). Intake and notification need the same "
+        "one and refuse to start without it, or with an empty, placeholder or short (< 32 characters) one; `make "
+        "run` generates a random one for its own stack. Changing it: run `offsetstream phi relearn`.",
+    )
     webhook_url: str | None = Field(default=None, description="Webhook endpoint for notifications, if any.")
     webhook_secret: SecretStr | None = Field(
         default=None,

@@ -16,7 +16,14 @@ import pytest
 
 from cli.local_infra import Stack, start_stack
 from cli.runner import prepare
+from shared import phi
 from shared.settings import REPO_ROOT, Settings
+
+# One PHI digest key for the whole session, as one deployment has: the test process (which digests expected
+# tokens with shared.phi), the stages it builds in process and the service processes of the stack (Stack.env
+# passes it on) must all key digests alike. A value of the environment wins, as in production.
+os.environ.setdefault("OFFSETSTREAM_PHI_KEY", "offsetstream-test-session-phi-digest-key")
+phi.configure_key(os.environ["OFFSETSTREAM_PHI_KEY"])
 
 
 @pytest.fixture(scope="session")

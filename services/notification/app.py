@@ -24,7 +24,7 @@ from services.notification.channels import NotificationChannel
 from services.notification.engine import Notifier, load_routes
 from services.notification.store import NotificationStore
 from services.notification.timelines import policy_timelines
-from shared import clock, outbox, plugins
+from shared import clock, outbox, phi, plugins
 from shared.messages import BatchHandler
 from shared.settings import Settings, get_settings
 from shared.stream import Stage
@@ -38,6 +38,7 @@ def build(
 ) -> Stage:
     """The notification stage over these settings, payer policies (reference layouts and timelines),
     repository and configured channel plugins."""
+    phi.configure_key(settings.phi_key)  # learnt digests are keyed; unkeyed look-ups would mask nothing
     stage = Stage("notification", settings)
 
     def layout_of(tenant: str, payer: str) -> ReferenceLayout | None:

@@ -75,6 +75,8 @@ BAD: list[tuple[list[str], str]] = [
     (["dlt", "list", "--limit", "0"], "must be a whole number from 1"),
     (["dlt", "list", "--topic", "remit.intake.v1"], "invalid choice"),
     (["dlt", "list", "--tenant", "*"], "not a tenant id"),
+    (["phi", "relearn", "--tenant", "a/b"], "not a tenant id"),
+    (["phi", "forget"], "invalid choice"),
     (["dlt", "list", "--reason", " "], "must not be empty"),
     (["dlt", "show", "three"], "is not PARTITION:OFFSET"),
     (["dlt", "show", "0:-1"], "is not PARTITION:OFFSET"),

@@ -433,9 +433,12 @@ def test_secrets_come_from_the_environment_without_defaults(services: dict[str, 
     env = _environment(services["notification"])
     # Required: `${VAR:?message}` makes compose refuse to start without it; never a value in the file.
     assert env["OFFSETSTREAM_WEBHOOK_SECRET"].startswith("${OFFSETSTREAM_WEBHOOK_SECRET:?")
+    # The PHI digest key: intake publishes digests with it and notification compares them, so both need it.
+    for service in ("intake", "notification"):
+        assert _environment(services[service])["OFFSETSTREAM_PHI_KEY"].startswith("${OFFSETSTREAM_PHI_KEY:?")
     for name, service in services.items():
         for var, value in _environment(service).items():
-            if "SECRET" in var or "PASSWORD" in var:
+            if "SECRET" in var or "PASSWORD" in var or var.endswith("_KEY"):
                 # One variable of the environment, required (`:?`): never a value or a default in the file.
                 assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}", value), f"{name}: {var} has a default"
 
