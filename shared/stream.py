@@ -162,7 +162,7 @@ class Stage:
             try:
                 outputs = await handler(conn, envelopes)
             except FailedInput as failed:
-                raise FailedInput(at[failed.position], failed.cause) from failed.cause
+                raise failed.at(at[failed.position]) from failed.cause
             for position, owed in zip(at, outputs, strict=True):
                 given[position] = list(owed)
             return given
@@ -450,7 +450,7 @@ def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> Bat
             try:
                 outputs = await handler.apply(conn, [batch[p] for p in positions])
             except FailedInput as failed:
-                raise FailedInput(positions[failed.position], failed.cause) from failed.cause
+                raise failed.at(positions[failed.position]) from failed.cause
             for position, owed in zip(positions, outputs, strict=True):
                 given[position] = owed
         return given
