@@ -21,17 +21,15 @@ from shared.messages import EventBatchHandler, FailedInput, Outgoing
 B = TypeVar("B", bound=BaseModel)
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 (the item type, beside B for the bundle)
 
-Unbundle = Callable[[Envelope[B]], Sequence[Envelope[I]]]
-"""The items of a bundle, each as the envelope it would have travelled in on its own."""
-
-Describe = Callable[[Envelope[B], int], tuple[str, dict[str, str]]]
-"""Which item of a bundle (by index) failed, in PHI-free words and as ``location.*`` headers."""
-
 
 def unbundled(
-    unbundle: Unbundle[B, I], handler: EventBatchHandler[I], describe: Describe[B]
+    unbundle: Callable[[Envelope[B]], Sequence[Envelope[I]]],
+    handler: EventBatchHandler[I],
+    describe: Callable[[Envelope[B], int], tuple[str, dict[str, str]]],
 ) -> EventBatchHandler[B]:
-    """A batch handler of bundles that runs ``handler`` once over all their items, in order.
+    """A batch handler of bundles that runs ``handler`` once over all their items, in order: ``unbundle``
+    gives a bundle's items, each as the envelope it would have travelled in on its own; ``describe`` says
+    which item of a bundle (by index) failed, in PHI-free words and as ``location.*`` headers.
 
     Items see each other's effects in order, as ``handler`` promises for its own inputs, so a batch of bundles
     ends exactly like the same items sent one by one. A :class:`~shared.messages.FailedInput` the handler
