@@ -25,6 +25,14 @@ from shared.bundles import unbundled
 from shared.settings import Settings, get_settings
 from shared.stream import Stage
 
+BATCH_MAX_BYTES = 2 * 1024 * 1024
+"""Most input bytes detection applies in one transaction. A batch is up to 200 messages, and a message may now
+be a part of 100 claims (~150 KB): without a bound one transaction could hold 20 000 claims, their parsed
+payloads, arrays of that length in every statement and, when one claim fails, a re-run of all of them. 2 MiB is
+~1 400 ordinary claims or ~13 full parts: the per-transaction statements (9 for any number of claims) are still
+paid once per hundreds of claims, while memory and a poison part's re-run cost stay bounded. One-claim v1
+messages, PLB pairs and letters are ~1.5 KB each, so their batches of 200 are never cut."""
+
 
 def build(
     settings: Settings,
@@ -39,7 +47,7 @@ def build(
     stage.handle_batch(CLAIM_PAYMENTS_V1, detector.on_claims)
     stage.handle_batch(PROVIDER_ADJUSTMENTS, detector.on_adjustments)
     stage.handle_batch(LETTERS, detector.on_letters)
-    stage.consume(CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, PROVIDER_ADJUSTMENTS, LETTERS)
+    stage.consume(CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, PROVIDER_ADJUSTMENTS, LETTERS, max_bytes=BATCH_MAX_BYTES)
     outbox.every(stage, settings.interest_tick_seconds, detector.check_reversals, "reversal check")
     return stage
 
