@@ -2,18 +2,28 @@
 ``CLAIMS_PER_EVENT`` claims and ``CLAIM_LINES_PER_EVENT`` lines (issue #18), ids from the remittance and the
 part that a file read again maps onto again, and each claim exactly the v1 event once unbundled."""
 
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from x12_builder import Adj, Claim, Service, Transaction, build_835, parse_all, remittances
 
-from contracts.events import CLAIM_LINES_PER_EVENT, CLAIMS_PER_EVENT, ClaimPaymentsReceived
+from contracts.envelope import Envelope
+from contracts.events import (
+    CLAIM_LINES_PER_EVENT,
+    CLAIMS_PER_EVENT,
+    ClaimPaymentReceived,
+    ClaimPaymentsReceived,
+)
 from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1
 from services.intake import domain
 from services.intake.feeds import ParsedRemittance
 from shared import claims
+from shared.bundles import unbundled
 from shared.ids import stable_id
 from shared.kafka import MAX_MESSAGE_BYTES
-from shared.messages import Outgoing
+from shared.messages import FailedInput, Outgoing, Rejected
 
 
 def transaction(count: int, *, lines: int = 1) -> ParsedRemittance:
@@ -103,3 +113,32 @@ def test_which_claim_names_ordinal_and_segment_never_the_patient_control_number(
         "claims_part": "1",
     }
     assert second.patient_control_number not in where + str(location)
+
+
+async def test_unbundled_runs_the_claims_handler_once_and_maps_outputs_and_failures_to_parts() -> None:
+    """``shared.bundles.unbundled``: one call of the item handler over every claim of the parts, in order; each
+    part gets its claims' outputs; a failure at a claim is raised at its part, naming the claim."""
+    parts = [env for n in (2, 3) for _, env in domain.claim_events("t1", transaction(n))]
+    calls: list[list[str]] = []
+
+    async def handler(conn: Any, envs: Sequence[Envelope[ClaimPaymentReceived]]) -> list[list[Outgoing]]:
+        calls.append([e.payload.patient_control_number for e in envs])
+        for position, env in enumerate(envs):
+            if env.payload.patient_control_number == poison:
+                raise FailedInput(position, Rejected("plugin_error", "a rule raised"))
+        return [[Outgoing(f"out.{e.payload.claim_ordinal}", "k", b"")] for e in envs]
+
+    poison = "nobody"
+    run = unbundled(claims.claims_of, handler, claims.which_claim)
+    given = await run(None, parts)
+    assert calls == [["PCN00000", "PCN00001", "PCN00000", "PCN00001", "PCN00002"]]
+    assert [[o.topic for o in owed] for owed in given] == [["out.1", "out.2"], ["out.1", "out.2", "out.3"]]
+
+    poison = "PCN00002"
+    with pytest.raises(FailedInput) as failed:
+        await run(None, parts)
+    assert failed.value.position == 1 and isinstance(failed.value.cause, Rejected)
+    assert failed.value.where.startswith("claim #3 (CLP segment ")
+    assert failed.value.location["claim_ordinal"] == "3" and poison not in failed.value.where
+    moved = failed.value.at(7)
+    assert (moved.position, moved.where, moved.location) == (7, failed.value.where, failed.value.location)
