@@ -108,6 +108,22 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
         "payment_date": date(2024, 6, 3),
     }
     reference = "FCN22124000099000"
+    claim = ev.ClaimPaymentReceived(
+        **common,
+        claim_ordinal=1,
+        segment_ordinal=14,
+        patient_control_number="ACCT-000117",
+        status_code="1",
+        charge="2000.00",
+        paid="1500.00",
+        patient_responsibility="0.00",
+        claim_filing_indicator="MB",
+        payer_claim_control_number="22124000117000",
+        service_date_from=date(2024, 5, 2),
+        service_date_to=date(2024, 5, 2),
+        service_line_count=1,
+        adjustments=(ev.ClaimAdjustment(level="claim", group_code="CO", reason_code="45", amount="500.00"),),
+    )
     return {
         ev.RawFileReceived: ev.RawFileReceived(
             file_name="era-2024-06-03.835",
@@ -141,23 +157,9 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             total_claim_paid="1500.00",
             total_provider_adjustments="120.00",
         ),
-        ev.ClaimPaymentReceived: ev.ClaimPaymentReceived(
-            **common,
-            claim_ordinal=1,
-            segment_ordinal=14,
-            patient_control_number="ACCT-000117",
-            status_code="1",
-            charge="2000.00",
-            paid="1500.00",
-            patient_responsibility="0.00",
-            claim_filing_indicator="MB",
-            payer_claim_control_number="22124000117000",
-            service_date_from=date(2024, 5, 2),
-            service_date_to=date(2024, 5, 2),
-            service_line_count=1,
-            adjustments=(
-                ev.ClaimAdjustment(level="claim", group_code="CO", reason_code="45", amount="500.00"),
-            ),
+        ev.ClaimPaymentReceived: claim,
+        ev.ClaimPaymentsReceived: ev.ClaimPaymentsReceived(
+            remittance_id=remittance_id, part=1, first_claim_ordinal=1, claim_count=1, claims=(claim,)
         ),
         ev.PatientTokensSeen: ev.PatientTokensSeen(
             remittance_id=remittance_id,

@@ -1,7 +1,7 @@
 """Every Kafka topic of offsetstream: name, key, payload and event types (the AsyncAPI source of truth).
 
 This module is the only place a topic name is spelled. Code names a topic by its typed handle
-(``CLAIM_PAYMENTS``: a ``Topic[ClaimPaymentReceived]``), so a consumer registered for it receives that
+(``CLAIM_PAYMENTS``: a ``Topic[ClaimPaymentsReceived]``), so a consumer registered for it receives that
 payload type and a producer can only put an envelope of that type on it (``shared.stream``).
 """
 
@@ -85,12 +85,26 @@ REMITTANCES: Topic[ev.RemittanceReceived] = Topic(
     producers=("intake",),
 )
 
-CLAIM_PAYMENTS: Topic[ev.ClaimPaymentReceived] = Topic(
+CLAIM_PAYMENTS_V1: Topic[ev.ClaimPaymentReceived] = Topic(
     name="remit.claim-payments.v1",
     payload=ev.ClaimPaymentReceived,
     event_types=("ClaimPaymentReceived",),
     key=ACCOUNT_KEY,
-    description="One event per claim (CLP loop) with its CAS adjustments.",
+    description="One event per claim (CLP loop) with its CAS adjustments. Superseded by "
+    "`remit.claim-payments.v2` (intake no longer produces here); detection still consumes it, for records "
+    "published before the upgrade and replays of their dead letters.",
+    producers=(),
+    consumers=("detection",),
+)
+
+CLAIM_PAYMENTS: Topic[ev.ClaimPaymentsReceived] = Topic(
+    name="remit.claim-payments.v2",
+    payload=ev.ClaimPaymentsReceived,
+    event_types=("ClaimPaymentsReceived",),
+    key=ACCOUNT_KEY,
+    description="The claims (CLP loops with their CAS adjustments and service lines) of each 835 transaction: "
+    "one event per transaction, per 100 claims of a larger one (fewer when they carry many lines), each claim "
+    "as v1 carried it.",
     producers=("intake",),
     consumers=("detection",),
 )
@@ -240,6 +254,7 @@ TOPICS: tuple[Topic[Any], ...] = (
     INTAKE,
     FILE_REPLAYS,
     REMITTANCES,
+    CLAIM_PAYMENTS_V1,
     CLAIM_PAYMENTS,
     PATIENT_TOKENS,
     PROVIDER_ADJUSTMENTS,
@@ -263,8 +278,9 @@ def topic(name: str) -> Topic[Any]:
 
 
 def all_topic_names() -> list[str]:
-    """Every topic to create at start-up: the topics and a dead-letter topic for each consumed one."""
+    """Every topic to create at start-up: the topics and a dead-letter topic for each consumed one, once each
+    (the major versions of one noun share their dead-letter topic, see :func:`dlt_name`)."""
     names = [t.name for t in TOPICS]
     names += [t.dlt for t in TOPICS if t.consumers]
     names.append(NOTIFICATIONS.dlt)
-    return names
+    return list(dict.fromkeys(names))

@@ -139,7 +139,9 @@ async def _apply_run(
         if is_transient(failed):
             raise failed from exc if failed is not exc else None
         if len(run) == 1:
-            return {run[0][0]: _dead(service, run[0][1], failed)}
+            return {
+                run[0][0]: _dead(service, run[0][1], failed, exc if isinstance(exc, FailedInput) else None)
+            }
         if isinstance(exc, FailedInput) and 0 <= exc.position < len(run):
             parts = [run[: exc.position], run[exc.position : exc.position + 1], run[exc.position + 1 :]]
         else:
@@ -185,13 +187,17 @@ async def _run_once(
         phi.CURRENT_RECORD.reset(current)
 
 
-def _dead(service: str, incoming: Incoming, exc: Exception) -> Result:
-    """The dead letter of an input that failed permanently with ``exc``."""
+def _dead(service: str, incoming: Incoming, exc: Exception, failed: FailedInput | None = None) -> Result:
+    """The dead letter of an input that failed permanently with ``exc``; ``failed``, when the handler named
+    the item of the input at fault (a claim of a chunk), puts that item into the reason and location."""
     current = phi.CURRENT_RECORD.set(incoming.value)  # a traceback logged for it must not show its PHI
     try:
         reason, message, location = _why(service, incoming, exc)
     finally:
         phi.CURRENT_RECORD.reset(current)
+    if failed is not None and failed.where:
+        message = f"{failed.where}: {message}"
+        location = {**location, **failed.location}
     return _rejected(service, incoming, reason, message, location)
 
 

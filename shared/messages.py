@@ -5,7 +5,7 @@ handlers and engines are testable without a broker."""
 
 import base64
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,12 +98,24 @@ for, such as one that does not parse) the permanent error that makes it a dead l
 class FailedInput(Exception):
     """Raised by a batch handler that knows which input of its batch failed (``position``, 0-based) with
     ``cause``. The runtime rolls the batch back, re-runs the inputs before it, dead-letters it if it fails
-    again alone, and runs the rest: three runs instead of a bisection."""
+    again alone, and runs the rest: three runs instead of a bisection.
 
-    def __init__(self, position: int, cause: Exception) -> None:
+    An input that carries many items (a chunk of claims) fails for one of them: ``where`` says which, in
+    PHI-free words (``claim #7 (CLP segment 52)``), and ``location`` the same as ``location.*`` headers; the
+    dead-letter record of the input then names the item, not just the input."""
+
+    def __init__(
+        self, position: int, cause: Exception, *, where: str = "", location: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"input #{position} failed: {type(cause).__name__}")
         self.position = position
         self.cause = cause
+        self.where = where
+        self.location = dict(location or {})
+
+    def at(self, position: int) -> "FailedInput":
+        """The same failure at another position: for a caller that handed the handler a part of its batch."""
+        return FailedInput(position, self.cause, where=self.where, location=self.location)
 
 
 @dataclass(frozen=True)

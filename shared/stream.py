@@ -162,7 +162,7 @@ class Stage:
             try:
                 outputs = await handler(conn, envelopes)
             except FailedInput as failed:
-                raise FailedInput(at[failed.position], failed.cause) from failed.cause
+                raise failed.at(at[failed.position]) from failed.cause
             for position, owed in zip(at, outputs, strict=True):
                 given[position] = list(owed)
             return given
@@ -184,6 +184,7 @@ class Stage:
         batch: int | None = None,
         replay: Replay | None = None,
         dead_letter: DeadLetterHook | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         """Register an agent that feeds every record of ``topics`` through :meth:`process_batch`, each to the
         handler registered for its topic (:meth:`handle`); a record of any other topic is an error of its
@@ -193,7 +194,10 @@ class Stage:
         outside the database (a webhook call) keeps it small, since a crash repeats the whole batch's effects.
         ``replay``, for a stage whose outputs are large and can be rebuilt (intake: every claim of a file),
         stores no outputs with the claim and rebuilds them on redelivery instead. ``dead_letter`` rewrites the
-        dead-letter record of a rejected input (see :data:`DeadLetterHook`)."""
+        dead-letter record of a rejected input (see :data:`DeadLetterHook`). ``max_bytes`` cuts a batch taken
+        from the stream into consecutive transactions of at most that many bytes of input (at least one message
+        each), for a stage whose messages carry many items each (detection's claims parts), so that a
+        transaction stays bounded in items, memory and re-run cost whatever the messages hold."""
         names = tuple(t.name for t in topics)
         if missing := [name for name in names if name not in self.routes]:
             raise ValueError(f"{self.service}: no handler registered for {', '.join(missing)}")
@@ -206,9 +210,10 @@ class Stage:
             async for events in stream.take_events(size, within=within):
                 batch = [incoming_of(event.message) for event in events]
                 try:
-                    await self.until_done(
-                        partial(self.process_batch, batch, handler, id_of, replay, dead_letter)
-                    )
+                    for part in cut_by_bytes(batch, max_bytes):
+                        await self.until_done(
+                            partial(self.process_batch, part, handler, id_of, replay, dead_letter)
+                        )
                 except BaseException:
                     withhold_acks(events)
                     raise
@@ -450,12 +455,31 @@ def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> Bat
             try:
                 outputs = await handler.apply(conn, [batch[p] for p in positions])
             except FailedInput as failed:
-                raise FailedInput(positions[failed.position], failed.cause) from failed.cause
+                raise failed.at(positions[failed.position]) from failed.cause
             for position, owed in zip(positions, outputs, strict=True):
                 given[position] = owed
         return given
 
     return BatchHandler(dispatch)
+
+
+def cut_by_bytes(batch: Sequence[Incoming], max_bytes: int | None) -> list[Sequence[Incoming]]:
+    """``batch`` in consecutive parts of at most ``max_bytes`` bytes of values each (a message larger than that
+    is a part alone); the whole batch when there is no bound. Order is kept: parts are applied one after
+    another, and a part applied before a later one failed is only redelivered, which its claims make
+    harmless."""
+    if max_bytes is None:
+        return [batch]
+    parts: list[Sequence[Incoming]] = []
+    start = size = 0
+    for at, incoming in enumerate(batch):
+        if at > start and size + len(incoming.value) > max_bytes:
+            parts.append(batch[start:at])
+            start, size = at, 0
+        size += len(incoming.value)
+    if start < len(batch):
+        parts.append(batch[start:])
+    return parts
 
 
 def withhold_acks(events: Sequence[Any]) -> None:

@@ -40,8 +40,8 @@ the end offsets noted before the first publish (so no reader competes for the co
 A transaction is known by its trace number (TRN02), which every event below carries:
 
 - *publish→claims*: from the raw file's record on ``remit.intake.v1`` (its timestamp, returned by the broker's
-  acknowledgement) to the **last** ``remit.claim-payments.v1`` event of each of the file's transactions: the file read,
-  parsed, posted and every claim payment visible;
+  acknowledgement) to the **last** ``remit.claim-payments.v2`` event (a part of up to 100 claims; one per transaction
+  of the bench) of each of the file's transactions: the file read, parsed, posted and every claim payment visible;
 - *publish→offset*: from the same raw-file record to **every** ``remit.offsets.v1`` event with one of the file's
   trace numbers (one per PLB pair): the whole pipeline, intake → detection → matching. Under a burst it includes
   the time the file waited in the intake backlog; paced, it is the pipeline's latency (the issue's "intake→offset",

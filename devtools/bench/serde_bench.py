@@ -49,7 +49,7 @@ from devtools.generate import iter_transactions, write_interchange
 from services.intake.domain import remittance_events
 from services.intake.feeds import ParsedRemittance
 from services.intake.x12 import X12Parser
-from shared import envelopes
+from shared import claims, envelopes
 from shared.settings import REPO_ROOT
 
 ROOT = REPO_ROOT / ".local" / "bench"
@@ -172,8 +172,18 @@ def measure() -> None:
     groups: dict[str, list[tuple[topics.Topic[Any], Envelope[Any]]]] = {}
     for topic, env in intake_messages():
         groups.setdefault(f"{env.event_type} (intake, real)", []).append((topic, env))
+        if topic is topics.CLAIM_PAYMENTS:  # its claims as the v1 messages detection unbundles them into
+            for claim in claims.claims_of(env):
+                groups.setdefault("ClaimPaymentReceived (v1, unbundled)", []).append(
+                    (topics.CLAIM_PAYMENTS_V1, claim)
+                )
     for topic in topics.TOPICS:
-        if topic in (topics.CLAIM_PAYMENTS, topics.REMITTANCES, topics.PROVIDER_ADJUSTMENTS):
+        if topic in (
+            topics.CLAIM_PAYMENTS,
+            topics.CLAIM_PAYMENTS_V1,
+            topics.REMITTANCES,
+            topics.PROVIDER_ADJUSTMENTS,
+        ):
             continue
         env = example_envelope(topic)
         groups[f"{env.event_type} (example)"] = [(topic, env)]

@@ -11,10 +11,19 @@ from typing import Any
 from uuid import UUID
 
 from contracts.envelope import Envelope
-from contracts.events import PATIENT_TOKENS_PER_EVENT, PatientToken, PatientTokensSeen
+from contracts.events import (
+    CLAIM_LINES_PER_EVENT,
+    CLAIMS_PER_EVENT,
+    PATIENT_TOKENS_PER_EVENT,
+    ClaimPaymentReceived,
+    ClaimPaymentsReceived,
+    PatientToken,
+    PatientTokensSeen,
+)
 from contracts.topics import CLAIM_PAYMENTS, PATIENT_TOKENS, PROVIDER_ADJUSTMENTS, REMITTANCES, Topic
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import envelopes, phi
+from shared.claims import claims_causation, claims_event_id
 from shared.ids import account_key, stable_id
 
 
@@ -49,8 +58,9 @@ def account_of(tenant_id: str, parsed: ParsedRemittance) -> str:
 
 
 def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:
-    """Every event of one transaction in document order: remittance, its claims, its PLB pairs; then the
-    digests of its claims' patient control numbers (:func:`token_events`)."""
+    """Every event of one transaction in document order: remittance, its claims (in parts,
+    :func:`claim_events`), its PLB pairs; then the digests of its claims' patient control numbers
+    (:func:`token_events`)."""
     rem = parsed.remittance
     key = account_of(tenant_id, parsed)
     rid = rem.remittance_id
@@ -67,19 +77,7 @@ def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[To
             ),
         )
     ]
-    for claim in parsed.claims:
-        out.append(
-            (
-                CLAIM_PAYMENTS,
-                envelopes.build(
-                    claim,
-                    event_id=stable_id(rid, "claim", claim.claim_ordinal),
-                    event_type="ClaimPaymentReceived",
-                    causation_id=f"remittance:{rid}#seg{claim.segment_ordinal}",
-                    **common,
-                ),
-            )
-        )
+    out += claim_events(tenant_id, parsed)
     for adj in parsed.adjustments:
         out.append(
             (
@@ -94,6 +92,56 @@ def remittance_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[To
             )
         )
     return out + token_events(tenant_id, parsed)
+
+
+def claim_parts(claims: Sequence[ClaimPaymentReceived]) -> list[Sequence[ClaimPaymentReceived]]:
+    """The transaction's claims cut into consecutive parts of at most
+    :data:`~contracts.events.CLAIMS_PER_EVENT` claims and :data:`~contracts.events.CLAIM_LINES_PER_EVENT`
+    service lines plus CAS triples (a claim with more lines is a part alone), so no part comes near the
+    broker's message cap however heavy its claims. A pure function of the claims: a transaction read again
+    (a redelivered file, a replay) is cut the same way, into events with the same ids."""
+    parts: list[Sequence[ClaimPaymentReceived]] = []
+    start = lines = 0
+    for at, claim in enumerate(claims):
+        weight = len(claim.services) + len(claim.adjustments)
+        if at > start and (at - start == CLAIMS_PER_EVENT or lines + weight > CLAIM_LINES_PER_EVENT):
+            parts.append(claims[start:at])
+            start, lines = at, 0
+        lines += weight
+    if start < len(claims):
+        parts.append(claims[start:])
+    return parts
+
+
+def claim_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:
+    """The transaction's claims, one :class:`~contracts.events.ClaimPaymentsReceived` per part
+    (:func:`claim_parts`), instead of one message per claim: the per-message cost of the consumer and the
+    broker was most of what a claim cost (issue #18). Each claim is the payload v1 carried; event ids derive
+    from the remittance and the part (``shared.claims``), and detection rebuilds each claim's v1 event id."""
+    rid = parsed.remittance.remittance_id
+    common = {"tenant_id": tenant_id, "account_key": account_of(tenant_id, parsed)}
+    out: list[tuple[Topic[Any], Envelope[Any]]] = []
+    for part, chunk in enumerate(claim_parts(parsed.claims), start=1):
+        payload = ClaimPaymentsReceived(
+            remittance_id=rid,
+            part=part,
+            first_claim_ordinal=chunk[0].claim_ordinal,
+            claim_count=len(chunk),
+            claims=tuple(chunk),
+        )
+        out.append(
+            (
+                CLAIM_PAYMENTS,
+                envelopes.build(
+                    payload,
+                    event_id=claims_event_id(rid, part),
+                    event_type="ClaimPaymentsReceived",
+                    causation_id=claims_causation(rid, part),
+                    **common,
+                ),
+            )
+        )
+    return out
 
 
 def token_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:

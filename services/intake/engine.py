@@ -17,8 +17,8 @@ import asyncpg
 from pydantic import ValidationError
 
 from contracts.envelope import parse_envelope
-from contracts.events import RawFileReceived
-from contracts.topics import FILE_REPLAYS, INTAKE
+from contracts.events import ClaimPaymentReceived, RawFileReceived
+from contracts.topics import CLAIM_PAYMENTS, FILE_REPLAYS, INTAKE
 from services.intake import domain, metrics
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from services.intake.publish import raw_file_message
@@ -74,17 +74,19 @@ def _too_large(file: _File, parsed: ParsedRemittance, events: list[Outgoing]) ->
     """Why a transaction cannot be posted because one of its events exceeds the broker's message cap, or None.
 
     Checked before anything is written, so the transaction is refused whole (its claims are one remittance's
-    money) and the rest of the file posts; nothing is retried, since no retry makes a message smaller."""
-    for position, out in enumerate(events):
+    money) and the rest of the file posts; nothing is retried, since no retry makes a message smaller. Claims
+    travel in parts of bounded lines (``domain.claim_parts``), so a part this large holds one claim whose own
+    JSON is over the cap (or text far beyond X12's element lengths from another feed): the error names the
+    part's heaviest claim."""
+    for out in events:
         size = out.size()
         if size <= MAX_MESSAGE_BYTES:
             continue
         r = parsed.remittance
-        # remittance_events: the remittance, then its claims in order, then its PLB pairs
-        claim = parsed.claims[position - 1] if 1 <= position <= len(parsed.claims) else None
+        claim = _heaviest_claim(out, parsed) if out.topic == CLAIM_PAYMENTS.name else None
         what = (
             f"claim #{claim.claim_ordinal} ({len(claim.adjustments)} adjustments, {len(claim.services)} service "
-            "lines) becomes"
+            "lines) makes its part of the claims"
             if claim is not None
             else "an event of the transaction becomes"
         )
@@ -101,6 +103,14 @@ def _too_large(file: _File, parsed: ParsedRemittance, events: list[Outgoing]) ->
             claim_ordinal=claim.claim_ordinal if claim is not None else None,
         )
     return None
+
+
+def _heaviest_claim(out: Outgoing, parsed: ParsedRemittance) -> ClaimPaymentReceived | None:
+    """The claim of a too-large claims event with the most JSON (the one to blame), found by its ordinals."""
+    part = CLAIM_PAYMENTS.parse(out.value).payload
+    ordinals = {claim.claim_ordinal for claim in part.claims}
+    carried = [claim for claim in parsed.claims if claim.claim_ordinal in ordinals]
+    return max(carried, key=lambda claim: len(claim.model_dump_json()), default=None)
 
 
 def _log_warnings(file_name: str, parser: str, parsed: ParsedRemittance) -> None:

@@ -14,7 +14,11 @@ FILES = Counter(
     ["outcome"],
 )
 REMITTANCES = Counter("remit_remittances_ingested_total", "Remittances (835 transactions) posted.", ["feed"])
-CLAIM_PAYMENTS = Counter("remit_claim_payments_ingested_total", "Claim payments posted.", ["feed"])
+CLAIM_PAYMENTS = Counter(
+    "remit_claim_payments_ingested_total",
+    "Claim payments posted (claims, not messages: they travel up to 100 a message on remit.claim-payments.v2).",
+    ["feed"],
+)
 PROVIDER_ADJUSTMENTS = Counter("remit_provider_adjustments_ingested_total", "PLB pairs posted.", ["feed"])
 DOLLARS = Counter(
     "remit_ingested_dollars_total",

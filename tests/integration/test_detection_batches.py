@@ -16,13 +16,16 @@ from harness import counted_batch, intake_files, other_claim, remit_claims
 from x12_builder import Adj, Claim, Service
 
 from cli import letters
-from contracts.topics import CLAIM_PAYMENTS, INTAKE, LETTERS
+from contracts.events import ClaimPaymentReceived
+from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, INTAKE, LETTERS
+from services.detection import rules
 from services.detection.store import DetectionStore
 from services.intake import publish
 from services.intake.engine import file_message_id
+from shared import claims as shared_claims
 from shared import db
 from shared.batches import apply_batch
-from shared.messages import Incoming, Result
+from shared.messages import Incoming, Outgoing, Result
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -60,8 +63,12 @@ async def as_service(ledger: asyncpg.Connection, service: str, work: Any) -> Any
         await ledger.execute("RESET ROLE")
 
 
-async def claims_of(ledger: asyncpg.Connection, tenant: str, *files: bytes) -> list[Incoming]:
-    """The claim-payment messages intake publishes for ``files``, in order."""
+async def claims_of(
+    ledger: asyncpg.Connection, tenant: str, *files: bytes, v1: bool = True
+) -> list[Incoming]:
+    """The claim-payment messages intake publishes for ``files``, in order: its ``remit.claim-payments.v2``
+    parts, or (``v1``, what most tests here batch) each of their claims as the ``remit.claim-payments.v1``
+    message it was before parts, which detection still consumes."""
     intake = intake_files()
     messages: list[Incoming] = []
     for n, content in enumerate(files):
@@ -78,10 +85,15 @@ async def claims_of(ledger: asyncpg.Connection, tenant: str, *files: bytes) -> l
                 replay=intake.replay_file,
             ),
         )
+        parts = [o for o in result.outputs if o.topic == CLAIM_PAYMENTS.name]
+        if v1:
+            parts = [
+                Outgoing.event(CLAIM_PAYMENTS_V1, claim)
+                for part in parts
+                for claim in shared_claims.claims_of(CLAIM_PAYMENTS.parse(part.value))
+            ]
         messages += [
-            Incoming(o.topic, 0, len(messages), o.key.encode(), o.value)
-            for o in result.outputs
-            if o.topic == CLAIM_PAYMENTS.name
+            Incoming(o.topic, 0, len(messages) + n, o.key.encode(), o.value) for n, o in enumerate(parts)
         ]
     return messages
 
@@ -235,7 +247,7 @@ async def test_related_claims_are_found_by_either_number_once_each(
         remit_claims("EFTR0001", "20260803", [first, other_claim("X5")]),
         remit_claims("EFTR0002", "20260804", [both, icn_only]),
     )
-    envelopes = [CLAIM_PAYMENTS.parse(m.value) for m in messages]
+    envelopes = [CLAIM_PAYMENTS_V1.parse(m.value) for m in messages]
     store = DetectionStore()
     saved = await store.save_claims(ledger, envelopes)
     related = await store.related_claims(ledger, envelopes, saved)
@@ -244,3 +256,145 @@ async def test_related_claims_are_found_by_either_number_once_each(
         for prior, later in related
     ]
     assert found == [([], []), ([], []), (["5550000000001"], []), (["5550000000001"], [])]
+
+
+# --- remit.claim-payments.v2: a transaction's claims per message -------------------------------------------
+
+
+def published(out: Outgoing) -> tuple[Any, ...]:
+    """A published event as a consumer sees it, but for the wall-clock ``occurred_at``."""
+    envelope = json.loads(out.value)
+    envelope.pop("occurred_at", None)
+    return out.topic, out.key, json.dumps(envelope, sort_keys=True)
+
+
+async def stored(ledger: asyncpg.Connection, tenant: str) -> list[list[tuple[str, ...]]]:
+    """Detection's rows of a tenant with their ids (claims by event id, evidence by evidence id)."""
+    queries = [
+        "SELECT event_id, remittance_id, claim_ordinal, payload FROM detection.claims WHERE tenant_id = $1",
+        """SELECT evidence_id, receivable_id, rule, channel, amount, evidence_date, source FROM detection.evidence
+           WHERE tenant_id = $1""",
+        """SELECT receivable_id, reference, policy, principal, determination_date FROM detection.receivables
+           WHERE tenant_id = $1""",
+        "SELECT claim_event_id, corrected_by FROM detection.reversals WHERE tenant_id = $1",
+    ]
+    return [sorted(tuple(map(str, r.values())) for r in await ledger.fetch(q, tenant)) for q in queries]
+
+
+STORY = (
+    ("EFTV0001", "20260803", [Claim("PCN2001", [Service(D("180.00"), [Adj("CO", "45", D("20.00"))])],
+                                    icn="3330000000001"),
+                              other_claim("X1"),
+                              Claim("PCN1001", [Service(D("-250.00"))], status="22", icn="2226183201000")]),
+    ("EFTV0002", "20260805", [Claim("PCN2001", [Service(D("180.00"), [Adj("CO", "45", D("20.00"))])],
+                                    icn="3330000000002"),
+                              Claim("PCN1001", [Service(D("150.00"))], icn="2226183201001",
+                                    original_reference="2226183201000"),
+                              Claim("PCN3001", [Service(D("100.00"), [Adj("CO", "45", D("-25.00"))])],
+                                    icn="4440000000001")]),
+    ("EFTV0003", "20260801", [Claim("PCN2001", [Service(D("180.00"), [Adj("CO", "45", D("20.00"))])],
+                                    icn="3330000000003")]),
+)  # fmt: skip
+"""Three remittances whose claims find a duplicate payment, a reversal and its correction, and a claim paid
+above its charge (one of them dated before the others, arriving after them)."""
+
+
+async def test_parts_give_exactly_what_their_claims_gave_one_message_each(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The same files' claims as v2 parts and as v1 messages, in the same tenant (the v1 run rolled back): the
+    same claims stored under the same event ids, the same evidence and receivables, the same events published
+    with the same ids and causations, byte for byte but for ``occurred_at``."""
+    files = [remit_claims(trace, day, claims) for trace, day, claims in STORY]
+    seen: dict[str, Any] = {}
+    for version in ("v1", "v2"):
+        rolled_back = ledger.transaction()
+        await rolled_back.start()
+        try:
+            messages = await claims_of(ledger, tenant, *files, v1=version == "v1")
+            results = await detect(ledger, messages)
+            assert [r.outcome for r in results] == ["applied"] * len(messages)
+            seen[version] = (
+                sorted(published(o) for r in results for o in r.outputs),
+                await stored(ledger, tenant),
+            )
+        finally:
+            await rolled_back.rollback()
+    assert len(messages) == len(files)  # one v2 part per transaction
+    assert seen["v2"] == seen["v1"]
+    events, rows = seen["v2"]
+    assert len(rows[0]) == sum(len(claims) for *_, claims in STORY) and len(events) >= 3
+
+
+async def test_a_batch_of_parts_costs_the_statements_of_a_batch_of_claims(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """250 claims of one transaction travel as three parts (100, 100, 50), applied in the statements that 250
+    v1 claims would cost, plus nothing per part."""
+    claims = [other_claim(f"PCNV{n:05d}") for n in range(250)]
+    claims[3] = Claim("PCNV00001", [Service(D("-400.00"))], status="22", icn=claims[1].icn)  # a reversal
+    await detect(
+        ledger, await claims_of(ledger, f"{tenant}-warm", remit_claims("EFTW0000", "20260803", claims[:5]))
+    )
+    parts = await claims_of(ledger, tenant, remit_claims("EFTW0001", "20260803", claims), v1=False)
+    assert [CLAIM_PAYMENTS.parse(p.value).payload.claim_count for p in parts] == [100, 100, 50]
+    statements: list[str] = []
+    results = await detect(ledger, parts, statements)
+    assert [r.outcome for r in results] == ["applied"] * 3
+    assert len(statements) == 9, statements
+    count = await ledger.fetchval("SELECT count(*) FROM detection.claims WHERE tenant_id = $1", tenant)
+    assert count == 250
+
+
+async def test_a_poison_claim_dead_letters_its_part_only_naming_the_claim(
+    ledger: asyncpg.Connection, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that raises on one claim sends that claim's part to the DLT with the part's original bytes and a
+    reason naming the claim by ordinal and CLP segment (never its patient control number); the other parts
+    of the batch are applied, and a redelivery of the whole batch changes nothing."""
+    original = rules.PaidAboveChargeRule.on_claim
+
+    def poisoned(
+        self: rules.PaidAboveChargeRule, claim: ClaimPaymentReceived, prior: list[ClaimPaymentReceived]
+    ) -> list[Any]:
+        if claim.patient_control_number == "POISON-0042":
+            raise ZeroDivisionError("a rule's bug")
+        return original(self, claim, prior)
+
+    monkeypatch.setattr(rules.PaidAboveChargeRule, "on_claim", poisoned)
+    files = [remit_claims(trace, day, claims) for trace, day, claims in STORY]
+    files.insert(1, remit_claims("EFTP0001", "20260804", [other_claim("X7"), other_claim("POISON-0042")]))
+    parts = await claims_of(ledger, tenant, *files, v1=False)
+    results = await detect(ledger, parts)
+    assert [r.outcome for r in results] == ["applied", "dead_lettered", "applied", "applied"]
+    [record] = results[1].outputs
+    headers = {k: v.decode() for k, v in record.headers}
+    assert record.topic == CLAIM_PAYMENTS.dlt and record.value == parts[1].value
+    assert headers["source_topic"] == CLAIM_PAYMENTS.name and headers["reason"] == "plugin_error"
+    assert headers["error"].startswith("claim #2 (CLP segment "), headers["error"]
+    assert headers["location.claim_ordinal"] == "2" and headers["location.claims_part"] == "1"
+    assert "POISON" not in " ".join(headers.values())
+    rows = await stored(ledger, tenant)
+    assert len(rows[0]) == sum(len(claims) for *_, claims in STORY)  # every claim but the poisoned part's
+
+    again = await detect(ledger, parts)
+    assert [r.outcome for r in again] == ["duplicate", "dead_lettered", "duplicate", "duplicate"]
+    assert [[published(o) for o in r.outputs] for r in again[::2]] == [
+        [published(o) for o in r.outputs] for r in results[::2]
+    ]
+    assert await stored(ledger, tenant) == rows
+
+
+async def test_v1_claims_then_their_parts_change_nothing(ledger: asyncpg.Connection, tenant: str) -> None:
+    """Claims already applied from v1 (published before the upgrade) and then met again in v2 parts (intake
+    rebuilding, after the upgrade, a file it had posted before it) are the same claims, under the same ids:
+    nothing is stored twice and nothing new is announced (what they found was owed, and is still owed on a
+    redelivery, by the v1 messages that found it)."""
+    files = [remit_claims(trace, day, claims) for trace, day, claims in STORY]
+    first = await detect(ledger, await claims_of(ledger, tenant, *files))
+    assert sum(len(r.outputs) for r in first) >= 3
+    rows = await stored(ledger, tenant)
+    again = await detect(ledger, await claims_of(ledger, tenant, *files, v1=False))
+    assert [r.outcome for r in again] == ["applied"] * len(files)
+    assert [o for r in again for o in r.outputs] == []
+    assert await stored(ledger, tenant) == rows

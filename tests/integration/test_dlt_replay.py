@@ -1,7 +1,8 @@
 """Dead letters, replay, the drop folder and `offsetstream files` against the five real services.
 
 Story: a payer's good 835 arrives through the drop folder, a second 835 whose BPR02 does not balance arrives
-through `offsetstream ingest`, and something that is not an envelope at all lands on remit.claim-payments.v1.
+through `offsetstream ingest`, and something that is not an envelope at all lands on remit.claim-payments.v2
+(and on v1, which detection still consumes: both share one DLT, each record replays to its own source).
 Staff list both dead-letter topics, look at the rejected 835 without printing it, replay everything twice (the
 ledger must not change), and re-feed the good file (`offsetstream files` must say it posted nothing).
 """
@@ -24,7 +25,7 @@ from cli.main import fetch_files
 from cli.runner import Pipeline
 from contracts.envelope import parse_envelope
 from contracts.events import RawFileReceived
-from contracts.topics import CLAIM_PAYMENTS, INTAKE
+from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, INTAKE
 from shared.dlt_refs import RawFileRef
 from shared.kafka_security import client_kwargs
 from shared.settings import REPO_ROOT, Settings
@@ -106,6 +107,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
     (inbox / "good.835").write_bytes(GOOD_835)
     (tmp_path / "broken.835").write_bytes(BROKEN_835)
     garbage_key = f"garbage-{uuid.uuid4().hex}".encode()
+    old_garbage_key = f"garbage-v1-{uuid.uuid4().hex}".encode()
     remittances = "SELECT count(*) FROM intake.remittances WHERE tenant_id = $1"
     claims = "SELECT count(*) FROM detection.claims WHERE tenant_id = $1"
 
@@ -125,6 +127,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         await producer.start()
         try:
             await producer.send_and_wait(CLAIM_PAYMENTS.name, value=b"{not an envelope", key=garbage_key)
+            await producer.send_and_wait(CLAIM_PAYMENTS_V1.name, value=b"{not v1 either", key=old_garbage_key)
         finally:
             await producer.stop()
         await pipeline.settle(timeout=90, quiet=3)
@@ -164,7 +167,18 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
             b"{not an envelope",
             "detection",
         )
-        assert junk.source_topic == "remit.claim-payments.v1"
+        assert junk.source_topic == "remit.claim-payments.v2"
+        [old_junk] = [
+            r
+            for r in await dlt.read_dead_letters(stack_settings, CLAIM_PAYMENTS_V1.dlt)
+            if r.key == old_garbage_key and r.headers["service"] == "detection"
+        ]
+        assert (old_junk.topic, old_junk.reason, old_junk.value) == (
+            "remit.claim-payments.dlt",
+            "invalid_message",
+            b"{not v1 either",
+        )
+        assert old_junk.source_topic == "remit.claim-payments.v1"
         assert junk.headers["source_partition"].isdigit() and junk.headers["source_offset"].isdigit()
 
         # The CLI, as staff run it: headers only unless --content.
@@ -184,6 +198,10 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
             stack_settings, CLAIM_PAYMENTS.dlt, positions=[(junk.partition, junk.offset)]
         )
         assert again.status == "replayed"
+        [old_again] = await dlt.replay(
+            stack_settings, CLAIM_PAYMENTS_V1.dlt, positions=[(old_junk.partition, old_junk.offset)]
+        )
+        assert (old_again.status, old_again.target_topic) == ("replayed", "remit.claim-payments.v1")
         # The replayed copy on the source topic says where it came from.
         reader = AIOKafkaConsumer(**client_kwargs(stack_settings), enable_auto_commit=False)
         await reader.start()
@@ -202,6 +220,7 @@ async def test_dead_letters_can_be_listed_shown_and_replayed_harmlessly(
         # Replays are duplicates (ops.processed_events does not grow), so wait for their visible effects first.
         await _eventually(lambda: _dlt_count(stack_settings, INTAKE.dlt, tenant=tenant), 3)
         await _eventually(lambda: _dlt_count(stack_settings, CLAIM_PAYMENTS.dlt, key=garbage_key), 2)
+        await _eventually(lambda: _dlt_count(stack_settings, CLAIM_PAYMENTS.dlt, key=old_garbage_key), 2)
         await pipeline.settle(timeout=90, quiet=3)
 
     # Idempotence: nothing new in the ledger; the still-broken file is on the DLT again, once per replay.

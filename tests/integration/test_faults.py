@@ -146,9 +146,10 @@ async def test_poison_on_every_input_topic_goes_to_its_dlt_and_the_stream_goes_o
         await pipeline.settle(timeout=240)
     for topic in consumed:
         records = await dlt.read_dead_letters(settings, dlt_name(topic))
-        new = records[before[topic] :]
+        # the majors of one noun (claim payments v1 and v2) share a DLT: each record names its own source
+        assert all(dlt_name(r.headers["source_topic"]) == dlt_name(topic) for r in records[before[topic] :])
+        new = [r for r in records[before[topic] :] if r.headers["source_topic"] == topic]
         assert len(new) >= 2, f"{topic}: poison not dead-lettered"
         assert any(marker in r.value for r in new), f"{topic}: original bytes not kept"
-        assert all(r.headers["source_topic"] == topic for r in new)
     await _assert_same(stack, tenant, expected)
     await _check(stack, tenant)

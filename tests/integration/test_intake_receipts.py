@@ -140,7 +140,7 @@ async def test_a_file_with_a_broken_transaction_posts_the_good_one_and_records_e
     headers = [dict(o.headers) for o in dead]
     assert sorted(h["reason"] for h in headers) == [b"envelope", b"unbalanced"]
     assert any(h.get("location.element") == b"BPR02" for h in headers)
-    assert any(o.topic == "remit.claim-payments.v1" for o in result.outputs)
+    assert any(o.topic == "remit.claim-payments.v2" for o in result.outputs)
     stored = await ledger.fetch(
         "SELECT reason FROM intake.rejections WHERE tenant_id = $1 ORDER BY transaction_index", tenant
     )

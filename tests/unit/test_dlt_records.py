@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cli.dlt import DeadLetter, check_dlt_topic, dlt_topics, parse_position, replay_target, select
-from contracts.topics import CLAIM_PAYMENTS, INTAKE
+from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, INTAKE
 from services.intake.publish import raw_file_message
 from shared.batches import dead_letter_message
 from shared.messages import Incoming
@@ -65,7 +65,11 @@ def test_readable_body_falls_back_to_text_or_hex() -> None:
 def test_replay_goes_only_back_to_a_topic_feeding_that_dlt() -> None:
     assert replay_target(_from_stage(b"x")) == "remit.intake.v1"
     forged = _from_stage(b"x", topic=CLAIM_PAYMENTS.name)
-    assert replay_target(forged) == "remit.claim-payments.v1"
+    assert replay_target(forged) == "remit.claim-payments.v2"
+    # both majors of claim payments share remit.claim-payments.dlt: each record goes back to its own source
+    old = _from_stage(b"x", topic=CLAIM_PAYMENTS_V1.name)
+    assert old.topic == forged.topic == "remit.claim-payments.dlt"
+    assert replay_target(old) == "remit.claim-payments.v1"
     wrong = DeadLetter(**{**forged.__dict__, "topic": INTAKE.dlt})
     assert replay_target(wrong) is None  # a claim-payments source on the intake DLT: refuse
     assert replay_target(DeadLetter("remit.intake.dlt", 0, 0, 0, None, b"", {})) is None

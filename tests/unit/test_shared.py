@@ -176,3 +176,16 @@ async def test_a_stage_hands_each_topic_its_own_payload_type_and_refuses_wiring_
     [stray] = await dispatch.apply(None, [Incoming(STAFF_ACTIONS.name, 0, 2, b"k", example.to_bytes())])
     assert isinstance(stray, Rejected) and "no handler for" in stray.message
     assert stray.reason == "unknown_topic"
+
+
+def test_a_batch_is_cut_into_transactions_of_bounded_bytes_in_order() -> None:
+    """Detection's batches of claims parts: consecutive parts of at most ``max_bytes`` of input, a message
+    larger than that alone, every message once in order; no bound, one transaction as before."""
+    from shared.messages import Incoming
+    from shared.stream import cut_by_bytes
+
+    sizes = [400, 400, 300, 1500, 100, 100, 900]
+    batch = [Incoming(CLAIM_PAYMENTS.name, 0, n, b"k", b"x" * size) for n, size in enumerate(sizes)]
+    parts = cut_by_bytes(batch, 1000)
+    assert [[m.offset for m in part] for part in parts] == [[0, 1], [2], [3], [4, 5], [6]]
+    assert cut_by_bytes(batch, None) == [batch] and cut_by_bytes([], 1000) == []

@@ -98,9 +98,9 @@ def test_invalid_input_and_bugs_are_not_retried() -> None:
 
 def test_an_output_over_the_cap_is_found_before_anything_is_sent() -> None:
     big = Outgoing(
-        CLAIM_PAYMENTS.name, "k", b'{"event_type":"ClaimPaymentReceived",' + b" " * MAX_MESSAGE_BYTES
+        CLAIM_PAYMENTS.name, "k", b'{"event_type":"ClaimPaymentsReceived",' + b" " * MAX_MESSAGE_BYTES
     )
-    with pytest.raises(TooLarge, match=r"output #2 \(ClaimPaymentReceived for remit.claim-payments.v1\)"):
+    with pytest.raises(TooLarge, match=r"output #2 \(ClaimPaymentsReceived for remit.claim-payments.v2\)"):
         _check_sizes([Outgoing(REMITTANCES.name, "k", b"{}"), big])
     _check_sizes([Outgoing(REMITTANCES.name, "k", b"x" * (MAX_MESSAGE_BYTES - 4096))])
 
@@ -200,8 +200,10 @@ def test_a_claim_too_large_for_a_message_is_refused_with_where_it_is() -> None:
         "segment_id": "CLP",
         "claim_ordinal": "2",
     }
-    assert "claim #2 (200000 adjustments, 0 service lines) becomes a" in str(refused)
+    assert "claim #2 (200000 adjustments, 0 service lines) makes its part of the claims a" in str(refused)
     assert "PCNHUGE" not in str(refused)
+    # the heavy claim travels in a part of its own (domain.claim_parts), so the claim before it still fits
+    assert [e.topic for e in events[1:3]] == [CLAIM_PAYMENTS.name] * 2
     assert _too_large(_File(raw, "t1", "e1", None, []), parsed, events[:2]) is None  # type: ignore[arg-type]
 
 

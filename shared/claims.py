@@ -1,0 +1,76 @@
+"""Claim payments as they travel (``remit.claim-payments.v2``: the claims of a transaction in one event) and as
+the per-claim events consumers and the ledger know them by (``remit.claim-payments.v1``'s envelopes).
+
+One rule for a claim's event id, causation and key, used by intake when it bundles claims and by detection when
+it unbundles them: so a claim keeps the event id it had on v1 (``stable_id(remittance, "claim", ordinal)``),
+and every row, evidence id and downstream event id derived from it is the same whichever topic brought it.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from contracts.envelope import Envelope, envelope_of
+from contracts.events import ClaimPaymentReceived, ClaimPaymentsReceived
+from shared.ids import stable_id
+
+
+def claim_event_id(remittance_id: UUID, claim_ordinal: int) -> UUID:
+    """The event id of one claim payment: its remittance and position, as on ``remit.claim-payments.v1``."""
+    return stable_id(remittance_id, "claim", claim_ordinal)
+
+
+def claims_event_id(remittance_id: UUID, part: int) -> UUID:
+    """The event id of one :class:`ClaimPaymentsReceived`: its remittance and part (a transaction's claims are
+    cut into parts by a pure rule over the claims, so a rebuilt transaction has the same parts)."""
+    return stable_id(remittance_id, "claims", part)
+
+
+def claims_causation(remittance_id: UUID, part: int) -> str:
+    """What caused a :class:`ClaimPaymentsReceived`: its remittance and part (like the patient tokens')."""
+    return f"remittance:{remittance_id}#claims{part}"
+
+
+def claim_envelope(
+    claim: ClaimPaymentReceived, *, tenant_id: str, account_key: str, occurred_at: datetime
+) -> Envelope[ClaimPaymentReceived]:
+    """One claim as its own ``ClaimPaymentReceived`` event, exactly as ``remit.claim-payments.v1`` carried it
+    (event id, type, causation = its CLP segment, account key)."""
+    return envelope_of(ClaimPaymentReceived)(
+        event_id=claim_event_id(claim.remittance_id, claim.claim_ordinal),
+        event_type="ClaimPaymentReceived",
+        occurred_at=occurred_at,
+        tenant_id=tenant_id,
+        account_key=account_key,
+        causation_id=f"remittance:{claim.remittance_id}#seg{claim.segment_ordinal}",
+        payload=claim,
+    )
+
+
+def claims_of(envelope: Envelope[ClaimPaymentsReceived]) -> list[Envelope[ClaimPaymentReceived]]:
+    """The claims of a v2 event as the per-claim events v1 carried (their ``occurred_at`` is the event's)."""
+    return [
+        claim_envelope(
+            claim,
+            tenant_id=envelope.tenant_id,
+            account_key=envelope.account_key,
+            occurred_at=envelope.occurred_at,
+        )
+        for claim in envelope.payload.claims
+    ]
+
+
+def which_claim(envelope: Envelope[ClaimPaymentsReceived], index: int) -> tuple[str, dict[str, str]]:
+    """The claim at ``index`` of a v2 event in PHI-free words and ``location.*`` headers: its ordinal and CLP
+    segment in the transaction, and the event's part (never its patient control number)."""
+    claims: Sequence[ClaimPaymentReceived] = envelope.payload.claims
+    claim = claims[index]
+    where = (
+        f"claim #{claim.claim_ordinal} (CLP segment {claim.segment_ordinal}), item {index + 1} of "
+        f"{len(claims)} in part {envelope.payload.part} of the remittance's claims"
+    )
+    return where, {
+        "claim_ordinal": str(claim.claim_ordinal),
+        "segment_ordinal": str(claim.segment_ordinal),
+        "claims_part": str(envelope.payload.part),
+    }
