@@ -77,8 +77,10 @@ def build(
         ticks=metrics.TICKS,
         last_tick=metrics.LAST_TICK,
     )
-    # ``deliver`` only queues; the dispatcher sends each destination's queue concurrently with the others.
+    # ``deliver`` only queues, and wakes the dispatcher after its commit; the dispatcher sends each
+    # destination's queue concurrently with the others. The timer is its safety poll, not its trigger.
     dispatcher = delivery.dispatcher_for(stage, channels, notifier.retry_policy, store)
+    notifier.queued = dispatcher.wake
     stage.every(settings.notification_dispatch_seconds, dispatcher.poll, "notification dispatch")
 
     async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
