@@ -102,7 +102,7 @@ def dispatcher(
 
     return Dispatcher(
         pool_of,
-        {"scripted": channel},  # type: ignore[dict-item]  # a structural NotificationChannel
+        {"scripted": channel},
         kw.pop("policy", RetryPolicy(3)),
         publish,
         owner=kw.pop("owner", "rounds-test"),
