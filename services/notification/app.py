@@ -68,7 +68,9 @@ def build(
         stage.handle_records(topic, learning)
     stage.consume(*learn.TOPICS, id_of=learn.learn_id)
     stage.handle_records(NOTIFICATIONS, BatchHandler(notifier.deliver))
-    stage.consume(NOTIFICATIONS, batch=20)
+    # ``deliver`` only queues (the dispatcher sends, after the commit), so its batches take the stage's usual
+    # size: the cap of 20 dates from when a crash repeated every webhook call of the batch.
+    stage.consume(NOTIFICATIONS)
     outbox.every(
         stage,
         settings.notification_tick_seconds,
