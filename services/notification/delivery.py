@@ -31,7 +31,7 @@ A failed attempt that will be retried ends its round: the jobs after it wait, in
 Residual window, stated honestly: a crash after a receiver accepted a request (2xx) and before step 4 commits
 leaves its ``sending`` row, and the restarted worker sends it again — at-least-once. The receiver dedupes on
 the ``X-Offsetstream-Delivery`` id (e-mail: ``Message-ID``); only it can close that window. A round stops
-sending once it has run ``round_seconds`` (0.5 s), so the window is at most that plus one request, and the
+sending once it has run ``round_seconds`` (0.25 s), so the window is at most that plus one request, and the
 requests it can hold are those of one round of one destination; a ``sending`` row is the log's record that a
 resend may have been a duplicate (a crash also leaves ``sending`` the rows of the round's jobs not reached).
 
@@ -230,7 +230,7 @@ class Dispatcher:
     tenants: frozenset[str] | None = None
     """Only these tenants' rows (None: all) — a worker dedicated to some tenants, or a test's own rows."""
     batch: int = 50
-    round_seconds: float = 0.5
+    round_seconds: float = 0.25
     """A round stops sending once it has run this long: the outcomes of a round are committed together, so
     this (plus one request) bounds how many sent requests a crash can leave unlogged (``sending``)."""
     _tasks: dict[Destination, "asyncio.Task[None]"] = field(default_factory=dict)
