@@ -7,12 +7,13 @@ between the sends and the round's record, and the statements a round costs."""
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from integration import test_notification_delivery as delivery_tests
 
 from cli.local_infra import Stack
 from contracts.topics import NOTIFICATIONS
@@ -25,10 +26,8 @@ from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 STORE = NotificationStore()
-
-
-async def no_sleep(_: float) -> None:
-    """Back-off without waiting (the delays themselves are unit-tested)."""
+pool = delivery_tests.pool  # the fixture: a small pool on the session's ledger
+no_sleep = delivery_tests.no_sleep
 
 
 class Scripted:
@@ -61,15 +60,6 @@ class Scripted:
 
     async def close(self) -> None:
         pass
-
-
-@pytest.fixture
-async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(stack.postgres.dsn, min_size=1, max_size=3)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def queue(conn: asyncpg.Connection, tenant: str, target: str, count: int, first: int = 0) -> list[str]:
