@@ -253,3 +253,19 @@ async def test_a_round_costs_the_same_statements_for_2_jobs_as_for_40(stack: Sta
     assert len(counted[2]) == len(counted[40]), counted
     # take back own leases, find destinations, lease, log check + 'sending', record, lease (empty)
     assert len(counted[40]) == 6, counted[40]
+
+
+async def test_a_wake_drains_the_destinations_it_names_without_a_poll(
+    ledger: asyncpg.Connection, pool: asyncpg.Pool, tenant: str
+) -> None:
+    target = "https://woken.example/hook"
+    ids = await queue(ledger, tenant, target, 3)
+    channel, letters = Scripted(), list[Outgoing]()
+    d = dispatcher(pool, channel, tenant, letters)
+    d.wake({("scripted", target)})  # what deliver's commit does; no poll runs in this test
+    assert d.busy == 1
+    d.wake({("scripted", target)})  # a second wake while it drains starts nothing more
+    assert d.busy == 1
+    await d.idle()
+    assert [nid for _, nid in channel.order] == ids
+    assert set((await statuses(ledger, tenant)).values()) == {"delivered"}
