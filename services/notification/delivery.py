@@ -236,8 +236,8 @@ class Dispatcher:
     _tasks: dict[Destination, "asyncio.Task[None]"] = field(default_factory=dict)
     _more: set[Destination] = field(default_factory=set)
     _failures: dict[int, int] = field(default_factory=dict)
-    _waking: "asyncio.Task[None] | None" = None
     _started: bool = False
+    _stopped: bool = False
 
     @property
     def busy(self) -> int:
@@ -249,6 +249,8 @@ class Dispatcher:
         commit): start their drain tasks now instead of waiting for the next poll. A destination already being
         drained is told to look again before its task ends, so a job committed while its last lease ran is
         not left for the safety poll; one beyond the concurrency bound waits for a free task and the poll."""
+        if self._stopped:  # the worker is stopping: what is queued waits for its restart
+            return
         for destination in destinations:
             if destination in self._tasks:
                 self._more.add(destination)
@@ -301,7 +303,9 @@ class Dispatcher:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def stop(self) -> None:
-        """Cancel the drain tasks; their leased rows are taken back when this worker starts again."""
+        """Cancel the drain tasks; their leased rows are taken back when this worker starts again. No wake
+        starts another afterwards."""
+        self._stopped = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
