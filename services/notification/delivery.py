@@ -12,7 +12,7 @@ table, not in memory), bounded in time by the connect/read timeouts and the give
 answers in 12 s holds back its own rows only. Leases let several workers share the table; a restarted worker
 takes back its own at once, others' when they expire.
 
-A drain task works its destination in rounds of up to ``notification_delivery_batch`` jobs, three statements
+A drain task works its destination in rounds of up to ``notification_delivery_batch`` jobs, four statements
 a round whatever its size (issue #18: they were six a delivery, each through the pool):
 
 1. lease the destination's oldest jobs (one ``UPDATE … RETURNING``);
@@ -21,8 +21,10 @@ a round whatever its size (issue #18: they were six a delivery, each through the
    replay or restart brought it back, is done without a request;
 3. send them one at a time in queue order;
 4. record every outcome (``delivered``/``failed``, code, latency), withdraw the ``sending`` rows of jobs the
-   round did not reach, delete the finished jobs, set the notifications' statuses (one statement,
-   ``NotificationStore.finish_round``). What gave up is dead-lettered (``delivery_gave_up``) before.
+   round did not reach, delete the finished jobs, mark what gave up ``failed`` (one statement,
+   ``NotificationStore.finish_round``); what gave up is dead-lettered (``delivery_gave_up``) before;
+5. mark the delivered notifications ``delivered`` once no destination of theirs is queued (one statement,
+   after 4 has committed, so two destinations finishing together cannot both miss it).
 
 A failed attempt that will be retried ends its round: the jobs after it wait, in order, for its back-off
 (exponential with jitter), and the destination is then probed one job at a time until it answers. After
@@ -216,7 +218,7 @@ class _Round:
 @dataclass
 class Dispatcher:
     """Drains ``notification.delivery_queue``: one task per destination, at most ``concurrency`` at a time,
-    each working its destination's queue in rounds of up to ``batch`` jobs with three statements a round."""
+    each working its destination's queue in rounds of up to ``batch`` jobs with four statements a round."""
 
     pool_of: PoolOf
     channels: Mapping[str, NotificationChannel]
@@ -414,8 +416,9 @@ class Dispatcher:
         return done
 
     async def _finish(self, pool: asyncpg.Pool, channel: str, done: _Round) -> int:
-        """Dead-letter what gave up (before its queue row goes: nothing is dropped unannounced), then write
-        the round in one statement; returns how many 'delivered' outcomes another worker's attempt beat."""
+        """Dead-letter what gave up (before its queue row goes: nothing is dropped unannounced), write the
+        round in one statement, then the delivered notifications' status in another; returns how many
+        'delivered' outcomes another worker's attempt beat."""
         if done.gave_up:
             letters = [
                 dead_letter_message(
@@ -435,17 +438,18 @@ class Dispatcher:
             withdrawn=tuple(a.row_id for a in done.unsent),
             finished_jobs=tuple(job.job_id for job in done.finished),
             gave_up=tuple(_key(job) for job, _ in done.gave_up),
-            delivered=tuple(_key(job) for job in done.delivered if job.job_id not in given_up),
         )
         try:
-            return await self.store.finish_round(pool, outcome)
+            beaten = await self.store.finish_round(pool, outcome)
         except asyncpg.UniqueViolationError:  # another worker logged a delivery between our check and now
             beaten = 0
             for a in done.attempts:
                 ok = await self.store.finish_attempt(pool, a.row_id, a.status, a.code, a.latency_ms, a.error)
                 beaten += not ok
             await self.store.finish_round(pool, replace(outcome, attempts=()))
-            return beaten
+        delivered = [_key(job) for job in done.delivered if job.job_id not in given_up]
+        await self.store.mark_delivered(pool, delivered)
+        return beaten
 
 
 def _key(job: Job) -> tuple[str, UUID]:

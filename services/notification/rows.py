@@ -113,7 +113,8 @@ class AttemptOutcome:
 @dataclass(frozen=True)
 class RoundOutcome:
     """What one dispatcher round of one destination decided, written in one statement
-    (``NotificationStore.finish_round``)."""
+    (``NotificationStore.finish_round``); the delivered notifications' status follows
+    (``NotificationStore.mark_delivered``)."""
 
     attempts: tuple[AttemptOutcome, ...] = ()
     withdrawn: tuple[int, ...] = ()
@@ -121,8 +122,6 @@ class RoundOutcome:
     finished_jobs: tuple[int, ...] = ()
     """Queue rows done with: delivered, already delivered or given up."""
     gave_up: tuple[tuple[str, UUID], ...] = ()
-    delivered: tuple[tuple[str, UUID], ...] = ()
-    """Delivered (or found delivered) to this destination: 'delivered' once no other destination is queued."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ set-based (issue #18.2): each method takes every row of a batch and sends one st
 ``RETURNING`` or one query out), so a batch of 200 messages costs what a batch of 2 does. The dispatcher
 writes the delivery log a round at a time, autocommitted (an attempt must be on record before it leaves):
 one statement leases a destination's jobs, one checks the log and logs them 'sending', one records the
-outcomes (``delivery.Dispatcher``); ``delivery.deliver_once`` still writes one attempt at a time.
+outcomes, one sets the delivered notifications' status (``delivery.Dispatcher``); ``delivery.deliver_once`` still writes one attempt at a time.
 
 A little over 500 lines: one repository over one schema; its tables are written together in each batch.
 """
@@ -260,9 +260,9 @@ class NotificationStore:
         """Everything a round decided, in one statement: the attempts' outcomes (a 'delivered' that another
         worker's delivered attempt beat is logged 'failed', so the log keeps one delivered attempt), the
         'sending' rows of jobs the round did not reach withdrawn (never attempted), the finished jobs
-        (delivered, already delivered, given up) deleted from the queue, given-up notifications 'failed', and
-        delivered ones 'delivered' once no destination of theirs is left queued. Returns how many outcomes
-        were logged as delivered by another worker."""
+        (delivered, already delivered, given up) deleted from the queue, given-up notifications 'failed'.
+        Returns how many outcomes were logged as delivered by another worker. The delivered notifications'
+        status follows in :meth:`mark_delivered`."""
         done = list(round_.finished_jobs)
         beaten = await conn.fetchval(
             """WITH outcome AS (
@@ -291,15 +291,7 @@ class NotificationStore:
                  gave_up AS (
                     UPDATE notification.notifications n SET status = 'failed'
                       FROM unnest($8::text[], $9::uuid[]) AS f(tenant_id, notification_id)
-                     WHERE n.tenant_id = f.tenant_id AND n.notification_id = f.notification_id),
-                 delivered AS (
-                    UPDATE notification.notifications n SET status = 'delivered'
-                      FROM unnest($10::text[], $11::uuid[]) AS s(tenant_id, notification_id)
-                     WHERE n.tenant_id = s.tenant_id AND n.notification_id = s.notification_id
-                       AND n.status = 'queued'
-                       AND NOT EXISTS (SELECT 1 FROM notification.delivery_queue q
-                                        WHERE q.tenant_id = s.tenant_id AND q.notification_id = s.notification_id
-                                          AND q.job_id <> ALL($7::int8[])))
+                     WHERE n.tenant_id = f.tenant_id AND n.notification_id = f.notification_id)
                SELECT count(*) FILTER (WHERE beaten) FROM logged""",
             *unnest_columns(
                 5,
@@ -308,9 +300,28 @@ class NotificationStore:
             list(round_.withdrawn),
             done,
             *unnest_columns(2, round_.gave_up),
-            *unnest_columns(2, round_.delivered),
         )
         return int(beaten or 0)
+
+    async def mark_delivered(
+        self, conn: asyncpg.Connection | asyncpg.Pool, keys: Sequence[tuple[str, UUID]]
+    ) -> None:
+        """Notifications (tenant, id) delivered to a destination become 'delivered' once no destination of
+        theirs is left queued (a given-up one keeps 'failed'). A statement of its own, after the round's
+        record has committed its queue deletions: two destinations of one notification finishing at the same
+        moment each see the other's deletion by then, so the last of them sets the status (one statement
+        doing both would see the other's row in its snapshot, and neither would)."""
+        if not keys:
+            return
+        await conn.execute(
+            """UPDATE notification.notifications n SET status = 'delivered'
+                 FROM unnest($1::text[], $2::uuid[]) AS s(tenant_id, notification_id)
+                WHERE n.tenant_id = s.tenant_id AND n.notification_id = s.notification_id
+                  AND n.status = 'queued'
+                  AND NOT EXISTS (SELECT 1 FROM notification.delivery_queue q
+                                   WHERE q.tenant_id = s.tenant_id AND q.notification_id = s.notification_id)""",
+            *unnest_columns(2, keys),
+        )
 
     async def delivery_log(self, conn: asyncpg.Connection, tenant_id: str) -> list[AttemptRecord]:
         """Every attempt of a tenant, oldest first (operators and tests)."""

@@ -251,8 +251,8 @@ async def test_a_round_costs_the_same_statements_for_2_jobs_as_for_40(stack: Sta
             await pool.close()
     print(f"a round of 2 and of 40: {counted}")
     assert len(counted[2]) == len(counted[40]), counted
-    # take back own leases, find destinations, lease, log check + 'sending', record, lease (empty)
-    assert len(counted[40]) == 6, counted[40]
+    # take back own leases, find destinations, lease, log check + 'sending', record, statuses, lease (empty)
+    assert len(counted[40]) == 7, counted[40]
 
 
 async def test_a_wake_drains_the_destinations_it_names_without_a_poll(
@@ -268,4 +268,23 @@ async def test_a_wake_drains_the_destinations_it_names_without_a_poll(
     assert d.busy == 1
     await d.idle()
     assert [nid for _, nid in channel.order] == ids
+    assert set((await statuses(ledger, tenant)).values()) == {"delivered"}
+
+
+async def test_a_notification_sent_to_two_destinations_at_once_ends_delivered(
+    ledger: asyncpg.Connection, pool: asyncpg.Pool, tenant: str
+) -> None:
+    first, second = "https://pm.example/hook", "https://accounting.example/hook"
+    ids = await queue(ledger, tenant, first, 10)
+    jobs = []
+    for n, nid in enumerate(ids):  # the same notifications, routed to a second destination as well
+        body = f'{{"notification_id": "{nid}"}}'.encode()
+        out = Outbound(nid, tenant, second, body, "[offsetstream info] offset applied", "text\n")
+        jobs.append(("scripted", out, Incoming(NOTIFICATIONS.name, 0, n, tenant.encode(), body)))
+    await queue_deliveries(ledger, jobs)
+    channel, letters = Scripted(), list[Outgoing]()
+    d = dispatcher(pool, channel, tenant, letters)
+    assert await d.poll() == 2  # both destinations drained at the same time, finishing together
+    await d.idle()
+    assert sorted(channel.calls.values()) == [1] * 20
     assert set((await statuses(ledger, tenant)).values()) == {"delivered"}
