@@ -224,10 +224,11 @@ class Settings(BaseSettings):
         "queued deliveries do not wait for it: the consumer wakes the dispatcher when it commits them.",
     )
     notification_delivery_batch: int = Field(
-        default=50,
+        default=20,
         ge=1,
         description="Queued deliveries of one destination the dispatcher takes per round: one statement leases "
-        "them, one checks the log and records them 'sending', one records every outcome.",
+        "them, one checks the log and records them 'sending', one records every outcome, one the statuses. A "
+        "round's outcomes commit together, so it also bounds what a crash can make a receiver see twice.",
     )
     notification_smtp_host: str = Field(
         default="127.0.0.1", description="SMTP relay for e-mail notifications."

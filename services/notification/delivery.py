@@ -231,7 +231,7 @@ class Dispatcher:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     tenants: frozenset[str] | None = None
     """Only these tenants' rows (None: all) — a worker dedicated to some tenants, or a test's own rows."""
-    batch: int = 50
+    batch: int = 20
     round_seconds: float = 0.25
     """A round stops sending once it has run this long: the outcomes of a round are committed together, so
     this (plus one request) bounds how many sent requests a crash can leave unlogged (``sending``)."""
