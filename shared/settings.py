@@ -224,7 +224,18 @@ class Settings(BaseSettings):
         "queue is sent one notification at a time, in order, so a slow receiver delays only its own queue.",
     )
     notification_dispatch_seconds: float = Field(
-        default=0.1, gt=0, description="How often the delivery dispatcher looks for newly queued deliveries."
+        default=1.0,
+        gt=0,
+        description="How often the delivery dispatcher looks for queued deliveries nobody is sending (another "
+        "worker's expired lease, its own after a restart, a destination that waited for a free task). Newly "
+        "queued deliveries do not wait for it: the consumer wakes the dispatcher when it commits them.",
+    )
+    notification_delivery_batch: int = Field(
+        default=20,
+        ge=1,
+        description="Queued deliveries of one destination the dispatcher takes per round: one statement leases "
+        "them, one checks the log and records them 'sending', one records every outcome, one the statuses. A "
+        "round's outcomes commit together, so it also bounds what a crash can make a receiver see twice.",
     )
     notification_smtp_host: str = Field(
         default="127.0.0.1", description="SMTP relay for e-mail notifications."

@@ -69,7 +69,9 @@ def build(
         stage.handle_records(topic, learning)
     stage.consume(*learn.TOPICS, id_of=learn.learn_id)
     stage.handle_records(NOTIFICATIONS, BatchHandler(notifier.deliver))
-    stage.consume(NOTIFICATIONS, batch=20)
+    # ``deliver`` only queues (the dispatcher sends, after the commit), so its batches take the stage's usual
+    # size: the cap of 20 dates from when a crash repeated every webhook call of the batch.
+    stage.consume(NOTIFICATIONS)
     outbox.every(
         stage,
         settings.notification_tick_seconds,
@@ -78,8 +80,10 @@ def build(
         ticks=metrics.TICKS,
         last_tick=metrics.LAST_TICK,
     )
-    # ``deliver`` only queues; the dispatcher sends each destination's queue concurrently with the others.
+    # ``deliver`` only queues, and wakes the dispatcher after its commit; the dispatcher sends each
+    # destination's queue concurrently with the others. The timer is its safety poll, not its trigger.
     dispatcher = delivery.dispatcher_for(stage, channels, notifier.retry_policy, store)
+    notifier.queued = dispatcher.wake
     stage.every(settings.notification_dispatch_seconds, dispatcher.poll, "notification dispatch")
 
     async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:

@@ -1,30 +1,44 @@
-"""Delivering notifications: a durable queue per destination, drained concurrently, and the attempt loop that
-delivers one notification to one destination at most once per success, with every attempt logged.
+"""Delivering notifications: a durable queue per destination, drained concurrently in rounds, every attempt
+logged, at most one delivered attempt per notification and destination.
 
 Queue and dispatcher (issue 16: a slow or dead receiver delays only its own tenant). The consumer does not call
-receivers: :func:`queue_delivery` writes one row per notification and immediate destination into
-``notification.delivery_queue`` in the consumer's transaction, and the batch commits at once. The
-:class:`Dispatcher` (a timer every ``notification_dispatch_seconds``) starts one drain task per destination
-(channel + target) with queued rows, up to ``notification_delivery_concurrency`` at a time; each task leases
-its destination's oldest row, runs :func:`deliver_once`, then dead-letters it (``delivery_gave_up``) if it gave
-up, sets the notification's status, and deletes the row. So each destination is its own bounded queue (one
-request in flight, in order; the rest wait in the table, not in memory), bounded in time by the connect/read
-timeouts and the give-up limit, and a receiver that answers in 12 s holds back its own rows only. Leases let
-several workers share the table; a restarted worker takes back its own at once, others' when they expire.
+receivers: :func:`queue_deliveries` writes one row per notification and immediate destination into
+``notification.delivery_queue`` in the consumer's transaction, and after the commit wakes the
+:class:`Dispatcher` with the destinations it filled (:meth:`Dispatcher.wake`); a slower safety poll
+(``notification_dispatch_seconds``) finds what no wake announced (expired leases, a restart). The dispatcher
+runs one drain task per destination (channel + target), up to ``notification_delivery_concurrency`` at a
+time. So each destination is its own bounded queue (one request in flight, in order; the rest wait in the
+table, not in memory), bounded in time by the connect/read timeouts and the give-up limit, and a receiver that
+answers in 12 s holds back its own rows only. Leases let several workers share the table; a restarted worker
+takes back its own at once, others' when they expire.
 
-The sequence per destination is: (1) look in the delivery log — already delivered means done, whatever
-replay or restart brought the notification back; (2) insert the attempt as ``sending`` and COMMIT; (3) make the
-attempt; (4) update the row to ``delivered``/``failed`` with code and latency and COMMIT; (5) on a transient
-failure wait (exponential back-off with jitter) and go to (2), up to the give-up limit.
+A drain task works its destination in rounds of up to ``notification_delivery_batch`` jobs, four statements
+a round whatever its size (issue #18: they were six a delivery, each through the pool):
 
-Each step is its own autocommit statement on a connection of its own, not part of the consumer's transaction,
-so the log is durable the moment an attempt ends rather than when the whole message is done.
+1. lease the destination's oldest jobs (one ``UPDATE … RETURNING``);
+2. check the delivery log and log every job not yet delivered as ``sending`` (one ``INSERT … SELECT … WHERE
+   NOT EXISTS``, autocommitted, so every attempt is on record before it leaves); one already delivered, whatever
+   replay or restart brought it back, is done without a request;
+3. send them one at a time in queue order;
+4. record every outcome (``delivered``/``failed``, code, latency), withdraw the ``sending`` rows of jobs the
+   round did not reach, delete the finished jobs, mark what gave up ``failed`` (one statement,
+   ``NotificationStore.finish_round``); what gave up is dead-lettered (``delivery_gave_up``) before;
+5. mark the delivered notifications ``delivered`` once no destination of theirs is queued (one statement,
+   after 4 has committed, so two destinations finishing together cannot both miss it).
 
-Residual window, stated honestly: a crash after the receiver accepted the request (2xx) and before step (4)
-commits leaves a ``sending`` row, and the restarted worker sends again — at-least-once. The receiver dedupes on
-the ``X-Offsetstream-Delivery`` id (e-mail: ``Message-ID``); only it can close that window. Its length is the
-response's trip back plus one single-row UPDATE commit (milliseconds); a ``sending`` row is the log's record
-that a resend may have been a duplicate.
+A failed attempt that will be retried ends its round: the jobs after it wait, in order, for its back-off
+(exponential with jitter), and the destination is then probed one job at a time until it answers. After
+``max_attempts`` failed attempts, or one not worth retrying, the job gives up and its round goes on.
+
+Residual window, stated honestly: a crash after a receiver accepted a request (2xx) and before step 4 commits
+leaves its ``sending`` row, and the restarted worker sends it again — at-least-once. The receiver dedupes on
+the ``X-Offsetstream-Delivery`` id (e-mail: ``Message-ID``); only it can close that window. A round stops
+sending once it has run ``round_seconds`` (0.25 s), so the window is at most that plus one request, and the
+requests it can hold are those of one round of one destination; a ``sending`` row is the log's record that a
+resend may have been a duplicate (a crash also leaves ``sending`` the rows of the round's jobs not reached).
+
+:func:`deliver_once` is the same sequence for one notification and destination, each step its own statement
+(tools and tests).
 """
 
 import asyncio
@@ -32,8 +46,8 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +55,7 @@ import asyncpg
 
 from services.notification import domain, metrics
 from services.notification.channels import NotificationChannel, Outbound, Outcome
+from services.notification.rows import AttemptOutcome, AttemptStarted, RoundOutcome
 from services.notification.store import NotificationStore
 from shared import telemetry
 from shared.batches import dead_letter_message
@@ -78,14 +93,7 @@ async def deliver_once(
         return "already_delivered"
     for number in range(1, policy.max_attempts + 1):
         row_id = (await store.begin_attempt(conn, tenant, nid, name, target)).row_id
-        started = time.perf_counter()
-        try:
-            outcome = await channel.send(outbound)
-        except Exception as exc:  # a plugin that raises is isolated: a failed attempt, then the DLT
-            log.warning("channel %s raised %s for notification %s", name, type(exc).__name__, nid)
-            outcome = Outcome("retry", None, f"plugin raised {type(exc).__name__}")
-        latency_ms = (time.perf_counter() - started) * 1000
-        metrics.DELIVERY_SECONDS.labels(name).observe(latency_ms / 1000)
+        outcome, latency_ms = await attempt_once(channel, outbound)
         ok = outcome.status == "delivered"
         logged = await store.finish_attempt(
             conn, row_id, "delivered" if ok else "failed", outcome.code, latency_ms, outcome.error
@@ -100,6 +108,25 @@ async def deliver_once(
             await sleep(domain.backoff_delay(number, policy.base_delay, policy.max_delay, rng))
     metrics.DELIVERIES.labels(name, "gave_up").inc()
     return "gave_up"
+
+
+async def attempt_once(channel: NotificationChannel, outbound: Outbound) -> tuple[Outcome, float]:
+    """One request through a channel plugin, timed; a plugin that raises is isolated (a failed attempt that
+    is retried, then the DLT), never a crash of the dispatcher."""
+    started = time.perf_counter()
+    try:
+        outcome = await channel.send(outbound)
+    except Exception as exc:
+        log.warning(
+            "channel %s raised %s for notification %s",
+            channel.name,
+            type(exc).__name__,
+            outbound.notification_id,
+        )
+        outcome = Outcome("retry", None, f"plugin raised {type(exc).__name__}")
+    latency_ms = (time.perf_counter() - started) * 1000
+    metrics.DELIVERY_SECONDS.labels(channel.name).observe(latency_ms / 1000)
+    return outcome, latency_ms
 
 
 # --- the queue and its dispatcher ---------------------------------------------------------------------------
@@ -171,11 +198,27 @@ class Job:
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 PoolOf = Callable[[], Awaitable[asyncpg.Pool]]
+Destination = tuple[str, str]
+"""(channel, target): one queue of its own, drained one request at a time, in order."""
+
+
+@dataclass
+class _Round:
+    """What one round of one destination did, in order, before it is written (``finish_round``)."""
+
+    attempts: list[AttemptOutcome] = field(default_factory=list)
+    finished: list[Job] = field(default_factory=list)
+    gave_up: list[tuple[Job, str]] = field(default_factory=list)
+    delivered: list[Job] = field(default_factory=list)
+    unsent: list[AttemptStarted] = field(default_factory=list)
+    retry_in: float | None = None
+    """Back-off before the next round, after a failed attempt that will be retried."""
 
 
 @dataclass
 class Dispatcher:
-    """Drains ``notification.delivery_queue``: one task per destination, at most ``concurrency`` at a time."""
+    """Drains ``notification.delivery_queue``: one task per destination, at most ``concurrency`` at a time,
+    each working its destination's queue in rounds of up to ``batch`` jobs with four statements a round."""
 
     pool_of: PoolOf
     channels: Mapping[str, NotificationChannel]
@@ -188,17 +231,41 @@ class Dispatcher:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     tenants: frozenset[str] | None = None
     """Only these tenants' rows (None: all) — a worker dedicated to some tenants, or a test's own rows."""
-    _tasks: dict[tuple[str, str], "asyncio.Task[None]"] = field(default_factory=dict)
+    batch: int = 20
+    round_seconds: float = 0.25
+    """A round stops sending once it has run this long: the outcomes of a round are committed together, so
+    this (plus one request) bounds how many sent requests a crash can leave unlogged (``sending``)."""
+    _tasks: dict[Destination, "asyncio.Task[None]"] = field(default_factory=dict)
+    _more: set[Destination] = field(default_factory=set)
+    _failures: dict[int, int] = field(default_factory=dict)
     _started: bool = False
+    _stopped: bool = False
 
     @property
     def busy(self) -> int:
         """Destinations being drained now."""
         return len(self._tasks)
 
+    def wake(self, destinations: Collection[Destination]) -> None:
+        """Deliveries to these destinations were just committed to the queue (``Notifier.deliver``, after its
+        commit): start their drain tasks now instead of waiting for the next poll. A destination already being
+        drained is told to look again before its task ends, so a job committed while its last lease ran is
+        not left for the safety poll; one beyond the concurrency bound waits for a free task and the poll."""
+        if self._stopped:  # the worker is stopping: what is queued waits for its restart
+            return
+        for destination in destinations:
+            if destination in self._tasks:
+                self._more.add(destination)
+            elif len(self._tasks) < self.concurrency:
+                self._start(destination)
+            else:
+                self._more.add(destination)
+
     async def poll(self) -> int:
         """Start a drain task for every destination with rows nobody holds (within the bound); returns how many
-        were started. Cheap enough to run every 0.1 s: one indexed query."""
+        were started. The safety net under :meth:`wake` (one indexed query, every
+        ``notification_dispatch_seconds``): rows another worker's expired lease left, this worker's own rows
+        after a restart, destinations that waited for a free task, a drain task the database stopped."""
         pool = await self.pool_of()
         if not self._started:  # this worker's leases from before a restart: its own, take them back now
             await pool.execute(
@@ -220,7 +287,7 @@ class Dispatcher:
             destination = (row["channel"], row["target"])
             if destination in self._tasks or started >= free:
                 continue
-            self._tasks[destination] = asyncio.create_task(self._drain(*destination))
+            self._start(destination)
             started += 1
         return started
 
@@ -228,72 +295,165 @@ class Dispatcher:
     def _scope(self) -> list[str] | None:
         return None if self.tenants is None else sorted(self.tenants)
 
+    def _start(self, destination: Destination) -> None:
+        self._more.discard(destination)
+        self._tasks[destination] = asyncio.create_task(self._drain(*destination))
+
     async def idle(self) -> None:
         """Wait until every drain task has ended (tests)."""
         while self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def stop(self) -> None:
-        """Cancel the drain tasks; their leased rows are taken back when this worker starts again."""
+        """Cancel the drain tasks; their leased rows are taken back when this worker starts again. No wake
+        starts another afterwards."""
+        self._stopped = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self, channel: str, target: str) -> None:
+        destination = (channel, target)
+        size = self.batch
         try:
-            while (job := await self._claim(channel, target)) is not None:
-                await self._deliver(job)
+            while True:
+                self._more.discard(destination)
+                jobs = await self._lease(channel, target, size)
+                if not jobs:
+                    if destination in self._more:
+                        continue
+                    break
+                done = await self._round(channel, target, jobs)
+                # After a failure the destination is probed one job at a time until it answers again; after a
+                # round cut short by its time budget (a slow receiver) the next leases no more than it sent.
+                if done.retry_in is not None:
+                    size = 1
+                    await self.sleep(done.retry_in)
+                elif done.unsent:
+                    size = max(1, len(jobs) - len(done.unsent))
+                else:
+                    size = self.batch
         except Exception:  # the database went away: the rows stay queued; the next poll starts over
+            self._more.discard(destination)
             log.exception(
                 "delivery to a %s destination stopped; its queue is resumed on the next poll", channel
             )
         finally:
-            self._tasks.pop((channel, target), None)
+            self._tasks.pop(destination, None)
+            self._refill()
 
-    async def _claim(self, channel: str, target: str) -> Job | None:
+    def _refill(self) -> None:
+        """A task ended: start one for a destination that was woken while every task was taken."""
+        waiting = [d for d in self._more if d not in self._tasks]
+        if waiting and len(self._tasks) < self.concurrency:
+            self.wake(waiting[: self.concurrency - len(self._tasks)])
+
+    async def _lease(self, channel: str, target: str, size: int) -> list[Job]:
         pool = await self.pool_of()
-        row = await pool.fetchrow(
-            """UPDATE notification.delivery_queue
-                  SET leased_by = $3, leased_until = now() + make_interval(secs => $4)
-                WHERE job_id = (SELECT job_id FROM notification.delivery_queue
-                                 WHERE channel = $1 AND target = $2
-                                   AND (leased_until IS NULL OR leased_until < now())
-                                   AND ($5::text[] IS NULL OR tenant_id = ANY($5::text[]))
-                                 ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING *""",
-            channel,
-            target,
-            self.owner,
-            self.lease_seconds,
-            self._scope,
+        rows = await self.store.lease_jobs(
+            pool, channel, target, self.owner, self.lease_seconds, self._scope, size
         )
-        return None if row is None else Job.of(row)
+        return [Job.of(row) for row in rows]
 
-    async def _deliver(self, job: Job) -> None:
+    async def _round(self, channel: str, target: str, jobs: Sequence[Job]) -> _Round:
+        """One round of a destination: the log check and every 'sending' row in one statement (committed
+        before anything leaves), the requests one at a time in queue order, then every outcome in one
+        statement. A failed attempt that will be retried ends the round (the jobs after it wait, in order,
+        for its back-off); one that gives up is dead-lettered and the round goes on."""
         pool = await self.pool_of()
-        out, nid = job.outbound, UUID(job.outbound.notification_id)
-        plugin = self.channels.get(job.channel)
+        done = _Round()
+        plugin = self.channels.get(channel)
         if plugin is None:
-            result, why = "gave_up", f"channel {job.channel!r} is not installed"
-        else:
-            result = await deliver_once(self.store, pool, plugin, out, self.policy, self.sleep)
-            why = f"{job.channel} gave up after {self.policy.max_attempts} attempts"
-        if result == "gave_up":
-            await self.store.set_status(pool, out.tenant_id, nid, "failed")
-            telemetry.DEAD_LETTERS.labels(SERVICE, "delivery_gave_up").inc()
-            extra = {"notification_id": out.notification_id, "channel": job.channel}
-            await self.publish([dead_letter_message(SERVICE, job.source, "delivery_gave_up", why, extra)])
-        await pool.execute("DELETE FROM notification.delivery_queue WHERE job_id = $1", job.job_id)
-        if result != "gave_up":  # delivered once every destination is; a failed one keeps 'failed'
-            await pool.execute(
-                """UPDATE notification.notifications n SET status = 'delivered'
-                    WHERE n.tenant_id = $1 AND n.notification_id = $2 AND n.status = 'queued'
-                      AND NOT EXISTS (SELECT 1 FROM notification.delivery_queue q
-                                       WHERE q.tenant_id = $1 AND q.notification_id = $2)""",
-                out.tenant_id,
-                nid,
+            done.gave_up = [(job, f"channel {channel!r} is not installed") for job in jobs]
+            done.finished = list(jobs)
+            await self._finish(pool, channel, done)
+            return done
+        keys = [(job.outbound.tenant_id, UUID(job.outbound.notification_id)) for job in jobs]
+        started = await self.store.begin_attempts(pool, channel, target, keys)
+        began = time.monotonic()
+        sending = [(job, started.get(key)) for job, key in zip(jobs, keys, strict=True)]
+        for job, attempt in sending:
+            if attempt is None:  # its one delivered attempt is in the log: never again
+                metrics.DELIVERIES.labels(channel, "already_delivered").inc()
+                done.finished.append(job)
+                done.delivered.append(job)
+                continue
+            if done.retry_in is not None or (done.attempts and time.monotonic() - began > self.round_seconds):
+                done.unsent.append(attempt)
+                continue
+            outcome, latency_ms = await attempt_once(plugin, job.outbound)
+            ok = outcome.status == "delivered"
+            done.attempts.append(
+                AttemptOutcome(
+                    attempt.row_id,
+                    outcome.status if ok else "failed",
+                    outcome.code,
+                    latency_ms,
+                    outcome.error,
+                )
             )
+            if ok:
+                done.finished.append(job)
+                done.delivered.append(job)
+                self._failures.pop(job.job_id, None)
+                continue
+            metrics.DELIVERIES.labels(channel, "failed").inc()
+            failures = self._failures.get(job.job_id, 0) + 1
+            if outcome.status == "rejected" or failures >= self.policy.max_attempts:
+                self._failures.pop(job.job_id, None)
+                metrics.DELIVERIES.labels(channel, "gave_up").inc()
+                done.finished.append(job)
+                done.gave_up.append((job, f"{channel} gave up after {failures} attempts"))
+            else:
+                self._failures[job.job_id] = failures
+                done.retry_in = domain.backoff_delay(failures, self.policy.base_delay, self.policy.max_delay)
+        beaten = await self._finish(pool, channel, done)
+        delivered = sum(1 for a in done.attempts if a.status == "delivered")
+        metrics.DELIVERIES.labels(channel, "delivered").inc(delivered - beaten)
+        if beaten:
+            metrics.DELIVERIES.labels(channel, "already_delivered").inc(beaten)
+        return done
+
+    async def _finish(self, pool: asyncpg.Pool, channel: str, done: _Round) -> int:
+        """Dead-letter what gave up (before its queue row goes: nothing is dropped unannounced), write the
+        round in one statement, then the delivered notifications' status in another; returns how many
+        'delivered' outcomes another worker's attempt beat."""
+        if done.gave_up:
+            letters = [
+                dead_letter_message(
+                    SERVICE,
+                    job.source,
+                    "delivery_gave_up",
+                    why,
+                    {"notification_id": job.outbound.notification_id, "channel": channel},
+                )
+                for job, why in done.gave_up
+            ]
+            telemetry.DEAD_LETTERS.labels(SERVICE, "delivery_gave_up").inc(len(letters))
+            await self.publish(letters)
+        given_up = {job.job_id for job, _ in done.gave_up}
+        outcome = RoundOutcome(
+            attempts=tuple(done.attempts),
+            withdrawn=tuple(a.row_id for a in done.unsent),
+            finished_jobs=tuple(job.job_id for job in done.finished),
+            gave_up=tuple(_key(job) for job, _ in done.gave_up),
+        )
+        try:
+            beaten = await self.store.finish_round(pool, outcome)
+        except asyncpg.UniqueViolationError:  # another worker logged a delivery between our check and now
+            beaten = 0
+            for a in done.attempts:
+                ok = await self.store.finish_attempt(pool, a.row_id, a.status, a.code, a.latency_ms, a.error)
+                beaten += not ok
+            await self.store.finish_round(pool, replace(outcome, attempts=()))
+        delivered = [_key(job) for job in done.delivered if job.job_id not in given_up]
+        await self.store.mark_delivered(pool, delivered)
+        return beaten
+
+
+def _key(job: Job) -> tuple[str, UUID]:
+    return job.outbound.tenant_id, UUID(job.outbound.notification_id)
 
 
 async def drain(
@@ -350,6 +510,7 @@ def dispatcher_for(
         owner=f"{socket.gethostname()}:{s.worker_id}",
         store=store,
         concurrency=s.notification_delivery_concurrency,
+        batch=s.notification_delivery_batch,
         lease_seconds=lease_seconds(
             policy, s.notification_connect_timeout_seconds, s.notification_timeout_seconds
         ),

@@ -16,7 +16,7 @@ only when the emission scan masked something or the account has learnt a digest 
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -110,6 +110,10 @@ class Notifier:
     today: Callable[[], date]
     store: NotificationStore
     layout_of: LayoutOf = no_layout
+    queued: Callable[[Collection[tuple[str, str]]], None] = lambda destinations: None
+    """Told, after the commit, which destinations (channel, target) ``deliver`` queued jobs for: the
+    dispatcher's :meth:`~services.notification.delivery.Dispatcher.wake`, so a queue is drained when it is
+    filled rather than found by polling."""
 
     def _layout(self, tenant: str, payer: str) -> ReferenceLayout | None:
         try:
@@ -366,6 +370,9 @@ class Notifier:
         await self.store.add_digest_items(conn, items)
         await queue_deliveries(conn, jobs)
         await self.store.set_statuses(conn, statuses)
+        if jobs:
+            destinations = {(channel, out.target) for channel, out, _ in jobs}
+            after_commit(lambda: self.queued(destinations))
         return given
 
     @property

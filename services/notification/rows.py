@@ -100,6 +100,31 @@ class AttemptStarted:
 
 
 @dataclass(frozen=True)
+class AttemptOutcome:
+    """How one logged attempt ended: its log row, ``delivered`` or ``failed``, the peer's code, latency, error."""
+
+    row_id: int
+    status: str
+    code: int | None
+    latency_ms: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What one dispatcher round of one destination decided, written in one statement
+    (``NotificationStore.finish_round``); the delivered notifications' status follows
+    (``NotificationStore.mark_delivered``)."""
+
+    attempts: tuple[AttemptOutcome, ...] = ()
+    withdrawn: tuple[int, ...] = ()
+    """'sending' rows of jobs the round did not reach: never attempted, so not kept in the log."""
+    finished_jobs: tuple[int, ...] = ()
+    """Queue rows done with: delivered, already delivered or given up."""
+    gave_up: tuple[tuple[str, UUID], ...] = ()
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     """One logged delivery attempt (operators and tests)."""
 

@@ -3,9 +3,10 @@ its deadlines, the offset/receivable join, digests and the digests of patient co
 
 SQL in, frozen dataclasses out, no decisions; callers own the transactions. The consumer's writes are
 set-based (issue #18.2): each method takes every row of a batch and sends one statement (``unnest`` arrays in,
-``RETURNING`` or one query out), so a batch of 200 messages costs what a batch of 2 does. The delivery log is
-the exception: the dispatcher writes it one attempt at a time, autocommitted, because an attempt must be on
-record before it leaves (``delivery.deliver_once``).
+``RETURNING`` or one query out), so a batch of 200 messages costs what a batch of 2 does. The dispatcher
+writes the delivery log a round at a time, autocommitted (an attempt must be on record before it leaves):
+one statement leases a destination's jobs, one checks the log and logs them 'sending', one records the
+outcomes, one sets the delivered notifications' status (``delivery.Dispatcher``); ``delivery.deliver_once`` still writes one attempt at a time.
 
 A little over 500 lines: one repository over one schema; its tables are written together in each batch.
 """
@@ -30,6 +31,7 @@ from services.notification.rows import (
     LearntToken,
     NewNotification,
     ReceivableRow,
+    RoundOutcome,
     ScannedTokens,
     TokenScope,
 )
@@ -185,6 +187,141 @@ class NotificationStore:
             )
             return False
         return True
+
+    # --- the dispatcher's rounds: three statements per round of one destination, whatever its size ---------
+
+    async def lease_jobs(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        channel: str,
+        target: str,
+        owner: str,
+        lease_seconds: float,
+        tenants: list[str] | None,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        """Lease a destination's oldest ``limit`` queued rows nobody else holds (rows this worker holds already
+        are renewed: a destination's drain task keeps what it has not finished), oldest first."""
+        rows = await conn.fetch(
+            """UPDATE notification.delivery_queue
+                  SET leased_by = $3, leased_until = now() + make_interval(secs => $4)
+                WHERE job_id IN (SELECT job_id FROM notification.delivery_queue
+                                  WHERE channel = $1 AND target = $2
+                                    AND (leased_until IS NULL OR leased_until < now() OR leased_by = $3)
+                                    AND ($5::text[] IS NULL OR tenant_id = ANY($5::text[]))
+                                  ORDER BY job_id LIMIT $6 FOR UPDATE SKIP LOCKED)
+            RETURNING *""",
+            channel,
+            target,
+            owner,
+            lease_seconds,
+            tenants,
+            limit,
+        )
+        return sorted(rows, key=lambda r: int(r["job_id"]))
+
+    async def begin_attempts(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        channel: str,
+        target: str,
+        notifications: Sequence[tuple[str, UUID]],
+    ) -> dict[tuple[str, UUID], AttemptStarted]:
+        """The log check and the 'sending' rows of a round in one statement: each (tenant, notification) not
+        yet delivered to this destination gets its next attempt logged as 'sending'; one already delivered
+        gets nothing and is missing from the answer (never send it again)."""
+        if not notifications:
+            return {}
+        rows = await conn.fetch(
+            """INSERT INTO notification.deliveries (tenant_id, notification_id, channel, target, attempt, status)
+               SELECT j.tenant_id, j.notification_id, $3, $4,
+                      coalesce((SELECT max(d.attempt) FROM notification.deliveries d
+                                 WHERE d.tenant_id = j.tenant_id AND d.notification_id = j.notification_id
+                                   AND d.channel = $3 AND d.target = $4), 0) + 1,
+                      'sending'
+                 FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS j(tenant_id, notification_id, pos)
+                WHERE NOT EXISTS (SELECT 1 FROM notification.deliveries d
+                                   WHERE d.tenant_id = j.tenant_id AND d.notification_id = j.notification_id
+                                     AND d.channel = $3 AND d.target = $4 AND d.status = 'delivered')
+                ORDER BY j.pos
+               RETURNING delivery_attempt_id, tenant_id, notification_id, attempt""",
+            *unnest_columns(2, notifications),
+            channel,
+            target,
+        )
+        return {
+            (r["tenant_id"], r["notification_id"]): AttemptStarted(
+                int(r["delivery_attempt_id"]), int(r["attempt"])
+            )
+            for r in rows
+        }
+
+    async def finish_round(self, conn: asyncpg.Connection | asyncpg.Pool, round_: RoundOutcome) -> int:
+        """Everything a round decided, in one statement: the attempts' outcomes (a 'delivered' that another
+        worker's delivered attempt beat is logged 'failed', so the log keeps one delivered attempt), the
+        'sending' rows of jobs the round did not reach withdrawn (never attempted), the finished jobs
+        (delivered, already delivered, given up) deleted from the queue, given-up notifications 'failed'.
+        Returns how many outcomes were logged as delivered by another worker. The delivered notifications'
+        status follows in :meth:`mark_delivered`."""
+        done = list(round_.finished_jobs)
+        beaten = await conn.fetchval(
+            """WITH outcome AS (
+                    SELECT o.*, o.status = 'delivered' AND EXISTS (
+                               SELECT 1 FROM notification.deliveries x
+                                 JOIN notification.deliveries me ON me.delivery_attempt_id = o.row_id
+                                WHERE x.tenant_id = me.tenant_id AND x.notification_id = me.notification_id
+                                  AND x.channel = me.channel AND x.target = me.target
+                                  AND x.status = 'delivered' AND x.delivery_attempt_id <> o.row_id) AS beaten
+                      FROM unnest($1::int8[], $2::text[], $3::int[], $4::numeric[], $5::text[])
+                           AS o(row_id, status, http_status, latency_ms, error)),
+                 logged AS (
+                    UPDATE notification.deliveries d
+                       SET status = CASE WHEN o.beaten THEN 'failed' ELSE o.status END,
+                           http_status = CASE WHEN o.beaten THEN NULL ELSE o.http_status END,
+                           latency_ms = o.latency_ms,
+                           error = CASE WHEN o.beaten THEN 'already delivered by another worker'
+                                        ELSE o.error END,
+                           finished_at = now()
+                      FROM outcome o WHERE d.delivery_attempt_id = o.row_id
+                    RETURNING o.beaten),
+                 withdrawn AS (
+                    DELETE FROM notification.deliveries WHERE delivery_attempt_id = ANY($6::int8[])),
+                 dequeued AS (
+                    DELETE FROM notification.delivery_queue WHERE job_id = ANY($7::int8[])),
+                 gave_up AS (
+                    UPDATE notification.notifications n SET status = 'failed'
+                      FROM unnest($8::text[], $9::uuid[]) AS f(tenant_id, notification_id)
+                     WHERE n.tenant_id = f.tenant_id AND n.notification_id = f.notification_id)
+               SELECT count(*) FILTER (WHERE beaten) FROM logged""",
+            *unnest_columns(
+                5,
+                ((a.row_id, a.status, a.code, round(a.latency_ms, 1), a.error) for a in round_.attempts),
+            ),
+            list(round_.withdrawn),
+            done,
+            *unnest_columns(2, round_.gave_up),
+        )
+        return int(beaten or 0)
+
+    async def mark_delivered(
+        self, conn: asyncpg.Connection | asyncpg.Pool, keys: Sequence[tuple[str, UUID]]
+    ) -> None:
+        """Notifications (tenant, id) delivered to a destination become 'delivered' once no destination of
+        theirs is left queued (a given-up one keeps 'failed'). A statement of its own, after the round's
+        record has committed its queue deletions: two destinations of one notification finishing at the same
+        moment each see the other's deletion by then, so the last of them sets the status (one statement
+        doing both would see the other's row in its snapshot, and neither would)."""
+        if not keys:
+            return
+        await conn.execute(
+            """UPDATE notification.notifications n SET status = 'delivered'
+                 FROM unnest($1::text[], $2::uuid[]) AS s(tenant_id, notification_id)
+                WHERE n.tenant_id = s.tenant_id AND n.notification_id = s.notification_id
+                  AND n.status = 'queued'
+                  AND NOT EXISTS (SELECT 1 FROM notification.delivery_queue q
+                                   WHERE q.tenant_id = s.tenant_id AND q.notification_id = s.notification_id)""",
+            *unnest_columns(2, keys),
+        )
 
     async def delivery_log(self, conn: asyncpg.Connection, tenant_id: str) -> list[AttemptRecord]:
         """Every attempt of a tenant, oldest first (operators and tests)."""

@@ -212,7 +212,7 @@ async def test_delivery_queues_a_batch_in_constant_statements(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     counted: dict[int, list[str]] = {}
-    for count in (5, 10, 20):  # the agent takes 20 at most
+    for count in (5, 10, 20):
         who = f"{tenant}-d{count}"
         opened = [change(who, n, "ReceivableOpened", "300.00") for n in range(count)]
         notes = [o for r in await run(ledger, opened) for o in r.outputs]
