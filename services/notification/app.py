@@ -87,7 +87,10 @@ def build(
     stage.every(settings.notification_dispatch_seconds, dispatcher.poll, "notification dispatch")
 
     async def close_channels(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
-        """Release the channels' HTTP sessions when the worker stops (after its consumer has stopped)."""
+        """Stop the dispatcher's drain tasks, then release the channels' HTTP sessions, when the worker stops
+        (after its consumer has stopped). In that order: a drain task still running on closed sessions would
+        count each refused request as a failed attempt and could give a healthy destination's job up."""
+        await dispatcher.stop()
         await notifier.close()
 
     stage.app.on_before_shutdown.connect(close_channels)

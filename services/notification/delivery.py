@@ -43,12 +43,13 @@ resend may have been a duplicate (a crash also leaves ``sending`` the rows of th
 
 import asyncio
 import logging
+import os
 import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -60,6 +61,7 @@ from services.notification.store import NotificationStore
 from shared import telemetry
 from shared.batches import dead_letter_message
 from shared.db import unnest_columns
+from shared.failures import is_transient
 from shared.messages import Incoming, Outgoing
 from shared.stream import Stage
 
@@ -197,6 +199,7 @@ class Job:
 
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
+T = TypeVar("T")
 PoolOf = Callable[[], Awaitable[asyncpg.Pool]]
 Destination = tuple[str, str]
 """(channel, target): one queue of its own, drained one request at a time, in order."""
@@ -265,11 +268,16 @@ class Dispatcher:
         """Start a drain task for every destination with rows nobody holds (within the bound); returns how many
         were started. The safety net under :meth:`wake` (one indexed query, every
         ``notification_dispatch_seconds``): rows another worker's expired lease left, this worker's own rows
-        after a restart, destinations that waited for a free task, a drain task the database stopped."""
+        after a restart, destinations that waited for a free task, and (once its lease has run out) the
+        queue of a drain task that ended on an error it could not retry."""
         pool = await self.pool_of()
-        if not self._started:  # this worker's leases from before a restart: its own, take them back now
+        if (
+            not self._started
+        ):  # leases of this worker's earlier runs (same host and worker id): take them back
             await pool.execute(
-                "UPDATE notification.delivery_queue SET leased_by = NULL, leased_until = NULL WHERE leased_by = $1",
+                """UPDATE notification.delivery_queue SET leased_by = NULL, leased_until = NULL
+                    WHERE starts_with(leased_by, $1) OR leased_by = $2""",
+                self.owner.rpartition(":")[0] + ":",
                 self.owner,
             )
             self._started = True
@@ -416,9 +424,38 @@ class Dispatcher:
         return done
 
     async def _finish(self, pool: asyncpg.Pool, channel: str, done: _Round) -> int:
-        """Dead-letter what gave up (before its queue row goes: nothing is dropped unannounced), write the
-        round in one statement, then the delivered notifications' status in another; returns how many
-        'delivered' outcomes another worker's attempt beat."""
+        """Write the round (one statement) and the delivered notifications' status (another), each retried until
+        it commits; then dead-letter what gave up and only after that take its queue rows away (nothing is
+        dropped unannounced). Returns how many 'delivered' outcomes another worker's attempt beat.
+
+        The record comes first and is retried because the requests have already been sent: a round left
+        unrecorded (a PostgreSQL failover, the stage's pool reset under a transient error, a broker outage
+        while dead letters are published) would keep its jobs leased and be sent again, whole, when the lease
+        ran out. Retrying keeps re-sends to what a crash of the process leaves (``services/notification/
+        README.md``, "Exactly once")."""
+        given_up = {job.job_id for job, _ in done.gave_up}
+        outcome = RoundOutcome(
+            attempts=tuple(done.attempts),
+            withdrawn=tuple(a.row_id for a in done.unsent),
+            finished_jobs=tuple(job.job_id for job in done.finished if job.job_id not in given_up),
+        )
+
+        async def record(pool: asyncpg.Pool) -> int:
+            try:
+                return await self.store.finish_round(pool, outcome)
+            except asyncpg.UniqueViolationError:  # another worker logged a delivery between our check and now
+                beaten = 0
+                for a in done.attempts:
+                    ok = await self.store.finish_attempt(
+                        pool, a.row_id, a.status, a.code, a.latency_ms, a.error
+                    )
+                    beaten += not ok
+                await self.store.finish_round(pool, replace(outcome, attempts=()))
+                return beaten
+
+        beaten = await self._until_recorded(record, pool)
+        delivered = [_key(job) for job in done.delivered if job.job_id not in given_up]
+        await self._until_recorded(lambda p: self.store.mark_delivered(p, delivered))
         if done.gave_up:
             letters = [
                 dead_letter_message(
@@ -432,24 +469,28 @@ class Dispatcher:
             ]
             telemetry.DEAD_LETTERS.labels(SERVICE, "delivery_gave_up").inc(len(letters))
             await self.publish(letters)
-        given_up = {job.job_id for job, _ in done.gave_up}
-        outcome = RoundOutcome(
-            attempts=tuple(done.attempts),
-            withdrawn=tuple(a.row_id for a in done.unsent),
-            finished_jobs=tuple(job.job_id for job in done.finished),
-            gave_up=tuple(_key(job) for job, _ in done.gave_up),
-        )
-        try:
-            beaten = await self.store.finish_round(pool, outcome)
-        except asyncpg.UniqueViolationError:  # another worker logged a delivery between our check and now
-            beaten = 0
-            for a in done.attempts:
-                ok = await self.store.finish_attempt(pool, a.row_id, a.status, a.code, a.latency_ms, a.error)
-                beaten += not ok
-            await self.store.finish_round(pool, replace(outcome, attempts=()))
-        delivered = [_key(job) for job in done.delivered if job.job_id not in given_up]
-        await self.store.mark_delivered(pool, delivered)
+            gave_up = RoundOutcome(
+                finished_jobs=tuple(sorted(given_up)), gave_up=tuple(_key(job) for job, _ in done.gave_up)
+            )
+            await self._until_recorded(lambda p: self.store.finish_round(p, gave_up))
         return beaten
+
+    async def _until_recorded(
+        self, write: Callable[[asyncpg.Pool], Awaitable[T]], pool: asyncpg.Pool | None = None
+    ) -> T:
+        """``write`` committed, retried on transient failures with the stage's current pool each time (a
+        failover, or the pool the stage reset under another error); anything else, or stopping, propagates."""
+        delay = 0.2
+        while True:
+            try:
+                return await write(pool or await self.pool_of())
+            except Exception as exc:
+                if self._stopped or not is_transient(exc):
+                    raise
+                log.warning("delivery record: transient %s, retrying in %.1fs", type(exc).__name__, delay)
+                pool = None
+                await self.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
 
 def _key(job: Job) -> tuple[str, UUID]:
@@ -507,7 +548,9 @@ def dispatcher_for(
         channels,
         policy,
         publish,
-        owner=f"{socket.gethostname()}:{s.worker_id}",
+        # The process id too: the queue renews rows its owner already holds, so two processes sharing a name
+        # (two workers left at the default worker id on one host) would lease and send the same jobs.
+        owner=f"{socket.gethostname()}:{s.worker_id}:{os.getpid()}",
         store=store,
         concurrency=s.notification_delivery_concurrency,
         batch=s.notification_delivery_batch,

@@ -188,7 +188,7 @@ class NotificationStore:
             return False
         return True
 
-    # --- the dispatcher's rounds: three statements per round of one destination, whatever its size ---------
+    # --- the dispatcher's rounds: four statements per round of one destination, whatever its size ----------
 
     async def lease_jobs(
         self,

@@ -288,3 +288,44 @@ async def test_a_notification_sent_to_two_destinations_at_once_ends_delivered(
     await d.idle()
     assert sorted(channel.calls.values()) == [1] * 20
     assert set((await statuses(ledger, tenant)).values()) == {"delivered"}
+
+
+class FailingRecord(NotificationStore):
+    """The store, except that the first ``failures`` writes of a round's record fail as a dropped connection
+    does (a PostgreSQL failover, or the pool the stage reset under another error)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def finish_round(self, conn: Any, round_: Any) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return await super().finish_round(conn, round_)
+
+
+async def test_a_round_whose_record_fails_transiently_is_recorded_not_sent_again(
+    ledger: asyncpg.Connection, pool: asyncpg.Pool, tenant: str
+) -> None:
+    """The requests of a round are out before its record is written: a record that fails must be written
+    again, not abandoned with its jobs leased (they would all be sent a second time when the lease ran out),
+    and a give-up is dead-lettered before its queue row goes."""
+    channel = Scripted()
+    letters: list[Outgoing] = []
+    target = "https://flaky-db.example/hook"
+    ids = await queue(ledger, tenant, target, 5)
+    channel.script[(target, ids[1])] = ["rejected"]
+    d = dispatcher(pool, channel, tenant, letters)
+    d.store = FailingRecord(failures=2)
+    assert await d.poll() == 1
+    await d.idle()
+
+    assert all(channel.calls[(target, nid)] == 1 for nid in ids), channel.calls
+    log = await log_of(ledger, tenant)
+    assert log == {nid: ["failed" if nid == ids[1] else "delivered"] for nid in ids}
+    assert await statuses(ledger, tenant) == {nid: "failed" if nid == ids[1] else "delivered" for nid in ids}
+    assert [dict(letter.headers)["reason"] for letter in letters] == [b"delivery_gave_up"]
+    left = await ledger.fetchval(
+        "SELECT count(*) FROM notification.delivery_queue WHERE tenant_id = $1", tenant
+    )
+    assert left == 0
