@@ -234,8 +234,8 @@ CLAIMS_PER_EVENT = 100
 """Claims carried by one :class:`ClaimPaymentsReceived` event at most. At 100 the per-message cost a consumer
 pays (about 300 µs of detection's CPU, against 85–93 µs of rules per claim) falls to 3 µs a claim, and a chunk
 of ordinary claims (600–1 500 bytes of JSON each) stays near 150 KB, well inside the 1 MiB a detection worker
-fetches per partition; more claims per event would save little more and widen what one bad claim sends to
-the dead-letter topic with it (the unit of dead-lettering is the event)."""
+fetches per partition; more claims per event would save little more, and lengthen the re-run that takes a
+claim that can never be processed out of its event (it is dead-lettered alone, ``shared.bundles``)."""
 
 CLAIM_LINES_PER_EVENT = 4000
 """Service lines plus CAS triples carried by one :class:`ClaimPaymentsReceived` event at most (a claim with

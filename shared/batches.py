@@ -187,6 +187,17 @@ async def _run_once(
         phi.CURRENT_RECORD.reset(current)
 
 
+def item_dead_letter(
+    service: str, item: Incoming, exc: Exception, where: str, location: dict[str, str]
+) -> Outgoing:
+    """The DLT record of one item of a message that carries many (a claim of a chunk, ``shared.bundles``),
+    written as the item would have travelled alone (``item``: its own topic and bytes), so ``dlt replay``
+    re-drives that item alone while the message's other items stand. Reason and PHI-free message as for an
+    input (:func:`_dead`)."""
+    [record] = _dead(service, item, exc, FailedInput(0, exc, where=where, location=location)).outputs
+    return record
+
+
 def _dead(service: str, incoming: Incoming, exc: Exception, failed: FailedInput | None = None) -> Result:
     """The dead letter of an input that failed permanently with ``exc``; ``failed``, when the handler named
     the item of the input at fault (a claim of a chunk), puts that item into the reason and location."""

@@ -12,7 +12,10 @@ from uuid import UUID
 
 from contracts.envelope import Envelope, envelope_of
 from contracts.events import ClaimPaymentReceived, ClaimPaymentsReceived
+from contracts.topics import CLAIM_PAYMENTS_V1
+from shared.batches import item_dead_letter
 from shared.ids import stable_id
+from shared.messages import Incoming, Outgoing
 
 
 def claim_event_id(remittance_id: UUID, claim_ordinal: int) -> UUID:
@@ -74,3 +77,26 @@ def which_claim(envelope: Envelope[ClaimPaymentsReceived], index: int) -> tuple[
         "segment_ordinal": str(claim.segment_ordinal),
         "claims_part": str(envelope.payload.part),
     }
+
+
+def claim_dead_letter(
+    service: str,
+    envelope: Envelope[ClaimPaymentsReceived],
+    index: int,
+    exc: Exception,
+    where: str,
+    location: dict[str, str],
+) -> Outgoing:
+    """The dead letter of one claim of a v2 event that can never be processed: the claim as its own v1 event
+    (the bytes ``remit.claim-payments.v1`` carried), so ``offsetstream dlt replay`` sends it to v1, which
+    detection still consumes, and re-drives that claim alone; the event it came in is named in the headers
+    (``location.claims_event``). Its source position is that of no v1 record (-1): the claim was never on v1."""
+    [claim] = [c for i, c in enumerate(claims_of(envelope)) if i == index]
+    item = Incoming(
+        topic=CLAIM_PAYMENTS_V1.name,
+        partition=-1,
+        offset=-1,
+        key=CLAIM_PAYMENTS_V1.key_of(claim).encode(),
+        value=claim.to_bytes(),
+    )
+    return item_dead_letter(service, item, exc, where, {**location, "claims_event": str(envelope.event_id)})

@@ -5,13 +5,14 @@ configured days. What each input does is ``engine``; pure rules ``domain`` and t
 Claims arrive a transaction (or 100 claims) per message on ``remit.claim-payments.v2``: each message is
 unbundled into the per-claim events ``remit.claim-payments.v1`` carried, with the same event ids
 (``shared.claims``), and the batch's claims go through ``Detector.on_claims`` together, so every stored claim,
-evidence and downstream event is what v1 gave. A message is claimed and dead-lettered whole: a claim that can
-never be processed sends its whole message to ``remit.claim-payments.dlt``, naming the claim (ordinal, CLP
-segment). v1 is still consumed, for records published before intake moved to v2 and replays of their dead
+evidence and downstream event is what v1 gave. A message is claimed once; a claim that can never be processed
+is taken out and dead-lettered alone, as the v1 event it would have been (``shared.claims.claim_dead_letter``,
+naming its ordinal and CLP segment), while the other claims of its message are applied. v1 is still consumed, for records published before intake moved to v2 and replays of their dead
 letters; deploy detection before intake.
 """
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, LETTERS, PROVIDER_ADJUSTMENTS
@@ -43,7 +44,15 @@ def build(
     """The detection stage over these settings, payer policies, repository and rule plugins."""
     stage = Stage("detection", settings)
     detector = Detector(settings, policies, store, rules)
-    stage.handle_batch(CLAIM_PAYMENTS, unbundled(claims.claims_of, detector.on_claims, claims.which_claim))
+    stage.handle_batch(
+        CLAIM_PAYMENTS,
+        unbundled(
+            claims.claims_of,
+            detector.on_claims,
+            claims.which_claim,
+            isolate=partial(claims.claim_dead_letter, stage.service),
+        ),
+    )
     stage.handle_batch(CLAIM_PAYMENTS_V1, detector.on_claims)
     stage.handle_batch(PROVIDER_ADJUSTMENTS, detector.on_adjustments)
     stage.handle_batch(LETTERS, detector.on_letters)

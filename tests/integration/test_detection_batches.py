@@ -1,6 +1,6 @@
 """Detection applies a batch of claims set-based: a constant number of statements whatever the batch's size, and
 the same ledger as one claim at a time (each claim sees the batch's claims before it, not those after; the first
-correction in order pairs a reversal; a poison claim costs only itself). The evidence a batch finds is recorded
+correction in order pairs a reversal; a poison claim costs only itself, in a part too). The evidence a batch finds is recorded
 set-based too: receivables joined, opened and merged (merges chaining within the batch) exactly as one input at a
 time would, in a constant number of statements."""
 
@@ -330,7 +330,8 @@ async def test_a_batch_of_parts_costs_the_statements_of_a_batch_of_claims(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     """250 claims of one transaction travel as three parts (100, 100, 50), applied in the statements that 250
-    v1 claims would cost, plus nothing per part."""
+    v1 claims would cost (9), plus the savepoint a batch of parts runs its claims in so that a poison claim can
+    be taken out alone (``shared.bundles``: SAVEPOINT and RELEASE), and nothing per part."""
     claims = [other_claim(f"PCNV{n:05d}") for n in range(250)]
     claims[3] = Claim("PCNV00001", [Service(D("-400.00"))], status="22", icn=claims[1].icn)  # a reversal
     await detect(
@@ -341,17 +342,18 @@ async def test_a_batch_of_parts_costs_the_statements_of_a_batch_of_claims(
     statements: list[str] = []
     results = await detect(ledger, parts, statements)
     assert [r.outcome for r in results] == ["applied"] * 3
-    assert len(statements) == 9, statements
+    assert len(statements) == 9 + 2, statements
     count = await ledger.fetchval("SELECT count(*) FROM detection.claims WHERE tenant_id = $1", tenant)
     assert count == 250
 
 
-async def test_a_poison_claim_dead_letters_its_part_only_naming_the_claim(
+async def test_a_poison_claim_is_dead_lettered_alone_and_the_rest_of_its_part_applies(
     ledger: asyncpg.Connection, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A rule that raises on one claim sends that claim's part to the DLT with the part's original bytes and a
-    reason naming the claim by ordinal and CLP segment (never its patient control number); the other parts
-    of the batch are applied, and a redelivery of the whole batch changes nothing."""
+    """A rule that raises on one claim: that claim alone goes to the DLT, as the v1 event it would have been
+    (so ``dlt replay`` re-drives it alone, on v1), with a reason naming it by ordinal and CLP segment (never its
+    patient control number); every other claim, its own part's included, is applied. A redelivery of the
+    whole batch changes nothing, and replaying the dead letter once the rule is fixed applies the claim."""
     original = rules.PaidAboveChargeRule.on_claim
 
     def poisoned(
@@ -366,23 +368,36 @@ async def test_a_poison_claim_dead_letters_its_part_only_naming_the_claim(
     files.insert(1, remit_claims("EFTP0001", "20260804", [other_claim("X7"), other_claim("POISON-0042")]))
     parts = await claims_of(ledger, tenant, *files, v1=False)
     results = await detect(ledger, parts)
-    assert [r.outcome for r in results] == ["applied", "dead_lettered", "applied", "applied"]
-    [record] = results[1].outputs
+    assert [r.outcome for r in results] == ["applied"] * 4
+    [record] = [o for o in results[1].outputs if o.topic == CLAIM_PAYMENTS_V1.dlt]
     headers = {k: v.decode() for k, v in record.headers}
-    assert record.topic == CLAIM_PAYMENTS.dlt and record.value == parts[1].value
-    assert headers["source_topic"] == CLAIM_PAYMENTS.name and headers["reason"] == "plugin_error"
+    alone = CLAIM_PAYMENTS_V1.parse(record.value)
+    part = CLAIM_PAYMENTS.parse(parts[1].value)
+    assert alone.payload == part.payload.claims[1] and alone.tenant_id == tenant
+    assert alone.event_id == shared_claims.claim_event_id(part.payload.remittance_id, 2)
+    assert headers["source_topic"] == CLAIM_PAYMENTS_V1.name and headers["reason"] == "plugin_error"
     assert headers["error"].startswith("claim #2 (CLP segment "), headers["error"]
     assert headers["location.claim_ordinal"] == "2" and headers["location.claims_part"] == "1"
+    assert headers["location.claims_event"] == str(part.event_id)
     assert "POISON" not in " ".join(headers.values())
     rows = await stored(ledger, tenant)
-    assert len(rows[0]) == sum(len(claims) for *_, claims in STORY)  # every claim but the poisoned part's
+    stored_pcns = {json.loads(r[3])["patient_control_number"] for r in rows[0]}
+    assert "X7" in stored_pcns and "POISON-0042" not in stored_pcns  # its neighbour is not held back
+    assert len(rows[0]) == sum(len(claims) for *_, claims in STORY) + 1
 
     again = await detect(ledger, parts)
-    assert [r.outcome for r in again] == ["duplicate", "dead_lettered", "duplicate", "duplicate"]
-    assert [[published(o) for o in r.outputs] for r in again[::2]] == [
-        [published(o) for o in r.outputs] for r in results[::2]
+    assert [r.outcome for r in again] == ["duplicate"] * 4
+    assert [[published(o) for o in r.outputs] for r in again] == [
+        [published(o) for o in r.outputs] for r in results
     ]
     assert await stored(ledger, tenant) == rows
+
+    monkeypatch.setattr(rules.PaidAboveChargeRule, "on_claim", original)  # the rule fixed: replay the claim
+    [replayed] = await detect(ledger, [Incoming(CLAIM_PAYMENTS_V1.name, 0, 0, None, record.value)])
+    assert replayed.outcome == "applied"
+    after = await stored(ledger, tenant)
+    assert len(after[0]) == len(rows[0]) + 1
+    assert "POISON-0042" in {json.loads(r[3])["patient_control_number"] for r in after[0]}
 
 
 async def test_v1_claims_then_their_parts_change_nothing(ledger: asyncpg.Connection, tenant: str) -> None:
