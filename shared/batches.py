@@ -15,7 +15,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from contracts.topics import INTAKE, all_topic_names, dlt_name
-from shared import db, effects, phi
+from shared import db, effects, phi, telemetry
 from shared.dlt_refs import OmittedBody
 from shared.failures import TooLarge, is_transient, permanent_reason
 from shared.kafka import MAX_MESSAGE_BYTES
@@ -195,6 +195,9 @@ def item_dead_letter(
     re-drives that item alone while the message's other items stand. Reason and PHI-free message as for an
     input (:func:`_dead`)."""
     [record] = _dead(service, item, exc, FailedInput(0, exc, where=where, location=location)).outputs
+    reason = dict(record.headers)["reason"].decode()
+    # Counted with the stage's other dead letters once the batch commits (its input itself was applied).
+    effects.after_commit(telemetry.DEAD_LETTERS.labels(service, reason).inc)
     return record
 
 
