@@ -77,7 +77,7 @@ class Stack:
     postgres: PostgresInfo
     services: dict[str, int]
     web_ports: dict[str, int] = field(default_factory=dict)
-    phi_key: str = field(default_factory=phi_key_of_environment)
+    phi_key: str = field(default_factory=phi_key_of_environment, repr=False)
     """The key of this stack's PHI digests (``OFFSETSTREAM_PHI_KEY``, shared.phi.configure_key): the
     environment's when it has one (an operator's, the test session's), else random for this stack. Intake and
     notification must share it, so every process of the stack gets it from here."""

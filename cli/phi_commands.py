@@ -98,6 +98,15 @@ async def _run(args: argparse.Namespace) -> int:
             if args.tenant
             else [r["tenant_id"] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM detection.claims")]
         )
+        learnt = await conn.fetchval("SELECT count(*) FROM notification.sensitive_tokens")
+        if not tenants and learnt:
+            # A login that sees no claims (row-level security) would otherwise "relearn" nothing, quietly.
+            print(
+                "offsetstream phi relearn: no claims visible but notification holds digests; run it with the "
+                "owner login (OFFSETSTREAM_DATABASE_URL)",
+                file=sys.stderr,
+            )
+            return 1
         for tenant in sorted(tenants):
             done = await relearn(conn, tenant)
             print(

@@ -72,7 +72,7 @@ async def test_relearn_replaces_digests_of_another_key_with_the_claims_numbers(
     )
     assert generations == {"acct-1": 5, "acct-2": 1}  # both accounts scan their queued deliveries again
 
-    again = await phi_commands.relearn(ledger, tenant)  # idempotent: the same digests, nothing else moves
+    again = await phi_commands.relearn(ledger, tenant)  # idempotent: the same digests (generations move again)
     assert again.learnt == len(expected)
     assert {
         (r["account_key"], r["digest"], r["length"])
