@@ -72,7 +72,8 @@ async def test_relearn_replaces_digests_of_another_key_with_the_claims_numbers(
     )
     assert generations == {"acct-1": 5, "acct-2": 1}  # both accounts scan their queued deliveries again
 
-    again = await phi_commands.relearn(ledger, tenant)  # idempotent: the same digests (generations move again)
+    # Idempotent: the same digests (the generations move again, so queued deliveries are scanned again).
+    again = await phi_commands.relearn(ledger, tenant)
     assert again.learnt == len(expected)
     assert {
         (r["account_key"], r["digest"], r["length"])
