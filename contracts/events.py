@@ -294,6 +294,12 @@ class PatientTokensSeen(Contract):
         description="Every distinct token of those claims' patient control numbers (CLP01): the number as "
         "written and, when it has separators, its alphanumeric pieces of 4 or more characters."
     )
+    key_id: str | None = Field(
+        default=None,
+        description="Public name of the key the digests were made with (`shared.phi.key_id`: a keyed digest of "
+        "a constant); a consumer holding another key refuses the event instead of learning digests that match "
+        "nothing. Absent on events published before it existed.",
+    )
 
 
 PATIENT_TOKENS_PER_EVENT = 1000

@@ -116,6 +116,8 @@ class _Keying:
 
     blake: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16, person=_PERSON))
     keyed: bool = False
+    key_id: str = ""
+    """Names the key without revealing it (:func:`key_id`)."""
 
 
 _KEYING = _Keying()
@@ -150,6 +152,19 @@ def configure_key(secret: SecretStr | str | None) -> None:
     key = hashlib.sha256(_KEY_DERIVATION + value.encode()).digest()
     _KEYING.blake = hashlib.blake2b(digest_size=16, person=_PERSON, key=key)
     _KEYING.keyed = True
+    _KEYING.key_id = hashlib.blake2b(
+        b"key id", digest_size=8, person=b"offsetstream-kid", key=key
+    ).hexdigest()
+
+
+def key_id() -> str:
+    """A short public name of this process's PHI key: a keyed digest of a constant, under a personalisation no
+    token digest uses, so it says nothing about any token or about the key. Intake puts it on every patient
+    tokens event and notification compares it with its own: digests made under another key would match
+    nothing, and learning them would leave those patients' numbers unmasked without a word."""
+    if not _KEYING.keyed:
+        raise PhiKeyError("a PHI key id needs OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)")
+    return _KEYING.key_id
 
 
 def key_configured() -> bool:

@@ -165,6 +165,7 @@ def token_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[A
             first_claim_ordinal=chunk[0].claim_ordinal,
             claim_count=len(chunk),
             tokens=tuple(PatientToken(length=n, digest=d, alphanumeric=a) for _, n, d, a in rows),
+            key_id=phi.key_id(),
         )
         out.append(
             (

@@ -36,7 +36,7 @@ from contracts.topics import OVERPAYMENTS, PATIENT_TOKENS
 from services.notification.rows import LearntToken
 from services.notification.store import NotificationStore
 from shared import phi
-from shared.messages import BatchHandler, Incoming, PerInput
+from shared.messages import BatchHandler, Incoming, PerInput, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ class _Token(BaseModel):
 
 
 class _TokenDigests(BaseModel):
-    """The one field of a patient tokens event notification needs."""
+    """The fields of a patient tokens event notification needs: the digests, and the key they were made with."""
 
     model_config = _TOLERANT
     tokens: list[_Token]
+    key_id: str | None = None
 
 
 class _OverpaymentNumbers(BaseModel):
@@ -109,6 +110,12 @@ def tokens_of(incoming: Incoming) -> list[LearntToken]:
     nothing (matching dead-letters it); an unreadable patient tokens record raises ``ValidationError``."""
     if incoming.topic != OVERPAYMENTS.name:
         seen = _TokensRecord.model_validate_json(incoming.value)
+        if seen.payload.key_id is not None and seen.payload.key_id != phi.key_id():
+            raise Rejected(
+                "phi_key_mismatch",
+                f"patient tokens made under PHI key {seen.payload.key_id}, this notification holds key "
+                f"{phi.key_id()}: give intake and notification the same OFFSETSTREAM_PHI_KEY, then replay",
+            )
         return [
             LearntToken(seen.tenant_id, seen.account_key, "id", t.length, t.digest, t.alphanumeric)
             for t in seen.payload.tokens
@@ -127,7 +134,9 @@ def tokens_of(incoming: Incoming) -> list[LearntToken]:
 
 def learner(store: NotificationStore) -> BatchHandler:
     """The batch handler of ``remit.patient-tokens.v1`` and ``remit.overpayments.v1``: one statement per
-    batch, nothing published; an unreadable patient tokens record is dead-lettered (``invalid_message``)."""
+    batch, nothing published; an unreadable patient tokens record is dead-lettered (``invalid_message``), and
+    so is one made under another PHI key (``phi_key_mismatch``: a misconfigured intake or notification must
+    show, not leave numbers unmasked)."""
 
     async def learn(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
         learnt: list[LearntToken] = []
@@ -135,7 +144,7 @@ def learner(store: NotificationStore) -> BatchHandler:
         for incoming in batch:
             try:
                 learnt += tokens_of(incoming)
-            except ValidationError as exc:
+            except (ValidationError, Rejected) as exc:
                 given.append(exc)
             else:
                 given.append([])

@@ -6,10 +6,15 @@ import hashlib
 from collections.abc import Iterator
 
 import pytest
+from x12_builder import Claim, Transaction, build_835, parse_all, remittances
 
+from contracts.topics import PATIENT_TOKENS
 from services.intake import app as intake_app
+from services.intake import domain
 from services.notification import app as notification_app
+from services.notification import learn
 from shared import phi
+from shared.messages import Incoming, Rejected
 from shared.settings import Settings
 
 KEY_A = "a" * 16 + "-first-phi-key-of-a-deployment"
@@ -73,3 +78,36 @@ def test_intake_and_notification_refuse_to_start_without_a_key(keyed_state: None
     settings = Settings(phi_key=None, database_url="postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(phi.PhiKeyError, match="OFFSETSTREAM_PHI_KEY"):
         app.from_environment(settings)  # type: ignore[attr-defined]
+
+
+def test_the_key_id_names_the_key_without_matching_any_token(keyed_state: None) -> None:
+    phi.configure_key(KEY_A)
+    under_a = phi.key_id()
+    assert len(under_a) == 16 and under_a not in {phi.digest("key id"), phi.digest("KEY ID")}
+    phi.configure_key(KEY_B)
+    assert phi.key_id() != under_a
+    phi.configure_key(KEY_A)
+    assert phi.key_id() == under_a
+    phi._KEYING.keyed = False
+    with pytest.raises(phi.PhiKeyError):
+        phi.key_id()
+
+
+def test_notification_refuses_patient_tokens_made_under_another_key(keyed_state: None) -> None:
+    """Digests made under intake's key are learnt only by a notification holding the same key; under another
+    they would match nothing and leave the numbers unmasked, so the event is dead-lettered, naming the two keys
+    by their ids (never the keys), and learnt once replayed after the configuration is fixed."""
+    [parsed] = remittances(parse_all(build_835(Transaction(claims=[Claim("100234"), Claim("ACCT-000117")]))))
+    phi.configure_key(KEY_A)
+    [(_, env)] = domain.token_events("t1", parsed)
+    assert env.payload.key_id == phi.key_id()
+    record = Incoming(PATIENT_TOKENS.name, 0, 0, None, env.to_bytes())
+    assert {t.digest for t in learn.tokens_of(record)} == {t.digest for t in env.payload.tokens}
+    phi.configure_key(KEY_B)
+    with pytest.raises(Rejected) as refused:
+        learn.tokens_of(record)
+    assert refused.value.reason == "phi_key_mismatch"
+    assert KEY_A not in refused.value.message and KEY_B not in refused.value.message
+    # An event from before key ids existed is learnt as it comes.
+    old = env.model_copy(update={"payload": env.payload.model_copy(update={"key_id": None})})
+    assert learn.tokens_of(Incoming(PATIENT_TOKENS.name, 0, 1, None, old.to_bytes()))
