@@ -162,14 +162,14 @@ def key_id() -> str:
     token digest uses, so it says nothing about any token or about the key. Intake puts it on every patient
     tokens event and notification compares it with its own: digests made under another key would match
     nothing, and learning them would leave those patients' numbers unmasked without a word."""
-    if not _KEYING.keyed:
-        raise PhiKeyError("a PHI key id needs OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)")
+    _require_key("a PHI key id")
     return _KEYING.key_id
 
 
-def key_configured() -> bool:
-    """Whether this process's digests are keyed (:func:`configure_key`)."""
-    return _KEYING.keyed
+def _require_key(what: str) -> None:
+    """Refuse ``what`` (digests that are published, stored or compared with stored ones) while unkeyed."""
+    if not _KEYING.keyed:
+        raise PhiKeyError(f"{what} needs OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)")
 
 
 _ASCII_SPACE = frozenset(i for i in range(128) if chr(i).isspace())
@@ -200,10 +200,7 @@ def shaped_token_rows(kind: TokenKind, values: Iterable[str]) -> list[tuple[Toke
 
     These rows are published (intake) or stored (notification), so they are made only with a configured key
     (:func:`configure_key`): an unkeyed digest of a short number is the number."""
-    if not _KEYING.keyed:
-        raise PhiKeyError(
-            "PHI digests to publish or store need OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)"
-        )
+    _require_key("making PHI digests to publish or store")
     return _shaped_rows(kind, values)
 
 
@@ -352,12 +349,8 @@ def candidates(
     Such a token, glued to other text or not, lies inside one run of letters and digits of the upper-cased
     text, so only windows inside those runs are digested (each distinct run once) — in prose with dates and
     amounts a fraction of every window; a length with any other token is looked for everywhere."""
-    if (
-        not _KEYING.keyed
-    ):  # unkeyed windows would match no stored digest, and every token would go out unmasked
-        raise PhiKeyError(
-            "looking up stored PHI digests needs OFFSETSTREAM_PHI_KEY (shared.phi.configure_key)"
-        )
+    # Unkeyed windows would match no stored digest, and every token would go out unmasked.
+    _require_key("looking up stored PHI digests")
     pairs = list(lengths)
     id_lengths = [n for k, n in pairs if k == "id"]
     name_lengths = [n for k, n in pairs if k == "name"]

@@ -20,9 +20,8 @@ log = logging.getLogger(__name__)
 def build(settings: Settings, parsers: Mapping[str, FeedParser], store: IntakeStore) -> Stage:
     """The intake stage over these settings, feed parser plugins and repository. Intake has no payer
     policies: files are read the same for every payer, and the stages downstream apply the policies."""
-    phi.configure_key(
-        settings.phi_key
-    )  # the patient tokens events carry keyed digests; refuse to start without
+    # The patient tokens events carry keyed digests: refuse to start without a usable key.
+    phi.configure_key(settings.phi_key)
     stage = Stage("intake", settings, fetch_bytes=MAX_MESSAGE_BYTES)
     metrics.X12_COMPILED.set(1 if x12.NATIVE else 0)
     log.info("X12 reader: %s", "compiled (mypyc)" if x12.NATIVE else "from source")
