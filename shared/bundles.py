@@ -35,16 +35,16 @@ B = TypeVar("B", bound=BaseModel)
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 (the item type, beside B for the bundle)
 
 
-ItemDeadLetter = Callable[[Envelope[B], int, Exception, str, dict[str, str]], Outgoing]
-"""(bundle, index of the item, cause, PHI-free words for the item, its ``location.*``) → the item's own
-dead-letter record (``shared.batches.item_dead_letter`` over the item as it would travel alone)."""
+ItemDeadLetter = Callable[[Envelope[B], Envelope[I], Exception, str, dict[str, str]], Outgoing]
+"""(bundle, the item as it would travel alone, cause, PHI-free words for the item, its ``location.*``) → the
+item's own dead-letter record (``shared.batches.item_dead_letter``)."""
 
 
 def unbundled(
     unbundle: Callable[[Envelope[B]], Sequence[Envelope[I]]],
     handler: EventBatchHandler[I],
     describe: Callable[[Envelope[B], int], tuple[str, dict[str, str]]],
-    isolate: "ItemDeadLetter[B] | None" = None,
+    isolate: "ItemDeadLetter[B, I] | None" = None,
 ) -> EventBatchHandler[B]:
     """A batch handler of bundles that runs ``handler`` once over all their items, in order: ``unbundle``
     gives a bundle's items, each as the envelope it would have travelled in on its own; ``describe`` says
@@ -81,7 +81,7 @@ def unbundled(
                     raise FailedInput(
                         position, failed.cause, where=where, location=location
                     ) from failed.cause
-                given[position].append(isolate(bundles[position], index, failed.cause, where, location))
+                given[position].append(isolate(bundles[position], items[flat], failed.cause, where, location))
                 after_commit(
                     partial(log.warning, "%s dead-lettered alone; the rest of its message applied", where)
                 )

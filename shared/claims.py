@@ -82,16 +82,15 @@ def which_claim(envelope: Envelope[ClaimPaymentsReceived], index: int) -> tuple[
 def claim_dead_letter(
     service: str,
     envelope: Envelope[ClaimPaymentsReceived],
-    index: int,
+    claim: Envelope[ClaimPaymentReceived],
     exc: Exception,
     where: str,
     location: dict[str, str],
 ) -> Outgoing:
     """The dead letter of one claim of a v2 event that can never be processed: the claim as its own v1 event
-    (the bytes ``remit.claim-payments.v1`` carried), so ``offsetstream dlt replay`` sends it to v1, which
+    (``claim``, as :func:`claims_of` gave it: the bytes ``remit.claim-payments.v1`` carried), so ``offsetstream dlt replay`` sends it to v1, which
     detection still consumes, and re-drives that claim alone; the event it came in is named in the headers
     (``location.claims_event``). Its source position is that of no v1 record (-1): the claim was never on v1."""
-    [claim] = [c for i, c in enumerate(claims_of(envelope)) if i == index]
     item = Incoming(
         topic=CLAIM_PAYMENTS_V1.name,
         partition=-1,
