@@ -31,8 +31,29 @@ from shared.messages import EventBatchHandler, FailedInput, Outgoing
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 B = TypeVar("B", bound=BaseModel)
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 (the item type, beside B for the bundle)
+
+
+def consecutive_parts(
+    items: Sequence[T], weight: Callable[[T], int], max_weight: int, max_count: int | None = None
+) -> list[Sequence[T]]:
+    """``items`` cut, in order, into consecutive parts of at most ``max_weight`` total weight and ``max_count``
+    items; an item heavier than the bound alone is a part of its own. One rule for how a producer bundles
+    (intake's claims parts) and how a consumer bounds a transaction (``shared.stream``'s cut by bytes): a pure
+    function of the items, so the same items are always cut the same way."""
+    parts: list[Sequence[T]] = []
+    start = total = 0
+    for at, item in enumerate(items):
+        heavy = weight(item)
+        if at > start and (at - start == max_count or total + heavy > max_weight):
+            parts.append(items[start:at])
+            start, total = at, 0
+        total += heavy
+    if start < len(items):
+        parts.append(items[start:])
+    return parts
 
 
 ItemDeadLetter = Callable[[Envelope[B], Envelope[I], Exception, str, dict[str, str]], Outgoing]

@@ -38,6 +38,7 @@ from contracts.envelope import Envelope
 from contracts.topics import P, Topic
 from shared import db, kafka_security, lag, telemetry
 from shared.batches import apply_batch, refused_record
+from shared.bundles import consecutive_parts
 from shared.failures import is_transient, permanent_reason
 from shared.messages import (
     BatchHandler,
@@ -470,16 +471,7 @@ def cut_by_bytes(batch: Sequence[Incoming], max_bytes: int | None) -> list[Seque
     harmless."""
     if max_bytes is None:
         return [batch]
-    parts: list[Sequence[Incoming]] = []
-    start = size = 0
-    for at, incoming in enumerate(batch):
-        if at > start and size + len(incoming.value) > max_bytes:
-            parts.append(batch[start:at])
-            start, size = at, 0
-        size += len(incoming.value)
-    if start < len(batch):
-        parts.append(batch[start:])
-    return parts
+    return consecutive_parts(batch, lambda incoming: len(incoming.value), max_bytes)
 
 
 def withhold_acks(events: Sequence[Any]) -> None:

@@ -23,6 +23,7 @@ from contracts.events import (
 from contracts.topics import CLAIM_PAYMENTS, PATIENT_TOKENS, PROVIDER_ADJUSTMENTS, REMITTANCES, Topic
 from services.intake.feeds import FeedError, FeedErrorReason, FeedParser, ParsedRemittance
 from shared import envelopes, phi
+from shared.bundles import consecutive_parts
 from shared.claims import claims_causation, claims_event_id
 from shared.ids import account_key, stable_id
 
@@ -100,17 +101,12 @@ def claim_parts(claims: Sequence[ClaimPaymentReceived]) -> list[Sequence[ClaimPa
     service lines plus CAS triples (a claim with more lines is a part alone), so no part comes near the
     broker's message cap however heavy its claims. A pure function of the claims: a transaction read again
     (a redelivered file, a replay) is cut the same way, into events with the same ids."""
-    parts: list[Sequence[ClaimPaymentReceived]] = []
-    start = lines = 0
-    for at, claim in enumerate(claims):
-        weight = len(claim.services) + len(claim.adjustments)
-        if at > start and (at - start == CLAIMS_PER_EVENT or lines + weight > CLAIM_LINES_PER_EVENT):
-            parts.append(claims[start:at])
-            start, lines = at, 0
-        lines += weight
-    if start < len(claims):
-        parts.append(claims[start:])
-    return parts
+    return consecutive_parts(
+        claims,
+        lambda claim: len(claim.services) + len(claim.adjustments),
+        CLAIM_LINES_PER_EVENT,
+        CLAIMS_PER_EVENT,
+    )
 
 
 def claim_events(tenant_id: str, parsed: ParsedRemittance) -> list[tuple[Topic[Any], Envelope[Any]]]:
