@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.topics import P, Topic
-from shared import db, kafka_security, lag, telemetry
+from shared import db, kafka_security, lag, lean_consumer, telemetry
 from shared.batches import apply_batch, refused_record
 from shared.bundles import consecutive_parts
 from shared.failures import is_transient, permanent_reason
@@ -102,6 +102,7 @@ class Stage:
             broker_commit_every=100,
             broker_commit_interval=s.commit_interval_seconds,
         )
+        lean_consumer.use_lean_consumer(self.app)
         telemetry.serve_metrics(self.app, service)
         telemetry.declare_service(service)
         self.lag_monitor = self._watch_lag()
@@ -147,14 +148,23 @@ class Stage:
         topic in a batch, see :func:`dispatcher`), as envelopes of the topic's payload model in the order
         consumed (see :class:`~shared.messages.BatchHandler` for what it must
         honour). A record that does not parse is dead-lettered (``invalid_message``) without reaching it."""
+        self.handle_batches((topic,), handler)
+
+    def handle_batches(self, topics: Sequence[Topic[Any]], handler: EventBatchHandler[Any]) -> None:
+        """Route the records of several topics to one ``handler``, as :meth:`handle_batch` does for one: a
+        stretch of consecutive records of any of them is one call, each record parsed as its own topic's
+        payload model, mixed in the order consumed. For a handler whose statements per call do not depend on
+        the topic (notification's token scans): a batch whose topics alternate is then one call, not one per
+        alternation."""
+        by_name = {topic.name: topic for topic in topics}
 
         async def parsed(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
             given: list[PerInput] = []
-            envelopes: list[Envelope[P]] = []
+            envelopes: list[Envelope[Any]] = []
             at: list[int] = []
             for incoming in batch:
                 try:
-                    envelopes.append(topic.parse(incoming.value))
+                    envelopes.append(by_name[incoming.topic].parse(incoming.value))
                 except ValidationError as exc:
                     given.append(exc)
                     continue
@@ -168,7 +178,9 @@ class Stage:
                 given[position] = list(owed)
             return given
 
-        self.handle_records(topic, BatchHandler(parsed))
+        one = BatchHandler(parsed)
+        for topic in topics:
+            self.handle_records(topic, one)
 
     def handle_records(self, topic: Topic[Any], handler: Handler | BatchHandler) -> None:
         """Route every record of ``topic`` to ``handler`` as it was consumed, for a stage that needs more than
@@ -423,11 +435,12 @@ class Stage:
 
 def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> BatchHandler:
     """One handler over several topics: the records of a batch go to their topic's handler in the order
-    consumed, each stretch of consecutive records of one topic in one call (a batch handler then pays its
+    consumed, each stretch of consecutive records of one handler in one call (a batch handler then pays its
     statements once per stretch; a batch taken under a backlog holds long stretches, as the consumer fetches
-    partition by partition). The order across topics is kept, not regrouped by topic: Kafka would allow
-    that, but what a stage publishes, and the interest it accrues, can depend on it, and a batch must leave
-    the ledger one message at a time would.
+    partition by partition; topics that share one handler, :meth:`Stage.handle_batches`, share stretches).
+    The order across topics is kept, not regrouped by topic: Kafka would allow that, but what a stage
+    publishes, and the interest it accrues, can depend on it, and a batch must leave the ledger one message
+    at a time would.
 
     A record of a topic nothing was registered for (a subscription and its routes out of step) is rejected as
     ``unknown_topic``: it is dead-lettered with that reason and counted like any other dead letter, never
@@ -438,13 +451,15 @@ def dispatcher(service: str, handlers: dict[str, Handler | BatchHandler]) -> Bat
 
     async def dispatch(conn: asyncpg.Connection, batch: Sequence[Incoming]) -> list[PerInput]:
         given: list[PerInput] = [[] for _ in batch]
-        stretches: list[tuple[str, list[int]]] = []
+        stretches: list[tuple[str, BatchHandler | None, list[int]]] = []
         for position, incoming in enumerate(batch):
-            if not stretches or stretches[-1][0] != incoming.topic:
-                stretches.append((incoming.topic, []))
-            stretches[-1][1].append(position)
-        for topic, positions in stretches:
-            handler = batched.get(topic)
+            handler = batched.get(incoming.topic)
+            # A handler's stretch runs across its topics; a topic with none is a stretch of its own.
+            same = stretches and stretches[-1][1] is handler
+            if not same or (handler is None and stretches[-1][0] != incoming.topic):
+                stretches.append((incoming.topic, handler, []))
+            stretches[-1][2].append(position)
+        for topic, handler, positions in stretches:
             if handler is None:
                 for position in positions:
                     given[position] = Rejected(
