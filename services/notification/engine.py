@@ -2,8 +2,8 @@
 (``deliver``), and the timer (``tick``: deadline reminders and daily digests through the outbox).
 
 ``app.py`` wires these to Faust; the decisions are in ``domain`` (pure), the SQL in ``store``, the attempt loop
-in ``delivery``, what leaves in ``outbound``, the learning of tokens in ``learn``. Every handler takes a batch of
-one topic and sends a constant number of statements for it (issue #18.2). Notification ids are deterministic, so a replayed input or a re-run timer never creates a
+in ``delivery``, what leaves in ``outbound``, the learning of tokens in ``learn``. Every handler takes a batch and
+sends a constant number of statements for it (issue #18.2). Notification ids are deterministic, so a replayed input or a re-run timer never creates a
 second notification, and the delivery log never lets one destination receive an id twice from us.
 
 PHI never leaves (``shared.phi``): references are quoted by the payer's layout when messages are made, and every
@@ -17,7 +17,7 @@ only when the emission scan masked something or the account has learnt a digest 
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,14 @@ from services.notification.channels import NotificationChannel, Outbound
 from services.notification.delivery import RetryPolicy, queue_deliveries
 from services.notification.outbound import emitted, outbound, scrubbed, status_for, texts_of
 from services.notification.routes import Routes, load_routes_document
-from services.notification.rows import AllocationHalf, BalanceHalf, NewNotification, ReceivableRow, TokenScope
+from services.notification.rows import (
+    AllocationHalf,
+    BalanceHalf,
+    Half,
+    NewNotification,
+    ReceivableRow,
+    TokenScope,
+)
 from services.notification.store import NotificationStore
 from services.notification.timelines import medicare_fallback
 from shared import outbox, phi
@@ -200,100 +207,51 @@ class Notifier:
 
     # --- upstream events → notifications (batch handlers) ------------------------------------------------
 
-    async def on_receivables(
-        self, conn: asyncpg.Connection, sources: Sequence[Envelope[ReceivableChanged]]
+    async def on_upstream(
+        self, conn: asyncpg.Connection, sources: Sequence[Envelope[Any]]
     ) -> list[list[Outgoing]]:
-        """Receivables changed: keep their copy and deadlines, notify what each change calls for, and complete
-        the "offset applied" join for reductions an offset caused."""
+        """Offsets, receivable changes, interest and alerts, mixed in the order consumed (their records
+        alternate: matching publishes an offset and the receivable change it caused together): what each
+        calls for is notified once, in a constant number of statements for the batch — the token scans
+        (quoting the events' references, then scrubbing the messages made), the receivables' copies and
+        deadlines (the last change of a receivable wins, as one by one), the "offset applied" join (its halves
+        laid on in order, so the half that arrives second announces it, as one by one) and the insert of the
+        notifications."""
         quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
-        await self.store.upsert_receivables(conn, [_receivable_row(s) for s in sources])
+        changes = [s for s in sources if isinstance(s.payload, ReceivableChanged)]
+        await self.store.upsert_receivables(conn, [_receivable_row(s) for s in changes])
         found: list[Found] = []
         deadlines: list[tuple[str, UUID, list[domain.Milestone]]] = []
-        halves: list[tuple[int, BalanceHalf]] = []
+        halves: list[tuple[int, Half]] = []
         for position, (source, quote) in enumerate(zip(sources, quotes, strict=True)):
-            change = source.payload
-            timeline = self._timeline(change.policy, change.determination_date, change.identified_on)
-            # A closed receivable has no deadline left to remind of; its next change rewrites them if it opens.
-            watched = domain.watched(timeline) if change.status in domain.OPEN_STATUSES else []
-            deadlines.append((source.tenant_id, change.receivable_id, watched))
-            found.append(
-                [
-                    (stable_id(source.event_id, "notification", m.kind), m)
-                    for m in domain.for_receivable(source.event_type, change, timeline, quote)
-                ]
-            )
-            offset_id = _uuid(source.causation_id)
-            if source.event_type in OFFSET_REDUCTIONS and offset_id is not None:
-                half = BalanceHalf(
-                    source.tenant_id, offset_id, change.receivable_id, change.balance, change.status
-                )
-                halves.append((position, half))
+            payload = source.payload
+            if isinstance(payload, ReceivableChanged):
+                timeline = self._timeline(payload.policy, payload.determination_date, payload.identified_on)
+                # A closed receivable has no deadline left to remind of; its next change rewrites them.
+                watched = domain.watched(timeline) if payload.status in domain.OPEN_STATUSES else []
+                deadlines.append((source.tenant_id, payload.receivable_id, watched))
+                made = domain.for_receivable(source.event_type, payload, timeline, quote)
+                offset_id = _uuid(source.causation_id)
+                if source.event_type in OFFSET_REDUCTIONS and offset_id is not None:
+                    half = BalanceHalf(
+                        source.tenant_id, offset_id, payload.receivable_id, payload.balance, payload.status
+                    )
+                    halves.append((position, half))
+            elif isinstance(payload, OffsetRecorded):
+                made = domain.for_offset(source.event_type, payload, quote)
+                if payload.bucket == "allocated":
+                    halves += [(position, _allocation(source, a)) for a in payload.allocations]
+            elif isinstance(payload, InterestAccrued):
+                made = domain.for_interest(payload, self.settings.notification_interest_threshold, quote)
+            elif isinstance(payload, AlertRaised):
+                made = domain.for_alert(payload, quote)
+            else:
+                raise TypeError(f"notification has no rule for {type(payload).__name__} events")
+            found.append([(stable_id(source.event_id, "notification", m.kind), m) for m in made])
         await self.store.set_deadlines(conn, deadlines)
-        done = await self.store.record_balances(conn, [h for _, h in halves])
-        for position, h in halves:
-            if (app := done.pop((h.tenant_id, h.offset_id, h.receivable_id), None)) is not None:
-                app = replace(app, balance_after=h.balance_after, status_after=h.status_after)
-                found[position].append(_applied(app, quotes[position]))
-        return await self._notify(conn, sources, found)
-
-    async def on_offsets(
-        self, conn: asyncpg.Connection, sources: Sequence[Envelope[OffsetRecorded]]
-    ) -> list[list[Outgoing]]:
-        """PLB pairs explained (applied, unmatched, forwarding balance…); an allocation completes the "offset
-        applied" join when the balance it left is already known."""
-        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
-        found: list[Found] = []
-        halves: list[tuple[int, AllocationHalf]] = []
-        for position, (source, quote) in enumerate(zip(sources, quotes, strict=True)):
-            offset = source.payload
-            found.append(
-                [
-                    (stable_id(source.event_id, "notification", m.kind), m)
-                    for m in domain.for_offset(source.event_type, offset, quote)
-                ]
-            )
-            if offset.bucket == "allocated":
-                halves += [(position, _allocation(source, a)) for a in offset.allocations]
-        done = await self.store.record_allocations(conn, [h for _, h in halves])
-        for position, h in halves:
-            if (app := done.pop((h.tenant_id, h.offset_id, h.receivable_id), None)) is not None:
-                app = replace(
-                    app,
-                    reference=h.reference,
-                    trace_number=h.trace_number,
-                    payment_date=h.payment_date,
-                    reason_code=h.reason_code,
-                    applied=h.to_interest + h.to_principal,
-                    to_interest=h.to_interest,
-                    to_principal=h.to_principal,
-                )
-                found[position].append(_applied(app, quotes[position]))
-        return await self._notify(conn, sources, found)
-
-    async def on_interest(
-        self, conn: asyncpg.Connection, sources: Sequence[Envelope[InterestAccrued]]
-    ) -> list[list[Outgoing]]:
-        """Interest accrued on receivables (notified above the configured threshold)."""
-        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
-        threshold = self.settings.notification_interest_threshold
-        found = [
-            [
-                (stable_id(s.event_id, "notification", m.kind), m)
-                for m in domain.for_interest(s.payload, threshold, quote)
-            ]
-            for s, quote in zip(sources, quotes, strict=True)
-        ]
-        return await self._notify(conn, sources, found)
-
-    async def on_alerts(
-        self, conn: asyncpg.Connection, sources: Sequence[Envelope[AlertRaised]]
-    ) -> list[list[Outgoing]]:
-        """Alerts for staff."""
-        quotes = await self._quotes_of(conn, sources, [s.payload.payer_id for s in sources])
-        found = [
-            [(stable_id(s.event_id, "notification", m.kind), m) for m in domain.for_alert(s.payload, quote)]
-            for s, quote in zip(sources, quotes, strict=True)
-        ]
+        for at, app in await self.store.join(conn, [h for _, h in halves]):
+            position = halves[at][0]
+            found[position].append(_applied(app, quotes[position]))
         return await self._notify(conn, sources, found)
 
     def _timeline(

@@ -1,12 +1,13 @@
 """The values notification's repository takes and gives (``store.NotificationStore``): frozen rows, never
 asyncpg records, so the engine and the tests depend on names, not on column positions (issue #17.2)."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
-from services.notification.domain import Deadline
+from services.notification.domain import Deadline, OffsetApplication
 from shared.phi import TokenKind, Tokens
 
 
@@ -72,6 +73,93 @@ class BalanceHalf:
 
 JoinKey = tuple[str, UUID, UUID]
 """(tenant, offset id, receivable id): one row of ``notification.offset_applications``."""
+
+Half = AllocationHalf | BalanceHalf
+
+
+@dataclass(frozen=True)
+class JoinRow:
+    """A row of ``notification.offset_applications``: whichever halves of the join arrived, and whether the
+    application was announced."""
+
+    tenant_id: str
+    offset_id: UUID
+    receivable_id: UUID
+    account_key: str | None = None
+    reference: str | None = None
+    trace_number: str | None = None
+    payment_date: date | None = None
+    reason_code: str | None = None
+    applied: Decimal | None = None
+    to_interest: Decimal | None = None
+    to_principal: Decimal | None = None
+    balance_after: Decimal | None = None
+    status_after: str | None = None
+    notified: bool = False
+
+    @property
+    def key(self) -> JoinKey:
+        return (self.tenant_id, self.offset_id, self.receivable_id)
+
+    def application(self) -> OffsetApplication | None:
+        """The application to announce, once both halves are there."""
+        if (
+            self.applied is None
+            or self.balance_after is None
+            or self.to_interest is None
+            or self.to_principal is None
+            or self.status_after is None
+        ):
+            return None
+        return OffsetApplication(
+            offset_id=str(self.offset_id),
+            receivable_id=str(self.receivable_id),
+            reference=self.reference or "",
+            trace_number=self.trace_number or "",
+            payment_date=self.payment_date or date.min,
+            reason_code=self.reason_code or "",
+            applied=self.applied,
+            to_interest=self.to_interest,
+            to_principal=self.to_principal,
+            balance_after=self.balance_after,
+            status_after=self.status_after,
+        )
+
+
+def join_key(half: Half) -> JoinKey:
+    return (half.tenant_id, half.offset_id, half.receivable_id)
+
+
+def joined(
+    stored: Mapping[JoinKey, JoinRow], halves: Sequence[Half]
+) -> tuple[dict[JoinKey, JoinRow], list[tuple[int, OffsetApplication]]]:
+    """The halves of a batch laid onto the stored rows in order, as one by one: the rows they leave, and each
+    application completed, with the position of the half that completed it (the second half to arrive, once)
+    and the row as it was then."""
+    rows = dict(stored)
+    completed: list[tuple[int, OffsetApplication]] = []
+    for position, half in enumerate(halves):
+        key = join_key(half)
+        row = rows.get(key) or JoinRow(*key)
+        if isinstance(half, AllocationHalf):
+            row = replace(
+                row,
+                account_key=half.account_key,
+                reference=half.reference,
+                trace_number=half.trace_number,
+                payment_date=half.payment_date,
+                reason_code=half.reason_code,
+                applied=half.to_interest + half.to_principal,
+                to_interest=half.to_interest,
+                to_principal=half.to_principal,
+            )
+        else:
+            row = replace(row, balance_after=half.balance_after, status_after=half.status_after)
+        if not row.notified and (app := row.application()) is not None:
+            row = replace(row, notified=True)
+            completed.append((position, app))
+        rows[key] = row
+    return rows, completed
 
 
 @dataclass(frozen=True)

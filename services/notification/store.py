@@ -21,19 +21,20 @@ import asyncpg
 
 from services.notification.domain import Deadline, DigestItem, Milestone, OffsetApplication
 from services.notification.rows import (
-    AllocationHalf,
     AttemptRecord,
     AttemptStarted,
-    BalanceHalf,
     DigestDay,
     DueDeadline,
-    JoinKey,
+    Half,
+    JoinRow,
     LearntToken,
     NewNotification,
     ReceivableRow,
     RoundOutcome,
     ScannedTokens,
     TokenScope,
+    join_key,
+    joined,
 )
 from shared import phi
 from shared.db import unnest_columns
@@ -48,22 +49,6 @@ def _last_per_key(rows: Sequence[Any], key: Any) -> list[Any]:
         last.pop(key(row), None)
         last[key(row)] = row
     return list(last.values())
-
-
-def _application(row: asyncpg.Record) -> OffsetApplication:
-    return OffsetApplication(
-        offset_id=str(row["offset_id"]),
-        receivable_id=str(row["receivable_id"]),
-        reference=row["reference"],
-        trace_number=row["trace_number"],
-        payment_date=row["payment_date"],
-        reason_code=row["reason_code"],
-        applied=row["applied"],
-        to_interest=row["to_interest"],
-        to_principal=row["to_principal"],
-        balance_after=row["balance_after"],
-        status_after=row["status_after"],
-    )
 
 
 class NotificationStore:
@@ -466,80 +451,68 @@ class NotificationStore:
 
     # --- offset applied: join of the allocation and the balance left ----------------------------------------
 
-    async def record_allocations(
-        self, conn: asyncpg.Connection, halves: Sequence[AllocationHalf]
-    ) -> dict[JoinKey, OffsetApplication]:
-        """The allocation halves of a batch (the last per join row wins); the applications this completed, by
-        join row (those whose balance half was already there)."""
+    async def join(
+        self, conn: asyncpg.Connection, halves: Sequence[Half]
+    ) -> list[tuple[int, OffsetApplication]]:
+        """The "offset applied" join for a batch's halves, laid on in order as one by one
+        (:func:`~services.notification.rows.joined`), in two statements whatever their number: make sure each
+        row exists and read them locked (the other half's topic may be another worker's, so its rows are read
+        as that worker committed them), write back the rows that changed. The applications completed, by
+        position of the half that completed each."""
         if not halves:
-            return {}
-        await conn.execute(
-            """INSERT INTO notification.offset_applications (tenant_id, offset_id, receivable_id, account_key,
-                   reference, trace_number, payment_date, reason_code, applied, to_interest, to_principal)
-               SELECT t, o, r, k, ref, tn, pd, rc, i + p, i, p
-                 FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::date[],
-                      $8::text[], $9::numeric[], $10::numeric[]) AS h(t, o, r, k, ref, tn, pd, rc, i, p)
-               ON CONFLICT (tenant_id, offset_id, receivable_id) DO UPDATE SET account_key = excluded.account_key,
-                   reference = excluded.reference, trace_number = excluded.trace_number,
-                   payment_date = excluded.payment_date, reason_code = excluded.reason_code,
-                   applied = excluded.applied, to_interest = excluded.to_interest,
-                   to_principal = excluded.to_principal""",
-            *unnest_columns(
-                10,
-                (
-                    (
-                        h.tenant_id,
-                        h.offset_id,
-                        h.receivable_id,
-                        h.account_key,
-                        h.reference,
-                        h.trace_number,
-                        h.payment_date,
-                        h.reason_code,
-                        h.to_interest,
-                        h.to_principal,
-                    )
-                    for h in _last_per_key(halves, lambda h: (h.tenant_id, h.offset_id, h.receivable_id))
-                ),
-            ),
-        )
-        return await self._complete(conn, [(h.tenant_id, h.offset_id, h.receivable_id) for h in halves])
-
-    async def record_balances(
-        self, conn: asyncpg.Connection, halves: Sequence[BalanceHalf]
-    ) -> dict[JoinKey, OffsetApplication]:
-        """The balance halves of a batch (the last per join row wins); the applications this completed."""
-        if not halves:
-            return {}
-        await conn.execute(
-            """INSERT INTO notification.offset_applications (tenant_id, offset_id, receivable_id, balance_after,
-                   status_after)
-               SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[])
-               ON CONFLICT (tenant_id, offset_id, receivable_id) DO UPDATE SET
-                   balance_after = excluded.balance_after, status_after = excluded.status_after""",
-            *unnest_columns(
-                5,
-                (
-                    (h.tenant_id, h.offset_id, h.receivable_id, h.balance_after, h.status_after)
-                    for h in _last_per_key(halves, lambda h: (h.tenant_id, h.offset_id, h.receivable_id))
-                ),
-            ),
-        )
-        return await self._complete(conn, [(h.tenant_id, h.offset_id, h.receivable_id) for h in halves])
-
-    async def _complete(
-        self, conn: asyncpg.Connection, keys: Sequence[JoinKey]
-    ) -> dict[JoinKey, OffsetApplication]:
-        """Mark the join rows that now have both halves as notified (once); the ones marked now."""
-        rows = await conn.fetch(
-            """UPDATE notification.offset_applications a SET notified = true
-                 FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS k(tenant_id, offset_id, receivable_id)
-                WHERE a.tenant_id = k.tenant_id AND a.offset_id = k.offset_id AND a.receivable_id = k.receivable_id
-                  AND NOT a.notified AND a.applied IS NOT NULL AND a.balance_after IS NOT NULL
+            return []
+        keys = sorted({join_key(h) for h in halves})
+        # One statement makes sure every row exists, locks it and reads it: a conflict "updates" the row to
+        # itself, which locks it and returns it as last committed.
+        found = await conn.fetch(
+            """INSERT INTO notification.offset_applications AS a (tenant_id, offset_id, receivable_id)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[])
+               ON CONFLICT (tenant_id, offset_id, receivable_id) DO UPDATE SET notified = a.notified
                RETURNING a.*""",
-            *unnest_columns(3, sorted(set(keys))),
+            *unnest_columns(3, keys),
         )
-        return {(r["tenant_id"], r["offset_id"], r["receivable_id"]): _application(r) for r in rows}
+        stored = {row.key: row for row in (JoinRow(**dict(r.items())) for r in found)}
+        rows, completed = joined(stored, halves)
+        changed = [rows[key] for key in keys if rows[key] != stored.get(key)]
+        if changed:
+            await conn.execute(
+                """UPDATE notification.offset_applications a SET account_key = c.account_key,
+                       reference = c.reference, trace_number = c.trace_number, payment_date = c.payment_date,
+                       reason_code = c.reason_code, applied = c.applied, to_interest = c.to_interest,
+                       to_principal = c.to_principal, balance_after = c.balance_after,
+                       status_after = c.status_after, notified = c.notified
+                     FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                          $7::date[], $8::text[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[],
+                          $13::text[], $14::bool[])
+                          AS c(tenant_id, offset_id, receivable_id, account_key, reference, trace_number,
+                               payment_date, reason_code, applied, to_interest, to_principal, balance_after,
+                               status_after, notified)
+                    WHERE a.tenant_id = c.tenant_id AND a.offset_id = c.offset_id
+                      AND a.receivable_id = c.receivable_id""",
+                *unnest_columns(
+                    14,
+                    (
+                        (
+                            r.tenant_id,
+                            r.offset_id,
+                            r.receivable_id,
+                            r.account_key,
+                            r.reference,
+                            r.trace_number,
+                            r.payment_date,
+                            r.reason_code,
+                            r.applied,
+                            r.to_interest,
+                            r.to_principal,
+                            r.balance_after,
+                            r.status_after,
+                            r.notified,
+                        )
+                        for r in changed
+                    ),
+                ),
+            )
+        return completed
 
     # --- digests --------------------------------------------------------------------------------------------
 

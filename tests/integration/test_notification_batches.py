@@ -182,9 +182,56 @@ async def test_receivables_and_offsets_cost_the_same_statements_whatever_the_bat
     for name in ("opened", "offsets", "reduced"):
         assert len(counted[name, 10]) == len(counted[name, 200]), (name, counted[name, 200])
     # a reduction's batch: BEGIN, the claims, SAVEPOINT, two token queries to quote, the receivables copy, its
-    # deadlines, the join in and out, two token queries to scrub, the notifications, RELEASE, the outputs,
-    # COMMIT: nothing per message
+    # deadlines, the join in (rows locked and read) and out, two token queries to scrub, the notifications,
+    # RELEASE, the outputs, COMMIT: nothing per message
     assert len(counted["reduced", 200]) <= 13, counted["reduced", 200]
+
+
+def alternating(who: str, count: int) -> list[Incoming]:
+    """Receivable changes and offsets interleaved as matching publishes them, the join's halves in both
+    orders: for even ``n`` the offset comes before the reduction it caused, for odd ``n`` after it."""
+    batch: list[Incoming] = []
+    for n in range(count):
+        reduced = change(who, n, "ReceivableReduced", "200.00", cause=str(offset_id(who, n)))
+        halves = [offset(who, n), reduced] if n % 2 == 0 else [reduced, offset(who, n)]
+        batch += [change(who, n, "ReceivableOpened", "300.00"), *halves]
+    return batch
+
+
+async def test_a_batch_whose_topics_alternate_costs_constant_statements_and_leaves_what_one_by_one_does(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The four upstream topics share one handler: a batch alternating between them is one call (it was one
+    call, and its token scans, per stretch of one topic), and each input announces what it would alone."""
+
+    def told(results: Sequence[Result]) -> list[list[tuple[str, dict[str, str]]]]:
+        """What each input announced, without the ids (which name the tenant)."""
+        payloads = [[json.loads(o.value)["payload"] for o in r.outputs] for r in results]
+        return [
+            [(p["kind"], {k: v for k, v in p["facts"].items() if not k.endswith("_id")}) for p in out]
+            for out in payloads
+        ]
+
+    counted: dict[int, list[str]] = {}
+    announced: dict[int, list[list[tuple[str, dict[str, str]]]]] = {}
+    for count in (4, 10, 60):
+        counted[count] = statements = list[str]()
+        results = await run(ledger, alternating(f"{tenant}-{count}", count), statements)
+        print(f"{count} × 3 alternating: {len(statements)} statements: {statements}")
+        announced[count] = told(results)
+    assert len(counted[10]) == len(counted[60]), counted[60]
+    solo = [told(await run(ledger, [incoming]))[0] for incoming in alternating(f"{tenant}-solo", 10)]
+    assert announced[10] == solo
+    # the half that arrives second announces the application: the reduction for even n, the offset for odd n
+    kinds = [[kind for kind, _ in out] for out in announced[10]]
+    assert kinds[:6] == [
+        ["receivable_opened"],
+        [],
+        ["offset_applied"],
+        ["receivable_opened"],
+        [],
+        ["offset_applied"],
+    ]
 
 
 async def test_the_offset_applied_join_completes_once_in_a_batch_as_one_by_one(

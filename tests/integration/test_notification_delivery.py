@@ -233,7 +233,7 @@ async def test_timer_reminds_once_per_deadline_and_digests_once_per_tenant_and_d
     )
     # FCN-T determined 2026-08-03: rebuttal deadline 2026-08-18 is 3 days after 2026-08-15.
     async with ledger.transaction():
-        [[announced]] = await notifier.on_receivables(ledger, [opened(tenant, "FCN-T", date(2026, 8, 3))])
+        [[announced]] = await notifier.on_upstream(ledger, [opened(tenant, "FCN-T", date(2026, 8, 3))])
     facts = json.loads(announced.value)["payload"]["facts"]
     assert (facts["rebuttal_deadline"], facts["recoupment_start"]) == ("2026-08-18", "2026-09-13")
 

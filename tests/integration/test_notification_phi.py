@@ -242,7 +242,7 @@ async def test_a_reference_no_layout_can_split_is_masked_by_the_learnt_patient_c
             learnt = envelope(PATIENT_TOKENS, claim("PT55120X"), "PatientTokensSeen", tenant, key)
             assert await learn.learner(notifier.store).apply(ledger, [learnt]) == [[]]
             offset = envelope(OFFSETS, recovery, "OffsetUnmatched", tenant, key)
-            [[out]] = await notifier.on_offsets(ledger, [OFFSETS.parse(offset.value)])
+            [[out]] = await notifier.on_upstream(ledger, [OFFSETS.parse(offset.value)])
         n = parse_envelope(out.value, NotificationEmitted).payload
         assert n.kind == "unmatched_recovery" and n.facts["reference"] == "AR2026"
         async with ledger.transaction():
@@ -274,7 +274,7 @@ async def test_delivery_scans_again_only_when_the_account_learnt_a_token_after_t
 
     async def notify(reference: str) -> tuple[bytes, Any]:
         offset = envelope(OFFSETS, unmatched(payer, reference), "OffsetUnmatched", tenant, key)
-        [[out]] = await notifier.on_offsets(ledger, [OFFSETS.parse(offset.value)])
+        [[out]] = await notifier.on_upstream(ledger, [OFFSETS.parse(offset.value)])
         return out.value, parse_envelope(out.value, NotificationEmitted).payload.notification_id
 
     try:
