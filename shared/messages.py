@@ -5,6 +5,7 @@ handlers and engines are testable without a broker."""
 
 import base64
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -178,10 +179,24 @@ DeadLetterHook = Callable[[asyncpg.Connection, Incoming, Outgoing], Awaitable[Ou
 the input's effects were rolled back): intake keeps the payer file once and writes a record naming it."""
 
 
+_EVENT_ID_PREFIX = b'{"event_id":"'
+_EVENT_ID_END = len(_EVENT_ID_PREFIX) + 36
+_UUID_TEXT = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def envelope_event_id(incoming: Incoming) -> str:
-    """The idempotency id of an envelope message: its deterministic ``event_id``."""
+    """The idempotency id of an envelope message: its deterministic ``event_id``.
+
+    Read from the first bytes when the message starts as :meth:`Envelope.to_bytes` writes every envelope
+    (``{"event_id":"<uuid>",``): parsing the whole message only for its id cost detection 7 % of its CPU on
+    parts of 100 claims (session 11). Any other layout is parsed whole, as before."""
+    value = incoming.value
+    if value.startswith(_EVENT_ID_PREFIX) and value[_EVENT_ID_END : _EVENT_ID_END + 2] == b'",':
+        candidate = value[len(_EVENT_ID_PREFIX) : _EVENT_ID_END]
+        if _UUID_TEXT.fullmatch(candidate):
+            return candidate.decode("ascii")
     try:
-        event_id = json.loads(incoming.value)["event_id"]
+        event_id = json.loads(value)["event_id"]
     except (ValueError, KeyError, TypeError) as exc:
         raise Rejected("invalid_message", "message is not an offsetstream envelope (no event_id)") from exc
     if not isinstance(event_id, str):
