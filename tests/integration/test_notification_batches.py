@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from harness import receivable_change, stages
 
+from cli.local_infra import Stack
 from contracts.events import Allocation, OffsetRecorded, PatientToken, PatientTokensSeen
 from contracts.topics import NOTIFICATIONS, OFFSETS, PATIENT_TOKENS, RECEIVABLES, Topic
 from services.notification.learn import learn_id
@@ -232,6 +233,29 @@ async def test_a_batch_whose_topics_alternate_costs_constant_statements_and_leav
         [],
         ["offset_applied"],
     ]
+
+
+async def test_two_workers_each_holding_one_half_of_the_join_announce_it_once(
+    ledger: asyncpg.Connection, stack: Stack, tenant: str
+) -> None:
+    """An offset and the reduction it caused are on two topics, whose partitions two workers may own: the
+    second worker waits for the first's row, reads its half as committed, and announces the application."""
+    await run(ledger, [change(tenant, 1, "ReceivableOpened", "300.00")])
+    other = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        first = ledger.transaction()
+        await first.start()
+        [by_offset] = await run(ledger, [offset(tenant, 1)])  # applied, not committed yet
+        reduced = change(tenant, 1, "ReceivableReduced", "200.00", cause=str(offset_id(tenant, 1)))
+        second = asyncio.create_task(run(other, [reduced]))
+        await asyncio.sleep(0.5)
+        assert not second.done()  # waiting for the first worker's join row
+        await first.commit()
+        [by_reduction] = await asyncio.wait_for(second, timeout=10)
+    finally:
+        await other.close()
+    kinds = [json.loads(o.value)["payload"]["kind"] for o in (*by_offset.outputs, *by_reduction.outputs)]
+    assert kinds.count("offset_applied") == 1 and kinds[-1] == "offset_applied"
 
 
 async def test_the_offset_applied_join_completes_once_in_a_batch_as_one_by_one(
