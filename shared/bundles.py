@@ -56,20 +56,22 @@ def consecutive_parts(
     return parts
 
 
-ItemDeadLetter = Callable[[Envelope[B], Envelope[I], Exception, str, dict[str, str]], Outgoing]
+ItemDeadLetter = Callable[[Envelope[B], Envelope[I], Exception, str, dict[str, str]], Outgoing | None]
 """(bundle, the item as it would travel alone, cause, PHI-free words for the item, its ``location.*``) → the
-item's own dead-letter record (``shared.batches.item_dead_letter``)."""
+item's own dead-letter record (``shared.batches.item_dead_letter``), or None when the item cannot travel alone
+(its bundle is then dead-lettered whole)."""
 
 
 def unbundled(
     unbundle: Callable[[Envelope[B]], Sequence[Envelope[I]]],
     handler: EventBatchHandler[I],
-    describe: Callable[[Envelope[B], int], tuple[str, dict[str, str]]],
+    describe: Callable[[Envelope[B], int], tuple[str, dict[str, str]] | None],
     isolate: "ItemDeadLetter[B, I] | None" = None,
 ) -> EventBatchHandler[B]:
     """A batch handler of bundles that runs ``handler`` once over all their items, in order: ``unbundle``
     gives a bundle's items, each as the envelope it would have travelled in on its own; ``describe`` says
-    which item of a bundle (by index) failed, in PHI-free words and as ``location.*`` headers.
+    which item of a bundle (by index) failed, in PHI-free words and as ``location.*`` headers (None for a
+    message that is its own one item: its failure is the message's, as if it had never been unbundled).
 
     Items see each other's effects in order, as ``handler`` promises for its own inputs, so a batch of bundles
     ends exactly like the same items sent one by one. A :class:`~shared.messages.FailedInput` the handler
@@ -92,17 +94,26 @@ def unbundled(
         kept = list(range(len(items)))  # the items of this run, by their place in ``items``
         while True:
             try:
-                outputs = await _run(conn, handler, [items[k] for k in kept], isolated=isolate is not None)
+                # Only items carried inside a bundle can be taken out alone; a message that is its own item
+                # fails as a message, and a run without bundled items needs no savepoint.
+                isolated = isolate is not None and any(items[k] is not bundles[owner[k][0]] for k in kept)
+                outputs = await _run(conn, handler, [items[k] for k in kept], isolated=isolated)
                 break
             except FailedInput as failed:
                 flat = kept[failed.position]
                 position, index = owner[flat]
-                where, location = describe(bundles[position], index)
-                if isolate is None or is_transient(failed.cause):
+                described = describe(bundles[position], index)
+                if described is None:
+                    raise FailedInput(position, failed.cause) from failed.cause
+                where, location = described
+                letter = None
+                if isolate is not None and not is_transient(failed.cause):
+                    letter = isolate(bundles[position], items[flat], failed.cause, where, location)
+                if letter is None:
                     raise FailedInput(
                         position, failed.cause, where=where, location=location
                     ) from failed.cause
-                given[position].append(isolate(bundles[position], items[flat], failed.cause, where, location))
+                given[position].append(letter)
                 after_commit(
                     partial(log.warning, "%s dead-lettered alone; the rest of its message applied", where)
                 )

@@ -8,6 +8,7 @@ and every row, evidence id and downstream event id derived from it is the same w
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from contracts.envelope import Envelope, envelope_of
@@ -61,6 +62,18 @@ def claims_of(envelope: Envelope[ClaimPaymentsReceived]) -> list[Envelope[ClaimP
         )
         for claim in envelope.payload.claims
     ]
+
+
+def inputs_of(envelope: Envelope[Any]) -> Sequence[Envelope[Any]]:
+    """What detection handles of one input: a v2 event's claims as the v1 events they would have been; any
+    other input (a v1 claim, a PLB pair, a letter) is its own one item."""
+    return claims_of(envelope) if isinstance(envelope.payload, ClaimPaymentsReceived) else [envelope]
+
+
+def which_input(envelope: Envelope[Any], index: int) -> tuple[str, dict[str, str]] | None:
+    """:func:`which_claim` for a v2 event; None for an input that is its own one item (its failure is its own,
+    dead-lettered as it came)."""
+    return which_claim(envelope, index) if isinstance(envelope.payload, ClaimPaymentsReceived) else None
 
 
 def which_claim(envelope: Envelope[ClaimPaymentsReceived], index: int) -> tuple[str, dict[str, str]]:

@@ -4,7 +4,8 @@ configured days. What each input does is ``engine``; pure rules ``domain`` and t
 
 Claims arrive a transaction (or 100 claims) per message on ``remit.claim-payments.v2``: each message is
 unbundled into the per-claim events ``remit.claim-payments.v1`` carried, with the same event ids
-(``shared.claims``), and the batch's claims go through ``Detector.on_claims`` together, so every stored claim,
+(``shared.claims``), and the batch's claims, PLB pairs and letters go through ``Detector.on_inputs`` together, in
+the order consumed (a transaction's claims and PLB pairs alternate), so every stored claim,
 evidence and downstream event is what v1 gave. A message is claimed once; a claim that can never be processed
 is taken out and dead-lettered alone, as the v1 event it would have been (``shared.claims.claim_dead_letter``,
 naming its ordinal and CLP segment), while the other claims of its message are applied. v1 is still consumed, for records published before intake moved to v2 and replays of their dead
@@ -44,18 +45,17 @@ def build(
     """The detection stage over these settings, payer policies, repository and rule plugins."""
     stage = Stage("detection", settings)
     detector = Detector(settings, policies, store, rules)
-    stage.handle_batch(
-        CLAIM_PAYMENTS,
+    # One handler for the four topics: a transaction's claims and its PLB pairs alternate in a batch, and each
+    # call pays the claim and evidence statements once.
+    stage.handle_batches(
+        (CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, PROVIDER_ADJUSTMENTS, LETTERS),
         unbundled(
-            claims.claims_of,
-            detector.on_claims,
-            claims.which_claim,
+            claims.inputs_of,
+            detector.on_inputs,
+            claims.which_input,
             isolate=partial(claims.claim_dead_letter, stage.service),
         ),
     )
-    stage.handle_batch(CLAIM_PAYMENTS_V1, detector.on_claims)
-    stage.handle_batch(PROVIDER_ADJUSTMENTS, detector.on_adjustments)
-    stage.handle_batch(LETTERS, detector.on_letters)
     stage.consume(CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, PROVIDER_ADJUSTMENTS, LETTERS, max_bytes=BATCH_MAX_BYTES)
     outbox.every(stage, settings.interest_tick_seconds, detector.check_reversals, "reversal check")
     return stage

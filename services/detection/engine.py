@@ -17,7 +17,7 @@ from contracts.events import (
     OverpaymentDetected,
     ProviderAdjustmentReceived,
 )
-from contracts.topics import OVERPAYMENTS, P
+from contracts.topics import OVERPAYMENTS
 from policies import config as policy_config
 from policies.config import PolicyResolver
 from services.detection import domain, identity, metrics
@@ -61,13 +61,47 @@ class Detector:
         layout = _policy(lambda: self.policies.reference_layout(tenant, adjustment.payer_id))
         return self._run_rules("on_adjustment", adjustment, layout)
 
-    async def on_claims(
-        self, conn: asyncpg.Connection, envs: Sequence[Envelope[ClaimPaymentReceived]]
+    async def on_inputs(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[Any]]
     ) -> list[list[Outgoing]]:
+        """A batch's claims, PLB pairs and letters, mixed in the order consumed (intake publishes a
+        transaction's claims and then its PLB pairs, so the two alternate in a batch), in a constant number of
+        statements for the whole batch: the claims are remembered, their reversals tracked and their history
+        read together (:meth:`_claim_items`); every input's evidence is then placed, in order, and recorded
+        at once (:meth:`_record`), so each input sees the evidence of those before it, as one by one."""
+        claims = [
+            (position, e) for position, e in enumerate(envs) if isinstance(e.payload, ClaimPaymentReceived)
+        ]
+        try:
+            claimed = await self._claim_items(conn, [e for _, e in claims])
+        except FailedInput as failed:
+            raise failed.at(claims[failed.position][0]) from failed.cause
+        found = {position: item for (position, _), item in zip(claims, claimed, strict=True)}
+        items: list[identity.Item] = []
+        for position, env in enumerate(envs):
+            payload = env.payload
+            try:
+                if isinstance(payload, ClaimPaymentReceived):
+                    items.append(found[position])
+                elif isinstance(payload, ProviderAdjustmentReceived):
+                    evidence = self.adjustment_evidence(env.tenant_id, payload)
+                    items.append(self._item(env, payload.payer_id, evidence))
+                elif isinstance(payload, LetterReceived):
+                    items.append(self._item(env, payload.payer_id, self._run_rules("on_letter", payload)))
+                else:
+                    raise TypeError(f"detection has no rule for {type(payload).__name__} events")
+            except Exception as exc:
+                raise FailedInput(position, exc) from exc
+        return await self._record(conn, envs, items)
+
+    async def _claim_items(
+        self, conn: asyncpg.Connection, envs: Sequence[Envelope[ClaimPaymentReceived]]
+    ) -> list[identity.Item]:
         """Remember a batch's claims, track reversals, and run the claim rules against each claim's history,
         in a constant number of statements (claims in, reversals noted and paired, related claims out); each
-        claim sees the batch's claims before it, not those after, as if they came one by one. The evidence
-        found is then recorded for the whole batch at once (:meth:`_record`)."""
+        claim sees the batch's claims before it, not those after, as if they came one by one."""
+        if not envs:
+            return []
         store = self.store
         saved = await store.save_claims(conn, envs)
         reversals = [e for e in envs if e.payload.status_code == domain.REVERSAL_STATUS]
@@ -88,42 +122,7 @@ class Detector:
                 items.append(self._item(env, env.payload.payer_id, found))
             except Exception as exc:
                 raise FailedInput(position, exc) from exc
-        return await self._record(conn, envs, items)
-
-    async def on_adjustments(
-        self, conn: asyncpg.Connection, envs: Sequence[Envelope[ProviderAdjustmentReceived]]
-    ) -> list[list[Outgoing]]:
-        """Run the PLB rules on a batch of provider-level adjustment pairs and record what they found."""
-        return await self._record(
-            conn,
-            envs,
-            _each(
-                envs,
-                lambda e: self._item(e, e.payload.payer_id, self.adjustment_evidence(e.tenant_id, e.payload)),
-            ),
-        )
-
-    async def on_letters(
-        self, conn: asyncpg.Connection, envs: Sequence[Envelope[LetterReceived]]
-    ) -> list[list[Outgoing]]:
-        """A batch of demand letters and provider-identified overpayments entered by staff."""
-        return await self._record(
-            conn,
-            envs,
-            _each(envs, lambda e: self._item(e, e.payload.payer_id, self._run_rules("on_letter", e.payload))),
-        )
-
-    async def on_adjustment(
-        self, conn: asyncpg.Connection, env: Envelope[ProviderAdjustmentReceived]
-    ) -> list[Outgoing]:
-        """One provider-level adjustment pair (a batch of one)."""
-        [outputs] = await self.on_adjustments(conn, [env])
-        return outputs
-
-    async def on_letter(self, conn: asyncpg.Connection, env: Envelope[LetterReceived]) -> list[Outgoing]:
-        """One letter (a batch of one)."""
-        [outputs] = await self.on_letters(conn, [env])
-        return outputs
+        return items
 
     def _item(self, source: Envelope[Any], payer_id: str, evidence: list[domain.Evidence]) -> identity.Item:
         """An input's evidence with the policy a receivable it opens is recorded under (asked only when there
@@ -186,17 +185,6 @@ def _policy(ask: Callable[[], T]) -> T:
         return ask()
     except policy_config.PolicyConfigError as exc:
         raise Rejected("unknown_policy", str(exc)) from exc
-
-
-def _each(envs: Sequence[Envelope[P]], item: Callable[[Envelope[P]], identity.Item]) -> list[identity.Item]:
-    """``item`` of every input, a failure naming its input."""
-    items: list[identity.Item] = []
-    for position, env in enumerate(envs):
-        try:
-            items.append(item(env))
-        except Exception as exc:
-            raise FailedInput(position, exc) from exc
-    return items
 
 
 def _announced(source: Envelope[Any], item: identity.Item, placed: identity.Placed) -> Outgoing:

@@ -17,7 +17,7 @@ from x12_builder import Adj, Claim, Service
 
 from cli import letters
 from contracts.events import ClaimPaymentReceived
-from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, INTAKE, LETTERS
+from contracts.topics import CLAIM_PAYMENTS, CLAIM_PAYMENTS_V1, INTAKE, LETTERS, PROVIDER_ADJUSTMENTS
 from services.detection import rules
 from services.detection.store import DetectionStore
 from services.intake import publish
@@ -64,11 +64,12 @@ async def as_service(ledger: asyncpg.Connection, service: str, work: Any) -> Any
 
 
 async def claims_of(
-    ledger: asyncpg.Connection, tenant: str, *files: bytes, v1: bool = True
+    ledger: asyncpg.Connection, tenant: str, *files: bytes, v1: bool = True, pairs: bool = False
 ) -> list[Incoming]:
     """The claim-payment messages intake publishes for ``files``, in order: its ``remit.claim-payments.v2``
     parts, or (``v1``, what most tests here batch) each of their claims as the ``remit.claim-payments.v1``
-    message it was before parts, which detection still consumes."""
+    message it was before parts, which detection still consumes; with ``pairs``, the parts and the PLB pairs
+    as intake publishes them (a transaction's claims, then its pairs)."""
     intake = intake_files()
     messages: list[Incoming] = []
     for n, content in enumerate(files):
@@ -85,8 +86,9 @@ async def claims_of(
                 replay=intake.replay_file,
             ),
         )
-        parts = [o for o in result.outputs if o.topic == CLAIM_PAYMENTS.name]
-        if v1:
+        wanted = (CLAIM_PAYMENTS.name, PROVIDER_ADJUSTMENTS.name) if pairs else (CLAIM_PAYMENTS.name,)
+        parts = [o for o in result.outputs if o.topic in wanted]
+        if v1 and not pairs:
             parts = [
                 Outgoing.event(CLAIM_PAYMENTS_V1, claim)
                 for part in parts
@@ -345,6 +347,58 @@ async def test_a_batch_of_parts_costs_the_statements_of_a_batch_of_claims(
     assert len(statements) == 9 + 2, statements
     count = await ledger.fetchval("SELECT count(*) FROM detection.claims WHERE tenant_id = $1", tenant)
     assert count == 250
+
+
+def remittances(count: int) -> list[bytes]:
+    """``count`` remittances of three claims and two PLB pairs each, one pair a deferral (a negative WO naming
+    a claim, which is evidence of an overpayment)."""
+    return [
+        remit_claims(
+            f"EFTM{n:04d}",
+            f"202608{1 + n % 28:02d}",
+            [other_claim(f"PCNM{n:04d}{k}") for k in range(3)],
+            ("WO", f"FCN{n:011d}", "-75.00"),
+            ("L6", f"FCN{n:011d}", "2.50"),
+        )
+        for n in range(count)
+    ]
+
+
+async def test_claims_and_pairs_that_alternate_cost_constant_statements_and_give_what_one_by_one_does(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Intake publishes a transaction's claims part and then its PLB pairs, so detection's batches alternate
+    between the two topics; one handler takes them all (it was one call, with its claim and evidence
+    statements, per stretch of one topic: per transaction). A batch gives what each message alone gives."""
+    counted: dict[int, list[str]] = {}
+    for count in (2, 4, 12):  # the first batch warms the connection's type cache up
+        messages = await claims_of(ledger, f"{tenant}-{count}", *remittances(count), pairs=True)
+        topics = [m.topic for m in messages]
+        assert topics[:3] == [CLAIM_PAYMENTS.name, PROVIDER_ADJUSTMENTS.name, PROVIDER_ADJUSTMENTS.name]
+        counted[count] = statements = list[str]()
+        results = await detect(ledger, messages, statements)
+        assert [r.outcome for r in results] == ["applied"] * len(messages)
+        print(f"{count} transactions: {len(statements)} statements: {statements}")
+    assert len(counted[4]) == len(counted[12]), counted[12]
+    seen: dict[str, Any] = {}
+    for how in ("batch", "one by one"):
+        rolled_back = ledger.transaction()
+        await rolled_back.start()
+        try:
+            messages = await claims_of(ledger, tenant, *remittances(6), pairs=True)
+            if how == "batch":
+                results = await detect(ledger, messages)
+            else:
+                results = [r for m in messages for r in await detect(ledger, [m])]
+            seen[how] = (
+                sorted(published(o) for r in results for o in r.outputs),
+                await stored(ledger, tenant),
+            )
+        finally:
+            await rolled_back.rollback()
+    events, rows = seen["batch"]
+    assert seen["batch"] == seen["one by one"]
+    assert len(rows[1]) == 6 and len(events) == 6  # one deferral's evidence per transaction, announced once
 
 
 async def test_a_poison_claim_is_dead_lettered_alone_and_the_rest_of_its_part_applies(
