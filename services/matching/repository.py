@@ -305,3 +305,7 @@ class MatchingRepository(
     Protocol,
 ):
     """Everything the matching engine reads and writes."""
+
+    async def flush(self) -> None:
+        """Write whatever the repository kept back (a batch's repository keeps writes back to send them together,
+        see ``store.batch``). The stage calls it once its batch is handled, before the transaction commits."""

@@ -11,6 +11,7 @@ import pytest
 from matching.ledger_story import LedgerStory
 
 from services.matching.store import PgMatchingRepository
+from services.matching.store.batch import BatchMatchingRepository
 
 pytestmark = pytest.mark.integration
 Story = Callable[[LedgerStory], Awaitable[None]]
@@ -126,3 +127,67 @@ async def test_both_repositories_publish_the_same_events(
         await story(in_postgres)
     assert in_postgres.facts() == in_memory.facts()
     assert len(in_memory.published) > 5
+
+
+TABLES = (
+    "receivables",
+    "receivable_keys",
+    "receivable_history",
+    "adjustments",
+    "allocations",
+    "interest_charges",
+    "forwarding_balances",
+    "pending_actions",
+    "refund_credits",
+)
+
+
+async def ledger_rows(ledger: asyncpg.Connection, tenant: str) -> dict[str, list[str]]:
+    """Every matching row of the tenant, as text, in a fixed order (the history in ``seq`` order, its numbers
+    left out: they are the database's, not the ledger's)."""
+    found: dict[str, list[str]] = {}
+    for table in TABLES:
+        order = "seq" if table == "receivable_history" else "1"
+        rows = await ledger.fetch(
+            f"SELECT to_jsonb(t) - 'seq' - 'received_at' AS r FROM matching.{table} t "
+            f"WHERE tenant_id = $1 ORDER BY {order}",
+            tenant,
+        )
+        found[table] = [r["r"] for r in rows]
+        if table != "receivable_history":
+            found[table].sort()
+    return found
+
+
+@pytest.mark.parametrize(
+    "story",
+    [
+        recoupments_in_and_out_of_order,
+        refunds_and_staff,
+        forwarding_out_of_order,
+        merges_and_netting,
+        interest_reversed_before_its_charge,
+        recoveries_that_give_way,
+    ],
+)
+async def test_a_whole_story_as_one_batch_leaves_what_one_by_one_leaves(
+    ledger: asyncpg.Connection, tenant: str, story: Story
+) -> None:
+    """The batch repository (``store.batch``: receivables locked and written once, keys and history buffered)
+    over a whole story as one batch, against the plain repository one statement per call: the same events and
+    the same rows. Each runs in a transaction rolled back after, so both write the same ids."""
+    seen: dict[str, tuple[object, dict[str, list[str]]]] = {}
+    for name, backend in (("one by one", PgMatchingRepository), ("batch", BatchMatchingRepository)):
+        tx = ledger.transaction()
+        await tx.start()
+        try:
+            repo = backend(ledger)
+            told = LedgerStory(tenant=tenant, backend=repo)
+            await story(told)
+            await repo.flush()
+            seen[name] = (told.facts(), await ledger_rows(ledger, tenant))
+        finally:
+            await tx.rollback()
+    assert seen["batch"][0] == seen["one by one"][0]
+    assert seen["batch"][1] == seen["one by one"][1]
+    assert any(seen["batch"][1].values())

@@ -122,16 +122,22 @@ class Tables:
         self.credits: dict[tuple[str, UUID], RefundCredit] = {}
         self._arrivals = count()
 
+    async def flush(self) -> None:
+        """Nothing to write: the dictionaries are the ledger."""
+
     def _update(self, tenant_id: str, rid: UUID, **changes: object) -> None:
         row = self.receivables.get((tenant_id, rid))
         if row is not None:
-            changed = replace(row, **changes)  # type: ignore[arg-type]
-            if changed.balance.open < 0:
-                raise BalanceNegative(
-                    f"receivable {rid} would owe {changed.balance.open}: "
-                    "receivable_balance_not_negative (migration 0004) refuses it"
-                )
-            self.receivables[tenant_id, rid] = changed
+            self._replace(replace(row, **changes))  # type: ignore[arg-type]
+
+    def _replace(self, changed: Receivable) -> None:
+        """Store a changed receivable row, refused as ``receivable_balance_not_negative`` refuses it."""
+        if changed.balance.open < 0:  # see rows.refused
+            raise BalanceNegative(
+                f"receivable {changed.receivable_id} would owe {changed.balance.open}: "
+                "receivable_balance_not_negative (migration 0004) refuses it"
+            )
+        self.receivables[changed.tenant_id, changed.receivable_id] = changed
 
     def _tenant_pairs(self, tenant_id: str) -> list[StoredPair]:
         return [p for (t, _), p in self.pairs.items() if t == tenant_id]

@@ -25,6 +25,10 @@ class PgBase:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
+    async def flush(self) -> None:
+        """Nothing is kept back: every call sends its statement (see ``store.batch`` for a repository that
+        does keep writes back)."""
+
 
 def receivable_of(row: asyncpg.Record) -> Receivable:
     """A ``matching.receivables`` row selected with :data:`RECEIVABLE_COLUMNS`."""
