@@ -8,6 +8,7 @@ from uuid import UUID
 
 from contracts.events import ProviderAdjustmentReceived
 from contracts.money import ZERO
+from services.matching.memory import rows
 from services.matching.memory._tables import (
     AllocationRow,
     PendingAction,
@@ -40,27 +41,18 @@ class MemPairs(Tables):
     ) -> None:
         self.pairs.setdefault(
             (tenant_id, adjustment_id),
-            StoredPair(
-                tenant_id=tenant_id,
-                adjustment_id=adjustment_id,
-                account_key=account,
-                remittance_id=adj.remittance_id,
-                payer_id=adj.payer_id,
-                trace_number=adj.trace_number,
-                payment_date=adj.payment_date,
-                segment_ordinal=adj.segment_ordinal,
-                pair_index=adj.pair_index,
-                reason_code=adj.reason_code,
-                reference=adj.reference,
+            rows.stored_pair(
+                tenant_id,
+                account,
+                adjustment_id,
+                adj,
                 match_reference=match_reference,
-                amount=cents(adj.amount),
+                match_keys=match_keys,
                 bucket=bucket,
-                unmatched_amount=cents(unmatched),
+                unmatched=unmatched,
                 reason=reason,
-                match_keys=tuple(match_keys),
-                match_method=method,
+                method=method,
                 suggestion=suggestion,
-                awaiting_refund=ZERO,
             ),
         )
 

@@ -1,0 +1,147 @@
+"""Receivables, their keys and history as a batch keeps them: each receivable locked once and changed in
+memory (by ``memory.rows``, the rules its statements follow), keys and history lines held back, lookups by key
+answered from what the ledger said when first asked plus what the batch added since."""
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+from contracts.events import OverpaymentDetected
+from services.matching.domain import Balance
+from services.matching.memory import rows
+from services.matching.records import Receivable
+from services.matching.store.batch._state import BatchState
+
+
+class BatchReceivables(BatchState):
+    """Receivables, keys and history for one run of one batch."""
+
+    async def lock_receivable(self, tenant_id: str, rid: UUID) -> Receivable | None:
+        kept = self.rows.get((tenant_id, rid))
+        if kept is not None:
+            return kept
+        row = await super().lock_receivable(tenant_id, rid)
+        if row is not None:
+            self.rows[tenant_id, rid] = row
+        return row
+
+    async def open_receivable(self, tenant_id: str, account: str, op: OverpaymentDetected) -> None:
+        row = rows.opened(tenant_id, account, op)
+        if (tenant_id, op.receivable_id) in self.rows or rows.refused(row):
+            await self.flush()  # the database refuses it on this message, as it did
+            await super().open_receivable(tenant_id, account, op)
+            return
+        self.rows[tenant_id, op.receivable_id] = row
+        self.opened.append((tenant_id, op.receivable_id))
+
+    async def note_facts(
+        self,
+        tenant_id: str,
+        rid: UUID,
+        duplicate: bool,
+        original_payment_date: date | None,
+        identified_on: date | None,
+    ) -> None:
+        kept = self.rows.get((tenant_id, rid))
+        if kept is None:
+            await super().note_facts(tenant_id, rid, duplicate, original_payment_date, identified_on)
+        else:
+            await self._change(rows.with_facts(kept, duplicate, original_payment_date, identified_on))
+
+    async def grow(self, tenant_id: str, rid: UUID, principal: Decimal, determination_date: date) -> None:
+        kept = self.rows.get((tenant_id, rid))
+        if kept is None:
+            await super().grow(tenant_id, rid, principal, determination_date)
+        else:
+            await self._change(rows.grown(kept, principal, determination_date))
+
+    async def save_balance(self, tenant_id: str, rid: UUID, balance: Balance, status: str) -> None:
+        kept = self.rows.get((tenant_id, rid))
+        if kept is None:
+            await super().save_balance(tenant_id, rid, balance, status)
+        else:
+            await self._change(rows.balanced(kept, balance, status))
+
+    async def mark_written_off_in_full(self, tenant_id: str, rid: UUID, on: date) -> None:
+        kept = self.rows.get((tenant_id, rid))
+        if kept is None:
+            await super().mark_written_off_in_full(tenant_id, rid, on)
+        else:
+            await self._change(rows.written_off_in_full(kept, on))
+
+    async def _change(self, changed: Receivable) -> None:
+        """Keep the changed row to write at the end. A change the database refuses is sent now, so the
+        statement that fails is the message's that made it (and the kept row stays as it was)."""
+        if rows.refused(changed):
+            await self.flush()
+            await self._write_receivables([changed], insert=False)
+            return  # not reached while the check holds
+        row = (changed.tenant_id, changed.receivable_id)
+        self.rows[row] = changed
+        self.changed.add(row)
+
+    async def merge_into(self, tenant_id: str, absorbed: UUID, survivor: UUID, on: date) -> None:
+        await self.flush()
+        await super().merge_into(tenant_id, absorbed, survivor, on)
+        # The merge moved allocations and keys and changed both rows in SQL: read them again (still locked).
+        self.rows.pop((tenant_id, absorbed), None)
+        self.rows.pop((tenant_id, survivor), None)
+        self.named.clear()
+        self.keys_of.clear()
+        await self.forget_money()
+
+    async def add_keys(
+        self, tenant_id: str, account: str, rid: UUID, keys: Sequence[tuple[str, str]]
+    ) -> None:
+        self.new_keys += [(tenant_id, account, kind, key, rid) for kind, key in keys]
+
+    async def receivable_keys(self, tenant_id: str, rid: UUID) -> list[str]:
+        known = self.keys_of.get((tenant_id, rid))
+        if known is None:
+            known = self.keys_of[tenant_id, rid] = set(await super().receivable_keys(tenant_id, rid))
+        pending = {k[3] for k in self.new_keys if k[0] == tenant_id and k[4] == rid}
+        return sorted(known | pending)  # code point order is COLLATE "C" order
+
+    async def resolve(
+        self, tenant_id: str, account: str, candidates: Sequence[tuple[str, str]]
+    ) -> tuple[list[UUID], str | None]:
+        wanted = [(tenant_id, account, kind, key) for kind, key in candidates]
+        await self.look_up(wanted)
+        for k in wanted:
+            ids = self.named[k] | {n[4] for n in self.new_keys if n[:4] == k}
+            if ids:
+                return sorted(ids), k[2]  # UUIDs order as PostgreSQL orders them (bytewise)
+        return [], None
+
+    async def look_up(self, wanted: Sequence[tuple[str, str, str, str]]) -> None:
+        """Read which receivables the ledger knows by each of these (tenant, account, kind, key), in one
+        statement, unless known already."""
+        unknown = list(dict.fromkeys(k for k in wanted if k not in self.named))
+        if not unknown:
+            return
+        for k in unknown:
+            self.named[k] = set()
+        for r in await self.conn.fetch(
+            """SELECT DISTINCT k.tenant_id, k.account_key, k.kind, k.key, k.receivable_id
+               FROM matching.receivable_keys k
+               JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS c(tenant_id, account_key, kind, key)
+                 ON k.tenant_id = c.tenant_id AND k.account_key = c.account_key AND k.kind = c.kind
+                    AND k.key = c.key""",
+            *map(list, zip(*unknown, strict=True)),
+        ):
+            self.named[r["tenant_id"], r["account_key"], r["kind"], r["key"]].add(r["receivable_id"])
+
+    async def add_history(
+        self,
+        tenant_id: str,
+        rid: UUID,
+        event_id: UUID,
+        change: str,
+        amount: Decimal,
+        effective: date,
+        source: str,
+        status: str,
+        balance: Decimal,
+    ) -> None:
+        self.history.append((tenant_id, rid, event_id, change, amount, effective, source, status, balance))
