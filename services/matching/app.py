@@ -21,7 +21,7 @@ from contracts.events import AlertRaised
 from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, WORK_ITEMS, P
 from policies import config as policy_config
 from policies.config import PolicyResolver
-from services.matching import metrics, store
+from services.matching import metrics, prefetch, store
 from services.matching.engine import on_adjustment, on_interest, on_overpayment, on_staff_action
 from services.matching.ledger import Matching, build_stage, reference_layout
 from services.matching.repository import MatchingRepository
@@ -74,6 +74,7 @@ def in_batches(
     async def handle(conn: asyncpg.Connection, batch: Sequence[Envelope[P]]) -> list[list[Outgoing]]:
         repo = repository(conn)
         stage = build_stage(settings, policies, repo)
+        await repo.prefetch(prefetch.wanted(stage, batch))
         owed: list[list[Outgoing]] = []
         for position, env in enumerate(batch):
             try:

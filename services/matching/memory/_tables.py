@@ -15,6 +15,7 @@ from services.matching.records import (
     RefundCredit,
     StoredPair,
 )
+from services.matching.repository import Wanted
 
 CENT = Decimal("0.01")
 
@@ -121,6 +122,9 @@ class Tables:
         self.pending: dict[tuple[str, UUID], PendingAction] = {}
         self.credits: dict[tuple[str, UUID], RefundCredit] = {}
         self._arrivals = count()
+
+    async def prefetch(self, wanted: Wanted) -> None:
+        """Nothing to read ahead: the dictionaries are the ledger."""
 
     async def flush(self) -> None:
         """Nothing to write: the dictionaries are the ledger."""

@@ -21,6 +21,10 @@ Row = tuple[str, UUID]
 Place = tuple[str, int, int]
 """A stored pair's (TRN02, PLB position, pair index): its recoveries' rank."""
 
+RECEIVABLES, KEYS, HISTORY, PAIRS, ALLOCATIONS = "receivables", "keys", "history", "pairs", "allocations"
+"""The tables a batch holds writes back for, as :meth:`BatchState.flush` names them."""
+EVERY_TABLE = (RECEIVABLES, KEYS, HISTORY, PAIRS, ALLOCATIONS)
+
 RECEIVABLE_TYPES = (
     ("tenant_id", "text"),
     ("receivable_id", "uuid"),
@@ -81,6 +85,11 @@ ALLOCATION_TYPES = (
 """Every column of ``matching.allocations``, in :class:`AllocationRow`'s field order."""
 
 
+def parked(pair: StoredPair) -> bool:
+    """Whether ``parked_recoveries`` may return the pair (before looking at its keys)."""
+    return pair.reason_code == "WO" and (pair.unmatched_amount > 0 or pair.awaiting_refund > 0)
+
+
 def _names(types: Sequence[tuple[str, str]]) -> str:
     return ", ".join(name for name, _ in types)
 
@@ -101,6 +110,8 @@ class BatchState(PgMatchingRepository):
         super().__init__(conn)
         self.rows: dict[Row, Receivable] = {}
         """Receivables this batch locked or opened, as they stand now."""
+        self.absent: set[Row] = set()
+        """Receivables read ahead and not found (none opened them since)."""
         self.opened: list[Row] = []
         """Receivables opened by this batch and not inserted yet, in the order opened."""
         self.changed: set[Row] = set()
@@ -127,6 +138,15 @@ class BatchState(PgMatchingRepository):
         """Pairs saved by this batch and not inserted yet, in the order saved."""
         self.siblings: dict[tuple[str, UUID, str, str], list[StoredPair]] = {}
         """What the ledger answered for ``sibling_pairs`` (locked)."""
+        self.parked: dict[tuple[str, str], list[StoredPair]] = {}
+        """An account's parked recoveries (WO pairs with money unmatched or awaiting a refund), read ahead and
+        locked, plus those the batch stored since."""
+        self.guessed: dict[tuple[str, str], list[tuple[frozenset[str], UUID]]] = {}
+        """An account's recoveries the scored search applied, read ahead: (the pair's keys, the receivable)."""
+        self.scored: set[tuple[str, str]] = set()
+        """Accounts with a pair the scored search matched in this batch (their guesses are asked in SQL)."""
+        self.waiting: dict[tuple[str, str], set[str]] = {}
+        """The references a payer's staff actions wait under, read ahead, plus those parked since."""
 
     async def forget_money(self) -> None:
         """A statement changed allocations, pairs or postings in the ledger: write what is held back (what the
@@ -136,10 +156,30 @@ class BatchState(PgMatchingRepository):
         self.charges.clear()
         self.owner.clear()
         self.siblings.clear()
+        self.parked.clear()
+        self.guessed.clear()
 
     def allocation(self, allocation: Row) -> AllocationRow:
         """A kept allocation."""
         return self.money[self.owner[allocation]][allocation[1]]
+
+    async def look_up(self, wanted: Sequence[tuple[str, str, str, str]]) -> None:
+        """Read which receivables the ledger knows by each of these (tenant, account, kind, key), in one
+        statement, unless known already."""
+        unknown = list(dict.fromkeys(k for k in wanted if k not in self.named))
+        if not unknown:
+            return
+        for k in unknown:
+            self.named[k] = set()
+        for r in await self.conn.fetch(
+            """SELECT DISTINCT k.tenant_id, k.account_key, k.kind, k.key, k.receivable_id
+               FROM matching.receivable_keys k
+               JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS c(tenant_id, account_key, kind, key)
+                 ON k.tenant_id = c.tenant_id AND k.account_key = c.account_key AND k.kind = c.kind
+                    AND k.key = c.key""",
+            *map(list, zip(*unknown, strict=True)),
+        ):
+            self.named[r["tenant_id"], r["account_key"], r["kind"], r["key"]].add(r["receivable_id"])
 
     async def load_money(self, wanted: Sequence[Row]) -> None:
         """Read the allocations (with their pairs' places) and interest postings of these kept receivables."""
@@ -178,18 +218,15 @@ class BatchState(PgMatchingRepository):
                 r["receivable_id"], r["amount"], r["due_date"], r["period_number"], r["held"]
             )
 
-    async def flush(self) -> None:
-        """Write everything the batch kept back, one statement per table and kind of write: receivables opened
-        and changed, keys, history lines, pairs, allocations saved and re-split. The batch handler calls it
-        last; a read that needs the rows in the tables calls it first."""
-        if self.opened:
-            await self._write_receivables([self.rows[r] for r in self.opened], insert=True)
-            self.changed.difference_update(self.opened)
-            self.opened.clear()
-        if self.changed:
-            await self._write_receivables([self.rows[r] for r in sorted(self.changed)], insert=False)
-            self.changed.clear()
-        if self.new_keys:
+    async def flush(self, *tables: str) -> None:
+        """Write what the batch kept back for these tables (every table when none is named), one statement per
+        table and kind of write: receivables opened and changed, keys, history lines, pairs, allocations saved
+        and re-split. The batch handler calls it last; a read that needs rows in a table calls it first for
+        that table (the tables share no foreign key or trigger, so they can be written apart)."""
+        tables = tables or EVERY_TABLE
+        if RECEIVABLES in tables:
+            await self._flush_receivables()
+        if KEYS in tables and self.new_keys:
             await self.conn.execute(
                 """INSERT INTO matching.receivable_keys (tenant_id, account_key, kind, key, receivable_id)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[])
@@ -200,7 +237,7 @@ class BatchState(PgMatchingRepository):
                 self.named.get((tenant, account, kind, key), set()).add(rid)
                 self.keys_of.get((tenant, rid), set()).add(key)
             self.new_keys.clear()
-        if self.history:
+        if HISTORY in tables and self.history:
             await self.conn.execute(
                 """INSERT INTO matching.receivable_history (tenant_id, receivable_id, event_id, change, amount,
                        effective_date, source, status, balance)
@@ -210,15 +247,32 @@ class BatchState(PgMatchingRepository):
                 *map(list, zip(*self.history, strict=True)),
             )
             self.history.clear()
-        if self.new_pairs:
+        if PAIRS in tables and self.new_pairs:
             await self._write_pairs(list(self.new_pairs.values()))
             for (tenant, _), pair in self.new_pairs.items():  # now in the table, so among the siblings read
                 asked = (tenant, pair.remittance_id, pair.match_reference or "", pair.reason_code)
                 known = self.siblings.get(asked)
                 if known is not None and pair.adjustment_id not in {p.adjustment_id for p in known}:
                     known.append(pair)
+                queue = self.parked.get((tenant, pair.account_key))
+                if (
+                    queue is not None
+                    and parked(pair)
+                    and pair.adjustment_id not in {p.adjustment_id for p in queue}
+                ):
+                    queue.append(pair)
             self.new_pairs.clear()
-        await self._write_allocations()
+        if ALLOCATIONS in tables:
+            await self._write_allocations()
+
+    async def _flush_receivables(self) -> None:
+        if self.opened:
+            await self._write_receivables([self.rows[r] for r in self.opened], insert=True)
+            self.changed.difference_update(self.opened)
+            self.opened.clear()
+        if self.changed:
+            await self._write_receivables([self.rows[r] for r in sorted(self.changed)], insert=False)
+            self.changed.clear()
 
     async def _write_receivables(self, kept: Sequence[Receivable], *, insert: bool) -> None:
         columns = _columns(RECEIVABLE_TYPES, kept)

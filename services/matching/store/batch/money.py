@@ -1,8 +1,11 @@
 """Allocations, interest postings and pairs as a batch keeps them: the money of a receivable the batch locked
 is read once (allocations with their pairs' places, postings) and re-split, summed and scheduled in memory by
 the rules ``memory.rows`` shares with the in-memory repository; allocations and pairs saved are held back and
-a changed split is written once per allocation."""
+a changed split is written once per allocation. An account's parked recoveries and scored guesses and a
+payer's waiting staff actions, read ahead for a batch of evidence, answer the questions each evidence asks of
+them (and when a guess or an action is really there, the question goes to the ledger as before)."""
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -13,9 +16,9 @@ from contracts.money import ZERO
 from services.matching.domain import Dated
 from services.matching.memory import rows
 from services.matching.memory._tables import AllocationRow, cents
-from services.matching.records import RecoveredTotals, ScheduledRecovery, StoredPair
+from services.matching.records import Displaced, RecoveredTotals, ScheduledRecovery, StoredPair
 from services.matching.repository import Splits
-from services.matching.store.batch._state import BatchState, Row
+from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row, parked
 
 
 class BatchMoney(BatchState):
@@ -152,6 +155,8 @@ class BatchMoney(BatchState):
         )
         self.new_pairs.setdefault((tenant_id, adjustment_id), pair)
         self.places.setdefault((tenant_id, adjustment_id), pair.place)
+        if (method or "").startswith("scored:"):
+            self.scored.add((tenant_id, account))
 
     async def sibling_pairs(
         self, tenant_id: str, remittance_id: UUID, match_reference: str, reason_code: str
@@ -171,3 +176,62 @@ class BatchMoney(BatchState):
             and p.adjustment_id not in known
         ]
         return sorted([*stored, *held], key=lambda p: (p.segment_ordinal, p.pair_index))
+
+    async def parked_recoveries(self, tenant_id: str, account: str, keys: list[str]) -> list[StoredPair]:
+        queue = self.parked.get((tenant_id, account))
+        if queue is None:
+            await self.flush(PAIRS)
+            return await super().parked_recoveries(tenant_id, account, keys)
+        named = set(keys)
+        held = [p for (t, _), p in self.new_pairs.items() if t == tenant_id and p.account_key == account]
+        found = [p for p in [*queue, *held] if parked(p) and named.intersection(p.match_keys)]
+        # ORDER BY payment_date, btrim(trace_number) COLLATE "C", segment_ordinal, pair_index, adjustment_id
+        return sorted(
+            found,
+            key=lambda p: (
+                p.payment_date,
+                p.trace_number.strip(" "),
+                p.segment_ordinal,
+                p.pair_index,
+                p.adjustment_id,
+            ),
+        )
+
+    async def withdraw_guesses(
+        self, tenant_id: str, account: str, rid: UUID, keys: list[str], reason: str
+    ) -> list[Displaced]:
+        guesses = self.guessed.get((tenant_id, account))
+        named = set(keys)
+        if (
+            guesses is not None
+            and (tenant_id, account) not in self.scored
+            and not any(other != rid and named & pair_keys for pair_keys, other in guesses)
+        ):
+            return []  # nothing the scored search applied elsewhere names one of the keys
+        await self.flush(PAIRS, ALLOCATIONS)
+        touched = await super().withdraw_guesses(tenant_id, account, rid, keys, reason)
+        if touched:
+            await self.forget_money()
+        return touched
+
+    async def park_action(
+        self,
+        tenant_id: str,
+        action_id: UUID,
+        account: str,
+        payer_id: str,
+        reference: str,
+        effective: date,
+        envelope: bytes,
+    ) -> None:
+        await super().park_action(tenant_id, action_id, account, payer_id, reference, effective, envelope)
+        self.waiting.get((tenant_id, payer_id), set()).add(reference)
+
+    async def take_pending_actions(self, tenant_id: str, payer_id: str, keys: Sequence[str]) -> list[bytes]:
+        waiting = self.waiting.get((tenant_id, payer_id))
+        if waiting is not None and waiting.isdisjoint(keys):
+            return []
+        taken = await super().take_pending_actions(tenant_id, payer_id, keys)
+        if waiting is not None:
+            waiting.difference_update(keys)
+        return taken

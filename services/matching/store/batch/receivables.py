@@ -19,7 +19,7 @@ class BatchReceivables(BatchState):
 
     async def lock_receivable(self, tenant_id: str, rid: UUID) -> Receivable | None:
         kept = self.rows.get((tenant_id, rid))
-        if kept is not None:
+        if kept is not None or (tenant_id, rid) in self.absent:
             return kept
         row = await super().lock_receivable(tenant_id, rid)
         if row is not None:
@@ -28,6 +28,7 @@ class BatchReceivables(BatchState):
 
     async def open_receivable(self, tenant_id: str, account: str, op: OverpaymentDetected) -> None:
         row = rows.opened(tenant_id, account, op)
+        self.absent.discard((tenant_id, op.receivable_id))
         if (tenant_id, op.receivable_id) in self.rows or rows.refused(row):
             await self.flush()  # the database refuses it on this message, as it did
             await super().open_receivable(tenant_id, account, op)
@@ -113,24 +114,6 @@ class BatchReceivables(BatchState):
             if ids:
                 return sorted(ids), k[2]  # UUIDs order as PostgreSQL orders them (bytewise)
         return [], None
-
-    async def look_up(self, wanted: Sequence[tuple[str, str, str, str]]) -> None:
-        """Read which receivables the ledger knows by each of these (tenant, account, kind, key), in one
-        statement, unless known already."""
-        unknown = list(dict.fromkeys(k for k in wanted if k not in self.named))
-        if not unknown:
-            return
-        for k in unknown:
-            self.named[k] = set()
-        for r in await self.conn.fetch(
-            """SELECT DISTINCT k.tenant_id, k.account_key, k.kind, k.key, k.receivable_id
-               FROM matching.receivable_keys k
-               JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS c(tenant_id, account_key, kind, key)
-                 ON k.tenant_id = c.tenant_id AND k.account_key = c.account_key AND k.kind = c.kind
-                    AND k.key = c.key""",
-            *map(list, zip(*unknown, strict=True)),
-        ):
-            self.named[r["tenant_id"], r["account_key"], r["kind"], r["key"]].add(r["receivable_id"])
 
     async def add_history(
         self,

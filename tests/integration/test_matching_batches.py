@@ -1,0 +1,134 @@
+"""Matching handles a batch with statements per batch, not per message (``store.batch``), and leaves the ledger
+and the announcements one message at a time leaves.
+
+The batches are what a backlog of claim payments brings: detection's evidence opening receivables, then the PLB
+pairs of the remittances that recover them (several pairs per remittance, a receivable recovered twice in one
+batch, one settled, a pair that is no offset)."""
+
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from harness import counted_batch
+from matching.ledger_story import LedgerStory
+
+from contracts.envelope import Envelope
+from contracts.topics import OVERPAYMENTS, PROVIDER_ADJUSTMENTS, Topic
+from shared.messages import Incoming, Result
+
+pytestmark = pytest.mark.integration
+
+
+def incoming(topic: Topic[Any], envelopes: list[Envelope[Any]]) -> list[Incoming]:
+    """Envelopes as the stage consumes them from ``topic``."""
+    return [
+        Incoming(topic.name, 0, offset, topic.key_of(env).encode(), env.to_bytes())
+        for offset, env in enumerate(envelopes)
+    ]
+
+
+def backlog(tenant: str, count: int) -> tuple[list[Incoming], list[Incoming]]:
+    """``count`` receivables' evidence, and the pairs that recover them: 40.00 of each 100.00 in one
+    remittance of four pairs, every third receivable recovered again in the same batch (60.00: settled), every
+    fourth remittance with a pair that is no offset."""
+    story = LedgerStory(tenant=tenant)
+    evidence = [
+        story.evidence_event(f"FCN{n}", "100.00", "2026-01-05", channel="letter") for n in range(count)
+    ]
+    pairs = []
+    for n in range(count):
+        pairs.append(story.pair_event("WO", f"FCN{n}", "40.00", "2026-02-02", trace=f"T{n // 4}"))
+        if n % 3 == 0:
+            pairs.append(story.pair_event("WO", f"FCN{n}", "60.00", "2026-02-09", trace=f"U{n}"))
+        if n % 4 == 3:
+            pairs.append(story.pair_event("L6", None, "-5.00", "2026-02-02", trace=f"T{n // 4}"))
+    return incoming(OVERPAYMENTS, evidence), incoming(PROVIDER_ADJUSTMENTS, pairs)
+
+
+def matching(statement: str) -> bool:
+    """A statement of the engine's ledger, not the runtime's (the transaction, its savepoint, claiming the
+    ids and storing the outputs in ``ops.processed_events``)."""
+    return not statement.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")) and "ops." not in statement
+
+
+async def test_a_batch_costs_the_same_statements_whatever_its_size(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    counted: dict[tuple[str, int], list[str]] = {}
+    for count in (4, 12, 48):  # the first batches warm the connection's type cache up
+        evidence, pairs = backlog(f"{tenant}-{count}", count)
+        for name, batch in (("evidence", evidence), ("pairs", pairs)):
+            statements = counted[name, count] = []
+            results = await counted_batch(ledger, "matching", batch, statements)
+            assert [r.outcome for r in results] == ["applied"] * len(batch)
+            print(f"{count} {name}:", *filter(matching, statements), sep="\n  ")
+
+    def ledger_statements(name: str, count: int) -> int:
+        return sum(map(matching, counted[name, count]))
+
+    # Evidence: read ahead (the receivables locked, their allocations, postings and keys, the account's parked
+    # recoveries and scored guesses, the payer's waiting actions), then one INSERT per table (receivables,
+    # keys, history): 10 whatever the batch (one statement at a time: 120 for 12, 480 for 48).
+    assert ledger_statements("evidence", 12) == ledger_statements("evidence", 48) == 10, counted[
+        "evidence", 48
+    ]
+    # Pairs: read ahead (keys, the receivables they name locked, their allocations and postings, sibling 72s),
+    # then one write per table (receivables, history, pairs, allocations): 9 (before: about 10 a pair).
+    assert ledger_statements("pairs", 12) == ledger_statements("pairs", 48) == 9, counted["pairs", 48]
+
+
+def announced(result: Result) -> list[dict[str, Any]]:
+    """What a message's outputs say, without the time they were made."""
+    said = []
+    for out in result.outputs:
+        body = json.loads(out.value)
+        body.pop("occurred_at", None)
+        said.append({"topic": out.topic, "key": out.key, **body})
+    return said
+
+
+async def ledger_rows(ledger: asyncpg.Connection, tenant: str) -> list[list[str]]:
+    """The tenant's matching rows as text (history in the order written)."""
+    found = []
+    for table, order in (
+        ("receivables", "receivable_id"),
+        ("receivable_keys", "receivable_id, kind, key"),
+        ("receivable_history", "seq"),
+        ("adjustments", "adjustment_id"),
+        ("allocations", "allocation_id"),
+    ):
+        rows = await ledger.fetch(
+            f"SELECT (to_jsonb(t) - 'seq')::text AS r FROM matching.{table} t WHERE tenant_id = $1 ORDER BY {order}",
+            tenant,
+        )
+        found.append([r["r"] for r in rows])
+    return found
+
+
+async def test_a_batch_leaves_the_ledger_one_message_at_a_time_would(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The same messages as two batches and one by one (in transactions rolled back after, so the ids are the
+    same): the same outputs and the same rows, the history in the same order."""
+    seen: dict[str, tuple[list[list[dict[str, Any]]], list[list[str]]]] = {}
+    for mode in ("batch", "one by one"):
+        evidence, pairs = backlog(tenant, 24)
+        tx = ledger.transaction()
+        await tx.start()
+        try:
+            results: list[Result] = []
+            for batch in (evidence, pairs):
+                if mode == "batch":
+                    results += await counted_batch(ledger, "matching", batch)
+                else:
+                    for one in batch:
+                        results += await counted_batch(ledger, "matching", [one])
+            assert [r.outcome for r in results] == ["applied"] * len(results)
+            seen[mode] = ([announced(r) for r in results], await ledger_rows(ledger, tenant))
+        finally:
+            await tx.rollback()
+    assert seen["batch"][0] == seen["one by one"][0]
+    assert seen["batch"][1] == seen["one by one"][1]
+    settled = [e for out in seen["batch"][0] for e in out if e["event_type"] == "ReceivableSettled"]
+    assert len(settled) == 8
