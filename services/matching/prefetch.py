@@ -3,8 +3,8 @@
 
 It follows the engine's first questions only: the receivable evidence, a merge or an interest posting names,
 the keys a WO's reference may name its receivable by, the sibling pairs a WO or a 72 with a reference looks
-for, and the account's parked recoveries, scored guesses and the payer's waiting staff actions evidence looks
-through. A guess never decides anything: the engine asks every question again and gets the answer it would have
+for, and the account's parked recoveries, scored guesses, the payer's waiting staff actions and the netting
+remittance's deferrals evidence looks through. A guess never decides anything: the engine asks every question again and gets the answer it would have
 had without it (a message that fails, such as a pair of a payer with no installed policy, is skipped here).
 """
 
@@ -27,6 +27,7 @@ def wanted(m: Matching, envelopes: Sequence[Envelope[Any]]) -> Wanted:
     siblings: list[tuple[str, UUID, str, str]] = []
     accounts: list[tuple[str, str]] = []
     payers: list[tuple[str, str]] = []
+    remittances: list[tuple[str, UUID]] = []
     for env in envelopes:
         payload, tenant = env.payload, env.tenant_id
         if isinstance(payload, OverpaymentDetected):
@@ -34,6 +35,8 @@ def wanted(m: Matching, envelopes: Sequence[Envelope[Any]]) -> Wanted:
             receivables += [(tenant, rid) for rid in payload.merged_receivables]
             accounts.append((tenant, env.account_key))
             payers.append((tenant, payload.payer_id))
+            if payload.netted_in_remittance is not None:
+                remittances.append((tenant, payload.netted_in_remittance))
         elif isinstance(payload, InterestAccrued):
             receivables.append((tenant, payload.receivable_id))
         elif isinstance(payload, ProviderAdjustmentReceived) and payload.reason_code in ("WO", "72"):
@@ -54,4 +57,5 @@ def wanted(m: Matching, envelopes: Sequence[Envelope[Any]]) -> Wanted:
         tuple(dict.fromkeys(siblings)),
         tuple(dict.fromkeys(accounts)),
         tuple(dict.fromkeys(payers)),
+        tuple(dict.fromkeys(remittances)),
     )

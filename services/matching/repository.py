@@ -50,6 +50,8 @@ class Wanted:
     """(tenant, account) whose parked recoveries and scored guesses evidence will look through."""
     payers: tuple[tuple[str, str], ...] = ()
     """(tenant, payer) whose staff actions waiting for a receivable evidence will look through."""
+    remittances: tuple[tuple[str, UUID], ...] = ()
+    """(tenant, remittance) whose claims netted an overpayment: evidence looks for a deferral in it."""
 
 
 class ReceivableRepository(Protocol):

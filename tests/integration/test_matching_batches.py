@@ -10,11 +10,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import counted_batch
+from harness import counted_batch, matching_one_at_a_time
 from matching.ledger_story import LedgerStory
 
 from contracts.envelope import Envelope
 from contracts.topics import OVERPAYMENTS, PROVIDER_ADJUSTMENTS, Topic
+from shared.ids import stable_id
 from shared.messages import Incoming, Result
 
 pytestmark = pytest.mark.integration
@@ -28,22 +29,34 @@ def incoming(topic: Topic[Any], envelopes: list[Envelope[Any]]) -> list[Incoming
     ]
 
 
-def backlog(tenant: str, count: int) -> tuple[list[Incoming], list[Incoming]]:
-    """``count`` receivables' evidence, and the pairs that recover them: 40.00 of each 100.00 in one
-    remittance of four pairs, every third receivable recovered again in the same batch (60.00: settled), every
-    fourth remittance with a pair that is no offset."""
+def backlog(tenant: str, count: int) -> list[list[Incoming]]:
+    """Three batches: ``count`` receivables' evidence; the pairs that recover them (40.00 of each 100.00, four
+    pairs a remittance; every third receivable recovered again in the same batch, 60.00: settled; every
+    fourth remittance with a pair that is no offset, every sixth pair followed by a deferral naming a
+    receivable not known yet); then evidence netted in those remittances (every third receivable: those
+    with a deferral in the remittance net nothing)."""
     story = LedgerStory(tenant=tenant)
     evidence = [
         story.evidence_event(f"FCN{n}", "100.00", "2026-01-05", channel="letter") for n in range(count)
     ]
-    pairs = []
+    pairs, netted = [], []
     for n in range(count):
-        pairs.append(story.pair_event("WO", f"FCN{n}", "40.00", "2026-02-02", trace=f"T{n // 4}"))
+        trace = f"T{n // 4}"
+        pairs.append(story.pair_event("WO", f"FCN{n}", "40.00", "2026-02-02", trace=trace))
         if n % 3 == 0:
             pairs.append(story.pair_event("WO", f"FCN{n}", "60.00", "2026-02-09", trace=f"U{n}"))
         if n % 4 == 3:
-            pairs.append(story.pair_event("L6", None, "-5.00", "2026-02-02", trace=f"T{n // 4}"))
-    return incoming(OVERPAYMENTS, evidence), incoming(PROVIDER_ADJUSTMENTS, pairs)
+            pairs.append(story.pair_event("L6", None, "-5.00", "2026-02-02", trace=trace))
+        if n % 6 == 5:
+            pairs.append(story.pair_event("WO", f"FCN{n}X", "-30.00", "2026-02-02", trace=trace))
+        if n % 3 == 2:
+            remittance = stable_id("remittance", tenant, trace)
+            netted.append(story.evidence_event(f"FCN{n}X", "30.00", "2026-02-02", netted_in=remittance))
+    return [
+        incoming(OVERPAYMENTS, evidence),
+        incoming(PROVIDER_ADJUSTMENTS, pairs),
+        incoming(OVERPAYMENTS, netted),
+    ]
 
 
 def matching(statement: str) -> bool:
@@ -57,8 +70,9 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
 ) -> None:
     counted: dict[tuple[str, int], list[str]] = {}
     for count in (4, 12, 48):  # the first batches warm the connection's type cache up
-        evidence, pairs = backlog(f"{tenant}-{count}", count)
-        for name, batch in (("evidence", evidence), ("pairs", pairs)):
+        for name, batch in zip(
+            ("evidence", "pairs", "netted"), backlog(f"{tenant}-{count}", count), strict=True
+        ):
             statements = counted[name, count] = []
             results = await counted_batch(ledger, "matching", batch, statements)
             assert [r.outcome for r in results] == ["applied"] * len(batch)
@@ -76,6 +90,9 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
     # Pairs: read ahead (keys, the receivables they name locked, their allocations and postings, sibling 72s),
     # then one write per table (receivables, history, pairs, allocations): 9 (before: about 10 a pair).
     assert ledger_statements("pairs", 12) == ledger_statements("pairs", 48) == 9, counted["pairs", 48]
+    # Evidence netted in a remittance: read ahead as above plus the remittance's deferrals, then one write per
+    # table (receivables, keys, history, allocations).
+    assert ledger_statements("netted", 12) == ledger_statements("netted", 48), counted["netted", 48]
 
 
 def announced(result: Result) -> list[dict[str, Any]]:
@@ -109,26 +126,29 @@ async def ledger_rows(ledger: asyncpg.Connection, tenant: str) -> list[list[str]
 async def test_a_batch_leaves_the_ledger_one_message_at_a_time_would(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
-    """The same messages as two batches and one by one (in transactions rolled back after, so the ids are the
-    same): the same outputs and the same rows, the history in the same order."""
+    """The same messages as two batches and one by one over the plain repository (a statement per call; in
+    transactions rolled back after, so the ids are the same): the same outputs and rows, the history in the
+    same order."""
     seen: dict[str, tuple[list[list[dict[str, Any]]], list[list[str]]]] = {}
     for mode in ("batch", "one by one"):
-        evidence, pairs = backlog(tenant, 24)
         tx = ledger.transaction()
         await tx.start()
         try:
             results: list[Result] = []
-            for batch in (evidence, pairs):
+            for batch in backlog(tenant, 24):
                 if mode == "batch":
                     results += await counted_batch(ledger, "matching", batch)
                 else:
                     for one in batch:
-                        results += await counted_batch(ledger, "matching", [one])
+                        results += await counted_batch(
+                            ledger, "matching", [one], handler=matching_one_at_a_time()
+                        )
             assert [r.outcome for r in results] == ["applied"] * len(results)
             seen[mode] = ([announced(r) for r in results], await ledger_rows(ledger, tenant))
         finally:
             await tx.rollback()
     assert seen["batch"][0] == seen["one by one"][0]
     assert seen["batch"][1] == seen["one by one"][1]
-    settled = [e for out in seen["batch"][0] for e in out if e["event_type"] == "ReceivableSettled"]
-    assert len(settled) == 8
+    changes = [e["event_type"] for out in seen["batch"][0] for e in out]
+    assert changes.count("ReceivableSettled") == 8 + 4  # recovered twice; netted in full (no deferral)
+    assert changes.count("ReceivableReduced") > 0

@@ -81,14 +81,7 @@ class MemPairs(Tables):
     ) -> None:
         pair = self.pairs.get((tenant_id, adjustment_id))
         if pair is not None:
-            self._set_pair(
-                tenant_id,
-                adjustment_id,
-                unmatched_amount=cents(remaining),
-                reason=reason,
-                match_method="rematch",
-                bucket=bucket if remaining < pair.amount else pair.bucket,
-            )
+            self.pairs[tenant_id, adjustment_id] = rows.unmatched_reduced(pair, remaining, reason, bucket)
 
     async def sibling_pairs(
         self, tenant_id: str, remittance_id: UUID, match_reference: str, reason_code: str
@@ -118,21 +111,14 @@ class MemPairs(Tables):
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         pair = self.pairs.get((tenant_id, adjustment_id))
         if pair is not None:
-            self._set_pair(
-                tenant_id,
-                adjustment_id,
-                awaiting_refund=cents(pair.awaiting_refund + amount),
-                unmatched_amount=cents(pair.unmatched_amount - amount),
-                bucket="refund_acknowledged",
-                reason=reason,
-            )
+            self.pairs[tenant_id, adjustment_id] = rows.refund_awaited(pair, amount, reason)
 
     async def reduce_awaiting(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
     ) -> None:
-        self._set_pair(
-            tenant_id, adjustment_id, awaiting_refund=cents(remaining), reason=reason, match_method="rematch"
-        )
+        pair = self.pairs.get((tenant_id, adjustment_id))
+        if pair is not None:
+            self.pairs[tenant_id, adjustment_id] = rows.awaiting_reduced(pair, remaining, reason)
 
     async def deferral_in(self, tenant_id: str, remittance_id: UUID, keys: list[str]) -> bool:
         return any(

@@ -160,3 +160,31 @@ def stored_pair(
         suggestion=suggestion,
         awaiting_refund=ZERO,
     )
+
+
+def unmatched_reduced(pair: StoredPair, remaining: Decimal, reason: str, bucket: str) -> StoredPair:
+    """``reduce_unmatched``: ``remaining`` stays unmatched, re-explained; the pair moves to ``bucket`` when any
+    of it was explained."""
+    return replace(
+        pair,
+        unmatched_amount=cents(remaining),
+        reason=reason,
+        match_method="rematch",
+        bucket=bucket if remaining < pair.amount else pair.bucket,
+    )
+
+
+def refund_awaited(pair: StoredPair, amount: Decimal, reason: str) -> StoredPair:
+    """``await_refund``: ``amount`` of the unmatched money waits as an acknowledged refund."""
+    return replace(
+        pair,
+        awaiting_refund=cents(pair.awaiting_refund + amount),
+        unmatched_amount=cents(pair.unmatched_amount - amount),
+        bucket="refund_acknowledged",
+        reason=reason,
+    )
+
+
+def awaiting_reduced(pair: StoredPair, remaining: Decimal, reason: str) -> StoredPair:
+    """``reduce_awaiting``: ``remaining`` still waits for its receivable."""
+    return replace(pair, awaiting_refund=cents(remaining), reason=reason, match_method="rematch")

@@ -61,7 +61,6 @@ UNTOUCHED = frozenset(
 """Methods whose tables (refund credits, forwarding balances, work items) the batch neither holds back nor
 keeps: they run as they are."""
 READS: dict[str, tuple[str, ...]] = {
-    "deferral_in": (PAIRS,),
     "forwarding_applications": (PAIRS,),
     "lock_pair": (PAIRS,),
     "netting_remittances": (ALLOCATIONS,),

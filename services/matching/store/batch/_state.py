@@ -90,6 +90,11 @@ def parked(pair: StoredPair) -> bool:
     return pair.reason_code == "WO" and (pair.unmatched_amount > 0 or pair.awaiting_refund > 0)
 
 
+def deferral(pair: StoredPair) -> bool:
+    """Whether ``deferral_in`` may find the pair (before looking at its keys): a negative WO."""
+    return pair.reason_code == "WO" and pair.amount < 0
+
+
 def _names(types: Sequence[tuple[str, str]]) -> str:
     return ", ".join(name for name, _ in types)
 
@@ -141,10 +146,14 @@ class BatchState(PgMatchingRepository):
         self.parked: dict[tuple[str, str], list[StoredPair]] = {}
         """An account's parked recoveries (WO pairs with money unmatched or awaiting a refund), read ahead and
         locked, plus those the batch stored since."""
-        self.guessed: dict[tuple[str, str], list[tuple[frozenset[str], UUID]]] = {}
-        """An account's recoveries the scored search applied, read ahead: (the pair's keys, the receivable)."""
+        self.guessed: dict[tuple[str, str], list[tuple[frozenset[str], UUID, UUID]]] = {}
+        """An account's recoveries the scored search applied, read ahead: (the pair's keys, the receivable, the
+        pair)."""
         self.scored: set[tuple[str, str]] = set()
         """Accounts with a pair the scored search matched in this batch (their guesses are asked in SQL)."""
+        self.deferrals: dict[tuple[str, UUID], list[frozenset[str]]] = {}
+        """The keys of a remittance's negative WO pairs, read ahead, plus those stored since (none of the
+        columns asked about ever changes)."""
         self.waiting: dict[tuple[str, str], set[str]] = {}
         """The references a payer's staff actions wait under, read ahead, plus those parked since."""
 
@@ -158,6 +167,31 @@ class BatchState(PgMatchingRepository):
         self.siblings.clear()
         self.parked.clear()
         self.guessed.clear()
+
+    def repair(self, tenant_id: str, changed: StoredPair) -> None:
+        """A pair changed in the ledger (by a statement that changes nothing else): the copies read ahead change
+        alike (a re-matched pair is no scored guess any more)."""
+        for kept in (*self.siblings.values(), *self.parked.values()):
+            for n, pair in enumerate(kept):
+                if pair.adjustment_id == changed.adjustment_id and pair.tenant_id == tenant_id:
+                    kept[n] = changed
+        if changed.match_method == "rematch":
+            for guesses in self.guessed.values():
+                guesses[:] = [g for g in guesses if g[2] != changed.adjustment_id]
+
+    def copy_of(self, tenant_id: str, adjustment_id: UUID) -> StoredPair | None:
+        """The pair as read ahead (or held), if it was."""
+        for kept in (*self.siblings.values(), *self.parked.values()):
+            for pair in kept:
+                if pair.adjustment_id == adjustment_id and pair.tenant_id == tenant_id:
+                    return pair
+        return None
+
+    def forget_money_of(self, row: Row) -> None:
+        """A statement changed one receivable's allocations (and nothing else): read them again when needed."""
+        for allocation in self.money.pop(row, {}):
+            self.owner.pop((row[0], allocation), None)
+        self.charges.pop(row, None)
 
     def allocation(self, allocation: Row) -> AllocationRow:
         """A kept allocation."""
@@ -254,6 +288,8 @@ class BatchState(PgMatchingRepository):
                 known = self.siblings.get(asked)
                 if known is not None and pair.adjustment_id not in {p.adjustment_id for p in known}:
                     known.append(pair)
+                if deferral(pair):
+                    self.deferrals.get((tenant, pair.remittance_id), []).append(frozenset(pair.match_keys))
                 queue = self.parked.get((tenant, pair.account_key))
                 if (
                     queue is not None

@@ -31,6 +31,7 @@ class BatchAhead(BatchState):
         await self._siblings_of([s for s in wanted.siblings if s not in self.siblings])
         await self._queues_of([a for a in wanted.accounts if a not in self.parked])
         await self._waiting_of([p for p in wanted.payers if p not in self.waiting])
+        await self._deferrals_of([r for r in wanted.remittances if r not in self.deferrals])
 
     async def _lock_all(self, wanted: list[Row]) -> None:
         """Lock the receivables that exist (in id order, as one worker always takes them) and remember which do
@@ -100,7 +101,7 @@ class BatchAhead(BatchState):
             pair = pair_of(r)
             self.parked[pair.tenant_id, pair.account_key].append(pair)
         for r in await self.conn.fetch(
-            """SELECT a.tenant_id, a.account_key, a.match_keys, l.receivable_id
+            """SELECT a.tenant_id, a.account_key, a.adjustment_id, a.match_keys, l.receivable_id
                FROM matching.allocations l JOIN matching.adjustments a
                  ON a.tenant_id = l.tenant_id AND a.adjustment_id = l.adjustment_id
                WHERE (a.tenant_id, a.account_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
@@ -110,7 +111,8 @@ class BatchAhead(BatchState):
             accounts,
         ):
             keys = frozenset(r["match_keys"] or ())
-            self.guessed[r["tenant_id"], r["account_key"]].append((keys, r["receivable_id"]))
+            guess = (keys, r["receivable_id"], r["adjustment_id"])
+            self.guessed[r["tenant_id"], r["account_key"]].append(guess)
 
     async def _waiting_of(self, wanted: list[tuple[str, str]]) -> None:
         """The references these payers' staff actions wait under."""
@@ -125,3 +127,18 @@ class BatchAhead(BatchState):
             [p for _, p in wanted],
         ):
             self.waiting[r["tenant_id"], r["payer_id"]].add(r["reference"])
+
+    async def _deferrals_of(self, wanted: list[tuple[str, UUID]]) -> None:
+        """The keys of these remittances' negative WO pairs."""
+        if not wanted:
+            return
+        for remittance in wanted:
+            self.deferrals[remittance] = []
+        for r in await self.conn.fetch(
+            """SELECT tenant_id, remittance_id, match_keys FROM matching.adjustments
+               WHERE (tenant_id, remittance_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
+                 AND reason_code = 'WO' AND amount < 0""",
+            [t for t, _ in wanted],
+            [rid for _, rid in wanted],
+        ):
+            self.deferrals[r["tenant_id"], r["remittance_id"]].append(frozenset(r["match_keys"] or ()))

@@ -5,7 +5,7 @@ a changed split is written once per allocation. An account's parked recoveries a
 payer's waiting staff actions, read ahead for a batch of evidence, answer the questions each evidence asks of
 them (and when a guess or an action is really there, the question goes to the ledger as before)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -18,7 +18,7 @@ from services.matching.memory import rows
 from services.matching.memory._tables import AllocationRow, cents
 from services.matching.records import Displaced, RecoveredTotals, ScheduledRecovery, StoredPair
 from services.matching.repository import Splits
-from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row, parked
+from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row, deferral, parked
 
 
 class BatchMoney(BatchState):
@@ -205,7 +205,7 @@ class BatchMoney(BatchState):
         if (
             guesses is not None
             and (tenant_id, account) not in self.scored
-            and not any(other != rid and named & pair_keys for pair_keys, other in guesses)
+            and not any(other != rid and named & pair_keys for pair_keys, other, _ in guesses)
         ):
             return []  # nothing the scored search applied elsewhere names one of the keys
         await self.flush(PAIRS, ALLOCATIONS)
@@ -235,3 +235,55 @@ class BatchMoney(BatchState):
         if waiting is not None:
             waiting.difference_update(keys)
         return taken
+
+    async def reduce_unmatched(
+        self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
+    ) -> None:
+        await self.flush(PAIRS)
+        await super().reduce_unmatched(tenant_id, adjustment_id, remaining, reason, bucket)
+        self._changed_pair(
+            tenant_id, adjustment_id, lambda p: rows.unmatched_reduced(p, remaining, reason, bucket)
+        )
+
+    async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
+        await self.flush(PAIRS)
+        await super().await_refund(tenant_id, adjustment_id, amount, reason)
+        self._changed_pair(tenant_id, adjustment_id, lambda p: rows.refund_awaited(p, amount, reason))
+
+    async def reduce_awaiting(
+        self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
+    ) -> None:
+        await self.flush(PAIRS)
+        await super().reduce_awaiting(tenant_id, adjustment_id, remaining, reason)
+        self._changed_pair(tenant_id, adjustment_id, lambda p: rows.awaiting_reduced(p, remaining, reason))
+
+    def _changed_pair(
+        self, tenant_id: str, adjustment_id: UUID, change: Callable[[StoredPair], StoredPair]
+    ) -> None:
+        """The statement changed one pair (the same rule changes the copies read ahead); a pair never read ahead
+        makes the copies of its kind unreliable, so they are read again."""
+        pair = self.copy_of(tenant_id, adjustment_id)
+        if pair is None:
+            self.siblings.clear()
+            self.parked.clear()
+            self.guessed.clear()
+            return
+        self.repair(tenant_id, change(pair))
+
+    async def cancel_netting(self, tenant_id: str, rid: UUID, remittance_id: UUID) -> Decimal:
+        await self.flush(ALLOCATIONS)
+        cancelled = await super().cancel_netting(tenant_id, rid, remittance_id)
+        self.forget_money_of((tenant_id, rid))
+        return cancelled
+
+    async def deferral_in(self, tenant_id: str, remittance_id: UUID, keys: list[str]) -> bool:
+        known = self.deferrals.get((tenant_id, remittance_id))
+        if known is None:
+            await self.flush(PAIRS)
+            return await super().deferral_in(tenant_id, remittance_id, keys)
+        held = [
+            frozenset(p.match_keys)
+            for (t, _), p in self.new_pairs.items()
+            if t == tenant_id and p.remittance_id == remittance_id and deferral(p)
+        ]
+        return any(not named.isdisjoint(keys) for named in [*known, *held])
