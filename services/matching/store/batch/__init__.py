@@ -68,7 +68,6 @@ READS: dict[str, tuple[str, ...]] = {
     "period_postings": (),
     "latest_business_date": (HISTORY,),
     "find_by_key": (KEYS, RECEIVABLES),
-    "open_candidates": (KEYS, RECEIVABLES),
     "over_recovered": (ALLOCATIONS, RECEIVABLES),
 }
 """Methods that only read (and may lock) rows, with the tables they read that the batch may hold writes back

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.matching.domain import Candidate
 from services.matching.memory._tables import AllocationRow, InterestCharge
 from services.matching.records import Receivable, StoredPair
 from services.matching.store import PgMatchingRepository
@@ -125,6 +126,9 @@ class BatchState(PgMatchingRepository):
         self.history: list[tuple[str, UUID, UUID, str, Decimal, date, str, str, Decimal]] = []
         self.named: dict[Key, set[UUID]] = {}
         """What the ledger answered (plus keys written since) for a key ``resolve`` looked up."""
+        self.candidates: dict[tuple[str, str], list[Candidate]] = {}
+        """What the ledger answered for an account's ``open_candidates`` since receivables and keys were last
+        written (the batch's changes are laid over it)."""
         self.keys_of: dict[Row, set[str]] = {}
         """What the ledger answered (plus keys written since) for a receivable's keys."""
         self.money: dict[Row, dict[UUID, AllocationRow]] = {}
@@ -261,6 +265,7 @@ class BatchState(PgMatchingRepository):
         if RECEIVABLES in tables:
             await self._flush_receivables()
         if KEYS in tables and self.new_keys:
+            self.candidates.clear()
             await self.conn.execute(
                 """INSERT INTO matching.receivable_keys (tenant_id, account_key, kind, key, receivable_id)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[])
@@ -302,6 +307,8 @@ class BatchState(PgMatchingRepository):
             await self._write_allocations()
 
     async def _flush_receivables(self) -> None:
+        if self.opened or self.changed:
+            self.candidates.clear()
         if self.opened:
             await self._write_receivables([self.rows[r] for r in self.opened], insert=True)
             self.changed.difference_update(self.opened)

@@ -3,15 +3,16 @@ memory (by ``memory.rows``, the rules its statements follow), keys and history l
 answered from what the ledger said when first asked plus what the batch added since."""
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
 from contracts.events import OverpaymentDetected
-from services.matching.domain import Balance
+from services.matching.domain import Balance, Candidate
 from services.matching.memory import rows
 from services.matching.records import Receivable
-from services.matching.store.batch._state import BatchState
+from services.matching.store.batch._state import KEYS, RECEIVABLES, BatchState
 
 
 class BatchReceivables(BatchState):
@@ -47,6 +48,7 @@ class BatchReceivables(BatchState):
         kept = self.rows.get((tenant_id, rid))
         if kept is None:
             await super().note_facts(tenant_id, rid, duplicate, original_payment_date, identified_on)
+            self.candidates.clear()  # a receivable changed in the ledger
         else:
             await self._change(rows.with_facts(kept, duplicate, original_payment_date, identified_on))
 
@@ -54,6 +56,7 @@ class BatchReceivables(BatchState):
         kept = self.rows.get((tenant_id, rid))
         if kept is None:
             await super().grow(tenant_id, rid, principal, determination_date)
+            self.candidates.clear()  # a receivable changed in the ledger
         else:
             await self._change(rows.grown(kept, principal, determination_date))
 
@@ -61,6 +64,7 @@ class BatchReceivables(BatchState):
         kept = self.rows.get((tenant_id, rid))
         if kept is None:
             await super().save_balance(tenant_id, rid, balance, status)
+            self.candidates.clear()  # a receivable changed in the ledger
         else:
             await self._change(rows.balanced(kept, balance, status))
 
@@ -68,6 +72,7 @@ class BatchReceivables(BatchState):
         kept = self.rows.get((tenant_id, rid))
         if kept is None:
             await super().mark_written_off_in_full(tenant_id, rid, on)
+            self.candidates.clear()  # a receivable changed in the ledger
         else:
             await self._change(rows.written_off_in_full(kept, on))
 
@@ -90,6 +95,7 @@ class BatchReceivables(BatchState):
         self.rows.pop((tenant_id, survivor), None)
         self.named.clear()
         self.keys_of.clear()
+        self.candidates.clear()
         await self.forget_money()
 
     async def add_keys(
@@ -115,6 +121,36 @@ class BatchReceivables(BatchState):
                 return sorted(ids), k[2]  # UUIDs order as PostgreSQL orders them (bytewise)
         return [], None
 
+    async def open_candidates(self, tenant_id: str, account: str) -> list[Candidate]:
+        """The ledger's answer (read once while the batch writes no receivable or key), with the batch's changes
+        to the receivables it returned laid over it; a receivable the batch changed that the ledger did not
+        return, or whose determination date moved (the order), sends the question to the ledger after writing
+        the receivables."""
+        found = self.candidates.get((tenant_id, account))
+        if found is None:
+            await self.flush(KEYS)
+            found = self.candidates[tenant_id, account] = await super().open_candidates(tenant_id, account)
+        mine = {
+            row
+            for row in (*self.changed, *self.opened)
+            if row[0] == tenant_id and self.rows[row].account_key == account
+        }
+        listed: list[Candidate] = []
+        for candidate in found:
+            row = (tenant_id, UUID(candidate.receivable_id))
+            kept = self.rows.get(row) if row in mine else None
+            mine.discard(row)
+            if kept is None:
+                listed.append(candidate)
+            elif kept.determination_date != candidate.determination_date:
+                mine.add(row)
+            elif candidate_now(kept):
+                listed.append(replace(candidate, open_balance=kept.balance.open, principal=kept.principal))
+        if any(candidate_now(self.rows[row]) for row in mine):
+            await self.flush(RECEIVABLES)
+            return await super().open_candidates(tenant_id, account)
+        return listed
+
     async def add_history(
         self,
         tenant_id: str,
@@ -128,3 +164,8 @@ class BatchReceivables(BatchState):
         balance: Decimal,
     ) -> None:
         self.history.append((tenant_id, rid, event_id, change, amount, effective, source, status, balance))
+
+
+def candidate_now(row: Receivable) -> bool:
+    """Whether ``open_candidates`` returns the receivable as it stands: live, not paused, still owed."""
+    return not row.paused and row.merged_into is None and row.balance.open > 0
