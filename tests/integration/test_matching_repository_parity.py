@@ -118,17 +118,17 @@ async def recoveries_that_give_way(story: LedgerStory) -> None:
     await story.pair("FB", "T16", "-0.51", "2026-01-16", trace="T16")
 
 
-@pytest.mark.parametrize(
-    "story",
-    [
-        recoupments_in_and_out_of_order,
-        refunds_and_staff,
-        forwarding_out_of_order,
-        merges_and_netting,
-        interest_reversed_before_its_charge,
-        recoveries_that_give_way,
-    ],
-)
+STORIES = [
+    recoupments_in_and_out_of_order,
+    refunds_and_staff,
+    forwarding_out_of_order,
+    merges_and_netting,
+    interest_reversed_before_its_charge,
+    recoveries_that_give_way,
+]
+
+
+@pytest.mark.parametrize("story", STORIES)
 async def test_both_repositories_publish_the_same_events(
     ledger: asyncpg.Connection, tenant: str, story: Story
 ) -> None:
@@ -171,17 +171,7 @@ async def ledger_rows(ledger: asyncpg.Connection, tenant: str) -> dict[str, list
     return found
 
 
-@pytest.mark.parametrize(
-    "story",
-    [
-        recoupments_in_and_out_of_order,
-        refunds_and_staff,
-        forwarding_out_of_order,
-        merges_and_netting,
-        interest_reversed_before_its_charge,
-        recoveries_that_give_way,
-    ],
-)
+@pytest.mark.parametrize("story", STORIES)
 async def test_a_whole_story_as_one_batch_leaves_what_one_by_one_leaves(
     ledger: asyncpg.Connection, tenant: str, story: Story
 ) -> None:
@@ -225,17 +215,7 @@ TOPICS: dict[type, Topic[Any]] = {
 }
 
 
-@pytest.mark.parametrize(
-    "story",
-    [
-        recoupments_in_and_out_of_order,
-        refunds_and_staff,
-        forwarding_out_of_order,
-        merges_and_netting,
-        interest_reversed_before_its_charge,
-        recoveries_that_give_way,
-    ],
-)
+@pytest.mark.parametrize("story", STORIES)
 async def test_a_story_through_the_stage_in_one_batch_leaves_what_one_by_one_leaves(
     ledger: asyncpg.Connection, tenant: str, story: Story
 ) -> None:

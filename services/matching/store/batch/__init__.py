@@ -62,7 +62,6 @@ UNTOUCHED = frozenset(
 keeps: they run as they are."""
 READS: dict[str, tuple[str, ...]] = {
     "forwarding_applications": (PAIRS,),
-    "lock_pair": (PAIRS,),
     "netting_remittances": (ALLOCATIONS,),
     "recorded_refunds": (ALLOCATIONS, PAIRS),
     "period_postings": (),

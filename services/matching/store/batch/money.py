@@ -287,3 +287,12 @@ class BatchMoney(BatchState):
             if t == tenant_id and p.remittance_id == remittance_id and deferral(p)
         ]
         return any(not named.isdisjoint(keys) for named in [*known, *held])
+
+    async def lock_pair(self, tenant_id: str, adjustment_id: UUID) -> StoredPair | None:
+        """A pair read ahead under lock (and kept current since) or saved by the batch, as the ledger has it
+        now; any other from the ledger."""
+        known = self.copy_of(tenant_id, adjustment_id) or self.new_pairs.get((tenant_id, adjustment_id))
+        if known is not None:
+            return known
+        await self.flush(PAIRS)
+        return await super().lock_pair(tenant_id, adjustment_id)
