@@ -95,7 +95,7 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
     assert ledger_statements("pairs", 12) == ledger_statements("pairs", 48) == 10, counted["pairs", 48]
     # Evidence netted in a remittance: read ahead as above plus the remittance's deferrals, then one write per
     # table (receivables, keys, history, allocations).
-    assert ledger_statements("netted", 12) == ledger_statements("netted", 48), counted["netted", 48]
+    assert ledger_statements("netted", 12) == ledger_statements("netted", 48) == 12, counted["netted", 48]
 
 
 def announced(result: Result) -> list[dict[str, Any]]:
