@@ -57,6 +57,19 @@ def stages() -> tuple[Stage, ...]:
     )
 
 
+@functools.cache
+def matching_one_at_a_time() -> BatchHandler:
+    """Matching's handler over the plain repository (``store.PgMatchingRepository``: a statement per call,
+    nothing read ahead or held back): the ledger and outputs a batch of the stage's own must match."""
+    from services.matching import app as matching
+    from services.matching.store import PgMatchingRepository
+
+    settings = get_settings()
+    stage = matching.build(settings, policy_config.resolver(settings), PgMatchingRepository)
+    [(_, handler)] = stage.subscriptions
+    return handler
+
+
 def stage_handler(service: str) -> BatchHandler:
     """The handler the agent of a one-agent stage feeds its batches to, as its worker builds it."""
     [stage] = [s for s in stages() if s.service == service]
@@ -65,10 +78,15 @@ def stage_handler(service: str) -> BatchHandler:
 
 
 async def counted_batch(
-    ledger: asyncpg.Connection, service: str, batch: list[Incoming], statements: list[str] | None = None
+    ledger: asyncpg.Connection,
+    service: str,
+    batch: list[Incoming],
+    statements: list[str] | None = None,
+    handler: BatchHandler | None = None,
 ) -> list[Result]:
-    """One batch of ``service`` applied as its worker applies it (under its role), the statements it sends
-    collected into ``statements``: how the set-based stages prove a constant cost per batch."""
+    """One batch of ``service`` applied as its worker applies it (under its role; by ``handler`` instead of the
+    stage's own when given), the statements it sends collected into ``statements``: how the set-based stages
+    prove a constant cost per batch."""
 
     def log(record: Any) -> None:
         if statements is not None and "ROLE" not in record.query.split()[:2]:  # ours, not the batch's
@@ -78,7 +96,7 @@ async def counted_batch(
     ledger.add_query_logger(log)
     try:
         results: list[Result] = await apply_batch(
-            ledger, service, stage_handler(service), batch, envelope_event_id
+            ledger, service, handler or stage_handler(service), batch, envelope_event_id
         )
         await asyncio.sleep(0)  # query loggers are called soon after, not during
     finally:

@@ -1,10 +1,10 @@
 """The matching stage (wiring only): PLB pairs, overpayments, interest and staff actions in; offsets,
 receivable changes and alerts out; a forwarding-balance check and the ledger gauges on timers. What each input
 does to the ledger is ``engine``; pure rules ``domain``; the ledger behind the ``repository`` port is
-``store`` (SQL).
+``store`` (SQL; ``store.batch`` for the one a batch uses, which sends its statements per batch).
 
-:func:`build` makes the stage from its settings, payer policies and repository (one per connection, so each
-message's steps run in that message's transaction); nothing is built at import. :func:`from_environment` is how
+:func:`build` makes the stage from its settings, payer policies and repository (one per run of a batch, on
+the batch's connection, so every message's steps run in the batch's transaction); nothing is built at import. :func:`from_environment` is how
 a worker builds it (``python -m services.matching``; the in-process test pipeline builds it the same way).
 """
 
@@ -21,37 +21,37 @@ from contracts.events import AlertRaised
 from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, WORK_ITEMS, P
 from policies import config as policy_config
 from policies.config import PolicyResolver
-from services.matching import metrics, store
+from services.matching import metrics, prefetch, store
 from services.matching.engine import on_adjustment, on_interest, on_overpayment, on_staff_action
 from services.matching.ledger import Matching, build_stage, reference_layout
 from services.matching.repository import MatchingRepository
-from services.matching.store import PgMatchingRepository
+from services.matching.store.batch import BatchMatchingRepository
 from services.matching.work_items import on_work_item_action
 from shared import outbox, phi
 from shared.alerts import alert_message
 from shared.clock import today
 from shared.ids import stable_id
-from shared.messages import EventHandler, Outgoing
+from shared.messages import EventBatchHandler, FailedInput, Outgoing
 from shared.settings import Settings, get_settings
 from shared.stream import Stage
 
 log = logging.getLogger(__name__)
 
 Repository = Callable[[asyncpg.Connection], MatchingRepository]
-"""The repository of the ledger as one connection (one message's transaction) sees it."""
+"""The repository of the ledger as one run of a batch sees it (on the batch's connection and transaction)."""
 Step = Callable[[Matching, Envelope[P]], Awaitable[list[Outgoing]]]
 """One of the engine's entry points: the stage and one envelope in, the messages owed out."""
 
 
 def build(settings: Settings, policies: PolicyResolver[Any], repository: Repository) -> Stage:
-    """The matching stage over these settings, payer policies and repository (the ledger as one connection,
-    one message's transaction, sees it)."""
+    """The matching stage over these settings, payer policies and repository (the ledger as one run of a
+    batch, in the batch's transaction, sees it)."""
     stage = Stage("matching", settings)
-    stage.handle(PROVIDER_ADJUSTMENTS, on_connection(settings, policies, repository, on_adjustment))
-    stage.handle(OVERPAYMENTS, on_connection(settings, policies, repository, on_overpayment))
-    stage.handle(STAFF_ACTIONS, on_connection(settings, policies, repository, on_staff_action))
-    stage.handle(INTEREST, on_connection(settings, policies, repository, on_interest))
-    stage.handle(WORK_ITEMS, on_connection(settings, policies, repository, on_work_item_action))
+    stage.handle_batch(PROVIDER_ADJUSTMENTS, in_batches(settings, policies, repository, on_adjustment))
+    stage.handle_batch(OVERPAYMENTS, in_batches(settings, policies, repository, on_overpayment))
+    stage.handle_batch(STAFF_ACTIONS, in_batches(settings, policies, repository, on_staff_action))
+    stage.handle_batch(INTEREST, in_batches(settings, policies, repository, on_interest))
+    stage.handle_batch(WORK_ITEMS, in_batches(settings, policies, repository, on_work_item_action))
     stage.consume(PROVIDER_ADJUSTMENTS, OVERPAYMENTS, INTEREST, STAFF_ACTIONS, WORK_ITEMS)
     stage.every(
         settings.interest_tick_seconds,
@@ -63,13 +63,26 @@ def build(settings: Settings, policies: PolicyResolver[Any], repository: Reposit
     return stage
 
 
-def on_connection(
+def in_batches(
     settings: Settings, policies: PolicyResolver[Any], repository: Repository, step: "Step[P]"
-) -> EventHandler[P]:
-    """A topic's handler: the engine's ``step`` over the ledger as the handler's connection sees it."""
+) -> EventBatchHandler[P]:
+    """A topic's batch handler: the engine's ``step`` over each envelope of the batch in turn, all on one
+    repository of the batch's connection, which then writes what it kept back (``store.batch``: the statements
+    are per batch, the engine's steps per message). The repository is made per run, so a run the runtime
+    repeats to isolate a failing input starts from the ledger; a failing step names its input."""
 
-    async def handle(conn: asyncpg.Connection, env: Envelope[P]) -> Sequence[Outgoing]:
-        return await step(build_stage(settings, policies, repository(conn)), env)
+    async def handle(conn: asyncpg.Connection, batch: Sequence[Envelope[P]]) -> list[list[Outgoing]]:
+        repo = repository(conn)
+        stage = build_stage(settings, policies, repo)
+        await repo.prefetch(prefetch.wanted(stage, batch))
+        owed: list[list[Outgoing]] = []
+        for position, env in enumerate(batch):
+            try:
+                owed.append(await step(stage, env))
+            except Exception as exc:
+                raise FailedInput(position, exc) from exc
+        await repo.flush()
+        return owed
 
     return handle
 
@@ -78,7 +91,7 @@ def from_environment(settings: Settings | None = None) -> Stage:
     """The stage as a worker runs it: settings from the environment, installed payer policies, the policy
     configuration file, the PostgreSQL ledger."""
     settings = settings or get_settings()
-    return build(settings, policy_config.resolver(settings), PgMatchingRepository)
+    return build(settings, policy_config.resolver(settings), BatchMatchingRepository)
 
 
 async def check_forwarding_balances(stage: Stage, policies: PolicyResolver[Any]) -> None:

@@ -89,6 +89,12 @@ class StoredPair:
     suggestion: str | None
     awaiting_refund: Decimal
 
+    @property
+    def place(self) -> tuple[str, int, int]:
+        """Where the pair sits in its remittance (TRN02, PLB position, pair index): its recoveries' rank among
+        those of one business date."""
+        return (self.trace_number, self.segment_ordinal, self.pair_index)
+
     def as_adjustment(self) -> ProviderAdjustmentReceived:
         """The stored pair as the contract object its later re-explanation is announced with (the PLB's
         provider identifier and fiscal period are not kept: no consumer of a re-match reads them)."""

@@ -8,6 +8,7 @@ engine's (``engine``, ``ledger``) and the pure rules' (``domain``).
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Protocol
@@ -30,6 +31,27 @@ from services.matching.work_item_repository import WorkItemRepository
 
 Splits = dict[str, tuple[Decimal, Decimal]]
 """allocation id (text) → (to interest, to principal)."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the messages of a batch will ask the ledger for, as far as their payloads tell before any is handled
+    (``prefetch.wanted``): a repository that reads ahead reads it all at once. Only a guess that saves round
+    trips: every answer is asked for again when needed and must be the same whether read ahead or not."""
+
+    receivables: tuple[tuple[str, UUID], ...] = ()
+    """(tenant, receivable id) named outright: evidence, merges, interest postings."""
+    lookups: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
+    """(tenant, account, candidate (kind, key)s) of the pairs that resolve their receivable by key (a WO): the
+    receivables the first kind that names any finds are wanted too."""
+    siblings: tuple[tuple[str, UUID, str, str], ...] = ()
+    """(tenant, remittance, reference, reason code) of the sibling pairs the batch's pairs will look for."""
+    accounts: tuple[tuple[str, str], ...] = ()
+    """(tenant, account) whose parked recoveries and scored guesses evidence will look through."""
+    payers: tuple[tuple[str, str], ...] = ()
+    """(tenant, payer) whose staff actions waiting for a receivable evidence will look through."""
+    remittances: tuple[tuple[str, UUID], ...] = ()
+    """(tenant, remittance) whose claims netted an overpayment: evidence looks for a deferral in it."""
 
 
 class ReceivableRepository(Protocol):
@@ -305,3 +327,11 @@ class MatchingRepository(
     Protocol,
 ):
     """Everything the matching engine reads and writes."""
+
+    async def prefetch(self, wanted: Wanted) -> None:
+        """Read ahead what a batch's messages will ask for (a repository that answers each call as it comes
+        ignores it)."""
+
+    async def flush(self) -> None:
+        """Write whatever the repository kept back (a batch's repository keeps writes back to send them together,
+        see ``store.batch``). The stage calls it once its batch is handled, before the transaction commits."""

@@ -3,14 +3,27 @@ once over ``InMemoryMatchingRepository`` and once over ``PgMatchingRepository`` 
 same events (ids, types and payloads). This is what lets the engine's unit tests (``tests/unit/matching``)
 stand for the database."""
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
+from harness import counted_batch, matching_one_at_a_time
 from matching.ledger_story import LedgerStory
 
+from contracts.envelope import Envelope
+from contracts.events import (
+    InterestAccrued,
+    OverpaymentDetected,
+    ProviderAdjustmentReceived,
+    StaffActionRecorded,
+)
+from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, Topic
 from services.matching.store import PgMatchingRepository
+from services.matching.store.batch import BatchMatchingRepository
+from shared.messages import Incoming, Outgoing
 
 pytestmark = pytest.mark.integration
 Story = Callable[[LedgerStory], Awaitable[None]]
@@ -105,17 +118,17 @@ async def recoveries_that_give_way(story: LedgerStory) -> None:
     await story.pair("FB", "T16", "-0.51", "2026-01-16", trace="T16")
 
 
-@pytest.mark.parametrize(
-    "story",
-    [
-        recoupments_in_and_out_of_order,
-        refunds_and_staff,
-        forwarding_out_of_order,
-        merges_and_netting,
-        interest_reversed_before_its_charge,
-        recoveries_that_give_way,
-    ],
-)
+STORIES = [
+    recoupments_in_and_out_of_order,
+    refunds_and_staff,
+    forwarding_out_of_order,
+    merges_and_netting,
+    interest_reversed_before_its_charge,
+    recoveries_that_give_way,
+]
+
+
+@pytest.mark.parametrize("story", STORIES)
 async def test_both_repositories_publish_the_same_events(
     ledger: asyncpg.Connection, tenant: str, story: Story
 ) -> None:
@@ -126,3 +139,115 @@ async def test_both_repositories_publish_the_same_events(
         await story(in_postgres)
     assert in_postgres.facts() == in_memory.facts()
     assert len(in_memory.published) > 5
+
+
+TABLES = (
+    "receivables",
+    "receivable_keys",
+    "receivable_history",
+    "adjustments",
+    "allocations",
+    "interest_charges",
+    "forwarding_balances",
+    "pending_actions",
+    "refund_credits",
+)
+
+
+async def ledger_rows(ledger: asyncpg.Connection, tenant: str) -> dict[str, list[str]]:
+    """Every matching row of the tenant, as text, in a fixed order (the history in ``seq`` order, its numbers
+    left out: they are the database's, not the ledger's)."""
+    found: dict[str, list[str]] = {}
+    for table in TABLES:
+        order = "seq" if table == "receivable_history" else "1"
+        rows = await ledger.fetch(
+            f"SELECT to_jsonb(t) - 'seq' - 'received_at' AS r FROM matching.{table} t "
+            f"WHERE tenant_id = $1 ORDER BY {order}",
+            tenant,
+        )
+        found[table] = [r["r"] for r in rows]
+        if table != "receivable_history":
+            found[table].sort()
+    return found
+
+
+@pytest.mark.parametrize("story", STORIES)
+async def test_a_whole_story_as_one_batch_leaves_what_one_by_one_leaves(
+    ledger: asyncpg.Connection, tenant: str, story: Story
+) -> None:
+    """The batch repository (``store.batch``: receivables locked and written once, keys and history buffered)
+    over a whole story as one batch, against the plain repository one statement per call: the same events and
+    the same rows. Each runs in a transaction rolled back after, so both write the same ids."""
+    seen: dict[str, tuple[object, dict[str, list[str]]]] = {}
+    for name, backend in (("one by one", PgMatchingRepository), ("batch", BatchMatchingRepository)):
+        tx = ledger.transaction()
+        await tx.start()
+        try:
+            repo = backend(ledger)
+            told = LedgerStory(tenant=tenant, backend=repo)
+            await story(told)
+            await repo.flush()
+            seen[name] = (told.facts(), await ledger_rows(ledger, tenant))
+        finally:
+            await tx.rollback()
+    assert seen["batch"][0] == seen["one by one"][0]
+    assert seen["batch"][1] == seen["one by one"][1]
+    assert any(seen["batch"][1].values())
+
+
+class Recorded(LedgerStory):
+    """A story that records its messages instead of delivering them (to feed them to the stage)."""
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(tenant=tenant)
+        self.sent: list[Envelope[Any]] = []
+
+    async def deliver(self, env: Envelope[Any]) -> list[Outgoing]:
+        self.sent.append(env)
+        return []
+
+
+TOPICS: dict[type, Topic[Any]] = {
+    ProviderAdjustmentReceived: PROVIDER_ADJUSTMENTS,
+    OverpaymentDetected: OVERPAYMENTS,
+    StaffActionRecorded: STAFF_ACTIONS,
+    InterestAccrued: INTEREST,
+}
+
+
+@pytest.mark.parametrize("story", STORIES)
+async def test_a_story_through_the_stage_in_one_batch_leaves_what_one_by_one_leaves(
+    ledger: asyncpg.Connection, tenant: str, story: Story
+) -> None:
+    """The stage's own handler (the batch repository, reading ahead per stretch of one topic) over a whole
+    story as one batch, against the plain repository one message at a time: the same outputs and rows."""
+    recorded = Recorded(tenant)
+    await story(recorded)
+    batch = [
+        Incoming(TOPICS[type(env.payload)].name, 0, n, env.account_key.encode(), env.to_bytes())
+        for n, env in enumerate(recorded.sent)
+    ]
+    seen: dict[str, tuple[list[list[str]], dict[str, list[str]]]] = {}
+    for mode in ("batch", "one by one"):
+        tx = ledger.transaction()
+        await tx.start()
+        try:
+            if mode == "batch":
+                results = await counted_batch(ledger, "matching", batch)
+            else:
+                plain = matching_one_at_a_time()
+                results = [
+                    r for one in batch for r in await counted_batch(ledger, "matching", [one], handler=plain)
+                ]
+            said = [[_without_time(out.value) for out in r.outputs] for r in results]
+            seen[mode] = (said, await ledger_rows(ledger, tenant))
+        finally:
+            await tx.rollback()
+    assert seen["batch"] == seen["one by one"]
+    assert any(seen["batch"][0])
+
+
+def _without_time(value: bytes) -> str:
+    body = json.loads(value)
+    body.pop("occurred_at", None)
+    return json.dumps(body, sort_keys=True)

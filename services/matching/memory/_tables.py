@@ -15,6 +15,7 @@ from services.matching.records import (
     RefundCredit,
     StoredPair,
 )
+from services.matching.repository import Wanted
 
 CENT = Decimal("0.01")
 
@@ -122,16 +123,25 @@ class Tables:
         self.credits: dict[tuple[str, UUID], RefundCredit] = {}
         self._arrivals = count()
 
+    async def prefetch(self, wanted: Wanted) -> None:
+        """Nothing to read ahead: the dictionaries are the ledger."""
+
+    async def flush(self) -> None:
+        """Nothing to write: the dictionaries are the ledger."""
+
     def _update(self, tenant_id: str, rid: UUID, **changes: object) -> None:
         row = self.receivables.get((tenant_id, rid))
         if row is not None:
-            changed = replace(row, **changes)  # type: ignore[arg-type]
-            if changed.balance.open < 0:
-                raise BalanceNegative(
-                    f"receivable {rid} would owe {changed.balance.open}: "
-                    "receivable_balance_not_negative (migration 0004) refuses it"
-                )
-            self.receivables[tenant_id, rid] = changed
+            self._replace(replace(row, **changes))  # type: ignore[arg-type]
+
+    def _replace(self, changed: Receivable) -> None:
+        """Store a changed receivable row, refused as ``receivable_balance_not_negative`` refuses it."""
+        if changed.balance.open < 0:  # see rows.refused
+            raise BalanceNegative(
+                f"receivable {changed.receivable_id} would owe {changed.balance.open}: "
+                "receivable_balance_not_negative (migration 0004) refuses it"
+            )
+        self.receivables[changed.tenant_id, changed.receivable_id] = changed
 
     def _tenant_pairs(self, tenant_id: str) -> list[StoredPair]:
         return [p for (t, _), p in self.pairs.items() if t == tenant_id]

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from contracts.money import ZERO
 from services.matching.domain import Dated, PeriodPosting
+from services.matching.memory import rows
 from services.matching.memory._tables import (
     AllocationRow,
     InterestCharge,
@@ -140,12 +141,8 @@ class MemMoney(Tables):
 
     def _rank(self, tenant_id: str, allocation: AllocationRow) -> str:
         """``store.money``'s ``RANK`` expression."""
-        if allocation.kind == "netting":
-            return "0"
         pair = self.pairs.get((tenant_id, allocation.adjustment_id))
-        if pair is None:
-            return "2"
-        return f"1 {pair.trace_number.strip(' ')} {pair.segment_ordinal:06d} {pair.pair_index:03d}"
+        return rows.rank(allocation, None if pair is None else pair.place)
 
     async def set_splits(self, tenant_id: str, splits: Splits) -> None:
         for key, (interest, principal) in splits.items():
@@ -156,24 +153,10 @@ class MemMoney(Tables):
                 )
 
     async def recovery_schedule(self, tenant_id: str, rid: UUID) -> list[ScheduledRecovery]:
-        sums: dict[tuple[date, str], tuple[Decimal, Decimal]] = {}
-        for a in self._allocations_of(tenant_id, rid):
-            interest, principal = sums.get((a.effective_date, a.kind), (ZERO, ZERO))
-            sums[a.effective_date, a.kind] = (interest + a.to_interest, principal + a.to_principal)
-        return [
-            ScheduledRecovery(kind, day, interest, principal)
-            for (day, kind), (interest, principal) in sorted(sums.items())
-            if interest != 0 or principal != 0
-        ]
+        return rows.schedule(self._allocations_of(tenant_id, rid))
 
     async def recovered_totals(self, tenant_id: str, rid: UUID) -> RecoveredTotals:
-        allocations = self._allocations_of(tenant_id, rid)
-        return RecoveredTotals(
-            principal_recovered=sum((a.to_principal for a in allocations), ZERO),
-            interest_recovered=sum((a.to_interest for a in allocations), ZERO),
-            refunded=sum((a.total for a in allocations if a.kind == "refund"), ZERO),
-            interest_accrued=self._charged(tenant_id, rid),
-        )
+        return rows.totals(self._allocations_of(tenant_id, rid), self._charged(tenant_id, rid))
 
     async def over_recovered(self, tenant_id: str, rid: UUID) -> Decimal:
         row = self.receivables.get((tenant_id, rid))

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from contracts.events import ProviderAdjustmentReceived
 from contracts.money import ZERO
+from services.matching.memory import rows
 from services.matching.memory._tables import (
     AllocationRow,
     PendingAction,
@@ -40,27 +41,18 @@ class MemPairs(Tables):
     ) -> None:
         self.pairs.setdefault(
             (tenant_id, adjustment_id),
-            StoredPair(
-                tenant_id=tenant_id,
-                adjustment_id=adjustment_id,
-                account_key=account,
-                remittance_id=adj.remittance_id,
-                payer_id=adj.payer_id,
-                trace_number=adj.trace_number,
-                payment_date=adj.payment_date,
-                segment_ordinal=adj.segment_ordinal,
-                pair_index=adj.pair_index,
-                reason_code=adj.reason_code,
-                reference=adj.reference,
+            rows.stored_pair(
+                tenant_id,
+                account,
+                adjustment_id,
+                adj,
                 match_reference=match_reference,
-                amount=cents(adj.amount),
+                match_keys=match_keys,
                 bucket=bucket,
-                unmatched_amount=cents(unmatched),
+                unmatched=unmatched,
                 reason=reason,
-                match_keys=tuple(match_keys),
-                match_method=method,
+                method=method,
                 suggestion=suggestion,
-                awaiting_refund=ZERO,
             ),
         )
 
@@ -89,14 +81,7 @@ class MemPairs(Tables):
     ) -> None:
         pair = self.pairs.get((tenant_id, adjustment_id))
         if pair is not None:
-            self._set_pair(
-                tenant_id,
-                adjustment_id,
-                unmatched_amount=cents(remaining),
-                reason=reason,
-                match_method="rematch",
-                bucket=bucket if remaining < pair.amount else pair.bucket,
-            )
+            self.pairs[tenant_id, adjustment_id] = rows.unmatched_reduced(pair, remaining, reason, bucket)
 
     async def sibling_pairs(
         self, tenant_id: str, remittance_id: UUID, match_reference: str, reason_code: str
@@ -126,21 +111,14 @@ class MemPairs(Tables):
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
         pair = self.pairs.get((tenant_id, adjustment_id))
         if pair is not None:
-            self._set_pair(
-                tenant_id,
-                adjustment_id,
-                awaiting_refund=cents(pair.awaiting_refund + amount),
-                unmatched_amount=cents(pair.unmatched_amount - amount),
-                bucket="refund_acknowledged",
-                reason=reason,
-            )
+            self.pairs[tenant_id, adjustment_id] = rows.refund_awaited(pair, amount, reason)
 
     async def reduce_awaiting(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
     ) -> None:
-        self._set_pair(
-            tenant_id, adjustment_id, awaiting_refund=cents(remaining), reason=reason, match_method="rematch"
-        )
+        pair = self.pairs.get((tenant_id, adjustment_id))
+        if pair is not None:
+            self.pairs[tenant_id, adjustment_id] = rows.awaiting_reduced(pair, remaining, reason)
 
     async def deferral_in(self, tenant_id: str, remittance_id: UUID, keys: list[str]) -> bool:
         return any(

@@ -9,16 +9,9 @@ from uuid import UUID
 from contracts.events import OverpaymentDetected
 from contracts.money import ZERO
 from services.matching.domain import Balance, Candidate
-from services.matching.memory._tables import (
-    HistoryLine,
-    Tables,
-    cents,
-    greatest,
-    least,
-)
-from services.matching.records import (
-    Receivable,
-)
+from services.matching.memory import rows
+from services.matching.memory._tables import HistoryLine, Tables, cents, least
+from services.matching.records import Receivable
 
 
 class MemReceivables(Tables):
@@ -30,29 +23,7 @@ class MemReceivables(Tables):
     async def open_receivable(self, tenant_id: str, account: str, op: OverpaymentDetected) -> None:
         if (tenant_id, op.receivable_id) in self.receivables:
             raise KeyError(f"receivable {op.receivable_id} exists (primary key)")
-        self.receivables[tenant_id, op.receivable_id] = Receivable(
-            tenant_id=tenant_id,
-            receivable_id=op.receivable_id,
-            account_key=account,
-            payer_id=op.payer_id,
-            reference=op.reference,
-            policy=op.policy,
-            determination_date=op.determination_date,
-            principal=cents(op.principal),
-            principal_recovered=ZERO,
-            interest_accrued=ZERO,
-            interest_recovered=ZERO,
-            refunded=ZERO,
-            written_off=ZERO,
-            paused=False,
-            status="open",
-            original_payment_date=op.original_payment_date,
-            duplicate=op.duplicate,
-            identified_on=op.identified_on,
-            merged_into=None,
-            merged_on=None,
-            written_off_in_full=None,
-        )
+        self.receivables[tenant_id, op.receivable_id] = rows.opened(tenant_id, account, op)
 
     async def note_facts(
         self,
@@ -63,25 +34,13 @@ class MemReceivables(Tables):
         identified_on: date | None,
     ) -> None:
         row = self.receivables.get((tenant_id, rid))
-        if row is None:
-            return
-        self._update(
-            tenant_id,
-            rid,
-            duplicate=row.duplicate or duplicate,
-            original_payment_date=least(row.original_payment_date, original_payment_date),
-            identified_on=least(row.identified_on, identified_on),
-        )
+        if row is not None:
+            self._replace(rows.with_facts(row, duplicate, original_payment_date, identified_on))
 
     async def grow(self, tenant_id: str, rid: UUID, principal: Decimal, determination_date: date) -> None:
         row = self.receivables.get((tenant_id, rid))
         if row is not None:
-            self._update(
-                tenant_id,
-                rid,
-                principal=max(row.principal, cents(principal)),
-                determination_date=determination_date,
-            )
+            self._replace(rows.grown(row, principal, determination_date))
 
     async def add_keys(
         self, tenant_id: str, account: str, rid: UUID, keys: Sequence[tuple[str, str]]
@@ -140,19 +99,8 @@ class MemReceivables(Tables):
 
     async def save_balance(self, tenant_id: str, rid: UUID, balance: Balance, status: str) -> None:
         row = self.receivables.get((tenant_id, rid))
-        if row is None:
-            return
-        self._update(
-            tenant_id,
-            rid,
-            principal_recovered=cents(balance.principal_recovered),
-            interest_accrued=cents(balance.interest_accrued),
-            interest_recovered=cents(balance.interest_recovered),
-            refunded=cents(balance.refunded),
-            written_off=cents(balance.written_off),
-            paused=balance.paused,
-            status=status if row.merged_into is None else "merged",
-        )
+        if row is not None:
+            self._replace(rows.balanced(row, balance, status))
 
     async def add_history(
         self,
@@ -218,4 +166,4 @@ class MemReceivables(Tables):
     async def mark_written_off_in_full(self, tenant_id: str, rid: UUID, on: date) -> None:
         row = self.receivables.get((tenant_id, rid))
         if row is not None:
-            self._update(tenant_id, rid, written_off_in_full=greatest(row.written_off_in_full, on))
+            self._replace(rows.written_off_in_full(row, on))

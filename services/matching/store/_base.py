@@ -6,6 +6,7 @@ from typing import Any
 import asyncpg
 
 from services.matching.records import Receivable, StoredPair
+from services.matching.repository import Wanted
 
 RECEIVABLE_COLUMNS = (
     "tenant_id, receivable_id, account_key, payer_id, reference, policy, determination_date, principal, "
@@ -24,6 +25,13 @@ class PgBase:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def prefetch(self, wanted: Wanted) -> None:
+        """Nothing is read ahead: every call sends its statement."""
+
+    async def flush(self) -> None:
+        """Nothing is kept back: every call sends its statement (see ``store.batch`` for a repository that
+        does keep writes back)."""
 
 
 def receivable_of(row: asyncpg.Record) -> Receivable:
