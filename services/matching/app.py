@@ -17,7 +17,14 @@ from typing import Any
 import asyncpg
 
 from contracts.envelope import Envelope
-from contracts.events import AlertRaised
+from contracts.events import (
+    AlertRaised,
+    InterestAccrued,
+    OverpaymentDetected,
+    ProviderAdjustmentReceived,
+    StaffActionRecorded,
+    WorkItemActionRecorded,
+)
 from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, STAFF_ACTIONS, WORK_ITEMS, P
 from policies import config as policy_config
 from policies.config import PolicyResolver
@@ -47,12 +54,11 @@ def build(settings: Settings, policies: PolicyResolver[Any], repository: Reposit
     """The matching stage over these settings, payer policies and repository (the ledger as one run of a
     batch, in the batch's transaction, sees it)."""
     stage = Stage("matching", settings)
-    stage.handle_batch(PROVIDER_ADJUSTMENTS, in_batches(settings, policies, repository, on_adjustment))
-    stage.handle_batch(OVERPAYMENTS, in_batches(settings, policies, repository, on_overpayment))
-    stage.handle_batch(STAFF_ACTIONS, in_batches(settings, policies, repository, on_staff_action))
-    stage.handle_batch(INTEREST, in_batches(settings, policies, repository, on_interest))
-    stage.handle_batch(WORK_ITEMS, in_batches(settings, policies, repository, on_work_item_action))
-    stage.consume(PROVIDER_ADJUSTMENTS, OVERPAYMENTS, INTEREST, STAFF_ACTIONS, WORK_ITEMS)
+    # One handler for the five topics: PLB pairs and overpayments alternate in a batch, and a batch's reads
+    # ahead and writes are per call.
+    topics = (PROVIDER_ADJUSTMENTS, OVERPAYMENTS, STAFF_ACTIONS, INTEREST, WORK_ITEMS)
+    stage.handle_batches(topics, in_batches(settings, policies, repository))
+    stage.consume(*topics)
     stage.every(
         settings.interest_tick_seconds,
         partial(check_forwarding_balances, stage, policies),
@@ -63,22 +69,33 @@ def build(settings: Settings, policies: PolicyResolver[Any], repository: Reposit
     return stage
 
 
-def in_batches(
-    settings: Settings, policies: PolicyResolver[Any], repository: Repository, step: "Step[P]"
-) -> EventBatchHandler[P]:
-    """A topic's batch handler: the engine's ``step`` over each envelope of the batch in turn, all on one
-    repository of the batch's connection, which then writes what it kept back (``store.batch``: the statements
-    are per batch, the engine's steps per message). The repository is made per run, so a run the runtime
-    repeats to isolate a failing input starts from the ledger; a failing step names its input."""
+STEPS: dict[type, "Step[Any]"] = {
+    ProviderAdjustmentReceived: on_adjustment,
+    OverpaymentDetected: on_overpayment,
+    StaffActionRecorded: on_staff_action,
+    InterestAccrued: on_interest,
+    WorkItemActionRecorded: on_work_item_action,
+}
+"""The engine's entry point for each payload matching consumes."""
 
-    async def handle(conn: asyncpg.Connection, batch: Sequence[Envelope[P]]) -> list[list[Outgoing]]:
+
+def in_batches(
+    settings: Settings, policies: PolicyResolver[Any], repository: Repository
+) -> EventBatchHandler[Any]:
+    """The stage's batch handler, for its five topics mixed in the order consumed: the engine's step of each
+    envelope's payload (:data:`STEPS`) in turn, all on one repository of the batch's connection, which reads
+    ahead what the batch names and then writes what it kept back (``store.batch``: the statements are per
+    batch, the engine's steps per message). The repository is made per run, so a run the runtime repeats to
+    isolate a failing input starts from the ledger; a failing step names its input."""
+
+    async def handle(conn: asyncpg.Connection, batch: Sequence[Envelope[Any]]) -> list[list[Outgoing]]:
         repo = repository(conn)
         stage = build_stage(settings, policies, repo)
         await repo.prefetch(prefetch.wanted(stage, batch))
         owed: list[list[Outgoing]] = []
         for position, env in enumerate(batch):
             try:
-                owed.append(await step(stage, env))
+                owed.append(await STEPS[type(env.payload)](stage, env))
             except Exception as exc:
                 raise FailedInput(position, exc) from exc
         await repo.flush()

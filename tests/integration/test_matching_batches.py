@@ -155,3 +155,61 @@ async def test_a_batch_leaves_the_ledger_one_message_at_a_time_would(
     changes = [e["event_type"] for out in seen["batch"][0] for e in out]
     assert changes.count("ReceivableSettled") == 8 + 4  # recovered twice; netted in full (no deferral)
     assert changes.count("ReceivableReduced") > 0
+
+
+def interleaved(tenant: str, count: int) -> list[Incoming]:
+    """Evidence and PLB pairs alternating, as a backlog brings them when detection's overpayments and intake's
+    pairs share a batch: each receivable's evidence, then the pair that recovers part of it by its reference."""
+    story = LedgerStory(tenant=tenant)
+    mixed: list[Incoming] = []
+    for n in range(count):
+        opened = story.evidence_event(f"FCN{n}", "100.00", "2026-01-05", channel="letter")
+        pair = story.pair_event("WO", f"FCN{n}", "40.00", "2026-02-02", trace=f"T{n // 4}")
+        mixed += [*incoming(OVERPAYMENTS, [opened]), *incoming(PROVIDER_ADJUSTMENTS, [pair])]
+    return mixed
+
+
+def every_kind_interleaved(tenant: str, count: int) -> list[Incoming]:
+    """:func:`backlog`'s evidence and pairs (second recoveries, pairs that are no offset, deferrals, references
+    naming nothing) alternating."""
+    [evidence, pairs, _] = backlog(tenant, count)
+    mixed: list[Incoming] = []
+    for n, opened in enumerate(evidence):
+        mixed += [opened, *pairs[2 * n : 2 * n + 2]]
+    return mixed + pairs[2 * count :]
+
+
+async def test_evidence_and_pairs_that_alternate_are_one_call_and_leave_what_one_by_one_does(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The five topics share one handler: a batch alternating between evidence and the pairs that name its
+    receivables reads ahead and writes once (it was a call, with its reads and writes, per stretch of one
+    topic), and a batch of every kind alternating gives what the plain repository gives one message at a
+    time."""
+    counted: dict[int, list[str]] = {}
+    for count in (4, 12, 48):
+        statements = counted[count] = []
+        batch = interleaved(f"{tenant}-{count}", count)
+        results = await counted_batch(ledger, "matching", batch, statements)
+        assert [r.outcome for r in results] == ["applied"] * len(batch)
+    assert sum(map(matching, counted[12])) == sum(map(matching, counted[48])), counted[48]
+    seen: dict[str, tuple[list[list[dict[str, Any]]], list[list[str]]]] = {}
+    for mode in ("batch", "one by one"):
+        tx = ledger.transaction()
+        await tx.start()
+        try:
+            batch = every_kind_interleaved(tenant, 24)
+            if mode == "batch":
+                results = await counted_batch(ledger, "matching", batch)
+            else:
+                one_by_one = matching_one_at_a_time()
+                results = [
+                    r
+                    for one in batch
+                    for r in await counted_batch(ledger, "matching", [one], handler=one_by_one)
+                ]
+            assert [r.outcome for r in results] == ["applied"] * len(batch)
+            seen[mode] = ([announced(r) for r in results], await ledger_rows(ledger, tenant))
+        finally:
+            await tx.rollback()
+    assert seen["batch"] == seen["one by one"]
