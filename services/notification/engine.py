@@ -103,9 +103,9 @@ Found = list[tuple[UUID, domain.Message]]
 class Notifier:
     """Everything the handlers need, resolved once at start-up.
 
-    The handlers take a whole batch of one topic (``Stage.handle_batch``) and send a constant number of
-    statements per batch (issue #18.2): tokens of every account in two queries, each table written once with
-    ``unnest``. Each input still sees what the inputs before it in the batch did, as one by one: the only
+    The handlers take a whole batch (``on_upstream`` the four upstream topics mixed, ``Stage.handle_batches``)
+    and send a constant number of statements per batch (issue #18.2): tokens of every account in two queries,
+    each table written once with ``unnest``. Each input still sees what the inputs before it in the batch did, as one by one: the only
     state shared across inputs of a batch is the offset/receivable join and the receivables copy, and both
     are written keeping, per row, the first completion and the last state."""
 
