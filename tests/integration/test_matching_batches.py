@@ -14,7 +14,7 @@ from harness import counted_batch, matching_one_at_a_time
 from matching.ledger_story import LedgerStory
 
 from contracts.envelope import Envelope
-from contracts.topics import OVERPAYMENTS, PROVIDER_ADJUSTMENTS, Topic
+from contracts.topics import INTEREST, OVERPAYMENTS, PROVIDER_ADJUSTMENTS, Topic
 from shared.ids import stable_id
 from shared.messages import Incoming, Result
 
@@ -213,3 +213,86 @@ async def test_evidence_and_pairs_that_alternate_are_one_call_and_leave_what_one
         finally:
             await tx.rollback()
     assert seen["batch"] == seen["one by one"]
+
+
+async def same_as_one_by_one(
+    ledger: asyncpg.Connection, batches: list[list[Incoming]]
+) -> list[list[dict[str, Any]]]:
+    """Run ``batches`` as batches and each message alone over the plain repository (rolled back after each
+    mode, so the ids are the same); assert the same outputs and rows; the one-by-one outputs."""
+    seen: dict[str, tuple[list[list[dict[str, Any]]], list[list[str]]]] = {}
+    tenant = json.loads(batches[0][0].value)["tenant_id"]
+    for mode in ("batch", "one by one"):
+        tx = ledger.transaction()
+        await tx.start()
+        try:
+            results: list[Result] = []
+            for batch in batches:
+                if mode == "batch":
+                    results += await counted_batch(ledger, "matching", batch)
+                else:
+                    one_by_one = matching_one_at_a_time()
+                    for one in batch:
+                        results += await counted_batch(ledger, "matching", [one], handler=one_by_one)
+            assert [r.outcome for r in results] == ["applied"] * len(results)
+            seen[mode] = ([announced(r) for r in results], await ledger_rows(ledger, tenant))
+        finally:
+            await tx.rollback()
+    assert seen["batch"][1] == seen["one by one"][1]
+    assert seen["batch"][0] == seen["one by one"][0]
+    return seen["one by one"][0]
+
+
+async def test_parked_pairs_re_matched_in_a_batch_keep_their_business_order_for_interest(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Two parked recoveries of the same day re-matched by evidence in a later batch: interest goes to the
+    first by TRN02, as one by one (the batch once ranked a parked pair it had not read as staff money, and
+    the tie fell to the allocation id)."""
+    story = LedgerStory(tenant=tenant)
+    first: list[Envelope[Any]] = [
+        story.evidence_event("FCN41", "100.00", "2026-06-01", channel="letter"),
+        story.interest_event("FCN41", 1, "2026-06-01", "2026-06-30", "1.00"),
+        *(story.pair_event("WO", "FCN43", "10.00", "2026-07-10", trace=f"Q{n}") for n in (6, 5, 4, 3, 2, 1)),
+    ]
+    second: list[Envelope[Any]] = [
+        story.evidence_event(
+            "FCN41", "100.00", "2026-06-01", channel="letter", claims=("FCN43",), source="TRN EFT2 PLB"
+        )
+    ]
+    topics: dict[str, Topic[Any]] = {
+        "OverpaymentDetected": OVERPAYMENTS,
+        "ProviderAdjustmentReceived": PROVIDER_ADJUSTMENTS,
+    }
+    batches = [
+        [m for env in envs for m in incoming(topics.get(env.event_type, INTEREST), [env])]
+        for envs in (first, second)
+    ]
+    await same_as_one_by_one(ledger, batches)
+
+
+async def test_a_receivable_opened_in_a_batch_is_scored_by_its_keys_after_the_pool_was_read(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """In one batch: a recovery naming nothing reads the account's open receivables; evidence opens another;
+    a recovery whose reference is close to the new one's is scored against its keys, as one by one (the
+    batch once served the list read before, without the new receivable's keys)."""
+    story = LedgerStory(tenant=tenant)
+    topics: dict[str, Topic[Any]] = {
+        "OverpaymentDetected": OVERPAYMENTS,
+        "ProviderAdjustmentReceived": PROVIDER_ADJUSTMENTS,
+    }
+    before: list[Envelope[Any]] = [
+        story.evidence_event("FCN00260104000", "80.00", "2026-01-04", channel="letter")
+    ]
+    envs: list[Envelope[Any]] = [
+        story.pair_event("WO", "ZZZ", "10.00", "2026-02-01", trace="P1"),
+        story.evidence_event("FCN00260105000", "100.00", "2026-01-05", channel="letter"),
+        story.pair_event("WO", "FCN00260105000X", "100.00", "2026-02-02", trace="P2"),
+    ]
+    batches = [
+        [m for env in part for m in incoming(topics[env.event_type], [env])] for part in (before, envs)
+    ]
+    said = await same_as_one_by_one(ledger, batches)
+    [offset] = [e for e in said[-1] if e["event_type"] == "OffsetApplied"]
+    assert "(scored:" in offset["payload"]["reason"], offset  # the case under test: scored, not parked

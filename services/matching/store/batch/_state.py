@@ -256,6 +256,14 @@ class BatchState(PgMatchingRepository):
                 r["receivable_id"], r["amount"], r["due_date"], r["period_number"], r["held"]
             )
 
+    def placed(self, pairs: list[StoredPair]) -> list[StoredPair]:
+        """Remember where these stored pairs sit (TRN02, PLB position, pair index): a recovery the batch applies
+        from one of them (a parked pair re-matched) ranks among same-day money by it, as the ledger's join
+        ranks it; unknown, it would rank as staff money."""
+        for p in pairs:
+            self.places.setdefault((p.tenant_id, p.adjustment_id), p.place)
+        return pairs
+
     async def flush(self, *tables: str) -> None:
         """Write what the batch kept back for these tables (every table when none is named), one statement per
         table and kind of write: receivables opened and changed, keys, history lines, pairs, allocations saved

@@ -175,26 +175,28 @@ class BatchMoney(BatchState):
             and p.reason_code == reason_code
             and p.adjustment_id not in known
         ]
-        return sorted([*stored, *held], key=lambda p: (p.segment_ordinal, p.pair_index))
+        return self.placed(sorted([*stored, *held], key=lambda p: (p.segment_ordinal, p.pair_index)))
 
     async def parked_recoveries(self, tenant_id: str, account: str, keys: list[str]) -> list[StoredPair]:
         queue = self.parked.get((tenant_id, account))
         if queue is None:
             await self.flush(PAIRS)
-            return await super().parked_recoveries(tenant_id, account, keys)
+            return self.placed(await super().parked_recoveries(tenant_id, account, keys))
         named = set(keys)
         held = [p for (t, _), p in self.new_pairs.items() if t == tenant_id and p.account_key == account]
         found = [p for p in [*queue, *held] if parked(p) and named.intersection(p.match_keys)]
         # ORDER BY payment_date, btrim(trace_number) COLLATE "C", segment_ordinal, pair_index, adjustment_id
-        return sorted(
-            found,
-            key=lambda p: (
-                p.payment_date,
-                p.trace_number.strip(" "),
-                p.segment_ordinal,
-                p.pair_index,
-                p.adjustment_id,
-            ),
+        return self.placed(
+            sorted(
+                found,
+                key=lambda p: (
+                    p.payment_date,
+                    p.trace_number.strip(" "),
+                    p.segment_ordinal,
+                    p.pair_index,
+                    p.adjustment_id,
+                ),
+            )
         )
 
     async def withdraw_guesses(
@@ -292,7 +294,7 @@ class BatchMoney(BatchState):
         """A pair read ahead under lock (and kept current since) or saved by the batch, as the ledger has it
         now; any other from the ledger."""
         known = self.copy_of(tenant_id, adjustment_id) or self.new_pairs.get((tenant_id, adjustment_id))
-        if known is not None:
-            return known
-        await self.flush(PAIRS)
-        return await super().lock_pair(tenant_id, adjustment_id)
+        if known is None:
+            await self.flush(PAIRS)
+            known = await super().lock_pair(tenant_id, adjustment_id)
+        return None if known is None else self.placed([known])[0]

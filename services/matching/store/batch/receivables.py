@@ -102,6 +102,16 @@ class BatchReceivables(BatchState):
         self, tenant_id: str, account: str, rid: UUID, keys: Sequence[tuple[str, str]]
     ) -> None:
         self.new_keys += [(tenant_id, account, kind, key, rid) for kind, key in keys]
+        # The scored search compares a candidate's keys: a listed receivable is listed with its new ones too
+        # (sorted as the ledger's array_agg orders them), as the ledger would answer once they are written.
+        listed = self.candidates.get((tenant_id, account))
+        if listed and keys:
+            self.candidates[tenant_id, account] = [
+                replace(c, keys=tuple(sorted({*c.keys, *(key for _, key in keys)})))
+                if c.receivable_id == str(rid)
+                else c
+                for c in listed
+            ]
 
     async def receivable_keys(self, tenant_id: str, rid: UUID) -> list[str]:
         known = self.keys_of.get((tenant_id, rid))
@@ -147,7 +157,7 @@ class BatchReceivables(BatchState):
             elif candidate_now(kept):
                 listed.append(replace(candidate, open_balance=kept.balance.open, principal=kept.principal))
         if any(candidate_now(self.rows[row]) for row in mine):
-            await self.flush(RECEIVABLES)
+            await self.flush(RECEIVABLES, KEYS)  # a receivable opened here is scored by its keys too
             return await super().open_candidates(tenant_id, account)
         return listed
 
