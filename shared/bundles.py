@@ -56,10 +56,9 @@ def consecutive_parts(
     return parts
 
 
-ItemDeadLetter = Callable[[Envelope[B], Envelope[I], Exception, str, dict[str, str]], Outgoing | None]
+ItemDeadLetter = Callable[[Envelope[B], Envelope[I], Exception, str, dict[str, str]], Outgoing]
 """(bundle, the item as it would travel alone, cause, PHI-free words for the item, its ``location.*``) → the
-item's own dead-letter record (``shared.batches.item_dead_letter``), or None when the item cannot travel alone
-(its bundle is then dead-lettered whole)."""
+item's own dead-letter record (``shared.batches.item_dead_letter``)."""
 
 
 def unbundled(
@@ -106,14 +105,11 @@ def unbundled(
                 if described is None:
                     raise FailedInput(position, failed.cause) from failed.cause
                 where, location = described
-                letter = None
-                if isolate is not None and not is_transient(failed.cause):
-                    letter = isolate(bundles[position], items[flat], failed.cause, where, location)
-                if letter is None:
+                if isolate is None or is_transient(failed.cause):
                     raise FailedInput(
                         position, failed.cause, where=where, location=location
                     ) from failed.cause
-                given[position].append(letter)
+                given[position].append(isolate(bundles[position], items[flat], failed.cause, where, location))
                 after_commit(
                     partial(log.warning, "%s dead-lettered alone; the rest of its message applied", where)
                 )
