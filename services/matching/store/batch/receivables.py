@@ -104,14 +104,11 @@ class BatchReceivables(BatchState):
         self.new_keys += [(tenant_id, account, kind, key, rid) for kind, key in keys]
         # The scored search compares a candidate's keys: a listed receivable is listed with its new ones too
         # (sorted as the ledger's array_agg orders them), as the ledger would answer once they are written.
-        listed = self.candidates.get((tenant_id, account))
-        if listed and keys:
-            self.candidates[tenant_id, account] = [
-                replace(c, keys=tuple(sorted({*c.keys, *(key for _, key in keys)})))
-                if c.receivable_id == str(rid)
-                else c
-                for c in listed
-            ]
+        listed = self.candidates.get((tenant_id, account), []) if keys else []
+        for at, candidate in enumerate(listed):
+            if candidate.receivable_id == str(rid):
+                listed[at] = replace(candidate, keys=tuple(sorted({*candidate.keys, *(k for _, k in keys)})))
+                break
 
     async def receivable_keys(self, tenant_id: str, rid: UUID) -> list[str]:
         known = self.keys_of.get((tenant_id, rid))
