@@ -13,14 +13,38 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
 
+_SEEN_LIMIT = 65_536
+_seen: dict[str, Decimal] = {}
+"""Amounts already read from text, by their text. Remittances repeat amounts (fee schedules, copays, 0.00 in
+most CAS and patient-responsibility fields), and every message a stage reads runs every amount through here,
+so a look-up is cheaper than building and quantizing a Decimal again (Decimal is immutable, so sharing one is
+safe). Bounded: cleared when full, like the reader's memo tables."""
+
+
 def to_money(value: Any) -> Decimal:
     """Quantize a value to cents with ROUND_HALF_UP; refuse floats and non-finite numbers."""
+    if value.__class__ is str:
+        seen = _seen.get(value)
+        if seen is not None:
+            return seen
+        amount = _quantized(_decimal(value))
+        if len(_seen) >= _SEEN_LIMIT:
+            _seen.clear()
+        _seen[value] = amount
+        return amount
     if isinstance(value, float):
         raise ValueError("money must be given as a string or Decimal, never a float")
+    return _quantized(value if isinstance(value, Decimal) else _decimal(str(value)))
+
+
+def _decimal(text: str) -> Decimal:
     try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+        return Decimal(text)
     except InvalidOperation as exc:
-        raise ValueError(f"not an amount: {str(value)[:20]!r}") from exc
+        raise ValueError(f"not an amount: {text[:20]!r}") from exc
+
+
+def _quantized(amount: Decimal) -> Decimal:
     if not amount.is_finite():
         raise ValueError("amount must be finite")
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)

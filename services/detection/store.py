@@ -31,7 +31,7 @@ class DetectionStore:
                    patient_control_number, status_code, paid, payer_claim_control_number, original_reference,
                    payment_date, payload)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int[], $6::text[],
-                   $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::jsonb[])
+                   $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::json[])
                ON CONFLICT DO NOTHING RETURNING event_id""",
             *unnest_columns(
                 13,

@@ -1,6 +1,10 @@
 """Run the notification stage: `python -m services.notification worker` (Faust's CLI)."""
 
-from services.notification.app import from_environment
+from shared import event_loop
+
+event_loop.install()  # before anything makes a loop
+
+from services.notification.app import from_environment  # noqa: E402
 
 if __name__ == "__main__":
     from_environment().app.main()

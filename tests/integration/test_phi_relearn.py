@@ -20,7 +20,7 @@ async def _claim(conn: asyncpg.Connection, tenant: str, account: str, ordinal: i
         """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal, payer_id,
                patient_control_number, status_code, paid, payer_claim_control_number, original_reference,
                payment_date, payload)
-           VALUES ($1, $2, $3, $4, $5, 'P1', $6, '1', 10.00, NULL, NULL, $7, '{}'::jsonb)""",
+           VALUES ($1, $2, $3, $4, $5, 'P1', $6, '1', 10.00, NULL, NULL, $7, '{}'::json)""",
         tenant,
         uuid.uuid4(),
         account,
