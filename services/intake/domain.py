@@ -1,4 +1,5 @@
-"""Intake's pure domain: choose a feed parser, and turn parsed transactions into enveloped events.
+"""Intake's pure domain: choose a feed parser, tell a file's transactions already posted from new ones, and turn
+parsed transactions into enveloped events.
 
 Event ids derive from the remittance identity (payer, TRN02, ISA13/GS06/ST02, tenant) and the position of
 each claim or PLB pair, so a file fed twice, or reissued with other bytes, maps onto the same ids.
@@ -6,8 +7,10 @@ each claim or PLB pair, so a file fed twice, or reissued with other bytes, maps 
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
 from uuid import UUID
 
 from contracts.envelope import Envelope
@@ -259,6 +262,63 @@ def same_content(a: ParsedRemittance, b: ParsedRemittance) -> bool:
         and a.claims == b.claims
         and a.adjustments == b.adjustments
     )
+
+
+PostedBefore = Literal["same", "reissue", "conflict"]
+"""How a remittance was posted before (see ``IntakeStore.posted_before``); None when it never was."""
+
+_STRENGTH: dict[PostedBefore | None, int] = {None: 0, "conflict": 1, "reissue": 2, "same": 3}
+
+
+def strongest(*answers: PostedBefore | None) -> PostedBefore | None:
+    """The answer that decides among several earlier postings: the same identity, else a reissue (the same
+    money), else a conflict (other money); the order of ``IntakeStore.posted_before``'s ``ORDER BY``."""
+    return max(answers, key=_STRENGTH.__getitem__)
+
+
+def payment_of(parsed: ParsedRemittance) -> tuple[str, str, str, date]:
+    """What names one payment whatever its envelope: payer, payee, TRN02 trace number and payment date."""
+    r = parsed.remittance
+    return r.payer_id, r.payee_id, r.trace_number, r.payment_date
+
+
+def money_of(parsed: ParsedRemittance) -> tuple[Decimal, Decimal, Decimal, int, int]:
+    """The totals a reissue repeats and a conflict changes (the columns ``IntakeStore.posted_before`` compares:
+    money has exactly two places, as in ``numeric(14,2)``, so equal here is equal there)."""
+    r = parsed.remittance
+    return r.total_paid, r.total_claim_paid, r.total_provider_adjustments, r.claim_count, r.adjustment_count
+
+
+@dataclass
+class PostedInFile:
+    """The remittances of one file posted so far, in file order, for classifying the file's later ones.
+
+    Intake asks the ledger about all of a file's transactions in one query, before recording any of them
+    (issue #18: a constant number of round trips a file); the ledger's answer then lacks the file's own earlier
+    transactions, which the one-at-a-time loop recorded before asking about the next. This closes that gap: a
+    later transaction of the same payment is a reissue or a conflict of one posted earlier in the file exactly
+    as it would be of one in the ledger. Only what was actually recorded may be added: a transaction skipped
+    as posted before, or refused (too large), was never posted and must not make a later one a duplicate."""
+
+    _ids: set[UUID] = field(default_factory=set)
+    _money: dict[tuple[str, str, str, date], set[tuple[Decimal, Decimal, Decimal, int, int]]] = field(
+        default_factory=dict
+    )
+
+    def posted_before(self, parsed: ParsedRemittance, stored: PostedBefore | None) -> PostedBefore | None:
+        """How ``parsed`` was posted before, given ``stored``, the ledger's answer from before this file."""
+        if parsed.remittance.remittance_id in self._ids:
+            here: PostedBefore | None = "same"
+        elif (amounts := self._money.get(payment_of(parsed))) is None:
+            here = None
+        else:
+            here = "reissue" if money_of(parsed) in amounts else "conflict"
+        return strongest(stored, here)
+
+    def add(self, parsed: ParsedRemittance) -> None:
+        """``parsed`` was posted (recorded with the file)."""
+        self._ids.add(parsed.remittance.remittance_id)
+        self._money.setdefault(payment_of(parsed), set()).add(money_of(parsed))
 
 
 def transaction_spans(content: bytes) -> dict[int, tuple[int, int]]:

@@ -310,7 +310,11 @@ class FileIntake:
         return await self.replay_file(conn, await self._requested_file(conn, incoming))
 
     async def handle_file(self, conn: asyncpg.Connection, incoming: Incoming) -> Sequence[Outgoing]:
-        """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted."""
+        """Parse one file; post new remittances; dead-letter bad transactions; skip ones already posted.
+
+        The ledger is asked about all of the file's transactions at once and they are recorded at once, a
+        constant number of round trips a file (issue #18); classifying each against the file's transactions
+        posted before it (``domain.PostedInFile``) keeps what the one-at-a-time loop decided."""
         file = self._read(incoming)
         raw, tenant, parser, results = file.raw, file.tenant, file.parser, file.results
         await self._note_receipt(
@@ -322,9 +326,12 @@ class FileIntake:
         if duplicates:
             after_commit(partial(metrics.DUPLICATES.labels(parser.name).inc, duplicates))
         outputs: list[Outgoing] = []
-        for transaction in good:
+        stored = await self.store.posted_before(conn, tenant, good)
+        so_far = domain.PostedInFile()
+        recorded: list[tuple[str, ParsedRemittance]] = []
+        for transaction, in_ledger in zip(good, stored, strict=True):
             parsed = transaction
-            before = await self.store.posted_before(conn, tenant, parsed)
+            before = so_far.posted_before(parsed, in_ledger)
             if before in ("same", "reissue"):
                 duplicates += 1
                 after_commit(metrics.DUPLICATES.labels(parser.name).inc)
@@ -335,10 +342,12 @@ class FileIntake:
             if refused := _too_large(file, parsed, events):
                 bad.append((positions[parsed.remittance.remittance_id], refused))
                 continue
-            await self.store.record_remittance(conn, tenant, domain.account_of(tenant, parsed), parsed)
+            so_far.add(parsed)
+            recorded.append((domain.account_of(tenant, parsed), parsed))
             after_commit(partial(_log_warnings, raw.file_name, parser.name, parsed))
             outputs += events
             after_commit(partial(_count_posted, parser.name, parsed))
+        await self.store.record_remittances(conn, tenant, recorded)
         bad.sort(key=lambda item: item[0])
         await self.store.record_rejections(conn, tenant, raw.sha256, bad)
         after_commit(partial(_count_rejected, [error for _, error in bad]))

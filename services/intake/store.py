@@ -2,12 +2,15 @@
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
+from services.intake.domain import PostedBefore, money_of, payment_of
 from services.intake.feeds import FeedError, ParsedRemittance
+from shared.db import unnest_columns
 
 
 @dataclass(frozen=True)
@@ -24,42 +27,59 @@ class IntakeStore:
     """Intake's repository: remittances, files, receipts and rejections in, rows out; no decisions."""
 
     async def posted_before(
-        self, conn: asyncpg.Connection, tenant_id: str, parsed: ParsedRemittance
-    ) -> str | None:
-        """How this remittance was posted before, if it was: ``"same"`` (the same identity: payer, TRN02,
-        ISA13/GS06/ST02, from this file or an earlier copy of it), ``"reissue"`` (the same payment re-enveloped:
-        payer, payee, TRN02 and payment date with the same money, under new control numbers, as a clearinghouse
-        re-sending a file does), ``"conflict"`` (that payment with other money: a corrected reissue, or a payer
-        reusing a trace number), or None (never posted).
+        self, conn: asyncpg.Connection, tenant_id: str, transactions: Sequence[ParsedRemittance]
+    ) -> list[PostedBefore | None]:
+        """How each of a file's remittances was posted before this file, if it was, in one round trip (issue
+        #18), in the order given: ``"same"`` (the same identity: payer, TRN02, ISA13/GS06/ST02, from an earlier
+        copy of the file), ``"reissue"`` (the same payment re-enveloped: payer, payee, TRN02 and payment date
+        with the same money, under new control numbers, as a clearinghouse re-sending a file does),
+        ``"conflict"`` (that payment with other money: a corrected reissue, or a payer reusing a trace number),
+        or None (never posted). Where several earlier postings match, the same identity decides, then the same
+        money.
 
         A reissue posted again would apply every claim and recovery twice, so it counts as posted; a conflict is
         posted (its money may be real) and carries a warning for staff.
+
+        Only the ledger as it was before the file is read: the caller classifies a transaction against the
+        file's own earlier ones (``domain.PostedInFile``), since they are recorded together after this.
         """
-        r = parsed.remittance
-        row = await conn.fetchrow(
-            """SELECT remittance_id = $2 AS same_id,
-                      (total_paid, total_claim_paid, total_adjustments, claim_count, adjustment_count)
-                          = ($7::numeric, $8::numeric, $9::numeric, $10::integer, $11::integer) AS same_money
-                 FROM intake.remittances
-                WHERE tenant_id = $1
-                  AND (remittance_id = $2
-                       OR (payer_id = $3 AND payee_id = $4 AND trace_number = $5 AND payment_date = $6))
-                ORDER BY same_id DESC, same_money DESC LIMIT 1""",
+        if not transactions:
+            return []
+        rows = await conn.fetch(
+            """SELECT q.n, best.same_id, best.same_money
+                 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::date[], $7::numeric[],
+                             $8::numeric[], $9::numeric[], $10::integer[], $11::integer[])
+                      WITH ORDINALITY AS q(remittance_id, payer_id, payee_id, trace_number, payment_date, total_paid,
+                                           total_claim_paid, total_adjustments, claim_count, adjustment_count, n)
+                CROSS JOIN LATERAL (
+                      SELECT r.remittance_id = q.remittance_id AS same_id,
+                             (r.total_paid, r.total_claim_paid, r.total_adjustments, r.claim_count,
+                              r.adjustment_count)
+                                 = (q.total_paid, q.total_claim_paid, q.total_adjustments, q.claim_count,
+                                    q.adjustment_count) AS same_money
+                        FROM intake.remittances r
+                       WHERE r.tenant_id = $1
+                         AND (r.remittance_id = q.remittance_id
+                              OR (r.payer_id = q.payer_id AND r.payee_id = q.payee_id
+                                  AND r.trace_number = q.trace_number AND r.payment_date = q.payment_date))
+                       ORDER BY same_id DESC, same_money DESC LIMIT 1) best""",
             tenant_id,
-            r.remittance_id,
-            r.payer_id,
-            r.payee_id,
-            r.trace_number,
-            r.payment_date,
-            r.total_paid,
-            r.total_claim_paid,
-            r.total_provider_adjustments,
-            r.claim_count,
-            r.adjustment_count,
+            *unnest_columns(
+                10,
+                (
+                    (
+                        p.remittance.remittance_id,
+                        *payment_of(p),
+                        *money_of(p),
+                    )
+                    for p in transactions
+                ),
+            ),
         )
-        if row is None:
-            return None
-        return "same" if row["same_id"] else "reissue" if row["same_money"] else "conflict"
+        found: list[PostedBefore | None] = [None] * len(transactions)
+        for row in rows:
+            found[row["n"] - 1] = "same" if row["same_id"] else "reissue" if row["same_money"] else "conflict"
+        return found
 
     async def remittances_posted_by(self, conn: asyncpg.Connection, tenant_id: str, sha256: str) -> set[UUID]:
         """Remittances whose first posting came from the file with this content (a later copy posts none)."""
@@ -70,34 +90,59 @@ class IntakeStore:
         )
         return {r["remittance_id"] for r in rows}
 
-    async def record_remittance(
-        self, conn: asyncpg.Connection, tenant_id: str, account: str, parsed: ParsedRemittance
+    async def record_remittances(
+        self, conn: asyncpg.Connection, tenant_id: str, posted: Sequence[tuple[str, ParsedRemittance]]
     ) -> None:
-        """Post one remittance's header, totals and the reader's warnings."""
-        r = parsed.remittance
+        """Post a file's remittances (account key, remittance): header, totals and the reader's warnings, in one
+        round trip (issue #18). The warnings travel as one JSON array per remittance, since ``unnest`` of a
+        two-dimensional ``text[][]`` would flatten them (and needs rows of equal length)."""
+        if not posted:
+            return
         await conn.execute(
             """INSERT INTO intake.remittances (tenant_id, remittance_id, account_key, file_sha256, file_name, payer_id,
                    payee_id, trace_number, isa13, gs06, st02, payment_date, total_paid, total_claim_paid,
                    total_adjustments, claim_count, adjustment_count, warnings)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT DO NOTHING""",
+               SELECT $1, u.remittance_id, u.account_key, u.file_sha256, u.file_name, u.payer_id, u.payee_id,
+                      u.trace_number, u.isa13, u.gs06, u.st02, u.payment_date, u.total_paid, u.total_claim_paid,
+                      u.total_adjustments, u.claim_count, u.adjustment_count,
+                      ARRAY(SELECT w.warning FROM jsonb_array_elements_text(u.warnings) WITH ORDINALITY AS w(warning, n)
+                             ORDER BY w.n)
+                 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                             $9::text[], $10::text[], $11::text[], $12::date[], $13::numeric[], $14::numeric[],
+                             $15::numeric[], $16::integer[], $17::integer[], $18::jsonb[])
+                      WITH ORDINALITY AS u(remittance_id, account_key, file_sha256, file_name, payer_id, payee_id,
+                                           trace_number, isa13, gs06, st02, payment_date, total_paid,
+                                           total_claim_paid, total_adjustments, claim_count, adjustment_count,
+                                           warnings, n)
+                ORDER BY u.n
+               ON CONFLICT DO NOTHING""",
             tenant_id,
-            r.remittance_id,
-            account,
-            r.file_sha256,
-            r.file_name,
-            r.payer_id,
-            r.payee_id,
-            r.trace_number,
-            r.interchange_control_number,
-            r.group_control_number,
-            r.transaction_control_number,
-            r.payment_date,
-            r.total_paid,
-            r.total_claim_paid,
-            r.total_provider_adjustments,
-            r.claim_count,
-            r.adjustment_count,
-            list(parsed.warnings),
+            *unnest_columns(
+                17,
+                (
+                    (
+                        r.remittance_id,
+                        account,
+                        r.file_sha256,
+                        r.file_name,
+                        r.payer_id,
+                        r.payee_id,
+                        r.trace_number,
+                        r.interchange_control_number,
+                        r.group_control_number,
+                        r.transaction_control_number,
+                        r.payment_date,
+                        r.total_paid,
+                        r.total_claim_paid,
+                        r.total_provider_adjustments,
+                        r.claim_count,
+                        r.adjustment_count,
+                        json.dumps(list(parsed.warnings)),
+                    )
+                    for account, parsed in posted
+                    for r in (parsed.remittance,)
+                ),
+            ),
         )
 
     async def record_rejections(
