@@ -77,7 +77,7 @@ class BatchAhead(BatchState):
                 ORDER BY tenant_id, remittance_id, segment_ordinal, pair_index FOR UPDATE""",  # noqa: S608
             *map(list, zip(*wanted, strict=True)),
         ):
-            pair = pair_of(r)
+            [pair] = self.remember([pair_of(r)])
             asked = (pair.tenant_id, pair.remittance_id, pair.match_reference or "", pair.reason_code)
             self.siblings[asked].append(pair)
 
@@ -98,7 +98,7 @@ class BatchAhead(BatchState):
             tenants,
             accounts,
         ):
-            pair = pair_of(r)
+            [pair] = self.remember([pair_of(r)])
             self.parked[pair.tenant_id, pair.account_key].append(pair)
         for r in await self.conn.fetch(
             """SELECT a.tenant_id, a.account_key, a.adjustment_id, a.match_keys, l.receivable_id
