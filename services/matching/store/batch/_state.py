@@ -251,6 +251,21 @@ class BatchState(PgMatchingRepository):
         ):
             self.named[r["tenant_id"], r["account_key"], r["kind"], r["key"]].add(r["receivable_id"])
 
+    async def read_keys(self, wanted: Sequence[Row]) -> None:
+        """Every key of these receivables (those evidence names, read ahead; one ``open_candidates`` lists after
+        the batch opened it or changed it, since the ledger aggregates them into its answer)."""
+        if not wanted:
+            return
+        for row in wanted:
+            self.keys_of[row] = set()
+        for r in await self.conn.fetch(
+            """SELECT tenant_id, receivable_id, key FROM matching.receivable_keys
+               WHERE (tenant_id, receivable_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            [t for t, _ in wanted],
+            [rid for _, rid in wanted],
+        ):
+            self.keys_of[r["tenant_id"], r["receivable_id"]].add(r["key"])
+
     async def load_money(self, wanted: Sequence[Row]) -> None:
         """Read the allocations (with their pairs' places) and interest postings of these kept receivables."""
         wanted = [r for r in dict.fromkeys(wanted) if r not in self.money]
