@@ -5,10 +5,11 @@ a changed split is written once per allocation. An account's parked recoveries a
 payer's waiting staff actions, read ahead for a batch of evidence, answer the questions each evidence asks of
 them (and when a guess or an action is really there, the question goes to the ledger as before)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from uuid import UUID
 
 from contracts.events import ProviderAdjustmentReceived
@@ -241,32 +242,43 @@ class BatchMoney(BatchState):
     async def reduce_unmatched(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
     ) -> None:
-        def change(p: StoredPair) -> StoredPair:
-            return rows.unmatched_reduced(p, remaining, reason, bucket)
-
-        if not self._hold_change(tenant_id, adjustment_id, change):
-            await self.flush(PAIRS)
-            await super().reduce_unmatched(tenant_id, adjustment_id, remaining, reason, bucket)
-            self._changed_pair(tenant_id, adjustment_id, change)
+        await self._pair_changed(
+            tenant_id,
+            adjustment_id,
+            lambda p: rows.unmatched_reduced(p, remaining, reason, bucket),
+            partial(super().reduce_unmatched, tenant_id, adjustment_id, remaining, reason, bucket),
+        )
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
-        def change(p: StoredPair) -> StoredPair:
-            return rows.refund_awaited(p, amount, reason)
-
-        if not self._hold_change(tenant_id, adjustment_id, change):
-            await self.flush(PAIRS)
-            await super().await_refund(tenant_id, adjustment_id, amount, reason)
-            self._changed_pair(tenant_id, adjustment_id, change)
+        await self._pair_changed(
+            tenant_id,
+            adjustment_id,
+            lambda p: rows.refund_awaited(p, amount, reason),
+            partial(super().await_refund, tenant_id, adjustment_id, amount, reason),
+        )
 
     async def reduce_awaiting(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
     ) -> None:
-        def change(p: StoredPair) -> StoredPair:
-            return rows.awaiting_reduced(p, remaining, reason)
+        await self._pair_changed(
+            tenant_id,
+            adjustment_id,
+            lambda p: rows.awaiting_reduced(p, remaining, reason),
+            partial(super().reduce_awaiting, tenant_id, adjustment_id, remaining, reason),
+        )
 
+    async def _pair_changed(
+        self,
+        tenant_id: str,
+        adjustment_id: UUID,
+        change: Callable[[StoredPair], StoredPair],
+        send: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Hold the change back (:meth:`_hold_change`), else ``send`` the plain repository's statement after
+        writing the pairs held back (:meth:`_changed_pair`)."""
         if not self._hold_change(tenant_id, adjustment_id, change):
             await self.flush(PAIRS)
-            await super().reduce_awaiting(tenant_id, adjustment_id, remaining, reason)
+            await send()
             self._changed_pair(tenant_id, adjustment_id, change)
 
     async def reclassify_as_refund(self, tenant_id: str, adjustment_id: UUID, reason: str) -> list[UUID]:
