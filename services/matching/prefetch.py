@@ -2,7 +2,7 @@
 (the repository of a batch reads it in a few statements instead of a few per message, see ``store.batch``).
 
 It follows the engine's first questions only: the receivable evidence, a merge or an interest posting names,
-the keys a WO's reference may name its receivable by, the sibling pairs a WO or a 72 with a reference looks
+the keys a WO's or a 72's reference may name its receivable by, the sibling pairs a WO or a 72 with a reference looks
 for, and the account's parked recoveries, scored guesses, the payer's waiting staff actions and the netting
 remittance's deferrals evidence looks through. A guess never decides anything: the engine asks every question again and gets the answer it would have
 had without it (a message that fails, such as a pair of a payer with no installed policy, is skipped here).
@@ -45,7 +45,7 @@ def wanted(m: Matching, envelopes: Sequence[Envelope[Any]]) -> Wanted:
             except PolicyConfigError:
                 continue
             candidates = tuple(parsed.candidates(payload.reference))
-            if payload.reason_code == "WO" and candidates:
+            if candidates:  # a 72's WO was matched by the same reference: its offsets turn into refunds there
                 lookups.append((tenant, env.account_key, candidates))
             if parsed.receivable is not None:
                 siblings.append((tenant, payload.remittance_id, parsed.receivable, "72"))

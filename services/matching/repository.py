@@ -42,8 +42,9 @@ class Wanted:
     receivables: tuple[tuple[str, UUID], ...] = ()
     """(tenant, receivable id) named outright: evidence, merges, interest postings."""
     lookups: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
-    """(tenant, account, candidate (kind, key)s) of the pairs that resolve their receivable by key (a WO): the
-    receivables the first kind that names any finds are wanted too."""
+    """(tenant, account, candidate (kind, key)s) of the pairs that resolve their receivable by key (a WO; a 72,
+    whose WO's offsets on that receivable become refunds): the receivables the first kind that names any finds
+    are wanted too."""
     siblings: tuple[tuple[str, UUID, str, str], ...] = ()
     """(tenant, remittance, reference, reason code) of the sibling pairs the batch's pairs will look for."""
     accounts: tuple[tuple[str, str], ...] = ()

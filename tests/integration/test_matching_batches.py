@@ -296,3 +296,135 @@ async def test_a_receivable_opened_in_a_batch_is_scored_by_its_keys_after_the_po
     said = await same_as_one_by_one(ledger, batches)
     [offset] = [e for e in said[-1] if e["event_type"] == "OffsetApplied"]
     assert "(scored:" in offset["payload"]["reason"], offset  # the case under test: scored, not parked
+
+
+def refunds_and_rematches(tenant: str, count: int) -> list[list[Incoming]]:
+    """Three batches that change pairs and allocations already stored or held back, for ``count`` accounts'
+    worth of references (one account: the story's):
+
+    1. evidence opens ``FCN{n}`` (100.00), ``FCN{n}W`` (80.00) and ``FCN{n}N``, netted in remittance ``D{n}``
+       (30.00);
+    2. PLB pairs: a WO on ``FCN{n}`` and the 72 after it on the same reference and remittance (the WO's
+       offset becomes a refund); a 72 before its WO (the WO acknowledges it as it is explained); a WO on
+       ``FCN{n}P`` and ``FCN{n}Q`` that no receivable explains yet (parked), the 72 of ``FCN{n}Q``'s netting it
+       (it waits as a refund), and evidence opening ``FCN{n}Q`` later in the same batch for every other one
+       (re-matched while the pair is held back); a negative WO on ``FCN{n}N`` in remittance ``D{n}`` (the
+       payer gives the netting back); last, a WO without a reference, spread oldest first over the account's
+       open receivables (the oldest: those whose netting the batch gave back);
+    3. evidence opening ``FCN{n}P`` and the remaining ``FCN{n}Q`` (parked pairs re-matched, one as a refund),
+       a 72 after a WO of batch 2 on ``FCN{n}W`` (a stored pair becomes a refund), and a WO on ``FCN{n}`` in the
+       remittance of batch 2's 72 (its sibling, read ahead)."""
+    story = LedgerStory(tenant=tenant)
+    first: list[Incoming] = []
+    second: list[Incoming] = []
+    third: list[Incoming] = []
+    for n in range(count):
+        netting = stable_id("remittance", tenant, f"D{n}")
+        first += incoming(
+            OVERPAYMENTS, [story.evidence_event(f"FCN{n}", "100.00", "2026-01-05", channel="letter")]
+        )
+        first += incoming(
+            OVERPAYMENTS, [story.evidence_event(f"FCN{n}N", "30.00", "2026-01-04", netted_in=netting)]
+        )
+        first += incoming(
+            OVERPAYMENTS, [story.evidence_event(f"FCN{n}W", "80.00", "2026-01-07", channel="letter")]
+        )
+        pairs = [
+            story.pair_event("WO", f"FCN{n}", "40.00", "2026-02-02", trace=f"R{n}"),
+            story.pair_event("72", f"FCN{n}", "-40.00", "2026-02-02", trace=f"R{n}"),
+            story.pair_event("72", f"FCN{n}W", "-20.00", "2026-02-03", trace=f"S{n}"),
+            story.pair_event("WO", f"FCN{n}W", "20.00", "2026-02-03", trace=f"S{n}"),
+            story.pair_event("WO", f"FCN{n}W", "25.00", "2026-02-04", trace=f"W{n}"),
+            story.pair_event("WO", f"FCN{n}P", "35.00", "2026-02-05", trace=f"P{n}"),
+            story.pair_event("WO", f"FCN{n}Q", "15.00", "2026-02-06", trace=f"Q{n}"),
+            story.pair_event("72", f"FCN{n}Q", "-15.00", "2026-02-06", trace=f"Q{n}"),
+            story.pair_event("WO", f"FCN{n}N", "-30.00", "2026-02-07", trace=f"D{n}"),
+        ]
+        second += incoming(PROVIDER_ADJUSTMENTS, pairs)
+        late = [story.evidence_event(f"FCN{n}Q", "50.00", "2026-01-08", channel="letter")]
+        (second if n % 2 else third).extend(incoming(OVERPAYMENTS, late))
+        third += incoming(
+            OVERPAYMENTS, [story.evidence_event(f"FCN{n}P", "60.00", "2026-01-09", channel="letter")]
+        )
+        third += incoming(
+            PROVIDER_ADJUSTMENTS,
+            [
+                story.pair_event("72", f"FCN{n}W", "-25.00", "2026-02-04", trace=f"W{n}"),
+                story.pair_event("WO", f"FCN{n}", "10.00", "2026-02-02", trace=f"R{n}"),
+            ],
+        )
+    lump = story.pair_event(
+        "WO", None, f"{30 * count + 5}.00", "2026-01-31", trace="L"
+    )  # before batch 3's WOs
+    return [first, [*second, *incoming(PROVIDER_ADJUSTMENTS, [lump])], third]
+
+
+async def test_pairs_and_allocations_changed_in_a_batch_leave_what_one_by_one_does(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """Refunds acknowledged (a WO's offsets become refunds: the WO held back, stored in an earlier batch, or
+    explained after its 72), parked recoveries re-matched (held back or read ahead, as offsets or as refunds),
+    nettings given back: the batch changes those pairs and allocations in memory and writes them once, and the
+    ledger and the announcements are those of the plain repository one message at a time."""
+    said = await same_as_one_by_one(ledger, refunds_and_rematches(tenant, 6))
+    events = [e for out in said for e in out]
+
+    def told(event_type: str, reason: str) -> int:
+        return sum(e["event_type"] == event_type and reason in e["payload"]["reason"] for e in events)
+
+    # The cases under test, for each of the 6 references: offsets that became refunds (the WO after its 72, and
+    # a WO whose remittance has a 72 from an earlier batch; the WO before its 72, in the same batch and in the
+    # batch before), a parked WO re-matched as an offset, one
+    # re-matched as the refund it waits as, a netting given back.
+    assert told("RefundAcknowledged", "refund acknowledged (72 on the same reference): recovered") == 2 * 6
+    converted = [
+        out for out in said if [e["event_type"] for e in out] == ["RefundAcknowledged", "ReceivableReduced"]
+    ]
+    assert len(converted) == 2 * 6, (
+        converted
+    )  # a 72 whose WO's offset became a refund (same batch, batch before)
+    assert told("OffsetApplied", "re-matched to") == 6
+    assert (
+        told("RefundAcknowledged", "refund acknowledged by the payer (72 on the same reference), applied")
+        == 6
+    )
+    assert [e["event_type"] for e in events].count("ReceivableIncreased") == 6
+    [lump] = [e for e in events if e["event_type"] == "OffsetApplied" and e["payload"]["trace_number"] == "L"]
+    spread = [a["reference"] for a in lump["payload"]["allocations"]]
+    assert spread == [*(f"FCN{n}N" for n in range(6)), "FCN0"], spread  # nettings given back reopened FCN{n}N
+
+
+PER_MESSAGE = (
+    "UPDATE matching.allocations SET kind = 'refund'",
+    "UPDATE matching.adjustments SET bucket = 'refund_ack",
+)
+"""What :func:`refunds_and_rematches` still sends per message: a refund acknowledged turns the ledger's offsets of
+its WO into refunds (the batch cannot know it holds them all) and sets the bucket of a WO it has not read (the one
+being explained, not saved yet)."""
+
+
+async def test_pairs_and_allocations_changed_in_a_batch_cost_the_same_statements_whatever_its_size(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """The batches of :func:`refunds_and_rematches` send as many statements for 12 accounts' references as for
+    48 but those of :data:`PER_MESSAGE`: re-matching a parked pair, a WO's money awaiting a refund, the sibling
+    pairs of a WO or a 72, a netting given back, the account's open receivables once the batch opened or
+    reopened one no longer send a statement per message, nor make the batch write what it held back and read its
+    money and pairs again. For 48, batch 1 (the pairs) sends 162 statements, 18 of them per batch (1 880 and
+    1 688 before); batch 2 (evidence re-matching, 72s) 160 and 16 (1 558 and 1 366)."""
+    counted: dict[tuple[int, int], list[str]] = {}
+    for count in (4, 12, 48):
+        for n, batch in enumerate(refunds_and_rematches(f"{tenant}-{count}", count)):
+            statements = counted[n, count] = []
+            results = await counted_batch(ledger, "matching", batch, statements)
+            assert [r.outcome for r in results] == ["applied"] * len(batch)
+            print(f"{count} batch {n}:", *filter(matching, statements), sep="\n  ")
+
+    def per_batch(statement: str) -> bool:
+        return matching(statement) and not statement.startswith(PER_MESSAGE)
+
+    for n in range(3):
+        small, large = (list(filter(per_batch, counted[n, count])) for count in (12, 48))
+        assert len(small) == len(large), (n, large)
+    assert sum(map(per_batch, counted[1, 48])) == 18, counted[1, 48]
+    assert sum(map(per_batch, counted[2, 48])) == 16, counted[2, 48]

@@ -188,3 +188,8 @@ def refund_awaited(pair: StoredPair, amount: Decimal, reason: str) -> StoredPair
 def awaiting_reduced(pair: StoredPair, remaining: Decimal, reason: str) -> StoredPair:
     """``reduce_awaiting``: ``remaining`` still waits for its receivable."""
     return replace(pair, awaiting_refund=cents(remaining), reason=reason, match_method="rematch")
+
+
+def acknowledged(pair: StoredPair, reason: str) -> StoredPair:
+    """``reclassify_as_refund``'s change to the pair: the provider's refund acknowledged, re-explained."""
+    return replace(pair, bucket="refund_acknowledged", reason=reason)

@@ -98,6 +98,11 @@ class PgPairs(PgBase):
         return [pair_of(r) for r in rows]
 
     async def reclassify_as_refund(self, tenant_id: str, adjustment_id: UUID, reason: str) -> list[UUID]:
+        await self._acknowledge_pair(tenant_id, adjustment_id, reason)
+        return await self._offsets_to_refunds(tenant_id, adjustment_id)
+
+    async def _acknowledge_pair(self, tenant_id: str, adjustment_id: UUID, reason: str) -> None:
+        """The pair half of ``reclassify_as_refund``: its bucket and explanation."""
         await self.conn.execute(
             """UPDATE matching.adjustments SET bucket = 'refund_acknowledged', reason = $3
                WHERE tenant_id = $1 AND adjustment_id = $2""",
@@ -105,6 +110,10 @@ class PgPairs(PgBase):
             adjustment_id,
             reason,
         )
+
+    async def _offsets_to_refunds(self, tenant_id: str, adjustment_id: UUID) -> list[UUID]:
+        """The allocation half of ``reclassify_as_refund``: the pair's offsets become refunds; the receivables
+        they are on."""
         rows = await self.conn.fetch(
             """UPDATE matching.allocations SET kind = 'refund' WHERE tenant_id = $1 AND adjustment_id = $2
                    AND kind = 'offset' RETURNING receivable_id""",

@@ -15,7 +15,13 @@ nothing reads before the batch ends (a history line, a key, a pair, an allocatio
   inserted, and changed splits updated, once per batch;
 * holds back pairs, keys and history lines (one ``INSERT`` each per batch, in the order they came: the
   history's ``seq`` numbers them as before), and answers ``resolve`` (every candidate key of a pair in one
-  statement), ``receivable_keys`` and ``sibling_pairs`` from what the ledger said plus what the batch added.
+  statement), ``receivable_keys`` and ``sibling_pairs`` from what the ledger said plus what the batch added;
+* keeps every pair it read (locked) or wrote as it stands, so that a change to one (a parked recovery
+  re-matched, money awaiting a refund, a refund acknowledged) is made in memory and written once per batch
+  (one ``UPDATE ... FROM unnest``) instead of sent, and what was read ahead stays good: the engine's re-match
+  loop reads those pairs back at once, and forgetting them made every later message of the batch read its
+  sibling pairs, parked recoveries and money again; a netting given back on a kept receivable is cancelled in
+  its kept money.
 
 Every other method of the port runs its own SQL as before, after writing what is held back for the tables it
 reads (:data:`READS`; a writer: every table), so every read sees every earlier write of the batch exactly as

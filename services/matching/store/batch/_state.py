@@ -69,9 +69,21 @@ PAIR_TYPES = (
     ("reason", "text"),
     ("match_method", "text"),
     ("suggestion", "text"),
+    ("awaiting_refund", "numeric"),
 )
-"""The columns ``save_adjustment`` writes but its keys (an array column, sent as JSON), in
-:class:`StoredPair`'s names."""
+"""The columns of a pair the batch writes but its keys (an array column, sent as JSON), in :class:`StoredPair`'s
+names: those ``save_adjustment`` writes, and the money awaiting a refund (a pair held back may have some)."""
+PAIR_CHANGE_TYPES = (
+    ("tenant_id", "text"),
+    ("adjustment_id", "uuid"),
+    ("unmatched_amount", "numeric"),
+    ("awaiting_refund", "numeric"),
+    ("bucket", "text"),
+    ("reason", "text"),
+    ("match_method", "text"),
+)
+"""The key of a stored pair and every column the port's changes to a pair write (``reduce_unmatched``,
+``await_refund``, ``reduce_awaiting``, ``reclassify_as_refund``)."""
 ALLOCATION_TYPES = (
     ("tenant_id", "text"),
     ("allocation_id", "uuid"),
@@ -145,6 +157,11 @@ class BatchState(PgMatchingRepository):
         """Stored allocations whose split this batch changed and did not write yet."""
         self.new_pairs: dict[Row, StoredPair] = {}
         """Pairs saved by this batch and not inserted yet, in the order saved."""
+        self.seen: dict[Row, StoredPair] = {}
+        """Every stored pair the batch read from the ledger (locked) or wrote, as it stands now: a change to one
+        of them is held back (:attr:`pair_changes`) instead of sent."""
+        self.pair_changes: set[Row] = set()
+        """Stored pairs this batch changed and did not write yet (their rows are in :attr:`seen`)."""
         self.siblings: dict[tuple[str, UUID, str, str], list[StoredPair]] = {}
         """What the ledger answered for ``sibling_pairs`` (locked)."""
         self.parked: dict[tuple[str, str], list[StoredPair]] = {}
@@ -168,13 +185,32 @@ class BatchState(PgMatchingRepository):
         self.money.clear()
         self.charges.clear()
         self.owner.clear()
+        self.seen.clear()
         self.siblings.clear()
         self.parked.clear()
         self.guessed.clear()
 
+    def remember(self, pairs: list[StoredPair]) -> list[StoredPair]:
+        """Keep the pairs just read from the ledger (locked) as they stand: the ledger had every change the batch
+        made to them, since every read of pairs writes what is held back for them first."""
+        for pair in pairs:
+            self.seen[pair.tenant_id, pair.adjustment_id] = pair
+        return pairs
+
     def repair(self, tenant_id: str, changed: StoredPair) -> None:
-        """A pair changed in the ledger (by a statement that changes nothing else): the copies read ahead change
-        alike (a re-matched pair is no scored guess any more)."""
+        """A pair changed (held back, or in the ledger by a statement that changes nothing else): the copies read
+        ahead change alike (a re-matched pair is no scored guess any more, one that waits for money now joins
+        its account's parked recoveries read ahead)."""
+        row = (tenant_id, changed.adjustment_id)
+        if row in self.seen:  # stored (a pair held back joins what is read ahead when written)
+            self.seen[row] = changed
+            queue = self.parked.get((tenant_id, changed.account_key))
+            if (
+                queue is not None
+                and parked(changed)
+                and row not in {(p.tenant_id, p.adjustment_id) for p in queue}
+            ):
+                queue.append(changed)
         for kept in (*self.siblings.values(), *self.parked.values()):
             for n, pair in enumerate(kept):
                 if pair.adjustment_id == changed.adjustment_id and pair.tenant_id == tenant_id:
@@ -184,12 +220,8 @@ class BatchState(PgMatchingRepository):
                 guesses[:] = [g for g in guesses if g[2] != changed.adjustment_id]
 
     def copy_of(self, tenant_id: str, adjustment_id: UUID) -> StoredPair | None:
-        """The pair as read ahead (or held), if it was."""
-        for kept in (*self.siblings.values(), *self.parked.values()):
-            for pair in kept:
-                if pair.adjustment_id == adjustment_id and pair.tenant_id == tenant_id:
-                    return pair
-        return None
+        """The stored pair as it stands now, if the batch read or wrote it."""
+        return self.seen.get((tenant_id, adjustment_id))
 
     def forget_money_of(self, row: Row) -> None:
         """A statement changed one receivable's allocations (and nothing else): read them again when needed."""
@@ -218,6 +250,21 @@ class BatchState(PgMatchingRepository):
             *map(list, zip(*unknown, strict=True)),
         ):
             self.named[r["tenant_id"], r["account_key"], r["kind"], r["key"]].add(r["receivable_id"])
+
+    async def read_keys(self, wanted: Sequence[Row]) -> None:
+        """Every key of these receivables (those evidence names, read ahead; one ``open_candidates`` lists after
+        the batch opened it or changed it, since the ledger aggregates them into its answer)."""
+        if not wanted:
+            return
+        for row in wanted:
+            self.keys_of[row] = set()
+        for r in await self.conn.fetch(
+            """SELECT tenant_id, receivable_id, key FROM matching.receivable_keys
+               WHERE (tenant_id, receivable_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            [t for t, _ in wanted],
+            [rid for _, rid in wanted],
+        ):
+            self.keys_of[r["tenant_id"], r["receivable_id"]].add(r["key"])
 
     async def load_money(self, wanted: Sequence[Row]) -> None:
         """Read the allocations (with their pairs' places) and interest postings of these kept receivables."""
@@ -296,6 +343,7 @@ class BatchState(PgMatchingRepository):
             self.history.clear()
         if PAIRS in tables and self.new_pairs:
             await self._write_pairs(list(self.new_pairs.values()))
+            self.seen.update(self.new_pairs)
             for (tenant, _), pair in self.new_pairs.items():  # now in the table, so among the siblings read
                 asked = (tenant, pair.remittance_id, pair.match_reference or "", pair.reason_code)
                 known = self.siblings.get(asked)
@@ -311,6 +359,9 @@ class BatchState(PgMatchingRepository):
                 ):
                     queue.append(pair)
             self.new_pairs.clear()
+        if PAIRS in tables and self.pair_changes:
+            await self._write_pair_changes([self.seen[p] for p in sorted(self.pair_changes)])
+            self.pair_changes.clear()
         if ALLOCATIONS in tables:
             await self._write_allocations()
 
@@ -353,6 +404,16 @@ class BatchState(PgMatchingRepository):
                 ON CONFLICT DO NOTHING""",  # noqa: S608 (fixed column lists)
             *_columns(PAIR_TYPES, pairs),
             [json.dumps(list(p.match_keys)) for p in pairs],
+        )
+
+    async def _write_pair_changes(self, pairs: Sequence[StoredPair]) -> None:
+        """Stored pairs as the batch's changes left them (one ``UPDATE`` of the columns those changes write)."""
+        names = _names(PAIR_CHANGE_TYPES)
+        changed = ", ".join(f"{name} = u.{name}" for name, _ in PAIR_CHANGE_TYPES[2:])
+        await self.conn.execute(
+            f"""UPDATE matching.adjustments a SET {changed} FROM unnest({_unnested(PAIR_CHANGE_TYPES)}) AS u({names})
+                WHERE a.tenant_id = u.tenant_id AND a.adjustment_id = u.adjustment_id""",  # noqa: S608
+            *_columns(PAIR_CHANGE_TYPES, pairs),
         )
 
     async def _write_allocations(self) -> None:

@@ -27,7 +27,7 @@ class BatchAhead(BatchState):
         if named:
             await self._lock_all(named)
             await self.load_money(named)  # a receivable not found yet has none: opened here, it starts so
-            await self._keys_of_all([r for r in wanted.receivables if r not in self.keys_of])
+            await self.read_keys([r for r in wanted.receivables if r not in self.keys_of])
         await self._siblings_of([s for s in wanted.siblings if s not in self.siblings])
         await self._queues_of([a for a in wanted.accounts if a not in self.parked])
         await self._waiting_of([p for p in wanted.payers if p not in self.waiting])
@@ -49,20 +49,6 @@ class BatchAhead(BatchState):
         self.rows.update(found)
         self.absent.update(r for r in wanted if r not in found)
 
-    async def _keys_of_all(self, wanted: list[Row]) -> None:
-        """Every key of these receivables."""
-        if not wanted:
-            return
-        for row in wanted:
-            self.keys_of[row] = set()
-        for r in await self.conn.fetch(
-            """SELECT tenant_id, receivable_id, key FROM matching.receivable_keys
-               WHERE (tenant_id, receivable_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
-            [t for t, _ in wanted],
-            [rid for _, rid in wanted],
-        ):
-            self.keys_of[r["tenant_id"], r["receivable_id"]].add(r["key"])
-
     async def _siblings_of(self, wanted: list[tuple[str, UUID, str, str]]) -> None:
         """The pairs of these (tenant, remittance, reference, reason code), locked as ``sibling_pairs`` locks
         them."""
@@ -77,7 +63,7 @@ class BatchAhead(BatchState):
                 ORDER BY tenant_id, remittance_id, segment_ordinal, pair_index FOR UPDATE""",  # noqa: S608
             *map(list, zip(*wanted, strict=True)),
         ):
-            pair = pair_of(r)
+            [pair] = self.remember([pair_of(r)])
             asked = (pair.tenant_id, pair.remittance_id, pair.match_reference or "", pair.reason_code)
             self.siblings[asked].append(pair)
 
@@ -98,7 +84,7 @@ class BatchAhead(BatchState):
             tenants,
             accounts,
         ):
-            pair = pair_of(r)
+            [pair] = self.remember([pair_of(r)])
             self.parked[pair.tenant_id, pair.account_key].append(pair)
         for r in await self.conn.fetch(
             """SELECT a.tenant_id, a.account_key, a.adjustment_id, a.match_keys, l.receivable_id

@@ -5,10 +5,11 @@ a changed split is written once per allocation. An account's parked recoveries a
 payer's waiting staff actions, read ahead for a batch of evidence, answer the questions each evidence asks of
 them (and when a guess or an action is really there, the question goes to the ledger as before)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from uuid import UUID
 
 from contracts.events import ProviderAdjustmentReceived
@@ -164,7 +165,7 @@ class BatchMoney(BatchState):
         asked = (tenant_id, remittance_id, match_reference, reason_code)
         stored = self.siblings.get(asked)
         if stored is None:
-            stored = self.siblings[asked] = await super().sibling_pairs(*asked)
+            stored = self.siblings[asked] = self.remember(await super().sibling_pairs(*asked))
         known = {p.adjustment_id for p in stored}
         held = [
             p
@@ -181,7 +182,7 @@ class BatchMoney(BatchState):
         queue = self.parked.get((tenant_id, account))
         if queue is None:
             await self.flush(PAIRS)
-            return self.placed(await super().parked_recoveries(tenant_id, account, keys))
+            return self.placed(self.remember(await super().parked_recoveries(tenant_id, account, keys)))
         named = set(keys)
         held = [p for (t, _), p in self.new_pairs.items() if t == tenant_id and p.account_key == account]
         found = [p for p in [*queue, *held] if parked(p) and named.intersection(p.match_keys)]
@@ -241,23 +242,83 @@ class BatchMoney(BatchState):
     async def reduce_unmatched(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"
     ) -> None:
-        await self.flush(PAIRS)
-        await super().reduce_unmatched(tenant_id, adjustment_id, remaining, reason, bucket)
-        self._changed_pair(
-            tenant_id, adjustment_id, lambda p: rows.unmatched_reduced(p, remaining, reason, bucket)
+        await self._pair_changed(
+            tenant_id,
+            adjustment_id,
+            lambda p: rows.unmatched_reduced(p, remaining, reason, bucket),
+            partial(super().reduce_unmatched, tenant_id, adjustment_id, remaining, reason, bucket),
         )
 
     async def await_refund(self, tenant_id: str, adjustment_id: UUID, amount: Decimal, reason: str) -> None:
-        await self.flush(PAIRS)
-        await super().await_refund(tenant_id, adjustment_id, amount, reason)
-        self._changed_pair(tenant_id, adjustment_id, lambda p: rows.refund_awaited(p, amount, reason))
+        await self._pair_changed(
+            tenant_id,
+            adjustment_id,
+            lambda p: rows.refund_awaited(p, amount, reason),
+            partial(super().await_refund, tenant_id, adjustment_id, amount, reason),
+        )
 
     async def reduce_awaiting(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str
     ) -> None:
-        await self.flush(PAIRS)
-        await super().reduce_awaiting(tenant_id, adjustment_id, remaining, reason)
-        self._changed_pair(tenant_id, adjustment_id, lambda p: rows.awaiting_reduced(p, remaining, reason))
+        await self._pair_changed(
+            tenant_id,
+            adjustment_id,
+            lambda p: rows.awaiting_reduced(p, remaining, reason),
+            partial(super().reduce_awaiting, tenant_id, adjustment_id, remaining, reason),
+        )
+
+    async def _pair_changed(
+        self,
+        tenant_id: str,
+        adjustment_id: UUID,
+        change: Callable[[StoredPair], StoredPair],
+        send: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Hold the change back (:meth:`_hold_change`), else ``send`` the plain repository's statement after
+        writing the pairs held back (:meth:`_changed_pair`)."""
+        if not self._hold_change(tenant_id, adjustment_id, change):
+            await self.flush(PAIRS)
+            await send()
+            self._changed_pair(tenant_id, adjustment_id, change)
+
+    async def reclassify_as_refund(self, tenant_id: str, adjustment_id: UUID, reason: str) -> list[UUID]:
+        """The pair's change is held back like the others; its offsets become refunds in the kept money (those
+        saved by this batch are inserted as refunds) and, for those the ledger holds, in one statement, whose
+        answer names every receivable they are on: the batch need not know them all."""
+        if not self._hold_change(tenant_id, adjustment_id, lambda p: rows.acknowledged(p, reason)):
+            # A pair the batch neither holds nor read (the WO being explained, not saved yet): nothing held back
+            # or read ahead is that row, and its bucket and explanation decide no list it could join.
+            await self._acknowledge_pair(tenant_id, adjustment_id, reason)
+        converted = {
+            key: replace(allocation, kind="refund")
+            for key, allocation in ((k, self.allocation(k)) for k in self.owner if k[0] == tenant_id)
+            if allocation.adjustment_id == adjustment_id and allocation.kind == "offset"
+        }
+        for key, allocation in converted.items():
+            self.money[self.owner[key]][key[1]] = allocation
+        stored = await self._offsets_to_refunds(tenant_id, adjustment_id)
+        return sorted({*stored, *(a.receivable_id for a in converted.values())})
+
+    def _hold_change(
+        self, tenant_id: str, adjustment_id: UUID, change: Callable[[StoredPair], StoredPair]
+    ) -> bool:
+        """Change a pair the batch holds back or knows as stored, to be written with the batch's pairs; False
+        (send the statement) for a pair it does not know, or a change the database would refuse (less than
+        nothing awaiting a refund), so that it fails on the message that made it."""
+        row = (tenant_id, adjustment_id)
+        held = self.new_pairs.get(row)
+        pair = held or self.seen.get(row)
+        if pair is None:
+            return False
+        changed = change(pair)
+        if changed.awaiting_refund < 0:
+            return False
+        if held is not None:
+            self.new_pairs[row] = changed
+        else:
+            self.pair_changes.add(row)
+        self.repair(tenant_id, changed)
+        return True
 
     def _changed_pair(
         self, tenant_id: str, adjustment_id: UUID, change: Callable[[StoredPair], StoredPair]
@@ -273,6 +334,24 @@ class BatchMoney(BatchState):
         self.repair(tenant_id, change(pair))
 
     async def cancel_netting(self, tenant_id: str, rid: UUID, remittance_id: UUID) -> Decimal:
+        """A kept receivable's netting is cancelled in its kept money (the allocations are all there, so the sum is
+        the ledger's); any other's in SQL."""
+        row = (tenant_id, rid)
+        if row in self.rows:
+            await self.load_money([row])
+            cancelled = ZERO
+            for allocation in list(self.money[row].values()):
+                if (
+                    allocation.remittance_id == remittance_id
+                    and allocation.kind == "netting"
+                    and allocation.total > 0
+                ):
+                    cancelled += allocation.total
+                    self.money[row][allocation.allocation_id] = replace(
+                        allocation, to_interest=ZERO, to_principal=ZERO
+                    )
+                    self.moved.add((tenant_id, allocation.allocation_id))
+            return cancelled
         await self.flush(ALLOCATIONS)
         cancelled = await super().cancel_netting(tenant_id, rid, remittance_id)
         self.forget_money_of((tenant_id, rid))
@@ -297,4 +376,6 @@ class BatchMoney(BatchState):
         if known is None:
             await self.flush(PAIRS)
             known = await super().lock_pair(tenant_id, adjustment_id)
+            if known is not None:
+                self.remember([known])
         return None if known is None else self.placed([known])[0]

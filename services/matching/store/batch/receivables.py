@@ -130,9 +130,9 @@ class BatchReceivables(BatchState):
 
     async def open_candidates(self, tenant_id: str, account: str) -> list[Candidate]:
         """The ledger's answer (read once while the batch writes no receivable or key), with the batch's changes
-        to the receivables it returned laid over it; a receivable the batch changed that the ledger did not
-        return, or whose determination date moved (the order), sends the question to the ledger after writing
-        the receivables."""
+        to the receivables it returned laid over it, and the receivables the batch opened or changed that it
+        did not return (or whose determination date moved: the order) placed in it (:meth:`_placed`); when
+        one cannot be placed, the question goes to the ledger after writing the receivables and keys."""
         found = self.candidates.get((tenant_id, account))
         if found is None:
             await self.flush(KEYS)
@@ -153,10 +153,49 @@ class BatchReceivables(BatchState):
                 mine.add(row)
             elif candidate_now(kept):
                 listed.append(replace(candidate, open_balance=kept.balance.open, principal=kept.principal))
-        if any(candidate_now(self.rows[row]) for row in mine):
+        extra = sorted((self.rows[row] for row in mine if candidate_now(self.rows[row])), key=order)
+        if any((tenant_id, r.receivable_id) not in self.keys_of for r in extra):
+            await self._read_account_keys(tenant_id, account)
+        placed = self._placed(tenant_id, listed, extra) if extra else listed
+        if placed is None:
             await self.flush(RECEIVABLES, KEYS)  # a receivable opened here is scored by its keys too
             return await super().open_candidates(tenant_id, account)
-        return listed
+        return placed
+
+    async def _read_account_keys(self, tenant_id: str, account: str) -> None:
+        """The keys of every receivable of the account the batch keeps and has not read the keys of, in one
+        statement: the next one the batch reopens (a netting given back, say) needs none."""
+        unread = [r for r, kept in self.rows.items() if r[0] == tenant_id and kept.account_key == account]
+        await self.read_keys([r for r in unread if r not in self.keys_of])
+
+    def _placed(
+        self, tenant_id: str, listed: list[Candidate], extra: list[Receivable]
+    ) -> list[Candidate] | None:
+        """``listed`` (in the ledger's order) with ``extra`` (kept rows, in that order) inserted where the ledger
+        would list them: by determination date, then reference and id, which the batch knows of a listed
+        candidate only when it keeps its row (None when it does not: the ledger answers); with every key the
+        ledger would aggregate (read before, with those the batch added)."""
+        placed = list(listed)
+        for row in extra:
+            known = self.keys_of[tenant_id, row.receivable_id]
+            pending = {k[3] for k in self.new_keys if k[0] == tenant_id and k[4] == row.receivable_id}
+            at = 0
+            while at < len(placed) and placed[at].determination_date <= row.determination_date:
+                if placed[at].determination_date == row.determination_date:
+                    other = self.rows.get((tenant_id, UUID(placed[at].receivable_id)))
+                    if other is None:
+                        return None
+                    if order(other) > order(row):
+                        break
+                at += 1
+            keys = tuple(sorted(known | pending))  # code point order is COLLATE "C" order
+            placed.insert(
+                at,
+                Candidate(
+                    str(row.receivable_id), keys, row.balance.open, row.principal, row.determination_date
+                ),
+            )
+        return placed
 
     async def add_history(
         self,
@@ -171,6 +210,12 @@ class BatchReceivables(BatchState):
         balance: Decimal,
     ) -> None:
         self.history.append((tenant_id, rid, event_id, change, amount, effective, source, status, balance))
+
+
+def order(row: Receivable) -> tuple[date, str, UUID]:
+    """Where ``open_candidates`` lists the receivable: ``ORDER BY determination_date, reference COLLATE "C",
+    receivable_id`` (code point order is "C" order; UUIDs compare bytewise, as PostgreSQL compares them)."""
+    return (row.determination_date, row.reference, row.receivable_id)
 
 
 def candidate_now(row: Receivable) -> bool:
