@@ -14,11 +14,13 @@ ZERO = Decimal("0.00")
 
 
 _SEEN_LIMIT = 65_536
+_SEEN_LONGEST = 24
 _seen: dict[str, Decimal] = {}
 """Amounts already read from text, by their text. Remittances repeat amounts (fee schedules, copays, 0.00 in
 most CAS and patient-responsibility fields), and every message a stage reads runs every amount through here,
 so a look-up is cheaper than building and quantizing a Decimal again (Decimal is immutable, so sharing one is
-safe). Bounded: cleared when full, like the reader's memo tables."""
+safe). Bounded: cleared when full, like the reader's memo tables, and only texts of an amount's length are kept
+(a text padded with zeros is still an amount, and must not make the table hold megabytes)."""
 
 
 def to_money(value: Any) -> Decimal:
@@ -28,9 +30,10 @@ def to_money(value: Any) -> Decimal:
         if seen is not None:
             return seen
         amount = _quantized(_decimal(value))
-        if len(_seen) >= _SEEN_LIMIT:
-            _seen.clear()
-        _seen[value] = amount
+        if len(value) <= _SEEN_LONGEST:
+            if len(_seen) >= _SEEN_LIMIT:
+                _seen.clear()
+            _seen[value] = amount
         return amount
     if isinstance(value, float):
         raise ValueError("money must be given as a string or Decimal, never a float")

@@ -47,3 +47,9 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for cents in range(10):
         assert to_money(f"1.{cents:02d}") == Decimal(f"1.{cents:02d}")
         assert len(money._seen) <= 4
+
+
+def test_long_texts_are_read_but_not_remembered() -> None:
+    padded = "0" * 10_000 + "12.5"
+    assert to_money(padded) == Decimal("12.50")
+    assert padded not in money._seen
