@@ -428,3 +428,33 @@ async def test_pairs_and_allocations_changed_in_a_batch_cost_the_same_statements
         assert len(small) == len(large), (n, large)
     assert sum(map(per_batch, counted[1, 48])) == 18, counted[1, 48]
     assert sum(map(per_batch, counted[2, 48])) == 16, counted[2, 48]
+
+
+async def test_a_pair_changed_in_a_batch_is_not_read_back_stale_by_a_sibling_lookup(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """In one batch: interest on another receivable (a statement that makes the batch forget the pairs it read
+    ahead), evidence opening ``FCN9``, which re-matches the WO parked on it (the pair's change held back), and
+    the 72 on the same reference and remittance as that WO, whose sibling lookup the batch must now send to the
+    ledger: it must see the WO re-matched (allocated, nothing unmatched), as one by one, not the row as stored
+    before the batch (unmatched: the 72 would make it wait as a refund on top of its offset, and the held
+    change would be written back over by the stale copy)."""
+    story = LedgerStory(tenant=tenant)
+    topics: dict[str, Topic[Any]] = {
+        "OverpaymentDetected": OVERPAYMENTS,
+        "ProviderAdjustmentReceived": PROVIDER_ADJUSTMENTS,
+    }
+    before: list[Envelope[Any]] = [
+        story.evidence_event("FCN1", "100.00", "2026-01-05", channel="letter"),
+        story.pair_event("WO", "FCN9", "30.00", "2026-02-03", trace="T9"),  # parked: FCN9 unknown yet
+    ]
+    envs: list[Envelope[Any]] = [
+        story.interest_event("FCN1", 1, "2026-01-05", "2026-01-31", "1.00"),
+        story.evidence_event("FCN9", "50.00", "2026-01-06", channel="letter"),
+        story.pair_event("72", "FCN9", "-30.00", "2026-02-03", trace="T9"),
+    ]
+    batches = [
+        [m for env in part for m in incoming(topics.get(env.event_type, INTEREST), [env])]
+        for part in (before, envs)
+    ]
+    await same_as_one_by_one(ledger, batches)

@@ -165,6 +165,8 @@ class BatchMoney(BatchState):
         asked = (tenant_id, remittance_id, match_reference, reason_code)
         stored = self.siblings.get(asked)
         if stored is None:
+            if self.pair_changes:  # the ledger must have them before its rows are kept as they stand
+                await self.flush(PAIRS)
             stored = self.siblings[asked] = self.remember(await super().sibling_pairs(*asked))
         known = {p.adjustment_id for p in stored}
         held = [
