@@ -60,21 +60,9 @@ class MemPairs(Tables):
         found = [
             p
             for p in self._tenant_pairs(tenant_id)
-            if p.account_key == account
-            and (p.unmatched_amount > 0 or p.awaiting_refund > 0)
-            and p.reason_code == "WO"
-            and set(p.match_keys) & set(keys)
+            if p.account_key == account and rows.parked(p) and set(p.match_keys) & set(keys)
         ]
-        return sorted(
-            found,
-            key=lambda p: (
-                p.payment_date,
-                p.trace_number.strip(" "),
-                p.segment_ordinal,
-                p.pair_index,
-                str(p.adjustment_id),
-            ),
-        )
+        return sorted(found, key=rows.parked_order)
 
     async def reduce_unmatched(
         self, tenant_id: str, adjustment_id: UUID, remaining: Decimal, reason: str, bucket: str = "allocated"

@@ -193,3 +193,22 @@ def awaiting_reduced(pair: StoredPair, remaining: Decimal, reason: str) -> Store
 def acknowledged(pair: StoredPair, reason: str) -> StoredPair:
     """``reclassify_as_refund``'s change to the pair: the provider's refund acknowledged, re-explained."""
     return replace(pair, bucket="refund_acknowledged", reason=reason)
+
+
+def parked(pair: StoredPair) -> bool:
+    """Whether ``parked_recoveries`` may return the pair (before looking at its keys): a WO with money still
+    unplaced or awaiting a refund."""
+    return pair.reason_code == "WO" and (pair.unmatched_amount > 0 or pair.awaiting_refund > 0)
+
+
+def parked_order(pair: StoredPair) -> tuple[date, str, int, int, UUID]:
+    """Where ``parked_recoveries`` lists the pair: ``ORDER BY payment_date, btrim(trace_number) COLLATE "C",
+    segment_ordinal, pair_index, adjustment_id`` (code point order is "C" order; UUIDs compare as PostgreSQL
+    compares them)."""
+    return (
+        pair.payment_date,
+        pair.trace_number.strip(" "),
+        pair.segment_ordinal,
+        pair.pair_index,
+        pair.adjustment_id,
+    )

@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from services.matching.domain import Candidate
+from services.matching.memory import rows
 from services.matching.memory._tables import AllocationRow, InterestCharge
 from services.matching.records import Receivable, StoredPair
 from services.matching.store import PgMatchingRepository
@@ -96,11 +97,6 @@ ALLOCATION_TYPES = (
     ("remittance_id", "uuid"),
 )
 """Every column of ``matching.allocations``, in :class:`AllocationRow`'s field order."""
-
-
-def parked(pair: StoredPair) -> bool:
-    """Whether ``parked_recoveries`` may return the pair (before looking at its keys)."""
-    return pair.reason_code == "WO" and (pair.unmatched_amount > 0 or pair.awaiting_refund > 0)
 
 
 def deferral(pair: StoredPair) -> bool:
@@ -207,7 +203,7 @@ class BatchState(PgMatchingRepository):
             queue = self.parked.get((tenant_id, changed.account_key))
             if (
                 queue is not None
-                and parked(changed)
+                and rows.parked(changed)
                 and row not in {(p.tenant_id, p.adjustment_id) for p in queue}
             ):
                 queue.append(changed)
@@ -354,7 +350,7 @@ class BatchState(PgMatchingRepository):
                 queue = self.parked.get((tenant, pair.account_key))
                 if (
                     queue is not None
-                    and parked(pair)
+                    and rows.parked(pair)
                     and pair.adjustment_id not in {p.adjustment_id for p in queue}
                 ):
                     queue.append(pair)

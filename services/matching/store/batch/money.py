@@ -19,7 +19,7 @@ from services.matching.memory import rows
 from services.matching.memory._tables import AllocationRow, cents
 from services.matching.records import Displaced, RecoveredTotals, ScheduledRecovery, StoredPair
 from services.matching.repository import Splits
-from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row, deferral, parked
+from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row, deferral
 
 
 class BatchMoney(BatchState):
@@ -187,20 +187,8 @@ class BatchMoney(BatchState):
             return self.placed(self.remember(await super().parked_recoveries(tenant_id, account, keys)))
         named = set(keys)
         held = [p for (t, _), p in self.new_pairs.items() if t == tenant_id and p.account_key == account]
-        found = [p for p in [*queue, *held] if parked(p) and named.intersection(p.match_keys)]
-        # ORDER BY payment_date, btrim(trace_number) COLLATE "C", segment_ordinal, pair_index, adjustment_id
-        return self.placed(
-            sorted(
-                found,
-                key=lambda p: (
-                    p.payment_date,
-                    p.trace_number.strip(" "),
-                    p.segment_ordinal,
-                    p.pair_index,
-                    p.adjustment_id,
-                ),
-            )
-        )
+        found = [p for p in [*queue, *held] if rows.parked(p) and named.intersection(p.match_keys)]
+        return self.placed(sorted(found, key=rows.parked_order))
 
     async def withdraw_guesses(
         self, tenant_id: str, account: str, rid: UUID, keys: list[str], reason: str
