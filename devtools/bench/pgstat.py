@@ -150,6 +150,22 @@ async def report(dsn: str, claims: int, out: Path, top: int = 25) -> dict[str, A
                 " ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC LIMIT 15"
             )
         ]
+        toasted = [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT n.nspname || '.' || c.relname AS table_name, t.n_tup_ins AS chunks"
+                " FROM pg_stat_all_tables t JOIN pg_class c ON c.reltoastrelid = t.relid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.n_tup_ins > 0 ORDER BY 2 DESC"
+            )
+        ]
+        outputs = [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT service, count(*) AS n, avg(pg_column_size(outputs))::int AS stored,"
+                " avg(octet_length(outputs::text))::int AS text FROM ops.processed_events"
+                " WHERE outputs::text <> '[]' GROUP BY 1 ORDER BY 1"
+            )
+        ]
         indexes = {
             r["table_name"]: r["indexes"]
             for r in await conn.fetch(
@@ -228,6 +244,14 @@ async def report(dsn: str, claims: int, out: Path, top: int = 25) -> dict[str, A
             f"vacuum {t['autovacuum_count']} + analyze {t['autoanalyze_count']}"
         )
     print(
+        "  TOAST chunks written / 1 000 claims (values over ~2 KB stored out of line): "
+        + (", ".join(f"{t['table_name']} {t['chunks'] * per_k:,.0f}" for t in toasted) or "none")
+    )
+    print(
+        "  ops.processed_events outputs (rows with outputs; average bytes stored / as text): "
+        + ", ".join(f"{o['service']} {o['n']:,} rows {o['stored']:,} / {o['text']:,}" for o in outputs)
+    )
+    print(
         "  connections at the end: " + ", ".join(f"{c['login']} {c['state']} {c['n']}" for c in connections)
     )
     print(
@@ -238,6 +262,8 @@ async def report(dsn: str, claims: int, out: Path, top: int = 25) -> dict[str, A
         "claims": claims,
         "statements": sorted(rows, key=lambda r: -r["total_exec_time"]),
         "by_stage": by_stage,
+        "toasted": toasted,
+        "outputs": outputs,
         "database": database,
         "wal": {k: (int(v) if k == "wal_bytes" else v) for k, v in wal.items()},
         "bgwriter": bgwriter,
