@@ -190,3 +190,43 @@ async def test_a_change_whose_payer_policy_is_not_installed_costs_only_itself(
     assert [len(r.outputs) for r in results] == [3, 1, 3]  # three periods due on day 100
     kept = await ledger.fetch("SELECT reference FROM interest.receivables WHERE tenant_id = $1", tenant)
     assert sorted(r["reference"] for r in kept) == ["FCN-1", "FCN-3"]
+
+
+async def test_a_timeline_is_rewritten_only_where_it_changed(ledger: asyncpg.Connection) -> None:
+    """A receivable's milestones end exactly as last computed (shorter, longer, a day moved, emptied), and a
+    milestone that did not change is not written again (its row version stays): most changes move no
+    deadline, and rewriting every milestone on every change was most of interest's rows written."""
+    from uuid import uuid4
+
+    from services.interest.store import Writes
+
+    store = InterestStore()
+    key = ("t-timeline-rewrite", uuid4())
+
+    async def write(milestones: list[tuple[str, date]]) -> list[tuple[str, date, str]]:
+        async with ledger.transaction():
+            await store.write(ledger, Writes((), (), (), (), [(key, milestones)], ()))
+        rows = await ledger.fetch(
+            "SELECT ordinal, label, day, xmin::text AS version FROM interest.timelines"
+            " WHERE tenant_id = $1 AND receivable_id = $2 ORDER BY ordinal",
+            *key,
+        )
+        assert [r["ordinal"] for r in rows] == list(range(1, len(rows) + 1))
+        return [(r["label"], r["day"], r["version"]) for r in rows]
+
+    first = [
+        ("demand", DET),
+        ("interest", DET + timedelta(days=30)),
+        ("recoupment", DET + timedelta(days=41)),
+    ]
+    before = await write(first)
+    assert [(label, day) for label, day, _ in before] == first
+    again = await write(first)
+    assert again == before, "an unchanged timeline writes no row"
+    moved = [first[0], ("interest", DET + timedelta(days=31))]
+    after = await write(moved)
+    assert [(label, day) for label, day, _ in after] == moved
+    assert after[0][2] == before[0][2] and after[1][2] != before[1][2]
+    longer = [*moved, ("referral", DET + timedelta(days=120)), ("closed", DET + timedelta(days=200))]
+    assert [(label, day) for label, day, _ in await write(longer)] == longer
+    assert await write([]) == []
