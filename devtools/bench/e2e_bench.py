@@ -67,7 +67,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from cli import ledger_check, letters
-from cli.local_infra import Stack, start_stack
+from cli.local_infra import Stack, pid_alive, start_stack
 from cli.runner import Pipeline
 from contracts import topics
 from devtools.bench import cpu, pgstat
@@ -260,6 +260,12 @@ async def quiet_ledger(
     try:
         last, since = -1, time.monotonic()
         while True:
+            # A stage that exited (a port taken at start-up by another stack on the machine, say) would leave
+            # the ledger quiet short of the plan for ever: say which, instead of waiting.
+            if dead := [label for label, pid in stack.services.items() if not pid_alive(pid)]:
+                raise RuntimeError(
+                    f"{', '.join(dead)} exited during the bench: see {Path(stack.root) / 'logs'}"
+                )
             count = await conn.fetchval("SELECT count(*) FROM ops.processed_events")
             explained = await conn.fetchval(
                 "SELECT count(*) FROM matching.adjustments WHERE tenant_id = ANY($1::text[])", tenants

@@ -1,10 +1,12 @@
 """Run the interest stage: `python -m services.interest worker` (Faust's CLI)."""
 
-from shared import event_loop
+from shared import event_loop, gc_tuning
 
 event_loop.install()  # before anything makes a loop
 
 from services.interest.app import from_environment  # noqa: E402
 
 if __name__ == "__main__":
-    from_environment().app.main()
+    stage = from_environment()
+    gc_tuning.tune()  # after the stage is built, so what it holds for good is frozen
+    stage.app.main()
