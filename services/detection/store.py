@@ -25,13 +25,14 @@ class DetectionStore:
         self, conn: asyncpg.Connection, claims: Sequence[Envelope[ClaimPaymentReceived]]
     ) -> set[UUID]:
         """Remember claims (one statement) so later reversals, corrections and duplicates can be paired with
-        them; the event ids of those not remembered before."""
+        them; the event ids of those not remembered before. The payload is the claim's contract JSON, kept as
+        text (migration 0030: nothing in SQL reads inside it, and :meth:`related_claims` parses it back)."""
         rows = await conn.fetch(
             """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal, payer_id,
                    patient_control_number, status_code, paid, payer_claim_control_number, original_reference,
                    payment_date, payload)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::int[], $6::text[],
-                   $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::json[])
+                   $7::text[], $8::text[], $9::numeric[], $10::text[], $11::text[], $12::date[], $13::text[])
                ON CONFLICT DO NOTHING RETURNING event_id""",
             *unnest_columns(
                 13,
