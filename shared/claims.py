@@ -6,8 +6,7 @@ it unbundles them: so a claim keeps the event id it had on v1 (``stable_id(remit
 and every row, evidence id and downstream event id derived from it is the same whichever topic brought it.
 """
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -15,13 +14,19 @@ from contracts.envelope import Envelope, envelope_of
 from contracts.events import ClaimPaymentReceived, ClaimPaymentsReceived
 from contracts.topics import CLAIM_PAYMENTS_V1
 from shared.batches import item_dead_letter
-from shared.ids import stable_id
+from shared.ids import stable_id, stable_ids
 from shared.messages import Incoming, Outgoing
 
 
 def claim_event_id(remittance_id: UUID, claim_ordinal: int) -> UUID:
     """The event id of one claim payment: its remittance and position, as on ``remit.claim-payments.v1``."""
-    return stable_id(remittance_id, "claim", claim_ordinal)
+    return claim_event_ids(remittance_id, (claim_ordinal,))[0]
+
+
+def claim_event_ids(remittance_id: UUID, claim_ordinals: Iterable[int]) -> list[UUID]:
+    """:func:`claim_event_id` of each of a remittance's ``claim_ordinals`` (the remittance's part of the name
+    written once, not once a claim)."""
+    return stable_ids((remittance_id, "claim"), claim_ordinals)
 
 
 def claims_event_id(remittance_id: UUID, part: int) -> UUID:
@@ -35,32 +40,28 @@ def claims_causation(remittance_id: UUID, part: int) -> str:
     return f"remittance:{remittance_id}#claims{part}"
 
 
-def claim_envelope(
-    claim: ClaimPaymentReceived, *, tenant_id: str, account_key: str, occurred_at: datetime
-) -> Envelope[ClaimPaymentReceived]:
-    """One claim as its own ``ClaimPaymentReceived`` event, exactly as ``remit.claim-payments.v1`` carried it
-    (event id, type, causation = its CLP segment, account key)."""
-    return envelope_of(ClaimPaymentReceived)(
-        event_id=claim_event_id(claim.remittance_id, claim.claim_ordinal),
-        event_type="ClaimPaymentReceived",
-        occurred_at=occurred_at,
-        tenant_id=tenant_id,
-        account_key=account_key,
-        causation_id=f"remittance:{claim.remittance_id}#seg{claim.segment_ordinal}",
-        payload=claim,
-    )
-
-
 def claims_of(envelope: Envelope[ClaimPaymentsReceived]) -> list[Envelope[ClaimPaymentReceived]]:
-    """The claims of a v2 event as the per-claim events v1 carried (their ``occurred_at`` is the event's)."""
+    """The claims of a v2 event as the per-claim events v1 carried, each exactly as
+    ``remit.claim-payments.v1`` carried it: its :func:`claim_event_id`, type, causation (its CLP segment) and
+    account key; their ``occurred_at`` is the event's. Every claim of the event has the event's remittance
+    (``ClaimPaymentsReceived`` refuses any other), so its text is written once for all their ids and causations."""
+    remittance_id = envelope.payload.remittance_id
+    claims = envelope.payload.claims
+    segment = f"remittance:{remittance_id}#seg"
+    build = envelope_of(ClaimPaymentReceived)
     return [
-        claim_envelope(
-            claim,
+        build(
+            event_id=event_id,
+            event_type="ClaimPaymentReceived",
+            occurred_at=envelope.occurred_at,
             tenant_id=envelope.tenant_id,
             account_key=envelope.account_key,
-            occurred_at=envelope.occurred_at,
+            causation_id=f"{segment}{claim.segment_ordinal}",
+            payload=claim,
         )
-        for claim in envelope.payload.claims
+        for claim, event_id in zip(
+            claims, claim_event_ids(remittance_id, (c.claim_ordinal for c in claims)), strict=True
+        )
     ]
 
 

@@ -6,7 +6,7 @@ from uuid import UUID, uuid4, uuid5
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.ids import NAMESPACE, receivable_id, stable_id
+from shared.ids import NAMESPACE, receivable_id, stable_id, stable_ids
 
 _parts = st.lists(
     st.one_of(st.text(st.characters(exclude_categories=["Cs"])), st.integers(), st.uuids()), max_size=5
@@ -29,3 +29,13 @@ def test_known_ids_do_not_move() -> None:
     remittance = UUID("12345678-1234-5678-1234-567812345678")
     assert str(stable_id(remittance, "claim", 3)) == str(uuid5(NAMESPACE, f"{remittance}\x1fclaim\x1f3"))
     assert stable_id(uuid4()) != stable_id(uuid4())
+
+
+_lasts = st.lists(st.one_of(st.text(st.characters(exclude_categories=["Cs"])), st.integers()), max_size=5)
+
+
+@given(_parts, _lasts)
+def test_stable_ids_are_the_stable_ids_of_the_head_and_each_last(
+    parts: list[object], lasts: list[object]
+) -> None:
+    assert stable_ids(parts, lasts) == [stable_id(*parts, last) for last in lasts]
