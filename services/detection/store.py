@@ -69,9 +69,10 @@ class DetectionStore:
         any order), oldest first. A claim of the batch is seen only by the claims after it (``saved``: those
         this batch remembered first), as if they had arrived one by one.
 
-        The two ways of being related are two index look-ups (``claims_by_pcn``, ``claims_by_icn``), the second
-        leaving out what the first found, rather than one join on ``pcn = … OR icn IN (…)``: PostgreSQL can
-        drive that join only by the (tenant, account) prefix and filters every claim the account ever had, so
+        The two ways of being related are two index look-ups (``claims_by_pcn``, ``claims_by_icn``, keyed by
+        account and number, the tenant checked on the row: migration 0031), the second leaving out what the
+        first found, rather than one join on ``pcn = … OR icn IN (…)``: PostgreSQL can drive that join only by
+        the account prefix and filters every claim the account ever had, so
         its cost grew with the account's history (210 claims read per claim at 20 000 claims, 15× the rows
         returned; devtools/bench/README.md, *PostgreSQL per statement*)."""
         if not claims:

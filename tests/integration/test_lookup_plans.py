@@ -10,11 +10,15 @@ so the session's shared ledger keeps neither the rows nor their statistics."""
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
+from contracts.envelope import Envelope, envelope_of
+from contracts.events import ClaimPaymentReceived
 from services.detection.identity import Wanted
 from services.detection.store import DetectionStore
 from services.matching.store import PgMatchingRepository
@@ -142,5 +146,64 @@ async def test_lookups_by_account_receivable_and_key_use_an_index(
         assert whole == {table: [] for table in whole}, "\n\n".join(
             f"{query}\n{plan}" for query, plan in explaining.plans
         )
+    finally:
+        await tx.rollback()
+
+
+def probe_claim(tenant: str, account: str) -> Envelope[ClaimPaymentReceived]:
+    """A claim of ``account`` sharing its CLP01 with one stored claim and its CLP07 with another."""
+    claim = ClaimPaymentReceived(
+        remittance_id=uuid.uuid4(),
+        payer_id="P1",
+        trace_number="T1",
+        payment_date=date(2026, 2, 1),
+        claim_ordinal=1,
+        segment_ordinal=3,
+        patient_control_number="PCN7",
+        status_code="1",
+        charge=Decimal("10.00"),
+        paid=Decimal("10.00"),
+        payer_claim_control_number="ICN207",
+        service_line_count=0,
+    )
+    return envelope_of(ClaimPaymentReceived)(
+        event_id=uuid.uuid4(),
+        event_type="ClaimPaymentReceived",
+        occurred_at=datetime.fromisoformat("2026-02-01T00:00:00+00:00"),
+        tenant_id=tenant,
+        account_key=account,
+        causation_id="test",
+        payload=claim,
+    )
+
+
+async def test_a_claims_history_is_looked_up_by_account_and_number(
+    ledger: asyncpg.Connection, tenant: str
+) -> None:
+    """related_claims reaches a claim's history through claims_by_pcn and claims_by_icn (keyed by account and
+    number since migration 0031), never by reading the tenant's claims."""
+    probe = probe_claim(tenant, "acct7")
+    tx = ledger.transaction()
+    await tx.start()
+    try:
+        await ledger.execute(
+            """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal,
+                   payer_id, patient_control_number, status_code, paid, payer_claim_control_number,
+                   original_reference, payment_date, payload)
+               SELECT $1, gen_random_uuid(), 'acct' || (n % $2::int), gen_random_uuid(), 1, 'P1', 'PCN' || n,
+                      '1', 10.00, 'ICN' || n, NULL, DATE '2026-01-01', $4
+               FROM generate_series(1, $2::int * $3::int) AS n""",
+            tenant,
+            ACCOUNTS,
+            PER_ACCOUNT,
+            probe.payload.model_dump_json(),
+        )
+        await ledger.execute("ANALYZE detection.claims")
+        explaining = Explaining(ledger)
+        [(prior, later)] = await DetectionStore().related_claims(explaining, [probe], set())
+        assert (len(prior), len(later)) == (2, 0)  # PCN7 and ICN207, both of acct7
+        [(_, plan)] = explaining.plans
+        assert "claims_by_pcn" in plan and "claims_by_icn" in plan, plan
+        assert not scanned_whole(explaining.plans, "detection.claims"), plan
     finally:
         await tx.rollback()
