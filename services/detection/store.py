@@ -26,7 +26,7 @@ class DetectionStore:
     ) -> set[UUID]:
         """Remember claims (one statement) so later reversals, corrections and duplicates can be paired with
         them; the event ids of those not remembered before. The payload is the claim's contract JSON, kept as
-        text (migration 0030: nothing in SQL reads inside it, and :meth:`related_claims` parses it back)."""
+        text (migration 0031: nothing in SQL reads inside it, and :meth:`related_claims` parses it back)."""
         rows = await conn.fetch(
             """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal, payer_id,
                    patient_control_number, status_code, paid, payer_claim_control_number, original_reference,
@@ -70,7 +70,7 @@ class DetectionStore:
         this batch remembered first), as if they had arrived one by one.
 
         The two ways of being related are two index look-ups (``claims_by_pcn``, ``claims_by_icn``, keyed by
-        account and number, the tenant checked on the row: migration 0031), the second leaving out what the
+        account and number, the tenant checked on the row: migration 0032), the second leaving out what the
         first found, rather than one join on ``pcn = … OR icn IN (…)``: PostgreSQL can drive that join only by
         the account prefix and filters every claim the account ever had, so
         its cost grew with the account's history (210 claims read per claim at 20 000 claims, 15× the rows

@@ -181,7 +181,7 @@ async def test_a_claims_history_is_looked_up_by_account_and_number(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     """related_claims reaches a claim's history through claims_by_pcn and claims_by_icn (keyed by account and
-    number since migration 0031), never by reading the tenant's claims."""
+    number since migration 0032), never by reading the tenant's claims."""
     probe = probe_claim(tenant, "acct7")
     tx = ledger.transaction()
     await tx.start()

@@ -13,7 +13,7 @@
 --
 -- What it costs on a large ledger: both indexes are built again here, each under a lock that holds back
 -- writes to detection.claims while it builds (the migration runs in one transaction, so not CONCURRENTLY).
--- Run it while detection is stopped, as 0029 and 0030 (its consumers lag and catch up; the input stays in
+-- Run it while detection is stopped, as 0029 and 0031 (its consumers lag and catch up; the input stays in
 -- Kafka). The two indexes are smaller too: no copy of the tenant id in each of their entries.
 DROP INDEX detection.claims_by_pcn;
 DROP INDEX detection.claims_by_icn;
