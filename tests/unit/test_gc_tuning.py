@@ -1,9 +1,12 @@
 """The stages' garbage collector settings (shared/gc_tuning.py): the start-up heap frozen and young collections
-rarer by default, CPython's defaults on request, and a clear refusal of a setting that is not a count.
+rarer by default, CPython's defaults on request, a clear refusal of a setting that is not a count, and the reason
+it is safe: the largest data a stage builds (a claims part and its claims) hold no reference cycles, so reference
+counting frees them without the collector.
 
 Each case runs in a fresh interpreter: freezing and thresholds are process-wide, and the test process's own heap
 must stay as pytest left it."""
 
+import gc
 import json
 import os
 import subprocess
@@ -11,6 +14,9 @@ import sys
 
 import pytest
 
+from contracts.examples import example_envelope
+from contracts.topics import CLAIM_PAYMENTS
+from shared import claims
 from shared.settings import REPO_ROOT
 
 PROBE = """
@@ -77,3 +83,19 @@ def test_zero_keeps_cpythons_defaults_and_freezes_nothing() -> None:
 def test_a_setting_that_is_no_count_is_refused(setting: str, message: str) -> None:
     with pytest.raises(RuntimeError, match=f"OFFSETSTREAM_GC_YOUNG {message}"):
         probe(setting)
+
+
+def test_a_parsed_claims_part_and_its_claims_are_freed_without_the_collector() -> None:
+    raw = example_envelope(CLAIM_PAYMENTS).to_bytes()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        part = CLAIM_PAYMENTS.parse(raw)
+        unbundled = claims.claims_of(part)
+        assert unbundled and unbundled[0].payload.model_dump_json()
+        del part, unbundled
+        assert gc.collect() == 0, "parsing or unbundling a claims part made a reference cycle"
+    finally:
+        if was_enabled:
+            gc.enable()
