@@ -261,6 +261,10 @@ class Tokens:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where known tokens sit in ``text`` (overlapping spans allowed)."""
+        if (
+            not self
+        ):  # nothing to find: most quotes and messages (a scan returns only the tokens a text holds)
+            return []
         known = {"id": self.ids, "name": self.names}
         return [
             (begin, end)
@@ -415,6 +419,8 @@ class Scrubber:
 
     def facts(self, facts: Mapping[str, str]) -> dict[str, str]:
         """Fact values with known tokens masked (amounts, dates and ids as they are)."""
+        if not self.tokens:
+            return dict(facts)
         return {k: v if EXEMPT.match(v) else self.tokens.mask(v) for k, v in facts.items()}
 
     def json_text(self, value: Any) -> Any:

@@ -16,9 +16,11 @@ only when the emission scan masked something or the account has learnt a digest 
 """
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -180,13 +182,16 @@ class Notifier:
         ]
         new = await self.store.add_notifications(conn, rows)
         given: list[Outgoing | None] = []
+        kinds: Counter[str] = Counter()
         for e, out in zip(emissions, outs, strict=True):
             if e.nid in new:
                 new.discard(e.nid)
-                after_commit(metrics.NOTIFICATIONS.labels(e.message.kind).inc)
+                kinds[e.message.kind] += 1
                 given.append(out)
             else:
                 given.append(None)
+        for kind, count in kinds.items():  # one deferred increment per kind, not per notification
+            after_commit(partial(metrics.NOTIFICATIONS.labels(kind).inc, count))
         return given
 
     async def _notify(

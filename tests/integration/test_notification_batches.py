@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 from harness import receivable_change, stages
+from prometheus_client import REGISTRY
 
 from cli.local_infra import Stack
 from contracts.events import Allocation, OffsetRecorded, PatientToken, PatientTokensSeen
@@ -112,6 +113,11 @@ def offset(tenant: str, n: int) -> Incoming:
     return record(OFFSETS, payload, "OffsetApplied", tenant, n)
 
 
+def notified(kind: str) -> float:
+    """``remit_notifications_total`` of one kind, as this process counted it so far."""
+    return REGISTRY.get_sample_value("remit_notifications_total", {"kind": kind}) or 0.0
+
+
 def offset_id(tenant: str, n: int) -> UUID:
     return stable_id(tenant, "offset", n)
 
@@ -171,11 +177,16 @@ async def test_receivables_and_offsets_cost_the_same_statements_whatever_the_bat
         ]
         for name, batch in (("opened", opened), ("offsets", applied), ("reduced", reduced)):
             counted[name, count] = statements = list[str]()
+            before = {kind: notified(kind) for kind in ("receivable_opened", "offset_applied")}
             results = await run(ledger, batch, statements)
             print(f"{count} {name}: {len(statements)} statements: {statements}")
             kinds = [[json.loads(o.value)["payload"]["kind"] for o in r.outputs] for r in results]
             expected = {"opened": ["receivable_opened"], "offsets": [], "reduced": ["offset_applied"]}[name]
             assert kinds == [expected] * count
+            # remit_notifications_total counts each new notification once, by kind, after the commit
+            assert {kind: notified(kind) - was for kind, was in before.items()} == {
+                kind: count if [kind] == expected else 0 for kind in before
+            }
         deadlines = await ledger.fetchval(
             "SELECT count(*) FROM notification.deadlines WHERE tenant_id = $1", who
         )

@@ -1,5 +1,7 @@
 """Common library: ids, references, plugins, settings, signing, DLT records."""
 
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from contracts.topics import CLAIM_PAYMENTS, INTAKE, LETTERS, STAFF_ACTIONS, all
 from services.intake import publish
 from shared import plugins
 from shared.batches import dead_letter_message
+from shared.db import unnest_columns
 from shared.ids import account_key, receivable_id, stable_id
 from shared.messages import FailedInput, Incoming, Outgoing, Rejected
 from shared.settings import Settings
@@ -75,6 +78,22 @@ def test_webhook_signature_round_trip_and_tamper() -> None:
     assert not verify("other", header, "d1", b'{"a":1}', now=1700000100)
     assert not verify("k", header, "d1", b'{"a":1}', now=1700009999)  # too old: replay
     assert not verify("k", "garbage", "d1", b"")
+
+
+def test_the_webhook_signature_is_the_documented_hmac() -> None:
+    # docs/webhooks.md: v1 = hex(HMAC-SHA256(key, "<t>.<delivery id>." + body)), computed here the long way
+    body = b'{"a":1}'
+    expected = hmac.new(b"k", b"1700000000.d1." + body, hashlib.sha256).hexdigest()
+    assert sign("k", "1700000000", "d1", body) == f"t=1700000000,v1={expected}"
+
+
+def test_unnest_columns_turns_rows_into_columns_and_refuses_a_row_of_another_width() -> None:
+    assert unnest_columns(3, iter([(1, "a", None), (2, "b", True)])) == [[1, 2], ["a", "b"], [None, True]]
+    assert unnest_columns(2, []) == [[], []]
+    with pytest.raises(ValueError):
+        unnest_columns(2, [(1, 2), (3,)])
+    with pytest.raises(ValueError):
+        unnest_columns(2, [(1, 2, 3)])
 
 
 def test_dead_letter_keeps_original_bytes_and_names_the_source() -> None:
