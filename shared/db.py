@@ -113,6 +113,10 @@ async def staff_connection(settings: Settings, tenant: str) -> AsyncIterator[asy
         await conn.close()
 
 
+class MigrationMismatch(RuntimeError):
+    """The ledger records a migration number under another file's name than this code's."""
+
+
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
     """Numbered migrations in order; a badly named file is an error, not something to skip."""
     files = []
@@ -145,7 +149,10 @@ async def _enforce_tenancy(conn: asyncpg.Connection, attempts: int = 5) -> None:
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations, each in its own transaction, recorded in ``public.schema_migrations``.
 
-    An advisory lock serialises concurrent starters (five services may start at once).
+    An advisory lock serialises concurrent starters (five services may start at once). A number recorded
+    under another file's name stops the start (:class:`MigrationMismatch`) instead of counting as applied: a
+    ledger migrated by other code (a branch's migration of the same number, a file renumbered since) has a
+    schema this code does not know, and skipping the file would leave it so without a word.
     """
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
@@ -154,9 +161,18 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock(727001)")
     try:
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM public.schema_migrations")}
+        done = {
+            r["version"]: r["name"]
+            for r in await conn.fetch("SELECT version, name FROM public.schema_migrations")
+        }
         for number, path in migration_files(directory):
             if number in done:
+                if done[number] != path.name:
+                    raise MigrationMismatch(
+                        f"migration {number} was applied to this ledger as {done[number]!r}, and this code's is "
+                        f"{path.name!r}: the schema differs from the one this code expects; migrate the ledger "
+                        "with the code that made it, or restore it, before starting this version"
+                    )
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())

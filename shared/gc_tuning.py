@@ -8,8 +8,12 @@ that never becomes garbage (Faust, aiokafka, pydantic's schemas, the loaded plug
 matching's, nearly all of it walking objects that were alive and stayed alive. Tuned, reading 120 of the bench's
 payer files in one process took 19 % less CPU, and the stages used 2-19 % less each (detection most) with the
 same peak memory (devtools/bench/README.md, session 13). Nothing the stages allocate relies on the cycle collector to be freed promptly: their data are
-trees freed by reference counting, and the cycles that do occur (exceptions with their tracebacks, asyncio's
-futures) are few and small, so collecting them a little later costs a little memory, not correctness.
+trees freed by reference counting (a unit test checks a parsed claims part), and the cycles that do occur
+(asyncio's futures, an exception caught with its traceback) are few and small, so collecting them a little later
+costs a little memory, not correctness. The one such cycle that held a whole batch, a refused record's error
+kept with its traceback in the handler's list of answers, is cut where it was made (``shared.messages.refusal``).
+The X12 reader still reads a large transaction with the collector paused; it leaves out only its hand-over to
+the oldest generation, which would thaw what is frozen here (``services/intake/x12/parser.py``).
 
 :func:`tune` is called once by each stage's ``__main__``, after the stage is built and before it runs:
 ``gc.freeze()`` moves everything alive then (modules, the app, its agents and settings) to the permanent
@@ -23,6 +27,7 @@ import os
 
 YOUNG = 100_000
 """Net container allocations between young collections (CPython's default is 700)."""
+_MOST = 2**31 - 1  # what gc.set_threshold takes (a C int)
 
 
 def tune() -> int:
@@ -33,8 +38,8 @@ def tune() -> int:
         young = int(text)
     except ValueError:
         raise ValueError(f"OFFSETSTREAM_GC_YOUNG must be a whole number, not {text[:20]!r}") from None
-    if young < 0:
-        raise ValueError(f"OFFSETSTREAM_GC_YOUNG must be 0 or more, not {young}")
+    if not 0 <= young <= _MOST:
+        raise ValueError(f"OFFSETSTREAM_GC_YOUNG must be from 0 to {_MOST}, not {young}")
     if young == 0:
         return 0
     gc.collect()  # what start-up left as garbage goes now, not into the permanent generation

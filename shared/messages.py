@@ -96,6 +96,16 @@ PerInput = Sequence[Outgoing] | Exception
 for, such as one that does not parse) the permanent error that makes it a dead letter."""
 
 
+def refusal(exc: Exception) -> Exception:
+    """``exc`` as a batch handler's :data:`PerInput` for an input it refuses, without its traceback.
+
+    Caught inside the handler's loop and kept in its list of answers, the traceback would hold the handler's
+    frame, and so the whole batch (every record and every parsed envelope), in a reference cycle that only
+    the cyclic collector frees: with the stages' young threshold (``shared.gc_tuning``) that is many batches
+    later. The dead letter needs the error's type and message, not where it was raised."""
+    return exc.with_traceback(None)
+
+
 class FailedInput(Exception):
     """Raised by a batch handler that knows which input of its batch failed (``position``, 0-based) with
     ``cause``. The runtime rolls the batch back, re-runs the inputs before it, dead-letters it if it fails

@@ -55,6 +55,7 @@ from shared.messages import (
     Replay,
     Result,
     envelope_event_id,
+    refusal,
 )
 from shared.settings import Settings, get_settings
 
@@ -166,7 +167,7 @@ class Stage:
                 try:
                     envelopes.append(by_name[incoming.topic].parse(incoming.value))
                 except ValidationError as exc:
-                    given.append(exc)
+                    given.append(refusal(exc))
                     continue
                 at.append(len(given))
                 given.append([])

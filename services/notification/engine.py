@@ -56,7 +56,7 @@ from services.notification.timelines import medicare_fallback
 from shared import outbox, phi
 from shared.effects import after_commit
 from shared.ids import account_key, stable_id
-from shared.messages import Incoming, Outgoing, PerInput
+from shared.messages import Incoming, Outgoing, PerInput, refusal
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ class Notifier:
             try:
                 parsed.append((position, incoming, NOTIFICATIONS.parse(incoming.value)))
             except ValidationError as exc:
-                given.append(exc)
+                given.append(refusal(exc))
                 continue
             given.append([])
         clean = await self.store.clean_since_emitted(

@@ -36,7 +36,7 @@ from contracts.topics import OVERPAYMENTS, PATIENT_TOKENS
 from services.notification.rows import LearntToken
 from services.notification.store import NotificationStore
 from shared import phi
-from shared.messages import BatchHandler, Incoming, PerInput, Rejected
+from shared.messages import BatchHandler, Incoming, PerInput, Rejected, refusal
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def learner(store: NotificationStore) -> BatchHandler:
             try:
                 learnt += tokens_of(incoming)
             except (ValidationError, Rejected) as exc:
-                given.append(exc)
+                given.append(refusal(exc))
             else:
                 given.append([])
         await store.add_tokens(conn, learnt)

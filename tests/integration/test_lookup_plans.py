@@ -181,27 +181,29 @@ async def test_a_claims_history_is_looked_up_by_account_and_number(
     ledger: asyncpg.Connection, tenant: str
 ) -> None:
     """related_claims reaches a claim's history through claims_by_pcn and claims_by_icn (keyed by account and
-    number since migration 0032), never by reading the tenant's claims."""
+    number since migration 0032), never by reading the tenant's claims; and, the tenant being checked on the
+    row now, never another tenant's claims filed under the same account key and numbers."""
     probe = probe_claim(tenant, "acct7")
     tx = ledger.transaction()
     await tx.start()
     try:
-        await ledger.execute(
-            """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal,
-                   payer_id, patient_control_number, status_code, paid, payer_claim_control_number,
-                   original_reference, payment_date, payload)
-               SELECT $1, gen_random_uuid(), 'acct' || (n % $2::int), gen_random_uuid(), 1, 'P1', 'PCN' || n,
-                      '1', 10.00, 'ICN' || n, NULL, DATE '2026-01-01', $4
-               FROM generate_series(1, $2::int * $3::int) AS n""",
-            tenant,
-            ACCOUNTS,
-            PER_ACCOUNT,
-            probe.payload.model_dump_json(),
-        )
+        for owner in (tenant, f"{tenant}-other"):
+            await ledger.execute(
+                """INSERT INTO detection.claims (tenant_id, event_id, account_key, remittance_id, claim_ordinal,
+                       payer_id, patient_control_number, status_code, paid, payer_claim_control_number,
+                       original_reference, payment_date, payload)
+                   SELECT $1, gen_random_uuid(), 'acct' || (n % $2::int), gen_random_uuid(), 1, 'P1',
+                          'PCN' || n, '1', 10.00, 'ICN' || n, NULL, DATE '2026-01-01', $4
+                   FROM generate_series(1, $2::int * $3::int) AS n""",
+                owner,
+                ACCOUNTS,
+                PER_ACCOUNT,
+                probe.payload.model_dump_json(),
+            )
         await ledger.execute("ANALYZE detection.claims")
         explaining = Explaining(ledger)
         [(prior, later)] = await DetectionStore().related_claims(explaining, [probe], set())
-        assert (len(prior), len(later)) == (2, 0)  # PCN7 and ICN207, both of acct7
+        assert (len(prior), len(later)) == (2, 0)  # PCN7 and ICN207, both of acct7, of this tenant only
         [(_, plan)] = explaining.plans
         assert "claims_by_pcn" in plan and "claims_by_icn" in plan, plan
         assert not scanned_whole(explaining.plans, "detection.claims"), plan

@@ -165,6 +165,25 @@ async def test_migrate_covers_a_table_added_later(ledger: asyncpg.Connection, tm
         await ledger.execute("DELETE FROM public.schema_migrations WHERE version = $1", last + 1)
 
 
+async def test_a_migration_number_recorded_under_another_name_stops_the_start(
+    ledger: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """A ledger that recorded a migration's number under another file's name was migrated by other code (a
+    branch's migration of the same number): starting must stop and say so, not count the file as applied."""
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    files = db.migration_files()
+    for _, path in files:
+        (migrations / path.name).write_text(path.read_text())
+    number, last = files[-1]
+    (migrations / last.name).rename(migrations / f"{number:04d}_another_branchs_change.sql")
+    with pytest.raises(
+        db.MigrationMismatch, match=f"migration {number} was applied to this ledger as '{last.name}'"
+    ):
+        await db.migrate(ledger, migrations)
+    assert await db.migrate(ledger) == []  # the code's own files agree with the ledger
+
+
 async def test_staff_commands_show_only_the_tenant_asked_for(
     ledger: asyncpg.Connection, stack: Stack
 ) -> None:

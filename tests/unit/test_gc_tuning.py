@@ -78,7 +78,12 @@ def test_zero_keeps_cpythons_defaults_and_freezes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "message"), [("lots", "must be a whole number"), ("-1", "must be 0 or more")]
+    ("setting", "message"),
+    [
+        ("lots", "must be a whole number"),
+        ("-1", "must be from 0 to 2147483647"),
+        ("2147483648", "must be from 0 to 2147483647"),
+    ],
 )
 def test_a_setting_that_is_no_count_is_refused(setting: str, message: str) -> None:
     with pytest.raises(RuntimeError, match=f"OFFSETSTREAM_GC_YOUNG {message}"):

@@ -1,5 +1,6 @@
 """Common library: ids, references, plugins, settings, signing, DLT records."""
 
+import gc
 import hashlib
 import hmac
 from pathlib import Path
@@ -195,6 +196,35 @@ async def test_a_stage_hands_each_topic_its_own_payload_type_and_refuses_wiring_
     [stray] = await dispatch.apply(None, [Incoming(STAFF_ACTIONS.name, 0, 2, b"k", example.to_bytes())])
     assert isinstance(stray, Rejected) and "no handler for" in stray.message
     assert stray.reason == "unknown_topic"
+
+
+async def test_a_record_refused_by_a_batch_handler_leaves_no_reference_cycle(tmp_path: Path) -> None:
+    """A record that does not parse is answered with its error, kept without its traceback: with it, the
+    handler's frame (and so the whole batch) would sit in a reference cycle until the cyclic collector runs,
+    which with the stages' young threshold (shared.gc_tuning) is many batches later."""
+    stage = Stage("detection", Settings(data_dir=tmp_path))
+
+    async def on_letters(conn: Any, envs: Any) -> list[list[Outgoing]]:
+        return [[] for _ in envs]
+
+    stage.handle_batch(LETTERS, on_letters)
+    stage.consume(LETTERS)
+    [(_, dispatch)] = stage.subscriptions
+    good = examples.example_envelope(LETTERS).to_bytes()
+    batch = [Incoming(LETTERS.name, 0, n, b"k", good) for n in range(50)]
+    batch.append(Incoming(LETTERS.name, 0, 50, b"k", b'{"event_id": "x"}'))
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        given = await dispatch.apply(None, batch)
+        [refused] = [g for g in given if isinstance(g, Exception)]
+        assert isinstance(refused, ValidationError) and refused.__traceback__ is None
+        del given, refused
+        assert gc.collect() == 0, "a refused record left the batch in a reference cycle"
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def test_a_batch_is_cut_into_transactions_of_bounded_bytes_in_order() -> None:

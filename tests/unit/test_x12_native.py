@@ -184,15 +184,44 @@ def test_the_collector_is_left_as_found() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
-    kept = [object() for _ in range(3)]  # a host that keeps objects frozen on purpose (pre-fork servers)
+    kept = [object() for _ in range(3)]  # a host that keeps objects frozen on purpose (shared.gc_tuning)
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
         parse_all(content)
         assert gc.get_freeze_count() == frozen
+        assert gc.isenabled()
     finally:
         gc.unfreeze()
     del kept
+
+
+@pytest.mark.usefixtures("every_transaction_large")
+def test_a_host_with_a_frozen_heap_still_reads_with_the_collector_paused() -> None:
+    """The stages freeze their start-up heap (``shared.gc_tuning``): a large transaction is still read with
+    no collection during it, only the constant-time hand-over to the oldest generation is left out."""
+    content = generated_file(2, 400, seed=5).encode()
+    kept = [object() for _ in range(3)]
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(50, 10, 10)  # a young collection every 50 allocations, were the collector running
+    gc.callbacks.append(count)
+    try:
+        results = parse_all(content)
+        assert len(remittances(results)) == 2
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+    del kept
+    # 800 claims allocate tens of thousands of containers: unpaused, that is hundreds of collections
+    assert len(collections) < 20, collections
 
 
 def test_a_current_build_that_does_not_load_falls_back_to_the_source(tmp_path: Path) -> None:

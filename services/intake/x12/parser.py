@@ -123,23 +123,27 @@ def _read(raw: RawTransaction, ctx: FileContext) -> ParsedRemittance | FeedError
     3. ``gc.freeze()`` + ``gc.unfreeze()`` then moves what the read allocated into the oldest generation in
        constant time. The payloads are freed by reference counting when the caller drops them, as always.
 
-    Skipped when the host keeps objects frozen itself (a pre-fork server), which this must never thaw, or
-    runs with the collector off. The pause never spans a ``yield``: the caller's code always runs with the
-    collector as it found it. The segment list is emptied before the collector is back.
+    A host that keeps objects frozen itself (the stages, ``shared.gc_tuning``; a pre-fork server) must never
+    be thawed, so step 3 is left out there: the read still runs with the collector paused, and the payloads
+    meet one young collection afterwards instead of the young collections the read would have set off. Skipped when
+    the host runs with the collector off. The pause never spans a ``yield``: the caller's code always runs with
+    the collector as it found it. The segment list is emptied before the collector is back.
     """
-    if len(raw.segments) < LARGE_TRANSACTION or not gc.isenabled() or gc.get_freeze_count():
+    if len(raw.segments) < LARGE_TRANSACTION or not gc.isenabled():
         try:
             return TransactionReader(raw, ctx).read()
         finally:
             raw.segments.clear()
+    thaw = not gc.get_freeze_count()
     gc.collect(1)
     gc.disable()
     try:
         return TransactionReader(raw, ctx).read()
     finally:
         raw.segments.clear()
-        gc.freeze()
-        gc.unfreeze()
+        if thaw:
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()
 
 
