@@ -6,14 +6,15 @@ that walks every tracked object of the process. A stage allocates containers by 
 that never becomes garbage (Faust, aiokafka, pydantic's schemas, the loaded plugins): py-spy under the
 80 000-claim burst put 22 % of intake's busy samples in ``gc_collect_main``, 9 % of interest's and 6 % of
 matching's, nearly all of it walking objects that were alive and stayed alive. Tuned, reading 120 of the bench's
-payer files in one process takes 9-12 % less CPU (``python -m devtools.bench.gc_bench``), and the stages used
-up to a fifth less each (detection most) with the same peak memory (devtools/bench/README.md, session 13). Nothing the stages allocate relies on the cycle collector to be freed promptly: their data are
-trees freed by reference counting (a unit test checks a parsed claims part), and the cycles that do occur
-(asyncio's futures, an exception caught with its traceback) are few and small, so collecting them a little later
-costs a little memory, not correctness. The one such cycle that held a whole batch, a refused record's error
-kept with its traceback in the handler's list of answers, is cut where it was made (``shared.messages.refusal``).
-The X12 reader still reads a large transaction with the collector paused; it leaves out only its hand-over to
-the oldest generation, which would thaw what is frozen here (``services/intake/x12/parser.py``).
+payer files in one process takes 9-12 % less CPU (``python -m devtools.bench.gc_bench``), and the stages used up
+to a fifth less each (detection most) with the same peak memory (devtools/bench/README.md, session 13). Nothing
+the stages allocate relies on the cycle collector to be freed promptly: their data are trees freed by reference
+counting (a unit test checks a parsed claims part), and the cycles that do occur (asyncio's futures, an
+exception caught with its traceback) are few and small, so collecting them a little later costs a little memory,
+not correctness. The one such cycle that held a whole batch, a refused record's error kept with its traceback in
+the handler's list of answers, is cut where it was made (``shared.messages.refusal``). The X12 reader still
+reads a large transaction with the collector paused; it leaves out only its hand-over to the oldest generation,
+which would thaw what is frozen here (``services/intake/x12/parser.py``).
 
 :func:`tune` is called once by each stage's ``__main__``, after the stage is built and before it runs:
 ``gc.freeze()`` moves everything alive then (modules, the app, its agents and settings) to the permanent

@@ -261,9 +261,8 @@ class Tokens:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where known tokens sit in ``text`` (overlapping spans allowed)."""
-        if (
-            not self
-        ):  # nothing to find: most quotes and messages (a scan returns only the tokens a text holds)
+        # Nothing to find: most quotes and messages (a scan returns only the tokens a text holds).
+        if not self:
             return []
         known = {"id": self.ids, "name": self.names}
         return [

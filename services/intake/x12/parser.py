@@ -125,8 +125,8 @@ def _read(raw: RawTransaction, ctx: FileContext) -> ParsedRemittance | FeedError
 
     A host that keeps objects frozen itself (the stages, ``shared.gc_tuning``; a pre-fork server) must never
     be thawed, so step 3 is left out there: the read still runs with the collector paused, and the payloads
-    meet one young collection afterwards instead of the young collections the read would have set off. Skipped when
-    the host runs with the collector off. The pause never spans a ``yield``: the caller's code always runs with
+    meet one young collection afterwards instead of the many the read would have set off. Skipped when the
+    host runs with the collector off. The pause never spans a ``yield``: the caller's code always runs with
     the collector as it found it. The segment list is emptied before the collector is back.
     """
     if len(raw.segments) < LARGE_TRANSACTION or not gc.isenabled():
