@@ -110,10 +110,7 @@ class MemPairs(Tables):
 
     async def deferral_in(self, tenant_id: str, remittance_id: UUID, keys: list[str]) -> bool:
         return any(
-            p.remittance_id == remittance_id
-            and p.reason_code == "WO"
-            and p.amount < 0
-            and set(p.match_keys) & set(keys)
+            p.remittance_id == remittance_id and rows.deferral(p) and set(p.match_keys) & set(keys)
             for p in self._tenant_pairs(tenant_id)
         )
 

@@ -201,6 +201,11 @@ def parked(pair: StoredPair) -> bool:
     return pair.reason_code == "WO" and (pair.unmatched_amount > 0 or pair.awaiting_refund > 0)
 
 
+def deferral(pair: StoredPair) -> bool:
+    """Whether ``deferral_in`` may find the pair (before looking at its keys): a negative WO."""
+    return pair.reason_code == "WO" and pair.amount < 0
+
+
 def parked_order(pair: StoredPair) -> tuple[date, str, int, int, UUID]:
     """Where ``parked_recoveries`` lists the pair: ``ORDER BY payment_date, btrim(trace_number) COLLATE "C",
     segment_ordinal, pair_index, adjustment_id`` (code point order is "C" order; UUIDs compare as PostgreSQL

@@ -99,11 +99,6 @@ ALLOCATION_TYPES = (
 """Every column of ``matching.allocations``, in :class:`AllocationRow`'s field order."""
 
 
-def deferral(pair: StoredPair) -> bool:
-    """Whether ``deferral_in`` may find the pair (before looking at its keys): a negative WO."""
-    return pair.reason_code == "WO" and pair.amount < 0
-
-
 def _names(types: Sequence[tuple[str, str]]) -> str:
     return ", ".join(name for name, _ in types)
 
@@ -345,7 +340,7 @@ class BatchState(PgMatchingRepository):
                 known = self.siblings.get(asked)
                 if known is not None and pair.adjustment_id not in {p.adjustment_id for p in known}:
                     known.append(pair)
-                if deferral(pair):
+                if rows.deferral(pair):
                     self.deferrals.get((tenant, pair.remittance_id), []).append(frozenset(pair.match_keys))
                 queue = self.parked.get((tenant, pair.account_key))
                 if (

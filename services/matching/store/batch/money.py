@@ -19,7 +19,7 @@ from services.matching.memory import rows
 from services.matching.memory._tables import AllocationRow, cents
 from services.matching.records import Displaced, RecoveredTotals, ScheduledRecovery, StoredPair
 from services.matching.repository import Splits
-from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row, deferral
+from services.matching.store.batch._state import ALLOCATIONS, PAIRS, BatchState, Row
 
 
 class BatchMoney(BatchState):
@@ -355,7 +355,7 @@ class BatchMoney(BatchState):
         held = [
             frozenset(p.match_keys)
             for (t, _), p in self.new_pairs.items()
-            if t == tenant_id and p.remittance_id == remittance_id and deferral(p)
+            if t == tenant_id and p.remittance_id == remittance_id and rows.deferral(p)
         ]
         return any(not named.isdisjoint(keys) for named in [*known, *held])
 
