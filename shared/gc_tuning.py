@@ -16,7 +16,7 @@ the handler's list of answers, is cut where it was made (``shared.messages.refus
 reads a large transaction with the collector paused; it leaves out only its hand-over to the oldest generation,
 which would thaw what is frozen here (``services/intake/x12/parser.py``).
 
-:func:`tune` is called once by each stage's ``__main__``, after the stage is built and before it runs:
+:func:`tune` is called once by ``Stage.run`` (each stage's worker), after the stage is built and before it runs:
 ``gc.freeze()`` moves everything alive then (modules, the app, its agents and settings) to the permanent
 generation, which no collection walks again, and the young generation's threshold goes from 700 to
 :data:`YOUNG` allocations. ``OFFSETSTREAM_GC_YOUNG`` overrides it (0 keeps CPython's defaults and freezes

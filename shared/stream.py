@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.topics import P, Topic
-from shared import db, kafka_security, lag, lean_consumer, telemetry
+from shared import db, gc_tuning, kafka_security, lag, lean_consumer, telemetry
 from shared.batches import apply_batch, refused_record
 from shared.bundles import consecutive_parts
 from shared.failures import is_transient, permanent_reason
@@ -190,6 +190,13 @@ class Stage:
         if topic.name in self.routes:
             raise ValueError(f"{self.service}: topic {topic.name} already has a handler")
         self.routes[topic.name] = handler
+
+    def run(self) -> None:
+        """Run the stage as its worker process (``python -m services.<stage> worker``, Faust's command line),
+        the collector first tuned for what the stage has built (:func:`shared.gc_tuning.tune`: frozen once the
+        stage is wired, so what it holds for good is never walked again)."""
+        gc_tuning.tune()
+        self.app.main()
 
     def consume(
         self,

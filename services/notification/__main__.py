@@ -1,12 +1,10 @@
 """Run the notification stage: `python -m services.notification worker` (Faust's CLI)."""
 
-from shared import event_loop, gc_tuning
+from shared import event_loop
 
 event_loop.install()  # before anything makes a loop
 
 from services.notification.app import from_environment  # noqa: E402
 
 if __name__ == "__main__":
-    stage = from_environment()
-    gc_tuning.tune()  # after the stage is built, so what it holds for good is frozen
-    stage.app.main()
+    from_environment().run()

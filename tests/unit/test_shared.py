@@ -15,7 +15,7 @@ from contracts.events import LetterReceived
 from contracts.references import receivable_reference
 from contracts.topics import CLAIM_PAYMENTS, INTAKE, LETTERS, STAFF_ACTIONS, all_topic_names, dlt_name
 from services.intake import publish
-from shared import plugins
+from shared import gc_tuning, plugins
 from shared.batches import dead_letter_message
 from shared.db import unnest_columns
 from shared.ids import account_key, receivable_id, stable_id
@@ -196,6 +196,24 @@ async def test_a_stage_hands_each_topic_its_own_payload_type_and_refuses_wiring_
     [stray] = await dispatch.apply(None, [Incoming(STAFF_ACTIONS.name, 0, 2, b"k", example.to_bytes())])
     assert isinstance(stray, Rejected) and "no handler for" in stray.message
     assert stray.reason == "unknown_topic"
+
+
+def test_a_stage_worker_tunes_the_collector_before_faust_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Stage.run`` (each stage's ``python -m services.<stage> worker``) freezes what the built stage holds
+    before Faust's worker starts, not after (objects in flight would be frozen for good) nor never."""
+    stage = Stage("detection", Settings(data_dir=tmp_path))
+    steps: list[str] = []
+
+    def tune() -> int:
+        steps.append("tune")
+        return 100_000
+
+    monkeypatch.setattr(gc_tuning, "tune", tune)
+    monkeypatch.setattr(stage.app, "main", lambda: steps.append("main"))
+    stage.run()
+    assert steps == ["tune", "main"]
 
 
 async def test_a_record_refused_by_a_batch_handler_leaves_no_reference_cycle(tmp_path: Path) -> None:
